@@ -1,0 +1,6 @@
+//! The clearline engine: the deterministic state machine for accounts, transfers, markets and
+//! orders.
+//!
+//! It does no I/O, reads no clock, spawns no threads and allocates nothing after creation; time
+//! arrives inside commands.
+#![forbid(unsafe_code)]
