@@ -4,3 +4,8 @@
 //! It does no I/O, reads no clock, spawns no threads and allocates nothing after creation; time
 //! arrives inside commands.
 #![forbid(unsafe_code)]
+
+pub mod limits;
+mod operation;
+
+pub use operation::Operation;
