@@ -9,3 +9,6 @@ pub mod limits;
 mod operation;
 
 pub use operation::Operation;
+pub mod book;
+pub mod market;
+pub mod order;
