@@ -10,3 +10,104 @@ pub const TIMESTAMP_MAX: u64 = (1 << 63) - 1;
 
 /// The most pending transfers one pulse expires; a pulse reserves this many timestamps.
 pub const PULSE_EXPIRIES_MAX: u32 = 8189;
+
+/// Nanoseconds per second: transfer timeouts are given in seconds, timestamps in nanoseconds.
+pub const NS_PER_SECOND: u64 = 1_000_000_000;
+
+/// The largest value any `_max` capacity may take: indexes keep 32-bit slots and use the top bit
+/// as a marker, so every count must stay below 2^31.
+pub const CAPACITY_MAX: u32 = (1 << 31) - 1;
+
+/// Capacities of one engine, fixed at creation. Every store is allocated to its maximum up front
+/// by `Engine::new`, so memory use is known at start and no command allocates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Accounts the engine can hold.
+    pub accounts_max: u32,
+    /// Transfers the engine can hold (posts and voids are transfers too). Ids burned by
+    /// transient failures are kept in a separate store of `transfers_max / 2` entries.
+    pub transfers_max: u32,
+    /// Pending transfers that may be unresolved (neither posted, voided nor expired) at once.
+    pub transfers_pending_max: u32,
+    /// Balance history rows (one per transfer side that touches an account with `history`).
+    pub account_balances_max: u32,
+    /// The most events one create request may carry (at most `BATCH_EVENTS_MAX`).
+    pub batch_events_max: u32,
+    /// The most results one query returns.
+    pub query_results_max: u32,
+    /// Markets the matching side can hold.
+    pub markets_max: u32,
+    /// Orders the matching side can hold.
+    pub orders_max: u32,
+    /// Fills the matching side can hold.
+    pub fills_max: u32,
+}
+
+impl Default for Config {
+    /// Production sizes: about 2.5 GiB for the ledger when every store is full.
+    fn default() -> Config {
+        Config {
+            accounts_max: 1_000_000,
+            transfers_max: 10_000_000,
+            transfers_pending_max: 1_000_000,
+            account_balances_max: 4_000_000,
+            batch_events_max: BATCH_EVENTS_MAX,
+            query_results_max: BATCH_EVENTS_MAX,
+            markets_max: 1024,
+            orders_max: 1_000_000,
+            fills_max: 1_000_000,
+        }
+    }
+}
+
+impl Config {
+    /// Small sizes for tests: quick to create, large enough for every test workload.
+    pub fn test_small() -> Config {
+        Config {
+            accounts_max: 1024,
+            transfers_max: 65_536,
+            transfers_pending_max: 4096,
+            account_balances_max: 65_536,
+            batch_events_max: BATCH_EVENTS_MAX,
+            query_results_max: BATCH_EVENTS_MAX,
+            markets_max: 16,
+            orders_max: 4096,
+            fills_max: 65_536,
+        }
+    }
+
+    /// Asserts that every capacity is within what the engine's indexes can address.
+    ///
+    /// # Panics
+    ///
+    /// If a capacity is zero where the engine needs at least one, or above `CAPACITY_MAX`, or the
+    /// batch size exceeds `BATCH_EVENTS_MAX`. A bad configuration is an operator error caught at
+    /// start, never a client input.
+    pub fn assert_valid(&self) {
+        assert!(self.accounts_max >= 1 && self.accounts_max <= CAPACITY_MAX);
+        assert!(self.transfers_max >= 1 && self.transfers_max <= CAPACITY_MAX);
+        assert!(self.transfers_pending_max <= CAPACITY_MAX);
+        assert!(self.account_balances_max <= CAPACITY_MAX);
+        assert!(self.batch_events_max >= 1 && self.batch_events_max <= BATCH_EVENTS_MAX);
+        assert!(self.query_results_max <= CAPACITY_MAX);
+        assert!(self.markets_max <= CAPACITY_MAX);
+        assert!(self.orders_max <= CAPACITY_MAX);
+        assert!(self.fills_max <= CAPACITY_MAX);
+    }
+}
+
+const _: () = assert!(PULSE_EXPIRIES_MAX < BATCH_EVENTS_MAX);
+const _: () = assert!((u32::MAX as u64) * NS_PER_SECOND < TIMESTAMP_MAX);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_valid() {
+        Config::default().assert_valid();
+        Config::test_small().assert_valid();
+        assert_eq!(Config::test_small().accounts_max, 1024);
+        assert_eq!(Config::default().batch_events_max, 8191);
+    }
+}

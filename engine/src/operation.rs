@@ -68,7 +68,10 @@ impl Operation {
 
     /// The operation with this wire number, if any (including the internal pulse).
     pub fn from_u8(value: u8) -> Option<Operation> {
-        Operation::ALL.iter().copied().find(|operation| *operation as u8 == value)
+        Operation::ALL
+            .iter()
+            .copied()
+            .find(|operation| *operation as u8 == value)
     }
 
     /// Whether a client may send this operation.
