@@ -6,8 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod book;
 pub mod limits;
+pub mod market;
 mod operation;
+pub mod order;
 pub mod result;
 pub mod transfer;
 mod wire;
@@ -23,7 +26,7 @@ pub struct Engine {
     config: Config,
 }
 
-#[allow(unused_variables, missing_docs)]
+#[allow(unused_variables, missing_docs, clippy::ptr_arg)]
 impl Engine {
     pub fn new(config: &Config) -> Engine {
         config.assert_valid();
