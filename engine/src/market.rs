@@ -7,8 +7,8 @@
 
 use core::mem::{offset_of, size_of};
 
-use crate::order::{read_u128, read_u16, read_u32, read_u64};
-use crate::order::{write_u128, write_u16, write_u32, write_u64};
+use crate::wire::{read_u128, read_u16, read_u32, read_u64};
+use crate::wire::{write_u128, write_u16, write_u32, write_u64};
 
 /// A market: base asset against quote asset, each a ledger (128 bytes).
 #[repr(C)]

@@ -12,6 +12,7 @@
 use core::mem::{offset_of, size_of};
 
 use crate::market::Market;
+use crate::wire::{read_u128, read_u32, read_u64, write_u128, write_u32, write_u64};
 
 /// The side of an order.
 #[repr(u8)]
@@ -413,48 +414,6 @@ pub fn check_order(order: &Order, market: &Market) -> Option<OrderStatus> {
         return Some(OrderStatus::FeesOverflow);
     }
     None
-}
-
-// Little-endian field access shared by the wire records of the matching side.
-
-pub(crate) fn write_u128(bytes: &mut [u8], offset: usize, value: u128) {
-    bytes[offset..offset + 16].copy_from_slice(&value.to_le_bytes());
-}
-
-pub(crate) fn write_u64(bytes: &mut [u8], offset: usize, value: u64) {
-    bytes[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
-}
-
-pub(crate) fn write_u32(bytes: &mut [u8], offset: usize, value: u32) {
-    bytes[offset..offset + 4].copy_from_slice(&value.to_le_bytes());
-}
-
-pub(crate) fn write_u16(bytes: &mut [u8], offset: usize, value: u16) {
-    bytes[offset..offset + 2].copy_from_slice(&value.to_le_bytes());
-}
-
-pub(crate) fn read_u128(bytes: &[u8], offset: usize) -> u128 {
-    let mut field = [0u8; 16];
-    field.copy_from_slice(&bytes[offset..offset + 16]);
-    u128::from_le_bytes(field)
-}
-
-pub(crate) fn read_u64(bytes: &[u8], offset: usize) -> u64 {
-    let mut field = [0u8; 8];
-    field.copy_from_slice(&bytes[offset..offset + 8]);
-    u64::from_le_bytes(field)
-}
-
-pub(crate) fn read_u32(bytes: &[u8], offset: usize) -> u32 {
-    let mut field = [0u8; 4];
-    field.copy_from_slice(&bytes[offset..offset + 4]);
-    u32::from_le_bytes(field)
-}
-
-pub(crate) fn read_u16(bytes: &[u8], offset: usize) -> u16 {
-    let mut field = [0u8; 2];
-    field.copy_from_slice(&bytes[offset..offset + 2]);
-    u16::from_le_bytes(field)
 }
 
 fn read_array<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
@@ -1093,7 +1052,7 @@ mod tests {
             id: 1,
             lot_size: 10,
             tick_size: 5,
-            taker_fee: 2,
+            taker_fee: 20,
             maker_fee: 1,
             ..Market::default()
         }
