@@ -1,2 +1,69 @@
 //! The clearline network layer: the PROTOCOL.md frame codec, the mio server and a blocking client.
+//!
+//! - [`frame`]: the 64-byte header, CRC-32C, [`FrameStatus`], and validation in the PROTOCOL.md
+//!   order ([`check_request_header`], [`check_request_body`], [`check_reply_header`]).
+//! - [`server`]: [`start`] binds and spawns the net thread, returning a [`ServerHandle`] for the
+//!   owner and a [`CoreSide`] for the core thread.
+//! - [`client`]: [`Client`], blocking, with pipelining.
+//! - [`echo`]: a plain loopback echo of frames, the floor for the server benchmark.
+//!
+//! How the core thread uses the server:
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use clearline_net::{start, Reply, ServerConfig};
+//!
+//! let durable = Arc::new(AtomicU64::new(0));
+//! let config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+//! let (server, core) = start(&config, Arc::clone(&durable)).unwrap();
+//! let core_thread = std::thread::spawn(move || {
+//!     while !core.is_shutting_down() {
+//!         // Sleeps on a condvar while the queue is empty; the net thread notifies it.
+//!         if !core.wait_for_requests(Duration::from_millis(100)) {
+//!             continue;
+//!         }
+//!         // Take what is waiting as one batch.
+//!         while let Some(request) = core.pop_request() {
+//!             let mut reply = Reply::to(&request);
+//!             // ... append to the journal, apply, write `count` results into a buffer from
+//!             // `core.buffer()` (or reuse `request.body`) ...
+//!             reply.gate = 0; // the journal sequence that must be durable before sending
+//!             core.recycle(request.body);
+//!             core.push_reply(reply).expect("one reply per request always fits");
+//!         }
+//!         core.wake(); // once per batch
+//!     }
+//! });
+//! // The journal syncer, after each sync: durable.store(sequence); waker.wake().
+//! let waker = server.waker();
+//! durable.store(1, Ordering::Release);
+//! waker.wake();
+//! server.shutdown().unwrap();
+//! core_thread.join().unwrap();
+//! ```
+//!
+//! Rules for the core: answer every request popped exactly once, in pop order per connection;
+//! give every request body back (with [`CoreSide::recycle`] or as a reply body), since the pool
+//! is what bounds memory and an exhausted pool stops reading; replies with a status other than
+//! ok have an empty body, and ok replies carry `count x reply item size` bytes (the net thread
+//! asserts both).
 #![forbid(unsafe_code)]
+
+pub mod client;
+mod connection;
+pub mod echo;
+pub mod frame;
+pub mod server;
+
+pub use client::{Client, ClientError, ReplyFrame};
+pub use frame::{
+    check_reply_body, check_reply_header, check_request, check_request_body, check_request_header,
+    checksum, Action, FrameStatus, Header, Rejection, ReplyInvalid, RequestHeader, BODY_SIZE_MAX,
+    FRAME_SIZE_MAX, HEADER_SIZE, MAGIC, PIPELINE_DEPTH_CLIENT, VERSION,
+};
+pub use server::{
+    start, status_reply, ConfigError, ConnectionId, CoreSide, NetWaker, Reply, Request,
+    ServerConfig, ServerHandle, ServerStats,
+};
