@@ -1,4 +1,264 @@
 //! The clearline journal: segment files, checksummed records, group commit, replay and snapshots.
 //!
-//! It knows records and bytes, not accounts or orders.
+//! It knows records and bytes, not accounts or orders. The on-disk format is drawn in
+//! `journal/FORMAT.md`; the rules it follows are J1-J14 of `shared/reference/reliability.md`.
+//!
+//! Architecture invariants:
+//! - nothing is reported durable before a sync that began after it was written returned (J5);
+//! - a failed sync is fatal and never retried (J6);
+//! - recovery truncates only a tail that no watermark covers, and refuses anything else (J7);
+//! - `unsafe` code lives only in `mmap.rs`; the rest of the crate is safe and runs unchanged on
+//!   the plain-file and simulated storages.
 #![deny(unsafe_code)]
+
+mod error;
+mod file;
+mod journal;
+#[allow(unsafe_code)]
+mod mmap;
+mod record;
+mod replay;
+mod report;
+pub mod sim;
+mod storage;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use error::{Corruption, JournalError};
+pub use file::FileStorage;
+pub use journal::{Durability, Journal};
+pub use mmap::MmapStorage;
+pub use record::{
+    record_size, FORMAT_VERSION, RECORD_ALIGNMENT, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
+    SEGMENT_SIZE_MIN, SNAPSHOT_HEADER_SIZE,
+};
+pub use report::{inspect, verify, InspectReport, SegmentSummary, SnapshotSummary, VerifyReport};
+pub use storage::{Segment, SegmentSync, Storage};
+
+/// When records become durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// A syncer thread runs msync/fdatasync continuously (group commit).
+    Data,
+    /// No syncs at all: every record counts as durable once written. For benchmarks and tests
+    /// only: a power loss can lose anything written since the file was created.
+    None,
+    /// Syncs happen only when the caller calls [`Journal::sync`], on the caller's thread (for
+    /// deterministic simulation, and callers that run their own commit loop).
+    Manual,
+}
+
+/// Which storage implementation [`Journal::open`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Shared memory mapping with msync (the default).
+    Mmap,
+    /// pread/pwrite with fdatasync.
+    File,
+}
+
+/// How a journal is opened.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// Size of each new segment file in bytes (existing segments keep their size).
+    pub segment_size: u64,
+    /// When records become durable.
+    pub sync: SyncMode,
+    /// Largest record body accepted; a record must fit in an empty segment.
+    pub body_size_max: u64,
+    /// Storage implementation.
+    pub backend: Backend,
+}
+
+impl Default for JournalConfig {
+    fn default() -> JournalConfig {
+        JournalConfig {
+            segment_size: 1 << 30,
+            sync: SyncMode::Data,
+            body_size_max: BODY_SIZE_MAX_DEFAULT,
+            backend: Backend::Mmap,
+        }
+    }
+}
+
+/// Default maximum body: one 1 MiB frame plus 64 bytes of request metadata.
+pub const BODY_SIZE_MAX_DEFAULT: u64 = (1 << 20) + 64;
+
+impl JournalConfig {
+    /// Checks that the configuration can work.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Config`] naming the broken rule.
+    pub fn check(&self) -> Result<(), JournalError> {
+        if self.segment_size < SEGMENT_SIZE_MIN {
+            return Err(JournalError::Config {
+                reason: "segment_size below 64 KiB",
+            });
+        }
+        if self.segment_size % RECORD_ALIGNMENT != 0 {
+            return Err(JournalError::Config {
+                reason: "segment_size not a multiple of 64",
+            });
+        }
+        if self.body_size_max > u64::from(u32::MAX) {
+            return Err(JournalError::Config {
+                reason: "body_size_max above 4 GiB - 1",
+            });
+        }
+        if SEGMENT_HEADER_SIZE + record_size(self.body_size_max) > self.segment_size {
+            return Err(JournalError::Config {
+                reason: "body_size_max does not fit in an empty segment",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One record as replay hands it to the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    /// Position in the log (the first record is 1).
+    pub sequence: u64,
+    /// The timestamp given to `append`.
+    pub timestamp: u64,
+    /// The body given to `append`.
+    pub body: &'a [u8],
+}
+
+/// The newest valid snapshot found at open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The image is the state after records 1..=sequence.
+    pub sequence: u64,
+    /// Timestamp of record `sequence`.
+    pub timestamp: u64,
+    /// The opaque state image.
+    pub image: Vec<u8>,
+}
+
+/// What recovery dropped: a torn tail that no watermark covers (never acknowledged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    /// Segment of the first invalid record.
+    pub segment: u64,
+    /// Offset of the first invalid record.
+    pub offset: u64,
+    /// The first sequence dropped (the next record written gets it again).
+    pub sequence: u64,
+    /// Non-zero bytes zeroed from there to the end of the last segment.
+    pub bytes_nonzero: u64,
+    /// Valid-looking records found after the invalid one and dropped with it.
+    pub records: u64,
+    /// Why the first record was invalid.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for Truncation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dropped the unacknowledged torn tail from sequence {} (segment {}, offset {}): {} \
+             non-zero bytes zeroed, {} later intact record(s) dropped; first invalid record: {}",
+            self.sequence, self.segment, self.offset, self.bytes_nonzero, self.records, self.reason
+        )
+    }
+}
+
+/// What [`Journal::open`] recovered.
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    /// The newest valid snapshot, if any; replay records after its sequence on top of it.
+    pub snapshot: Option<Snapshot>,
+    /// Newer snapshot files that failed validation and were skipped (name: reason).
+    pub snapshots_rejected: Vec<String>,
+    /// Records after the snapshot (or all records when there is none).
+    pub records: u64,
+    /// Sequence of the last record.
+    pub last_sequence: u64,
+    /// Timestamp of the last record (or of the snapshot; 0 for an empty journal).
+    pub last_timestamp: u64,
+    /// The torn tail that was truncated, if any; callers should log it.
+    pub truncated: Option<Truncation>,
+    /// Time recovery took.
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.snapshot {
+            Some(snapshot) => write!(
+                f,
+                "snapshot at sequence {} ({} bytes), ",
+                snapshot.sequence,
+                snapshot.image.len()
+            )?,
+            None => write!(f, "no snapshot, ")?,
+        }
+        write!(
+            f,
+            "{} records after it, last sequence {}, last timestamp {}, in {:?}",
+            self.records, self.last_sequence, self.last_timestamp, self.elapsed
+        )?;
+        for rejected in &self.snapshots_rejected {
+            write!(f, "; skipped snapshot {rejected}")?;
+        }
+        if let Some(truncation) = &self.truncated {
+            write!(f, "; {truncation}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The file name of segment `id`.
+pub fn segment_file_name(id: u64) -> String {
+    format!("segment-{id:016}.log")
+}
+
+/// The file name of the snapshot covering `sequence`.
+pub fn snapshot_file_name(sequence: u64) -> String {
+    format!("snapshot-{sequence:020}.snap")
+}
+
+fn parse_number(name: &str, prefix: &str, suffix: &str, digits: usize) -> Option<u64> {
+    let number = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    if number.len() != digits || !number.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    number.parse().ok()
+}
+
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    parse_number(name, "segment-", ".log", 16)
+}
+
+pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
+    parse_number(name, "snapshot-", ".snap", 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip() {
+        assert_eq!(parse_segment_name(&segment_file_name(42)), Some(42));
+        assert_eq!(parse_snapshot_name(&snapshot_file_name(7)), Some(7));
+        assert_eq!(parse_segment_name("segment-1.log"), None);
+        assert_eq!(parse_segment_name("segment-0000000000000001.log.tmp"), None);
+    }
+
+    #[test]
+    fn default_config_is_valid_and_tiny_segments_are_refused() {
+        JournalConfig::default().check().unwrap();
+        let config = JournalConfig {
+            segment_size: 1 << 20,
+            ..JournalConfig::default()
+        };
+        assert!(
+            config.check().is_err(),
+            "a 1 MiB + 64 body does not fit a 1 MiB segment"
+        );
+    }
+}

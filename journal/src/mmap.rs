@@ -1,0 +1,323 @@
+//! The only module of the project with `unsafe` code: the memory-mapped segment storage and the
+//! few operating-system calls the journal needs (flock, fallocate, posix_fadvise).
+//!
+//! Soundness rests on two facts, kept here and nowhere else:
+//! - the directory lock (`flock` on `DIR/lock`) is held for as long as any mapping lives, so no
+//!   cooperating process writes or truncates a segment under us (an uncooperative one can still
+//!   truncate the file; the process then dies by SIGBUS, which is the documented outcome of
+//!   test matrix row 13, and restart treats the short file as corruption);
+//! - segment files are allocated with `fallocate` before they are mapped, so every mapped byte
+//!   has a real block and a full disk shows up as `ENOSPC` at creation, never as SIGBUS on a
+//!   store into a hole.
+//!
+//! Inside the process a mapping is reached only through one [`MmapSegment`] owner: writes need
+//! `&mut`, reads `&`, so the borrow checker rules out data races between them; the syncer thread
+//! only calls msync, which does not touch the bytes from Rust.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::storage::{check_range, Segment, SegmentSync, Storage};
+
+/// Name of the lock file inside a journal directory.
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes a non-blocking flock on `file`: exclusive or shared.
+///
+/// # Errors
+///
+/// `WouldBlock` when another open file description holds a conflicting lock; any other error of
+/// `flock`.
+pub fn lock(file: &File, exclusive: bool) -> io::Result<()> {
+    let operation = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: flock takes a file descriptor that `file` keeps open for the duration of the call
+    // and an integer operation; it touches no memory of ours.
+    let result = unsafe { libc::flock(file.as_raw_fd(), operation) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Allocates real blocks for bytes `0..size` of `file` (not a sparse `set_len`).
+///
+/// # Errors
+///
+/// `ENOSPC` when the file system is full; `EOPNOTSUPP` on file systems without fallocate.
+pub fn allocate(file: &File, size: u64) -> io::Result<()> {
+    let size = libc::off_t::try_from(size)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment size too large"))?;
+    loop {
+        // SAFETY: fallocate takes a file descriptor that `file` keeps open and plain integers;
+        // mode 0 allocates blocks and extends the file size, touching no memory of ours.
+        let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size) };
+        if result == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Asks the kernel to drop clean cached pages of `file`, so that the next reads come from the
+/// device (rule J6: after a failed sync the page cache may hold data the device does not).
+/// Best effort: the result is ignored because correctness does not depend on it.
+pub fn drop_cached_pages(file: &File) {
+    // SAFETY: posix_fadvise takes a file descriptor that `file` keeps open and integers; it is
+    // advice only and touches no memory of ours.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+/// Opens (creating if needed) the lock file of `dir` and locks it.
+///
+/// # Errors
+///
+/// `WouldBlock` when another process holds the lock, or any I/O error.
+pub fn lock_directory(dir: &Path, exclusive: bool) -> io::Result<File> {
+    let file = if exclusive {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))?
+    } else {
+        match File::open(dir.join(LOCK_FILE)) {
+            Ok(file) => file,
+            // A read-only tool on a directory that never had a writer: lock the directory itself.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => File::open(dir)?,
+            Err(error) => return Err(error),
+        }
+    };
+    lock(&file, exclusive)?;
+    Ok(file)
+}
+
+/// Syncs the directory entry list of `dir`.
+///
+/// # Errors
+///
+/// Any I/O error.
+pub fn sync_directory(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Lists the regular file names of `dir`, sorted.
+///
+/// # Errors
+///
+/// Any I/O error.
+pub fn list_directory(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Creates `path` with `size` allocated bytes, `header` at offset 0, synced. Removes the file
+/// again if allocation fails, so a full disk leaves nothing behind.
+///
+/// # Errors
+///
+/// `ENOSPC` and any other I/O error.
+pub fn create_allocated(path: &Path, size: u64, header: &[u8]) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)?;
+    let result = allocate(&file, size)
+        .and_then(|()| file.write_all_at(header, 0))
+        .and_then(|()| file.sync_all());
+    match result {
+        Ok(()) => Ok(file),
+        Err(error) => {
+            drop(file);
+            let _ = fs::remove_file(path);
+            Err(error)
+        }
+    }
+}
+
+/// Maps all of `file` shared and writable.
+///
+/// # Safety
+///
+/// The caller must hold the journal's exclusive directory lock for as long as the mapping lives,
+/// and the file must have been allocated to its full size (never truncated afterwards);
+/// otherwise reads can see bytes changing underneath or fault with SIGBUS.
+unsafe fn map(file: &File) -> io::Result<MmapRaw> {
+    // map_raw itself is a safe function because it hands out only raw pointers; the contract
+    // above is what makes dereferencing those pointers sound later.
+    MmapOptions::new().map_raw(file)
+}
+
+/// Production storage: segment files preallocated with fallocate and mapped shared.
+pub struct MmapStorage {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl MmapStorage {
+    /// Creates `dir` if missing and takes its exclusive lock.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when another process (or another open journal) holds the lock; any I/O
+    /// error creating the directory or the lock file.
+    pub fn open(dir: &Path) -> io::Result<MmapStorage> {
+        fs::create_dir_all(dir)?;
+        let lock = lock_directory(dir, true)?;
+        Ok(MmapStorage {
+            dir: dir.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    fn segment(&self, file: File) -> io::Result<Box<dyn Segment>> {
+        let size = file.metadata()?.len();
+        // SAFETY: `self` holds the exclusive directory lock (taken in `open`) and every segment
+        // is allocated to its full size at creation and never truncated by the journal. The
+        // lock outlives the mapping because each mapping is dropped with the journal, which
+        // drops the storage (and its lock) last.
+        let map = unsafe { map(&file)? };
+        assert_eq!(map.len() as u64, size);
+        Ok(Box::new(MmapSegment {
+            map: Arc::new(map),
+            size,
+            _file: file,
+        }))
+    }
+}
+
+impl Storage for MmapStorage {
+    fn list(&mut self) -> io::Result<Vec<String>> {
+        list_directory(&self.dir)
+    }
+
+    fn create(&mut self, name: &str, size: u64, header: &[u8]) -> io::Result<Box<dyn Segment>> {
+        let file = create_allocated(&self.dir.join(name), size, header)?;
+        self.segment(file)
+    }
+
+    fn open(&mut self, name: &str) -> io::Result<Box<dyn Segment>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(name))?;
+        drop_cached_pages(&file);
+        self.segment(file)
+    }
+
+    fn read_file(&mut self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.dir.join(name))
+    }
+
+    fn write_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(name))?;
+        file.write_all_at(bytes, 0)?;
+        file.sync_all()
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.dir.join(from), self.dir.join(to))
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.dir.join(name))
+    }
+
+    fn sync_directory(&mut self) -> io::Result<()> {
+        sync_directory(&self.dir)
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+/// One mapped segment file.
+struct MmapSegment {
+    /// Covers the whole file; `map.len() == size`.
+    map: Arc<MmapRaw>,
+    size: u64,
+    /// Keeps the descriptor open as long as the mapping (not required by mmap, but it makes the
+    /// file's lifetime obvious).
+    _file: File,
+}
+
+impl Segment for MmapSegment {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
+        check_range(offset, buffer.len(), self.size)?;
+        // SAFETY: the range is inside the mapping (checked above, and the mapping covers the
+        // whole preallocated file); no Rust code writes it concurrently because writes need
+        // `&mut self`; other processes are excluded by the directory lock (see `map`).
+        unsafe {
+            let source = self.map.as_ptr().add(offset as usize);
+            std::ptr::copy_nonoverlapping(source, buffer.as_mut_ptr(), buffer.len());
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        check_range(offset, bytes.len(), self.size)?;
+        // SAFETY: the range is inside the mapping (checked above); `&mut self` guarantees no
+        // other Rust reference reads or writes the mapping meanwhile; `bytes` cannot overlap the
+        // mapping's range being written because no shared slice of the mapping is ever handed
+        // out (reads copy out).
+        unsafe {
+            let target = self.map.as_mut_ptr().add(offset as usize);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), target, bytes.len());
+        }
+        Ok(())
+    }
+
+    fn syncer(&self) -> Arc<dyn SegmentSync> {
+        Arc::new(MmapSync {
+            map: Arc::clone(&self.map),
+            size: self.size,
+        })
+    }
+}
+
+/// Syncs ranges of a mapping with msync(MS_SYNC).
+struct MmapSync {
+    map: Arc<MmapRaw>,
+    size: u64,
+}
+
+impl SegmentSync for MmapSync {
+    fn sync(&self, offset: u64, size: u64) -> io::Result<()> {
+        check_range(offset, size as usize, self.size)?;
+        self.map.flush_range(offset as usize, size as usize)
+    }
+}
