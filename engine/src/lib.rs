@@ -2,15 +2,22 @@
 //! orders.
 //!
 //! It does no I/O, reads no clock, spawns no threads and allocates nothing after creation; time
-//! arrives inside commands.
+//! arrives inside commands. `Engine::execute` is the byte-level entry point the server and the
+//! journal replay call; the typed methods are for tests and embedding. The ledger's rules are in
+//! `ledger.rs` (creates, expiry, invariants) and `query.rs` (reads).
 #![forbid(unsafe_code)]
 
 pub mod account;
 pub mod book;
+mod digest;
+mod expiry;
+mod index;
+mod ledger;
 pub mod limits;
 pub mod market;
 mod operation;
 pub mod order;
+mod query;
 pub mod result;
 pub mod transfer;
 mod wire;
@@ -21,69 +28,177 @@ pub use operation::Operation;
 pub use result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
 pub use transfer::{QueryFilter, QueryFilterFlags, Transfer, TransferFlags};
 
-/// The state machine. Placeholder with the agreed signatures; the ledger fills it in.
-pub struct Engine {
-    config: Config,
+use ledger::Ledger;
+
+/// Decode and reply buffers for `execute`, allocated once so requests allocate nothing.
+struct Scratch {
+    accounts: Vec<Account>,
+    transfers: Vec<Transfer>,
+    ids: Vec<u128>,
+    results: Vec<CreateResult>,
+    balances: Vec<AccountBalance>,
 }
 
-#[allow(unused_variables, missing_docs, clippy::ptr_arg)]
+/// The state machine: `state + (timestamp, request) -> state + reply`.
+///
+/// The `timestamp` of a write is the batch timestamp `T` assigned by the caller; event `i` of
+/// `n` gets `T - n + i + 1`. The caller guarantees that `T` strictly increases between writes by
+/// at least `Operation::timestamp_slots`. The engine never reads a clock.
+pub struct Engine {
+    ledger: Ledger,
+    scratch: Scratch,
+}
+
 impl Engine {
+    /// Creates an empty engine, allocating every store to its capacity.
+    ///
+    /// # Panics
+    ///
+    /// If `config` fails `Config::assert_valid`.
     pub fn new(config: &Config) -> Engine {
         config.assert_valid();
-        Engine { config: *config }
+        let batch = config.batch_events_max as usize;
+        let results = (config.query_results_max as usize).min(BATCH_EVENTS_MAX as usize);
+        Engine {
+            ledger: Ledger::new(config),
+            scratch: Scratch {
+                accounts: Vec::with_capacity(batch.max(results)),
+                transfers: Vec::with_capacity(batch.max(results)),
+                ids: Vec::with_capacity(batch),
+                results: Vec::with_capacity(batch),
+                balances: Vec::with_capacity(results),
+            },
+        }
     }
+
+    /// The capacities the engine was created with.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.ledger.config
     }
+
+    /// Creates accounts; writes one result per event into `results`.
+    ///
+    /// # Panics
+    ///
+    /// If `results.len() != events.len()`, there are more than `batch_events_max` events, or
+    /// `timestamp` is below the number of events or above `TIMESTAMP_MAX` (caller bugs).
     pub fn create_accounts(
         &mut self,
         timestamp: u64,
         events: &[Account],
         results: &mut [CreateResult],
     ) {
-        unimplemented!()
+        self.ledger.create_accounts(timestamp, events, results);
     }
+
+    /// Creates transfers (including posts and voids); writes one result per event.
+    ///
+    /// # Panics
+    ///
+    /// As `create_accounts`.
     pub fn create_transfers(
         &mut self,
         timestamp: u64,
         events: &[Transfer],
         results: &mut [CreateResult],
     ) {
-        unimplemented!()
+        self.ledger.create_transfers(timestamp, events, results);
     }
+
+    /// Clears `out` and pushes the accounts found, in the order of `ids`.
     pub fn lookup_accounts(&self, ids: &[u128], out: &mut Vec<Account>) {
-        unimplemented!()
+        self.ledger.lookup_accounts(ids, out);
     }
+
+    /// Clears `out` and pushes the transfers found (burned ids are not found), in order.
     pub fn lookup_transfers(&self, ids: &[u128], out: &mut Vec<Transfer>) {
-        unimplemented!()
+        self.ledger.lookup_transfers(ids, out);
     }
+
+    /// Clears `out` and pushes the account's transfers selected by `filter`, at most
+    /// `min(filter.limit, query_results_max, out.capacity())`; nothing for an invalid filter.
     pub fn get_account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
-        unimplemented!()
+        self.ledger.get_account_transfers(filter, out);
     }
+
+    /// Clears `out` and pushes the account's balance after each selected transfer (accounts
+    /// with `history` only), with the same limits as `get_account_transfers`.
     pub fn get_account_balances(&self, filter: &AccountFilter, out: &mut Vec<AccountBalance>) {
-        unimplemented!()
+        self.ledger.get_account_balances(filter, out);
     }
+
+    /// Clears `out` and pushes the accounts matching `filter` in timestamp order.
     pub fn query_accounts(&self, filter: &QueryFilter, out: &mut Vec<Account>) {
-        unimplemented!()
+        self.ledger.query_accounts(filter, out);
     }
+
+    /// Clears `out` and pushes the transfers matching `filter` in timestamp order.
     pub fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
-        unimplemented!()
+        self.ledger.query_transfers(filter, out);
     }
+
+    /// Expires pending transfers due at or before `timestamp` (at most `PULSE_EXPIRIES_MAX`,
+    /// in `(expires_at, timestamp)` order); returns how many expired.
+    ///
+    /// # Panics
+    ///
+    /// If `timestamp < PULSE_EXPIRIES_MAX` or `timestamp > TIMESTAMP_MAX` (caller bugs).
     pub fn pulse(&mut self, timestamp: u64) -> u32 {
-        unimplemented!()
+        self.ledger.pulse(timestamp)
     }
+
+    /// A deterministic 128-bit digest of the whole state: accounts, transfers, pending statuses,
+    /// burned ids and history, in insertion order.
     pub fn state_hash(&self) -> u128 {
-        unimplemented!()
+        self.ledger.state_hash()
     }
+
+    /// Number of accounts.
     pub fn accounts_count(&self) -> u32 {
-        unimplemented!()
+        self.ledger.accounts.len() as u32
     }
+
+    /// Number of stored transfers (burned ids are not transfers).
     pub fn transfers_count(&self) -> u32 {
-        unimplemented!()
+        self.ledger.transfers.len() as u32
     }
+
+    /// Number of pending transfers not yet posted, voided or expired.
+    pub fn pending_count(&self) -> u32 {
+        self.ledger.pending_count()
+    }
+
+    /// Bytes of memory per stored transfer: the 128-byte record, its links and status, its
+    /// expiry slot and its share of the id index (history rows, 80 bytes per row, are extra).
+    pub fn bytes_per_transfer(&self) -> usize {
+        self.ledger.bytes_per_transfer()
+    }
+
+    /// Forgets all state, keeping every allocation (for benchmarks and tests that reuse one
+    /// engine; never called by the server).
+    pub fn clear(&mut self) {
+        self.ledger.clear();
+    }
+
+    /// O(n) invariant checks.
+    ///
+    /// # Panics
+    ///
+    /// On the first violated invariant: per ledger, pending and posted debits equal credits; no
+    /// account breaks its limit flag; indexes, lists, pending statuses and the expiry queue are
+    /// consistent.
     pub fn verify(&self) {
-        unimplemented!()
+        self.ledger.verify();
     }
+
+    /// Applies one request. `body` holds `count` events of `operation.event_size()` bytes (the
+    /// caller has validated sizes); writes the reply items into `reply` and returns the bytes
+    /// written. `reply` is at least 1 MiB - 64. Never panics on any body content.
+    ///
+    /// # Panics
+    ///
+    /// If the body size is not a multiple of the event size, holds more events than the
+    /// operation allows, or `reply` is smaller than the largest reply (caller bugs).
     pub fn execute(
         &mut self,
         operation: Operation,
@@ -91,6 +206,122 @@ impl Engine {
         body: &[u8],
         reply: &mut [u8],
     ) -> usize {
-        unimplemented!()
+        let event_size = operation.event_size();
+        let count = body.len().checked_div(event_size).unwrap_or(0);
+        assert_eq!(body.len(), count * event_size, "body is whole events");
+        let (_, events_max) = operation.events_range();
+        assert!(count <= events_max as usize);
+        match operation {
+            Operation::CreateAccounts => {
+                assert!(count <= self.ledger.config.batch_events_max as usize);
+                let events = &mut self.scratch.accounts;
+                events.clear();
+                for chunk in body.chunks_exact(Account::SIZE) {
+                    events.push(Account::decode(chunk.try_into().expect("chunk of 128")));
+                }
+                let results = &mut self.scratch.results;
+                results.clear();
+                results.resize(count, CreateResult::default());
+                self.ledger.create_accounts(timestamp, events, results);
+                encode_results(results, reply)
+            }
+            Operation::CreateTransfers => {
+                assert!(count <= self.ledger.config.batch_events_max as usize);
+                let events = &mut self.scratch.transfers;
+                events.clear();
+                for chunk in body.chunks_exact(Transfer::SIZE) {
+                    events.push(Transfer::decode(chunk.try_into().expect("chunk of 128")));
+                }
+                let results = &mut self.scratch.results;
+                results.clear();
+                results.resize(count, CreateResult::default());
+                self.ledger.create_transfers(timestamp, events, results);
+                encode_results(results, reply)
+            }
+            Operation::LookupAccounts => {
+                decode_ids(body, &mut self.scratch.ids);
+                self.ledger
+                    .lookup_accounts(&self.scratch.ids, &mut self.scratch.accounts);
+                encode_items(&self.scratch.accounts, reply, Account::encode)
+            }
+            Operation::LookupTransfers => {
+                decode_ids(body, &mut self.scratch.ids);
+                self.ledger
+                    .lookup_transfers(&self.scratch.ids, &mut self.scratch.transfers);
+                encode_items(&self.scratch.transfers, reply, Transfer::encode)
+            }
+            Operation::GetAccountTransfers | Operation::GetAccountBalances => {
+                assert_eq!(count, 1);
+                let filter = AccountFilter::decode(body.try_into().expect("one filter"));
+                if operation == Operation::GetAccountTransfers {
+                    let out = &mut self.scratch.transfers;
+                    self.ledger.get_account_transfers(&filter, out);
+                    encode_items(out, reply, Transfer::encode)
+                } else {
+                    let out = &mut self.scratch.balances;
+                    self.ledger.get_account_balances(&filter, out);
+                    encode_items(out, reply, AccountBalance::encode)
+                }
+            }
+            Operation::QueryAccounts | Operation::QueryTransfers => {
+                assert_eq!(count, 1);
+                let filter = QueryFilter::decode(body.try_into().expect("one filter"));
+                if operation == Operation::QueryAccounts {
+                    let out = &mut self.scratch.accounts;
+                    self.ledger.query_accounts(&filter, out);
+                    encode_items(out, reply, Account::encode)
+                } else {
+                    let out = &mut self.scratch.transfers;
+                    self.ledger.query_transfers(&filter, out);
+                    encode_items(out, reply, Transfer::encode)
+                }
+            }
+            Operation::Pulse => {
+                assert!(body.is_empty());
+                self.ledger.pulse(timestamp);
+                0
+            }
+            // TODO(#5): the matching side (markets, orders, book, fills) answers these.
+            Operation::CreateMarkets
+            | Operation::PlaceOrders
+            | Operation::CancelOrders
+            | Operation::AmendOrders
+            | Operation::LookupOrders
+            | Operation::GetBook
+            | Operation::GetFills => 0,
+        }
     }
+}
+
+fn decode_ids(body: &[u8], ids: &mut Vec<u128>) {
+    ids.clear();
+    assert!(body.len() / 16 <= ids.capacity());
+    for chunk in body.chunks_exact(16) {
+        ids.push(u128::from_le_bytes(chunk.try_into().expect("chunk of 16")));
+    }
+}
+
+fn encode_results(results: &[CreateResult], reply: &mut [u8]) -> usize {
+    let size = results.len() * CreateResult::SIZE;
+    assert!(reply.len() >= size);
+    for (result, chunk) in results
+        .iter()
+        .zip(reply.chunks_exact_mut(CreateResult::SIZE))
+    {
+        result.encode(chunk.try_into().expect("chunk of 16"));
+    }
+    size
+}
+
+fn encode_items<T, const SIZE: usize>(
+    items: &[T],
+    reply: &mut [u8],
+    encode: fn(&T, &mut [u8; SIZE]),
+) -> usize {
+    let size = items.len() * SIZE;
+    assert!(reply.len() >= size, "reply buffer too small");
+    for (item, chunk) in items.iter().zip(reply.chunks_exact_mut(SIZE)) {
+        encode(item, chunk.try_into().expect("chunk of SIZE"));
+    }
+    size
 }

@@ -1,0 +1,199 @@
+//! An open-addressing hash index from u128 ids to u32 positions in a dense store.
+//!
+//! Linear probing over a power-of-two table of packed u64 slots: the high 32 bits hold a tag
+//! (more hash bits, so most non-matching slots are skipped without touching the store), the low
+//! 32 bits hold `position + 1` (0 marks an empty slot, so the table starts as zeroed memory).
+//! The table holds at most `entries_max` entries and has at least twice as many slots, so probe
+//! sequences stay short and always end at an empty slot.
+//!
+//! The hash is a fixed mix (no random seed): the same inserts give the same table on every run.
+//! It keeps blocks of 64 consecutive ids together (ids `64k..64k+63` map to 64 adjacent slots at a
+//! pseudo-random place), so clients that allocate ids sequentially touch one cache line per eight
+//! ids, while any other id pattern spreads like a plain hash.
+//!
+//! Removal exists only for undoing the newest inserts in reverse order (rolling back a linked
+//! chain): emptying the slot of the most recent insert restores the table exactly to its state
+//! before that insert, so no tombstones or backward shifts are needed.
+//!
+//! The index does not store ids; the caller passes `key_of` to read the id at a position.
+
+/// Slots of 64 consecutive ids stay adjacent.
+const BLOCK_SHIFT: u32 = 6;
+const BLOCK_MASK: u128 = (1 << BLOCK_SHIFT) - 1;
+
+pub(crate) struct IdIndex {
+    slots: Vec<u64>,
+    mask: usize,
+    entries_count: u32,
+    entries_max: u32,
+}
+
+#[inline(always)]
+fn mix(id: u128) -> u64 {
+    let block = id >> BLOCK_SHIFT;
+    let low = block as u64;
+    let high = (block >> 64) as u64;
+    let mut x = low.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ high.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    x ^= x >> 32;
+    x = x.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    x ^= x >> 29;
+    x
+}
+
+/// The home slot (before masking) and the tag of an id.
+#[inline(always)]
+fn home_and_tag(id: u128) -> (usize, u32) {
+    let hash = mix(id);
+    let home = ((hash << BLOCK_SHIFT) as usize) | ((id & BLOCK_MASK) as usize);
+    let tag = ((hash >> 32) as u32) ^ (id as u32);
+    (home, tag)
+}
+
+impl IdIndex {
+    /// An empty index for up to `entries_max` entries.
+    pub(crate) fn new(entries_max: u32) -> IdIndex {
+        let slots_count = (entries_max as usize * 2)
+            .next_power_of_two()
+            .max(1 << BLOCK_SHIFT);
+        IdIndex {
+            slots: vec![0u64; slots_count],
+            mask: slots_count - 1,
+            entries_count: 0,
+            entries_max,
+        }
+    }
+
+    /// Bytes of memory per slot, for reports.
+    pub(crate) fn slots_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn entries_count(&self) -> u32 {
+        self.entries_count
+    }
+
+    /// The position stored for `id`, if any. `key_of(position)` must return the id stored there.
+    #[inline(always)]
+    pub(crate) fn find(&self, id: u128, key_of: impl Fn(u32) -> u128) -> Option<u32> {
+        let (home, tag) = home_and_tag(id);
+        let mut slot = home;
+        loop {
+            let entry = self.slots[slot & self.mask];
+            let stored = entry as u32;
+            if stored == 0 {
+                return None;
+            }
+            if (entry >> 32) as u32 == tag && key_of(stored - 1) == id {
+                return Some(stored - 1);
+            }
+            slot = slot.wrapping_add(1);
+        }
+    }
+
+    /// Inserts `id` at `position`. The caller has checked that `id` is absent.
+    ///
+    /// # Panics
+    ///
+    /// If the index already holds `entries_max` entries or `position` is `u32::MAX`.
+    #[inline(always)]
+    pub(crate) fn insert(&mut self, id: u128, position: u32) {
+        assert!(self.entries_count < self.entries_max, "id index full");
+        assert!(position < u32::MAX);
+        let (home, tag) = home_and_tag(id);
+        let mut slot = home;
+        loop {
+            let index = slot & self.mask;
+            if self.slots[index] as u32 == 0 {
+                self.slots[index] = (u64::from(tag) << 32) | u64::from(position + 1);
+                self.entries_count += 1;
+                return;
+            }
+            slot = slot.wrapping_add(1);
+        }
+    }
+
+    /// Removes the most recently inserted entry still present, which must be `id` at
+    /// `position`. Only valid in reverse insertion order (see the module docs).
+    pub(crate) fn remove_newest(&mut self, id: u128, position: u32) {
+        let (home, _) = home_and_tag(id);
+        let mut slot = home;
+        loop {
+            let index = slot & self.mask;
+            let stored = self.slots[index] as u32;
+            assert!(stored != 0, "removed id is not in the index");
+            if stored - 1 == position {
+                self.slots[index] = 0;
+                self.entries_count -= 1;
+                return;
+            }
+            slot = slot.wrapping_add(1);
+        }
+    }
+
+    /// Clears every entry, keeping the table's memory.
+    pub(crate) fn clear(&mut self) {
+        self.slots.fill(0);
+        self.entries_count = 0;
+    }
+
+    /// Every stored position, in slot order (deterministic: the table layout depends only on
+    /// the sequence of inserts and removals).
+    pub(crate) fn positions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .filter(|slot| **slot as u32 != 0)
+            .map(|slot| (*slot as u32) - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_inserted_and_misses_absent() {
+        let ids: Vec<u128> = (0..1000u128).map(|i| i * 7 + (i << 70) + 1).collect();
+        let mut index = IdIndex::new(1000);
+        for (position, id) in ids.iter().enumerate() {
+            assert_eq!(index.find(*id, |p| ids[p as usize]), None);
+            index.insert(*id, position as u32);
+        }
+        for (position, id) in ids.iter().enumerate() {
+            assert_eq!(index.find(*id, |p| ids[p as usize]), Some(position as u32));
+        }
+        assert_eq!(index.find(u128::MAX, |p| ids[p as usize]), None);
+        assert_eq!(index.entries_count(), 1000);
+    }
+
+    #[test]
+    fn reverse_removal_restores_the_table() {
+        let ids: Vec<u128> = (1..=200u128).collect();
+        let mut index = IdIndex::new(200);
+        for (position, id) in ids.iter().enumerate().take(100) {
+            index.insert(*id, position as u32);
+        }
+        let before = index.slots.clone();
+        for (position, id) in ids.iter().enumerate().skip(100) {
+            index.insert(*id, position as u32);
+        }
+        for (position, id) in ids.iter().enumerate().skip(100).rev() {
+            index.remove_newest(*id, position as u32);
+        }
+        assert_eq!(index.slots, before);
+        assert_eq!(index.find(150, |p| ids[p as usize]), None);
+        assert_eq!(index.find(50, |p| ids[p as usize]), Some(49));
+    }
+
+    #[test]
+    fn colliding_blocks_still_resolve() {
+        // Ids that share every bit above the block: all land in one block of 64 slots.
+        let ids: Vec<u128> = (0..64u128).map(|i| (5 << 64) | i).collect();
+        let mut index = IdIndex::new(64);
+        for (position, id) in ids.iter().enumerate() {
+            index.insert(*id, position as u32);
+        }
+        for (position, id) in ids.iter().enumerate() {
+            assert_eq!(index.find(*id, |p| ids[p as usize]), Some(position as u32));
+        }
+    }
+}

@@ -1,0 +1,1981 @@
+//! The ledger: accounts, transfers, pending transfers, burned ids and balance history, with the
+//! create operations, expiry and whole-state checks. Queries are in query.rs.
+//!
+//! Semantics are those of ledger-semantics.md (TigerBeetle 0.17): every check of section 3.3 in
+//! that order, idempotency (3.4), linked chains (3.5), two-phase transfers and expiry (4),
+//! balancing, closing and overflow (5), timestamps (6). Where the reference has a sharp edge
+//! (its section 11.1) the choice made here is documented at the check.
+//!
+//! Storage (all allocated to capacity in `Ledger::new`, never grown):
+//! - `accounts` and `transfers` are dense stores in insertion order, which is also strictly
+//!   increasing timestamp order; ids map to positions through `IdIndex` hash indexes;
+//! - `account_meta[a]` heads two newest-first lists: the account's transfers (linked through
+//!   `TransferMeta::{debit,credit}_previous`) and its balance history rows (`BalanceRow`);
+//! - `orphans` holds ids burned by transient failures; the transfer index maps them with
+//!   `ORPHAN_BIT` set;
+//! - `expiry` queues unresolved pending transfers with a timeout;
+//! - `undo` records every change made by the members of the current linked chain, so a failing
+//!   chain is rolled back exactly (it holds at most `UNDO_PER_EVENT` entries per event).
+//!
+//! Invariants (checked by `verify`): per ledger, total debits equal total credits for both
+//! pending and posted amounts; no account breaks its limit flag; every index entry points at the
+//! record with its id; each account's lists hold exactly its transfers and rows; the number of
+//! unresolved pending transfers matches their statuses and the expiry queue.
+//!
+//! Nothing here panics on client input: client values are only compared, clamped or added with
+//! `checked_add`; assertions guard our own invariants.
+
+use crate::account::{Account, AccountFlags};
+use crate::digest::Digest;
+use crate::expiry::{ExpiryEntry, ExpiryQueue};
+use crate::index::IdIndex;
+use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};
+use crate::result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
+use crate::transfer::{Transfer, TransferFlags};
+
+/// "No position": the end of a list, an unqueued transfer.
+pub(crate) const NONE: u32 = u32::MAX;
+
+/// Marks transfer index entries that point into `orphans` rather than `transfers`.
+const ORPHAN_BIT: u32 = 1 << 31;
+
+/// The most undo entries one event can produce (a post: two accounts, status, expiry removal,
+/// transfer, two history rows).
+const UNDO_PER_EVENT: usize = 7;
+
+/// Status of a transfer in its two-phase life (`None` for transfers that are not pending).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum PendingStatus {
+    None = 0,
+    Pending = 1,
+    Posted = 2,
+    Voided = 3,
+    Expired = 4,
+}
+
+/// Per-account list heads (positions of the newest entries, or `NONE`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AccountMeta {
+    pub(crate) transfer_newest: u32,
+    pub(crate) balance_newest: u32,
+}
+
+/// Per-transfer links and two-phase state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TransferMeta {
+    /// The previous transfer in the debit account's list.
+    pub(crate) debit_previous: u32,
+    /// The previous transfer in the credit account's list.
+    pub(crate) credit_previous: u32,
+    pub(crate) status: PendingStatus,
+}
+
+/// One history row: an account's balances right after one of its transfers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BalanceRow {
+    pub(crate) debits_pending: u128,
+    pub(crate) debits_posted: u128,
+    pub(crate) credits_pending: u128,
+    pub(crate) credits_posted: u128,
+    pub(crate) timestamp: u64,
+    pub(crate) transfer: u32,
+    /// The account's previous row.
+    pub(crate) previous: u32,
+}
+
+/// One change made by a member of the current linked chain, undone in reverse order.
+#[derive(Clone, Copy, Debug)]
+enum Undo {
+    AccountCreated,
+    /// An account's balances and flags before a change.
+    AccountChanged {
+        account: u32,
+        flags: u16,
+        debits_pending: u128,
+        debits_posted: u128,
+        credits_pending: u128,
+        credits_posted: u128,
+    },
+    TransferCreated {
+        debit: u32,
+        credit: u32,
+    },
+    BalanceRowCreated {
+        account: u32,
+    },
+    StatusChanged {
+        transfer: u32,
+        status: PendingStatus,
+    },
+    ExpiryInserted {
+        transfer: u32,
+    },
+    ExpiryRemoved {
+        transfer: u32,
+    },
+}
+
+enum TransferLookup {
+    Found(u32),
+    Orphan,
+    Missing,
+}
+
+pub(crate) struct Ledger {
+    pub(crate) config: Config,
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) account_meta: Vec<AccountMeta>,
+    account_index: IdIndex,
+    pub(crate) transfers: Vec<Transfer>,
+    pub(crate) transfer_meta: Vec<TransferMeta>,
+    /// Heap positions for `expiry`, parallel to `transfers` (`NONE` when not queued).
+    expiry_positions: Vec<u32>,
+    transfer_index: IdIndex,
+    orphans: Vec<u128>,
+    /// Capacity of `orphans`: `transfers_max / 2` (at least 1).
+    orphans_max: usize,
+    pub(crate) balances: Vec<BalanceRow>,
+    expiry: ExpiryQueue,
+    /// Pending transfers with status `Pending`.
+    pending_count: u32,
+    /// Expiries applied so far (each consumed one pulse timestamp).
+    expired_count: u64,
+    undo: Vec<Undo>,
+    /// Whether changes are being recorded (inside a linked chain).
+    undo_active: bool,
+    /// `pending_count` when the current chain started.
+    undo_pending_count: u32,
+}
+
+#[inline(always)]
+fn transfer_key(transfers: &[Transfer], orphans: &[u128], position: u32) -> u128 {
+    if position & ORPHAN_BIT != 0 {
+        orphans[(position & !ORPHAN_BIT) as usize]
+    } else {
+        transfers[position as usize].id
+    }
+}
+
+/// Batch-level checks 3-4 of ledger-semantics.md 3.3, shared by accounts and transfers.
+/// Returns 0 if the event passes, else 1 (`expected`), 2 (`not_expected`), 3 (`must_be_zero`),
+/// 4 (`out_of_range`) or 5 (`must_not_advance`) for the caller to map to its status type.
+#[inline(always)]
+fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot: u64) -> u8 {
+    if batch_imported && !event_imported {
+        return 1;
+    }
+    if !batch_imported && event_imported {
+        return 2;
+    }
+    if event_imported {
+        if timestamp == 0 || timestamp > TIMESTAMP_MAX {
+            return 4;
+        }
+        // Sharp edge (ledger-semantics.md 11.1): the reference compares against the batch
+        // timestamp T but then asserts that the imported timestamp is at most the event's own
+        // slot `T - n + i + 1`, so a timestamp in `[slot, T)` crashes it. We compare against the
+        // slot instead: such an event is rejected with `must_not_advance`, and every imported
+        // timestamp stays strictly below its slot (and so below every later slot).
+        if timestamp >= slot {
+            return 5;
+        }
+    } else if timestamp != 0 {
+        return 3;
+    }
+    0
+}
+
+impl Ledger {
+    pub(crate) fn new(config: &Config) -> Ledger {
+        config.assert_valid();
+        let orphans_max = (config.transfers_max / 2).max(1);
+        let batch = config.batch_events_max as usize;
+        Ledger {
+            config: *config,
+            accounts: Vec::with_capacity(config.accounts_max as usize),
+            account_meta: Vec::with_capacity(config.accounts_max as usize),
+            account_index: IdIndex::new(config.accounts_max),
+            transfers: Vec::with_capacity(config.transfers_max as usize),
+            transfer_meta: Vec::with_capacity(config.transfers_max as usize),
+            expiry_positions: Vec::with_capacity(config.transfers_max as usize),
+            transfer_index: IdIndex::new(config.transfers_max + orphans_max),
+            orphans: Vec::with_capacity(orphans_max as usize),
+            orphans_max: orphans_max as usize,
+            balances: Vec::with_capacity(config.account_balances_max as usize),
+            expiry: ExpiryQueue::new(config.transfers_pending_max),
+            pending_count: 0,
+            expired_count: 0,
+            undo: Vec::with_capacity(batch * UNDO_PER_EVENT),
+            undo_active: false,
+            undo_pending_count: 0,
+        }
+    }
+
+    /// Forgets all state, keeping every allocation.
+    pub(crate) fn clear(&mut self) {
+        self.accounts.clear();
+        self.account_meta.clear();
+        self.account_index.clear();
+        self.transfers.clear();
+        self.transfer_meta.clear();
+        self.expiry_positions.clear();
+        self.transfer_index.clear();
+        self.orphans.clear();
+        self.balances.clear();
+        self.expiry.clear();
+        self.pending_count = 0;
+        self.expired_count = 0;
+        self.undo.clear();
+        self.undo_active = false;
+    }
+
+    /// Bytes of memory the ledger's structures use per stored transfer when every store is at
+    /// capacity: the record, its metadata, its share of the id index and of the expiry
+    /// position table (history rows and the expiry heap are counted separately by callers).
+    pub(crate) fn bytes_per_transfer(&self) -> usize {
+        let index = self.transfer_index.slots_count() * 8 / self.config.transfers_max as usize;
+        size_of::<Transfer>() + size_of::<TransferMeta>() + size_of::<u32>() + index
+    }
+
+    #[inline(always)]
+    pub(crate) fn account_position(&self, id: u128) -> Option<u32> {
+        let accounts = &self.accounts;
+        self.account_index
+            .find(id, |position| accounts[position as usize].id)
+    }
+
+    #[inline(always)]
+    fn transfer_lookup(&self, id: u128) -> TransferLookup {
+        let transfers = &self.transfers;
+        let orphans = &self.orphans;
+        match self
+            .transfer_index
+            .find(id, |position| transfer_key(transfers, orphans, position))
+        {
+            None => TransferLookup::Missing,
+            Some(position) if position & ORPHAN_BIT != 0 => TransferLookup::Orphan,
+            Some(position) => TransferLookup::Found(position),
+        }
+    }
+
+    /// The stored transfer with this id (not burned ids).
+    pub(crate) fn transfer_position(&self, id: u128) -> Option<u32> {
+        match self.transfer_lookup(id) {
+            TransferLookup::Found(position) => Some(position),
+            _ => None,
+        }
+    }
+
+    fn accounts_timestamp_max(&self) -> u64 {
+        self.accounts.last().map_or(0, |account| account.timestamp)
+    }
+
+    fn transfers_timestamp_max(&self) -> u64 {
+        self.transfers
+            .last()
+            .map_or(0, |transfer| transfer.timestamp)
+    }
+
+    fn account_has_timestamp(&self, timestamp: u64) -> bool {
+        self.accounts
+            .binary_search_by_key(&timestamp, |account| account.timestamp)
+            .is_ok()
+    }
+
+    fn transfer_has_timestamp(&self, timestamp: u64) -> bool {
+        self.transfers
+            .binary_search_by_key(&timestamp, |transfer| transfer.timestamp)
+            .is_ok()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Linked chains.
+
+    fn chain_begin(&mut self) {
+        assert!(!self.undo_active);
+        assert!(self.undo.is_empty());
+        self.undo_active = true;
+        self.undo_pending_count = self.pending_count;
+    }
+
+    fn chain_end(&mut self) {
+        assert!(self.undo_active);
+        self.undo.clear();
+        self.undo_active = false;
+    }
+
+    #[inline(always)]
+    fn record(&mut self, entry: Undo) {
+        if self.undo_active {
+            assert!(self.undo.len() < self.undo.capacity(), "undo log full");
+            self.undo.push(entry);
+        }
+    }
+
+    #[inline(always)]
+    fn record_account(&mut self, account: u32) {
+        if self.undo_active {
+            let a = &self.accounts[account as usize];
+            let entry = Undo::AccountChanged {
+                account,
+                flags: a.flags,
+                debits_pending: a.debits_pending,
+                debits_posted: a.debits_posted,
+                credits_pending: a.credits_pending,
+                credits_posted: a.credits_posted,
+            };
+            self.record(entry);
+        }
+    }
+
+    /// Undoes every change of the current chain, newest first, and stops recording.
+    fn chain_rollback(&mut self) {
+        assert!(self.undo_active);
+        while let Some(entry) = self.undo.pop() {
+            match entry {
+                Undo::AccountCreated => {
+                    let account = self.accounts.pop().expect("undo matches a created account");
+                    let meta = self.account_meta.pop().expect("meta parallels accounts");
+                    assert_eq!(meta.transfer_newest, NONE);
+                    assert_eq!(meta.balance_newest, NONE);
+                    let position = self.accounts.len() as u32;
+                    self.account_index.remove_newest(account.id, position);
+                }
+                Undo::AccountChanged {
+                    account,
+                    flags,
+                    debits_pending,
+                    debits_posted,
+                    credits_pending,
+                    credits_posted,
+                } => {
+                    let a = &mut self.accounts[account as usize];
+                    a.flags = flags;
+                    a.debits_pending = debits_pending;
+                    a.debits_posted = debits_posted;
+                    a.credits_pending = credits_pending;
+                    a.credits_posted = credits_posted;
+                }
+                Undo::TransferCreated { debit, credit } => {
+                    let transfer = self.transfers.pop().expect("undo matches a transfer");
+                    let meta = self.transfer_meta.pop().expect("meta parallels transfers");
+                    let expiry_position = self.expiry_positions.pop().expect("parallel");
+                    assert_eq!(expiry_position, NONE);
+                    let position = self.transfers.len() as u32;
+                    assert_eq!(self.account_meta[debit as usize].transfer_newest, position);
+                    assert_eq!(self.account_meta[credit as usize].transfer_newest, position);
+                    self.account_meta[debit as usize].transfer_newest = meta.debit_previous;
+                    self.account_meta[credit as usize].transfer_newest = meta.credit_previous;
+                    self.transfer_index.remove_newest(transfer.id, position);
+                }
+                Undo::BalanceRowCreated { account } => {
+                    let row = self.balances.pop().expect("undo matches a row");
+                    let position = self.balances.len() as u32;
+                    assert_eq!(self.account_meta[account as usize].balance_newest, position);
+                    self.account_meta[account as usize].balance_newest = row.previous;
+                }
+                Undo::StatusChanged { transfer, status } => {
+                    self.transfer_meta[transfer as usize].status = status;
+                }
+                Undo::ExpiryInserted { transfer } => {
+                    self.expiry.remove(transfer, &mut self.expiry_positions);
+                }
+                Undo::ExpiryRemoved { transfer } => {
+                    let entry = self.expiry_entry(transfer);
+                    self.expiry.insert(entry, &mut self.expiry_positions);
+                }
+            }
+        }
+        self.pending_count = self.undo_pending_count;
+        self.undo_active = false;
+    }
+
+    fn expiry_entry(&self, transfer: u32) -> ExpiryEntry {
+        let t = &self.transfers[transfer as usize];
+        assert!(t.timeout > 0);
+        ExpiryEntry {
+            expires_at: t.timestamp + u64::from(t.timeout) * NS_PER_SECOND,
+            timestamp: t.timestamp,
+            transfer,
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // create_accounts
+
+    pub(crate) fn create_accounts(
+        &mut self,
+        timestamp: u64,
+        events: &[Account],
+        results: &mut [CreateResult],
+    ) {
+        assert_eq!(events.len(), results.len());
+        assert!(events.len() <= self.config.batch_events_max as usize);
+        assert!(timestamp <= TIMESTAMP_MAX);
+        assert!(timestamp >= events.len() as u64);
+        assert!(!self.undo_active);
+        let Some(first) = events.first() else {
+            return;
+        };
+        let base = timestamp - events.len() as u64;
+        let batch_imported = first.flags & AccountFlags::IMPORTED != 0;
+        let mut chain_start: Option<usize> = None;
+        let mut chain_broken = false;
+        for (index, event) in events.iter().enumerate() {
+            let slot = base + index as u64 + 1;
+            let linked = event.flags & AccountFlags::LINKED != 0;
+            if linked && chain_start.is_none() {
+                chain_start = Some(index);
+                self.chain_begin();
+            }
+            let (status, result_timestamp) = if linked && index + 1 == events.len() {
+                (CreateAccountStatus::LinkedEventChainOpen, slot)
+            } else if chain_broken {
+                (CreateAccountStatus::LinkedEventFailed, slot)
+            } else {
+                let event_imported = event.flags & AccountFlags::IMPORTED != 0;
+                match batch_check(event_imported, batch_imported, event.timestamp, slot) {
+                    0 => self.create_account(event, slot),
+                    1 => (CreateAccountStatus::ImportedEventExpected, slot),
+                    2 => (CreateAccountStatus::ImportedEventNotExpected, slot),
+                    3 => (CreateAccountStatus::TimestampMustBeZero, slot),
+                    4 => (CreateAccountStatus::ImportedEventTimestampOutOfRange, slot),
+                    _ => (
+                        CreateAccountStatus::ImportedEventTimestampMustNotAdvance,
+                        slot,
+                    ),
+                }
+            };
+            results[index] = CreateResult {
+                timestamp: result_timestamp,
+                status: status as u32,
+                reserved: 0,
+            };
+            if status != CreateAccountStatus::Created && !chain_broken {
+                if let Some(start) = chain_start {
+                    chain_broken = true;
+                    self.chain_rollback();
+                    for result in &mut results[start..index] {
+                        result.status = CreateAccountStatus::LinkedEventFailed as u32;
+                    }
+                }
+            }
+            if !linked {
+                if chain_start.is_some() && !chain_broken {
+                    self.chain_end();
+                }
+                chain_start = None;
+                chain_broken = false;
+            }
+        }
+        assert!(!self.undo_active);
+    }
+
+    fn create_account(&mut self, a: &Account, slot: u64) -> (CreateAccountStatus, u64) {
+        use CreateAccountStatus as S;
+        if a.reserved != 0 {
+            return (S::ReservedField, slot);
+        }
+        if a.flags & AccountFlags::PADDING != 0 {
+            return (S::ReservedFlag, slot);
+        }
+        if a.id == 0 {
+            return (S::IdMustNotBeZero, slot);
+        }
+        if a.id == u128::MAX {
+            return (S::IdMustNotBeIntMax, slot);
+        }
+        if let Some(position) = self.account_position(a.id) {
+            let e = &self.accounts[position as usize];
+            let status = if a.flags != e.flags {
+                S::ExistsWithDifferentFlags
+            } else if a.user_data_128 != e.user_data_128 {
+                S::ExistsWithDifferentUserData128
+            } else if a.user_data_64 != e.user_data_64 {
+                S::ExistsWithDifferentUserData64
+            } else if a.user_data_32 != e.user_data_32 {
+                S::ExistsWithDifferentUserData32
+            } else if a.ledger != e.ledger {
+                S::ExistsWithDifferentLedger
+            } else if a.code != e.code {
+                S::ExistsWithDifferentCode
+            } else {
+                return (S::Exists, e.timestamp);
+            };
+            return (status, slot);
+        }
+        let limits = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
+            | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
+        let failure = if a.flags & limits == limits {
+            Some(S::FlagsAreMutuallyExclusive)
+        } else if a.debits_pending != 0 {
+            Some(S::DebitsPendingMustBeZero)
+        } else if a.debits_posted != 0 {
+            Some(S::DebitsPostedMustBeZero)
+        } else if a.credits_pending != 0 {
+            Some(S::CreditsPendingMustBeZero)
+        } else if a.credits_posted != 0 {
+            Some(S::CreditsPostedMustBeZero)
+        } else if a.ledger == 0 {
+            Some(S::LedgerMustNotBeZero)
+        } else if a.code == 0 {
+            Some(S::CodeMustNotBeZero)
+        } else {
+            None
+        };
+        if let Some(status) = failure {
+            return (status, slot);
+        }
+        let imported = a.flags & AccountFlags::IMPORTED != 0;
+        let timestamp = if imported { a.timestamp } else { slot };
+        if imported
+            && (timestamp <= self.accounts_timestamp_max()
+                || self.transfer_has_timestamp(timestamp))
+        {
+            return (S::ImportedEventTimestampMustNotRegress, slot);
+        }
+        if self.accounts.len() >= self.config.accounts_max as usize {
+            return (S::AccountsCapacityExceeded, slot);
+        }
+        assert!(timestamp > self.accounts_timestamp_max());
+        let position = self.accounts.len() as u32;
+        self.accounts.push(Account { timestamp, ..*a });
+        self.account_meta.push(AccountMeta {
+            transfer_newest: NONE,
+            balance_newest: NONE,
+        });
+        self.account_index.insert(a.id, position);
+        self.record(Undo::AccountCreated);
+        (S::Created, timestamp)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // create_transfers
+
+    pub(crate) fn create_transfers(
+        &mut self,
+        timestamp: u64,
+        events: &[Transfer],
+        results: &mut [CreateResult],
+    ) {
+        assert_eq!(events.len(), results.len());
+        assert!(events.len() <= self.config.batch_events_max as usize);
+        assert!(timestamp <= TIMESTAMP_MAX);
+        assert!(timestamp >= events.len() as u64);
+        assert!(!self.undo_active);
+        let Some(first) = events.first() else {
+            return;
+        };
+        let base = timestamp - events.len() as u64;
+        let batch_imported = first.flags & TransferFlags::IMPORTED != 0;
+        let mut chain_start: Option<usize> = None;
+        let mut chain_broken = false;
+        for (index, event) in events.iter().enumerate() {
+            let slot = base + index as u64 + 1;
+            let linked = event.flags & TransferFlags::LINKED != 0;
+            if linked && chain_start.is_none() {
+                chain_start = Some(index);
+                self.chain_begin();
+            }
+            let (mut status, result_timestamp) = if linked && index + 1 == events.len() {
+                (CreateTransferStatus::LinkedEventChainOpen, slot)
+            } else if chain_broken {
+                (CreateTransferStatus::LinkedEventFailed, slot)
+            } else {
+                let event_imported = event.flags & TransferFlags::IMPORTED != 0;
+                match batch_check(event_imported, batch_imported, event.timestamp, slot) {
+                    0 => self.create_transfer(event, slot),
+                    1 => (CreateTransferStatus::ImportedEventExpected, slot),
+                    2 => (CreateTransferStatus::ImportedEventNotExpected, slot),
+                    3 => (CreateTransferStatus::TimestampMustBeZero, slot),
+                    4 => (CreateTransferStatus::ImportedEventTimestampOutOfRange, slot),
+                    _ => (
+                        CreateTransferStatus::ImportedEventTimestampMustNotAdvance,
+                        slot,
+                    ),
+                }
+            };
+            if status != CreateTransferStatus::Created {
+                let mut burn = status.is_transient();
+                if burn && self.orphans.len() >= self.orphans_max {
+                    // Defined by clearline: with the store of burned ids full, the event fails
+                    // with the (non-transient) capacity code and its id stays usable.
+                    status = CreateTransferStatus::TransfersCapacityExceeded;
+                    burn = false;
+                }
+                if !chain_broken {
+                    if let Some(start) = chain_start {
+                        chain_broken = true;
+                        self.chain_rollback();
+                        for result in &mut results[start..index] {
+                            result.status = CreateTransferStatus::LinkedEventFailed as u32;
+                        }
+                    }
+                }
+                if burn {
+                    // After the rollback, as in the reference: the chain's other members stay
+                    // reusable, only the failing id is burned.
+                    self.burn(event.id);
+                }
+            }
+            results[index] = CreateResult {
+                timestamp: result_timestamp,
+                status: status as u32,
+                reserved: 0,
+            };
+            if !linked {
+                if chain_start.is_some() && !chain_broken {
+                    self.chain_end();
+                }
+                chain_start = None;
+                chain_broken = false;
+            }
+        }
+        assert!(!self.undo_active);
+    }
+
+    fn burn(&mut self, id: u128) {
+        assert!(id != 0 && id != u128::MAX);
+        assert!(matches!(self.transfer_lookup(id), TransferLookup::Missing));
+        assert!(self.orphans.len() < self.orphans_max);
+        let position = self.orphans.len() as u32 | ORPHAN_BIT;
+        self.orphans.push(id);
+        self.transfer_index.insert(id, position);
+    }
+
+    /// Checks and applies one transfer; returns its status and result timestamp.
+    #[inline(always)]
+    fn create_transfer(&mut self, t: &Transfer, slot: u64) -> (CreateTransferStatus, u64) {
+        use CreateTransferStatus as S;
+        if t.flags & TransferFlags::PADDING != 0 {
+            return (S::ReservedFlag, slot);
+        }
+        if t.id == 0 {
+            return (S::IdMustNotBeZero, slot);
+        }
+        if t.id == u128::MAX {
+            return (S::IdMustNotBeIntMax, slot);
+        }
+        match self.transfer_lookup(t.id) {
+            TransferLookup::Found(position) => {
+                let status = self.transfer_exists(t, position);
+                let timestamp = if status == S::Exists {
+                    self.transfers[position as usize].timestamp
+                } else {
+                    slot
+                };
+                return (status, timestamp);
+            }
+            TransferLookup::Orphan => return (S::IdAlreadyFailed, slot),
+            TransferLookup::Missing => {}
+        }
+        let timestamp = if t.flags & TransferFlags::IMPORTED != 0 {
+            t.timestamp
+        } else {
+            slot
+        };
+        let outcome = if t.flags
+            & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER)
+            != 0
+        {
+            self.post_or_void_transfer(t, timestamp)
+        } else {
+            self.regular_transfer(t, timestamp)
+        };
+        match outcome {
+            Ok(()) => (S::Created, timestamp),
+            Err(status) => (status, slot),
+        }
+    }
+
+    /// Idempotency comparison against the stored transfer at `position` (3.4).
+    fn transfer_exists(&self, t: &Transfer, position: u32) -> CreateTransferStatus {
+        use CreateTransferStatus as S;
+        let e = &self.transfers[position as usize];
+        if t.flags != e.flags {
+            return S::ExistsWithDifferentFlags;
+        }
+        if t.pending_id != e.pending_id {
+            return S::ExistsWithDifferentPendingId;
+        }
+        if t.timeout != e.timeout {
+            return S::ExistsWithDifferentTimeout;
+        }
+        let resolves =
+            e.flags & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER);
+        if resolves == 0 {
+            if t.debit_account_id != e.debit_account_id {
+                return S::ExistsWithDifferentDebitAccountId;
+            }
+            if t.credit_account_id != e.credit_account_id {
+                return S::ExistsWithDifferentCreditAccountId;
+            }
+            let balancing = TransferFlags::BALANCING_DEBIT | TransferFlags::BALANCING_CREDIT;
+            // A balancing amount is an upper bound: any bound at least the amount moved matches.
+            let amount_differs = if e.flags & balancing != 0 {
+                t.amount < e.amount
+            } else {
+                t.amount != e.amount
+            };
+            if amount_differs {
+                return S::ExistsWithDifferentAmount;
+            }
+            if t.user_data_128 != e.user_data_128 {
+                return S::ExistsWithDifferentUserData128;
+            }
+            if t.user_data_64 != e.user_data_64 {
+                return S::ExistsWithDifferentUserData64;
+            }
+            if t.user_data_32 != e.user_data_32 {
+                return S::ExistsWithDifferentUserData32;
+            }
+            if t.ledger != e.ledger {
+                return S::ExistsWithDifferentLedger;
+            }
+            if t.code != e.code {
+                return S::ExistsWithDifferentCode;
+            }
+            return S::Exists;
+        }
+        let pending = self
+            .transfer_position(e.pending_id)
+            .expect("a stored post/void's pending");
+        let p = &self.transfers[pending as usize];
+        if t.debit_account_id != 0 && t.debit_account_id != e.debit_account_id {
+            return S::ExistsWithDifferentDebitAccountId;
+        }
+        if t.credit_account_id != 0 && t.credit_account_id != e.credit_account_id {
+            return S::ExistsWithDifferentCreditAccountId;
+        }
+        let amount_differs = if e.flags & TransferFlags::VOID_PENDING_TRANSFER != 0 {
+            if t.amount == 0 {
+                e.amount != p.amount
+            } else {
+                t.amount != e.amount
+            }
+        } else if t.amount == u128::MAX {
+            e.amount != p.amount
+        } else {
+            t.amount != e.amount
+        };
+        if amount_differs {
+            return S::ExistsWithDifferentAmount;
+        }
+        // Zero user data means "inherited from the pending transfer".
+        let differs_128 = if t.user_data_128 == 0 {
+            e.user_data_128 != p.user_data_128
+        } else {
+            t.user_data_128 != e.user_data_128
+        };
+        if differs_128 {
+            return S::ExistsWithDifferentUserData128;
+        }
+        let differs_64 = if t.user_data_64 == 0 {
+            e.user_data_64 != p.user_data_64
+        } else {
+            t.user_data_64 != e.user_data_64
+        };
+        if differs_64 {
+            return S::ExistsWithDifferentUserData64;
+        }
+        let differs_32 = if t.user_data_32 == 0 {
+            e.user_data_32 != p.user_data_32
+        } else {
+            t.user_data_32 != e.user_data_32
+        };
+        if differs_32 {
+            return S::ExistsWithDifferentUserData32;
+        }
+        if t.ledger != 0 && t.ledger != e.ledger {
+            return S::ExistsWithDifferentLedger;
+        }
+        if t.code != 0 && t.code != e.code {
+            return S::ExistsWithDifferentCode;
+        }
+        S::Exists
+    }
+
+    /// Steps 4-18 of the regular path (3.3) for a transfer whose id is new.
+    #[inline(always)]
+    fn regular_transfer(
+        &mut self,
+        t: &Transfer,
+        timestamp: u64,
+    ) -> Result<(), CreateTransferStatus> {
+        use CreateTransferStatus as S;
+        if t.debit_account_id == 0 {
+            return Err(S::DebitAccountIdMustNotBeZero);
+        }
+        if t.debit_account_id == u128::MAX {
+            return Err(S::DebitAccountIdMustNotBeIntMax);
+        }
+        if t.credit_account_id == 0 {
+            return Err(S::CreditAccountIdMustNotBeZero);
+        }
+        if t.credit_account_id == u128::MAX {
+            return Err(S::CreditAccountIdMustNotBeIntMax);
+        }
+        if t.debit_account_id == t.credit_account_id {
+            return Err(S::AccountsMustBeDifferent);
+        }
+        if t.pending_id != 0 {
+            return Err(S::PendingIdMustBeZero);
+        }
+        let pending = t.flags & TransferFlags::PENDING != 0;
+        if !pending {
+            if t.timeout != 0 {
+                return Err(S::TimeoutReservedForPendingTransfer);
+            }
+            if t.flags & (TransferFlags::CLOSING_DEBIT | TransferFlags::CLOSING_CREDIT) != 0 {
+                return Err(S::ClosingTransferMustBePending);
+            }
+        }
+        if t.ledger == 0 {
+            return Err(S::LedgerMustNotBeZero);
+        }
+        if t.code == 0 {
+            return Err(S::CodeMustNotBeZero);
+        }
+        let Some(debit) = self.account_position(t.debit_account_id) else {
+            return Err(S::DebitAccountNotFound);
+        };
+        let Some(credit) = self.account_position(t.credit_account_id) else {
+            return Err(S::CreditAccountNotFound);
+        };
+        assert_ne!(debit, credit); // Distinct ids map to distinct positions.
+        let dr = &self.accounts[debit as usize];
+        let cr = &self.accounts[credit as usize];
+        if dr.ledger != cr.ledger {
+            return Err(S::AccountsMustHaveTheSameLedger);
+        }
+        if t.ledger != dr.ledger {
+            return Err(S::TransferMustHaveTheSameLedgerAsAccounts);
+        }
+        if t.flags & TransferFlags::IMPORTED != 0 {
+            if timestamp <= self.transfers_timestamp_max() || self.account_has_timestamp(timestamp)
+            {
+                return Err(S::ImportedEventTimestampMustNotRegress);
+            }
+            if timestamp <= dr.timestamp {
+                return Err(S::ImportedEventTimestampMustPostdateDebitAccount);
+            }
+            if timestamp <= cr.timestamp {
+                return Err(S::ImportedEventTimestampMustPostdateCreditAccount);
+            }
+            if t.timeout != 0 {
+                return Err(S::ImportedEventTimeoutMustBeZero);
+            }
+        }
+        if dr.flags & AccountFlags::CLOSED != 0 {
+            return Err(S::DebitAccountAlreadyClosed);
+        }
+        if cr.flags & AccountFlags::CLOSED != 0 {
+            return Err(S::CreditAccountAlreadyClosed);
+        }
+        // Both sums are kept at most u128::MAX by the overflow checks below.
+        let dr_debits = dr.debits_pending + dr.debits_posted;
+        let cr_credits = cr.credits_pending + cr.credits_posted;
+        let mut amount = t.amount;
+        if t.flags & TransferFlags::BALANCING_DEBIT != 0 {
+            amount = amount.min(dr.credits_posted.saturating_sub(dr_debits));
+        }
+        if t.flags & TransferFlags::BALANCING_CREDIT != 0 {
+            amount = amount.min(cr.debits_posted.saturating_sub(cr_credits));
+        }
+        if pending {
+            if dr.debits_pending.checked_add(amount).is_none() {
+                return Err(S::OverflowsDebitsPending);
+            }
+            if cr.credits_pending.checked_add(amount).is_none() {
+                return Err(S::OverflowsCreditsPending);
+            }
+        }
+        if dr.debits_posted.checked_add(amount).is_none() {
+            return Err(S::OverflowsDebitsPosted);
+        }
+        if cr.credits_posted.checked_add(amount).is_none() {
+            return Err(S::OverflowsCreditsPosted);
+        }
+        let Some(dr_debits_after) = dr_debits.checked_add(amount) else {
+            return Err(S::OverflowsDebits);
+        };
+        let Some(cr_credits_after) = cr_credits.checked_add(amount) else {
+            return Err(S::OverflowsCredits);
+        };
+        // `timestamp <= TIMESTAMP_MAX < 2^63` and the timeout in ns is below 2^63, so the sum
+        // fits in u64; it must also fit in the 63 bits of a timestamp.
+        let expires_at = timestamp + u64::from(t.timeout) * NS_PER_SECOND;
+        if expires_at > TIMESTAMP_MAX {
+            return Err(S::OverflowsTimeout);
+        }
+        if dr.flags & AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
+            && dr_debits_after > dr.credits_posted
+        {
+            return Err(S::ExceedsCredits);
+        }
+        if cr.flags & AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
+            && cr_credits_after > cr.debits_posted
+        {
+            return Err(S::ExceedsDebits);
+        }
+        self.check_capacity(pending, dr.flags, cr.flags)?;
+
+        // Commit (4.1).
+        self.record_account(debit);
+        self.record_account(credit);
+        let dr = &mut self.accounts[debit as usize];
+        if pending {
+            dr.debits_pending += amount;
+        } else {
+            dr.debits_posted += amount;
+        }
+        if t.flags & TransferFlags::CLOSING_DEBIT != 0 {
+            dr.flags |= AccountFlags::CLOSED;
+        }
+        let cr = &mut self.accounts[credit as usize];
+        if pending {
+            cr.credits_pending += amount;
+        } else {
+            cr.credits_posted += amount;
+        }
+        if t.flags & TransferFlags::CLOSING_CREDIT != 0 {
+            cr.flags |= AccountFlags::CLOSED;
+        }
+        let status = if pending {
+            PendingStatus::Pending
+        } else {
+            PendingStatus::None
+        };
+        let stored = Transfer {
+            amount,
+            timestamp,
+            ..*t
+        };
+        let position = self.insert_transfer(&stored, debit, credit, status);
+        if pending {
+            self.pending_count += 1;
+            if t.timeout > 0 {
+                let entry = ExpiryEntry {
+                    expires_at,
+                    timestamp,
+                    transfer: position,
+                };
+                self.expiry.insert(entry, &mut self.expiry_positions);
+                self.record(Undo::ExpiryInserted { transfer: position });
+            }
+        }
+        Ok(())
+    }
+
+    /// Capacity checks, after every rule passed: clearline's own, non-transient failures.
+    #[inline(always)]
+    fn check_capacity(
+        &self,
+        pending: bool,
+        debit_flags: u16,
+        credit_flags: u16,
+    ) -> Result<(), CreateTransferStatus> {
+        if self.transfers.len() >= self.config.transfers_max as usize {
+            return Err(CreateTransferStatus::TransfersCapacityExceeded);
+        }
+        if pending && self.pending_count >= self.config.transfers_pending_max {
+            return Err(CreateTransferStatus::PendingTransfersCapacityExceeded);
+        }
+        let rows = usize::from(debit_flags & AccountFlags::HISTORY != 0)
+            + usize::from(credit_flags & AccountFlags::HISTORY != 0);
+        if self.balances.len() + rows > self.config.account_balances_max as usize {
+            return Err(CreateTransferStatus::AccountBalancesCapacityExceeded);
+        }
+        Ok(())
+    }
+
+    /// Appends a transfer whose balance effects are already applied: links it into both
+    /// accounts' lists, indexes it and writes history rows.
+    #[inline(always)]
+    fn insert_transfer(
+        &mut self,
+        stored: &Transfer,
+        debit: u32,
+        credit: u32,
+        status: PendingStatus,
+    ) -> u32 {
+        assert!(self.transfers.len() < self.transfers.capacity());
+        assert!(stored.timestamp > self.transfers_timestamp_max());
+        let position = self.transfers.len() as u32;
+        let debit_previous = self.account_meta[debit as usize].transfer_newest;
+        let credit_previous = self.account_meta[credit as usize].transfer_newest;
+        self.account_meta[debit as usize].transfer_newest = position;
+        self.account_meta[credit as usize].transfer_newest = position;
+        self.transfers.push(*stored);
+        self.transfer_meta.push(TransferMeta {
+            debit_previous,
+            credit_previous,
+            status,
+        });
+        self.expiry_positions.push(NONE);
+        self.transfer_index.insert(stored.id, position);
+        self.record(Undo::TransferCreated { debit, credit });
+        for account in [debit, credit] {
+            if self.accounts[account as usize].flags & AccountFlags::HISTORY != 0 {
+                self.insert_balance_row(account, position, stored.timestamp);
+            }
+        }
+        position
+    }
+
+    fn insert_balance_row(&mut self, account: u32, transfer: u32, timestamp: u64) {
+        assert!(self.balances.len() < self.balances.capacity());
+        let a = &self.accounts[account as usize];
+        let row = BalanceRow {
+            debits_pending: a.debits_pending,
+            debits_posted: a.debits_posted,
+            credits_pending: a.credits_pending,
+            credits_posted: a.credits_posted,
+            timestamp,
+            transfer,
+            previous: self.account_meta[account as usize].balance_newest,
+        };
+        self.account_meta[account as usize].balance_newest = self.balances.len() as u32;
+        self.balances.push(row);
+        self.record(Undo::BalanceRowCreated { account });
+    }
+
+    /// The post/void path (3.3) for a transfer whose id is new.
+    fn post_or_void_transfer(
+        &mut self,
+        t: &Transfer,
+        timestamp: u64,
+    ) -> Result<(), CreateTransferStatus> {
+        use CreateTransferStatus as S;
+        let post = t.flags & TransferFlags::POST_PENDING_TRANSFER != 0;
+        let void = t.flags & TransferFlags::VOID_PENDING_TRANSFER != 0;
+        let exclusive = TransferFlags::PENDING
+            | TransferFlags::BALANCING_DEBIT
+            | TransferFlags::BALANCING_CREDIT
+            | TransferFlags::CLOSING_DEBIT
+            | TransferFlags::CLOSING_CREDIT;
+        if (post && void) || t.flags & exclusive != 0 {
+            return Err(S::FlagsAreMutuallyExclusive);
+        }
+        if t.pending_id == 0 {
+            return Err(S::PendingIdMustNotBeZero);
+        }
+        if t.pending_id == u128::MAX {
+            return Err(S::PendingIdMustNotBeIntMax);
+        }
+        if t.pending_id == t.id {
+            return Err(S::PendingIdMustBeDifferent);
+        }
+        if t.timeout != 0 {
+            return Err(S::TimeoutReservedForPendingTransfer);
+        }
+        // Burned ids count as not found.
+        let Some(pending) = self.transfer_position(t.pending_id) else {
+            return Err(S::PendingTransferNotFound);
+        };
+        let p = self.transfers[pending as usize];
+        if p.flags & TransferFlags::PENDING == 0 {
+            return Err(S::PendingTransferNotPending);
+        }
+        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
+            return Err(S::PendingTransferHasDifferentDebitAccountId);
+        }
+        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
+            return Err(S::PendingTransferHasDifferentCreditAccountId);
+        }
+        if t.ledger != 0 && t.ledger != p.ledger {
+            return Err(S::PendingTransferHasDifferentLedger);
+        }
+        if t.code != 0 && t.code != p.code {
+            return Err(S::PendingTransferHasDifferentCode);
+        }
+        let amount = if post {
+            if t.amount == u128::MAX {
+                p.amount
+            } else {
+                t.amount
+            }
+        } else if t.amount == 0 {
+            p.amount
+        } else {
+            t.amount
+        };
+        if amount > p.amount {
+            return Err(S::ExceedsPendingTransferAmount);
+        }
+        if void && amount < p.amount {
+            return Err(S::PendingTransferHasDifferentAmount);
+        }
+        match self.transfer_meta[pending as usize].status {
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => return Err(S::PendingTransferAlreadyPosted),
+            PendingStatus::Voided => return Err(S::PendingTransferAlreadyVoided),
+            PendingStatus::Expired => return Err(S::PendingTransferExpired),
+            PendingStatus::None => unreachable!("a pending transfer has a pending status"),
+        }
+        // Due but not yet swept: refused all the same (4.4). The sum was bounded at creation.
+        if p.timeout > 0 && p.timestamp + u64::from(p.timeout) * NS_PER_SECOND <= timestamp {
+            return Err(S::PendingTransferExpired);
+        }
+        if t.flags & TransferFlags::IMPORTED != 0
+            && (timestamp <= self.transfers_timestamp_max()
+                || self.account_has_timestamp(timestamp))
+        {
+            return Err(S::ImportedEventTimestampMustNotRegress);
+        }
+        let debit = self
+            .account_position(p.debit_account_id)
+            .expect("pending's debit account");
+        let credit = self
+            .account_position(p.credit_account_id)
+            .expect("pending's credit account");
+        let dr_flags = self.accounts[debit as usize].flags;
+        let cr_flags = self.accounts[credit as usize].flags;
+        // Voids are allowed on closed accounts (they release funds and may reopen them).
+        if !void && dr_flags & AccountFlags::CLOSED != 0 {
+            return Err(S::DebitAccountAlreadyClosed);
+        }
+        if !void && cr_flags & AccountFlags::CLOSED != 0 {
+            return Err(S::CreditAccountAlreadyClosed);
+        }
+        self.check_capacity(false, dr_flags, cr_flags)?;
+
+        // Commit (4.3). No overflow or limit checks: moving pending to posted cannot overflow
+        // or break a limit (5.3).
+        self.record_account(debit);
+        self.record_account(credit);
+        self.release_pending(&p, debit, credit);
+        if post {
+            self.accounts[debit as usize].debits_posted += amount;
+            self.accounts[credit as usize].credits_posted += amount;
+        }
+        self.resolve(
+            pending,
+            if post {
+                PendingStatus::Posted
+            } else {
+                PendingStatus::Voided
+            },
+        );
+        let stored = Transfer {
+            id: t.id,
+            debit_account_id: p.debit_account_id,
+            credit_account_id: p.credit_account_id,
+            amount,
+            pending_id: t.pending_id,
+            user_data_128: if t.user_data_128 == 0 {
+                p.user_data_128
+            } else {
+                t.user_data_128
+            },
+            user_data_64: if t.user_data_64 == 0 {
+                p.user_data_64
+            } else {
+                t.user_data_64
+            },
+            user_data_32: if t.user_data_32 == 0 {
+                p.user_data_32
+            } else {
+                t.user_data_32
+            },
+            timeout: 0,
+            ledger: p.ledger,
+            code: p.code,
+            flags: t.flags,
+            timestamp,
+        };
+        self.insert_transfer(&stored, debit, credit, PendingStatus::None);
+        Ok(())
+    }
+
+    /// Removes a pending transfer's reservation and reopens accounts it closed (void, expiry;
+    /// for a post the accounts cannot be closed by it).
+    fn release_pending(&mut self, p: &Transfer, debit: u32, credit: u32) {
+        let dr = &mut self.accounts[debit as usize];
+        dr.debits_pending -= p.amount;
+        if p.flags & TransferFlags::CLOSING_DEBIT != 0 {
+            dr.flags &= !AccountFlags::CLOSED;
+        }
+        let cr = &mut self.accounts[credit as usize];
+        cr.credits_pending -= p.amount;
+        if p.flags & TransferFlags::CLOSING_CREDIT != 0 {
+            cr.flags &= !AccountFlags::CLOSED;
+        }
+    }
+
+    /// Marks a pending transfer resolved and dequeues its expiry.
+    fn resolve(&mut self, pending: u32, status: PendingStatus) {
+        let meta = &mut self.transfer_meta[pending as usize];
+        assert_eq!(meta.status, PendingStatus::Pending);
+        let previous = meta.status;
+        meta.status = status;
+        self.record(Undo::StatusChanged {
+            transfer: pending,
+            status: previous,
+        });
+        assert!(self.pending_count > 0);
+        self.pending_count -= 1;
+        if self.transfers[pending as usize].timeout > 0 {
+            self.expiry.remove(pending, &mut self.expiry_positions);
+            self.record(Undo::ExpiryRemoved { transfer: pending });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Expiry
+
+    /// Expires pending transfers due at or before `timestamp`, in `(expires_at, timestamp)`
+    /// order, at most `PULSE_EXPIRIES_MAX`. Expiry `k` uses timestamp
+    /// `timestamp - PULSE_EXPIRIES_MAX + k + 1` of the pulse's reserved block.
+    pub(crate) fn pulse(&mut self, timestamp: u64) -> u32 {
+        assert!(timestamp <= TIMESTAMP_MAX);
+        assert!(timestamp >= u64::from(PULSE_EXPIRIES_MAX));
+        assert!(!self.undo_active);
+        let base = timestamp - u64::from(PULSE_EXPIRIES_MAX);
+        let mut expired: u32 = 0;
+        while expired < PULSE_EXPIRIES_MAX {
+            let Some(next) = self.expiry.peek().copied() else {
+                break;
+            };
+            if next.expires_at > timestamp {
+                break;
+            }
+            let expiry_timestamp = base + u64::from(expired) + 1;
+            // Expiries create no transfer object (4.4); their timestamp is only consumed.
+            assert!(expiry_timestamp > next.timestamp);
+            let p = self.transfers[next.transfer as usize];
+            let debit = self
+                .account_position(p.debit_account_id)
+                .expect("debit account");
+            let credit = self
+                .account_position(p.credit_account_id)
+                .expect("credit account");
+            self.release_pending(&p, debit, credit);
+            self.resolve(next.transfer, PendingStatus::Expired);
+            self.expired_count += 1;
+            expired += 1;
+        }
+        expired
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Whole-state digest and checks
+
+    pub(crate) fn state_hash(&self) -> u128 {
+        let mut digest = Digest::new();
+        digest.u64(self.accounts.len() as u64);
+        for a in &self.accounts {
+            digest.u128(a.id);
+            digest.u128(a.debits_pending);
+            digest.u128(a.debits_posted);
+            digest.u128(a.credits_pending);
+            digest.u128(a.credits_posted);
+            digest.u128(a.user_data_128);
+            digest.u64(a.user_data_64);
+            digest.u64(u64::from(a.user_data_32) | (u64::from(a.reserved) << 32));
+            digest
+                .u64(u64::from(a.ledger) | (u64::from(a.code) << 32) | (u64::from(a.flags) << 48));
+            digest.u64(a.timestamp);
+        }
+        digest.u64(self.transfers.len() as u64);
+        for (t, meta) in self.transfers.iter().zip(&self.transfer_meta) {
+            digest.u128(t.id);
+            digest.u128(t.debit_account_id);
+            digest.u128(t.credit_account_id);
+            digest.u128(t.amount);
+            digest.u128(t.pending_id);
+            digest.u128(t.user_data_128);
+            digest.u64(t.user_data_64);
+            digest.u64(u64::from(t.user_data_32) | (u64::from(t.timeout) << 32));
+            digest
+                .u64(u64::from(t.ledger) | (u64::from(t.code) << 32) | (u64::from(t.flags) << 48));
+            digest.u64(t.timestamp);
+            digest.u64(meta.status as u64);
+        }
+        digest.u64(self.orphans.len() as u64);
+        for id in &self.orphans {
+            digest.u128(*id);
+        }
+        digest.u64(self.balances.len() as u64);
+        for row in &self.balances {
+            digest.u128(row.debits_pending);
+            digest.u128(row.debits_posted);
+            digest.u128(row.credits_pending);
+            digest.u128(row.credits_posted);
+            digest.u64(row.timestamp);
+            digest.u64(u64::from(row.transfer));
+        }
+        digest.u64(u64::from(self.pending_count));
+        digest.u64(self.expired_count);
+        digest.finish()
+    }
+
+    /// O(n) invariant checks; panics on the first violation.
+    pub(crate) fn verify(&self) {
+        assert!(!self.undo_active);
+        assert!(self.undo.is_empty());
+        assert_eq!(self.accounts.len(), self.account_meta.len());
+        assert_eq!(self.transfers.len(), self.transfer_meta.len());
+        assert_eq!(self.transfers.len(), self.expiry_positions.len());
+
+        // Per ledger sums, through a sorted copy of (ledger, balances): verify may allocate.
+        let mut per_ledger: Vec<(u32, u128, u128, u128, u128)> = Vec::new();
+        for (position, a) in self.accounts.iter().enumerate() {
+            if position > 0 {
+                assert!(a.timestamp > self.accounts[position - 1].timestamp);
+            }
+            assert_eq!(self.account_position(a.id), Some(position as u32));
+            let debits = a.debits_pending.checked_add(a.debits_posted);
+            let credits = a.credits_pending.checked_add(a.credits_posted);
+            assert!(debits.is_some(), "account {} debits overflow", a.id);
+            assert!(credits.is_some(), "account {} credits overflow", a.id);
+            if a.flags & AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 {
+                assert!(
+                    debits.unwrap_or(u128::MAX) <= a.credits_posted,
+                    "account {}",
+                    a.id
+                );
+            }
+            if a.flags & AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 {
+                assert!(
+                    credits.unwrap_or(u128::MAX) <= a.debits_posted,
+                    "account {}",
+                    a.id
+                );
+            }
+            per_ledger.push((
+                a.ledger,
+                a.debits_pending,
+                a.debits_posted,
+                a.credits_pending,
+                a.credits_posted,
+            ));
+        }
+        per_ledger.sort_by_key(|entry| entry.0);
+        let mut start = 0;
+        while start < per_ledger.len() {
+            let ledger = per_ledger[start].0;
+            let mut sums = [0u128; 4];
+            let mut end = start;
+            while end < per_ledger.len() && per_ledger[end].0 == ledger {
+                let (_, dp, dpost, cp, cpost) = per_ledger[end];
+                sums[0] = sums[0].wrapping_add(dp);
+                sums[1] = sums[1].wrapping_add(dpost);
+                sums[2] = sums[2].wrapping_add(cp);
+                sums[3] = sums[3].wrapping_add(cpost);
+                end += 1;
+            }
+            assert_eq!(
+                sums[0], sums[2],
+                "ledger {ledger}: pending debits != pending credits"
+            );
+            assert_eq!(
+                sums[1], sums[3],
+                "ledger {ledger}: posted debits != posted credits"
+            );
+            start = end;
+        }
+
+        // Transfers: index, order, pending statuses, expiry queue.
+        let mut pending_count = 0u32;
+        let mut queued = 0usize;
+        let mut pending_sum = 0u128;
+        for (position, (t, meta)) in self.transfers.iter().zip(&self.transfer_meta).enumerate() {
+            if position > 0 {
+                assert!(t.timestamp > self.transfers[position - 1].timestamp);
+            }
+            assert_eq!(self.transfer_position(t.id), Some(position as u32));
+            let is_pending = t.flags & TransferFlags::PENDING != 0;
+            assert_eq!(is_pending, meta.status != PendingStatus::None);
+            if meta.status == PendingStatus::Pending {
+                pending_count += 1;
+                pending_sum = pending_sum.wrapping_add(t.amount);
+                if t.timeout > 0 {
+                    queued += 1;
+                    assert_ne!(self.expiry_positions[position], NONE);
+                }
+            } else {
+                assert_eq!(self.expiry_positions[position], NONE);
+            }
+        }
+        assert_eq!(pending_count, self.pending_count);
+        assert_eq!(queued, self.expiry.len());
+        self.expiry.verify(&self.expiry_positions);
+        let debits_pending = self
+            .accounts
+            .iter()
+            .fold(0u128, |sum, a| sum.wrapping_add(a.debits_pending));
+        assert_eq!(
+            pending_sum, debits_pending,
+            "pending amounts != reserved balances"
+        );
+        for (position, id) in self.orphans.iter().enumerate() {
+            let transfers = &self.transfers;
+            let orphans = &self.orphans;
+            let found = self
+                .transfer_index
+                .find(*id, |p| transfer_key(transfers, orphans, p));
+            assert_eq!(found, Some(position as u32 | ORPHAN_BIT));
+        }
+        assert_eq!(
+            self.account_index.entries_count() as usize,
+            self.accounts.len()
+        );
+        assert_eq!(
+            self.transfer_index.entries_count() as usize,
+            self.transfers.len() + self.orphans.len()
+        );
+        assert_eq!(self.account_index.positions().count(), self.accounts.len());
+
+        // Lists: each account's transfer list holds exactly its transfers, newest first.
+        let mut links = 0usize;
+        let mut rows = 0usize;
+        for (position, a) in self.accounts.iter().enumerate() {
+            let meta = &self.account_meta[position];
+            let mut previous_timestamp = u64::MAX;
+            let mut cursor = meta.transfer_newest;
+            while cursor != NONE {
+                let t = &self.transfers[cursor as usize];
+                assert!(t.timestamp < previous_timestamp);
+                previous_timestamp = t.timestamp;
+                links += 1;
+                cursor = if t.debit_account_id == a.id {
+                    self.transfer_meta[cursor as usize].debit_previous
+                } else {
+                    assert_eq!(t.credit_account_id, a.id);
+                    self.transfer_meta[cursor as usize].credit_previous
+                };
+            }
+            let mut cursor = meta.balance_newest;
+            while cursor != NONE {
+                let row = &self.balances[cursor as usize];
+                let t = &self.transfers[row.transfer as usize];
+                assert!(t.debit_account_id == a.id || t.credit_account_id == a.id);
+                assert_eq!(row.timestamp, t.timestamp);
+                rows += 1;
+                cursor = row.previous;
+            }
+        }
+        assert_eq!(links, self.transfers.len() * 2);
+        assert_eq!(rows, self.balances.len());
+    }
+
+    pub(crate) fn pending_count(&self) -> u32 {
+        self.pending_count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::AccountFilter;
+    use crate::account::AccountFilterFlags;
+    use CreateTransferStatus as S;
+
+    const LNK: u16 = TransferFlags::LINKED;
+    const PEN: u16 = TransferFlags::PENDING;
+    const POS: u16 = TransferFlags::POST_PENDING_TRANSFER;
+    const VOI: u16 = TransferFlags::VOID_PENDING_TRANSFER;
+    const SECOND: u64 = NS_PER_SECOND;
+
+    struct Harness {
+        ledger: Ledger,
+        /// The last batch timestamp used; every request advances it.
+        now: u64,
+    }
+
+    fn account(id: u128, flags: u16) -> Account {
+        Account {
+            id,
+            ledger: 1,
+            code: 1,
+            flags,
+            ..Account::default()
+        }
+    }
+
+    fn transfer(id: u128, debit: u128, credit: u128, amount: u128, flags: u16) -> Transfer {
+        Transfer {
+            id,
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount,
+            ledger: 1,
+            code: 1,
+            flags,
+            ..Transfer::default()
+        }
+    }
+
+    fn resolve(id: u128, pending_id: u128, amount: u128, flags: u16) -> Transfer {
+        Transfer {
+            id,
+            pending_id,
+            amount,
+            flags,
+            ..Transfer::default()
+        }
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            Harness {
+                ledger: Ledger::new(&Config::test_small()),
+                now: 1_000_000,
+            }
+        }
+
+        fn accounts(&mut self, events: &[Account]) -> Vec<CreateResult> {
+            self.now += events.len() as u64 + 10;
+            let mut results = vec![CreateResult::default(); events.len()];
+            self.ledger.create_accounts(self.now, events, &mut results);
+            self.ledger.verify();
+            results
+        }
+
+        fn transfers(&mut self, events: &[Transfer]) -> Vec<S> {
+            self.transfers_full(events)
+                .iter()
+                .map(|r| S::from_u32(r.status).unwrap())
+                .collect()
+        }
+
+        fn transfers_full(&mut self, events: &[Transfer]) -> Vec<CreateResult> {
+            self.now += events.len() as u64 + 10;
+            let mut results = vec![CreateResult::default(); events.len()];
+            self.ledger.create_transfers(self.now, events, &mut results);
+            self.ledger.verify();
+            results
+        }
+
+        fn balances(&self, id: u128) -> [u128; 4] {
+            let a = &self.ledger.accounts[self.ledger.account_position(id).unwrap() as usize];
+            [
+                a.debits_pending,
+                a.debits_posted,
+                a.credits_pending,
+                a.credits_posted,
+            ]
+        }
+
+        fn closed(&self, id: u128) -> bool {
+            let a = &self.ledger.accounts[self.ledger.account_position(id).unwrap() as usize];
+            a.flags & AccountFlags::CLOSED != 0
+        }
+
+        fn amount(&self, id: u128) -> u128 {
+            let position = self.ledger.transfer_position(id).unwrap();
+            self.ledger.transfers[position as usize].amount
+        }
+
+        fn pulse_at(&mut self, timestamp: u64) -> u32 {
+            self.now = timestamp;
+            let count = self.ledger.pulse(timestamp);
+            self.ledger.verify();
+            count
+        }
+    }
+
+    fn setup() -> Harness {
+        let mut h = Harness::new();
+        let created = h.accounts(&[
+            account(1, 0),
+            account(2, 0),
+            account(3, 0),
+            account(4, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+        ]);
+        assert!(created
+            .iter()
+            .all(|r| r.status == CreateResult::STATUS_CREATED));
+        h
+    }
+
+    #[test]
+    fn failed_chain_rolls_back_and_keeps_later_events() {
+        let mut h = setup();
+        h.transfers(&[transfer(10, 1, 4, 20, 0)]);
+        let mut bad = transfer(2, 4, 1, 15, 0);
+        bad.ledger = 0;
+        let results = h.transfers(&[transfer(1, 4, 2, 15, LNK), bad, transfer(3, 4, 2, 15, 0)]);
+        assert_eq!(
+            results,
+            [S::LinkedEventFailed, S::LedgerMustNotBeZero, S::Created]
+        );
+        assert_eq!(h.balances(4), [0, 15, 0, 20]);
+        assert!(h.ledger.transfer_position(1).is_none());
+        // Not burned: a non-transient failure and a rolled back member stay reusable.
+        assert_eq!(h.transfers(&[transfer(1, 1, 2, 1, 0)]), [S::Created]);
+    }
+
+    #[test]
+    fn exists_inside_a_chain_refers_to_a_rolled_back_object() {
+        let mut h = setup();
+        let events = [
+            transfer(1, 1, 2, 5, LNK),
+            transfer(1, 1, 2, 5, LNK),
+            transfer(9, 1, 2, 5, 0),
+            transfer(1, 1, 2, 5, 0),
+        ];
+        let results = h.transfers_full(&events);
+        let statuses: Vec<S> = results
+            .iter()
+            .map(|r| S::from_u32(r.status).unwrap())
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                S::LinkedEventFailed,
+                S::Exists,
+                S::LinkedEventFailed,
+                S::Created
+            ]
+        );
+        let base = h.now - 4;
+        // The failed chain's first member keeps the timestamp it would have had; `exists`
+        // reports that rolled back object's timestamp; later members get their own slot.
+        assert_eq!(results[0].timestamp, base + 1);
+        assert_eq!(results[1].timestamp, base + 1);
+        assert_eq!(results[2].timestamp, base + 3);
+        assert_eq!(results[3].timestamp, base + 4);
+        assert_eq!(h.balances(1), [0, 5, 0, 0]);
+    }
+
+    #[test]
+    fn transient_failure_in_a_chain_burns_only_the_failing_id() {
+        let mut h = setup();
+        let results = h.transfers(&[
+            transfer(1, 1, 2, 41, LNK),
+            transfer(2, 4, 3, 1, LNK),
+            resolve(3, 2, 0, VOI),
+        ]);
+        assert_eq!(
+            results,
+            [
+                S::LinkedEventFailed,
+                S::ExceedsCredits,
+                S::LinkedEventFailed
+            ]
+        );
+        assert_eq!(
+            h.transfers(&[transfer(2, 1, 2, 0, 0)]),
+            [S::IdAlreadyFailed]
+        );
+        assert_eq!(h.transfers(&[transfer(1, 1, 2, 0, 0)]), [S::Created]);
+        assert!(h.ledger.transfer_position(2).is_none());
+        // A burned id is not a pending transfer either.
+        assert_eq!(
+            h.transfers(&[resolve(5, 2, 0, VOI)]),
+            [S::PendingTransferNotFound]
+        );
+    }
+
+    #[test]
+    fn chain_open_wins_over_a_broken_chain() {
+        let mut h = setup();
+        let mut bad = transfer(2, 1, 2, 1, LNK);
+        bad.code = 0;
+        let results = h.transfers(&[transfer(1, 1, 2, 1, LNK), bad, transfer(3, 1, 2, 1, LNK)]);
+        assert_eq!(
+            results,
+            [
+                S::LinkedEventFailed,
+                S::CodeMustNotBeZero,
+                S::LinkedEventChainOpen
+            ]
+        );
+        assert_eq!(h.ledger.transfers.len(), 0);
+    }
+
+    #[test]
+    fn partial_post_releases_the_rest_and_idempotency_follows_the_amount_rules() {
+        let mut h = setup();
+        let mut pending = transfer(2, 1, 2, 15, PEN);
+        pending.timeout = 1000;
+        assert_eq!(h.transfers(&[pending]), [S::Created]);
+        assert_eq!(h.balances(1), [15, 0, 0, 0]);
+        assert_eq!(h.transfers(&[resolve(101, 2, 13, POS)]), [S::Created]);
+        assert_eq!(h.balances(1), [0, 13, 0, 0]);
+        assert_eq!(h.balances(2), [0, 0, 0, 13]);
+        assert_eq!(h.amount(101), 13);
+        for (amount, expected) in [
+            (13, S::Exists),
+            (14, S::ExistsWithDifferentAmount),
+            (0, S::ExistsWithDifferentAmount),
+            (u128::MAX, S::ExistsWithDifferentAmount),
+        ] {
+            assert_eq!(h.transfers(&[resolve(101, 2, amount, POS)]), [expected]);
+        }
+        assert_eq!(
+            h.transfers(&[resolve(102, 2, 0, VOI)]),
+            [S::PendingTransferAlreadyPosted]
+        );
+        // Post of MAX moves the whole amount and is `exists` for MAX and the exact amount.
+        assert_eq!(h.transfers(&[transfer(5, 1, 2, 7, PEN)]), [S::Created]);
+        assert_eq!(h.transfers(&[resolve(6, 5, u128::MAX, POS)]), [S::Created]);
+        assert_eq!(h.amount(6), 7);
+        assert_eq!(h.transfers(&[resolve(6, 5, 7, POS)]), [S::Exists]);
+        assert_eq!(h.transfers(&[resolve(6, 5, u128::MAX, POS)]), [S::Exists]);
+    }
+
+    #[test]
+    fn void_amount_rules() {
+        let mut h = setup();
+        assert_eq!(h.transfers(&[transfer(3, 1, 2, 15, PEN)]), [S::Created]);
+        assert_eq!(
+            h.transfers(&[resolve(4, 3, 16, VOI)]),
+            [S::ExceedsPendingTransferAmount]
+        );
+        assert_eq!(
+            h.transfers(&[resolve(4, 3, 14, VOI)]),
+            [S::PendingTransferHasDifferentAmount]
+        );
+        assert_eq!(h.transfers(&[resolve(4, 3, 15, VOI)]), [S::Created]);
+        assert_eq!(h.balances(1), [0, 0, 0, 0]);
+        assert_eq!(
+            h.transfers(&[resolve(5, 3, 0, POS)]),
+            [S::PendingTransferAlreadyVoided]
+        );
+    }
+
+    #[test]
+    fn pulse_expires_in_order_and_post_at_due_time_is_refused() {
+        let mut h = setup();
+        let start = h.now;
+        let mut events = Vec::new();
+        for (index, timeout) in [3u32, 1, 2, 0].iter().enumerate() {
+            let mut pending = transfer(10 + index as u128, 1, 2, 10 + index as u128, PEN);
+            pending.timeout = *timeout;
+            events.push(pending);
+        }
+        assert_eq!(h.transfers(&events), [S::Created; 4]);
+        let created = h.now; // Transfer 10 + i has timestamp created - 3 + i.
+        assert!(created > start);
+        assert_eq!(h.balances(1)[0], 46);
+        // Due exactly now (not swept yet): post is refused.
+        h.now = created - 2 + SECOND - 1;
+        assert_eq!(
+            h.transfers(&[resolve(20, 11, 0, POS)]),
+            [S::PendingTransferExpired]
+        );
+        // The sweep at the due time of the first (timeout 1) expires exactly that one.
+        assert_eq!(h.pulse_at(created - 2 + SECOND + 100_000), 1);
+        assert_eq!(h.balances(1)[0], 35);
+        assert_eq!(
+            h.transfers(&[resolve(21, 11, 0, VOI)]),
+            [S::PendingTransferExpired]
+        );
+        assert_eq!(h.pulse_at(created + 10 * SECOND), 2);
+        assert_eq!(h.balances(1)[0], 13);
+        assert_eq!(h.transfers(&[resolve(22, 13, 0, POS)]), [S::Created]);
+        assert_eq!(h.pulse_at(created + 20 * SECOND), 0);
+        // Expired transfers stay visible; expiries created no transfer objects.
+        assert!(h.ledger.transfer_position(11).is_some());
+        assert_eq!(h.ledger.transfers.len(), 5);
+    }
+
+    #[test]
+    fn closing_pending_closes_and_void_or_expiry_reopens() {
+        let mut h = setup();
+        assert_eq!(h.transfers(&[transfer(1, 1, 2, 15, 0)]), [S::Created]);
+        let close = transfer(2, 1, 3, 0, PEN | TransferFlags::CLOSING_DEBIT);
+        assert_eq!(h.transfers(&[close]), [S::Created]);
+        assert!(h.closed(1));
+        assert_eq!(
+            h.transfers(&[transfer(3, 1, 2, 5, 0)]),
+            [S::DebitAccountAlreadyClosed]
+        );
+        assert_eq!(
+            h.transfers(&[resolve(4, 2, 0, POS)]),
+            [S::DebitAccountAlreadyClosed]
+        );
+        assert_eq!(h.transfers(&[resolve(5, 2, 0, VOI)]), [S::Created]);
+        assert!(!h.closed(1));
+        assert_eq!(
+            h.transfers(&[transfer(3, 1, 2, 5, 0)]),
+            [S::IdAlreadyFailed]
+        );
+        assert_eq!(h.transfers(&[transfer(7, 1, 2, 5, 0)]), [S::Created]);
+        // Expiry of a closing transfer reopens too.
+        let mut close = transfer(8, 3, 2, 0, PEN | TransferFlags::CLOSING_CREDIT);
+        close.timeout = 1;
+        assert_eq!(h.transfers(&[close]), [S::Created]);
+        assert!(h.closed(2));
+        assert_eq!(h.pulse_at(h.now + 2 * SECOND), 1);
+        assert!(!h.closed(2));
+    }
+
+    #[test]
+    fn closing_in_a_failed_chain_is_undone() {
+        let mut h = setup();
+        let close = transfer(1, 1, 3, 0, PEN | TransferFlags::CLOSING_DEBIT | LNK);
+        let results = h.transfers(&[close, transfer(2, 3, 3, 1, 0)]);
+        assert_eq!(results, [S::LinkedEventFailed, S::AccountsMustBeDifferent]);
+        assert!(!h.closed(1));
+        assert_eq!(h.ledger.pending_count(), 0);
+    }
+
+    #[test]
+    fn post_in_a_failed_chain_is_undone() {
+        let mut h = setup();
+        let mut pending = transfer(1, 1, 2, 9, PEN);
+        pending.timeout = 5;
+        assert_eq!(h.transfers(&[pending]), [S::Created]);
+        let mut bad = transfer(3, 1, 2, 1, 0);
+        bad.ledger = 0;
+        let results = h.transfers(&[resolve(2, 1, 4, POS | LNK), bad]);
+        assert_eq!(results, [S::LinkedEventFailed, S::LedgerMustNotBeZero]);
+        assert_eq!(h.balances(1), [9, 0, 0, 0]);
+        assert_eq!(h.ledger.pending_count(), 1);
+        assert_eq!(h.pulse_at(h.now + 6 * SECOND), 1);
+        assert_eq!(h.balances(1), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn balancing_clamps_and_idempotency_uses_the_bound() {
+        let mut h = setup();
+        // A4 (D<C) gets credits 10; A1 -> A4.
+        assert_eq!(h.transfers(&[transfer(1, 1, 4, 10, 0)]), [S::Created]);
+        let bdr = TransferFlags::BALANCING_DEBIT;
+        let results = h.transfers(&[
+            transfer(2, 4, 3, 3, bdr),
+            transfer(3, 4, 3, 13, bdr),
+            transfer(4, 4, 3, 1, bdr),
+        ]);
+        assert_eq!(results, [S::Created; 3]);
+        assert_eq!([h.amount(2), h.amount(3), h.amount(4)], [3, 7, 0]);
+        assert_eq!(h.transfers(&[transfer(3, 4, 3, 7, bdr)]), [S::Exists]);
+        assert_eq!(h.transfers(&[transfer(3, 4, 3, 100, bdr)]), [S::Exists]);
+        assert_eq!(
+            h.transfers(&[transfer(3, 4, 3, 6, bdr)]),
+            [S::ExistsWithDifferentAmount]
+        );
+    }
+
+    #[test]
+    fn overflow_checks_run_in_the_documented_order() {
+        let mut h = setup();
+        // A1 [100, 200, 0, 0] and A3 [0, 0, 110, 210].
+        h.transfers(&[
+            transfer(1, 1, 2, 100, PEN),
+            transfer(2, 1, 2, 200, 0),
+            transfer(3, 2, 3, 110, PEN),
+            transfer(4, 2, 3, 210, 0),
+        ]);
+        assert_eq!(h.balances(1), [100, 200, 0, 0]);
+        assert_eq!(h.balances(3), [0, 0, 110, 210]);
+        for (amount, expected) in [
+            (u128::MAX - 99, S::OverflowsDebitsPending),
+            (u128::MAX - 109, S::OverflowsCreditsPending),
+            (u128::MAX - 199, S::OverflowsDebitsPosted),
+            (u128::MAX - 209, S::OverflowsCreditsPosted),
+            (u128::MAX - 299, S::OverflowsDebits),
+            (u128::MAX - 319, S::OverflowsCredits),
+        ] {
+            assert_eq!(h.transfers(&[transfer(10, 1, 3, amount, PEN)]), [expected]);
+        }
+        // Timeout overflow near the end of time.
+        let mut late = transfer(11, 1, 3, 1, PEN);
+        late.timeout = 999;
+        h.now = TIMESTAMP_MAX - 3 * SECOND - 11;
+        assert_eq!(h.transfers(&[late]), [S::OverflowsTimeout]);
+    }
+
+    #[test]
+    fn imported_timestamp_between_slot_and_batch_timestamp_is_rejected() {
+        // ledger-semantics.md 11.1: the reference would crash here.
+        let mut h = Harness::new();
+        let imported = AccountFlags::IMPORTED;
+        let batch_timestamp = h.now + 3 + 10;
+        let mut a = account(1, imported);
+        a.timestamp = batch_timestamp - 1; // Below T, but at/after slot T - 2.
+        let mut b = account(2, imported);
+        b.timestamp = 5;
+        let mut c = account(3, imported);
+        c.timestamp = 6;
+        let results = h.accounts(&[a, b, c]);
+        assert_eq!(h.now, batch_timestamp);
+        let statuses: Vec<u32> = results.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                CreateAccountStatus::ImportedEventTimestampMustNotAdvance as u32,
+                CreateResult::STATUS_CREATED,
+                CreateResult::STATUS_CREATED
+            ]
+        );
+        assert_eq!(results[1].timestamp, 5);
+        // Exactly the slot is also rejected; one below it is accepted.
+        let slot = h.now + 10 + 1;
+        let mut d = account(4, imported);
+        d.timestamp = slot;
+        let results = h.accounts(&[d]);
+        let advance = CreateAccountStatus::ImportedEventTimestampMustNotAdvance as u32;
+        assert_eq!(results[0].status, advance);
+        let mut d = account(4, imported);
+        d.timestamp = h.now + 10;
+        assert_eq!(h.accounts(&[d])[0].status, CreateResult::STATUS_CREATED);
+    }
+
+    #[test]
+    fn capacity_failures_do_not_burn_ids() {
+        let config = Config {
+            accounts_max: 2,
+            transfers_max: 2,
+            ..Config::test_small()
+        };
+        let mut h = Harness {
+            ledger: Ledger::new(&config),
+            now: 1000,
+        };
+        let results = h.accounts(&[account(1, 0), account(2, 0), account(3, 0)]);
+        let capacity = CreateAccountStatus::AccountsCapacityExceeded as u32;
+        assert_eq!(results[2].status, capacity);
+        h.transfers(&[transfer(1, 1, 2, 1, 0), transfer(2, 1, 2, 1, 0)]);
+        assert_eq!(
+            h.transfers(&[transfer(3, 1, 2, 1, 0)]),
+            [S::TransfersCapacityExceeded]
+        );
+        h.ledger.clear();
+        h.accounts(&[account(1, 0), account(2, 0)]);
+        assert_eq!(h.transfers(&[transfer(3, 1, 2, 1, 0)]), [S::Created]);
+    }
+
+    #[test]
+    fn history_rows_follow_transfers_not_expiries() {
+        let mut h = Harness::new();
+        h.accounts(&[
+            account(1, AccountFlags::HISTORY),
+            account(2, AccountFlags::HISTORY),
+        ]);
+        let mut pending = transfer(1, 1, 2, 5, PEN);
+        pending.timeout = 1;
+        h.transfers(&[pending, transfer(2, 1, 2, 3, 0)]);
+        h.pulse_at(h.now + 2 * SECOND);
+        let filter = AccountFilter {
+            account_id: 1,
+            limit: 10,
+            flags: AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS,
+            ..AccountFilter::default()
+        };
+        let mut rows = Vec::with_capacity(10);
+        h.ledger.get_account_balances(&filter, &mut rows);
+        let got: Vec<[u128; 4]> = rows
+            .iter()
+            .map(|r| {
+                [
+                    r.debits_pending,
+                    r.debits_posted,
+                    r.credits_pending,
+                    r.credits_posted,
+                ]
+            })
+            .collect();
+        assert_eq!(got, [[5, 0, 0, 0], [5, 3, 0, 0]]);
+        assert_eq!(h.balances(1), [0, 3, 0, 0]);
+        let mut transfers = Vec::with_capacity(1);
+        h.ledger.get_account_transfers(&filter, &mut transfers);
+        assert_eq!(transfers.len(), 1); // Capped by the output's capacity.
+        assert_eq!(transfers[0].id, 1);
+    }
+}

@@ -1,0 +1,295 @@
+//! Read operations of the ledger (ledger-semantics.md section 7): lookups by id, an account's
+//! transfers and balance history, and queries over all accounts or transfers.
+//!
+//! Invalid filters select nothing (they are not errors). Every filtered query writes at most
+//! `min(limit, query_results_max, out.capacity())` items and never grows `out`, so queries
+//! allocate nothing. Lookups push one item per id found (at most `ids.len()`): callers that
+//! must not allocate reserve that much. Ascending per-account results are produced from the newest-first lists
+//! without extra memory: one pass counts the matches, a second pass skips the newest surplus and
+//! pushes the rest, which are then reversed in place.
+
+use crate::account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
+use crate::ledger::{Ledger, NONE};
+use crate::limits::TIMESTAMP_MAX;
+use crate::transfer::{QueryFilter, QueryFilterFlags, Transfer};
+
+/// Whether an optional timestamp bound is valid (0 = unbounded).
+fn timestamp_bound_valid(timestamp: u64) -> bool {
+    timestamp <= TIMESTAMP_MAX
+}
+
+fn range_valid(minimum: u64, maximum: u64) -> bool {
+    timestamp_bound_valid(minimum)
+        && timestamp_bound_valid(maximum)
+        && (maximum == 0 || minimum <= maximum)
+}
+
+fn in_range(timestamp: u64, minimum: u64, maximum: u64) -> bool {
+    timestamp >= minimum && (maximum == 0 || timestamp <= maximum)
+}
+
+fn account_filter_valid(filter: &AccountFilter) -> bool {
+    filter.account_id != 0
+        && filter.account_id != u128::MAX
+        && filter.reserved.iter().all(|byte| *byte == 0)
+        && range_valid(filter.timestamp_min, filter.timestamp_max)
+        && filter.limit != 0
+        && filter.flags & AccountFilterFlags::PADDING == 0
+        && filter.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS) != 0
+}
+
+fn query_filter_valid(filter: &QueryFilter) -> bool {
+    filter.reserved.iter().all(|byte| *byte == 0)
+        && range_valid(filter.timestamp_min, filter.timestamp_max)
+        && filter.limit != 0
+        && filter.flags & QueryFilterFlags::PADDING == 0
+}
+
+impl Ledger {
+    fn results_max(&self, limit: u32, capacity: usize) -> usize {
+        (limit.min(self.config.query_results_max) as usize).min(capacity)
+    }
+
+    pub(crate) fn lookup_accounts(&self, ids: &[u128], out: &mut Vec<Account>) {
+        out.clear();
+        for id in ids {
+            if let Some(position) = self.account_position(*id) {
+                out.push(self.accounts[position as usize]);
+            }
+        }
+    }
+
+    pub(crate) fn lookup_transfers(&self, ids: &[u128], out: &mut Vec<Transfer>) {
+        out.clear();
+        for id in ids {
+            if let Some(position) = self.transfer_position(*id) {
+                out.push(self.transfers[position as usize]);
+            }
+        }
+    }
+
+    /// Whether transfer `t` matches the filter's side and field conditions for `account_id`.
+    fn account_transfer_matches(filter: &AccountFilter, t: &Transfer) -> bool {
+        let side = (filter.flags & AccountFilterFlags::DEBITS != 0
+            && t.debit_account_id == filter.account_id)
+            || (filter.flags & AccountFilterFlags::CREDITS != 0
+                && t.credit_account_id == filter.account_id);
+        side && (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
+            && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
+            && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
+            && (filter.code == 0 || t.code == filter.code)
+    }
+
+    /// Visits the account's transfers newest first, stopping below `timestamp_min`; `visit`
+    /// returns false to stop early.
+    fn walk_account_transfers(
+        &self,
+        account_id: u128,
+        newest: u32,
+        timestamp_min: u64,
+        mut visit: impl FnMut(u32, &Transfer) -> bool,
+    ) {
+        let mut cursor = newest;
+        while cursor != NONE {
+            let t = &self.transfers[cursor as usize];
+            if t.timestamp < timestamp_min {
+                return;
+            }
+            if !visit(cursor, t) {
+                return;
+            }
+            let meta = &self.transfer_meta[cursor as usize];
+            cursor = if t.debit_account_id == account_id {
+                meta.debit_previous
+            } else {
+                meta.credit_previous
+            };
+        }
+    }
+
+    /// Positions (in `transfers`) of the filter's selection, pushed through `emit` in the
+    /// requested order, at most `results_max`.
+    fn select_account_transfers(
+        &self,
+        filter: &AccountFilter,
+        newest: u32,
+        results_max: usize,
+        mut emit: impl FnMut(u32, &Transfer),
+    ) -> usize {
+        let matches = |t: &Transfer| {
+            in_range(t.timestamp, filter.timestamp_min, filter.timestamp_max)
+                && Self::account_transfer_matches(filter, t)
+        };
+        let mut emitted = 0usize;
+        if results_max == 0 {
+            return 0;
+        }
+        if filter.flags & AccountFilterFlags::REVERSED != 0 {
+            self.walk_account_transfers(filter.account_id, newest, filter.timestamp_min, |p, t| {
+                if matches(t) {
+                    emit(p, t);
+                    emitted += 1;
+                }
+                emitted < results_max
+            });
+            return emitted;
+        }
+        let mut matched = 0usize;
+        self.walk_account_transfers(filter.account_id, newest, filter.timestamp_min, |_, t| {
+            matched += usize::from(matches(t));
+            true
+        });
+        let mut skip = matched.saturating_sub(results_max);
+        self.walk_account_transfers(filter.account_id, newest, filter.timestamp_min, |p, t| {
+            if matches(t) {
+                if skip > 0 {
+                    skip -= 1;
+                } else {
+                    emit(p, t);
+                    emitted += 1;
+                }
+            }
+            emitted < results_max
+        });
+        emitted
+    }
+
+    pub(crate) fn get_account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
+        out.clear();
+        if !account_filter_valid(filter) {
+            return;
+        }
+        let Some(account) = self.account_position(filter.account_id) else {
+            return;
+        };
+        let newest = self.account_meta[account as usize].transfer_newest;
+        let results_max = self.results_max(filter.limit, out.capacity());
+        self.select_account_transfers(filter, newest, results_max, |_, t| out.push(*t));
+        if filter.flags & AccountFilterFlags::REVERSED == 0 {
+            out.reverse();
+        }
+    }
+
+    pub(crate) fn get_account_balances(
+        &self,
+        filter: &AccountFilter,
+        out: &mut Vec<AccountBalance>,
+    ) {
+        out.clear();
+        if !account_filter_valid(filter) {
+            return;
+        }
+        let Some(account) = self.account_position(filter.account_id) else {
+            return;
+        };
+        if self.accounts[account as usize].flags & AccountFlags::HISTORY == 0 {
+            return;
+        }
+        let results_max = self.results_max(filter.limit, out.capacity());
+        // Rows are newest first and parallel to the account's transfers: walk both lists in
+        // step so each selected transfer finds its row without a search.
+        let mut row = self.account_meta[account as usize].balance_newest;
+        let newest = self.account_meta[account as usize].transfer_newest;
+        self.select_account_transfers(filter, newest, results_max, |position, _| {
+            while row != NONE && self.balances[row as usize].transfer > position {
+                row = self.balances[row as usize].previous;
+            }
+            assert!(row != NONE, "every transfer of a history account has a row");
+            let balance = &self.balances[row as usize];
+            assert_eq!(balance.transfer, position);
+            out.push(AccountBalance {
+                debits_pending: balance.debits_pending,
+                debits_posted: balance.debits_posted,
+                credits_pending: balance.credits_pending,
+                credits_posted: balance.credits_posted,
+                timestamp: balance.timestamp,
+                reserved: [0; 56],
+            });
+        });
+        if filter.flags & AccountFilterFlags::REVERSED == 0 {
+            out.reverse();
+        }
+    }
+
+    pub(crate) fn query_accounts(&self, filter: &QueryFilter, out: &mut Vec<Account>) {
+        out.clear();
+        if !query_filter_valid(filter) {
+            return;
+        }
+        let results_max = self.results_max(filter.limit, out.capacity());
+        let selected = |a: &Account| {
+            (filter.user_data_128 == 0 || a.user_data_128 == filter.user_data_128)
+                && (filter.user_data_64 == 0 || a.user_data_64 == filter.user_data_64)
+                && (filter.user_data_32 == 0 || a.user_data_32 == filter.user_data_32)
+                && (filter.ledger == 0 || a.ledger == filter.ledger)
+                && (filter.code == 0 || a.code == filter.code)
+        };
+        let range = timestamp_range(&self.accounts, filter, |a| a.timestamp);
+        let reversed = filter.flags & QueryFilterFlags::REVERSED != 0;
+        collect(&self.accounts[range], reversed, results_max, selected, out);
+    }
+
+    pub(crate) fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
+        out.clear();
+        if !query_filter_valid(filter) {
+            return;
+        }
+        let results_max = self.results_max(filter.limit, out.capacity());
+        let selected = |t: &Transfer| {
+            (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
+                && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
+                && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
+                && (filter.ledger == 0 || t.ledger == filter.ledger)
+                && (filter.code == 0 || t.code == filter.code)
+        };
+        let range = timestamp_range(&self.transfers, filter, |t| t.timestamp);
+        let reversed = filter.flags & QueryFilterFlags::REVERSED != 0;
+        collect(&self.transfers[range], reversed, results_max, selected, out);
+    }
+}
+
+/// The index range of a timestamp-sorted store within the filter's bounds.
+fn timestamp_range<T>(
+    store: &[T],
+    filter: &QueryFilter,
+    timestamp: impl Fn(&T) -> u64,
+) -> core::ops::Range<usize> {
+    let start = store.partition_point(|item| timestamp(item) < filter.timestamp_min);
+    let end = if filter.timestamp_max == 0 {
+        store.len()
+    } else {
+        store.partition_point(|item| timestamp(item) <= filter.timestamp_max)
+    };
+    start..end.max(start)
+}
+
+fn collect<T: Copy>(
+    items: &[T],
+    reversed: bool,
+    results_max: usize,
+    selected: impl Fn(&T) -> bool,
+    out: &mut Vec<T>,
+) {
+    if results_max == 0 {
+        return;
+    }
+    let mut push = |item: &T| {
+        if selected(item) {
+            out.push(*item);
+        }
+        out.len() < results_max
+    };
+    if reversed {
+        for item in items.iter().rev() {
+            if !push(item) {
+                return;
+            }
+        }
+    } else {
+        for item in items {
+            if !push(item) {
+                return;
+            }
+        }
+    }
+}
