@@ -334,6 +334,10 @@ impl Connection {
                 }
             }
             Ok(request) if state.shutting_down => {
+                shared
+                    .stats
+                    .frames_rejected
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.push_status(&request.header, FrameStatus::ShuttingDown);
                 self.closing = true;
             }

@@ -244,11 +244,13 @@ pub struct ServerStats {
     pub connections_accepted: u64,
     /// Connections accepted and closed at once because every slot was taken.
     pub connections_refused: u64,
+    /// Connections that were accepted into a slot and have closed since, for any reason.
+    pub connections_closed: u64,
     /// Connections closed because a frame did not arrive in full in time.
     pub connections_closed_partial_frame: u64,
     /// Connections closed because the client did not read its replies in time.
     pub connections_closed_reply_stall: u64,
-    /// Frames answered with a frame-level error status.
+    /// Frames answered with a frame-level error status (`shutting_down` included).
     pub frames_rejected: u64,
     /// Replies dropped because their connection had closed.
     pub replies_dropped: u64,
@@ -260,6 +262,7 @@ pub struct ServerStats {
 pub(crate) struct StatsCounters {
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
+    connections_closed: AtomicU64,
     connections_closed_partial_frame: AtomicU64,
     connections_closed_reply_stall: AtomicU64,
     pub frames_rejected: AtomicU64,
@@ -272,6 +275,7 @@ impl StatsCounters {
         ServerStats {
             connections_accepted: self.connections_accepted.load(Ordering::Relaxed),
             connections_refused: self.connections_refused.load(Ordering::Relaxed),
+            connections_closed: self.connections_closed.load(Ordering::Relaxed),
             connections_closed_partial_frame: self
                 .connections_closed_partial_frame
                 .load(Ordering::Relaxed),
@@ -449,7 +453,7 @@ impl std::fmt::Debug for CoreSide {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
 }
 
 impl ServerHandle {
@@ -472,17 +476,18 @@ impl ServerHandle {
 
     /// Stops accepting and reading, answers requests that had not reached the core with
     /// `shutting_down`, sends every reply that becomes durable within the grace period, closes
-    /// every connection and joins the net thread.
+    /// every connection and joins the net thread. Later calls return at once.
     ///
     /// # Errors
     ///
     /// The poller's error if the net thread failed.
-    pub fn shutdown(mut self) -> io::Result<()> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
-        let Some(thread) = self.thread.take() else {
+    pub fn shutdown(&self) -> io::Result<()> {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        let Some(thread) = thread else {
             return Ok(());
         };
         self.shared.shutdown.store(true, Ordering::Release);
@@ -496,7 +501,7 @@ impl ServerHandle {
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        let _ = self.stop();
+        let _ = self.shutdown();
     }
 }
 
@@ -555,7 +560,7 @@ pub fn start(
     let handle = ServerHandle {
         local_addr,
         shared: Arc::clone(&shared),
-        thread: Some(thread),
+        thread: Mutex::new(Some(thread)),
     };
     Ok((handle, CoreSide { shared }))
 }
@@ -989,6 +994,10 @@ impl EventLoop {
         connection.release(&self.shared);
         self.slots_free.push(index);
         self.connections_count -= 1;
+        self.shared
+            .stats
+            .connections_closed
+            .fetch_add(1, Ordering::Relaxed);
         // Stale indexes in `ready` and `paused` are skipped: the slot is empty or its new
         // connection's flags are false, and a spurious visit only tries a read or a write.
     }
