@@ -211,7 +211,12 @@ impl<'a> Walker<'a> {
         let Ok(header) = self.header_at(next)? else {
             return Ok(false);
         };
-        Ok(self.chain_error(&header).is_none() && position.offset + header.size() > segment_size)
+        if self.chain_error(&header).is_some() || position.offset + header.size() <= segment_size {
+            return Ok(false);
+        }
+        // The whole record must be valid: if it is torn, the log ends here, in this segment, and
+        // the next record may fit here when it is written again.
+        self.body_valid(next.index, &header)
     }
 }
 
