@@ -128,16 +128,22 @@ fn crash_workload(seed: u64) {
     }
 }
 
-/// Appends `count` records with a sync every few, then a sentinel record and a sync, so every
-/// record before the sentinel is covered by the sentinel's watermark. Returns the model and
-/// each record's (segment id, offset).
+/// Appends `count` records with a sync every few, then two synced sentinel records, so every
+/// record before the sentinels is covered by a watermark twice over: damage that spills from
+/// the last covered record into the first (large) sentinel still leaves the second as evidence
+/// (one sentinel would leave the residual window of J8). Returns the model and each record's
+/// (segment id, offset).
 fn covered_log(seed: u64, rng: &mut Rng, disk: &SimDisk) -> (Vec<Vec<u8>>, Vec<(u64, u64)>) {
     let (mut journal, _) = open(disk, SyncMode::Manual).unwrap();
     let count = 20 + rng.below(80);
     let mut model = Vec::new();
     let mut places = Vec::new();
-    for sequence in 1..=count + 1 {
-        let body = random_body(rng, 3000);
+    for sequence in 1..=count + 2 {
+        let body = match sequence.checked_sub(count) {
+            Some(1) => vec![0x5e; 4000],
+            Some(2) => vec![0x5f; 10],
+            _ => random_body(rng, 3000),
+        };
         assert_eq!(journal.append(sequence * 10, &body).unwrap(), sequence, "seed {seed}");
         let (segment, end) = journal.write_position();
         places.push((segment, end - record_size(body.len() as u64)));
@@ -162,7 +168,7 @@ fn fault_workload(seed: u64, fault: Fault) {
     let disk = SimDisk::new(seed);
     let mut rng = Rng::new(seed ^ 0xfa17);
     let (model, places) = covered_log(seed, &mut rng, &disk);
-    let covered = model.len() as u64 - 1; // The sentinel (last record) is not covered.
+    let covered = model.len() as u64 - 2; // Not counting the sentinels.
     let target = 1 + rng.below(covered);
     let (segment, offset) = places[(target - 1) as usize];
     let name = segment_file_name(segment);
