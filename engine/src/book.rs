@@ -675,8 +675,9 @@ impl Book {
             // No match is possible at a price that already rested without crossing.
             let level = self.orders[slot as usize].level;
             let level_ref = &mut self.levels[level as usize];
-            level_ref.quantity -= u128::from(before.quantity);
+            // The remainder changes by the quantity's change; add first so it never dips below 0.
             level_ref.quantity += u128::from(quantity);
+            level_ref.quantity -= u128::from(before.quantity);
             self.orders[slot as usize].order.quantity = quantity;
             if quantity > before.quantity {
                 self.unlink(slot);
@@ -958,8 +959,8 @@ impl Book {
                     budget -= lot_cost(level.price, &self.market) * u128::from(quantity / lot_size);
                 }
                 remaining -= quantity;
-                if remaining == 0 {
-                    return (taker.remaining, false);
+                if remaining == 0 || quantity < entry.order.remaining() {
+                    return (taker.remaining - remaining, false);
                 }
             }
         }
@@ -1047,9 +1048,12 @@ impl Book {
                     taker_fee,
                     maker_fee,
                 }));
-                if maker_after.remaining() == 0 {
-                    self.remove(slot);
+                if maker_after.remaining() > 0 {
+                    // The maker outlasted the taker's quantity or budget (deeper prices cost
+                    // more), so the taker is done.
+                    return false;
                 }
+                self.remove(slot);
                 slot = next;
             }
         }
