@@ -176,6 +176,11 @@ impl Connection {
         self.entries.is_empty() && self.pending_request.is_none()
     }
 
+    /// Bytes of ready replies not yet written.
+    pub fn output_pending_size(&self) -> usize {
+        self.output_pending_size
+    }
+
     /// Whether a ready entry waits at the front (for `durable` or for the socket).
     pub fn has_ready_front(&self) -> bool {
         matches!(self.entries.front(), Some(Entry::Ready { .. }))

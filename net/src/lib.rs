@@ -19,7 +19,8 @@
 //! let config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
 //! let (server, core) = start(&config, Arc::clone(&durable)).unwrap();
 //! let core_thread = std::thread::spawn(move || {
-//!     while !core.is_shutting_down() {
+//!     // Serve until the net thread ends: during shutdown it still sends durable replies.
+//!     while !core.is_stopped() {
 //!         // Sleeps on a condvar while the queue is empty; the net thread notifies it.
 //!         if !core.wait_for_requests(Duration::from_millis(100)) {
 //!             continue;

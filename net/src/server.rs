@@ -304,6 +304,8 @@ pub(crate) struct Shared {
     core_mutex: Mutex<()>,
     core_condvar: Condvar,
     shutdown: AtomicBool,
+    /// Set when the net thread has ended.
+    stopped: AtomicBool,
     pub stats: StatsCounters,
 }
 
@@ -324,6 +326,15 @@ impl Shared {
                 .unwrap_or_else(|poison| poison.into_inner());
             self.core_condvar.notify_one();
         }
+    }
+
+    /// Wakes the core even if it did not say it was waiting (it checks `stopped`).
+    fn notify_core_always(&self) {
+        let _guard = self
+            .core_mutex
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        self.core_condvar.notify_all();
     }
 
     fn wake_net_if_paused(&self) {
@@ -437,9 +448,15 @@ impl CoreSide {
         &self.shared.durable
     }
 
-    /// Whether the server is shutting down (the core may finish its batch and stop).
+    /// Whether the server is shutting down: no new request will be queued, but the core
+    /// should go on answering what it pops until [`CoreSide::is_stopped`].
     pub fn is_shutting_down(&self) -> bool {
         self.shared.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Whether the net thread has ended (after [`ServerHandle::shutdown`]); the core can stop.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
     }
 }
 
@@ -551,12 +568,18 @@ pub fn start(
         core_mutex: Mutex::new(()),
         core_condvar: Condvar::new(),
         shutdown: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
         stats: StatsCounters::default(),
     });
     let mut event_loop = EventLoop::new(config.clone(), poll, listener, Arc::clone(&shared));
     let thread = std::thread::Builder::new()
         .name("clearline-net".to_string())
-        .spawn(move || event_loop.run())?;
+        .spawn(move || {
+            let result = event_loop.run();
+            event_loop.shared.stopped.store(true, Ordering::Release);
+            event_loop.shared.notify_core_always();
+            result
+        })?;
     let handle = ServerHandle {
         local_addr,
         shared: Arc::clone(&shared),
@@ -655,8 +678,8 @@ impl EventLoop {
                 }
             }
             self.route_replies();
-            self.resume_paused();
             self.write_ready();
+            self.resume_paused();
             if self.state.pushed {
                 self.state.pushed = false;
                 self.shared.notify_core();
@@ -900,24 +923,35 @@ impl EventLoop {
         let Some(connection) = self.slots[index as usize].connection.as_mut() else {
             return;
         };
+        let pending_before = connection.output_pending_size();
         match connection.write(&shared, durable, now) {
             WriteOutcome::Failed => {
                 self.close(index);
                 return;
             }
-            WriteOutcome::Blocked | WriteOutcome::Idle => {}
+            // The socket is full: an edge-triggered writable event comes when it drains.
+            WriteOutcome::Blocked => {}
+            // What is left waits for the core or for `durable`; the core's and the syncer's
+            // wakes bring the loop back to the ready list.
+            WriteOutcome::Idle => {
+                if connection.has_ready_front() && !connection.listed_ready {
+                    connection.listed_ready = true;
+                    self.ready.push(index);
+                }
+            }
         }
-        if connection.has_ready_front() && !connection.listed_ready {
-            connection.listed_ready = true;
-            self.ready.push(index);
-        }
+        let progress = connection.output_pending_size() < pending_before;
         if self.state.shutting_down && connection.is_idle() {
             connection.closing = true;
         }
         if connection.finished() {
             self.close(index);
-        } else if !connection.reading && !connection.listed_paused && !connection.closing {
-            // Writing may have freed the in-flight or output room the connection waits for.
+        } else if progress
+            && !connection.reading
+            && !connection.listed_paused
+            && !connection.closing
+        {
+            // Writing freed in-flight or output room the connection may be waiting for.
             connection.listed_paused = true;
             self.paused.push(index);
         }

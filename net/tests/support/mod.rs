@@ -35,7 +35,6 @@ pub struct Control {
     pub popped: AtomicU64,
     /// Set once the core saw the server shutting down.
     pub saw_shutdown: AtomicBool,
-    stop: AtomicBool,
 }
 
 /// A running server with its fake core.
@@ -69,7 +68,7 @@ impl Harness {
         let core_control = Arc::clone(&control);
         let core = std::thread::spawn(move || {
             let control = core_control;
-            while !control.stop.load(Ordering::Acquire) {
+            while !core.is_stopped() {
                 if core.is_shutting_down() {
                     control.saw_shutdown.store(true, Ordering::Release);
                 }
@@ -140,7 +139,6 @@ impl Drop for Harness {
         self.server
             .shutdown()
             .expect("the server shuts down cleanly");
-        self.control.stop.store(true, Ordering::Release);
         if let Some(core) = self.core.take() {
             core.join().expect("the fake core does not panic");
         }

@@ -1,0 +1,147 @@
+//! The blocking client against a scripted peer: it checks every reply with the codec, matches
+//! replies to requests in order, and reports each failure as its own error. Also the echo
+//! baseline, which returns frames unchanged.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread::JoinHandle;
+
+use clearline_engine::Operation;
+use clearline_net::echo::EchoServer;
+use clearline_net::{
+    Client, ClientError, FrameStatus, Header, ReplyInvalid, BODY_SIZE_MAX, HEADER_SIZE,
+};
+
+/// A peer that reads one request frame and answers with what `answer` makes of its header.
+fn scripted(answer: fn(&Header) -> Vec<u8>) -> (Client, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("an address");
+    let peer = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accepts");
+        stream
+            .set_read_timeout(Some(support::SOCKET_TIMEOUT))
+            .expect("sets a timeout");
+        let mut bytes = [0u8; HEADER_SIZE];
+        stream.read_exact(&mut bytes).expect("a request header");
+        let header = Header::decode(&bytes);
+        let mut body = vec![0u8; header.body_size as usize];
+        stream.read_exact(&mut body).expect("a request body");
+        stream.write_all(&answer(&header)).expect("answers");
+        // End the stream: a client that wants more sees the end instead of waiting.
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shuts down");
+        let _ = stream.read(&mut [0u8; 1]);
+    });
+    (support::client(addr), peer)
+}
+
+fn reply_bytes(request: &Header, change: impl Fn(&mut Header), body: &[u8]) -> Vec<u8> {
+    let mut header = Header {
+        operation: request.operation,
+        request_id: request.request_id,
+        body_size: body.len() as u32,
+        count: (body.len() / 16) as u32,
+        ..Header::zeroed()
+    };
+    change(&mut header);
+    header.seal(body);
+    let mut bytes = header.encode().to_vec();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn run(answer: fn(&Header) -> Vec<u8>) -> Result<clearline_net::ReplyFrame, ClientError> {
+    let (mut client, peer) = scripted(answer);
+    let result = client.request(Operation::CreateAccounts, &[1u8; 128]);
+    drop(client);
+    peer.join().expect("the peer ends");
+    result
+}
+
+#[test]
+fn valid_reply_is_returned_with_its_body() {
+    let reply = run(|request| reply_bytes(request, |_| {}, &[0xEEu8; 16])).expect("valid");
+    assert_eq!(reply.status(), FrameStatus::Ok);
+    assert_eq!(reply.request_id(), 1, "request ids start at 1");
+    assert_eq!(reply.count(), 1);
+    assert_eq!(reply.body, vec![0xEEu8; 16]);
+}
+
+#[test]
+fn reply_with_another_request_id_is_an_error() {
+    let result = run(|request| reply_bytes(request, |h| h.request_id += 1, &[0u8; 16]));
+    assert!(matches!(
+        result,
+        Err(ClientError::RequestIdMismatch {
+            expected: 1,
+            found: 2
+        })
+    ));
+}
+
+#[test]
+fn reply_with_a_bad_header_checksum_is_an_error() {
+    let result = run(|request| {
+        let mut bytes = reply_bytes(request, |_| {}, &[0u8; 16]);
+        bytes[40] ^= 1;
+        bytes
+    });
+    let expected = ReplyInvalid::Header(FrameStatus::HeaderChecksumInvalid);
+    assert!(matches!(result, Err(ClientError::ReplyInvalid(invalid)) if invalid == expected));
+}
+
+#[test]
+fn reply_with_a_bad_body_checksum_is_an_error() {
+    let result = run(|request| {
+        let mut bytes = reply_bytes(request, |_| {}, &[0u8; 16]);
+        bytes[HEADER_SIZE + 3] ^= 1;
+        bytes
+    });
+    let expected = ReplyInvalid::BodyChecksumInvalid;
+    assert!(matches!(result, Err(ClientError::ReplyInvalid(invalid)) if invalid == expected));
+}
+
+#[test]
+fn reply_whose_size_does_not_match_its_count_is_an_error() {
+    let result = run(|request| reply_bytes(request, |h| h.count = 2, &[0u8; 16]));
+    let expected = ReplyInvalid::BodySizeInvalid;
+    assert!(matches!(result, Err(ClientError::ReplyInvalid(invalid)) if invalid == expected));
+}
+
+#[test]
+fn server_closing_is_an_io_error() {
+    let result = run(|_| Vec::new());
+    assert!(matches!(result, Err(ClientError::Io(_))));
+}
+
+#[test]
+fn receive_with_nothing_in_flight_is_an_error() {
+    let echo = EchoServer::start("127.0.0.1:0".parse().expect("an address")).expect("starts");
+    let mut client = support::client(echo.local_addr());
+    assert!(matches!(
+        client.receive(),
+        Err(ClientError::NothingInFlight)
+    ));
+    assert_eq!(client.in_flight_count(), 0);
+}
+
+#[test]
+fn echo_returns_frames_unchanged() {
+    let echo = EchoServer::start("127.0.0.1:0".parse().expect("an address")).expect("starts");
+    let mut stream = TcpStream::connect(echo.local_addr()).expect("connects");
+    stream
+        .set_read_timeout(Some(support::SOCKET_TIMEOUT))
+        .expect("sets a timeout");
+    for size in [128, 8 * 128, BODY_SIZE_MAX - 64] {
+        let body: Vec<u8> = (0..size).map(|index| index as u8).collect();
+        let header = Header::request(Operation::CreateTransfers, size as u64, &body);
+        let frame = support::frame_bytes(&header, &body);
+        stream.write_all(&frame).expect("sends");
+        let mut echoed = vec![0u8; frame.len()];
+        stream.read_exact(&mut echoed).expect("the echo");
+        assert!(echoed == frame, "frame of {size} bytes changed");
+    }
+}
