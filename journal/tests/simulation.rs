@@ -15,7 +15,12 @@ use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
 fn config(sync: SyncMode) -> JournalConfig {
-    JournalConfig { segment_size: SEGMENT_SIZE_MIN, sync, body_size_max: 4096, ..Default::default() }
+    JournalConfig {
+        segment_size: SEGMENT_SIZE_MIN,
+        sync,
+        body_size_max: 4096,
+        ..Default::default()
+    }
 }
 
 fn open(disk: &SimDisk, sync: SyncMode) -> Result<(Journal, Recovery), JournalError> {
@@ -51,7 +56,11 @@ fn check_prefix(seed: u64, journal: &Journal, model: &[Vec<u8>]) {
             assert_eq!(record.sequence, sequence, "seed {seed}");
             assert_eq!(record.timestamp, sequence * 10, "seed {seed}");
             let expected = &model[(sequence - 1) as usize];
-            assert_eq!(record.body, &expected[..], "seed {seed}: body of {sequence}");
+            assert_eq!(
+                record.body,
+                &expected[..],
+                "seed {seed}: body of {sequence}"
+            );
         })
         .unwrap_or_else(|error| panic!("seed {seed}: replay failed: {error}"));
     assert_eq!(count, journal.written_sequence(), "seed {seed}");
@@ -72,19 +81,32 @@ fn crash_workload(seed: u64) {
             match open(&disk, SyncMode::Manual) {
                 Ok(opened) => break opened,
                 Err(error) => {
-                    assert!(disk.crashed(), "seed {seed}: open failed by itself: {error}");
+                    assert!(
+                        disk.crashed(),
+                        "seed {seed}: open failed by itself: {error}"
+                    );
                     disk.crash();
                 }
             }
         };
         let last = recovery.last_sequence;
-        assert!(last >= durable, "seed {seed}: lost durable {durable}, recovered {last}");
-        assert!(last <= model.len() as u64, "seed {seed}: invented records up to {last}");
+        assert!(
+            last >= durable,
+            "seed {seed}: lost durable {durable}, recovered {last}"
+        );
+        assert!(
+            last <= model.len() as u64,
+            "seed {seed}: invented records up to {last}"
+        );
         model.truncate(last as usize);
         check_prefix(seed, &journal, &model);
         if let Some(snapshot) = &recovery.snapshot {
             assert!(snapshot.sequence <= last, "seed {seed}");
-            assert_eq!(snapshot.image, image_for(&model, snapshot.sequence), "seed {seed}");
+            assert_eq!(
+                snapshot.image,
+                image_for(&model, snapshot.sequence),
+                "seed {seed}"
+            );
         }
         durable = last;
         disk.crash_after(rng.below(300));
@@ -112,7 +134,10 @@ fn crash_workload(seed: u64) {
             } else {
                 let sequence = rng.below(model.len() as u64 + 1);
                 let image = image_for(&model, sequence);
-                if journal.write_snapshot(sequence, sequence * 10, &image).is_err() {
+                if journal
+                    .write_snapshot(sequence, sequence * 10, &image)
+                    .is_err()
+                {
                     break;
                 }
                 durable = durable.max(sequence);
@@ -144,7 +169,11 @@ fn covered_log(seed: u64, rng: &mut Rng, disk: &SimDisk) -> (Vec<Vec<u8>>, Vec<(
             Some(2) => vec![0x5f; 10],
             _ => random_body(rng, 3000),
         };
-        assert_eq!(journal.append(sequence * 10, &body).unwrap(), sequence, "seed {seed}");
+        assert_eq!(
+            journal.append(sequence * 10, &body).unwrap(),
+            sequence,
+            "seed {seed}"
+        );
         let (segment, end) = journal.write_position();
         places.push((segment, end - record_size(body.len() as u64)));
         model.push(body);
@@ -185,7 +214,11 @@ fn fault_workload(seed: u64, fault: Fault) {
             }
             let (source_segment, source_offset) = places[(source - 1) as usize];
             let source_size = RECORD_HEADER_SIZE + model[(source - 1) as usize].len() as u64;
-            let bytes = disk.read(&segment_file_name(source_segment), source_offset, source_size);
+            let bytes = disk.read(
+                &segment_file_name(source_segment),
+                source_offset,
+                source_size,
+            );
             let room = clearline_journal::SEGMENT_SIZE_MIN - offset;
             disk.overwrite(&name, offset, &bytes[..bytes.len().min(room as usize)]);
             true
@@ -200,7 +233,10 @@ fn fault_workload(seed: u64, fault: Fault) {
     };
     match open(&disk, SyncMode::Manual) {
         Err(JournalError::Corruption(corruption)) => {
-            assert!(corruption.sequence <= target, "seed {seed} {fault:?}: {corruption}");
+            assert!(
+                corruption.sequence <= target,
+                "seed {seed} {fault:?}: {corruption}"
+            );
             // Reported where the expected sequence was looked for: in the target's segment, or
             // at the end of the one before when the target opened a new segment.
             let near = corruption.segment == segment || corruption.segment + 1 == segment;
@@ -208,8 +244,15 @@ fn fault_workload(seed: u64, fault: Fault) {
         }
         Err(error) => panic!("seed {seed} {fault:?}: unexpected error {error}"),
         Ok((journal, recovery)) => {
-            assert!(!must_fail, "seed {seed} {fault:?}: damage to {target} was not refused");
-            assert_eq!(recovery.last_sequence, model.len() as u64, "seed {seed} {fault:?}");
+            assert!(
+                !must_fail,
+                "seed {seed} {fault:?}: damage to {target} was not refused"
+            );
+            assert_eq!(
+                recovery.last_sequence,
+                model.len() as u64,
+                "seed {seed} {fault:?}"
+            );
             check_prefix(seed, &journal, &model);
         }
     }
@@ -276,7 +319,10 @@ fn crash_at_every_operation_of_a_small_workload() {
         let (journal, recovery) = open(&disk, SyncMode::Manual)
             .unwrap_or_else(|error| panic!("crash point {crash_point}: {error}"));
         let last = recovery.last_sequence;
-        assert!(last >= durable, "crash point {crash_point}: lost durable records");
+        assert!(
+            last >= durable,
+            "crash point {crash_point}: lost durable records"
+        );
         if last == model.len() as u64 + 1 {
             model.push(in_flight.expect("an extra record can only be the crashing append"));
         }
@@ -295,7 +341,9 @@ fn recovery_is_idempotent() {
         let mut rng = Rng::new(seed);
         let (mut journal, _) = open(&disk, SyncMode::Manual).unwrap();
         for sequence in 1..=30u64 {
-            journal.append(sequence * 10, &random_body(&mut rng, 1000)).unwrap();
+            journal
+                .append(sequence * 10, &random_body(&mut rng, 1000))
+                .unwrap();
             if sequence == 20 {
                 journal.sync().unwrap();
             }
@@ -307,7 +355,11 @@ fn recovery_is_idempotent() {
         disk.crash();
         let (journal, second) = open(&disk, SyncMode::Manual).unwrap();
         assert_eq!(first.last_sequence, second.last_sequence, "seed {seed}");
-        assert!(second.truncated.is_none(), "seed {seed}: {:?}", second.truncated);
+        assert!(
+            second.truncated.is_none(),
+            "seed {seed}: {:?}",
+            second.truncated
+        );
         assert!(first.last_sequence >= 20, "seed {seed}");
         drop(journal);
     }
@@ -331,22 +383,32 @@ fn failed_sync_is_fatal_and_never_acknowledges_more() {
     durability.wait_durable(10).unwrap();
     disk.fail_syncs(1);
     let sequence = journal.append(110, b"after").unwrap();
-    assert!(matches!(durability.wait_durable(sequence), Err(JournalError::SyncFailed)));
+    assert!(matches!(
+        durability.wait_durable(sequence),
+        Err(JournalError::SyncFailed)
+    ));
     assert!(durability.failed());
     assert_eq!(durability.durable_sequence(), 10);
-    assert!(matches!(journal.append(120, b"more"), Err(JournalError::SyncFailed)));
+    assert!(matches!(
+        journal.append(120, b"more"),
+        Err(JournalError::SyncFailed)
+    ));
     assert!(matches!(journal.close(), Err(JournalError::SyncFailed)));
     // The syncer has stopped (close joined it), so its last callback has run.
-    assert!(calls.load(Ordering::SeqCst) >= 2, "callback called on success and on failure");
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "callback called on success and on failure"
+    );
     disk.crash();
     let (journal, recovery) = open(&disk, SyncMode::Manual).unwrap();
     assert!(recovery.last_sequence >= 10);
     let mut bodies = BTreeSet::new();
-    journal.replay(1, |record| {
-        bodies.insert(record.body.to_vec());
-    })
-    .unwrap();
-    assert!(bodies.contains(&b"before".to_vec()));
+    journal
+        .replay(1, |record| {
+            bodies.insert(record.body.to_vec());
+        })
+        .unwrap();
+    assert!(bodies.contains(b"before".as_slice()));
 }
 
 /// Row 4: a full disk gives a clean error, keeps earlier data, and writing resumes once space
@@ -369,7 +431,10 @@ fn storage_full_is_a_clean_error_and_writing_resumes() {
     assert!(error.to_string().contains("storage full"), "{error}");
     journal.sync().unwrap();
     // Earlier records are intact and readable, and the same error repeats without harm.
-    assert!(matches!(journal.append(1, &body), Err(JournalError::StorageFull { .. })));
+    assert!(matches!(
+        journal.append(1, &body),
+        Err(JournalError::StorageFull { .. })
+    ));
     assert_eq!(journal.replay(1, |_| {}).unwrap(), appended);
     disk.set_space_max(None);
     let sequence = journal.append((appended + 1) * 10, &body).unwrap();
@@ -382,7 +447,10 @@ fn storage_full_is_a_clean_error_and_writing_resumes() {
     // Allocation failing at creation: open refuses cleanly and leaves no file behind.
     let empty = SimDisk::new(10);
     empty.set_allocation_fails(true);
-    assert!(matches!(open(&empty, SyncMode::Manual), Err(JournalError::StorageFull { .. })));
+    assert!(matches!(
+        open(&empty, SyncMode::Manual),
+        Err(JournalError::StorageFull { .. })
+    ));
     assert!(empty.file_names().is_empty(), "{:?}", empty.file_names());
 }
 
@@ -416,7 +484,9 @@ fn torn_last_record_is_truncated_and_reported() {
     let disk = SimDisk::new(12);
     let (mut journal, _) = open(&disk, SyncMode::Manual).unwrap();
     for sequence in 1..=10u64 {
-        journal.append(sequence * 10, &[sequence as u8; 300]).unwrap();
+        journal
+            .append(sequence * 10, &[sequence as u8; 300])
+            .unwrap();
     }
     journal.sync().unwrap();
     journal.append(110, &[11u8; 300]).unwrap();
@@ -428,8 +498,10 @@ fn torn_last_record_is_truncated_and_reported() {
     let (mut journal, recovery) = open(&disk, SyncMode::Manual).unwrap();
     let truncation = recovery.truncated.expect("the torn record is reported");
     assert_eq!(truncation.sequence, 11);
-    assert!(truncation.to_string().contains("sequence 11"), "{truncation}");
+    assert!(
+        truncation.to_string().contains("sequence 11"),
+        "{truncation}"
+    );
     assert_eq!(recovery.last_sequence, 10);
     assert_eq!(journal.append(111, b"again").unwrap(), 11);
 }
-
