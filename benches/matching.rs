@@ -1,10 +1,452 @@
-//! Criterion benchmarks: matching.
+//! Criterion benchmarks: the order book alone (no ledger settlement) on exchange-core's order
+//! mix, with the `lobster` crate on the same flow as the baseline, plus an open-loop latency run.
+//!
+//! The flow follows exchange-core's single-book benchmark: about 1,000 resting orders over 750
+//! price levels, 1,000 accounts, commands 9% GTC, 3% IOC, 6% cancel and 82% move (amend to a
+//! new price), generated up front from a seed. `lobster` has no amend, so a move is a cancel
+//! plus a new limit order with the same id and the remaining quantity.
+//!
+//! The latency run injects commands at a fixed rate (open loop): command i is planned at
+//! `start + i x gap`, and its latency is measured from that planned time to its completion, so
+//! a stall delays every later command and shows up in the histogram (no coordinated omission).
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("placeholder", |b| b.iter(|| criterion::black_box(1u64) + 1));
+use clearline_engine::book::{Book, BookEvent};
+use clearline_engine::market::Market;
+use clearline_engine::order::{Order, OrderAmend, Side, TimeInForce};
+use criterion::{black_box, BatchSize, Criterion, Throughput};
+use hdrhistogram::Histogram;
+
+const SEED: u64 = 0x5EED_0001;
+const ACCOUNTS: u64 = 1_000;
+const MID: u64 = 100_000;
+const HALF_RANGE: u64 = 375;
+const PREFILL_LEVELS: u64 = 750;
+const PREFILL_ORDERS: u64 = 1_000;
+const COMMANDS: usize = 200_000;
+const ORDERS_MAX: u32 = 1 << 16;
+const LEVELS_MAX: u32 = 4_096;
+
+fn market() -> Market {
+    Market {
+        id: 1,
+        base_ledger: 1,
+        quote_ledger: 2,
+        lot_size: 1,
+        tick_size: 1,
+        maker_fee: 1,
+        taker_fee: 2,
+        code: 1,
+        ..Market::default()
+    }
 }
 
-criterion_group!(benches, placeholder);
-criterion_main!(benches);
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Command {
+    Place(Order),
+    Cancel(u128),
+    /// A move: the new price, with the side and remaining quantity for `lobster`'s re-add.
+    Move {
+        amend: OrderAmend,
+        side: Side,
+        remaining: u64,
+    },
+}
+
+struct Workload {
+    prefill: Vec<Order>,
+    commands: Vec<Command>,
+}
+
+fn limit(id: u128, account: u64, side: Side, tif: TimeInForce, price: u64, qty: u64) -> Order {
+    Order {
+        id,
+        market: 1,
+        base_account_id: u128::from(account),
+        quote_account_id: u128::from(account) + 1_000_000,
+        price,
+        quantity: qty,
+        side: side as u8,
+        time_in_force: tif as u8,
+        self_trade: 1,
+        ..Order::default()
+    }
+}
+
+/// A passive price on `side`: within `HALF_RANGE` ticks of the middle, never crossing it.
+fn passive(rng: &mut Rng, side: Side) -> u64 {
+    match side {
+        Side::Buy => MID - 1 - rng.below(HALF_RANGE),
+        Side::Sell => MID + 1 + rng.below(HALF_RANGE),
+    }
+}
+
+/// Keeps `live` (resting ids, for random picks) in step with the book after a command.
+fn track(book: &Book, id: u128, live: &mut Vec<u128>, position: &mut HashMap<u128, usize>) {
+    let resting = book.order(id).is_some();
+    match (resting, position.get(&id).copied()) {
+        (true, None) => {
+            position.insert(id, live.len());
+            live.push(id);
+        }
+        (false, Some(at)) => {
+            position.remove(&id);
+            live.swap_remove(at);
+            if at < live.len() {
+                position.insert(live[at], at);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Generates the flow by running it on a book, so cancels and moves target live orders.
+fn workload(seed: u64, count: usize) -> Workload {
+    let mut rng = Rng(seed);
+    let mut book = Book::new(&market(), ORDERS_MAX, LEVELS_MAX);
+    let mut events = Vec::with_capacity(ORDERS_MAX as usize);
+    let mut live: Vec<u128> = Vec::new();
+    let mut position: HashMap<u128, usize> = HashMap::new();
+    let mut next_id = 1u128;
+    let mut prefill = Vec::new();
+    for index in 0..PREFILL_ORDERS {
+        let side = if index % 2 == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let offset = if index < PREFILL_LEVELS {
+            index / 2
+        } else {
+            rng.below(PREFILL_LEVELS / 2)
+        };
+        let price = match side {
+            Side::Buy => MID - 1 - offset,
+            Side::Sell => MID + 1 + offset,
+        };
+        let account = 1 + rng.below(ACCOUNTS);
+        let qty = 1 + rng.below(10);
+        prefill.push(limit(
+            next_id,
+            account,
+            side,
+            TimeInForce::GoodTillCancel,
+            price,
+            qty,
+        ));
+        next_id += 1;
+    }
+    for order in &prefill {
+        book.place(order, 0, &mut events);
+        track(&book, order.id, &mut live, &mut position);
+    }
+    let mut commands = Vec::with_capacity(count);
+    while commands.len() < count {
+        events.clear();
+        let roll = rng.below(100);
+        let side = if rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let account = 1 + rng.below(ACCOUNTS);
+        let command = if roll < 9 || live.is_empty() {
+            // GTC: mostly passive; one in five crosses the spread by a few ticks.
+            let price = if rng.below(5) == 0 {
+                match side {
+                    Side::Buy => book.best_ask().unwrap_or(MID + 1) + rng.below(3),
+                    Side::Sell => book
+                        .best_bid()
+                        .unwrap_or(MID - 1)
+                        .saturating_sub(rng.below(3)),
+                }
+            } else {
+                passive(&mut rng, side)
+            };
+            let tif = TimeInForce::GoodTillCancel;
+            let order = limit(next_id, account, side, tif, price.max(1), 1 + rng.below(10));
+            next_id += 1;
+            Command::Place(order)
+        } else if roll < 12 {
+            let price = match side {
+                Side::Buy => book.best_ask().unwrap_or(MID + 1) + rng.below(2),
+                Side::Sell => book
+                    .best_bid()
+                    .unwrap_or(MID - 1)
+                    .saturating_sub(rng.below(2)),
+            };
+            let tif = TimeInForce::ImmediateOrCancel;
+            let order = limit(next_id, account, side, tif, price.max(1), 1 + rng.below(5));
+            next_id += 1;
+            Command::Place(order)
+        } else if roll < 18 {
+            Command::Cancel(live[rng.below(live.len() as u64) as usize])
+        } else {
+            let id = live[rng.below(live.len() as u64) as usize];
+            let order = book.order(id).expect("live orders rest");
+            // Mostly a passive move on its own side; rarely across the spread (it trades).
+            let price = if rng.below(50) == 0 {
+                match order.side {
+                    Side::Buy => book.best_ask().unwrap_or(MID + 1),
+                    Side::Sell => book.best_bid().unwrap_or(MID - 1),
+                }
+            } else {
+                passive(&mut rng, order.side)
+            };
+            let amend = OrderAmend {
+                order_id: id,
+                price,
+                quantity: 0,
+                reserved: [0; 32],
+            };
+            Command::Move {
+                amend,
+                side: order.side,
+                remaining: order.remaining(),
+            }
+        };
+        match command {
+            Command::Place(order) => {
+                book.place(&order, 0, &mut events);
+                track(&book, order.id, &mut live, &mut position);
+            }
+            Command::Cancel(id) => {
+                book.cancel(id);
+                track(&book, id, &mut live, &mut position);
+            }
+            Command::Move { amend, .. } => {
+                if amend.price == book.order(amend.order_id).map_or(0, |o| o.price) {
+                    continue; // Not a move.
+                }
+                book.amend(&amend, &mut events);
+                track(&book, amend.order_id, &mut live, &mut position);
+            }
+        }
+        for event in &events {
+            let id = match event {
+                BookEvent::Fill(fill) => fill.maker.id,
+                BookEvent::SelfTradeCanceled(order) => order.id,
+            };
+            track(&book, id, &mut live, &mut position);
+        }
+        commands.push(command);
+    }
+    Workload { prefill, commands }
+}
+
+/// The book with the prefill applied; allocation happens here, outside the measurement.
+fn prefilled(workload: &Workload) -> (Book, Vec<BookEvent>) {
+    let mut book = Book::new(&market(), ORDERS_MAX, LEVELS_MAX);
+    let mut events = Vec::with_capacity(ORDERS_MAX as usize);
+    for order in &workload.prefill {
+        book.place(order, 0, &mut events);
+        events.clear();
+    }
+    (book, events)
+}
+
+#[inline]
+fn apply(book: &mut Book, events: &mut Vec<BookEvent>, command: &Command) -> u32 {
+    events.clear();
+    match command {
+        Command::Place(order) => book.place(order, 0, events).fill_count,
+        Command::Cancel(id) => u32::from(book.cancel(*id).is_some()),
+        Command::Move { amend, .. } => book.amend(amend, events).execution.fill_count,
+    }
+}
+
+fn lobster_book(workload: &Workload) -> lobster::OrderBook {
+    let mut book = lobster::OrderBook::new(ORDERS_MAX as usize, 16, false);
+    for order in &workload.prefill {
+        lobster_apply(&mut book, &Command::Place(*order));
+    }
+    book
+}
+
+fn lobster_side(side: Side) -> lobster::Side {
+    match side {
+        Side::Buy => lobster::Side::Bid,
+        Side::Sell => lobster::Side::Ask,
+    }
+}
+
+#[inline]
+fn lobster_apply(book: &mut lobster::OrderBook, command: &Command) -> bool {
+    use lobster::{OrderEvent, OrderType};
+    let event = match command {
+        Command::Place(order) => {
+            let side = lobster_side(Side::from_u8(order.side).expect("valid"));
+            let event = book.execute(OrderType::Limit {
+                id: order.id,
+                side,
+                qty: order.quantity,
+                price: order.price,
+            });
+            if order.time_in_force == TimeInForce::ImmediateOrCancel as u8 {
+                // lobster has no IOC: cancel whatever rested.
+                book.execute(OrderType::Cancel { id: order.id });
+            }
+            event
+        }
+        Command::Cancel(id) => book.execute(OrderType::Cancel { id: *id }),
+        Command::Move {
+            amend,
+            side,
+            remaining,
+        } => {
+            book.execute(OrderType::Cancel { id: amend.order_id });
+            book.execute(OrderType::Limit {
+                id: amend.order_id,
+                side: lobster_side(*side),
+                qty: *remaining,
+                price: amend.price,
+            })
+        }
+    };
+    !matches!(event, OrderEvent::Unfilled { .. })
+}
+
+fn throughput(c: &mut Criterion, workload: &Workload) {
+    let mut group = c.benchmark_group("matching");
+    group.throughput(Throughput::Elements(workload.commands.len() as u64));
+    group.sample_size(10);
+    group.bench_function("baseline_scan_commands", |b| {
+        b.iter(|| {
+            let mut sum = 0u64;
+            for command in &workload.commands {
+                if let Command::Place(order) = black_box(command) {
+                    sum = sum.wrapping_add(order.price);
+                }
+            }
+            sum
+        })
+    });
+    group.bench_function("clearline_book", |b| {
+        b.iter_batched_ref(
+            || prefilled(workload),
+            |(book, events)| {
+                let mut fills = 0u32;
+                for command in &workload.commands {
+                    fills = fills.wrapping_add(apply(book, events, black_box(command)));
+                }
+                fills
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("lobster", |b| {
+        b.iter_batched_ref(
+            || lobster_book(workload),
+            |book| {
+                let mut accepted = 0u32;
+                for command in &workload.commands {
+                    accepted += u32::from(lobster_apply(book, black_box(command)));
+                }
+                accepted
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+/// Open loop at `rate` commands per second; returns the latency histogram in nanoseconds.
+fn open_loop(workload: &Workload, rate: u64, mut run: impl FnMut(&Command)) -> Histogram<u64> {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    let gap_ns = 1_000_000_000 / rate;
+    let start = Instant::now() + Duration::from_millis(1);
+    for (index, command) in workload.commands.iter().enumerate() {
+        let planned = start + Duration::from_nanos(gap_ns * index as u64);
+        while Instant::now() < planned {
+            std::hint::spin_loop();
+        }
+        run(command);
+        let latency = Instant::now().duration_since(planned).as_nanos() as u64;
+        histogram.saturating_record(latency.max(1));
+    }
+    histogram
+}
+
+fn report(name: &str, rate: u64, histogram: &Histogram<u64>) {
+    println!(
+        "latency {name} at {rate} commands/s, {} commands: p50 {} ns, p99 {} ns, \
+         p99.9 {} ns, p99.99 {} ns, max {} ns",
+        histogram.len(),
+        histogram.value_at_quantile(0.50),
+        histogram.value_at_quantile(0.99),
+        histogram.value_at_quantile(0.999),
+        histogram.value_at_quantile(0.9999),
+        histogram.max(),
+    );
+}
+
+fn latency(workload: &Workload) {
+    for rate in [1_000_000u64, 2_000_000] {
+        let (mut book, mut events) = prefilled(workload);
+        // Warm-up pass at the same rate on a separate book, then the measured pass.
+        open_loop(workload, rate, |command| {
+            black_box(apply(&mut book, &mut events, command));
+        });
+        let (mut book, mut events) = prefilled(workload);
+        let histogram = open_loop(workload, rate, |command| {
+            black_box(apply(&mut book, &mut events, command));
+        });
+        report("clearline_book", rate, &histogram);
+        let mut book = lobster_book(workload);
+        let histogram = open_loop(workload, rate, |command| {
+            black_box(lobster_apply(&mut book, command));
+        });
+        report("lobster", rate, &histogram);
+    }
+}
+
+fn main() {
+    let workload = workload(SEED, COMMANDS);
+    let (mut book, mut events) = prefilled(&workload);
+    let trading = workload
+        .commands
+        .iter()
+        .filter(|c| apply(&mut book, &mut events, c) > 0);
+    let trading = trading.count();
+    println!(
+        "workload: {} commands, {} prefilled orders; after the run {} resting orders at {} \
+         levels; {:.1}% of commands traded",
+        workload.commands.len(),
+        workload.prefill.len(),
+        book.orders_count(),
+        book.levels_count(),
+        100.0 * trading as f64 / workload.commands.len() as f64,
+    );
+    let mix = |f: fn(&Command) -> bool| workload.commands.iter().filter(|c| f(c)).count();
+    println!(
+        "mix: gtc {} ioc {} cancel {} move {}",
+        mix(|c| matches!(c, Command::Place(o) if o.time_in_force == 1)),
+        mix(|c| matches!(c, Command::Place(o) if o.time_in_force == 2)),
+        mix(|c| matches!(c, Command::Cancel(_))),
+        mix(|c| matches!(c, Command::Move { .. })),
+    );
+    let mut criterion = Criterion::default().configure_from_args();
+    throughput(&mut criterion, &workload);
+    criterion.final_summary();
+    if std::env::args().any(|arg| arg == "--bench") {
+        latency(&workload);
+    }
+}
