@@ -50,6 +50,8 @@ struct Model {
     pending: BTreeMap<u128, PendingStatus>,
     orphans: BTreeSet<u128>,
     resolutions: BTreeMap<u128, u32>,
+    /// Balance after each transfer, for accounts with `history`: `(timestamp, balances)`.
+    history: BTreeMap<u128, Vec<(u64, [u128; 4])>>,
 }
 
 fn expires_at(p: &Transfer) -> Option<u64> {
@@ -429,6 +431,7 @@ impl Model {
                 ..*t
             },
         );
+        self.record_history(ts, [t.debit_account_id, t.credit_account_id]);
         (tcs::CREATED, ts)
     }
 
@@ -649,7 +652,27 @@ impl Model {
         };
         self.resolve(p.id, status);
         self.transfers.insert(t.id, stored);
+        self.record_history(ts, [p.debit_account_id, p.credit_account_id]);
         (tcs::CREATED, ts)
+    }
+
+    /// Appends the balance rows a committed transfer writes for `history` accounts.
+    fn record_history(&mut self, timestamp: u64, accounts: [u128; 2]) {
+        for id in accounts {
+            let a = self.accounts[&id];
+            if a.flags & A_HIST != 0 {
+                let balances = [
+                    a.debits_pending,
+                    a.debits_posted,
+                    a.credits_pending,
+                    a.credits_posted,
+                ];
+                self.history
+                    .entry(id)
+                    .or_default()
+                    .push((timestamp, balances));
+            }
+        }
     }
 
     fn resolve(&mut self, pending_id: u128, status: PendingStatus) {
@@ -874,8 +897,11 @@ impl Workload {
                     t.code = p.code;
                 }
             }
-            if self.rng.chance(5) {
+            if self.rng.chance(4) {
                 t.credit_account_id = self.account_id();
+            }
+            if self.rng.chance(4) {
+                t.debit_account_id = self.account_id();
             }
             if self.rng.chance(5) {
                 t.code = 7;
@@ -893,6 +919,15 @@ impl Workload {
         }
         let debit = self.account_id();
         let mut credit = self.account_id();
+        if self.rng.chance(85) && (1..=ACCOUNT_IDS as u128).contains(&debit) {
+            // Mostly stay on the debit account's ledger.
+            let (low, count) = if ledger_of(debit) == 1 {
+                (1, 28)
+            } else {
+                (29, 4)
+            };
+            credit = low + u128::from(self.rng.below(count));
+        }
         if credit == debit && self.rng.chance(80) {
             credit = 1 + (credit % ACCOUNT_IDS as u128);
         }
@@ -913,7 +948,7 @@ impl Workload {
             if self.rng.chance(50) {
                 t.timeout = 1 + self.rng.below(3) as u32;
             }
-            if self.rng.chance(8) {
+            if self.rng.chance(4) {
                 t.flags |= self.rng.pick(&[CDR, CCR, CDR | CCR]);
                 t.amount = 0;
             }
@@ -935,7 +970,7 @@ impl Workload {
     fn resend(&mut self) -> Transfer {
         let mut t = self.rng.pick(&self.sent);
         t.flags &= !LNK;
-        match self.rng.below(12) {
+        match self.rng.below(13) {
             0 => t.amount = t.amount.wrapping_add(1),
             1 => t.amount = t.amount.saturating_sub(1),
             2 => t.user_data_128 ^= 1,
@@ -946,6 +981,7 @@ impl Workload {
             7 => t.timeout ^= 1,
             8 => t.debit_account_id = 0,
             9 => t.flags ^= PEN,
+            10 => t.pending_id ^= 1,
             _ => {}
         }
         t
@@ -1243,6 +1279,31 @@ impl Run {
             got,
             self.model.account_transfers(account_id, reversed),
             "{context}: get_account_transfers of account {account_id}"
+        );
+        let mut rows = Vec::with_capacity(8191);
+        self.engine
+            .get_account_balances(&account_filter(account_id), &mut rows);
+        let got: Vec<(u64, [u128; 4])> = rows
+            .iter()
+            .map(|r| {
+                let balances = [
+                    r.debits_pending,
+                    r.debits_posted,
+                    r.credits_pending,
+                    r.credits_posted,
+                ];
+                (r.timestamp, balances)
+            })
+            .collect();
+        let expected = self
+            .model
+            .history
+            .get(&account_id)
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            got, expected,
+            "{context}: get_account_balances of account {account_id}"
         );
     }
 }
