@@ -2366,3 +2366,34 @@ fn capacity_failure_inside_a_chain_rolls_the_chain_back() {
     h.assert_balances(1, [0, 3, 0, 0]);
     h.transfers(&[tr(4, 1, 2, 1)], &[tcs::CREATED]);
 }
+
+#[test]
+fn pulse_expires_at_most_pulse_expiries_max() {
+    let config = Config {
+        transfers_pending_max: 8300,
+        ..Config::test_small()
+    };
+    let mut h = Harness::with_config(&config);
+    h.open(&[1, 2]);
+    let first: Vec<Transfer> = (1..=8190)
+        .map(|id| pending(id, 1, 2, 1).timeout(1))
+        .collect();
+    h.transfers(&first, &vec![tcs::CREATED; first.len()]);
+    let second: Vec<Transfer> = (8191..=8200)
+        .map(|id| pending(id, 1, 2, 1).timeout(1))
+        .collect();
+    h.transfers(&second, &[tcs::CREATED; 10]);
+    let limit = clearline_engine::PULSE_EXPIRIES_MAX;
+    assert_eq!(h.tick_seconds(1), limit);
+    h.assert_balances(1, [8200 - u128::from(limit), 0, 0, 0]);
+    // A pending transfer that is due but not yet swept cannot be posted either.
+    h.transfers(
+        &[post(9001, 1, MAX), post(9002, 8200, MAX)],
+        &[tcs::PENDING_TRANSFER_EXPIRED, tcs::PENDING_TRANSFER_EXPIRED],
+    );
+    h.assert_balances(1, [8200 - u128::from(limit), 0, 0, 0]);
+    assert_eq!(h.pulse_at(h.now + u64::from(limit) + 1), 8200 - limit);
+    h.assert_balances(1, [0; 4]);
+    h.assert_balances(2, [0; 4]);
+    assert_eq!(h.pulse_at(h.now + u64::from(limit) + 1), 0);
+}
