@@ -1,0 +1,185 @@
+//! Command-line arguments of every subcommand, with their defaults and help texts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// clearline: a low-latency in-memory settlement and matching engine.
+///
+/// One process keeps double-entry accounts and transfers, matches orders and settles every fill
+/// as ledger transfers, journals each batch durably before it answers, and serves fixed-size
+/// binary frames over TCP (see PROTOCOL.md).
+#[derive(Parser, Debug)]
+#[command(name = "clearline", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the data directory if needed, recover from the journal, and serve.
+    Start(StartArgs),
+    /// An interactive client: create accounts and transfers, look things up.
+    Repl(ReplArgs),
+    /// The standard load test: transfers in batches over TCP, throughput and latency.
+    Benchmark(BenchmarkArgs),
+    /// Read a journal offline (while no server uses it).
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+/// Offline journal tools.
+#[derive(Subcommand, Debug)]
+pub enum JournalCommand {
+    /// Check every record and snapshot; exit 0 if all are intact, 1 with the first problem.
+    Verify {
+        /// The journal directory (the `journal` folder inside the data directory).
+        dir: PathBuf,
+    },
+    /// Print segments, record counts, sequence and time ranges, and snapshots.
+    Inspect {
+        /// The journal directory (the `journal` folder inside the data directory).
+        dir: PathBuf,
+    },
+}
+
+/// How the journal makes records durable.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Every reply waits for a data sync that covers its request (group commit).
+    Data,
+    /// No syncs: a crash of the machine (not only of the process) can lose acknowledged
+    /// requests. For benchmarks and tests only.
+    None,
+}
+
+/// Arguments of `clearline start`.
+#[derive(Args, Debug, Clone)]
+pub struct StartArgs {
+    /// Data directory; created on first start. The journal lives in DATA/journal.
+    #[arg(long, default_value = "./data")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub addr: SocketAddr,
+    /// Durability of replies: `data` syncs before replying; `none` risks acknowledged requests
+    /// on a machine crash.
+    #[arg(long, value_enum, default_value_t = SyncMode::Data)]
+    pub sync: SyncMode,
+    /// Engine capacities and network limits.
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Capacities and limits, all chosen at start-up.
+#[derive(Args, Debug, Clone)]
+pub struct Limits {
+    /// Most accounts the engine holds.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts_max: u32,
+    /// Most transfers the engine stores (posts and voids included).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub transfers_max: u32,
+    /// Most pending transfers the engine holds at once.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub transfers_pending_max: u32,
+    /// Most balance-history rows (for accounts with the `history` flag).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub account_balances_max: u32,
+    /// Most markets.
+    #[arg(long, default_value_t = 1_024)]
+    pub markets_max: u32,
+    /// Most orders stored (resting and finished).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub orders_max: u32,
+    /// Most fills stored.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub fills_max: u32,
+    /// Most client connections at once; more are refused.
+    #[arg(long, default_value_t = 1_024)]
+    pub connections_max: u32,
+    /// Most requests in flight per connection before the server stops reading it.
+    #[arg(long, default_value_t = 64)]
+    pub requests_in_flight_max: u32,
+    /// A connection whose partial frame is older than this many milliseconds is closed.
+    #[arg(long, default_value_t = 10_000)]
+    pub partial_frame_timeout_ms: u64,
+    /// A connection that does not read its replies for this many milliseconds is closed.
+    #[arg(long, default_value_t = 10_000)]
+    pub reply_timeout_ms: u64,
+    /// Journal segment size in bytes (preallocated).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub segment_size: u64,
+}
+
+/// Arguments of `clearline repl`.
+#[derive(Args, Debug)]
+pub struct ReplArgs {
+    /// Address of the server.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub addr: SocketAddr,
+    /// Run these statements (separated by `;`) and exit instead of reading standard input.
+    #[arg(long)]
+    pub command: Option<String>,
+}
+
+/// How benchmark transfers pick their accounts.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountDistribution {
+    /// Every account equally likely.
+    Uniform,
+    /// A few accounts take most transfers.
+    Zipfian,
+    /// Recently created accounts are more likely.
+    Latest,
+}
+
+/// Arguments of `clearline benchmark`; the names and defaults follow TigerBeetle's benchmark so
+/// the two run side by side.
+#[derive(Args, Debug)]
+pub struct BenchmarkArgs {
+    /// Server to load; without it the benchmark starts its own on a fresh temporary directory.
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// Accounts to create before the transfers.
+    #[arg(long, default_value_t = 10_000)]
+    pub account_count: u32,
+    /// How transfers pick their debit and credit accounts.
+    #[arg(long, value_enum, default_value_t = AccountDistribution::Uniform)]
+    pub account_distribution: AccountDistribution,
+    /// Transfers to send.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub transfer_count: u64,
+    /// Transfers per request.
+    #[arg(long, default_value_t = 8_189)]
+    pub transfer_batch_count: u32,
+    /// Send pending transfers (and post them) instead of single-phase ones.
+    #[arg(long)]
+    pub transfer_pending: bool,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 1)]
+    pub clients: u32,
+    /// Open loop: send this many requests per second in total on a fixed schedule and time each
+    /// reply from its planned send time. Without it the load is closed-loop.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Draw the request latency distribution into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Durability of the benchmark's own server.
+    #[arg(long, value_enum, default_value_t = SyncMode::Data)]
+    pub sync: SyncMode,
+    /// Seed of the workload.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Send an order flow (GTC, IOC, cancel, amend) to one market instead of transfers.
+    #[arg(long)]
+    pub orders: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}

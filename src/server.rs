@@ -1,0 +1,239 @@
+//! `clearline start`: the server. Opens (and recovers) the journal, rebuilds the engine by
+//! replay, starts the network thread and runs the core loop until SIGINT or SIGTERM.
+//!
+//! Threads: the net thread (mio), the core thread (engine and journal appends), and the
+//! journal's syncer. The core takes whatever requests are waiting as one batch, applies them in
+//! order and hands the replies back; the net thread sends each reply only once the journal's
+//! durable sequence reaches its gate. Nobody spins while idle: the core sleeps on the request
+//! queue, the net thread in its poller, the syncer on its condition variable.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clearline_engine::Config;
+use clearline_journal::{Journal, JournalConfig};
+use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, ServerConfig, ServerHandle};
+
+use crate::cli::{Limits, StartArgs, SyncMode};
+use crate::core::{ApplyError, Core, REPLY_SIZE_MAX};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long the core sleeps waiting for requests before it looks at the clock (pulses) again.
+const CORE_IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// A running server: the net thread and the core thread.
+pub struct Server {
+    net: Option<ServerHandle>,
+    core: Option<JoinHandle<Result<Journal, String>>>,
+    stop: Arc<AtomicBool>,
+    local_addr: std::net::SocketAddr,
+}
+
+fn engine_config(limits: &Limits) -> Config {
+    Config {
+        accounts_max: limits.accounts_max,
+        transfers_max: limits.transfers_max,
+        transfers_pending_max: limits.transfers_pending_max,
+        account_balances_max: limits.account_balances_max,
+        markets_max: limits.markets_max,
+        orders_max: limits.orders_max,
+        fills_max: limits.fills_max,
+        ..Config::default()
+    }
+}
+
+fn server_config(args: &StartArgs) -> ServerConfig {
+    let limits = &args.limits;
+    ServerConfig {
+        connections_max: limits.connections_max as usize,
+        requests_in_flight_max: limits.requests_in_flight_max as usize,
+        partial_frame_timeout: Duration::from_millis(limits.partial_frame_timeout_ms),
+        reply_stall_timeout: Duration::from_millis(limits.reply_timeout_ms),
+        ..ServerConfig::new(args.addr)
+    }
+}
+
+impl Server {
+    /// Recovers and starts serving. With `announce`, prints what it recovered and where it
+    /// listens.
+    ///
+    /// # Errors
+    /// The data directory cannot be created or locked, the journal is corrupt, the address
+    /// cannot be bound, or a limit is out of range.
+    pub fn start(args: &StartArgs, announce: bool) -> Result<Server, BoxError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&args.data)
+            .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
+        let journal_dir = args.data.join("journal");
+        let journal_config = JournalConfig {
+            segment_size: args.limits.segment_size,
+            sync: match args.sync {
+                SyncMode::Data => clearline_journal::SyncMode::Data,
+                SyncMode::None => clearline_journal::SyncMode::None,
+            },
+            ..JournalConfig::default()
+        };
+        let (journal, recovery) = Journal::open(&journal_dir, &journal_config)
+            .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
+        if let Some(truncation) = &recovery.truncated {
+            eprintln!("clearline: recovery dropped an unacknowledged tail: {truncation}");
+        }
+        let config = engine_config(&args.limits);
+        let (mut core, replayed) = Core::recover(&config, journal, &recovery)?;
+        if announce {
+            println!(
+                "clearline: recovered {} records (last timestamp {}) from {} in {:.3} s",
+                replayed.records,
+                replayed.timestamp_last,
+                journal_dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            if args.sync == SyncMode::None {
+                println!(
+                    "clearline: --sync none: replies do not wait for the disk; a machine crash \
+                     can lose acknowledged requests"
+                );
+            }
+        }
+
+        let durability = core.journal_mut().durability();
+        let durable = Arc::new(AtomicU64::new(durability.durable_sequence()));
+        let (net, core_side) = clearline_net::start(&server_config(args), Arc::clone(&durable))
+            .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?;
+        let local_addr = net.local_addr();
+        let waker = net.waker();
+        {
+            let durable = Arc::clone(&durable);
+            core.journal_mut().on_durable(Box::new(move |sequence| {
+                durable.fetch_max(sequence, Ordering::AcqRel);
+                waker.wake();
+            }));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let core_thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("clearline-core".to_string())
+                .spawn(move || core_loop(core, &core_side, &durable, &stop))?
+        };
+        if announce {
+            println!("clearline: listening on {local_addr}");
+        }
+        Ok(Server {
+            net: Some(net),
+            core: Some(core_thread),
+            stop,
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether the core thread has stopped (a fatal journal error).
+    pub fn core_finished(&self) -> bool {
+        self.core.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops reading, sends every reply that becomes durable, syncs and closes the journal.
+    ///
+    /// # Errors
+    /// The core stopped on a journal failure, or the final sync failed.
+    pub fn shutdown(mut self) -> Result<(), BoxError> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(net) = self.net.take() {
+            net.shutdown()?;
+        }
+        let core = self.core.take().expect("the core thread is joined once");
+        let journal = core.join().map_err(|_| "the core thread panicked")??;
+        journal
+            .close()
+            .map_err(|error| format!("final journal sync failed: {error}"))?;
+        Ok(())
+    }
+}
+
+fn core_loop(
+    mut core: Core,
+    core_side: &CoreSide,
+    durable: &AtomicU64,
+    stop: &AtomicBool,
+) -> Result<Journal, String> {
+    let durability = core.journal_mut().durability();
+    let mut scratch = vec![0u8; REPLY_SIZE_MAX];
+    loop {
+        if durability.failed() {
+            return Err("a journal sync failed; stopping without acknowledging more".to_string());
+        }
+        if stop.load(Ordering::Acquire) || core_side.is_shutting_down() {
+            return Ok(core.into_journal());
+        }
+        core.pulse_if_due(&mut scratch)
+            .map_err(|error| format!("pulse: {error:?}"))?;
+        if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
+            continue;
+        }
+        while let Some(request) = core_side.pop_request() {
+            let operation = request.operation;
+            let reply =
+                match core.apply(operation, request.header.count, &request.body, &mut scratch) {
+                    Ok(applied) => {
+                        let item_size = operation.reply_item_size();
+                        assert_eq!(applied.reply_size % item_size, 0);
+                        let mut body = core_side.buffer();
+                        body.clear();
+                        body.extend_from_slice(&scratch[..applied.reply_size]);
+                        Reply {
+                            count: u32::try_from(applied.reply_size / item_size)
+                                .expect("a reply holds at most 1 MiB"),
+                            timestamp: applied.timestamp,
+                            sequence: applied.sequence,
+                            gate: applied.gate,
+                            body,
+                            ..Reply::to(&request)
+                        }
+                    }
+                    Err(ApplyError::StorageFull) => {
+                        status_reply(&request, FrameStatus::StorageFull)
+                    }
+                    Err(ApplyError::Journal(error)) => {
+                        return Err(format!("journal append failed: {error}"));
+                    }
+                };
+            core_side.recycle(request.body);
+            if core_side.push_reply(reply).is_err() {
+                return Err("the reply queue overflowed".to_string());
+            }
+        }
+        durable.fetch_max(durability.durable_sequence(), Ordering::AcqRel);
+        core_side.wake();
+    }
+}
+
+/// Runs `clearline start` until SIGINT or SIGTERM.
+pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let signal = Arc::new(AtomicBool::new(false));
+    for number in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(number, Arc::clone(&signal))?;
+    }
+    let server = Server::start(args, true).map_err(|error| error.to_string())?;
+    while !signal.load(Ordering::Acquire) && !server.core_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopping_for_signal = signal.load(Ordering::Acquire);
+    if stopping_for_signal {
+        println!("clearline: stopping: answering what is durable, then syncing");
+    }
+    server.shutdown().map_err(|error| error.to_string())?;
+    if stopping_for_signal {
+        println!("clearline: stopped");
+        Ok(())
+    } else {
+        Err("the core stopped".into())
+    }
+}
