@@ -26,6 +26,8 @@ pub enum RecordError {
     OperationUnknown(u8),
     /// Reserved bytes are not zero.
     ReservedNotZero,
+    /// The count is outside the operation's range.
+    CountInvalid(u32),
     /// The events do not fill the body exactly.
     SizeMismatch,
 }
@@ -36,6 +38,7 @@ impl std::fmt::Display for RecordError {
             RecordError::TooShort => write!(f, "record body shorter than its prefix"),
             RecordError::OperationUnknown(value) => write!(f, "unknown operation {value}"),
             RecordError::ReservedNotZero => write!(f, "reserved bytes are not zero"),
+            RecordError::CountInvalid(count) => write!(f, "count {count} is out of range"),
             RecordError::SizeMismatch => write!(f, "events do not match the count"),
         }
     }
@@ -63,6 +66,10 @@ pub fn decode(body: &[u8]) -> Result<(Operation, u32, &[u8]), RecordError> {
     }
     let count = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
     let events = &body[PREFIX_SIZE..];
+    let (events_min, events_max) = operation.events_range();
+    if count < events_min || count > events_max {
+        return Err(RecordError::CountInvalid(count));
+    }
     if events.len() != count as usize * operation.event_size() {
         return Err(RecordError::SizeMismatch);
     }
@@ -99,6 +106,9 @@ mod tests {
         assert_eq!(decode(&out), Err(RecordError::ReservedNotZero));
         out[9] = 0;
         out[4] = 1;
+        assert_eq!(decode(&out), Err(RecordError::CountInvalid(1)));
+        encode(Operation::CreateAccounts, 1, &[0; 128], &mut out);
+        out.truncate(out.len() - 1);
         assert_eq!(decode(&out), Err(RecordError::SizeMismatch));
     }
 }
