@@ -21,6 +21,15 @@
 const BLOCK_SHIFT: u32 = 6;
 const BLOCK_MASK: u128 = (1 << BLOCK_SHIFT) - 1;
 
+/// Where an absent id would be inserted (see `IdIndex::find_or_vacancy`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vacancy {
+    index: usize,
+    tag: u32,
+    /// The entry count when found: a later insert or removal makes the vacancy stale.
+    entries_count: u32,
+}
+
 pub(crate) struct IdIndex {
     slots: Vec<u64>,
     mask: usize,
@@ -88,6 +97,45 @@ impl IdIndex {
             }
             slot = slot.wrapping_add(1);
         }
+    }
+
+    /// The position stored for `id`, or else the empty slot where inserting `id` would put it
+    /// (valid for `insert_at` until the next insert or removal).
+    #[inline(always)]
+    pub(crate) fn find_or_vacancy(
+        &self,
+        id: u128,
+        key_of: impl Fn(u32) -> u128,
+    ) -> Result<u32, Vacancy> {
+        let (home, tag) = home_and_tag(id);
+        let mut slot = home;
+        loop {
+            let index = slot & self.mask;
+            let entry = self.slots[index];
+            let stored = entry as u32;
+            if stored == 0 {
+                return Err(Vacancy {
+                    index,
+                    tag,
+                    entries_count: self.entries_count,
+                });
+            }
+            if (entry >> 32) as u32 == tag && key_of(stored - 1) == id {
+                return Ok(stored - 1);
+            }
+            slot = slot.wrapping_add(1);
+        }
+    }
+
+    /// Inserts at a vacancy found by `find_or_vacancy` with no insert or removal since.
+    #[inline(always)]
+    pub(crate) fn insert_at(&mut self, vacancy: Vacancy, position: u32) {
+        assert!(self.entries_count < self.entries_max, "id index full");
+        assert_eq!(vacancy.entries_count, self.entries_count, "stale vacancy");
+        assert!(position < u32::MAX);
+        assert_eq!(self.slots[vacancy.index], 0);
+        self.slots[vacancy.index] = (u64::from(vacancy.tag) << 32) | u64::from(position + 1);
+        self.entries_count += 1;
     }
 
     /// Inserts `id` at `position`. The caller has checked that `id` is absent.

@@ -28,7 +28,7 @@
 use crate::account::{Account, AccountFlags};
 use crate::digest::Digest;
 use crate::expiry::{ExpiryEntry, ExpiryQueue};
-use crate::index::IdIndex;
+use crate::index::{IdIndex, Vacancy};
 use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};
 use crate::result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
 use crate::transfer::{Transfer, TransferFlags};
@@ -119,7 +119,7 @@ enum Undo {
 enum TransferLookup {
     Found(u32),
     Orphan,
-    Missing,
+    Missing(Vacancy),
 }
 
 pub(crate) struct Ledger {
@@ -146,6 +146,9 @@ pub(crate) struct Ledger {
     undo_active: bool,
     /// `pending_count` when the current chain started.
     undo_pending_count: u32,
+    /// Account positions `(debit, credit)` of each event of the current create_transfers
+    /// batch (`NONE`: not found), resolved before the batch is applied.
+    resolved: Vec<(u32, u32)>,
 }
 
 #[inline(always)]
@@ -209,6 +212,7 @@ impl Ledger {
             undo: Vec::with_capacity(batch * UNDO_PER_EVENT),
             undo_active: false,
             undo_pending_count: 0,
+            resolved: Vec::with_capacity(batch),
         }
     }
 
@@ -249,13 +253,11 @@ impl Ledger {
     fn transfer_lookup(&self, id: u128) -> TransferLookup {
         let transfers = &self.transfers;
         let orphans = &self.orphans;
-        match self
-            .transfer_index
-            .find(id, |position| transfer_key(transfers, orphans, position))
-        {
-            None => TransferLookup::Missing,
-            Some(position) if position & ORPHAN_BIT != 0 => TransferLookup::Orphan,
-            Some(position) => TransferLookup::Found(position),
+        let key_of = |position| transfer_key(transfers, orphans, position);
+        match self.transfer_index.find_or_vacancy(id, key_of) {
+            Err(vacancy) => TransferLookup::Missing(vacancy),
+            Ok(position) if position & ORPHAN_BIT != 0 => TransferLookup::Orphan,
+            Ok(position) => TransferLookup::Found(position),
         }
     }
 
@@ -569,6 +571,19 @@ impl Ledger {
         };
         let base = timestamp - events.len() as u64;
         let batch_imported = first.flags & TransferFlags::IMPORTED != 0;
+        // Resolve every event's accounts first. The lookups are independent, so the processor
+        // overlaps their cache misses; accounts do not change during create_transfers, so the
+        // positions stay valid (they are only used where the rules look the accounts up).
+        self.resolved.clear();
+        for event in events {
+            let debit = self
+                .account_position(event.debit_account_id)
+                .unwrap_or(NONE);
+            let credit = self
+                .account_position(event.credit_account_id)
+                .unwrap_or(NONE);
+            self.resolved.push((debit, credit));
+        }
         let mut chain_start: Option<usize> = None;
         let mut chain_broken = false;
         for (index, event) in events.iter().enumerate() {
@@ -585,7 +600,7 @@ impl Ledger {
             } else {
                 let event_imported = event.flags & TransferFlags::IMPORTED != 0;
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    0 => self.create_transfer(event, slot),
+                    0 => self.create_transfer(event, slot, self.resolved[index]),
                     1 => (CreateTransferStatus::ImportedEventExpected, slot),
                     2 => (CreateTransferStatus::ImportedEventNotExpected, slot),
                     3 => (CreateTransferStatus::TimestampMustBeZero, slot),
@@ -637,7 +652,10 @@ impl Ledger {
 
     fn burn(&mut self, id: u128) {
         assert!(id != 0 && id != u128::MAX);
-        assert!(matches!(self.transfer_lookup(id), TransferLookup::Missing));
+        assert!(matches!(
+            self.transfer_lookup(id),
+            TransferLookup::Missing(_)
+        ));
         assert!(self.orphans.len() < self.orphans_max);
         let position = self.orphans.len() as u32 | ORPHAN_BIT;
         self.orphans.push(id);
@@ -646,7 +664,12 @@ impl Ledger {
 
     /// Checks and applies one transfer; returns its status and result timestamp.
     #[inline(always)]
-    fn create_transfer(&mut self, t: &Transfer, slot: u64) -> (CreateTransferStatus, u64) {
+    fn create_transfer(
+        &mut self,
+        t: &Transfer,
+        slot: u64,
+        accounts: (u32, u32),
+    ) -> (CreateTransferStatus, u64) {
         use CreateTransferStatus as S;
         if t.flags & TransferFlags::PADDING != 0 {
             return (S::ReservedFlag, slot);
@@ -657,7 +680,7 @@ impl Ledger {
         if t.id == u128::MAX {
             return (S::IdMustNotBeIntMax, slot);
         }
-        match self.transfer_lookup(t.id) {
+        let vacancy = match self.transfer_lookup(t.id) {
             TransferLookup::Found(position) => {
                 let status = self.transfer_exists(t, position);
                 let timestamp = if status == S::Exists {
@@ -668,8 +691,8 @@ impl Ledger {
                 return (status, timestamp);
             }
             TransferLookup::Orphan => return (S::IdAlreadyFailed, slot),
-            TransferLookup::Missing => {}
-        }
+            TransferLookup::Missing(vacancy) => vacancy,
+        };
         let timestamp = if t.flags & TransferFlags::IMPORTED != 0 {
             t.timestamp
         } else {
@@ -679,9 +702,9 @@ impl Ledger {
             & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER)
             != 0
         {
-            self.post_or_void_transfer(t, timestamp)
+            self.post_or_void_transfer(t, timestamp, vacancy)
         } else {
-            self.regular_transfer(t, timestamp)
+            self.regular_transfer(t, timestamp, accounts, vacancy)
         };
         match outcome {
             Ok(()) => (S::Created, timestamp),
@@ -802,6 +825,8 @@ impl Ledger {
         &mut self,
         t: &Transfer,
         timestamp: u64,
+        (debit, credit): (u32, u32),
+        vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
         if t.debit_account_id == 0 {
@@ -837,12 +862,12 @@ impl Ledger {
         if t.code == 0 {
             return Err(S::CodeMustNotBeZero);
         }
-        let Some(debit) = self.account_position(t.debit_account_id) else {
+        if debit == NONE {
             return Err(S::DebitAccountNotFound);
-        };
-        let Some(credit) = self.account_position(t.credit_account_id) else {
+        }
+        if credit == NONE {
             return Err(S::CreditAccountNotFound);
-        };
+        }
         assert_ne!(debit, credit); // Distinct ids map to distinct positions.
         let dr = &self.accounts[debit as usize];
         let cr = &self.accounts[credit as usize];
@@ -952,7 +977,7 @@ impl Ledger {
             timestamp,
             ..*t
         };
-        let position = self.insert_transfer(&stored, debit, credit, status);
+        let position = self.insert_transfer(&stored, debit, credit, status, vacancy);
         if pending {
             self.pending_count += 1;
             if t.timeout > 0 {
@@ -999,6 +1024,7 @@ impl Ledger {
         debit: u32,
         credit: u32,
         status: PendingStatus,
+        vacancy: Vacancy,
     ) -> u32 {
         assert!(self.transfers.len() < self.transfers.capacity());
         assert!(stored.timestamp > self.transfers_timestamp_max());
@@ -1014,7 +1040,7 @@ impl Ledger {
             status,
         });
         self.expiry_positions.push(NONE);
-        self.transfer_index.insert(stored.id, position);
+        self.transfer_index.insert_at(vacancy, position);
         self.record(Undo::TransferCreated { debit, credit });
         for account in [debit, credit] {
             if self.accounts[account as usize].flags & AccountFlags::HISTORY != 0 {
@@ -1046,6 +1072,7 @@ impl Ledger {
         &mut self,
         t: &Transfer,
         timestamp: u64,
+        vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
         let post = t.flags & TransferFlags::POST_PENDING_TRANSFER != 0;
@@ -1185,7 +1212,7 @@ impl Ledger {
             flags: t.flags,
             timestamp,
         };
-        self.insert_transfer(&stored, debit, credit, PendingStatus::None);
+        self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
         Ok(())
     }
 

@@ -325,3 +325,85 @@ fn encode_items<T, const SIZE: usize>(
     }
     size
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills `bytes` from a seeded xorshift, biased toward extreme byte values.
+    fn fill(bytes: &mut [u8], state: &mut u64) {
+        for byte in bytes.iter_mut() {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *byte = match *state % 4 {
+                0 => 0,
+                1 => 0xFF,
+                2 => (*state >> 8) as u8 & 3,
+                _ => (*state >> 16) as u8,
+            };
+        }
+    }
+
+    #[test]
+    fn execute_survives_arbitrary_bodies() {
+        let mut engine = Engine::new(&Config::test_small());
+        let mut reply = vec![0u8; (1 << 20) - 64];
+        let mut body = vec![0u8; 64 * 128];
+        let mut timestamp = 1u64 << 40;
+        for seed in 1..=200u64 {
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for operation in Operation::ALL {
+                let (events_min, events_max) = operation.events_range();
+                let count =
+                    (seed as usize % 64 + 1).clamp(events_min as usize, events_max as usize);
+                let size = count * operation.event_size();
+                fill(&mut body[..size], &mut state);
+                if seed % 3 == 0 && operation == Operation::CreateTransfers {
+                    // Valid accounts for some events, so deeper paths run too.
+                    for chunk in body[..size].chunks_exact_mut(128) {
+                        chunk[16..32].copy_from_slice(&(seed as u128 % 4 + 1).to_le_bytes());
+                        chunk[32..48].copy_from_slice(&(seed as u128 % 5 + 1).to_le_bytes());
+                        chunk[120..128].copy_from_slice(&[0; 8]);
+                    }
+                }
+                timestamp += u64::from(PULSE_EXPIRIES_MAX) + count as u64 + seed;
+                let written = engine.execute(operation, timestamp, &body[..size], &mut reply);
+                if matches!(
+                    operation,
+                    Operation::CreateAccounts | Operation::CreateTransfers
+                ) {
+                    assert_eq!(written, count * CreateResult::SIZE);
+                }
+                assert_eq!(written % operation.reply_item_size().max(1), 0);
+            }
+            if seed == 1 {
+                // Plain accounts 1..=5 so that transfers can reach the balance rules.
+                let mut bytes = [0u8; 5 * 128];
+                for (index, chunk) in bytes.chunks_exact_mut(128).enumerate() {
+                    let account = Account {
+                        id: index as u128 + 1,
+                        ledger: u32::from_le_bytes([0xFF; 4]),
+                        code: 1,
+                        ..Account::default()
+                    };
+                    account.encode(chunk.try_into().unwrap());
+                }
+                timestamp += 10;
+                engine.execute(Operation::CreateAccounts, timestamp, &bytes, &mut reply);
+            }
+        }
+        engine.verify();
+        // Timestamps at the very end of time are still handled.
+        let count = 8u64;
+        fill(&mut body[..count as usize * 128], &mut 99);
+        engine.execute(
+            Operation::CreateTransfers,
+            TIMESTAMP_MAX,
+            &body[..1024],
+            &mut reply,
+        );
+        engine.execute(Operation::Pulse, TIMESTAMP_MAX, &[], &mut reply);
+        engine.verify();
+    }
+}
