@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use clearline_engine::Operation;
+use clearline_engine::{Account, CreateResult, Operation, Transfer};
 
 use crate::frame::{
     check_reply_body, check_reply_header, FrameStatus, Header, ReplyInvalid, HEADER_SIZE,
@@ -38,6 +38,8 @@ pub enum ClientError {
     NothingInFlight,
     /// The body is larger than a frame can carry.
     BodyTooLarge,
+    /// A typed helper got a reply with a status other than ok.
+    Status(FrameStatus),
 }
 
 impl fmt::Display for ClientError {
@@ -50,6 +52,7 @@ impl fmt::Display for ClientError {
             }
             ClientError::NothingInFlight => f.write_str("no request is waiting for a reply"),
             ClientError::BodyTooLarge => f.write_str("request body larger than a frame"),
+            ClientError::Status(status) => write!(f, "request refused: {status}"),
         }
     }
 }
@@ -229,4 +232,87 @@ impl Client {
         self.in_flight.pop_front();
         Ok(ReplyFrame { header, body })
     }
+
+    /// Creates `accounts`; one result per account, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`], and [`ClientError::Status`] for a refused request.
+    pub fn create_accounts(
+        &mut self,
+        accounts: &[Account],
+    ) -> Result<Vec<CreateResult>, ClientError> {
+        self.typed(
+            Operation::CreateAccounts,
+            accounts,
+            Account::encode,
+            CreateResult::decode,
+        )
+    }
+
+    /// Creates `transfers`; one result per transfer, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`], and [`ClientError::Status`] for a refused request.
+    pub fn create_transfers(
+        &mut self,
+        transfers: &[Transfer],
+    ) -> Result<Vec<CreateResult>, ClientError> {
+        self.typed(
+            Operation::CreateTransfers,
+            transfers,
+            Transfer::encode,
+            CreateResult::decode,
+        )
+    }
+
+    /// Looks accounts up by id; the accounts found, in request order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`], and [`ClientError::Status`] for a refused request.
+    pub fn lookup_accounts(&mut self, ids: &[u128]) -> Result<Vec<Account>, ClientError> {
+        self.typed(Operation::LookupAccounts, ids, encode_id, Account::decode)
+    }
+
+    /// Looks transfers up by id; the transfers found, in request order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`], and [`ClientError::Status`] for a refused request.
+    pub fn lookup_transfers(&mut self, ids: &[u128]) -> Result<Vec<Transfer>, ClientError> {
+        self.typed(Operation::LookupTransfers, ids, encode_id, Transfer::decode)
+    }
+
+    fn typed<Event, Item, const EVENT_SIZE: usize, const ITEM_SIZE: usize>(
+        &mut self,
+        operation: Operation,
+        events: &[Event],
+        encode: impl Fn(&Event, &mut [u8; EVENT_SIZE]),
+        decode: impl Fn(&[u8; ITEM_SIZE]) -> Item,
+    ) -> Result<Vec<Item>, ClientError> {
+        assert_eq!(operation.event_size(), EVENT_SIZE);
+        assert_eq!(operation.reply_item_size(), ITEM_SIZE);
+        let mut body = Vec::with_capacity(events.len() * EVENT_SIZE);
+        for event in events {
+            let mut bytes = [0u8; EVENT_SIZE];
+            encode(event, &mut bytes);
+            body.extend_from_slice(&bytes);
+        }
+        let reply = self.request(operation, &body)?;
+        if reply.status() != FrameStatus::Ok {
+            return Err(ClientError::Status(reply.status()));
+        }
+        // The reply header was checked: the body is `count` whole items.
+        let items = reply
+            .body
+            .chunks_exact(ITEM_SIZE)
+            .filter_map(|chunk| chunk.first_chunk());
+        Ok(items.map(decode).collect())
+    }
+}
+
+fn encode_id(id: &u128, bytes: &mut [u8; 16]) {
+    *bytes = id.to_le_bytes();
 }

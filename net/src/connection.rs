@@ -285,9 +285,11 @@ impl Connection {
                 }
                 ReadState::Body { request, buffer } => {
                     if buffer.is_none() {
-                        let Some(taken) = shared.buffers.pop() else {
+                        let Some(mut taken) = shared.buffers.pop() else {
                             return Some(Pause::Core);
                         };
+                        // One allocation at most: the body never grows the buffer twice.
+                        taken.reserve_exact(request.header.body_size as usize);
                         *buffer = Some(taken);
                     }
                     let Some(body) = buffer.as_mut() else {

@@ -69,7 +69,8 @@ pub struct ServerConfig {
     /// Requests with the core (queued, being applied or waiting for `durable`) over all
     /// connections; the capacity of the reply queue.
     pub requests_at_core_max: usize,
-    /// Body buffers in the pool; each holds at most one body of up to 1 MiB.
+    /// Body buffers in the pool; each holds at most one body of up to 1 MiB, so request bodies
+    /// take at most `body_buffers_count` MiB. Reading stops while the pool is empty.
     pub body_buffers_count: usize,
     /// How long [`ServerHandle::shutdown`] waits for replies to become durable and be sent.
     pub shutdown_grace: Duration,
@@ -89,11 +90,11 @@ impl ServerConfig {
     /// Default of [`ServerConfig::reply_stall_timeout`].
     pub const REPLY_STALL_TIMEOUT: Duration = Duration::from_secs(10);
     /// Default of [`ServerConfig::request_queue_depth`].
-    pub const REQUEST_QUEUE_DEPTH: usize = 1024;
+    pub const REQUEST_QUEUE_DEPTH: usize = 256;
     /// Default of [`ServerConfig::requests_at_core_max`].
-    pub const REQUESTS_AT_CORE_MAX: usize = 8192;
+    pub const REQUESTS_AT_CORE_MAX: usize = 4096;
     /// Default of [`ServerConfig::body_buffers_count`].
-    pub const BODY_BUFFERS_COUNT: usize = 1024;
+    pub const BODY_BUFFERS_COUNT: usize = 256;
     /// Default of [`ServerConfig::shutdown_grace`].
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
