@@ -47,6 +47,9 @@ pub struct Durability {
     durable: AtomicU64,
     written: AtomicU64,
     failed: AtomicBool,
+    /// Threads inside `wait_durable`'s slow path; publishers skip the lock and the futex wake
+    /// when it is zero (the common case: one publication per append in `SyncMode::None`).
+    waiters: AtomicU64,
     lock: Mutex<()>,
     changed: Condvar,
 }
@@ -57,6 +60,7 @@ impl Durability {
             durable: AtomicU64::new(sequence),
             written: AtomicU64::new(sequence),
             failed: AtomicBool::new(false),
+            waiters: AtomicU64::new(0),
             lock: Mutex::new(()),
             changed: Condvar::new(),
         }
@@ -93,33 +97,44 @@ impl Durability {
             "waiting for sequence {sequence}, written {written}"
         );
         let mut guard = lock(&self.lock);
-        loop {
-            let durable = self.durable_sequence();
+        // SeqCst pairs with `wake`: either this thread sees the new durable sequence (or the
+        // failure) below, or the publisher sees `waiters > 0` and notifies under the lock.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            let durable = self.durable.load(Ordering::SeqCst);
             if durable >= sequence {
-                return Ok(durable);
+                break Ok(durable);
             }
-            if self.failed() {
-                return Err(JournalError::SyncFailed);
+            if self.failed.load(Ordering::SeqCst) {
+                break Err(JournalError::SyncFailed);
             }
             guard = self
                 .changed
                 .wait(guard)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        result
+    }
+
+    fn wake(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.lock);
+            self.changed.notify_all();
         }
     }
 
     fn publish(&self, sequence: u64) {
         assert!(!self.failed());
         assert!(sequence <= self.written.load(Ordering::Acquire));
-        self.durable.fetch_max(sequence, Ordering::AcqRel);
-        let _guard = lock(&self.lock);
-        self.changed.notify_all();
+        self.durable.fetch_max(sequence, Ordering::SeqCst);
+        self.wake();
     }
 
     fn fail(&self) {
-        self.failed.store(true, Ordering::Release);
-        let _guard = lock(&self.lock);
-        self.changed.notify_all();
+        self.failed.store(true, Ordering::SeqCst);
+        self.wake();
     }
 }
 

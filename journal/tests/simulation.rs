@@ -505,3 +505,42 @@ fn torn_last_record_is_truncated_and_reported() {
     assert_eq!(recovery.last_sequence, 10);
     assert_eq!(journal.append(111, b"again").unwrap(), 11);
 }
+
+/// A valid record copied into the free space after the log's end is not applied: it fails its
+/// place check, and recovery zeroes it as part of the unacknowledged tail.
+#[test]
+fn valid_record_copied_past_the_end_is_not_applied() {
+    let disk = SimDisk::new(13);
+    let (mut journal, _) = open(&disk, SyncMode::Manual).unwrap();
+    let mut places = Vec::new();
+    for sequence in 1..=10u64 {
+        journal
+            .append(sequence * 10, &[sequence as u8; 200])
+            .unwrap();
+        let (segment, end) = journal.write_position();
+        places.push((segment, end - record_size(200)));
+    }
+    let (segment, end) = journal.write_position();
+    journal.close().unwrap();
+    let (source_segment, source_offset) = places[2];
+    let copy = disk.read(
+        &segment_file_name(source_segment),
+        source_offset,
+        record_size(200),
+    );
+    disk.overwrite(&segment_file_name(segment), end, &copy);
+    let (journal, recovery) = open(&disk, SyncMode::Manual).unwrap();
+    assert_eq!(recovery.last_sequence, 10);
+    let truncation = recovery.truncated.expect("the copy is zeroed");
+    assert_eq!(truncation.sequence, 11);
+    assert!(truncation.reason.contains("misplaced"), "{truncation}");
+    assert_eq!(journal.replay(1, |_| {}).unwrap(), 10);
+}
+
+#[test]
+fn journal_and_durability_cross_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<Journal>();
+    assert_send_sync::<clearline_journal::Durability>();
+}
