@@ -14,7 +14,9 @@ use crate::wire::{
 /// An account: four balances and immutable identity fields. Only the balances and the `closed`
 /// flag change after creation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
+// Aligned to a cache line (the layout is unchanged): a 128-byte record in a dense store then
+// spans exactly two lines instead of three.
+#[repr(C, align(64))]
 pub struct Account {
     /// Client-chosen id, unique among accounts; never 0 or `u128::MAX`.
     pub id: u128,
@@ -45,7 +47,7 @@ pub struct Account {
 }
 
 const _: () = assert!(size_of::<Account>() == 128);
-const _: () = assert!(align_of::<Account>() == 16);
+const _: () = assert!(align_of::<Account>() == 64);
 const _: () = assert!(offset_of!(Account, debits_pending) == 16);
 const _: () = assert!(offset_of!(Account, credits_posted) == 64);
 const _: () = assert!(offset_of!(Account, user_data_128) == 80);
