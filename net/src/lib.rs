@@ -45,6 +45,14 @@
 //! core_thread.join().unwrap();
 //! ```
 //!
+//! Limits ([`ServerConfig`], each with a named default constant): `connections_max` 1,024
+//! (above it a connection is accepted and closed at once), `input_size_max` 64 KiB of unparsed
+//! input per connection, `output_size_max` 4 MiB of unsent replies per connection before it stops
+//! reading, `requests_in_flight_max` 32 per connection, `partial_frame_timeout` 2 s,
+//! `reply_stall_timeout` 10 s, `request_queue_depth` 256, `requests_at_core_max` 4,096 (the reply
+//! queue), `body_buffers_count` 256 (at most 1 MiB each), `shutdown_grace` 5 s. Any limit that is
+//! reached stops reading the connection concerned; nothing queues without bound.
+//!
 //! Rules for the core: answer every request popped exactly once, in pop order per connection;
 //! give every request body back (with [`CoreSide::recycle`] or as a reply body), since the pool
 //! is what bounds memory and an exhausted pool stops reading; replies with a status other than

@@ -463,3 +463,34 @@ fn shutdown_sends_durable_replies_then_refuses_new_requests() {
 fn busy_stream(client: &clearline_net::Client) -> std::net::TcpStream {
     client.stream().try_clone().expect("clones the socket")
 }
+
+#[test]
+fn reply_for_a_closed_connection_is_dropped_even_when_its_slot_is_reused() {
+    let mut config = support::config();
+    config.connections_max = 1;
+    let harness = Harness::with(config);
+    harness.control.paused.store(true, Ordering::Release);
+    // A request, then part of a header: the partial-frame deadline closes the connection while
+    // the request is still with the core.
+    let mut first = raw(harness.addr);
+    let body = [1u8; 128];
+    let mut bytes = frame_bytes(&Header::request(Operation::CreateAccounts, 1, &body), &body);
+    bytes.extend_from_slice(&[0u8; 10]);
+    first.write_all(&bytes).expect("sends");
+    harness.wait_stats("the first connection to close", |stats| {
+        stats.connections_closed == 1
+    });
+    assert_eq!(harness.stats().connections_closed_partial_frame, 1);
+    // The only slot now belongs to a new connection (a new generation).
+    let mut second = client(harness.addr);
+    let id = second
+        .send(Operation::LookupAccounts, &[1u8; 16])
+        .expect("sends");
+    harness.control.paused.store(false, Ordering::Release);
+    let reply = second.receive().expect("its own reply");
+    assert_eq!((reply.request_id(), reply.count()), (id, 1));
+    harness.wait_stats("the stale reply to be dropped", |stats| {
+        stats.replies_dropped == 1
+    });
+    assert_eq!(harness.control.popped.load(Ordering::Relaxed), 2);
+}
