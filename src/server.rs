@@ -145,10 +145,12 @@ impl Server {
     /// # Errors
     /// The core stopped on a journal failure, or the final sync failed.
     pub fn shutdown(mut self) -> Result<(), BoxError> {
-        self.stop.store(true, Ordering::Release);
         if let Some(net) = self.net.take() {
-            net.shutdown()?;
+            let result = net.shutdown();
+            self.stop.store(true, Ordering::Release);
+            result?;
         }
+        self.stop.store(true, Ordering::Release);
         let core = self.core.take().expect("the core thread is joined once");
         let journal = core.join().map_err(|_| "the core thread panicked")??;
         journal
@@ -170,7 +172,10 @@ fn core_loop(
         if durability.failed() {
             return Err("a journal sync failed; stopping without acknowledging more".to_string());
         }
-        if stop.load(Ordering::Acquire) || core_side.is_shutting_down() {
+        // During shutdown the net thread still sends replies that become durable, so the core
+        // answers what it has popped until the net thread has ended; `stop` is only for a server
+        // whose net thread is already gone.
+        if core_side.is_stopped() || stop.load(Ordering::Acquire) {
             return Ok(core.into_journal());
         }
         core.pulse_if_due(&mut scratch)
