@@ -154,7 +154,7 @@ impl Core {
             return Ok(false);
         }
         self.pulse_next_ns = now.saturating_add(PULSE_INTERVAL_NS);
-        let due = match expiry_next(&self.engine) {
+        let due = match self.engine.expiry_next() {
             Some(expires_at) => expires_at <= self.timestamp_last.max(now),
             None => false,
         };
@@ -211,9 +211,4 @@ impl Core {
             reply_size,
         })
     }
-}
-
-/// Interim: the engine does not yet say when its next pending transfer expires.
-fn expiry_next(_engine: &Engine) -> Option<u64> {
-    None
 }

@@ -1516,6 +1516,10 @@ impl Ledger {
     pub(crate) fn pending_count(&self) -> u32 {
         self.pending_count
     }
+
+    pub(crate) fn expiry_next(&self) -> Option<u64> {
+        self.expiry.peek().map(|entry| entry.expires_at)
+    }
 }
 
 #[cfg(test)]
@@ -1804,6 +1808,8 @@ mod tests {
         let created = h.now; // Transfer 10 + i has timestamp created - 3 + i.
         assert!(created > start);
         assert_eq!(h.balances(1)[0], 46);
+        // The earliest due time is that of transfer 11 (timeout 1 s).
+        assert_eq!(h.ledger.expiry_next(), Some(created - 2 + SECOND));
         // Due exactly now (not swept yet): post is refused.
         h.now = created - 2 + SECOND - 1;
         assert_eq!(
@@ -1821,6 +1827,7 @@ mod tests {
         assert_eq!(h.balances(1)[0], 13);
         assert_eq!(h.transfers(&[resolve(22, 13, 0, POS)]), [S::Created]);
         assert_eq!(h.pulse_at(created + 20 * SECOND), 0);
+        assert_eq!(h.ledger.expiry_next(), None);
         // Expired transfers stay visible; expiries created no transfer objects.
         assert!(h.ledger.transfer_position(11).is_some());
         assert_eq!(h.ledger.transfers.len(), 5);

@@ -163,6 +163,13 @@ impl Engine {
         self.ledger.transfers.len() as u32
     }
 
+    /// When the next unresolved pending transfer expires (its timestamp plus its timeout), if
+    /// any. The server journals a pulse once the clock passes it; the engine itself never
+    /// expires anything outside a pulse.
+    pub fn expiry_next(&self) -> Option<u64> {
+        self.ledger.expiry_next()
+    }
+
     /// Number of pending transfers not yet posted, voided or expired.
     pub fn pending_count(&self) -> u32 {
         self.ledger.pending_count()
