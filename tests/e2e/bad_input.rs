@@ -1,0 +1,1 @@
+//! Placeholder: bad_input tests.

@@ -1,0 +1,17 @@
+//! End-to-end tests of `clearline start` over loopback: the real binary as a child process, the
+//! blocking client and raw sockets, one module per topic.
+//!
+//! - `round_trip`: every ledger operation, pipelining, reply headers, restart, the repl.
+//! - `crash`: SIGKILL under load, restart, nothing acknowledged lost or applied twice.
+//! - `bad_input`: every malformed frame gets its status or a close; others stay served.
+//! - `limits`: connection, partial-frame, trickle and slow-reader limits.
+//!
+//! Every child server is killed by its guard's `Drop`, every socket has a timeout and every
+//! wait loop a deadline, so a failing test ends instead of hanging. Seeds can be replayed with
+//! `CLEARLINE_E2E_SEED=N`.
+
+mod bad_input;
+mod crash;
+mod limits;
+mod round_trip;
+mod support;

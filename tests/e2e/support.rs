@@ -1,0 +1,634 @@
+//! Harness of the end-to-end tests: a `clearline start` child process with a kill-on-drop
+//! guard, clients with timeouts, raw-socket helpers, record builders and a seeded generator.
+
+#![allow(dead_code)] // Each topic uses a different part of the harness.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clearline_engine::{Account, AccountBalance, CreateResult, Operation, QueryFilter, Transfer};
+use clearline_net::{check_reply_header, Client, FrameStatus, Header, ReplyFrame, HEADER_SIZE};
+
+/// How long one socket read or write of a test may block.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server may take to print its address.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server may take to exit after a signal.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The ledger every test account uses unless it says otherwise.
+pub const LEDGER: u32 = 700;
+/// The account and transfer code tests use.
+pub const CODE: u16 = 10;
+
+/// How a test wants its server started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `data` or `none`.
+    pub sync: &'static str,
+    /// Extra flags (limits), as `["--connections-max", "8"]`.
+    pub extra: Vec<String>,
+}
+
+impl Options {
+    /// Small engine capacities so start-up is fast, with the given sync mode.
+    pub fn new(sync: &'static str) -> Options {
+        Options {
+            sync,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds `--name value`.
+    pub fn flag(mut self, name: &str, value: impl ToString) -> Options {
+        self.extra.push(format!("--{name}"));
+        self.extra.push(value.to_string());
+        self
+    }
+}
+
+/// A `clearline start` child process. Dropping it kills the process (SIGKILL by pid) and reaps
+/// it, so no server outlives its test even when the test panics.
+pub struct Server {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data: PathBuf,
+    options: Options,
+    output: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts a server on `data` (created if needed) on a port the system picks, and waits
+    /// until it prints `clearline: listening on ADDR`.
+    pub fn start(data: &Path, options: &Options) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clearline"));
+        command
+            .arg("start")
+            .arg("--data")
+            .arg(data)
+            .args(["--addr", "127.0.0.1:0", "--sync", options.sync])
+            .args(["--accounts-max", "10000", "--transfers-max", "200000"])
+            .args([
+                "--transfers-pending-max",
+                "20000",
+                "--account-balances-max",
+                "20000",
+            ])
+            .args([
+                "--markets-max",
+                "4",
+                "--orders-max",
+                "1000",
+                "--fills-max",
+                "1000",
+            ])
+            .args(["--segment-size", "8388608"])
+            .args(&options.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn clearline start");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (addr_sender, addr_receiver) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.strip_prefix("clearline: listening on ") {
+                        let _ = addr_sender.send(addr.trim().to_string());
+                    }
+                    push_line(&output, &line);
+                }
+            });
+        }
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    push_line(&output, &line);
+                }
+            });
+        }
+        let mut server = Server {
+            child: Some(child),
+            addr: "127.0.0.1:1".parse().expect("an address"),
+            data: data.to_path_buf(),
+            options: options.clone(),
+            output,
+        };
+        match addr_receiver.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => server.addr = addr.parse().expect("the printed address parses"),
+            Err(_) => panic!(
+                "the server did not print its address within {START_TIMEOUT:?}; output:\n{}",
+                server.output()
+            ),
+        }
+        server
+    }
+
+    /// Starts another server on the same data directory with the same options.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart only a stopped server");
+        *self = Server::start(&self.data, &self.options);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running server").id()
+    }
+
+    /// What the server printed so far (stdout and stderr, interleaved by line).
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// Panics with the server's output unless it is still running.
+    pub fn assert_running(&mut self, context: &str) {
+        if !self.is_running() {
+            panic!("the server exited ({context}); output:\n{}", self.output());
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let sent = signal(self.pid(), "TERM");
+        assert!(sent, "SIGTERM could not be sent");
+        let mut child = self.child.take().expect("a running server");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the server did not exit within {STOP_TIMEOUT:?} of SIGTERM; output:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A client connected to the server, with [`SOCKET_TIMEOUT`].
+    pub fn client(&self) -> Client {
+        connect(self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn push_line(output: &Mutex<String>, line: &str) {
+    let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+    output.push_str(line);
+    output.push('\n');
+}
+
+/// Sends the signal named `name` (`TERM`, `INT`) to `pid` with the `kill` command.
+fn signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
+/// A client with [`SOCKET_TIMEOUT`] on both directions.
+pub fn connect(addr: SocketAddr) -> Client {
+    let client = Client::connect(addr).expect("connect to the server");
+    client
+        .set_timeout(Some(SOCKET_TIMEOUT))
+        .expect("set socket timeouts");
+    client
+}
+
+/// A raw socket with the given timeout on both directions.
+pub fn raw(addr: SocketAddr, timeout: Duration) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(timeout))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(timeout))
+        .expect("write timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Polls `condition` every 10 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a raw connection saw after a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A reply header that passed the client's checks.
+    Reply(Header),
+    /// End of stream or a reset: the server closed the connection.
+    Closed,
+    /// Bytes that do not form a valid reply header.
+    Garbage,
+    /// Nothing within the read timeout.
+    Silence,
+}
+
+/// Reads one reply header (status replies have no body) or notices the close.
+pub fn read_reply(stream: &mut TcpStream) -> Seen {
+    let mut bytes = [0u8; HEADER_SIZE];
+    let mut filled = 0;
+    while filled < HEADER_SIZE {
+        match stream.read(&mut bytes[filled..]) {
+            Ok(0) => {
+                return if filled == 0 {
+                    Seen::Closed
+                } else {
+                    Seen::Garbage
+                }
+            }
+            Ok(size) => filled += size,
+            Err(error) if is_reset(&error) => return Seen::Closed,
+            Err(error) if is_timeout(&error) => return Seen::Silence,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => panic!("unexpected read error: {error}"),
+        }
+    }
+    match check_reply_header(&bytes) {
+        Ok(header) => {
+            if header.body_size > 0 {
+                let mut body = vec![0u8; header.body_size as usize];
+                if stream.read_exact(&mut body).is_err() {
+                    return Seen::Garbage;
+                }
+            }
+            Seen::Reply(header)
+        }
+        Err(_) => Seen::Garbage,
+    }
+}
+
+/// Whether the server closed the stream: reads until end of stream or reset (discarding what
+/// arrives) for at most `timeout`.
+pub fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut scratch = vec![0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("read timeout");
+        match stream.read(&mut scratch) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error) if is_reset(&error) => return true,
+            Err(error) if is_timeout(&error) => return false,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => panic!("unexpected read error: {error}"),
+        }
+    }
+}
+
+/// Expects a reply with `status` echoing `request_id` and then the close of the connection.
+pub fn expect_status_then_close(
+    stream: &mut TcpStream,
+    status: FrameStatus,
+    request_id: u64,
+    case: &str,
+) {
+    expect_status(stream, status, request_id, case);
+    assert!(
+        closed_within(stream, SOCKET_TIMEOUT),
+        "{case}: the connection stayed open after {status}"
+    );
+}
+
+/// Expects a reply with `status` echoing `request_id` (the connection may stay open).
+pub fn expect_status(stream: &mut TcpStream, status: FrameStatus, request_id: u64, case: &str) {
+    match read_reply(stream) {
+        Seen::Reply(header) => {
+            assert_eq!(
+                FrameStatus::from_u8(header.status),
+                Some(status),
+                "{case}: reply status"
+            );
+            assert_eq!(header.request_id, request_id, "{case}: reply request id");
+            assert_eq!(header.body_size, 0, "{case}: an error reply has no body");
+            assert_eq!(header.count, 0, "{case}: an error reply has no results");
+        }
+        other => panic!("{case}: expected a {status} reply, saw {other:?}"),
+    }
+}
+
+/// Whether `error` means the peer reset or aborted the connection.
+pub fn is_reset(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// Whether `error` is a socket timeout.
+pub fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Writes `bytes`; returns whether all were written (a closed peer is not a failure here).
+pub fn write_all_or_closed(stream: &mut TcpStream, bytes: &[u8]) -> bool {
+    match stream.write_all(bytes) {
+        Ok(()) => true,
+        Err(error) if is_reset(&error) => false,
+        Err(error) => panic!("unexpected write error: {error}"),
+    }
+}
+
+/// Half-closes the write side (FIN) without failing if the peer is already gone.
+pub fn finish(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Closes `stream` with a reset instead of a FIN: the kernel resets a socket closed with
+/// unread input, so this waits (bounded) until some reply bytes have arrived unread, then drops
+/// it. The caller must have sent a request that gets a reply.
+pub fn reset_after_reply(stream: TcpStream) {
+    stream
+        .set_read_timeout(Some(SOCKET_TIMEOUT))
+        .expect("read timeout");
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte) {
+        Ok(size) => assert!(size > 0, "the server closed before replying"),
+        Err(error) => panic!("no reply arrived to make the close a reset: {error}"),
+    }
+    drop(stream);
+}
+
+/// A request frame: header (both checksums sealed) and body.
+pub fn frame(operation: Operation, request_id: u64, body: &[u8]) -> Vec<u8> {
+    let header = Header::request(operation, request_id, body);
+    let mut bytes = header.encode().to_vec();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// A header and body as one byte string, exactly as given (no resealing).
+pub fn bytes_of(header: &Header, body: &[u8]) -> Vec<u8> {
+    let mut bytes = header.encode().to_vec();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// An account on `ledger` with `flags`.
+pub fn account(id: u128, ledger: u32, flags: u16) -> Account {
+    Account {
+        id,
+        ledger,
+        code: CODE,
+        flags,
+        ..Account::default()
+    }
+}
+
+/// A single-phase transfer.
+pub fn transfer(id: u128, debit: u128, credit: u128, amount: u128, ledger: u32) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger,
+        code: CODE,
+        ..Transfer::default()
+    }
+}
+
+/// The wire bytes of `accounts`.
+pub fn encode_accounts(accounts: &[Account]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(accounts.len() * Account::SIZE);
+    for account in accounts {
+        let mut bytes = [0u8; Account::SIZE];
+        account.encode(&mut bytes);
+        body.extend_from_slice(&bytes);
+    }
+    body
+}
+
+/// The wire bytes of `transfers`.
+pub fn encode_transfers(transfers: &[Transfer]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(transfers.len() * Transfer::SIZE);
+    for transfer in transfers {
+        let mut bytes = [0u8; Transfer::SIZE];
+        transfer.encode(&mut bytes);
+        body.extend_from_slice(&bytes);
+    }
+    body
+}
+
+/// The wire bytes of a list of ids.
+pub fn encode_ids(ids: &[u128]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_le_bytes()).collect()
+}
+
+/// The wire bytes of a query filter.
+pub fn encode_query(filter: &QueryFilter) -> Vec<u8> {
+    let mut bytes = [0u8; QueryFilter::SIZE];
+    filter.encode(&mut bytes);
+    bytes.to_vec()
+}
+
+fn items<const SIZE: usize, T>(body: &[u8], decode: impl Fn(&[u8; SIZE]) -> T) -> Vec<T> {
+    assert_eq!(body.len() % SIZE, 0, "reply body is whole items");
+    body.chunks_exact(SIZE)
+        .map(|chunk| decode(chunk.try_into().expect("chunk of the item size")))
+        .collect()
+}
+
+/// Create results of a reply body.
+pub fn results(body: &[u8]) -> Vec<CreateResult> {
+    items(body, CreateResult::decode)
+}
+
+/// Accounts of a reply body.
+pub fn accounts(body: &[u8]) -> Vec<Account> {
+    items(body, Account::decode)
+}
+
+/// Transfers of a reply body.
+pub fn transfers(body: &[u8]) -> Vec<Transfer> {
+    items(body, Transfer::decode)
+}
+
+/// Balances of a reply body.
+pub fn balances(body: &[u8]) -> Vec<AccountBalance> {
+    items(body, AccountBalance::decode)
+}
+
+/// Sends one request and returns its reply, which must be ok and echo the request id.
+pub fn request_ok(client: &mut Client, operation: Operation, body: &[u8]) -> ReplyFrame {
+    let reply = client
+        .request(operation, body)
+        .unwrap_or_else(|error| panic!("{} failed: {error}", operation.name()));
+    assert_eq!(
+        reply.status(),
+        FrameStatus::Ok,
+        "{} status",
+        operation.name()
+    );
+    assert_eq!(reply.header.operation, operation as u8, "reply operation");
+    reply
+}
+
+/// Looks accounts up; every id must be found.
+pub fn lookup_accounts(client: &mut Client, ids: &[u128]) -> Vec<Account> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(8191) {
+        let reply = request_ok(client, Operation::LookupAccounts, &encode_ids(chunk));
+        found.extend(accounts(&reply.body));
+    }
+    found
+}
+
+/// Looks transfers up, in chunks of at most 8,191 ids; returns the ones found.
+pub fn lookup_transfers(client: &mut Client, ids: &[u128]) -> Vec<Transfer> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(8191) {
+        let reply = request_ok(client, Operation::LookupTransfers, &encode_ids(chunk));
+        found.extend(transfers(&reply.body));
+    }
+    found
+}
+
+/// A well-behaved request: the account `id` is looked up and must be found.
+pub fn assert_served(client: &mut Client, id: u128, context: &str) {
+    let reply = client
+        .request(Operation::LookupAccounts, &encode_ids(&[id]))
+        .unwrap_or_else(|error| panic!("{context}: the well-behaved client failed: {error}"));
+    assert_eq!(reply.status(), FrameStatus::Ok, "{context}: status");
+    let found = accounts(&reply.body);
+    assert_eq!(found.len(), 1, "{context}: account {id} found");
+    assert_eq!(found[0].id, id, "{context}: account id");
+}
+
+/// A small seeded generator (SplitMix64): deterministic, no dependencies.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..bound` (`bound > 0`).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        assert!(bound > 0);
+        self.next_u64() % bound
+    }
+
+    /// A number in `low..=high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        assert!(low <= high);
+        low + self.below(high - low + 1)
+    }
+
+    /// Fills `bytes` with random bytes.
+    pub fn fill(&mut self, bytes: &mut [u8]) {
+        for chunk in bytes.chunks_mut(8) {
+            let word = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+    }
+}
+
+/// The seed of a test: `CLEARLINE_E2E_SEED` if set, else `default`. The returned guard prints
+/// the seed if the test fails, so the run can be replayed.
+pub fn seed(test: &'static str, default: u64) -> (u64, SeedGuard) {
+    let seed = std::env::var("CLEARLINE_E2E_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default);
+    (seed, SeedGuard { test, seed })
+}
+
+/// Prints the seed of a failing test when dropped during a panic.
+pub struct SeedGuard {
+    test: &'static str,
+    seed: u64,
+}
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "{} failed with seed {} (replay: CLEARLINE_E2E_SEED={})",
+                self.test, self.seed, self.seed
+            );
+        }
+    }
+}
+
+/// A fresh temporary data directory, removed when dropped.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("clearline-e2e-")
+        .tempdir()
+        .expect("a temporary directory")
+}
