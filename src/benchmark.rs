@@ -76,8 +76,8 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 sync: args.sync,
                 limits,
             };
-            let server = crate::server::Server::start(&start, false)?;
-            let addr = server.local_addr();
+            // The sync baseline runs before the server starts, so the server's own segment
+            // allocation does not share the disk with it.
             if args.sync == crate::cli::SyncMode::Data {
                 let sync = measure_sync(&dir)?;
                 println!(
@@ -87,6 +87,8 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                     sync.value_at_quantile(0.99) / 1_000
                 );
             }
+            let server = crate::server::Server::start(&start, false)?;
+            let addr = server.local_addr();
             let echo = measure_echo(args.transfer_batch_count)?;
             println!(
                 "baseline: loopback echo of a {}-event frame: p50 {} us, p99 {} us",
