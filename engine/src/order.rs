@@ -248,11 +248,23 @@ pub enum OrderStatus {
     AmendQuantityBelowFilled = 1035,
     /// The engine's fill store is full.
     FillsCapacityExceeded = 1036,
+    /// The ledger lacks room for the transfers one order command may make.
+    TransfersCapacityExceeded = 1037,
+    /// A trader account is closed, so the hold was refused.
+    AccountClosed = 1038,
+    /// The ledger refused the hold for another reason (the escrow account's flags or an
+    /// overflow of its balances).
+    HoldRefused = 1039,
+    /// A fill-or-kill order or an amend would take more resting orders than one command may.
+    FillsPerOrderExceeded = 1040,
+    /// The ledger refused a fill's legs (an account closed or limited since the order was
+    /// placed); the orders involved were canceled and their holds released.
+    SettlementFailed = 1041,
 }
 
 impl OrderStatus {
     /// Every status, in number order (`Ok` first).
-    pub const ALL: [OrderStatus; 38] = [
+    pub const ALL: [OrderStatus; 43] = [
         OrderStatus::Ok,
         OrderStatus::OrderIdMustNotBeZero,
         OrderStatus::OrderIdMustNotBeIntMax,
@@ -291,6 +303,11 @@ impl OrderStatus {
         OrderStatus::AmendQuantityNotMultipleOfLot,
         OrderStatus::AmendQuantityBelowFilled,
         OrderStatus::FillsCapacityExceeded,
+        OrderStatus::TransfersCapacityExceeded,
+        OrderStatus::AccountClosed,
+        OrderStatus::HoldRefused,
+        OrderStatus::FillsPerOrderExceeded,
+        OrderStatus::SettlementFailed,
     ];
 
     /// The snake_case name used in logs and client libraries.
@@ -338,6 +355,11 @@ impl OrderStatus {
             OrderStatus::AmendQuantityNotMultipleOfLot => "amend_quantity_not_multiple_of_lot",
             OrderStatus::AmendQuantityBelowFilled => "amend_quantity_below_filled",
             OrderStatus::FillsCapacityExceeded => "fills_capacity_exceeded",
+            OrderStatus::TransfersCapacityExceeded => "transfers_capacity_exceeded",
+            OrderStatus::AccountClosed => "account_closed",
+            OrderStatus::HoldRefused => "hold_refused",
+            OrderStatus::FillsPerOrderExceeded => "fills_per_order_exceeded",
+            OrderStatus::SettlementFailed => "settlement_failed",
         }
     }
 
@@ -1044,7 +1066,7 @@ mod tests {
             assert_eq!(same.count(), 1, "{}", status.name());
         }
         assert_eq!(OrderStatus::from_u32(999), None);
-        assert_eq!(OrderStatus::from_u32(1037), None);
+        assert_eq!(OrderStatus::from_u32(1042), None);
     }
 
     fn market() -> Market {
