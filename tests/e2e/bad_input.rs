@@ -93,6 +93,9 @@ fn expect_kept(stream: &mut TcpStream, case: &str) {
     }
 }
 
+/// A case of a spoiled header field: its name, how to spoil it, and the status it gets.
+type HeaderCase = (&'static str, fn(&mut Header), FrameStatus);
+
 /// A lookup request header for one id, sealed, for the header-field cases to spoil.
 fn lookup_header() -> (Header, Vec<u8>) {
     let body = encode_ids(&[HEALTHY_ACCOUNT]);
@@ -130,7 +133,7 @@ fn bad_header_fields_get_their_status_and_close() {
 
     // Checked in order: magic, version, reserved bytes (and the request fields that must be
     // zero: status, timestamp, sequence). Each is resealed so only that field is wrong.
-    let cases: [(&str, fn(&mut Header), FrameStatus); 10] = [
+    let cases: [HeaderCase; 10] = [
         ("magic", |h| h.magic ^= 0x100, FrameStatus::MagicInvalid),
         (
             "version 0",

@@ -9,7 +9,6 @@
 //! nothing was lost or applied twice and debits equal credits per ledger.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clearline_engine::{CreateResult, CreateTransferStatus, Operation, Transfer, TransferFlags};
@@ -79,23 +78,12 @@ fn random_transfer(rng: &mut Rng, id: u128) -> Transfer {
     sent
 }
 
-/// The client: pipelines batches of 100-400 transfers with ids from `id_first` until the
+/// The client (its socket has timeouts): pipelines batches of 100-400 transfers with ids from `id_first` until the
 /// connection fails or it sent [`RUN_TRANSFERS_MAX`].
-fn drive(addr: SocketAddr, id_first: u128, seed: u64) -> Run {
+fn drive(mut client: Client, id_first: u128, seed: u64) -> Run {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
     let mut run = Run::default();
-    let mut client = match Client::connect(addr) {
-        Ok(client) => client,
-        Err(error) => {
-            run.error = Some(format!("connect: {error}"));
-            return run;
-        }
-    };
-    if let Err(error) = client.set_timeout(Some(Duration::from_secs(5))) {
-        run.error = Some(format!("set_timeout: {error}"));
-        return run;
-    }
     let mut next_id = id_first;
     let mut waiting: std::collections::VecDeque<(u64, Vec<Transfer>)> = Default::default();
     loop {
@@ -366,10 +354,11 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
     // Kills land uniformly within the time a run takes, learned from runs that finished first.
     let mut run_time_ms = 200;
     for cycle in 1..=KILLS {
-        let addr = server.addr;
         let run_seed = rng.next_u64();
         let id_first = next_id;
-        let client = std::thread::spawn(move || drive(addr, id_first, run_seed));
+        // Connected before the thread starts, so even an early kill finds the connection.
+        let connection = server.client();
+        let client = std::thread::spawn(move || drive(connection, id_first, run_seed));
         std::thread::sleep(Duration::from_millis(rng.range(1, run_time_ms)));
         server.assert_running(&format!("before kill {cycle}"));
         server.kill();
