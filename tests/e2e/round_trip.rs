@@ -12,7 +12,8 @@ use clearline_net::{Client, FrameStatus, PIPELINE_DEPTH_CLIENT};
 
 use crate::support::{
     account, accounts, balances, connect, data_dir, encode_accounts, encode_ids, encode_query,
-    encode_transfers, request_ok, results, transfer, transfers, Options, Server, CODE, LEDGER,
+    encode_transfers, request_ok, results, transfer, transfers, wait_until, Options, Server, CODE,
+    LEDGER,
 };
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
@@ -373,8 +374,15 @@ fn every_operation_pipelining_and_restart_keep_state() {
         outcome[1].timestamp > timestamp_last,
         "time moves on after recovery"
     );
-    let status = server.terminate();
-    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    drop(client);
+    let status = server.interrupt();
+    assert!(status.success(), "SIGINT exits 0: {status:?}");
+    // The output is read by another thread, which may lag the exit a little.
+    wait_until(
+        Duration::from_secs(5),
+        "the server to print that it stopped",
+        || server.output().contains("clearline: stopped"),
+    );
 }
 
 /// Runs `clearline repl --addr ADDR --command TEXT` with a deadline; returns its stdout.

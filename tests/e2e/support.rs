@@ -181,8 +181,17 @@ impl Server {
 
     /// SIGTERM, then wait (bounded) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
-        let sent = signal(self.pid(), "TERM");
-        assert!(sent, "SIGTERM could not be sent");
+        self.stop("TERM")
+    }
+
+    /// SIGINT (Ctrl-C), then wait (bounded) for the exit status.
+    pub fn interrupt(&mut self) -> ExitStatus {
+        self.stop("INT")
+    }
+
+    fn stop(&mut self, name: &str) -> ExitStatus {
+        let sent = signal(self.pid(), name);
+        assert!(sent, "SIG{name} could not be sent");
         let mut child = self.child.take().expect("a running server");
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
@@ -193,7 +202,7 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "the server did not exit within {STOP_TIMEOUT:?} of SIGTERM; output:\n{}",
+                    "the server did not exit within {STOP_TIMEOUT:?} of SIG{name}; output:\n{}",
                     self.output()
                 );
             }
