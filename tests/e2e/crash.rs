@@ -78,8 +78,8 @@ fn random_transfer(rng: &mut Rng, id: u128) -> Transfer {
     sent
 }
 
-/// The client (its socket has timeouts): pipelines batches of 100-400 transfers with ids from `id_first` until the
-/// connection fails or it sent [`RUN_TRANSFERS_MAX`].
+/// The client (its socket has timeouts): pipelines batches of 100-400 transfers with ids from
+/// `id_first` until the connection fails or it sent [`RUN_TRANSFERS_MAX`].
 fn drive(mut client: Client, id_first: u128, seed: u64) -> Run {
     let started = Instant::now();
     let mut rng = Rng::new(seed);
