@@ -168,6 +168,15 @@ fn transfer_key(transfers: &[Transfer], orphans: &[u128], position: u32) -> u128
 /// Returns 0 if the event passes, else 1 (`expected`), 2 (`not_expected`), 3 (`must_be_zero`),
 /// 4 (`out_of_range`) or 5 (`must_not_advance`) for the caller to map to its status type.
 #[inline(always)]
+/// Whether a client transfer names an id of the range reserved for engine-made transfers (bit
+/// 127 set; `u128::MAX` has its own status and is checked first).
+fn reserved_for_settlement(t: &Transfer) -> bool {
+    let reserved = |id: u128| id >> 127 == 1 && id != u128::MAX;
+    let resolves =
+        t.flags & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER);
+    reserved(t.id) || (resolves != 0 && reserved(t.pending_id))
+}
+
 fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot: u64) -> u8 {
     if batch_imported && !event_imported {
         return 1;
@@ -213,7 +222,9 @@ impl Ledger {
             expiry: ExpiryQueue::new(config.transfers_pending_max),
             pending_count: 0,
             expired_count: 0,
-            undo: Vec::with_capacity(batch * UNDO_PER_EVENT),
+            undo: Vec::with_capacity(
+                batch.max(crate::operation::SLOTS_PER_ORDER_EVENT as usize) * UNDO_PER_EVENT,
+            ),
             undo_active: false,
             undo_pending_count: 0,
             resolved: Vec::with_capacity(batch),
@@ -598,7 +609,7 @@ impl Ledger {
             } else {
                 let event_imported = event.flags & TransferFlags::IMPORTED != 0;
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    0 => self.create_transfer(event, slot, self.resolved[index]),
+                    0 => self.create_transfer(event, slot, self.resolved[index], true),
                     1 => (CreateTransferStatus::ImportedEventExpected, slot),
                     2 => (CreateTransferStatus::ImportedEventNotExpected, slot),
                     3 => (CreateTransferStatus::TimestampMustBeZero, slot),
@@ -648,6 +659,68 @@ impl Ledger {
         assert!(!self.undo_active);
     }
 
+    /// Applies transfers made by the engine itself (settlement of the matching side) as one
+    /// linked chain: transfer `i` gets timestamp `first_timestamp + i`. Either every transfer
+    /// is created or none is (the undo log rolls the chain back) and the index and status of
+    /// the first failure is returned. Failures burn no id, and the reserved-id rule of client
+    /// transfers does not apply. Nothing is journaled here: replaying the command that made
+    /// these transfers makes them again.
+    ///
+    /// # Panics
+    ///
+    /// If more than `SLOTS_PER_ORDER_EVENT` transfers are given, the timestamps do not fit, or
+    /// a chain is open (caller bugs).
+    pub(crate) fn create_transfers_internal(
+        &mut self,
+        first_timestamp: u64,
+        events: &[Transfer],
+    ) -> Result<(), (usize, CreateTransferStatus)> {
+        assert!(!self.undo_active);
+        assert!(events.len() <= crate::operation::SLOTS_PER_ORDER_EVENT as usize);
+        assert!(first_timestamp >= 1);
+        assert!(first_timestamp + events.len() as u64 <= TIMESTAMP_MAX + 1);
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.chain_begin();
+        for (index, event) in events.iter().enumerate() {
+            assert_eq!(
+                event.flags & (TransferFlags::LINKED | TransferFlags::IMPORTED),
+                0
+            );
+            let debit = self
+                .account_position(event.debit_account_id)
+                .unwrap_or(NONE);
+            let credit = self
+                .account_position(event.credit_account_id)
+                .unwrap_or(NONE);
+            let slot = first_timestamp + index as u64;
+            let (status, _) = self.create_transfer(event, slot, (debit, credit), false);
+            if status != CreateTransferStatus::Created {
+                self.chain_rollback();
+                return Err((index, status));
+            }
+        }
+        self.chain_end();
+        Ok(())
+    }
+
+    /// Whether the unresolved pending transfer `id` exists, and its amount.
+    pub(crate) fn pending_amount(&self, id: u128) -> Option<u128> {
+        let position = self.transfer_position(id)?;
+        (self.transfer_meta[position as usize].status == PendingStatus::Pending)
+            .then(|| self.transfers[position as usize].amount)
+    }
+
+    /// Room left in the transfer, pending and history stores.
+    pub(crate) fn room(&self) -> (usize, usize, usize) {
+        (
+            self.config.transfers_max as usize - self.transfers.len(),
+            self.config.transfers_pending_max as usize - self.pending_count as usize,
+            self.config.account_balances_max as usize - self.balances.len(),
+        )
+    }
+
     /// Looks up the accounts of `events` and appends their positions to `resolved`. The
     /// lookups are independent, so the processor overlaps their cache misses, and the records'
     /// lines (ids, balances, ledger and flags, list heads) are in cache when the events are
@@ -694,6 +767,7 @@ impl Ledger {
         t: &Transfer,
         slot: u64,
         accounts: (u32, u32),
+        client: bool,
     ) -> (CreateTransferStatus, u64) {
         use CreateTransferStatus as S;
         if t.flags & TransferFlags::PADDING != 0 {
@@ -704,6 +778,9 @@ impl Ledger {
         }
         if t.id == u128::MAX {
             return (S::IdMustNotBeIntMax, slot);
+        }
+        if client && reserved_for_settlement(t) {
+            return (S::IdReservedForSettlement, slot);
         }
         let vacancy = match self.transfer_lookup(t.id) {
             TransferLookup::Found(position) => {

@@ -10,6 +10,7 @@
 pub mod account;
 pub mod book;
 mod digest;
+mod exchange;
 mod expiry;
 mod index;
 mod ledger;
@@ -23,11 +24,17 @@ pub mod transfer;
 mod wire;
 
 pub use account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
+pub use exchange::{BOOK_LEVELS_MAX, FILLS_PER_ORDER_MAX, SETTLEMENT_ID_BIT};
 pub use limits::{Config, BATCH_EVENTS_MAX, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};
-pub use operation::Operation;
+pub use market::{CreateMarketStatus, Market};
+pub use operation::{Operation, SLOTS_PER_ORDER_EVENT};
+pub use order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, OrderResult};
+pub use order::{OrderState, OrderStatus};
 pub use result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
 pub use transfer::{QueryFilter, QueryFilterFlags, Transfer, TransferFlags};
 
+use digest::Digest;
+use exchange::Exchange;
 use ledger::Ledger;
 
 /// Decode and reply buffers for `execute`, allocated once so requests allocate nothing.
@@ -37,6 +44,12 @@ struct Scratch {
     ids: Vec<u128>,
     results: Vec<CreateResult>,
     balances: Vec<AccountBalance>,
+    markets: Vec<Market>,
+    orders: Vec<Order>,
+    amends: Vec<OrderAmend>,
+    order_results: Vec<OrderResult>,
+    levels: Vec<BookLevel>,
+    fills: Vec<Fill>,
 }
 
 /// The state machine: `state + (timestamp, request) -> state + reply`.
@@ -46,6 +59,7 @@ struct Scratch {
 /// at least `Operation::timestamp_slots`. The engine never reads a clock.
 pub struct Engine {
     ledger: Ledger,
+    exchange: Exchange,
     scratch: Scratch,
 }
 
@@ -61,12 +75,19 @@ impl Engine {
         let results = (config.query_results_max as usize).min(BATCH_EVENTS_MAX as usize);
         Engine {
             ledger: Ledger::new(config),
+            exchange: Exchange::new(config),
             scratch: Scratch {
                 accounts: Vec::with_capacity(batch.max(results)),
                 transfers: Vec::with_capacity(batch.max(results)),
                 ids: Vec::with_capacity(batch),
                 results: Vec::with_capacity(batch),
                 balances: Vec::with_capacity(results),
+                markets: Vec::with_capacity(batch),
+                orders: Vec::with_capacity(batch.max(results)),
+                amends: Vec::with_capacity(batch),
+                order_results: Vec::with_capacity(batch),
+                levels: Vec::with_capacity(2 * BookFilter::DEPTH_MAX as usize),
+                fills: Vec::with_capacity(results),
             },
         }
     }
@@ -137,20 +158,133 @@ impl Engine {
         self.ledger.query_transfers(filter, out);
     }
 
+    /// Creates markets; writes one result per event (`CreateMarketStatus` codes).
+    ///
+    /// # Panics
+    ///
+    /// As `create_accounts`.
+    pub fn create_markets(
+        &mut self,
+        timestamp: u64,
+        events: &[Market],
+        results: &mut [CreateResult],
+    ) {
+        assert!(events.len() <= self.ledger.config.batch_events_max as usize);
+        assert!(timestamp <= TIMESTAMP_MAX);
+        self.exchange
+            .create_markets(&self.ledger, timestamp, events, results);
+    }
+
+    /// The first timestamp of event `index`'s block in an order request of `count` events.
+    fn order_block(timestamp: u64, count: usize, index: usize) -> u64 {
+        assert!(timestamp <= TIMESTAMP_MAX);
+        let slots = count as u64 * SLOTS_PER_ORDER_EVENT;
+        assert!(
+            timestamp >= slots,
+            "timestamp below the request's timestamp slots"
+        );
+        timestamp - slots + index as u64 * SLOTS_PER_ORDER_EVENT + 1
+    }
+
+    /// Places orders; writes one result per event. Event `i` of `n` owns the timestamps
+    /// `T - (n - i) * SLOTS_PER_ORDER_EVENT + 1 ..` (see `Operation::timestamp_slots`).
+    ///
+    /// # Panics
+    ///
+    /// If `results.len() != events.len()`, there are more than `batch_events_max` events, or
+    /// `timestamp` is below the request's timestamp slots or above `TIMESTAMP_MAX`.
+    pub fn place_orders(&mut self, timestamp: u64, events: &[Order], results: &mut [OrderResult]) {
+        assert_eq!(events.len(), results.len());
+        assert!(events.len() <= self.ledger.config.batch_events_max as usize);
+        for (index, event) in events.iter().enumerate() {
+            let block = Engine::order_block(timestamp, events.len(), index);
+            results[index] = self.exchange.place(&mut self.ledger, block, event);
+        }
+    }
+
+    /// Cancels resting orders, releasing their holds; one result per id (`OrderStatus` codes).
+    ///
+    /// # Panics
+    ///
+    /// As `place_orders`.
+    pub fn cancel_orders(&mut self, timestamp: u64, ids: &[u128], results: &mut [CreateResult]) {
+        assert_eq!(ids.len(), results.len());
+        assert!(ids.len() <= self.ledger.config.batch_events_max as usize);
+        for (index, id) in ids.iter().enumerate() {
+            let block = Engine::order_block(timestamp, ids.len(), index);
+            let status = self.exchange.cancel(&mut self.ledger, block, *id);
+            results[index] = CreateResult {
+                timestamp: block,
+                status: status as u32,
+                reserved: 0,
+            };
+        }
+    }
+
+    /// Amends resting orders (new price and/or quantity, holds swapped); one result per event.
+    ///
+    /// # Panics
+    ///
+    /// As `place_orders`.
+    pub fn amend_orders(
+        &mut self,
+        timestamp: u64,
+        events: &[OrderAmend],
+        results: &mut [CreateResult],
+    ) {
+        assert_eq!(events.len(), results.len());
+        assert!(events.len() <= self.ledger.config.batch_events_max as usize);
+        for (index, amend) in events.iter().enumerate() {
+            let block = Engine::order_block(timestamp, events.len(), index);
+            let status = self.exchange.amend(&mut self.ledger, block, amend);
+            results[index] = CreateResult {
+                timestamp: block,
+                status: status as u32,
+                reserved: 0,
+            };
+        }
+    }
+
+    /// Clears `out` and pushes the orders found, in the order of `ids` (at most its capacity).
+    pub fn lookup_orders(&self, ids: &[u128], out: &mut Vec<Order>) {
+        self.exchange.lookup_orders(ids, out);
+    }
+
+    /// Clears `out` and pushes the L2 book of `filter.market`: up to `depth` bids best first,
+    /// then up to `depth` asks best first (at most its capacity); nothing for a bad filter.
+    pub fn get_book(&self, filter: &BookFilter, out: &mut Vec<BookLevel>) {
+        self.exchange.get_book(filter, out);
+    }
+
+    /// Clears `out` and pushes the fills selected by `filter` (at most its capacity).
+    pub fn get_fills(&self, filter: &FillFilter, out: &mut Vec<Fill>) {
+        self.exchange.get_fills(filter, out);
+    }
+
+    /// Quote charged as fees by every stored fill of the markets paying into this account.
+    pub fn fees_charged(&self, fee_account_id: u128) -> u128 {
+        self.exchange.fees_to(fee_account_id)
+    }
+
     /// Expires pending transfers due at or before `timestamp` (at most `PULSE_EXPIRIES_MAX`,
-    /// in `(expires_at, timestamp)` order); returns how many expired.
+    /// in `(expires_at, timestamp)` order), then good-till-time orders due, releasing their
+    /// holds, within the same budget; returns how many transfers and orders expired.
     ///
     /// # Panics
     ///
     /// If `timestamp < PULSE_EXPIRIES_MAX` or `timestamp > TIMESTAMP_MAX` (caller bugs).
     pub fn pulse(&mut self, timestamp: u64) -> u32 {
-        self.ledger.pulse(timestamp)
+        let used = self.ledger.pulse(timestamp);
+        used + self.exchange.pulse(&mut self.ledger, timestamp, used)
     }
 
     /// A deterministic 128-bit digest of the whole state: accounts, transfers, pending statuses,
-    /// burned ids and history, in insertion order.
+    /// burned ids and history in insertion order, then markets, orders, holds and fills.
     pub fn state_hash(&self) -> u128 {
-        self.ledger.state_hash()
+        let mut digest = Digest::new();
+        digest.u128(self.ledger.state_hash());
+        self.exchange.digest(&mut digest);
+        digest.finish()
     }
 
     /// Number of accounts.
@@ -185,6 +319,7 @@ impl Engine {
     /// engine; never called by the server).
     pub fn clear(&mut self) {
         self.ledger.clear();
+        self.exchange.clear();
     }
 
     /// O(n) invariant checks.
@@ -193,9 +328,12 @@ impl Engine {
     ///
     /// On the first violated invariant: per ledger, pending and posted debits equal credits; no
     /// account breaks its limit flag; indexes, lists, pending statuses and the expiry queue are
-    /// consistent.
+    /// consistent; no book is crossed; every resting order's hold is an unresolved pending
+    /// transfer of exactly what the order still needs and other orders hold nothing; fee
+    /// accounts have received at least the fees of the stored fills.
     pub fn verify(&self) {
         self.ledger.verify();
+        self.exchange.verify(&self.ledger);
     }
 
     /// Applies one request. `body` holds `count` events of `operation.event_size()` bytes (the
@@ -285,17 +423,95 @@ impl Engine {
             }
             Operation::Pulse => {
                 assert!(body.is_empty());
-                self.ledger.pulse(timestamp);
+                let used = self.ledger.pulse(timestamp);
+                self.exchange.pulse(&mut self.ledger, timestamp, used);
                 0
             }
-            // TODO(#5): the matching side (markets, orders, book, fills) answers these.
-            Operation::CreateMarkets
-            | Operation::PlaceOrders
-            | Operation::CancelOrders
-            | Operation::AmendOrders
-            | Operation::LookupOrders
-            | Operation::GetBook
-            | Operation::GetFills => 0,
+            Operation::CreateMarkets => {
+                assert!(count <= self.ledger.config.batch_events_max as usize);
+                let events = &mut self.scratch.markets;
+                events.clear();
+                for chunk in body.chunks_exact(Market::SIZE) {
+                    events.push(Market::decode(chunk.try_into().expect("chunk of 128")));
+                }
+                let results = &mut self.scratch.results;
+                results.clear();
+                results.resize(count, CreateResult::default());
+                self.exchange
+                    .create_markets(&self.ledger, timestamp, events, results);
+                encode_results(results, reply)
+            }
+            Operation::PlaceOrders => {
+                assert!(count <= self.ledger.config.batch_events_max as usize);
+                let events = &mut self.scratch.orders;
+                events.clear();
+                for chunk in body.chunks_exact(Order::SIZE) {
+                    events.push(Order::decode(chunk.try_into().expect("chunk of 128")));
+                }
+                let results = &mut self.scratch.order_results;
+                results.clear();
+                for (index, event) in events.iter().enumerate() {
+                    let block = Engine::order_block(timestamp, count, index);
+                    results.push(self.exchange.place(&mut self.ledger, block, event));
+                }
+                encode_items(results, reply, OrderResult::encode)
+            }
+            Operation::CancelOrders => {
+                assert!(count <= self.ledger.config.batch_events_max as usize);
+                decode_ids(body, &mut self.scratch.ids);
+                let results = &mut self.scratch.results;
+                results.clear();
+                for (index, id) in self.scratch.ids.iter().enumerate() {
+                    let block = Engine::order_block(timestamp, count, index);
+                    let status = self.exchange.cancel(&mut self.ledger, block, *id);
+                    results.push(CreateResult {
+                        timestamp: block,
+                        status: status as u32,
+                        reserved: 0,
+                    });
+                }
+                encode_results(results, reply)
+            }
+            Operation::AmendOrders => {
+                assert!(count <= self.ledger.config.batch_events_max as usize);
+                let events = &mut self.scratch.amends;
+                events.clear();
+                for chunk in body.chunks_exact(OrderAmend::SIZE) {
+                    events.push(OrderAmend::decode(chunk.try_into().expect("chunk of 64")));
+                }
+                let results = &mut self.scratch.results;
+                results.clear();
+                for (index, amend) in events.iter().enumerate() {
+                    let block = Engine::order_block(timestamp, count, index);
+                    let status = self.exchange.amend(&mut self.ledger, block, amend);
+                    results.push(CreateResult {
+                        timestamp: block,
+                        status: status as u32,
+                        reserved: 0,
+                    });
+                }
+                encode_results(results, reply)
+            }
+            Operation::LookupOrders => {
+                decode_ids(body, &mut self.scratch.ids);
+                let out = &mut self.scratch.orders;
+                self.exchange.lookup_orders(&self.scratch.ids, out);
+                encode_items(out, reply, Order::encode)
+            }
+            Operation::GetBook => {
+                assert_eq!(count, 1);
+                let filter = BookFilter::decode(body.try_into().expect("one filter"));
+                let out = &mut self.scratch.levels;
+                self.exchange.get_book(&filter, out);
+                encode_items(out, reply, BookLevel::encode)
+            }
+            Operation::GetFills => {
+                assert_eq!(count, 1);
+                let filter = FillFilter::decode(body.try_into().expect("one filter"));
+                let out = &mut self.scratch.fills;
+                self.exchange.get_fills(&filter, out);
+                encode_items(out, reply, Fill::encode)
+            }
         }
     }
 }
@@ -374,7 +590,7 @@ mod tests {
                         chunk[120..128].copy_from_slice(&[0; 8]);
                     }
                 }
-                timestamp += u64::from(PULSE_EXPIRIES_MAX) + count as u64 + seed;
+                timestamp += operation.timestamp_slots(count as u32) + count as u64 + seed;
                 let written = engine.execute(operation, timestamp, &body[..size], &mut reply);
                 if matches!(
                     operation,

@@ -6,6 +6,12 @@
 
 use crate::limits::{BATCH_EVENTS_MAX, PULSE_EXPIRIES_MAX};
 
+/// Timestamps reserved per event of `place_orders`, `cancel_orders` and `amend_orders`: an
+/// order event may create many ledger transfers (its hold, and for every fill voids, legs and
+/// new holds), each with its own timestamp from the event's block. The matching side caps the
+/// fills of one event so that its transfers always fit (see `exchange.rs`).
+pub const SLOTS_PER_ORDER_EVENT: u64 = 1024;
+
 /// One operation: what a request asks the engine to do.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -173,11 +179,15 @@ impl Operation {
         )
     }
 
-    /// How many timestamps a request of `count` events consumes: one per event for writes, a
+    /// How many timestamps a request of `count` events consumes: one per event for account,
+    /// transfer and market creation, `SLOTS_PER_ORDER_EVENT` per event for the order writes, a
     /// fixed block for the pulse (one per possible expiry), none for reads.
     pub fn timestamp_slots(self, count: u32) -> u64 {
         match self {
             Operation::Pulse => u64::from(PULSE_EXPIRIES_MAX),
+            Operation::PlaceOrders | Operation::CancelOrders | Operation::AmendOrders => {
+                u64::from(count) * SLOTS_PER_ORDER_EVENT
+            }
             _ if self.is_write() => u64::from(count),
             _ => 0,
         }

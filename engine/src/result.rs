@@ -305,6 +305,9 @@ status_enum! {
         PendingTransfersCapacityExceeded = 201 => "pending_transfers_capacity_exceeded",
         /// The balance history store is full (clearline; not transient).
         AccountBalancesCapacityExceeded = 202 => "account_balances_capacity_exceeded",
+        /// The id (or, for a post or void, the `pending_id`) has bit 127 set: that range is
+        /// reserved for the transfers the matching side makes (clearline; not transient).
+        IdReservedForSettlement = 203 => "id_reserved_for_settlement",
     }
 }
 

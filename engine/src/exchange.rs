@@ -1,0 +1,1156 @@
+//! The matching side wired to the ledger: markets, their books, the order and fill stores, and
+//! settlement of every fill as ledger transfers in the same step as the match.
+//!
+//! Holds. Placing an order first creates a pending transfer from the trader to the market's
+//! escrow: a limit buy holds `(price + max(taker_fee, maker_fee)) x lots` of quote on the quote
+//! escrow (the spec's `price x lots + taker_fee x lots` when the maker fee is not above the
+//! taker fee, the normal case; the larger fee keeps a resting buy able to pay as maker too), a
+//! market buy holds its `quote_budget`, a sell holds its quantity of base on the base escrow.
+//! If the ledger refuses the hold the order is rejected (`exceeds_credits`,
+//! `overflows_debits_pending`, `account_closed`, `hold_refused`) before it touches the book. An
+//! order whose remaining hold would be zero has none.
+//!
+//! Fills. A pending transfer resolves only once, so after matching one linked chain (atomic
+//! through the ledger's undo log) settles the command: void the taker's hold; per maker touched,
+//! void its hold, post the legs as single-phase transfers in this order: base seller -> buyer
+//! (quantity), quote buyer -> seller (`price x lots`), taker fee taker quote -> fee account,
+//! maker fee maker quote -> fee account (zero-amount fee legs are skipped), then a new hold for
+//! what the maker still needs; last a new hold for the taker if it rests. A new buy hold is
+//! computed at the order's own limit for its remaining lots, which releases price improvement.
+//! Cancel, expiry, IOC/FOK/market remainders and self-trade cancels void the hold; amend voids
+//! it and holds again for the new price and quantity (one chain, before the book changes).
+//!
+//! If the ledger refuses a settlement chain (an account closed or limited after the order was
+//! placed, or a sell whose fee exceeds its proceeds), nothing of it is applied; instead the
+//! holds of the taker and of every maker touched are voided, those orders are canceled (taken
+//! out of the book where they still rest) and the command answers `settlement_failed`. No fill is
+//! recorded then. Voids cannot fail (holds have no timeout, clients cannot resolve them, voids
+//! are allowed on closed accounts, and room in the stores is checked first).
+//!
+//! Transfer ids. Engine-made transfers use ids with bit 127 set:
+//! `(1 << 127) | (kind << 120) | serial`, kind 1 hold, 2 void, 3 base leg, 4 quote leg, 5 taker
+//! fee, 6 maker fee, and `serial` an engine-wide counter incremented per transfer made. Clients
+//! get `id_reserved_for_settlement` for such ids (and for posts or voids naming them). Holds and
+//! voids carry the order id in `user_data_128`; every engine transfer carries the market in
+//! `user_data_32`; legs carry the taker's order id in `user_data_128` and the fill sequence in
+//! `user_data_64`. All use the market's `code`.
+//!
+//! Timestamps. Each order event owns a block of `SLOTS_PER_ORDER_EVENT` timestamps; the order
+//! (and its fills) take the first, the hold chain and the settlement chain the following ones.
+//! One event produces at most `FILLS_PER_ORDER_MAX` maker events (fills or self-trade cancels),
+//! 6 transfers each, plus 4 (hold, taker void, taker hold, amend's old-hold void), so it always
+//! fits. An order whose match would touch more resting orders takes the first
+//! `FILLS_PER_ORDER_MAX` and releases its remainder (state done) whatever its time in force,
+//! because the remainder would still cross and so cannot rest; a fill-or-kill order or an amend
+//! that would need more is rejected with `fills_per_order_exceeded`. The pulse voids the holds of
+//! expired good-till-time orders with the timestamps its ledger expiries left unused.
+//!
+//! Capacity. The order store keeps every accepted order (`orders_max`), the fill store every
+//! fill (`fills_max`). Before an order command the ledger must have room for a whole block of
+//! transfers (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
+//! (`fills_capacity_exceeded`). Each market's book holds up to `orders_max` resting orders at up
+//! to `min(orders_max, BOOK_LEVELS_MAX)` prices and is allocated by `create_markets` (a rare
+//! command); order commands allocate nothing.
+
+use crate::account::Account;
+use crate::book::{Book, BookEvent, RestingOrder};
+use crate::digest::Digest;
+use crate::index::IdIndex;
+use crate::ledger::Ledger;
+use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX};
+use crate::market::{check_market, CreateMarketStatus, Market};
+use crate::operation::SLOTS_PER_ORDER_EVENT;
+use crate::order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, OrderResult};
+use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
+use crate::result::{CreateResult, CreateTransferStatus};
+use crate::transfer::{Transfer, TransferFlags};
+
+/// The most maker events (fills and self-trade cancels) one order command may produce.
+pub const FILLS_PER_ORDER_MAX: usize = 128;
+
+/// The most price levels of one book.
+pub const BOOK_LEVELS_MAX: u32 = 1 << 16;
+
+/// Bit 127 marks engine-made transfer ids.
+pub const SETTLEMENT_ID_BIT: u128 = 1 << 127;
+
+/// Transfers per maker event (void, four legs, new hold) and per command (hold, void, new hold,
+/// amend's extra void).
+const TRANSFERS_PER_MAKER: usize = 6;
+const TRANSFERS_PER_COMMAND: usize = 4;
+
+const _: () = assert!(
+    (FILLS_PER_ORDER_MAX * TRANSFERS_PER_MAKER + TRANSFERS_PER_COMMAND) as u64
+        <= SLOTS_PER_ORDER_EVENT
+);
+
+/// Kinds of engine-made transfers (bits 120..127 of their id).
+#[derive(Clone, Copy)]
+enum Kind {
+    Hold = 1,
+    Void = 2,
+    Base = 3,
+    Quote = 4,
+    TakerFee = 5,
+    MakerFee = 6,
+}
+
+/// The hold of one order: the pending transfer's id (0 = none) and amount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Hold {
+    transfer: u128,
+    amount: u128,
+}
+
+/// Markets, books, orders, fills and the settlement scratch buffers.
+pub(crate) struct Exchange {
+    markets: Vec<Market>,
+    books: Vec<Book>,
+    orders: Vec<Order>,
+    holds: Vec<Hold>,
+    order_index: IdIndex,
+    fills: Vec<Fill>,
+    serial: u64,
+    orders_max: u32,
+    levels_max: u32,
+    events: Vec<BookEvent>,
+    chain: Vec<Transfer>,
+    window: Vec<RestingOrder>,
+    expired: Vec<RestingOrder>,
+    /// Orders touched by the current command (for the fallback of a refused settlement).
+    touched: Vec<(u32, Hold, Order)>,
+}
+
+impl Exchange {
+    pub(crate) fn new(config: &Config) -> Exchange {
+        let orders_max = config.orders_max.max(1);
+        Exchange {
+            markets: Vec::with_capacity(config.markets_max as usize),
+            books: Vec::with_capacity(config.markets_max as usize),
+            orders: Vec::with_capacity(orders_max as usize),
+            holds: Vec::with_capacity(orders_max as usize),
+            order_index: IdIndex::new(orders_max),
+            fills: Vec::with_capacity(config.fills_max as usize),
+            serial: 0,
+            orders_max,
+            levels_max: orders_max.min(BOOK_LEVELS_MAX),
+            events: Vec::with_capacity(orders_max as usize + 1),
+            chain: Vec::with_capacity(SLOTS_PER_ORDER_EVENT as usize),
+            window: Vec::with_capacity(FILLS_PER_ORDER_MAX),
+            expired: Vec::with_capacity(PULSE_EXPIRIES_MAX as usize),
+            touched: Vec::with_capacity(FILLS_PER_ORDER_MAX + 1),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.markets.clear();
+        self.books.clear();
+        self.orders.clear();
+        self.holds.clear();
+        self.order_index = IdIndex::new(self.orders_max);
+        self.fills.clear();
+        self.serial = 0;
+    }
+
+    fn market_position(&self, id: u32) -> Option<usize> {
+        self.markets.iter().position(|market| market.id == id)
+    }
+
+    fn order_position(&self, id: u128) -> Option<u32> {
+        if id == 0 {
+            return None;
+        }
+        let orders = &self.orders;
+        self.order_index
+            .find(id, |position| orders[position as usize].id)
+    }
+
+    fn next_id(&mut self, kind: Kind) -> u128 {
+        self.serial += 1;
+        assert!(u128::from(self.serial) < 1 << 120);
+        SETTLEMENT_ID_BIT | ((kind as u128) << 120) | u128::from(self.serial)
+    }
+
+    // -------------------------------------------------------------------------------------
+    // create_markets
+
+    pub(crate) fn create_markets(
+        &mut self,
+        ledger: &Ledger,
+        timestamp: u64,
+        events: &[Market],
+        results: &mut [CreateResult],
+    ) {
+        assert_eq!(events.len(), results.len());
+        assert!(timestamp >= events.len() as u64);
+        let base = timestamp - events.len() as u64;
+        for (index, market) in events.iter().enumerate() {
+            let slot = base + index as u64 + 1;
+            let (status, result_timestamp) = match self.create_market(ledger, market, slot) {
+                Ok(()) => (CreateMarketStatus::Created, slot),
+                Err((status, timestamp)) => (status, timestamp),
+            };
+            results[index] = CreateResult {
+                timestamp: result_timestamp,
+                status: status as u32,
+                reserved: 0,
+            };
+        }
+    }
+
+    fn create_market(
+        &mut self,
+        ledger: &Ledger,
+        market: &Market,
+        slot: u64,
+    ) -> Result<(), (CreateMarketStatus, u64)> {
+        use CreateMarketStatus as S;
+        if let Some(status) = check_market(market) {
+            return Err((status, slot));
+        }
+        if let Some(position) = self.market_position(market.id) {
+            let existing = self.markets[position];
+            let same = Market {
+                timestamp: existing.timestamp,
+                ..*market
+            } == existing;
+            let status = if same {
+                S::Exists
+            } else {
+                S::ExistsWithDifferentFields
+            };
+            return Err((status, if same { existing.timestamp } else { slot }));
+        }
+        let account_ledger = |id: u128| {
+            ledger
+                .account_position(id)
+                .map(|position| ledger.accounts[position as usize].ledger)
+        };
+        match account_ledger(market.fee_account_id) {
+            None => return Err((S::FeeAccountNotFound, slot)),
+            Some(l) if l != market.quote_ledger => {
+                return Err((S::FeeAccountLedgerMustBeQuote, slot))
+            }
+            Some(_) => {}
+        }
+        match account_ledger(market.base_escrow_account_id) {
+            None => return Err((S::BaseEscrowAccountNotFound, slot)),
+            Some(l) if l != market.base_ledger => {
+                return Err((S::BaseEscrowAccountLedgerMustBeBase, slot))
+            }
+            Some(_) => {}
+        }
+        match account_ledger(market.quote_escrow_account_id) {
+            None => return Err((S::QuoteEscrowAccountNotFound, slot)),
+            Some(l) if l != market.quote_ledger => {
+                return Err((S::QuoteEscrowAccountLedgerMustBeQuote, slot))
+            }
+            Some(_) => {}
+        }
+        if self.markets.len() >= self.markets.capacity() {
+            return Err((S::MarketsCapacityExceeded, slot));
+        }
+        let stored = Market {
+            timestamp: slot,
+            ..*market
+        };
+        self.books
+            .push(Book::new(&stored, self.orders_max, self.levels_max));
+        self.markets.push(stored);
+        Ok(())
+    }
+
+    // -------------------------------------------------------------------------------------
+    // Holds and chains
+
+    /// What a resting order with `remaining` base units still needs held.
+    fn need(market: &Market, order: &Order, remaining: u64) -> u128 {
+        let lots = u128::from(remaining / market.lot_size);
+        match Side::from_u8(order.side).expect("stored orders are valid") {
+            Side::Buy if order.time_in_force == TimeInForce::Market as u8 => {
+                if remaining == 0 {
+                    0
+                } else {
+                    u128::from(order.quote_budget)
+                }
+            }
+            Side::Buy => {
+                let fee = market.taker_fee.max(market.maker_fee);
+                (u128::from(order.price) + u128::from(fee)) * lots
+            }
+            Side::Sell => u128::from(remaining),
+        }
+    }
+
+    fn hold_transfer(&mut self, market: &Market, order: &Order, amount: u128) -> Transfer {
+        let (debit, credit, ledger) = match Side::from_u8(order.side).expect("valid") {
+            Side::Buy => (
+                order.quote_account_id,
+                market.quote_escrow_account_id,
+                market.quote_ledger,
+            ),
+            Side::Sell => (
+                order.base_account_id,
+                market.base_escrow_account_id,
+                market.base_ledger,
+            ),
+        };
+        Transfer {
+            id: self.next_id(Kind::Hold),
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount,
+            user_data_128: order.id,
+            user_data_32: market.id,
+            ledger,
+            code: market.code,
+            flags: TransferFlags::PENDING,
+            ..Transfer::default()
+        }
+    }
+
+    fn void_transfer(&mut self, market: &Market, order_id: u128, hold: u128) -> Transfer {
+        Transfer {
+            id: self.next_id(Kind::Void),
+            pending_id: hold,
+            user_data_128: order_id,
+            user_data_32: market.id,
+            flags: TransferFlags::VOID_PENDING_TRANSFER,
+            ..Transfer::default()
+        }
+    }
+
+    /// Pushes the void of order `position`'s hold (if any) onto the chain.
+    fn push_void(&mut self, market: &Market, position: u32) {
+        let hold = self.holds[position as usize];
+        if hold.transfer != 0 {
+            let id = self.orders[position as usize].id;
+            let void = self.void_transfer(market, id, hold.transfer);
+            self.chain.push(void);
+        }
+    }
+
+    /// Pushes a new hold of `amount` for order `position` onto the chain (none for 0) and
+    /// records it as the order's hold.
+    fn push_hold(&mut self, market: &Market, position: u32, amount: u128) {
+        let order = self.orders[position as usize];
+        self.holds[position as usize] = if amount == 0 {
+            Hold::default()
+        } else {
+            let transfer = self.hold_transfer(market, &order, amount);
+            self.chain.push(transfer);
+            Hold {
+                transfer: transfer.id,
+                amount,
+            }
+        };
+    }
+
+    fn room_status(&self, ledger: &Ledger) -> Option<OrderStatus> {
+        let (transfers, pending, rows) = ledger.room();
+        let block = SLOTS_PER_ORDER_EVENT as usize;
+        if transfers < block || pending < FILLS_PER_ORDER_MAX + 2 || rows < 2 * block {
+            return Some(OrderStatus::TransfersCapacityExceeded);
+        }
+        if self.fills.capacity() - self.fills.len() < FILLS_PER_ORDER_MAX {
+            return Some(OrderStatus::FillsCapacityExceeded);
+        }
+        None
+    }
+
+    fn hold_status(status: CreateTransferStatus) -> OrderStatus {
+        use CreateTransferStatus as S;
+        match status {
+            S::ExceedsCredits => OrderStatus::ExceedsCredits,
+            S::OverflowsDebitsPending => OrderStatus::OverflowsDebitsPending,
+            S::DebitAccountAlreadyClosed => OrderStatus::AccountClosed,
+            _ => OrderStatus::HoldRefused,
+        }
+    }
+
+    /// How much the taker may take within `FILLS_PER_ORDER_MAX` maker events: `None` when the
+    /// cap does not bind, else the quantity of the non-self makers in the window.
+    fn fill_cap(
+        &mut self,
+        book_position: usize,
+        side: Side,
+        owner: u128,
+        limit: u64,
+        quantity: u64,
+        self_trade: SelfTrade,
+    ) -> Option<u64> {
+        let book = &self.books[book_position];
+        let crosses = |price: u64| match side {
+            Side::Buy => price <= limit,
+            Side::Sell => price >= limit,
+        };
+        let best = match side {
+            Side::Buy => book.best_ask(),
+            Side::Sell => book.best_bid(),
+        };
+        if !best.is_some_and(crosses) {
+            return None;
+        }
+        self.window.clear();
+        book.resting(side.opposite(), &mut self.window);
+        if self.window.len() < FILLS_PER_ORDER_MAX {
+            return None;
+        }
+        let mut sum = 0u64;
+        for maker in &self.window {
+            if !crosses(maker.price) {
+                return None;
+            }
+            if maker.base_account_id == owner {
+                if self_trade == SelfTrade::CancelResting {
+                    continue;
+                }
+                return None;
+            }
+            sum = sum.saturating_add(maker.remaining());
+            if sum >= quantity {
+                return None;
+            }
+        }
+        Some(sum)
+    }
+
+    // -------------------------------------------------------------------------------------
+    // place_orders
+
+    /// Places one order whose timestamps are `block .. block + SLOTS_PER_ORDER_EVENT`.
+    pub(crate) fn place(&mut self, ledger: &mut Ledger, block: u64, order: &Order) -> OrderResult {
+        match self.place_inner(ledger, block, order) {
+            Ok(result) => result,
+            Err(status) => OrderResult {
+                order_id: order.id,
+                timestamp: block,
+                status: status as u32,
+                ..OrderResult::default()
+            },
+        }
+    }
+
+    fn place_inner(
+        &mut self,
+        ledger: &mut Ledger,
+        block: u64,
+        order: &Order,
+    ) -> Result<OrderResult, OrderStatus> {
+        if order.id == 0 {
+            return Err(OrderStatus::OrderIdMustNotBeZero);
+        }
+        if order.id == u128::MAX {
+            return Err(OrderStatus::OrderIdMustNotBeIntMax);
+        }
+        let Some(book_position) = self.market_position(order.market) else {
+            return Err(OrderStatus::MarketNotFound);
+        };
+        let market = self.markets[book_position];
+        if let Some(status) = crate::order::check_order(order, &market) {
+            return Err(status);
+        }
+        if let Some(position) = self.order_position(order.id) {
+            let existing = self.orders[position as usize];
+            let same = Order {
+                filled_quantity: existing.filled_quantity,
+                state: existing.state,
+                timestamp: existing.timestamp,
+                ..*order
+            } == existing;
+            return Err(if same {
+                OrderStatus::Exists
+            } else {
+                OrderStatus::ExistsWithDifferentFields
+            });
+        }
+        let account_ledger = |id: u128| {
+            ledger
+                .account_position(id)
+                .map(|position| ledger.accounts[position as usize].ledger)
+        };
+        let base_ledger = account_ledger(order.base_account_id);
+        let quote_ledger = account_ledger(order.quote_account_id);
+        let Some(base_ledger) = base_ledger else {
+            return Err(OrderStatus::BaseAccountNotFound);
+        };
+        let Some(quote_ledger) = quote_ledger else {
+            return Err(OrderStatus::QuoteAccountNotFound);
+        };
+        if base_ledger != market.base_ledger {
+            return Err(OrderStatus::BaseAccountLedgerMustMatchMarket);
+        }
+        if quote_ledger != market.quote_ledger {
+            return Err(OrderStatus::QuoteAccountLedgerMustMatchMarket);
+        }
+        if let Some(status) = self.room_status(ledger) {
+            return Err(status);
+        }
+        if self.orders.len() >= self.orders.capacity() {
+            return Err(OrderStatus::OrdersCapacityExceeded);
+        }
+        let side = Side::from_u8(order.side).expect("checked");
+        let time_in_force = TimeInForce::from_u8(order.time_in_force).expect("checked");
+        let self_trade = SelfTrade::from_u8(order.self_trade).expect("checked");
+        let limit = match (time_in_force == TimeInForce::Market, side) {
+            (true, Side::Buy) => u64::MAX,
+            (true, Side::Sell) => 0,
+            (false, _) => order.price,
+        };
+        // Checks the book would make anyway, made first so that no hold is churned for them.
+        let cap = if time_in_force == TimeInForce::PostOnly {
+            if self.would_take(book_position, side, order.price) {
+                return Err(OrderStatus::PostOnlyWouldTake);
+            }
+            None
+        } else {
+            let owner = order.base_account_id;
+            self.fill_cap(
+                book_position,
+                side,
+                owner,
+                limit,
+                order.quantity,
+                self_trade,
+            )
+        };
+        if cap == Some(0) || (cap.is_some() && time_in_force == TimeInForce::FillOrKill) {
+            return Err(OrderStatus::FillsPerOrderExceeded);
+        }
+
+        // The hold: its own chain at the block's first timestamp.
+        let stored = Order {
+            filled_quantity: 0,
+            state: OrderState::Resting as u8,
+            timestamp: block,
+            ..*order
+        };
+        let amount = Exchange::need(&market, &stored, order.quantity);
+        let position = self.orders.len() as u32;
+        self.orders.push(stored);
+        self.holds.push(Hold::default());
+        self.chain.clear();
+        self.push_hold(&market, position, amount);
+        if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
+            self.orders.pop();
+            self.holds.pop();
+            return Err(Exchange::hold_status(status));
+        }
+        let mut cursor = block + self.chain.len() as u64;
+
+        let placed = Order {
+            quantity: cap.unwrap_or(order.quantity),
+            ..*order
+        };
+        let expires_at = if order.timeout != 0 && time_in_force.may_rest() {
+            block + u64::from(order.timeout) * NS_PER_SECOND
+        } else {
+            0
+        };
+        self.events.clear();
+        let execution = self.books[book_position].place(&placed, expires_at, &mut self.events);
+        if execution.status != OrderStatus::Ok {
+            // Refused by the book (fill-or-kill, capacity): release the hold.
+            assert!(self.events.is_empty());
+            self.chain.clear();
+            self.push_void(&market, position);
+            ledger
+                .create_transfers_internal(cursor, &self.chain)
+                .expect("voids of engine holds succeed");
+            self.orders.pop();
+            self.holds.pop();
+            return Err(execution.status);
+        }
+        self.order_index.insert(order.id, position);
+        let mut state = execution.state.expect("accepted");
+        if cap.is_some() && state == OrderState::Filled {
+            state = OrderState::Done;
+        }
+        self.orders[position as usize].filled_quantity = execution.filled_quantity;
+        self.orders[position as usize].state = state as u8;
+        let status = self.settle(ledger, book_position, position, &stored, &mut cursor, block);
+        let order_after = self.orders[position as usize];
+        Ok(if status == OrderStatus::Ok {
+            OrderResult {
+                order_id: order.id,
+                timestamp: block,
+                status: status as u32,
+                state: order_after.state,
+                filled_quantity: execution.filled_quantity,
+                fill_count: execution.fill_count,
+                quote_traded: execution.quote_traded,
+                ..OrderResult::default()
+            }
+        } else {
+            OrderResult {
+                order_id: order.id,
+                timestamp: block,
+                status: status as u32,
+                state: order_after.state,
+                ..OrderResult::default()
+            }
+        })
+    }
+
+    /// Whether a resting order at `price` on `side` would take liquidity.
+    fn would_take(&self, book_position: usize, side: Side, price: u64) -> bool {
+        let book = &self.books[book_position];
+        match side {
+            Side::Buy => book.best_ask().is_some_and(|ask| ask <= price),
+            Side::Sell => book.best_bid().is_some_and(|bid| bid >= price),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_leg(
+        &mut self,
+        kind: Kind,
+        market: &Market,
+        debit: u128,
+        credit: u128,
+        amount: u128,
+        ledger: u32,
+        taker_id: u128,
+        sequence: u64,
+    ) {
+        if amount == 0 {
+            return;
+        }
+        let transfer = Transfer {
+            id: self.next_id(kind),
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount,
+            user_data_128: taker_id,
+            user_data_64: sequence,
+            user_data_32: market.id,
+            ledger,
+            code: market.code,
+            ..Transfer::default()
+        };
+        self.chain.push(transfer);
+    }
+
+    /// Settles the book events of one command in one chain starting at `*cursor`: the taker
+    /// (order `taker`, whose state and filled quantity are already updated; `taker_before` is
+    /// its record before the command) and every maker touched. Returns `Ok` or
+    /// `SettlementFailed` (see the module doc).
+    fn settle(
+        &mut self,
+        ledger: &mut Ledger,
+        book_position: usize,
+        taker: u32,
+        taker_before: &Order,
+        cursor: &mut u64,
+        fill_timestamp: u64,
+    ) -> OrderStatus {
+        let market = self.markets[book_position];
+        let taker_order = self.orders[taker as usize];
+        let desired = if taker_order.state == OrderState::Resting as u8 {
+            let remaining = taker_order.quantity - taker_order.filled_quantity;
+            Exchange::need(&market, &taker_order, remaining)
+        } else {
+            0
+        };
+        let taker_hold = self.holds[taker as usize];
+        if self.events.is_empty() && desired == taker_hold.amount {
+            return OrderStatus::Ok;
+        }
+        self.chain.clear();
+        self.touched.clear();
+        let fills_before = self.fills.len();
+        self.push_void(&market, taker);
+        for index in 0..self.events.len() {
+            match self.events[index] {
+                BookEvent::Fill(fill) => {
+                    let maker = self
+                        .order_position(fill.maker.id)
+                        .expect("makers are stored");
+                    self.touched.push((
+                        maker,
+                        self.holds[maker as usize],
+                        self.orders[maker as usize],
+                    ));
+                    self.push_void(&market, maker);
+                    let sequence = self.fills.len() as u64 + 1;
+                    assert!(self.fills.len() < self.fills.capacity());
+                    self.fills
+                        .push(fill.fill(market.id, sequence, fill_timestamp));
+                    let maker_order = self.orders[maker as usize];
+                    let (buyer, seller) = match fill.taker_side {
+                        Side::Buy => (taker_order, maker_order),
+                        Side::Sell => (maker_order, taker_order),
+                    };
+                    let id = taker_order.id;
+                    let (base, quote) = (market.base_ledger, market.quote_ledger);
+                    let legs = [
+                        (Kind::Base, seller.base_account_id, buyer.base_account_id),
+                        (Kind::Quote, buyer.quote_account_id, seller.quote_account_id),
+                    ];
+                    let amounts = [u128::from(fill.quantity), fill.quote_amount];
+                    for ((kind, debit, credit), amount) in legs.into_iter().zip(amounts) {
+                        let on = if matches!(kind, Kind::Base) {
+                            base
+                        } else {
+                            quote
+                        };
+                        self.push_leg(kind, &market, debit, credit, amount, on, id, sequence);
+                    }
+                    let fee_account = market.fee_account_id;
+                    let taker_fee = u128::from(fill.taker_fee);
+                    let maker_fee = u128::from(fill.maker_fee);
+                    let taker_quote = taker_order.quote_account_id;
+                    let maker_quote = maker_order.quote_account_id;
+                    let fee = Kind::TakerFee;
+                    self.push_leg(
+                        fee,
+                        &market,
+                        taker_quote,
+                        fee_account,
+                        taker_fee,
+                        quote,
+                        id,
+                        sequence,
+                    );
+                    let fee = Kind::MakerFee;
+                    self.push_leg(
+                        fee,
+                        &market,
+                        maker_quote,
+                        fee_account,
+                        maker_fee,
+                        quote,
+                        id,
+                        sequence,
+                    );
+                    let remaining = fill.maker.remaining();
+                    let record = &mut self.orders[maker as usize];
+                    record.filled_quantity = fill.maker.filled_quantity;
+                    record.state = if remaining == 0 {
+                        OrderState::Filled as u8
+                    } else {
+                        OrderState::Resting as u8
+                    };
+                    let need = Exchange::need(&market, &maker_order, remaining);
+                    self.push_hold(&market, maker, need);
+                }
+                BookEvent::SelfTradeCanceled(resting) => {
+                    let maker = self.order_position(resting.id).expect("makers are stored");
+                    self.touched.push((
+                        maker,
+                        self.holds[maker as usize],
+                        self.orders[maker as usize],
+                    ));
+                    self.push_void(&market, maker);
+                    self.holds[maker as usize] = Hold::default();
+                    self.orders[maker as usize].state = OrderState::Canceled as u8;
+                }
+            }
+        }
+        self.push_hold(&market, taker, desired);
+        match ledger.create_transfers_internal(*cursor, &self.chain) {
+            Ok(()) => {
+                *cursor += self.chain.len() as u64;
+                OrderStatus::Ok
+            }
+            Err(_) => {
+                // Undo this command's records, then cancel every order involved.
+                self.fills.truncate(fills_before);
+                self.holds[taker as usize] = taker_hold;
+                self.orders[taker as usize] = *taker_before;
+                for index in 0..self.touched.len() {
+                    let (maker, hold, order) = self.touched[index];
+                    self.holds[maker as usize] = hold;
+                    self.orders[maker as usize] = order;
+                }
+                self.chain.clear();
+                self.touched.push((taker, taker_hold, *taker_before));
+                for index in 0..self.touched.len() {
+                    let (position, _, order) = self.touched[index];
+                    self.push_void(&market, position);
+                    self.holds[position as usize] = Hold::default();
+                    self.orders[position as usize].state = OrderState::Canceled as u8;
+                    self.books[book_position].cancel(order.id);
+                }
+                ledger
+                    .create_transfers_internal(*cursor, &self.chain)
+                    .expect("voids of engine holds succeed");
+                *cursor += self.chain.len() as u64;
+                OrderStatus::SettlementFailed
+            }
+        }
+    }
+
+    // -------------------------------------------------------------------------------------
+    // cancel_orders, amend_orders, expiry
+
+    /// Cancels one resting order at timestamp block `block`.
+    pub(crate) fn cancel(&mut self, ledger: &mut Ledger, block: u64, id: u128) -> OrderStatus {
+        if id == 0 {
+            return OrderStatus::OrderIdMustNotBeZero;
+        }
+        if id == u128::MAX {
+            return OrderStatus::OrderIdMustNotBeIntMax;
+        }
+        let Some(position) = self.order_position(id) else {
+            return OrderStatus::OrderNotFound;
+        };
+        let order = self.orders[position as usize];
+        if order.state != OrderState::Resting as u8 {
+            return OrderStatus::OrderNotResting;
+        }
+        if let Some(status) = self.room_status(ledger) {
+            return status;
+        }
+        let book_position = self.market_position(order.market).expect("stored market");
+        let market = self.markets[book_position];
+        self.books[book_position]
+            .cancel(id)
+            .expect("resting orders are in their book");
+        self.chain.clear();
+        self.push_void(&market, position);
+        self.holds[position as usize] = Hold::default();
+        self.orders[position as usize].state = OrderState::Canceled as u8;
+        ledger
+            .create_transfers_internal(block, &self.chain)
+            .expect("voids of engine holds succeed");
+        OrderStatus::Ok
+    }
+
+    /// Amends one resting order at timestamp block `block`.
+    pub(crate) fn amend(
+        &mut self,
+        ledger: &mut Ledger,
+        block: u64,
+        amend: &OrderAmend,
+    ) -> OrderStatus {
+        if amend.order_id == 0 {
+            return OrderStatus::OrderIdMustNotBeZero;
+        }
+        if amend.order_id == u128::MAX {
+            return OrderStatus::OrderIdMustNotBeIntMax;
+        }
+        if amend.reserved != [0; 32] {
+            return OrderStatus::ReservedField;
+        }
+        let Some(position) = self.order_position(amend.order_id) else {
+            return OrderStatus::OrderNotFound;
+        };
+        let before = self.orders[position as usize];
+        if before.state != OrderState::Resting as u8 {
+            return OrderStatus::OrderNotResting;
+        }
+        let book_position = self.market_position(before.market).expect("stored market");
+        let market = self.markets[book_position];
+        if amend.price % market.tick_size != 0 {
+            return OrderStatus::AmendPriceNotMultipleOfTick;
+        }
+        if amend.quantity % market.lot_size != 0 {
+            return OrderStatus::AmendQuantityNotMultipleOfLot;
+        }
+        let price = if amend.price == 0 {
+            before.price
+        } else {
+            amend.price
+        };
+        let quantity = if amend.quantity == 0 {
+            before.quantity
+        } else {
+            amend.quantity
+        };
+        if quantity <= before.filled_quantity {
+            return OrderStatus::AmendQuantityBelowFilled;
+        }
+        let lots = quantity / market.lot_size;
+        if market.taker_fee.checked_mul(lots).is_none()
+            || market.maker_fee.checked_mul(lots).is_none()
+        {
+            return OrderStatus::FeesOverflow;
+        }
+        if let Some(status) = self.room_status(ledger) {
+            return status;
+        }
+        let side = Side::from_u8(before.side).expect("stored");
+        let remaining = quantity - before.filled_quantity;
+        if price != before.price {
+            if before.time_in_force == TimeInForce::PostOnly as u8
+                && self.would_take(book_position, side, price)
+            {
+                return OrderStatus::PostOnlyWouldTake;
+            }
+            let self_trade = SelfTrade::from_u8(before.self_trade).expect("stored");
+            let owner = before.base_account_id;
+            let cap = self.fill_cap(book_position, side, owner, price, remaining, self_trade);
+            if cap.is_some() {
+                return OrderStatus::FillsPerOrderExceeded;
+            }
+        }
+        // Swap the hold first: void the old one and hold for the new price and quantity.
+        let amended = Order {
+            price,
+            quantity,
+            ..before
+        };
+        let old_hold = self.holds[position as usize];
+        self.chain.clear();
+        self.push_void(&market, position);
+        self.orders[position as usize] = amended;
+        self.push_hold(
+            &market,
+            position,
+            Exchange::need(&market, &amended, remaining),
+        );
+        if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
+            self.orders[position as usize] = before;
+            self.holds[position as usize] = old_hold;
+            return Exchange::hold_status(status);
+        }
+        let mut cursor = block + self.chain.len() as u64;
+        self.events.clear();
+        let outcome = self.books[book_position].amend(amend, &mut self.events);
+        let execution = outcome.execution;
+        if execution.status != OrderStatus::Ok {
+            // Refused by the book (level capacity): hold the old amount again.
+            assert!(self.events.is_empty());
+            self.chain.clear();
+            self.push_void(&market, position);
+            self.orders[position as usize] = before;
+            let new_hold = self.holds[position as usize];
+            self.push_hold(&market, position, old_hold.amount);
+            if ledger
+                .create_transfers_internal(cursor, &self.chain)
+                .is_err()
+            {
+                // Cannot happen within one command (the same funds were held a moment ago),
+                // but stay safe: release the new hold and cancel the order.
+                self.holds[position as usize] = new_hold;
+                self.chain.clear();
+                self.push_void(&market, position);
+                ledger
+                    .create_transfers_internal(cursor, &self.chain)
+                    .expect("voids of engine holds succeed");
+                self.holds[position as usize] = Hold::default();
+                self.books[book_position].cancel(before.id);
+                self.orders[position as usize].state = OrderState::Canceled as u8;
+            }
+            return execution.status;
+        }
+        let record = &mut self.orders[position as usize];
+        record.filled_quantity = before.filled_quantity + execution.filled_quantity;
+        record.state = execution.state.expect("accepted") as u8;
+        self.settle(
+            ledger,
+            book_position,
+            position,
+            &amended,
+            &mut cursor,
+            block,
+        )
+    }
+
+    /// Expires good-till-time orders due at `timestamp` in the pulse's block, after the
+    /// `used` timestamps the ledger's own expiries took; returns how many orders expired.
+    pub(crate) fn pulse(&mut self, ledger: &mut Ledger, timestamp: u64, used: u32) -> u32 {
+        let base = timestamp - u64::from(PULSE_EXPIRIES_MAX);
+        let mut next = u64::from(used);
+        let mut expired_total = 0;
+        for book_position in 0..self.books.len() {
+            let limit = PULSE_EXPIRIES_MAX - next as u32;
+            if limit == 0 {
+                break;
+            }
+            self.expired.clear();
+            self.books[book_position].expire(timestamp, limit, &mut self.expired);
+            let market = self.markets[book_position];
+            for index in 0..self.expired.len() {
+                let id = self.expired[index].id;
+                let position = self.order_position(id).expect("resting orders are stored");
+                self.chain.clear();
+                self.push_void(&market, position);
+                self.holds[position as usize] = Hold::default();
+                self.orders[position as usize].state = OrderState::Expired as u8;
+                ledger
+                    .create_transfers_internal(base + next + 1, &self.chain)
+                    .expect("voids of engine holds succeed");
+                next += 1;
+                expired_total += 1;
+            }
+        }
+        expired_total
+    }
+
+    // -------------------------------------------------------------------------------------
+    // Queries
+
+    /// Clears `out` and pushes the orders found, in the order of `ids`.
+    pub(crate) fn lookup_orders(&self, ids: &[u128], out: &mut Vec<Order>) {
+        out.clear();
+        for id in ids {
+            if out.len() == out.capacity() {
+                return;
+            }
+            if let Some(position) = self.order_position(*id) {
+                out.push(self.orders[position as usize]);
+            }
+        }
+    }
+
+    /// Clears `out` and pushes the L2 book: bids best first, then asks best first.
+    pub(crate) fn get_book(&self, filter: &BookFilter, out: &mut Vec<BookLevel>) {
+        out.clear();
+        if filter.depth == 0 || filter.depth > BookFilter::DEPTH_MAX || filter.reserved != [0; 56] {
+            return;
+        }
+        if let Some(position) = self.market_position(filter.market) {
+            self.books[position].depth(filter.depth, out);
+        }
+    }
+
+    /// Clears `out` and pushes the fills of a market (or of one order) in a time range, oldest
+    /// first or newest first, at most `min(filter.limit, out.capacity())`. An order filter
+    /// with market 0 matches any market; an invalid filter returns nothing.
+    pub(crate) fn get_fills(&self, filter: &FillFilter, out: &mut Vec<Fill>) {
+        out.clear();
+        if filter.flags & !FillFilter::REVERSED != 0
+            || filter.reserved != [0; 20]
+            || filter.limit == 0
+            || (filter.market == 0 && filter.order_id == 0)
+        {
+            return;
+        }
+        let max = if filter.timestamp_max == 0 {
+            u64::MAX
+        } else {
+            filter.timestamp_max
+        };
+        if filter.timestamp_min > max {
+            return;
+        }
+        let limit = (filter.limit as usize).min(out.capacity());
+        // Fills are stored in timestamp order: bound the range by binary search.
+        let start = self
+            .fills
+            .partition_point(|fill| fill.timestamp < filter.timestamp_min);
+        let end = self.fills.partition_point(|fill| fill.timestamp <= max);
+        let selected = |fill: &&Fill| {
+            (filter.market == 0 || fill.market == filter.market)
+                && (filter.order_id == 0
+                    || fill.taker_order_id == filter.order_id
+                    || fill.maker_order_id == filter.order_id)
+        };
+        let range = &self.fills[start..end.max(start)];
+        if filter.flags & FillFilter::REVERSED != 0 {
+            out.extend(range.iter().rev().filter(selected).take(limit).copied());
+        } else {
+            out.extend(range.iter().filter(selected).take(limit).copied());
+        }
+    }
+
+    // -------------------------------------------------------------------------------------
+    // Digest and checks
+
+    pub(crate) fn digest(&self, digest: &mut Digest) {
+        digest.u64(self.markets.len() as u64);
+        for m in &self.markets {
+            let mut bytes = [0u8; Market::SIZE];
+            m.encode(&mut bytes);
+            for chunk in bytes.chunks_exact(16) {
+                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
+            }
+        }
+        digest.u64(self.orders.len() as u64);
+        for (order, hold) in self.orders.iter().zip(&self.holds) {
+            let mut bytes = [0u8; Order::SIZE];
+            order.encode(&mut bytes);
+            for chunk in bytes.chunks_exact(16) {
+                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
+            }
+            digest.u128(hold.transfer);
+            digest.u128(hold.amount);
+        }
+        digest.u64(self.fills.len() as u64);
+        for fill in &self.fills {
+            let mut bytes = [0u8; Fill::SIZE];
+            fill.encode(&mut bytes);
+            for chunk in bytes.chunks_exact(16) {
+                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
+            }
+        }
+        digest.u64(self.serial);
+        for book in &self.books {
+            digest.u64(u64::from(book.orders_count()));
+            digest.u64(book.best_bid().unwrap_or(0));
+            digest.u64(book.best_ask().unwrap_or(0));
+        }
+    }
+
+    /// Checks the books, every order's hold against the ledger, and the fee accounts.
+    pub(crate) fn verify(&self, ledger: &Ledger) {
+        for book in &self.books {
+            book.verify();
+        }
+        assert_eq!(self.orders.len(), self.holds.len());
+        assert_eq!(self.order_index.entries_count() as usize, self.orders.len());
+        let mut resting = 0u32;
+        for (position, (order, hold)) in self.orders.iter().zip(&self.holds).enumerate() {
+            assert_eq!(self.order_position(order.id), Some(position as u32));
+            assert!(order.filled_quantity <= order.quantity, "{order:?}");
+            let book_position = self.market_position(order.market).expect("stored market");
+            let market = &self.markets[book_position];
+            let in_book = self.books[book_position].order(order.id);
+            if order.state == OrderState::Resting as u8 {
+                resting += 1;
+                let entry = in_book.expect("resting orders are in their book");
+                assert_eq!(entry.filled_quantity, order.filled_quantity, "{order:?}");
+                assert_eq!(entry.quantity, order.quantity, "{order:?}");
+                let need = Exchange::need(market, order, order.quantity - order.filled_quantity);
+                assert_eq!(hold.amount, need, "{order:?}");
+                if need > 0 {
+                    assert_eq!(
+                        ledger.pending_amount(hold.transfer),
+                        Some(need),
+                        "{order:?}"
+                    );
+                } else {
+                    assert_eq!(hold.transfer, 0);
+                }
+            } else {
+                assert!(in_book.is_none(), "{order:?}");
+                assert_eq!(*hold, Hold::default(), "{order:?}");
+            }
+        }
+        let in_books: u32 = self.books.iter().map(|book| book.orders_count()).sum();
+        assert_eq!(resting, in_books);
+        for (sequence, fill) in self.fills.iter().enumerate() {
+            assert_eq!(fill.sequence, sequence as u64 + 1);
+        }
+        for market in &self.markets {
+            let fees: u128 = self
+                .fills
+                .iter()
+                .filter(|fill| {
+                    let of = self.market_position(fill.market).expect("stored market");
+                    self.markets[of].fee_account_id == market.fee_account_id
+                })
+                .map(|fill| u128::from(fill.taker_fee) + u128::from(fill.maker_fee))
+                .sum();
+            let position = ledger
+                .account_position(market.fee_account_id)
+                .expect("fee account");
+            let account: &Account = &ledger.accounts[position as usize];
+            assert!(fees <= account.credits_posted, "fees of {}", market.id);
+        }
+    }
+
+    /// Sum of the fees of every stored fill of markets paying into `fee_account_id`.
+    pub(crate) fn fees_to(&self, fee_account_id: u128) -> u128 {
+        self.fills
+            .iter()
+            .filter(|fill| {
+                self.market_position(fill.market)
+                    .is_some_and(|of| self.markets[of].fee_account_id == fee_account_id)
+            })
+            .map(|fill| u128::from(fill.taker_fee) + u128::from(fill.maker_fee))
+            .sum()
+    }
+}
