@@ -168,6 +168,15 @@ fn workload(seed: u64, count: usize) -> Workload {
             Side::Sell
         };
         let account = 1 + rng.below(ACCOUNTS);
+        // Keep about PREFILL_ORDERS resting, as exchange-core's generator does: a cancel of a
+        // thin book becomes a GTC and a GTC into a thick book becomes a cancel.
+        let thin = live.len() < PREFILL_ORDERS as usize * 9 / 10;
+        let thick = live.len() > PREFILL_ORDERS as usize * 11 / 10;
+        let roll = match roll {
+            0..=8 if thick => 12,
+            12..=17 if thin => 0,
+            _ => roll,
+        };
         let command = if roll < 9 || live.is_empty() {
             // GTC: mostly passive; one in five crosses the spread by a few ticks.
             let price = if rng.below(5) == 0 {
@@ -194,7 +203,7 @@ fn workload(seed: u64, count: usize) -> Workload {
                     .saturating_sub(rng.below(2)),
             };
             let tif = TimeInForce::ImmediateOrCancel;
-            let order = limit(next_id, account, side, tif, price.max(1), 1 + rng.below(5));
+            let order = limit(next_id, account, side, tif, price.max(1), 1 + rng.below(2));
             next_id += 1;
             Command::Place(order)
         } else if roll < 18 {
