@@ -12,6 +12,8 @@ use clearline_engine::{
     CreateResult, CreateTransferStatus, Operation, QueryFilter, QueryFilterFlags, Transfer,
     TransferFlags,
 };
+use clearline_engine::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, OrderResult};
+use clearline_engine::{CreateMarketStatus, Market, OrderStatus};
 use clearline_net::{Client, FrameStatus};
 
 use crate::cli::ReplArgs;
@@ -93,7 +95,7 @@ pub fn execute(client: &mut Client, statement: &str) -> Result<String, BoxError>
     Ok(render_reply(operation, &parsed.objects, &reply.body))
 }
 
-const OPERATIONS: [Operation; 8] = [
+const OPERATIONS: [Operation; 15] = [
     Operation::CreateAccounts,
     Operation::CreateTransfers,
     Operation::LookupAccounts,
@@ -102,6 +104,13 @@ const OPERATIONS: [Operation; 8] = [
     Operation::GetAccountBalances,
     Operation::QueryAccounts,
     Operation::QueryTransfers,
+    Operation::CreateMarkets,
+    Operation::PlaceOrders,
+    Operation::CancelOrders,
+    Operation::AmendOrders,
+    Operation::LookupOrders,
+    Operation::GetBook,
+    Operation::GetFills,
 ];
 
 const HELP: &str = "\
@@ -115,12 +124,23 @@ Statements end with `;`. Objects are separated by `,`; fields are `name=value`.
   get_account_balances account_id=1 flags=debits|credits limit=10;
   query_accounts ledger=700 limit=10;
   query_transfers code=10 limit=10 flags=reversed;
+  create_markets id=1 base_ledger=1 quote_ledger=2 lot_size=10 tick_size=5 maker_fee=1
+      taker_fee=2 fee_account_id=3 base_escrow_account_id=4 quote_escrow_account_id=5 code=9;
+  place_orders id=1 market=1 side=buy time_in_force=gtc price=100 quantity=30
+      base_account_id=10 quote_account_id=11;
+  cancel_orders id=1;
+  amend_orders order_id=1 price=105 quantity=20;
+  lookup_orders id=1;
+  get_book market=1 depth=10;
+  get_fills market=1 limit=10 flags=reversed;
 
 Account flags: linked debits_must_not_exceed_credits credits_must_not_exceed_debits history
                imported closed
 Transfer flags: linked pending post_pending_transfer void_pending_transfer balancing_debit
                 balancing_credit closing_debit closing_credit imported
 Filter flags: debits credits reversed
+Order fields: side=buy|sell time_in_force=gtc|ioc|fok|post_only|market
+              self_trade=cancel_incoming|cancel_resting|cancel_both
 ";
 
 /// One parsed statement.
@@ -329,6 +349,140 @@ fn query_filter(fields: &[(String, String)]) -> Result<QueryFilter, String> {
     Ok(filter)
 }
 
+fn market(fields: &[(String, String)]) -> Result<Market, String> {
+    let mut market = Market::default();
+    for (name, value) in fields {
+        match name.as_str() {
+            "id" => market.id = narrow(name, value)?,
+            "fee_account_id" => market.fee_account_id = number(name, value)?,
+            "base_escrow_account_id" => market.base_escrow_account_id = number(name, value)?,
+            "quote_escrow_account_id" => market.quote_escrow_account_id = number(name, value)?,
+            "user_data_128" => market.user_data_128 = number(name, value)?,
+            "lot_size" => market.lot_size = narrow(name, value)?,
+            "tick_size" => market.tick_size = narrow(name, value)?,
+            "maker_fee" => market.maker_fee = narrow(name, value)?,
+            "taker_fee" => market.taker_fee = narrow(name, value)?,
+            "base_ledger" => market.base_ledger = narrow(name, value)?,
+            "quote_ledger" => market.quote_ledger = narrow(name, value)?,
+            "code" => market.code = narrow(name, value)?,
+            "flags" => market.flags = narrow(name, value)?,
+            "user_data_64" => market.user_data_64 = narrow(name, value)?,
+            "timestamp" => market.timestamp = narrow(name, value)?,
+            _ => return Err(unknown_field(Operation::CreateMarkets, name)),
+        }
+    }
+    Ok(market)
+}
+
+const SIDES: [(&str, u8); 2] = [("buy", 1), ("sell", 2)];
+const TIMES_IN_FORCE: [(&str, u8); 5] = [
+    ("gtc", 1),
+    ("ioc", 2),
+    ("fok", 3),
+    ("post_only", 4),
+    ("market", 5),
+];
+const SELF_TRADE: [(&str, u8); 3] = [
+    ("cancel_incoming", 0),
+    ("cancel_resting", 1),
+    ("cancel_both", 2),
+];
+const ORDER_STATES: [(&str, u8); 5] = [
+    ("resting", 1),
+    ("filled", 2),
+    ("canceled", 3),
+    ("expired", 4),
+    ("done", 5),
+];
+
+/// A named enum value (or its number).
+fn choice(name: &str, value: &str, table: &[(&str, u8)]) -> Result<u8, String> {
+    match table.iter().find(|(label, _)| *label == value) {
+        Some((_, number)) => Ok(*number),
+        None => narrow(name, value),
+    }
+}
+
+fn choice_name(value: u8, table: &[(&str, u8)]) -> String {
+    table
+        .iter()
+        .find(|(_, number)| *number == value)
+        .map_or_else(|| value.to_string(), |(label, _)| label.to_string())
+}
+
+fn order(fields: &[(String, String)]) -> Result<Order, String> {
+    let mut order = Order::default();
+    for (name, value) in fields {
+        match name.as_str() {
+            "id" => order.id = number(name, value)?,
+            "base_account_id" => order.base_account_id = number(name, value)?,
+            "quote_account_id" => order.quote_account_id = number(name, value)?,
+            "user_data_128" => order.user_data_128 = number(name, value)?,
+            "price" => order.price = narrow(name, value)?,
+            "quantity" => order.quantity = narrow(name, value)?,
+            "quote_budget" => order.quote_budget = narrow(name, value)?,
+            "user_data_64" => order.user_data_64 = narrow(name, value)?,
+            "market" => order.market = narrow(name, value)?,
+            "timeout" => order.timeout = narrow(name, value)?,
+            "user_data_32" => order.user_data_32 = narrow(name, value)?,
+            "side" => order.side = choice(name, value, &SIDES)?,
+            "time_in_force" => order.time_in_force = choice(name, value, &TIMES_IN_FORCE)?,
+            "self_trade" => order.self_trade = choice(name, value, &SELF_TRADE)?,
+            _ => return Err(unknown_field(Operation::PlaceOrders, name)),
+        }
+    }
+    Ok(order)
+}
+
+fn amend(fields: &[(String, String)]) -> Result<OrderAmend, String> {
+    let mut amend = OrderAmend::default();
+    for (name, value) in fields {
+        match name.as_str() {
+            "order_id" | "id" => amend.order_id = number(name, value)?,
+            "price" => amend.price = narrow(name, value)?,
+            "quantity" => amend.quantity = narrow(name, value)?,
+            _ => return Err(unknown_field(Operation::AmendOrders, name)),
+        }
+    }
+    Ok(amend)
+}
+
+fn book_filter(fields: &[(String, String)]) -> Result<BookFilter, String> {
+    let mut filter = BookFilter {
+        depth: 10,
+        ..BookFilter::default()
+    };
+    for (name, value) in fields {
+        match name.as_str() {
+            "market" => filter.market = narrow(name, value)?,
+            "depth" => filter.depth = narrow(name, value)?,
+            _ => return Err(unknown_field(Operation::GetBook, name)),
+        }
+    }
+    Ok(filter)
+}
+
+const FILL_FILTER_FLAGS: [(&str, u32); 1] = [("reversed", FillFilter::REVERSED)];
+
+fn fill_filter(fields: &[(String, String)]) -> Result<FillFilter, String> {
+    let mut filter = FillFilter {
+        limit: 8_189,
+        ..FillFilter::default()
+    };
+    for (name, value) in fields {
+        match name.as_str() {
+            "order_id" => filter.order_id = number(name, value)?,
+            "market" => filter.market = narrow(name, value)?,
+            "limit" => filter.limit = narrow(name, value)?,
+            "timestamp_min" => filter.timestamp_min = narrow(name, value)?,
+            "timestamp_max" => filter.timestamp_max = narrow(name, value)?,
+            "flags" => filter.flags = flags(name, value, &FILL_FILTER_FLAGS)?,
+            _ => return Err(unknown_field(Operation::GetFills, name)),
+        }
+    }
+    Ok(filter)
+}
+
 fn id(operation: Operation, fields: &[(String, String)]) -> Result<u128, String> {
     match fields {
         [(name, value)] if name == "id" => number(name, value),
@@ -375,6 +529,34 @@ pub fn encode_events(
             Operation::QueryAccounts | Operation::QueryTransfers => {
                 let mut bytes = [0; QueryFilter::SIZE];
                 query_filter(fields)?.encode(&mut bytes);
+                body.extend_from_slice(&bytes);
+            }
+            Operation::CreateMarkets => {
+                let mut bytes = [0; Market::SIZE];
+                market(fields)?.encode(&mut bytes);
+                body.extend_from_slice(&bytes);
+            }
+            Operation::PlaceOrders => {
+                let mut bytes = [0; Order::SIZE];
+                order(fields)?.encode(&mut bytes);
+                body.extend_from_slice(&bytes);
+            }
+            Operation::CancelOrders | Operation::LookupOrders => {
+                body.extend_from_slice(&id(operation, fields)?.to_le_bytes());
+            }
+            Operation::AmendOrders => {
+                let mut bytes = [0; OrderAmend::SIZE];
+                amend(fields)?.encode(&mut bytes);
+                body.extend_from_slice(&bytes);
+            }
+            Operation::GetBook => {
+                let mut bytes = [0; BookFilter::SIZE];
+                book_filter(fields)?.encode(&mut bytes);
+                body.extend_from_slice(&bytes);
+            }
+            Operation::GetFills => {
+                let mut bytes = [0; FillFilter::SIZE];
+                fill_filter(fields)?.encode(&mut bytes);
                 body.extend_from_slice(&bytes);
             }
             _ => return Err(format!("{} is not available in the repl", operation.name())),
@@ -449,9 +631,78 @@ fn render_balance(balance: &AccountBalance) -> String {
     )
 }
 
+fn render_order(order: &Order) -> String {
+    format!(
+        "{{ id: {}, market: {}, side: {}, time_in_force: {}, price: {}, quantity: {}, \
+         filled_quantity: {}, state: {}, quote_budget: {}, timeout: {}, self_trade: {}, \
+         base_account_id: {}, quote_account_id: {}, timestamp: {} }}\n",
+        order.id,
+        order.market,
+        choice_name(order.side, &SIDES),
+        choice_name(order.time_in_force, &TIMES_IN_FORCE),
+        order.price,
+        order.quantity,
+        order.filled_quantity,
+        choice_name(order.state, &ORDER_STATES),
+        order.quote_budget,
+        order.timeout,
+        choice_name(order.self_trade, &SELF_TRADE),
+        order.base_account_id,
+        order.quote_account_id,
+        order.timestamp
+    )
+}
+
+fn render_order_result(result: &OrderResult) -> String {
+    format!(
+        "order id={}: {} state={} filled_quantity={} fills={} quote_traded={} \
+         (timestamp {})\n",
+        result.order_id,
+        status_name(Operation::PlaceOrders, result.status),
+        choice_name(result.state, &ORDER_STATES),
+        result.filled_quantity,
+        result.fill_count,
+        result.quote_traded,
+        result.timestamp
+    )
+}
+
+fn render_level(level: &BookLevel) -> String {
+    format!(
+        "{:>4} {:>20} x {:<20} ({} orders)\n",
+        choice_name(level.side, &SIDES),
+        level.price,
+        level.quantity,
+        level.order_count
+    )
+}
+
+fn render_fill(fill: &Fill) -> String {
+    format!(
+        "{{ sequence: {}, market: {}, taker_order_id: {}, maker_order_id: {}, taker_side: {}, \
+         price: {}, quantity: {}, quote_amount: {}, taker_fee: {}, maker_fee: {}, \
+         timestamp: {} }}\n",
+        fill.sequence,
+        fill.market,
+        fill.taker_order_id,
+        fill.maker_order_id,
+        choice_name(fill.taker_side, &SIDES),
+        fill.price,
+        fill.quantity,
+        fill.quote_amount,
+        fill.taker_fee,
+        fill.maker_fee,
+        fill.timestamp
+    )
+}
+
 fn status_name(operation: Operation, status: u32) -> String {
     let name = match operation {
         Operation::CreateAccounts => CreateAccountStatus::from_u32(status).map(|s| s.name()),
+        Operation::CreateMarkets => CreateMarketStatus::from_u32(status).map(|s| s.name()),
+        Operation::PlaceOrders | Operation::CancelOrders | Operation::AmendOrders => {
+            OrderStatus::from_u32(status).map(|s| s.name())
+        }
         _ => CreateTransferStatus::from_u32(status).map(|s| s.name()),
     };
     name.map_or_else(|| format!("unknown status {status}"), String::from)
@@ -468,7 +719,12 @@ pub fn render_reply(
     let items = body.chunks_exact(item_size);
     if items.len() == 0 {
         output.push_str(match operation {
-            Operation::CreateAccounts | Operation::CreateTransfers => "no results\n",
+            Operation::CreateAccounts
+            | Operation::CreateTransfers
+            | Operation::CreateMarkets
+            | Operation::PlaceOrders
+            | Operation::CancelOrders
+            | Operation::AmendOrders => "no results\n",
             _ => "nothing found\n",
         });
     }
@@ -490,6 +746,46 @@ pub fn render_reply(
                     status_name(operation, result.status),
                     result.timestamp
                 ));
+            }
+            Operation::CreateMarkets | Operation::CancelOrders | Operation::AmendOrders => {
+                let result = CreateResult::decode(item.try_into().expect("16-byte chunk"));
+                let id = objects
+                    .get(index)
+                    .and_then(|fields| {
+                        fields
+                            .iter()
+                            .find(|(name, _)| name == "id" || name == "order_id")
+                    })
+                    .map_or("?", |(_, value)| value.as_str());
+                output.push_str(&format!(
+                    "{} id={id}: {} (timestamp {})\n",
+                    if operation == Operation::CreateMarkets {
+                        "market"
+                    } else {
+                        "order"
+                    },
+                    status_name(operation, result.status),
+                    result.timestamp
+                ));
+            }
+            Operation::PlaceOrders => {
+                let result = OrderResult::decode(item.try_into().expect("64-byte chunk"));
+                output.push_str(&render_order_result(&result));
+            }
+            Operation::LookupOrders => {
+                output.push_str(&render_order(&Order::decode(
+                    item.try_into().expect("128-byte chunk"),
+                )));
+            }
+            Operation::GetBook => {
+                output.push_str(&render_level(&BookLevel::decode(
+                    item.try_into().expect("32-byte chunk"),
+                )));
+            }
+            Operation::GetFills => {
+                output.push_str(&render_fill(&Fill::decode(
+                    item.try_into().expect("128-byte chunk"),
+                )));
             }
             Operation::LookupAccounts | Operation::QueryAccounts => {
                 output.push_str(&render_account(&Account::decode(
@@ -514,6 +810,36 @@ pub fn render_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodes_order_statements() {
+        let statement = parse(
+            "place_orders id=7 market=1 side=sell time_in_force=post_only \
+                               price=100 quantity=30 self_trade=cancel_both",
+        )
+        .expect("parses");
+        let body = encode_events(Operation::PlaceOrders, &statement.objects).expect("valid");
+        let order = Order::decode(body[..128].try_into().unwrap());
+        assert_eq!((order.id, order.side, order.time_in_force), (7, 2, 4));
+        assert_eq!(
+            (order.price, order.quantity, order.self_trade),
+            (100, 30, 2)
+        );
+        let bad = parse("place_orders id=1 side=sideways").expect("parses");
+        assert!(encode_events(Operation::PlaceOrders, &bad.objects).is_err());
+        let book = parse("get_book market=3 depth=4").expect("parses");
+        let body = encode_events(Operation::GetBook, &book.objects).expect("valid");
+        assert_eq!(BookFilter::decode(body[..64].try_into().unwrap()).depth, 4);
+        let result = OrderResult {
+            order_id: 7,
+            status: OrderStatus::ExceedsCredits as u32,
+            ..OrderResult::default()
+        };
+        let mut bytes = [0u8; 64];
+        result.encode(&mut bytes);
+        let text = render_reply(Operation::PlaceOrders, &statement.objects, &bytes);
+        assert!(text.contains("exceeds_credits"), "{text}");
+    }
 
     #[test]
     fn parses_objects_and_fields() {
