@@ -4,9 +4,9 @@
 //! Invalid filters select nothing (they are not errors). Every filtered query writes at most
 //! `min(limit, query_results_max, out.capacity())` items and never grows `out`, so queries
 //! allocate nothing. Lookups push one item per id found (at most `ids.len()`): callers that
-//! must not allocate reserve that much. Ascending per-account results are produced from the newest-first lists
-//! without extra memory: one pass counts the matches, a second pass skips the newest surplus and
-//! pushes the rest, which are then reversed in place.
+//! must not allocate reserve that much. Ascending per-account results are produced from the
+//! newest-first lists without extra memory: one pass counts the matches, a second pass skips the
+//! newest surplus and pushes the rest, which are then reversed in place.
 
 use crate::account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
 use crate::ledger::{Ledger, NONE};
