@@ -26,7 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{AccountDistribution, BenchmarkArgs, Limits, StartArgs};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const LEDGER: u32 = 1;
 const CODE: u16 = 1;
@@ -41,11 +41,6 @@ pub fn run(args: &BenchmarkArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
-    if args.orders {
-        return Err(
-            "--orders needs the matching operations, which this build does not serve yet".into(),
-        );
-    }
     if args.transfer_batch_count == 0 || args.transfer_batch_count > 8_191 {
         return Err("--transfer-batch-count must be between 1 and 8,191".into());
     }
@@ -101,7 +96,11 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         }
     };
 
-    let result = drive(args, addr);
+    let result = if args.orders {
+        crate::benchmark_orders::drive(args, addr)
+    } else {
+        drive(args, addr)
+    };
     if let Some((server, dir)) = own_server {
         server.shutdown()?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -110,24 +109,30 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
 }
 
 fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
+    // An order command makes at most a few transfers unless it fills many makers; eight per
+    // command leaves room for the benchmark's flow.
+    let per_command = if args.orders { 8 } else { 2 };
     let transfers = args
         .transfer_count
-        .saturating_mul(2)
+        .saturating_mul(per_command)
         .min(u64::from(u32::MAX - 1));
+    let orders = u32::try_from(args.transfer_count.saturating_add(4_096)).unwrap_or(u32::MAX - 1);
     Limits {
         accounts_max: args.account_count.saturating_add(16),
         transfers_max: u32::try_from(transfers).unwrap_or(u32::MAX - 1).max(1_024),
-        transfers_pending_max: if args.transfer_pending {
+        // Every resting order holds one pending transfer.
+        transfers_pending_max: if args.transfer_pending || args.orders {
             u32::try_from(args.transfer_count)
                 .unwrap_or(u32::MAX - 1)
                 .max(1_024)
         } else {
             1_024
         },
-        account_balances_max: 1_024,
+        // The engine wants room for the history rows one order command could write.
+        account_balances_max: 4_096,
         markets_max: 16,
-        orders_max: 1_024,
-        fills_max: 1_024,
+        orders_max: if args.orders { orders } else { 1_024 },
+        fills_max: if args.orders { orders } else { 1_024 },
         connections_max: args.clients + 16,
         requests_in_flight_max: 64,
         partial_frame_timeout_ms: 10_000,
@@ -152,7 +157,7 @@ fn temporary_dir() -> Result<PathBuf, BoxError> {
     Err("cannot find a fresh temporary directory".into())
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid bounds")
 }
 
@@ -212,15 +217,15 @@ fn measure_echo(batch_count: u32) -> Result<Histogram<u64>, BoxError> {
     Ok(latencies)
 }
 
-fn duration_ns(duration: Duration) -> u64 {
+pub fn duration_ns(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A small deterministic generator (splitmix64) for the workload.
-struct Random(u64);
+pub struct Random(pub u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -228,7 +233,7 @@ impl Random {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         assert!(bound > 0);
         ((u128::from(self.next()) * u128::from(bound)) >> 64) as u64
     }

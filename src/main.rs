@@ -5,6 +5,7 @@
 //! offline.
 
 mod benchmark;
+mod benchmark_orders;
 mod cli;
 mod core;
 mod plot;
