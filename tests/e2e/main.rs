@@ -13,5 +13,6 @@
 mod bad_input;
 mod crash;
 mod limits;
+mod matching;
 mod round_trip;
 mod support;
