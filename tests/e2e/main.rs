@@ -5,6 +5,8 @@
 //! - `crash`: SIGKILL under load, restart, nothing acknowledged lost or applied twice.
 //! - `bad_input`: every malformed frame gets its status or a close; others stay served.
 //! - `limits`: connection, partial-frame, trickle and slow-reader limits.
+//! - `matching`: markets, orders, book and fills over the wire, settlement transfers, replay;
+//!   the repl's order statements.
 //!
 //! Every child server is killed by its guard's `Drop`, every socket has a timeout and every
 //! wait loop a deadline, so a failing test ends instead of hanging. Seeds can be replayed with
