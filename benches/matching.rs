@@ -1,10 +1,15 @@
-//! Criterion benchmarks: the order book alone (no ledger settlement) on exchange-core's order
-//! mix, with the `lobster` crate on the same flow as the baseline, plus an open-loop latency run.
+//! Criterion benchmarks: exchange-core's order mix on the order book alone, on the full engine
+//! with ledger settlement, and on the `lobster` crate as the baseline, plus open-loop latency.
 //!
 //! The flow follows exchange-core's single-book benchmark: about 1,000 resting orders over 750
 //! price levels, 1,000 accounts, commands 9% GTC, 3% IOC, 6% cancel and 82% move (amend to a
 //! new price), generated up front from a seed. `lobster` has no amend, so a move is a cancel
 //! plus a new limit order with the same id and the remaining quantity.
+//!
+//! `engine_settled` runs the same commands through an `Engine` with one market (fee account and
+//! escrows on their ledgers) and 1,000 traders whose base and quote accounts may not go negative
+//! and are funded from a source account per ledger; every order holds funds, every fill settles
+//! as ledger transfers. Each command is one request with its own timestamp block.
 //!
 //! The latency run injects commands at a fixed rate (open loop): command i is planned at
 //! `start + i x gap`, and its latency is measured from that planned time to its completion, so
@@ -16,6 +21,9 @@ use std::time::{Duration, Instant};
 use clearline_engine::book::{Book, BookEvent};
 use clearline_engine::market::Market;
 use clearline_engine::order::{Order, OrderAmend, Side, TimeInForce};
+use clearline_engine::{Account, AccountFlags, Config, CreateResult, Engine, FillFilter};
+use clearline_engine::{Fill, Operation, OrderResult, OrderState, Transfer};
+use clearline_engine::{FILLS_PER_ORDER_MAX, SLOTS_PER_ORDER_EVENT};
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use hdrhistogram::Histogram;
 
@@ -333,7 +341,268 @@ fn lobster_apply(book: &mut lobster::OrderBook, command: &Command) -> bool {
     !matches!(event, OrderEvent::Unfilled { .. })
 }
 
-fn throughput(c: &mut Criterion, workload: &Workload) {
+// ---------------------------------------------------------------------------------------------
+// The engine with ledger settlement
+
+const BASE_LEDGER: u32 = 1;
+const QUOTE_LEDGER: u32 = 2;
+const FEE_ACCOUNT: u128 = 10_000_001;
+const BASE_ESCROW: u128 = 10_000_002;
+const QUOTE_ESCROW: u128 = 10_000_003;
+const BASE_SOURCE: u128 = 10_000_004;
+const QUOTE_SOURCE: u128 = 10_000_005;
+/// Per trader and asset: far more than any trader's holds in this flow (a buy of 10 lots near
+/// `MID` holds about 10^6 quote).
+const FUNDS: u128 = 1 << 60;
+/// The engine timestamp before the setup (any value well above the setup's slots).
+const START: u64 = 1 << 40;
+const OK: u32 = u32::MAX;
+
+/// Engine-made transfers a command may create at most: per maker event a void, four legs and a
+/// new hold; per command the hold, the taker's void and new hold, and an amend's extra void.
+const TRANSFERS_PER_COMMAND_MAX: u64 = FILLS_PER_ORDER_MAX as u64 * 6 + 4;
+
+fn settled_market() -> Market {
+    Market {
+        fee_account_id: FEE_ACCOUNT,
+        base_escrow_account_id: BASE_ESCROW,
+        quote_escrow_account_id: QUOTE_ESCROW,
+        ..market()
+    }
+}
+
+/// A config with room for `transfers` transfers, `fills` fills and `orders` orders, plus the
+/// free block the engine requires before each order command.
+fn settled_config(transfers: u64, fills: u64, orders: u64) -> Config {
+    let block = SLOTS_PER_ORDER_EVENT;
+    Config {
+        accounts_max: 2 * ACCOUNTS as u32 + 16,
+        transfers_max: (transfers + 2 * block) as u32,
+        transfers_pending_max: 2 * PREFILL_ORDERS as u32 + 16_384,
+        account_balances_max: 4 * block as u32,
+        markets_max: 1,
+        orders_max: orders as u32 + 1_024,
+        fills_max: (fills + 2 * FILLS_PER_ORDER_MAX as u64) as u32,
+        ..Config::default()
+    }
+}
+
+/// Clears `engine` and creates the accounts, funds the traders, creates the market and places
+/// the prefill; returns the last timestamp used. Everything here is outside the measurement.
+fn settled_setup(engine: &mut Engine, workload: &Workload) -> u64 {
+    engine.clear();
+    let mut now = START;
+    let account = |id: u128, ledger: u32, flags: u16| Account {
+        id,
+        ledger,
+        code: 1,
+        flags,
+        ..Account::default()
+    };
+    let mut accounts = vec![
+        account(FEE_ACCOUNT, QUOTE_LEDGER, 0),
+        account(BASE_ESCROW, BASE_LEDGER, 0),
+        account(QUOTE_ESCROW, QUOTE_LEDGER, 0),
+        account(BASE_SOURCE, BASE_LEDGER, 0),
+        account(QUOTE_SOURCE, QUOTE_LEDGER, 0),
+    ];
+    let limited = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
+    let traders = 1..=u128::from(ACCOUNTS);
+    accounts.extend(traders.clone().map(|t| account(t, BASE_LEDGER, limited)));
+    accounts.extend(traders.map(|t| account(t + 1_000_000, QUOTE_LEDGER, limited)));
+    let mut results = vec![CreateResult::default(); accounts.len()];
+    now += Operation::CreateAccounts.timestamp_slots(accounts.len() as u32);
+    engine.create_accounts(now, &accounts, &mut results);
+    assert!(results.iter().all(|r| r.status == OK), "accounts created");
+    let funding: Vec<Transfer> = accounts[5..]
+        .iter()
+        .enumerate()
+        .map(|(index, trader)| {
+            let source = if trader.ledger == BASE_LEDGER {
+                BASE_SOURCE
+            } else {
+                QUOTE_SOURCE
+            };
+            Transfer {
+                id: 1 + index as u128,
+                debit_account_id: source,
+                credit_account_id: trader.id,
+                amount: FUNDS,
+                ledger: trader.ledger,
+                code: 1,
+                ..Transfer::default()
+            }
+        })
+        .collect();
+    let mut results = vec![CreateResult::default(); funding.len()];
+    now += Operation::CreateTransfers.timestamp_slots(funding.len() as u32);
+    engine.create_transfers(now, &funding, &mut results);
+    assert!(results.iter().all(|r| r.status == OK), "traders funded");
+    let mut results = [CreateResult::default()];
+    now += Operation::CreateMarkets.timestamp_slots(1);
+    engine.create_markets(now, &[settled_market()], &mut results);
+    assert_eq!(results[0].status, OK, "market created");
+    for order in &workload.prefill {
+        let mut results = [OrderResult::default()];
+        now += Operation::PlaceOrders.timestamp_slots(1);
+        engine.place_orders(now, std::slice::from_ref(order), &mut results);
+        assert_eq!(results[0].status, OK, "prefill placed");
+    }
+    now
+}
+
+/// Applies one command as its own request at the next timestamp block; returns the status.
+#[inline]
+fn settled_apply(engine: &mut Engine, now: &mut u64, command: &Command) -> u32 {
+    match command {
+        Command::Place(order) => {
+            let mut results = [OrderResult::default()];
+            *now += Operation::PlaceOrders.timestamp_slots(1);
+            engine.place_orders(*now, std::slice::from_ref(order), &mut results);
+            results[0].status
+        }
+        Command::Cancel(id) => {
+            let mut results = [CreateResult::default()];
+            *now += Operation::CancelOrders.timestamp_slots(1);
+            engine.cancel_orders(*now, &[*id], &mut results);
+            results[0].status
+        }
+        Command::Move { amend, .. } => {
+            let mut results = [CreateResult::default()];
+            *now += Operation::AmendOrders.timestamp_slots(1);
+            engine.amend_orders(*now, std::slice::from_ref(amend), &mut results);
+            results[0].status
+        }
+    }
+}
+
+/// What one checked run of the flow through the engine did.
+struct SettledStats {
+    transfers: u64,
+    fills: u64,
+    orders: u64,
+    traded: u64,
+    resting: u64,
+    pending: u64,
+    transfers_per_command_max: u64,
+    statuses: Vec<(u32, u64)>,
+}
+
+/// Runs the flow once on a fresh engine of `config`, counting fills per command from the fill
+/// store, statuses, and the resting orders at the end; verifies the engine's invariants.
+fn settled_check(workload: &Workload, config: &Config) -> SettledStats {
+    let mut engine = Engine::new(config);
+    let mut now = settled_setup(&mut engine, workload);
+    let mut fills_out: Vec<Fill> = Vec::with_capacity(2 * FILLS_PER_ORDER_MAX);
+    let mut statuses: HashMap<u32, u64> = HashMap::new();
+    let (mut fills, mut traded, mut per_command_max) = (0u64, 0u64, 0u64);
+    let mut ids: Vec<u128> = workload.prefill.iter().map(|o| o.id).collect();
+    for command in &workload.commands {
+        let before = u64::from(engine.transfers_count());
+        let status = settled_apply(&mut engine, &mut now, command);
+        per_command_max = per_command_max.max(u64::from(engine.transfers_count()) - before);
+        *statuses.entry(status).or_default() += 1;
+        if let Command::Place(order) = command {
+            ids.push(order.id);
+        }
+        let filter = FillFilter {
+            market: 1,
+            limit: fills_out.capacity() as u32,
+            timestamp_min: now + 1 - SLOTS_PER_ORDER_EVENT,
+            timestamp_max: now,
+            ..FillFilter::default()
+        };
+        engine.get_fills(&filter, &mut fills_out);
+        fills += fills_out.len() as u64;
+        traded += u64::from(!fills_out.is_empty());
+    }
+    engine.verify();
+    let mut orders = Vec::with_capacity(1024);
+    let mut resting = 0u64;
+    for chunk in ids.chunks(1024) {
+        engine.lookup_orders(chunk, &mut orders);
+        resting += orders
+            .iter()
+            .filter(|o| o.state == OrderState::Resting as u8)
+            .count() as u64;
+    }
+    let mut statuses: Vec<(u32, u64)> = statuses.into_iter().collect();
+    statuses.sort_unstable();
+    SettledStats {
+        transfers: u64::from(engine.transfers_count()),
+        fills,
+        orders: ids.len() as u64,
+        traded,
+        resting,
+        pending: u64::from(engine.pending_count()),
+        transfers_per_command_max: per_command_max,
+        statuses,
+    }
+}
+
+/// Sizes the engine for the flow: a first run on generous stores counts the transfers, fills
+/// and orders the flow creates, and the config adds a quarter on top of each.
+fn settled_sized(workload: &Workload) -> Config {
+    let commands = workload.commands.len() as u64;
+    let setup = 4 * ACCOUNTS + PREFILL_ORDERS;
+    let generous = settled_config(setup + 8 * commands, commands, setup + commands);
+    let probe = settled_check(workload, &generous);
+    let margin = |n: u64| n + n / 4;
+    settled_config(
+        margin(probe.transfers),
+        margin(probe.fills),
+        margin(probe.orders),
+    )
+}
+
+fn settled_report(workload: &Workload, config: &Config) {
+    let stats = settled_check(workload, config);
+    let commands = workload.commands.len() as u64;
+    println!(
+        "engine_settled: transfers_max {}, fills_max {}, orders_max {}; after the run {} \
+         transfers (at most {} per command, bound {}), {} fills, {:.1}% of commands traded, \
+         {} orders stored, {} resting, {} holds pending",
+        config.transfers_max,
+        config.fills_max,
+        config.orders_max,
+        stats.transfers,
+        stats.transfers_per_command_max,
+        TRANSFERS_PER_COMMAND_MAX,
+        stats.fills,
+        100.0 * stats.traded as f64 / commands as f64,
+        stats.orders,
+        stats.resting,
+        stats.pending,
+    );
+    let statuses: Vec<String> = stats
+        .statuses
+        .iter()
+        .map(|(code, count)| {
+            if *code == OK {
+                format!("ok {count}")
+            } else {
+                format!("{code} {count}")
+            }
+        })
+        .collect();
+    println!("engine_settled statuses: {}", statuses.join(", "));
+    let failed: u64 = stats
+        .statuses
+        .iter()
+        .filter(|(c, _)| *c != OK)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        failed * 100 <= commands,
+        "more than 1% of commands rejected"
+    );
+    assert!(
+        stats.fills > 0 && stats.resting > 0,
+        "the flow keeps trading"
+    );
+}
+
+fn throughput(c: &mut Criterion, workload: &Workload, config: &Config) {
     let mut group = c.benchmark_group("matching");
     group.throughput(Throughput::Elements(workload.commands.len() as u64));
     group.sample_size(10);
@@ -360,6 +629,22 @@ fn throughput(c: &mut Criterion, workload: &Workload) {
             },
             BatchSize::LargeInput,
         )
+    });
+    let mut engine = Engine::new(config);
+    group.bench_function("engine_settled", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // The engine's stores hold one run: clear and set up again, untimed.
+                let mut now = settled_setup(&mut engine, workload);
+                let start = Instant::now();
+                for command in &workload.commands {
+                    black_box(settled_apply(&mut engine, &mut now, black_box(command)));
+                }
+                total += start.elapsed();
+            }
+            total
+        })
     });
     group.bench_function("lobster", |b| {
         b.iter_batched_ref(
@@ -407,7 +692,7 @@ fn report(name: &str, rate: u64, histogram: &Histogram<u64>) {
     );
 }
 
-fn latency(workload: &Workload) {
+fn latency(workload: &Workload, config: &Config) {
     for rate in [1_000_000u64, 2_000_000] {
         let (mut book, mut events) = prefilled(workload);
         // Warm-up pass at the same rate on a separate book, then the measured pass.
@@ -425,23 +710,41 @@ fn latency(workload: &Workload) {
         });
         report("lobster", rate, &histogram);
     }
+    let mut engine = Engine::new(config);
+    for rate in [1_000_000u64, 250_000] {
+        // Warm-up pass at the same rate, then the measured pass on a cleared engine.
+        for pass in 0..2 {
+            let mut now = settled_setup(&mut engine, workload);
+            let histogram = open_loop(workload, rate, |command| {
+                black_box(settled_apply(&mut engine, &mut now, command));
+            });
+            if pass == 1 {
+                report("engine_settled", rate, &histogram);
+            }
+        }
+    }
 }
 
 fn main() {
     let workload = workload(SEED, COMMANDS);
     let (mut book, mut events) = prefilled(&workload);
-    let trading = workload
-        .commands
-        .iter()
-        .filter(|c| apply(&mut book, &mut events, c) > 0);
-    let trading = trading.count();
+    // Commands that filled something (a successful cancel also returns 1 from `apply`).
+    let (mut fills, mut trading) = (0u64, 0usize);
+    for command in &workload.commands {
+        let count = apply(&mut book, &mut events, command);
+        if !matches!(command, Command::Cancel(_)) {
+            fills += u64::from(count);
+            trading += usize::from(count > 0);
+        }
+    }
     println!(
         "workload: {} commands, {} prefilled orders; after the run {} resting orders at {} \
-         levels; {:.1}% of commands traded",
+         levels; {} fills, {:.1}% of commands traded",
         workload.commands.len(),
         workload.prefill.len(),
         book.orders_count(),
         book.levels_count(),
+        fills,
         100.0 * trading as f64 / workload.commands.len() as f64,
     );
     let mix = |f: fn(&Command) -> bool| workload.commands.iter().filter(|c| f(c)).count();
@@ -452,10 +755,12 @@ fn main() {
         mix(|c| matches!(c, Command::Cancel(_))),
         mix(|c| matches!(c, Command::Move { .. })),
     );
+    let config = settled_sized(&workload);
+    settled_report(&workload, &config);
     let mut criterion = Criterion::default().configure_from_args();
-    throughput(&mut criterion, &workload);
+    throughput(&mut criterion, &workload, &config);
     criterion.final_summary();
     if std::env::args().any(|arg| arg == "--bench") {
-        latency(&workload);
+        latency(&workload, &config);
     }
 }
