@@ -82,10 +82,10 @@ pub fn execute(client: &mut Client, statement: &str) -> Result<String, BoxError>
     if parsed.operation == "help" {
         return Ok(HELP.to_string());
     }
-    let operation = OPERATIONS
-        .iter()
+    let operation = Operation::ALL
+        .into_iter()
+        .filter(|operation| operation.is_client_operation())
         .find(|operation| operation.name() == parsed.operation)
-        .copied()
         .ok_or_else(|| format!("unknown operation `{}` (try `help;`)", parsed.operation))?;
     let body = encode_events(operation, &parsed.objects)?;
     let reply = client.request(operation, &body)?;
@@ -94,24 +94,6 @@ pub fn execute(client: &mut Client, statement: &str) -> Result<String, BoxError>
     }
     Ok(render_reply(operation, &parsed.objects, &reply.body))
 }
-
-const OPERATIONS: [Operation; 15] = [
-    Operation::CreateAccounts,
-    Operation::CreateTransfers,
-    Operation::LookupAccounts,
-    Operation::LookupTransfers,
-    Operation::GetAccountTransfers,
-    Operation::GetAccountBalances,
-    Operation::QueryAccounts,
-    Operation::QueryTransfers,
-    Operation::CreateMarkets,
-    Operation::PlaceOrders,
-    Operation::CancelOrders,
-    Operation::AmendOrders,
-    Operation::LookupOrders,
-    Operation::GetBook,
-    Operation::GetFills,
-];
 
 const HELP: &str = "\
 Statements end with `;`. Objects are separated by `,`; fields are `name=value`.
