@@ -433,69 +433,20 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
                         totals.transfers.fetch_add(created, Ordering::Relaxed);
                         progress.inc(u64::from(count));
                     },
-                    Some(rate) => {
-                        // Open loop: this client's requests are planned at start + k / rate
-                        // (k over all clients), and latency counts from the planned time.
-                        let mut planned = std::collections::VecDeque::new();
-                        loop {
-                            let index = next_request.fetch_add(1, Ordering::Relaxed);
-                            let finished = index >= requests_total;
-                            if !finished {
-                                let plan = start
-                                    + Duration::from_nanos(
-                                        index.saturating_mul(1_000_000_000) / rate,
-                                    );
-                                while planned.len() as u64 >= OPEN_LOOP_IN_FLIGHT_MAX {
-                                    receive_one(
-                                        &mut client,
-                                        &mut planned,
-                                        &mut latencies,
-                                        &totals,
-                                    )?;
-                                }
-                                let now = Instant::now();
-                                if plan > now {
-                                    // Receive what arrives while waiting for the planned time.
-                                    if planned.is_empty() {
-                                        std::thread::sleep(plan - now);
-                                    } else {
-                                        receive_one(
-                                            &mut client,
-                                            &mut planned,
-                                            &mut latencies,
-                                            &totals,
-                                        )?;
-                                        while Instant::now() < plan && !planned.is_empty() {
-                                            receive_one(
-                                                &mut client,
-                                                &mut planned,
-                                                &mut latencies,
-                                                &totals,
-                                            )?;
-                                        }
-                                        let now = Instant::now();
-                                        if plan > now {
-                                            std::thread::sleep(plan - now);
-                                        }
-                                    }
-                                }
-                                let count = transfer_batch(&args_copy, &picker, index, &mut body);
-                                client.send(Operation::CreateTransfers, &body)?;
-                                planned.push_back(plan);
-                                progress.inc(u64::from(count));
-                            } else {
-                                while !planned.is_empty() {
-                                    receive_one(
-                                        &mut client,
-                                        &mut planned,
-                                        &mut latencies,
-                                        &totals,
-                                    )?;
-                                }
-                                break;
-                            }
-                        }
-                    }
+                    Some(rate) => open_loop(
+                        &mut client,
+                        &args_copy,
+                        &picker,
+                        OpenLoop {
+                            rate,
+                            start,
+                            requests_total,
+                            next_request: &next_request,
+                        },
+                        &mut latencies,
+                        &totals,
+                        &progress,
+                    )?,
                 }
                 Ok(latencies)
             },
@@ -554,6 +505,57 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
         println!("latency distribution drawn in {}", path.display());
     }
     verify_balances(&mut setup, args, transfers)
+}
+
+/// The schedule of an open-loop run.
+struct OpenLoop<'a> {
+    /// Requests per second over all clients.
+    rate: u64,
+    start: Instant,
+    requests_total: u64,
+    next_request: &'a AtomicU64,
+}
+
+/// Open loop: request k (over all clients) is planned at `start + k / rate`, and its latency
+/// counts from that planned time, so a stall shows in the percentiles instead of delaying the
+/// schedule unseen. Replies are read while waiting for the next planned time.
+fn open_loop(
+    client: &mut Client,
+    args: &BenchmarkArgs,
+    picker: &AccountPicker,
+    schedule: OpenLoop<'_>,
+    latencies: &mut Histogram<u64>,
+    totals: &Totals,
+    progress: &ProgressBar,
+) -> Result<(), BoxError> {
+    let mut planned = std::collections::VecDeque::new();
+    let mut body = Vec::with_capacity(8_191 * Transfer::SIZE);
+    loop {
+        let index = schedule.next_request.fetch_add(1, Ordering::Relaxed);
+        if index >= schedule.requests_total {
+            break;
+        }
+        let plan = schedule.start
+            + Duration::from_nanos(index.saturating_mul(1_000_000_000) / schedule.rate);
+        while planned.len() as u64 >= OPEN_LOOP_IN_FLIGHT_MAX {
+            receive_one(client, &mut planned, latencies, totals)?;
+        }
+        while Instant::now() < plan && !planned.is_empty() {
+            receive_one(client, &mut planned, latencies, totals)?;
+        }
+        let now = Instant::now();
+        if plan > now {
+            std::thread::sleep(plan - now);
+        }
+        let count = transfer_batch(args, picker, index, &mut body);
+        client.send(Operation::CreateTransfers, &body)?;
+        planned.push_back(plan);
+        progress.inc(u64::from(count));
+    }
+    while !planned.is_empty() {
+        receive_one(client, &mut planned, latencies, totals)?;
+    }
+    Ok(())
 }
 
 fn receive_one(
