@@ -84,15 +84,38 @@ impl Config {
     /// batch size exceeds `BATCH_EVENTS_MAX`. A bad configuration is an operator error caught at
     /// start, never a client input.
     pub fn assert_valid(&self) {
-        assert!(self.accounts_max >= 1 && self.accounts_max <= CAPACITY_MAX);
-        assert!(self.transfers_max >= 1 && self.transfers_max <= CAPACITY_MAX);
-        assert!(self.transfers_pending_max <= CAPACITY_MAX);
-        assert!(self.account_balances_max <= CAPACITY_MAX);
-        assert!(self.batch_events_max >= 1 && self.batch_events_max <= BATCH_EVENTS_MAX);
-        assert!(self.query_results_max <= CAPACITY_MAX);
-        assert!(self.markets_max <= CAPACITY_MAX);
-        assert!(self.orders_max <= CAPACITY_MAX);
-        assert!(self.fills_max <= CAPACITY_MAX);
+        if let Err(field) = self.check() {
+            panic!("engine capacity {field} is out of range");
+        }
+    }
+
+    /// Checks the capacities, for callers that turn a bad configuration into a message.
+    ///
+    /// # Errors
+    ///
+    /// The name of the first capacity that is zero where the engine needs at least one, or
+    /// above `CAPACITY_MAX` (for the batch size: above `BATCH_EVENTS_MAX`).
+    pub fn check(&self) -> Result<(), &'static str> {
+        let at_least_one = |value: u32| (1..=CAPACITY_MAX).contains(&value);
+        let at_most = |value: u32| value <= CAPACITY_MAX;
+        let checks = [
+            ("accounts_max", at_least_one(self.accounts_max)),
+            ("transfers_max", at_least_one(self.transfers_max)),
+            ("transfers_pending_max", at_most(self.transfers_pending_max)),
+            ("account_balances_max", at_most(self.account_balances_max)),
+            (
+                "batch_events_max",
+                (1..=BATCH_EVENTS_MAX).contains(&self.batch_events_max),
+            ),
+            ("query_results_max", at_most(self.query_results_max)),
+            ("markets_max", at_most(self.markets_max)),
+            ("orders_max", at_most(self.orders_max)),
+            ("fills_max", at_most(self.fills_max)),
+        ];
+        match checks.iter().find(|(_, valid)| !valid) {
+            Some((field, _)) => Err(field),
+            None => Ok(()),
+        }
     }
 }
 
@@ -107,6 +130,16 @@ mod tests {
     fn configs_are_valid() {
         Config::default().assert_valid();
         Config::test_small().assert_valid();
+        let no_accounts = Config {
+            accounts_max: 0,
+            ..Config::test_small()
+        };
+        assert_eq!(no_accounts.check(), Err("accounts_max"));
+        let huge_orders = Config {
+            orders_max: CAPACITY_MAX + 1,
+            ..Config::test_small()
+        };
+        assert_eq!(huge_orders.check(), Err("orders_max"));
         assert_eq!(Config::test_small().accounts_max, 1024);
         assert_eq!(Config::default().batch_events_max, 8191);
     }
