@@ -345,7 +345,7 @@ fn report(
         ("p90", 0.9),
         ("p99", 0.99),
         ("p99.9", 0.999),
-        ("p100", 1.0),
+        ("max", 1.0),
     ] {
         println!(
             "request latency {label:>5} = {:>10.1} us",

@@ -111,6 +111,14 @@ pub struct Limits {
     /// A connection that does not read its replies for this many milliseconds is closed.
     #[arg(long, default_value_t = 10_000)]
     pub reply_timeout_ms: u64,
+    /// Bytes of unparsed input buffered per connection (at least one 64-byte header; a body
+    /// is read into its own pooled buffer).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub connection_input_size_max: u64,
+    /// Bytes of unsent replies per connection above which the server stops reading it (at least
+    /// one largest frame, 1 MiB).
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub connection_output_size_max: u64,
     /// Journal segment size in bytes (preallocated).
     #[arg(long, default_value_t = 1 << 30)]
     pub segment_size: u64,

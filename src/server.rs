@@ -52,8 +52,48 @@ fn server_config(args: &StartArgs) -> ServerConfig {
         requests_in_flight_max: limits.requests_in_flight_max as usize,
         partial_frame_timeout: Duration::from_millis(limits.partial_frame_timeout_ms),
         reply_stall_timeout: Duration::from_millis(limits.reply_timeout_ms),
+        input_size_max: usize::try_from(limits.connection_input_size_max).unwrap_or(usize::MAX),
+        output_size_max: usize::try_from(limits.connection_output_size_max).unwrap_or(usize::MAX),
         ..ServerConfig::new(args.addr)
     }
+}
+
+/// Rough bytes of memory per stored item, from the engine's data structures (records, links
+/// and index shares), used only to refuse a configuration that cannot fit in memory.
+const ACCOUNT_SIZE_ESTIMATE: u64 = 192;
+const TRANSFER_SIZE_ESTIMATE: u64 = 180;
+const BALANCE_SIZE_ESTIMATE: u64 = 80;
+const ORDER_SIZE_ESTIMATE: u64 = 256;
+const FILL_SIZE_ESTIMATE: u64 = 128;
+
+/// Refuses capacities whose memory the machine does not have, instead of failing an allocation
+/// at start-up. Memory is reserved lazily, so this is an upper bound on what the engine can use.
+fn check_memory(config: &Config) -> Result<(), String> {
+    let needed = u64::from(config.accounts_max) * ACCOUNT_SIZE_ESTIMATE
+        + u64::from(config.transfers_max) * TRANSFER_SIZE_ESTIMATE
+        + u64::from(config.account_balances_max) * BALANCE_SIZE_ESTIMATE
+        + u64::from(config.orders_max) * ORDER_SIZE_ESTIMATE
+        + u64::from(config.fills_max) * FILL_SIZE_ESTIMATE;
+    let Some(total) = memory_total_bytes() else {
+        return Ok(());
+    };
+    if needed > total {
+        return Err(format!(
+            "the engine capacities need up to {:.1} GiB of memory and this machine has {:.1} GiB; \
+             lower --transfers-max, --accounts-max or the other capacities",
+            needed as f64 / f64::from(1u32 << 30),
+            total as f64 / f64::from(1u32 << 30)
+        ));
+    }
+    Ok(())
+}
+
+/// Physical memory from /proc/meminfo, if readable.
+fn memory_total_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 impl Server {
@@ -65,6 +105,16 @@ impl Server {
     /// cannot be bound, or a limit is out of range.
     pub fn start(args: &StartArgs, announce: bool) -> Result<Server, BoxError> {
         let started = Instant::now();
+        // Limits are checked before anything touches the disk.
+        let net_config = server_config(args);
+        net_config.validate().map_err(|error| {
+            format!("the network limit {} is out of range (see --help)", error.0)
+        })?;
+        let config = engine_config(&args.limits);
+        config
+            .check()
+            .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
+        check_memory(&config)?;
         std::fs::create_dir_all(&args.data)
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
         let journal_dir = args.data.join("journal");
@@ -81,7 +131,6 @@ impl Server {
         if let Some(truncation) = &recovery.truncated {
             eprintln!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
-        let config = engine_config(&args.limits);
         let (mut core, replayed) = Core::recover(&config, journal, &recovery)?;
         if announce {
             println!(
@@ -101,7 +150,7 @@ impl Server {
 
         let durability = core.journal_mut().durability();
         let durable = Arc::new(AtomicU64::new(durability.durable_sequence()));
-        let (net, core_side) = clearline_net::start(&server_config(args), Arc::clone(&durable))
+        let (net, core_side) = clearline_net::start(&net_config, Arc::clone(&durable))
             .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?;
         let local_addr = net.local_addr();
         let waker = net.waker();
