@@ -59,7 +59,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         Some(addr) => addr,
         None => {
             let dir = temporary_dir()?;
-            println!(
+            say!(
                 "starting a server on {} (sync: {:?})",
                 dir.display(),
                 args.sync
@@ -75,7 +75,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
             // allocation does not share the disk with it.
             if args.sync == crate::cli::SyncMode::Data {
                 let sync = measure_sync(&dir)?;
-                println!(
+                say!(
                     "baseline: one 4 KiB write + fdatasync in the data directory: p50 {} us, \
                      p99 {} us",
                     sync.value_at_quantile(0.5) / 1_000,
@@ -85,7 +85,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
             let server = crate::server::Server::start(&start, false)?;
             let addr = server.local_addr();
             let echo = measure_echo(args.transfer_batch_count)?;
-            println!(
+            say!(
                 "baseline: loopback echo of a {}-event frame: p50 {} us, p99 {} us",
                 args.transfer_batch_count,
                 echo.value_at_quantile(0.5) / 1_000,
@@ -376,7 +376,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
     let mut setup = Client::connect(addr)?;
     let accounts_start = Instant::now();
     create_accounts(&mut setup, args.account_count)?;
-    println!(
+    say!(
         "{} accounts created in {:.2} s",
         args.account_count,
         accounts_start.elapsed().as_secs_f64()
@@ -471,7 +471,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
 
     let transfers = totals.transfers.load(Ordering::Relaxed);
     let requests = totals.requests.load(Ordering::Relaxed);
-    println!(
+    say!(
         "{transfers} transfers in {requests} requests of up to {} in {:.2} s from {} client(s){}",
         args.transfer_batch_count,
         elapsed.as_secs_f64(),
@@ -481,7 +481,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
             None => String::new(),
         }
     );
-    println!(
+    say!(
         "throughput = {:.0} transfers/s",
         transfers as f64 / elapsed.as_secs_f64()
     );
@@ -492,7 +492,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
         ("p99.9", 0.999),
         ("max", 1.0),
     ] {
-        println!(
+        say!(
             "request latency {label:>5} = {:>10.1} us",
             latencies.value_at_quantile(quantile) as f64 / 1_000.0
         );
@@ -504,7 +504,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
         );
         std::fs::write(path, crate::plot::render(&title, &latencies))
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-        println!("latency distribution drawn in {}", path.display());
+        say!("latency distribution drawn in {}", path.display());
     }
     verify_balances(&mut setup, args, transfers)
 }
@@ -635,7 +635,7 @@ fn verify_balances(
         && debits_posted == credits_posted
         && debits_pending == credits_pending
         && moved == u128::from(transfers);
-    println!(
+    say!(
         "balances: {found} accounts, debits posted {debits_posted} = credits posted \
          {credits_posted}, debits pending {debits_pending} = credits pending {credits_pending}: {}",
         if ok { "add up" } else { "DO NOT ADD UP" }

@@ -322,7 +322,7 @@ fn report(
     latencies: &Histogram<u64>,
     elapsed: std::time::Duration,
 ) {
-    println!(
+    say!(
         "{} order commands ({} ok, {} rejected) in {} requests, {} fills, in {:.2} s",
         tally.commands,
         tally.ok,
@@ -333,9 +333,9 @@ fn report(
     );
     for (status, count) in &tally.rejections {
         let name = OrderStatus::from_u32(*status).map_or("unknown", OrderStatus::name);
-        println!("  rejected with {name} ({status}): {count}");
+        say!("  rejected with {name} ({status}): {count}");
     }
-    println!(
+    say!(
         "throughput = {:.0} order commands/s (settled through the ledger, sync {:?})",
         tally.commands as f64 / elapsed.as_secs_f64(),
         args.sync
@@ -347,7 +347,7 @@ fn report(
         ("p99.9", 0.999),
         ("max", 1.0),
     ] {
-        println!(
+        say!(
             "request latency {label:>5} = {:>10.1} us",
             latencies.value_at_quantile(quantile) as f64 / 1_000.0
         );
@@ -377,7 +377,7 @@ fn verify_ledgers(client: &mut Client, traders: u32) -> Result<(), BoxError> {
         }
     }
     let balanced = sums.iter().all(|sum| sum[0] == sum[1] && sum[2] == sum[3]);
-    println!(
+    say!(
         "ledgers: {found} accounts; base posted {} = {}, pending {} = {}; quote posted {} = {}, \
          pending {} = {}: {}",
         sums[0][0],

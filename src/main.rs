@@ -4,6 +4,33 @@
 //! journal and the engine together; `repl` and `benchmark` are clients; `journal` reads a journal
 //! offline.
 
+/// Prints a line to standard output, ignoring a closed or broken stdout: the server must
+/// never stop because whoever read its messages went away (`println!` would panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Prints to standard output without a newline (and flushes), ignoring a broken stdout.
+macro_rules! say_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout();
+        let _ = write!(stdout, $($arg)*);
+        let _ = stdout.flush();
+    }};
+}
+
+/// Prints a line to standard error, ignoring a broken stderr.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod benchmark;
 mod benchmark_orders;
 mod cli;
@@ -26,7 +53,7 @@ fn main() -> ExitCode {
         cli::Command::Journal(cli::JournalCommand::Verify { dir }) => {
             match clearline_journal::verify(&dir) {
                 Ok(report) => {
-                    println!("{report}");
+                    say!("{report}");
                     Ok(())
                 }
                 Err(error) => Err(format!("journal verify {}: {error}", dir.display()).into()),
@@ -35,7 +62,7 @@ fn main() -> ExitCode {
         cli::Command::Journal(cli::JournalCommand::Inspect { dir }) => {
             match clearline_journal::inspect(&dir) {
                 Ok(report) => {
-                    println!("{report}");
+                    say!("{report}");
                     Ok(())
                 }
                 Err(error) => Err(format!("journal inspect {}: {error}", dir.display()).into()),
@@ -45,7 +72,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("clearline: {error}");
+            warn!("clearline: {error}");
             ExitCode::FAILURE
         }
     }

@@ -27,13 +27,13 @@ pub fn run(args: &ReplArgs) -> Result<(), BoxError> {
     if let Some(command) = &args.command {
         for statement in split_statements(command) {
             let output = execute(&mut client, &statement)?;
-            print!("{output}");
+            say_inline!("{output}");
         }
         return Ok(());
     }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
-        println!(
+        say!(
             "clearline repl, connected to {}. Type `help;` for help, `exit;` to leave.",
             args.addr
         );
@@ -42,7 +42,7 @@ pub fn run(args: &ReplArgs) -> Result<(), BoxError> {
     let mut pending = String::new();
     loop {
         if interactive {
-            print!("{}", if pending.is_empty() { "> " } else { ". " });
+            say_inline!("{}", if pending.is_empty() { "> " } else { ". " });
             std::io::stdout().flush()?;
         }
         let mut line = String::new();
@@ -60,8 +60,8 @@ pub fn run(args: &ReplArgs) -> Result<(), BoxError> {
                 continue;
             }
             match execute(&mut client, &statement) {
-                Ok(output) => print!("{output}"),
-                Err(error) => println!("error: {error}"),
+                Ok(output) => say_inline!("{output}"),
+                Err(error) => say!("error: {error}"),
             }
         }
     }

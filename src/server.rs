@@ -129,11 +129,11 @@ impl Server {
         let (journal, recovery) = Journal::open(&journal_dir, &journal_config)
             .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
         if let Some(truncation) = &recovery.truncated {
-            eprintln!("clearline: recovery dropped an unacknowledged tail: {truncation}");
+            warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
         let (mut core, replayed) = Core::recover(&config, journal, &recovery)?;
         if announce {
-            println!(
+            say!(
                 "clearline: recovered {} records (last timestamp {}) from {} in {:.3} s",
                 replayed.records,
                 replayed.timestamp_last,
@@ -141,7 +141,7 @@ impl Server {
                 started.elapsed().as_secs_f64()
             );
             if args.sync == SyncMode::None {
-                println!(
+                say!(
                     "clearline: --sync none: replies do not wait for the disk; a machine crash \
                      can lose acknowledged requests"
                 );
@@ -169,7 +169,7 @@ impl Server {
                 .spawn(move || core_loop(core, &core_side, &durable, &stop))?
         };
         if announce {
-            println!("clearline: listening on {local_addr}");
+            say!("clearline: listening on {local_addr}");
         }
         Ok(Server {
             net: Some(net),
@@ -281,11 +281,11 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     let stopping_for_signal = signal.load(Ordering::Acquire);
     if stopping_for_signal {
-        println!("clearline: stopping: answering what is durable, then syncing");
+        say!("clearline: stopping: answering what is durable, then syncing");
     }
     server.shutdown().map_err(|error| error.to_string())?;
     if stopping_for_signal {
-        println!("clearline: stopped");
+        say!("clearline: stopped");
         Ok(())
     } else {
         Err("the core stopped".into())

@@ -456,3 +456,39 @@ fn repl_prints_result_names() {
         accounts(&request_ok(&mut client, Operation::LookupAccounts, &encode_ids(&[1])).body);
     assert_eq!(found[0].debits_posted, 5);
 }
+
+/// Regression: writing the shutdown message to a stdout whose reader had gone away panicked
+/// (and so aborted) the server instead of letting it sync and exit 0.
+#[test]
+fn server_outlives_a_closed_stdout_and_stops_cleanly() {
+    let data = data_dir();
+    let options = Options {
+        stdout_closed_after_start: true,
+        ..Options::new("data")
+    };
+    let mut server = Server::start(data.path(), &options);
+    // Give the reader thread time to drop its end of the pipe.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut client = connect(server.addr);
+    let results = results(
+        &request_ok(
+            &mut client,
+            Operation::CreateAccounts,
+            &encode_accounts(&[account(1, LEDGER, 0)]),
+        )
+        .body,
+    );
+    assert_eq!(results[0].status, CreateResult::STATUS_CREATED);
+    drop(client);
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "exit status {status} with a closed stdout"
+    );
+
+    let server = Server::start(data.path(), &Options::new("data"));
+    let mut client = connect(server.addr);
+    let found =
+        accounts(&request_ok(&mut client, Operation::LookupAccounts, &encode_ids(&[1])).body);
+    assert_eq!(found.len(), 1, "the account survived the restart");
+}

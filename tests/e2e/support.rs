@@ -33,6 +33,9 @@ pub struct Options {
     pub sync: &'static str,
     /// Extra flags (limits), as `["--connections-max", "8"]`.
     pub extra: Vec<String>,
+    /// Stop reading the server's stdout once it listens, closing the pipe, as a log reader that
+    /// goes away would.
+    pub stdout_closed_after_start: bool,
 }
 
 impl Options {
@@ -41,6 +44,7 @@ impl Options {
         Options {
             sync,
             extra: Vec::new(),
+            stdout_closed_after_start: false,
         }
     }
 
@@ -101,13 +105,17 @@ impl Server {
         let stderr = child.stderr.take().expect("piped stderr");
         {
             let output = Arc::clone(&output);
+            let close_after_start = options.stdout_closed_after_start;
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
+                    push_line(&output, &line);
                     if let Some(addr) = line.strip_prefix("clearline: listening on ") {
                         let _ = addr_sender.send(addr.trim().to_string());
+                        if close_after_start {
+                            break; // Drops the reader: the server's stdout is now broken.
+                        }
                     }
-                    push_line(&output, &line);
                 }
             });
         }
