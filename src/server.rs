@@ -115,6 +115,12 @@ impl Server {
             .check()
             .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
         check_memory(&config)?;
+        // A taken address is reported before recovery rather than after it; the real bind
+        // happens when the network thread starts.
+        drop(
+            std::net::TcpListener::bind(args.addr)
+                .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?,
+        );
         std::fs::create_dir_all(&args.data)
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
         let journal_dir = args.data.join("journal");
