@@ -3,8 +3,6 @@
 //! leave in the ledger, a restart that replays all of it, and the repl's order statements.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use clearline_engine::{
     Account, AccountFlags, BookFilter, BookLevel, CreateMarketStatus, CreateResult, Fill,
@@ -14,7 +12,7 @@ use clearline_engine::{
 use clearline_net::Client;
 
 use crate::support::{
-    account, accounts, data_dir, encode_accounts, encode_ids, encode_query, encode_transfers,
+    account, accounts, data_dir, encode_accounts, encode_ids, encode_query, encode_transfers, repl,
     request_ok, results, transfer, transfers, Options, Server,
 };
 
@@ -837,35 +835,6 @@ fn every_matching_operation_round_trips() {
         transfers_after.len(),
         "engine transfer ids are unique"
     );
-}
-
-/// Runs `clearline repl --addr ADDR --command TEXT` with a deadline; returns its stdout.
-fn repl(addr: std::net::SocketAddr, text: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clearline"))
-        .args(["repl", "--addr", &addr.to_string(), "--command", text])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clearline repl");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the repl did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().expect("repl output");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "repl failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Every ledger operation (1-8) over the wire against the real server, pipelined requests,
 //! the reply header fields, a restart that keeps all state, and the repl's readable output.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clearline_engine::{
     AccountFilter, AccountFilterFlags, AccountFlags, CreateAccountStatus, CreateResult,
@@ -12,8 +11,8 @@ use clearline_net::{Client, FrameStatus, PIPELINE_DEPTH_CLIENT};
 
 use crate::support::{
     account, accounts, balances, connect, data_dir, encode_accounts, encode_ids, encode_query,
-    encode_transfers, request_ok, results, transfer, transfers, wait_until, Options, Server, CODE,
-    LEDGER,
+    encode_transfers, repl, request_ok, results, transfer, transfers, wait_until, Options, Server,
+    CODE, LEDGER,
 };
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
@@ -383,38 +382,6 @@ fn every_operation_pipelining_and_restart_keep_state() {
         "the server to print that it stopped",
         || server.output().contains("clearline: stopped"),
     );
-}
-
-/// Runs `clearline repl --addr ADDR --command TEXT` with a deadline; returns its stdout.
-fn repl(addr: std::net::SocketAddr, text: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clearline"))
-        .args(["repl", "--addr", &addr.to_string(), "--command", text])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clearline repl");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the repl did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().expect("repl output");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "repl failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 #[test]

@@ -649,3 +649,35 @@ pub fn data_dir() -> tempfile::TempDir {
         .tempdir()
         .expect("a temporary directory")
 }
+
+/// Runs `clearline repl --addr ADDR --command TEXT` with a deadline; returns its stdout.
+pub fn repl(addr: std::net::SocketAddr, text: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clearline"))
+        .args(["repl", "--addr", &addr.to_string(), "--command", text])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clearline repl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the repl did not finish within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().expect("repl output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "repl failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
