@@ -109,9 +109,9 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
 }
 
 fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
-    // An order command makes at most a few transfers unless it fills many makers; eight per
-    // command leaves room for the benchmark's flow.
-    let per_command = if args.orders { 8 } else { 2 };
+    // An order command of the benchmark's flow makes about 2.4 transfers on average (holds,
+    // voids, legs); four per command leaves room, plus the block the engine keeps free.
+    let per_command = if args.orders { 4 } else { 2 };
     let transfers = args
         .transfer_count
         .saturating_mul(per_command)
@@ -130,7 +130,8 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         },
         // The engine wants room for the history rows one order command could write.
         account_balances_max: 4_096,
-        markets_max: 16,
+        // The order flow uses one market; each market's book is allocated in full.
+        markets_max: if args.orders { 1 } else { 16 },
         orders_max: if args.orders { orders } else { 1_024 },
         fills_max: if args.orders { orders } else { 1_024 },
         connections_max: args.clients + 16,

@@ -90,8 +90,9 @@ pub struct Limits {
     /// Most balance-history rows (for accounts with the `history` flag).
     #[arg(long, default_value_t = 1_000_000)]
     pub account_balances_max: u32,
-    /// Most markets.
-    #[arg(long, default_value_t = 1_024)]
+    /// Most markets. Each market's book is allocated when the market is created, with room
+    /// for --orders-max resting orders, so memory grows with markets x orders.
+    #[arg(long, default_value_t = 16)]
     pub markets_max: u32,
     /// Most orders stored (resting and finished).
     #[arg(long, default_value_t = 1_000_000)]

@@ -65,6 +65,10 @@ const TRANSFER_SIZE_ESTIMATE: u64 = 180;
 const BALANCE_SIZE_ESTIMATE: u64 = 80;
 const ORDER_SIZE_ESTIMATE: u64 = 256;
 const FILL_SIZE_ESTIMATE: u64 = 128;
+/// Each market's book is allocated (and written) when the market is created: order slots for
+/// `orders_max` orders and up to `BOOK_LEVELS_MAX` price levels on each side.
+const BOOK_ORDER_SIZE_ESTIMATE: u64 = 160;
+const BOOK_LEVEL_SIZE_ESTIMATE: u64 = 192;
 
 /// Refuses capacities whose memory the machine does not have, instead of failing an allocation
 /// at start-up. Memory is reserved lazily, so this is an upper bound on what the engine can use.
@@ -73,14 +77,18 @@ fn check_memory(config: &Config) -> Result<(), String> {
         + u64::from(config.transfers_max) * TRANSFER_SIZE_ESTIMATE
         + u64::from(config.account_balances_max) * BALANCE_SIZE_ESTIMATE
         + u64::from(config.orders_max) * ORDER_SIZE_ESTIMATE
-        + u64::from(config.fills_max) * FILL_SIZE_ESTIMATE;
+        + u64::from(config.fills_max) * FILL_SIZE_ESTIMATE
+        + u64::from(config.markets_max)
+            * (u64::from(config.orders_max) * BOOK_ORDER_SIZE_ESTIMATE
+                + u64::from(config.orders_max.min(clearline_engine::BOOK_LEVELS_MAX))
+                    * BOOK_LEVEL_SIZE_ESTIMATE);
     let Some(total) = memory_total_bytes() else {
         return Ok(());
     };
     if needed > total {
         return Err(format!(
             "the engine capacities need up to {:.1} GiB of memory and this machine has {:.1} GiB; \
-             lower --transfers-max, --accounts-max or the other capacities",
+             lower --transfers-max, --accounts-max, --markets-max or the other capacities",
             needed as f64 / f64::from(1u32 << 30),
             total as f64 / f64::from(1u32 << 30)
         ));
