@@ -202,6 +202,18 @@ fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot:
     0
 }
 
+/// Whether a resent post or void differs from the stored one in a field that a zero request
+/// value inherits from the pending transfer: zero must match what was inherited, anything else
+/// must match what was stored.
+#[inline(always)]
+fn inherited_differs<T: PartialEq + Default>(request: T, stored: T, pending: T) -> bool {
+    if request == T::default() {
+        stored != pending
+    } else {
+        request != stored
+    }
+}
+
 impl Ledger {
     pub(crate) fn new(config: &Config) -> Ledger {
         config.assert_valid();
@@ -888,28 +900,13 @@ impl Ledger {
             return S::ExistsWithDifferentAmount;
         }
         // Zero user data means "inherited from the pending transfer".
-        let differs_128 = if t.user_data_128 == 0 {
-            e.user_data_128 != p.user_data_128
-        } else {
-            t.user_data_128 != e.user_data_128
-        };
-        if differs_128 {
+        if inherited_differs(t.user_data_128, e.user_data_128, p.user_data_128) {
             return S::ExistsWithDifferentUserData128;
         }
-        let differs_64 = if t.user_data_64 == 0 {
-            e.user_data_64 != p.user_data_64
-        } else {
-            t.user_data_64 != e.user_data_64
-        };
-        if differs_64 {
+        if inherited_differs(t.user_data_64, e.user_data_64, p.user_data_64) {
             return S::ExistsWithDifferentUserData64;
         }
-        let differs_32 = if t.user_data_32 == 0 {
-            e.user_data_32 != p.user_data_32
-        } else {
-            t.user_data_32 != e.user_data_32
-        };
-        if differs_32 {
+        if inherited_differs(t.user_data_32, e.user_data_32, p.user_data_32) {
             return S::ExistsWithDifferentUserData32;
         }
         if t.ledger != 0 && t.ledger != e.ledger {
