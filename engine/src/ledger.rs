@@ -202,6 +202,15 @@ fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot:
     0
 }
 
+/// The linked chain of one batch, shared by `create_accounts` and `create_transfers`.
+#[derive(Default)]
+struct ChainState {
+    /// Index of the chain's first event, while a chain is open.
+    start: Option<usize>,
+    /// A member failed: the chain was rolled back and the rest get `linked_event_failed`.
+    broken: bool,
+}
+
 /// Whether a resent post or void differs from the stored one in a field that a zero request
 /// value inherits from the pending transfer: zero must match what was inherited, anything else
 /// must match what was stored.
@@ -320,6 +329,46 @@ impl Ledger {
 
     // ---------------------------------------------------------------------------------------
     // Linked chains.
+
+    /// Opens a chain at `index` when this event is linked and no chain is open.
+    fn chain_enter(&mut self, chain: &mut ChainState, index: usize, linked: bool) {
+        if linked && chain.start.is_none() {
+            chain.start = Some(index);
+            self.chain_begin();
+        }
+    }
+
+    /// A member of the open chain failed: the first failure rolls the chain back and rewrites
+    /// the results of its earlier members to `linked_event_failed` (3.5). Outside a chain, or
+    /// once the chain is broken, there is nothing to undo.
+    fn chain_fail(
+        &mut self,
+        chain: &mut ChainState,
+        results: &mut [CreateResult],
+        index: usize,
+        linked_event_failed: u32,
+    ) {
+        if chain.broken {
+            return;
+        }
+        if let Some(start) = chain.start {
+            chain.broken = true;
+            self.chain_rollback();
+            for result in &mut results[start..index] {
+                result.status = linked_event_failed;
+            }
+        }
+    }
+
+    /// After each event: an unlinked event ends the chain, committing it unless it broke.
+    fn chain_leave(&mut self, chain: &mut ChainState, linked: bool) {
+        if !linked {
+            if chain.start.is_some() && !chain.broken {
+                self.chain_end();
+            }
+            *chain = ChainState::default();
+        }
+    }
 
     fn chain_begin(&mut self) {
         assert!(!self.undo_active);
@@ -449,18 +498,14 @@ impl Ledger {
         };
         let base = timestamp - events.len() as u64;
         let batch_imported = first.flags & AccountFlags::IMPORTED != 0;
-        let mut chain_start: Option<usize> = None;
-        let mut chain_broken = false;
+        let mut chain = ChainState::default();
         for (index, event) in events.iter().enumerate() {
             let slot = base + index as u64 + 1;
             let linked = event.flags & AccountFlags::LINKED != 0;
-            if linked && chain_start.is_none() {
-                chain_start = Some(index);
-                self.chain_begin();
-            }
+            self.chain_enter(&mut chain, index, linked);
             let (status, result_timestamp) = if linked && index + 1 == events.len() {
                 (CreateAccountStatus::LinkedEventChainOpen, slot)
-            } else if chain_broken {
+            } else if chain.broken {
                 (CreateAccountStatus::LinkedEventFailed, slot)
             } else {
                 let event_imported = event.flags & AccountFlags::IMPORTED != 0;
@@ -481,22 +526,11 @@ impl Ledger {
                 status: status as u32,
                 reserved: 0,
             };
-            if status != CreateAccountStatus::Created && !chain_broken {
-                if let Some(start) = chain_start {
-                    chain_broken = true;
-                    self.chain_rollback();
-                    for result in &mut results[start..index] {
-                        result.status = CreateAccountStatus::LinkedEventFailed as u32;
-                    }
-                }
+            if status != CreateAccountStatus::Created {
+                let failed = CreateAccountStatus::LinkedEventFailed as u32;
+                self.chain_fail(&mut chain, results, index, failed);
             }
-            if !linked {
-                if chain_start.is_some() && !chain_broken {
-                    self.chain_end();
-                }
-                chain_start = None;
-                chain_broken = false;
-            }
+            self.chain_leave(&mut chain, linked);
         }
         assert!(!self.undo_active);
     }
@@ -601,8 +635,7 @@ impl Ledger {
         // Resolve the accounts of each chunk of events before applying it (see
         // `resolve_accounts`).
         self.resolved.clear();
-        let mut chain_start: Option<usize> = None;
-        let mut chain_broken = false;
+        let mut chain = ChainState::default();
         for (index, event) in events.iter().enumerate() {
             if index % RESOLVE_CHUNK == 0 {
                 let end = (index + RESOLVE_CHUNK).min(events.len());
@@ -610,13 +643,10 @@ impl Ledger {
             }
             let slot = base + index as u64 + 1;
             let linked = event.flags & TransferFlags::LINKED != 0;
-            if linked && chain_start.is_none() {
-                chain_start = Some(index);
-                self.chain_begin();
-            }
+            self.chain_enter(&mut chain, index, linked);
             let (mut status, result_timestamp) = if linked && index + 1 == events.len() {
                 (CreateTransferStatus::LinkedEventChainOpen, slot)
-            } else if chain_broken {
+            } else if chain.broken {
                 (CreateTransferStatus::LinkedEventFailed, slot)
             } else {
                 let event_imported = event.flags & TransferFlags::IMPORTED != 0;
@@ -640,15 +670,8 @@ impl Ledger {
                     status = CreateTransferStatus::TransfersCapacityExceeded;
                     burn = false;
                 }
-                if !chain_broken {
-                    if let Some(start) = chain_start {
-                        chain_broken = true;
-                        self.chain_rollback();
-                        for result in &mut results[start..index] {
-                            result.status = CreateTransferStatus::LinkedEventFailed as u32;
-                        }
-                    }
-                }
+                let failed = CreateTransferStatus::LinkedEventFailed as u32;
+                self.chain_fail(&mut chain, results, index, failed);
                 if burn {
                     // After the rollback, as in the reference: the chain's other members stay
                     // reusable, only the failing id is burned.
@@ -660,13 +683,7 @@ impl Ledger {
                 status: status as u32,
                 reserved: 0,
             };
-            if !linked {
-                if chain_start.is_some() && !chain_broken {
-                    self.chain_end();
-                }
-                chain_start = None;
-                chain_broken = false;
-            }
+            self.chain_leave(&mut chain, linked);
         }
         assert!(!self.undo_active);
     }
