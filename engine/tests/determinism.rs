@@ -4,9 +4,7 @@
 
 use clearline_engine::{Config, CreateResult, Engine, Operation, PULSE_EXPIRIES_MAX};
 
-mod workload;
-
-use workload::{accounts, workload, Request, SECOND};
+use clearline_test_support::ledger::{accounts, workload, Request, SECOND};
 
 /// Applies the workload through the typed methods; returns the final hash.
 fn run_typed(config: &Config, requests: &[Request]) -> Engine {
