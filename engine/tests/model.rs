@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clearline_engine::limits::PULSE_EXPIRIES_MAX;
 use clearline_engine::{Account, AccountFilterFlags, Config, CreateResult, Engine, Transfer};
+use clearline_test_support::Rng;
 use common::*;
 use proptest::prelude::*;
 
@@ -739,32 +740,6 @@ impl Model {
 // ---------------------------------------------------------------------------------------------
 // The seeded workload.
 
-/// splitmix64: tiny, fast and good enough to drive a workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        assert!(bound > 0);
-        self.next() % bound
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
 const ACCOUNT_IDS: u64 = 32;
 /// Accounts above this id live on ledger 2.
 const LEDGER_2_FROM: u128 = 29;
@@ -787,7 +762,7 @@ struct Workload {
 impl Workload {
     fn new(seed: u64) -> Workload {
         Workload {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             next_transfer_id: 1,
             sent: Vec::new(),
             now: 0,
@@ -824,12 +799,12 @@ impl Workload {
         a.user_data_128 = u128::from(self.rng.below(3));
         a.user_data_64 = self.rng.below(3);
         a.user_data_32 = self.rng.below(3) as u32;
-        if self.rng.chance(30) {
+        if self.rng.chance(30, 100) {
             a.flags |= A_DC;
-        } else if self.rng.chance(25) {
+        } else if self.rng.chance(25, 100) {
             a.flags |= A_CD;
         }
-        if self.rng.chance(30) {
+        if self.rng.chance(30, 100) {
             a.flags |= A_HIST;
         }
         if valid {
@@ -889,7 +864,7 @@ impl Workload {
                 5 => full.saturating_sub(1),
                 _ => 0,
             };
-            if self.rng.chance(30) {
+            if self.rng.chance(30, 100) {
                 if let Some(p) = p {
                     t.debit_account_id = p.debit_account_id;
                     t.credit_account_id = p.credit_account_id;
@@ -897,29 +872,29 @@ impl Workload {
                     t.code = p.code;
                 }
             }
-            if self.rng.chance(4) {
+            if self.rng.chance(4, 100) {
                 t.credit_account_id = self.account_id();
             }
-            if self.rng.chance(4) {
+            if self.rng.chance(4, 100) {
                 t.debit_account_id = self.account_id();
             }
-            if self.rng.chance(5) {
+            if self.rng.chance(5, 100) {
                 t.code = 7;
             }
-            if self.rng.chance(20) {
+            if self.rng.chance(20, 100) {
                 t = t.ud(u128::from(self.rng.below(3)), self.rng.below(3), 0);
             }
-            if self.rng.chance(3) {
+            if self.rng.chance(3, 100) {
                 t.timeout = 1;
             }
-            if self.rng.chance(3) {
+            if self.rng.chance(3, 100) {
                 t.flags |= self.rng.pick(&[PEN, BDR, BCR, CDR, POS | VOI]);
             }
             return t;
         }
         let debit = self.account_id();
         let mut credit = self.account_id();
-        if self.rng.chance(85) && (1..=ACCOUNT_IDS as u128).contains(&debit) {
+        if self.rng.chance(85, 100) && (1..=ACCOUNT_IDS as u128).contains(&debit) {
             // Mostly stay on the debit account's ledger.
             let (low, count) = if ledger_of(debit) == 1 {
                 (1, 28)
@@ -928,14 +903,14 @@ impl Workload {
             };
             credit = low + u128::from(self.rng.below(count));
         }
-        if credit == debit && self.rng.chance(80) {
+        if credit == debit && self.rng.chance(80, 100) {
             credit = 1 + (credit % ACCOUNT_IDS as u128);
         }
         let mut t = tr(id, debit, credit, self.amount()).lc(ledger_of(debit), 1);
-        if self.rng.chance(3) {
+        if self.rng.chance(3, 100) {
             t.ledger = self.rng.pick(&[0, 1, 2, 9]);
         }
-        if self.rng.chance(2) {
+        if self.rng.chance(2, 100) {
             t.code = 0;
         }
         t = t.ud(
@@ -945,10 +920,10 @@ impl Workload {
         );
         if (60..80).contains(&kind) {
             t.flags |= PEN;
-            if self.rng.chance(50) {
+            if self.rng.chance(50, 100) {
                 t.timeout = 1 + self.rng.below(3) as u32;
             }
-            if self.rng.chance(4) {
+            if self.rng.chance(4, 100) {
                 t.flags |= self.rng.pick(&[CDR, CCR, CDR | CCR]);
                 t.amount = 0;
             }
@@ -990,7 +965,7 @@ impl Workload {
     /// Gives some events the linked flag so chains form (some end the batch: chain open).
     fn link<T>(&mut self, events: &mut [T], flag: u16, flags: impl Fn(&mut T) -> &mut u16) {
         for event in events.iter_mut() {
-            if self.rng.chance(20) {
+            if self.rng.chance(20, 100) {
                 *flags(event) |= flag;
             }
         }
@@ -1015,7 +990,7 @@ impl Workload {
             ts += 1 + self.rng.below(2);
         }
         let slot = |index: u64| timestamp - n + index + 1;
-        if self.rng.chance(40) {
+        if self.rng.chance(40, 100) {
             let index = self.rng.below(n);
             let (flags, event_ts) = head(&mut events[index as usize]);
             match self.rng.below(7) {
@@ -1101,7 +1076,7 @@ impl Run {
             } else {
                 w.link(&mut events, A_LNK, |a| &mut a.flags);
             }
-            let timestamp = if batch > 0 && w.rng.chance(15) {
+            let timestamp = if batch > 0 && w.rng.chance(15, 100) {
                 w.import(&mut events, &self.model, A_IMP, |a| {
                     (&mut a.flags, &mut a.timestamp)
                 })
@@ -1118,7 +1093,7 @@ impl Run {
             let n = 1 + w.rng.below(16) as usize;
             let mut events: Vec<Transfer> = (0..n).map(|_| w.transfer(&self.model)).collect();
             w.link(&mut events, LNK, |t| &mut t.flags);
-            let timestamp = if w.rng.chance(6) {
+            let timestamp = if w.rng.chance(6, 100) {
                 w.import(&mut events, &self.model, IMP, |t| {
                     (&mut t.flags, &mut t.timestamp)
                 })
