@@ -9,8 +9,7 @@
 mod common;
 
 use clearline_engine::{
-    AccountFilter, AccountFilterFlags, Config, CreateAccountStatus, CreateTransferStatus,
-    QueryFilterFlags, Transfer,
+    AccountFilter, AccountFilterFlags, Config, CreateResult, QueryFilterFlags, Transfer,
 };
 use common::*;
 
@@ -21,7 +20,7 @@ use common::*;
 fn row_01_account_created_then_exists_in_same_batch() {
     let mut h = Harness::new();
     let a1 = acct(1).ud(2, 2, 2).lc(3, 4);
-    let results = h.accounts(&[a1, a1], &[acs::CREATED, acs::EXISTS]);
+    let results = h.accounts(&[a1, a1], &[AccountStatus::Created, AccountStatus::Exists]);
     assert_eq!(results[0].timestamp, h.slot(0));
     assert_eq!(
         results[1].timestamp, results[0].timestamp,
@@ -44,7 +43,7 @@ fn row_01_account_created_then_exists_in_same_batch() {
 fn row_02_account_exists_with_different_fields_in_precedence_order() {
     let mut h = Harness::new();
     let a1 = acct(1).ud(2, 2, 2).lc(3, 4);
-    let created = h.accounts(&[a1], &[acs::CREATED]);
+    let created = h.accounts(&[a1], &[AccountStatus::Created]);
     let results = h.accounts(
         &[
             acct(1).flags(A_DC).ud(1, 1, 1).lc(9, 9),
@@ -56,13 +55,13 @@ fn row_02_account_exists_with_different_fields_in_precedence_order() {
             a1,
         ],
         &[
-            acs::EXISTS_WITH_DIFFERENT_FLAGS,
-            acs::EXISTS_WITH_DIFFERENT_USER_DATA_128,
-            acs::EXISTS_WITH_DIFFERENT_USER_DATA_64,
-            acs::EXISTS_WITH_DIFFERENT_USER_DATA_32,
-            acs::EXISTS_WITH_DIFFERENT_LEDGER,
-            acs::EXISTS_WITH_DIFFERENT_CODE,
-            acs::EXISTS,
+            AccountStatus::ExistsWithDifferentFlags,
+            AccountStatus::ExistsWithDifferentUserData128,
+            AccountStatus::ExistsWithDifferentUserData64,
+            AccountStatus::ExistsWithDifferentUserData32,
+            AccountStatus::ExistsWithDifferentLedger,
+            AccountStatus::ExistsWithDifferentCode,
+            AccountStatus::Exists,
         ],
     );
     assert_eq!(results[6].timestamp, created[0].timestamp);
@@ -90,10 +89,10 @@ fn row_03_account_timestamp_then_reserved_then_padding_then_id() {
     h.accounts(
         &[bad, no_ts, no_reserved, no_padding],
         &[
-            acs::TIMESTAMP_MUST_BE_ZERO,
-            acs::RESERVED_FIELD,
-            acs::RESERVED_FLAG,
-            acs::ID_MUST_NOT_BE_ZERO,
+            AccountStatus::TimestampMustBeZero,
+            AccountStatus::ReservedField,
+            AccountStatus::ReservedFlag,
+            AccountStatus::IdMustNotBeZero,
         ],
     );
     assert_eq!(h.engine.accounts_count(), 0);
@@ -102,7 +101,7 @@ fn row_03_account_timestamp_then_reserved_then_padding_then_id() {
 #[test]
 fn row_04_account_id_int_max() {
     let mut h = Harness::new();
-    h.accounts(&[acct(MAX)], &[acs::ID_MUST_NOT_BE_INT_MAX]);
+    h.accounts(&[acct(MAX)], &[AccountStatus::IdMustNotBeIntMax]);
     h.assert_no_account(MAX);
 }
 
@@ -132,14 +131,14 @@ fn row_05_new_account_faults_removed_one_by_one() {
     h.accounts(
         &events,
         &[
-            acs::FLAGS_ARE_MUTUALLY_EXCLUSIVE,
-            acs::DEBITS_PENDING_MUST_BE_ZERO,
-            acs::DEBITS_POSTED_MUST_BE_ZERO,
-            acs::CREDITS_PENDING_MUST_BE_ZERO,
-            acs::CREDITS_POSTED_MUST_BE_ZERO,
-            acs::LEDGER_MUST_NOT_BE_ZERO,
-            acs::CODE_MUST_NOT_BE_ZERO,
-            acs::CREATED,
+            AccountStatus::FlagsAreMutuallyExclusive,
+            AccountStatus::DebitsPendingMustBeZero,
+            AccountStatus::DebitsPostedMustBeZero,
+            AccountStatus::CreditsPendingMustBeZero,
+            AccountStatus::CreditsPostedMustBeZero,
+            AccountStatus::LedgerMustNotBeZero,
+            AccountStatus::CodeMustNotBeZero,
+            AccountStatus::Created,
         ],
     );
     assert_eq!(h.account(2).expect("A2").flags, A_DC);
@@ -156,10 +155,10 @@ fn row_06_account_chain_with_duplicate_fails_entirely() {
             acct(3),
         ],
         &[
-            acs::LINKED_EVENT_FAILED,
-            acs::LINKED_EVENT_FAILED,
-            acs::EXISTS,
-            acs::LINKED_EVENT_FAILED,
+            AccountStatus::LinkedEventFailed,
+            AccountStatus::LinkedEventFailed,
+            AccountStatus::Exists,
+            AccountStatus::LinkedEventFailed,
         ],
     );
     // Members before the failure carry the timestamp they would have had; `exists` refers to
@@ -179,7 +178,10 @@ fn row_07_account_linked_bit_is_compared() {
     h.open(&[1]);
     h.accounts(
         &[acct(1).flags(A_LNK), acct(3)],
-        &[acs::EXISTS_WITH_DIFFERENT_FLAGS, acs::LINKED_EVENT_FAILED],
+        &[
+            AccountStatus::ExistsWithDifferentFlags,
+            AccountStatus::LinkedEventFailed,
+        ],
     );
     h.assert_no_account(3);
 }
@@ -196,11 +198,11 @@ fn row_08_account_chain_open_at_batch_end() {
             acct(5).flags(A_LNK),
         ],
         &[
-            acs::CREATED,
-            acs::CREATED,
-            acs::CREATED,
-            acs::LINKED_EVENT_FAILED,
-            acs::LINKED_EVENT_CHAIN_OPEN,
+            AccountStatus::Created,
+            AccountStatus::Created,
+            AccountStatus::Created,
+            AccountStatus::LinkedEventFailed,
+            AccountStatus::LinkedEventChainOpen,
         ],
     );
     for id in 1..=3 {
@@ -213,7 +215,10 @@ fn row_08_account_chain_open_at_batch_end() {
 #[test]
 fn row_09_single_linked_account_is_chain_open() {
     let mut h = Harness::new();
-    let results = h.accounts(&[acct(1).flags(A_LNK)], &[acs::LINKED_EVENT_CHAIN_OPEN]);
+    let results = h.accounts(
+        &[acct(1).flags(A_LNK)],
+        &[AccountStatus::LinkedEventChainOpen],
+    );
     assert_eq!(results[0].timestamp, h.slot(0));
     h.assert_no_account(1);
 }
@@ -229,9 +234,9 @@ fn row_10_chain_open_wins_over_broken_chain() {
             acct(3).flags(A_LNK),
         ],
         &[
-            acs::LINKED_EVENT_FAILED,
-            acs::EXISTS_WITH_DIFFERENT_FLAGS,
-            acs::LINKED_EVENT_CHAIN_OPEN,
+            AccountStatus::LinkedEventFailed,
+            AccountStatus::ExistsWithDifferentFlags,
+            AccountStatus::LinkedEventChainOpen,
         ],
     );
     h.assert_no_account(2);
@@ -243,12 +248,18 @@ fn row_11_account_created_closed_rejects_transfers() {
     let mut h = Harness::new();
     h.accounts(
         &[acct(1).flags(A_CLSD), acct(2)],
-        &[acs::CREATED, acs::CREATED],
+        &[AccountStatus::Created, AccountStatus::Created],
     );
     h.assert_closed(1, true);
-    h.transfers(&[tr(1, 1, 2, 5)], &[tcs::DEBIT_ACCOUNT_ALREADY_CLOSED]);
-    h.transfers(&[tr(1, 1, 2, 5)], &[tcs::ID_ALREADY_FAILED]);
-    h.transfers(&[tr(2, 2, 1, 5)], &[tcs::CREDIT_ACCOUNT_ALREADY_CLOSED]);
+    h.transfers(
+        &[tr(1, 1, 2, 5)],
+        &[TransferStatus::DebitAccountAlreadyClosed],
+    );
+    h.transfers(&[tr(1, 1, 2, 5)], &[TransferStatus::IdAlreadyFailed]);
+    h.transfers(
+        &[tr(2, 2, 1, 5)],
+        &[TransferStatus::CreditAccountAlreadyClosed],
+    );
     h.assert_balances(1, [0; 4]);
     h.assert_balances(2, [0; 4]);
 }
@@ -259,7 +270,11 @@ fn row_12_first_event_decides_imported_batch() {
     let results = h.accounts_at(
         10,
         &[acct(1).imported(1), acct(2), acct(2).imported(2)],
-        &[acs::CREATED, acs::IMPORTED_EVENT_EXPECTED, acs::CREATED],
+        &[
+            AccountStatus::Created,
+            AccountStatus::ImportedEventExpected,
+            AccountStatus::Created,
+        ],
     );
     assert_eq!(results[0].timestamp, 1);
     assert_eq!(results[2].timestamp, 2);
@@ -267,7 +282,10 @@ fn row_12_first_event_decides_imported_batch() {
     assert_eq!(h.account(2).expect("A2").timestamp, 2);
     let results = h.accounts(
         &[acct(3), acct(4).imported(3)],
-        &[acs::CREATED, acs::IMPORTED_EVENT_NOT_EXPECTED],
+        &[
+            AccountStatus::Created,
+            AccountStatus::ImportedEventNotExpected,
+        ],
     );
     assert_eq!(results[0].timestamp, h.slot(0));
     h.assert_no_account(4);
@@ -286,10 +304,10 @@ fn row_13_imported_account_timestamp_rules() {
             acct(1).imported(2),
         ],
         &[
-            acs::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
-            acs::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
-            acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-            acs::CREATED,
+            AccountStatus::ImportedEventTimestampOutOfRange,
+            AccountStatus::ImportedEventTimestampOutOfRange,
+            AccountStatus::ImportedEventTimestampMustNotAdvance,
+            AccountStatus::Created,
         ],
     );
     h.accounts_at(
@@ -300,9 +318,9 @@ fn row_13_imported_account_timestamp_rules() {
             acct(3).imported(9),
         ],
         &[
-            acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-            acs::CREATED,
-            acs::CREATED,
+            AccountStatus::ImportedEventTimestampMustNotRegress,
+            AccountStatus::Created,
+            AccountStatus::Created,
         ],
     );
     assert_eq!(h.account(1).expect("A1").timestamp, 2);
@@ -316,7 +334,7 @@ fn row_14_imported_account_resend_exists_regardless_of_timestamp() {
     h.accounts_at(
         10,
         &[acct(1).imported(2), acct(2).imported(3)],
-        &[acs::CREATED; 2],
+        &[AccountStatus::Created; 2],
     );
     let results = h.accounts_at(
         20,
@@ -327,10 +345,10 @@ fn row_14_imported_account_resend_exists_regardless_of_timestamp() {
             acct(2).imported(4),
         ],
         &[
-            acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-            acs::EXISTS,
-            acs::EXISTS,
-            acs::EXISTS,
+            AccountStatus::ImportedEventTimestampMustNotAdvance,
+            AccountStatus::Exists,
+            AccountStatus::Exists,
+            AccountStatus::Exists,
         ],
     );
     for result in &results[1..] {
@@ -341,13 +359,16 @@ fn row_14_imported_account_resend_exists_regardless_of_timestamp() {
 #[test]
 fn row_15_imported_account_must_not_reuse_a_transfer_timestamp() {
     let mut h = Harness::new();
-    h.accounts_at(2, &[acct(1), acct(2)], &[acs::CREATED; 2]);
-    let results = h.transfers_at(10, &[tr(1, 1, 2, 1)], &[tcs::CREATED]);
+    h.accounts_at(2, &[acct(1), acct(2)], &[AccountStatus::Created; 2]);
+    let results = h.transfers_at(10, &[tr(1, 1, 2, 1)], &[TransferStatus::Created]);
     assert_eq!(results[0].timestamp, 10);
     h.accounts_at(
         20,
         &[acct(3).imported(10), acct(3).imported(11)],
-        &[acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS, acs::CREATED],
+        &[
+            AccountStatus::ImportedEventTimestampMustNotRegress,
+            AccountStatus::Created,
+        ],
     );
 }
 
@@ -358,7 +379,7 @@ fn row_15_imported_account_must_not_reuse_a_transfer_timestamp() {
 fn row_16_single_phase_transfer_moves_balances() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    let results = h.transfers(&[tr(1, 1, 2, 15)], &[tcs::CREATED]);
+    let results = h.transfers(&[tr(1, 1, 2, 15)], &[TransferStatus::Created]);
     h.assert_balances(1, [0, 15, 0, 0]);
     h.assert_balances(2, [0, 0, 0, 15]);
     let t = h.transfer(1).expect("T1");
@@ -376,7 +397,7 @@ fn row_17_failed_transfer_is_not_stored() {
     h.open(&[1, 2]);
     h.transfers(
         &[tr(1, 1, 2, 15), tr(2, 1, 2, 15).lc(0, 1)],
-        &[tcs::CREATED, tcs::LEDGER_MUST_NOT_BE_ZERO],
+        &[TransferStatus::Created, TransferStatus::LedgerMustNotBeZero],
     );
     h.assert_no_transfer(2);
     h.assert_balances(1, [0, 15, 0, 0]);
@@ -386,7 +407,7 @@ fn row_17_failed_transfer_is_not_stored() {
 fn row_18_zero_amount_transfer_is_created() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[tr(1, 1, 2, 0)], &[tcs::CREATED]);
+    h.transfers(&[tr(1, 1, 2, 0)], &[TransferStatus::Created]);
     h.assert_balances(1, [0; 4]);
     h.assert_balances(2, [0; 4]);
     h.assert_amount(1, 0);
@@ -438,22 +459,22 @@ fn row_19_transfer_faults_removed_one_by_one() {
     h.transfers(
         &events,
         &[
-            tcs::TIMESTAMP_MUST_BE_ZERO,
-            tcs::RESERVED_FLAG,
-            tcs::ID_MUST_NOT_BE_ZERO,
-            tcs::ID_MUST_NOT_BE_INT_MAX,
-            tcs::DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO,
-            tcs::DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX,
-            tcs::CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO,
-            tcs::CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX,
-            tcs::ACCOUNTS_MUST_BE_DIFFERENT,
-            tcs::PENDING_ID_MUST_BE_ZERO,
-            tcs::TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
-            tcs::CLOSING_TRANSFER_MUST_BE_PENDING,
-            tcs::LEDGER_MUST_NOT_BE_ZERO,
-            tcs::CODE_MUST_NOT_BE_ZERO,
-            tcs::DEBIT_ACCOUNT_NOT_FOUND,
-            tcs::ID_ALREADY_FAILED,
+            TransferStatus::TimestampMustBeZero,
+            TransferStatus::ReservedFlag,
+            TransferStatus::IdMustNotBeZero,
+            TransferStatus::IdMustNotBeIntMax,
+            TransferStatus::DebitAccountIdMustNotBeZero,
+            TransferStatus::DebitAccountIdMustNotBeIntMax,
+            TransferStatus::CreditAccountIdMustNotBeZero,
+            TransferStatus::CreditAccountIdMustNotBeIntMax,
+            TransferStatus::AccountsMustBeDifferent,
+            TransferStatus::PendingIdMustBeZero,
+            TransferStatus::TimeoutReservedForPendingTransfer,
+            TransferStatus::ClosingTransferMustBePending,
+            TransferStatus::LedgerMustNotBeZero,
+            TransferStatus::CodeMustNotBeZero,
+            TransferStatus::DebitAccountNotFound,
+            TransferStatus::IdAlreadyFailed,
         ],
     );
     h.assert_no_transfer(100);
@@ -463,10 +484,10 @@ fn row_19_transfer_faults_removed_one_by_one() {
 fn row_20_transient_failure_burns_the_id() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[tr(1, 8, 2, 1)], &[tcs::DEBIT_ACCOUNT_NOT_FOUND]);
-    h.transfers(&[tr(1, 1, 2, 1)], &[tcs::ID_ALREADY_FAILED]);
-    h.transfers(&[tr(2, 1, 9, 1)], &[tcs::CREDIT_ACCOUNT_NOT_FOUND]);
-    h.transfers(&[tr(2, 1, 2, 1)], &[tcs::ID_ALREADY_FAILED]);
+    h.transfers(&[tr(1, 8, 2, 1)], &[TransferStatus::DebitAccountNotFound]);
+    h.transfers(&[tr(1, 1, 2, 1)], &[TransferStatus::IdAlreadyFailed]);
+    h.transfers(&[tr(2, 1, 9, 1)], &[TransferStatus::CreditAccountNotFound]);
+    h.transfers(&[tr(2, 1, 2, 1)], &[TransferStatus::IdAlreadyFailed]);
     h.assert_no_transfer(1);
     h.assert_no_transfer(2);
     h.assert_balances(1, [0; 4]);
@@ -475,14 +496,14 @@ fn row_20_transient_failure_burns_the_id() {
 #[test]
 fn row_21_accounts_must_have_the_same_ledger() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1), acct(2).lc(2, 1)], &[acs::CREATED; 2]);
+    h.accounts(&[acct(1), acct(2).lc(2, 1)], &[AccountStatus::Created; 2]);
     h.transfers(
         &[tr(1, 1, 2, 1).lc(9, 1)],
-        &[tcs::ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER],
+        &[TransferStatus::AccountsMustHaveTheSameLedger],
     );
     // Not transient: the id can be used again.
     h.open(&[3]);
-    h.transfers(&[tr(1, 1, 3, 1)], &[tcs::CREATED]);
+    h.transfers(&[tr(1, 1, 3, 1)], &[TransferStatus::Created]);
 }
 
 #[test]
@@ -491,7 +512,7 @@ fn row_22_transfer_must_have_the_same_ledger_as_accounts() {
     h.open(&[1, 3]);
     h.transfers(
         &[tr(1, 1, 3, 1).lc(9, 1)],
-        &[tcs::TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS],
+        &[TransferStatus::TransferMustHaveTheSameLedgerAsAccounts],
     );
 }
 
@@ -512,18 +533,18 @@ fn row_23_overflow_checks_in_order() {
             p(MAX - 319),
         ],
         &[
-            tcs::OVERFLOWS_DEBITS_PENDING,
-            tcs::OVERFLOWS_CREDITS_PENDING,
-            tcs::OVERFLOWS_DEBITS_POSTED,
-            tcs::OVERFLOWS_CREDITS_POSTED,
-            tcs::OVERFLOWS_DEBITS,
-            tcs::OVERFLOWS_CREDITS,
+            TransferStatus::OverflowsDebitsPending,
+            TransferStatus::OverflowsCreditsPending,
+            TransferStatus::OverflowsDebitsPosted,
+            TransferStatus::OverflowsCreditsPosted,
+            TransferStatus::OverflowsDebits,
+            TransferStatus::OverflowsCredits,
         ],
     );
     h.assert_balances(1, [100, 200, 0, 0]);
     h.assert_balances(3, [0, 0, 110, 210]);
     // Overflows are not transient: T3 is still usable.
-    h.transfers(&[p(1)], &[tcs::CREATED]);
+    h.transfers(&[p(1)], &[TransferStatus::Created]);
 }
 
 #[test]
@@ -537,7 +558,7 @@ fn row_24_timeout_overflow_near_timestamp_max() {
             pending(1, 1, 2, 1).timeout(999),
             pending(2, 1, 2, 1).timeout(2),
         ],
-        &[tcs::OVERFLOWS_TIMEOUT, tcs::CREATED],
+        &[TransferStatus::OverflowsTimeout, TransferStatus::Created],
     );
     h.assert_balances(1, [1, 0, 0, 0]);
 }
@@ -547,26 +568,26 @@ fn row_25_limits_exceeded_and_ids_burned() {
     let mut h = Harness::new();
     h.accounts(
         &[acct(4).flags(A_DC), acct(5).flags(A_CD)],
-        &[acs::CREATED; 2],
+        &[AccountStatus::Created; 2],
     );
     h.setup(4, [20, MAX - 700, 0, MAX - 500]);
     h.setup(5, [0, MAX - 1000, 10, MAX - 1100]);
-    h.transfers(&[tr(3, 4, 5, 199)], &[tcs::EXCEEDS_CREDITS]);
-    h.transfers(&[tr(3, 4, 5, 1)], &[tcs::ID_ALREADY_FAILED]);
-    h.transfers(&[tr(4, 4, 5, 91)], &[tcs::EXCEEDS_DEBITS]);
-    h.transfers(&[tr(4, 4, 5, 1)], &[tcs::ID_ALREADY_FAILED]);
+    h.transfers(&[tr(3, 4, 5, 199)], &[TransferStatus::ExceedsCredits]);
+    h.transfers(&[tr(3, 4, 5, 1)], &[TransferStatus::IdAlreadyFailed]);
+    h.transfers(&[tr(4, 4, 5, 91)], &[TransferStatus::ExceedsDebits]);
+    h.transfers(&[tr(4, 4, 5, 1)], &[TransferStatus::IdAlreadyFailed]);
     h.assert_balances(4, [20, MAX - 700, 0, MAX - 500]);
     h.assert_balances(5, [0, MAX - 1000, 10, MAX - 1100]);
     // One less fits exactly on both sides.
-    h.transfers(&[tr(6, 4, 5, 90)], &[tcs::CREATED]);
+    h.transfers(&[tr(6, 4, 5, 90)], &[TransferStatus::Created]);
 }
 
 #[test]
 fn row_26_posted_debits_overflow() {
     let mut h = Harness::new();
     h.open(&[2, 3]);
-    h.transfers(&[tr(1, 2, 3, MAX)], &[tcs::CREATED]);
-    h.transfers(&[tr(2, 2, 3, 1)], &[tcs::OVERFLOWS_DEBITS_POSTED]);
+    h.transfers(&[tr(1, 2, 3, MAX)], &[TransferStatus::Created]);
+    h.transfers(&[tr(2, 2, 3, 1)], &[TransferStatus::OverflowsDebitsPosted]);
     h.assert_balances(2, [0, MAX, 0, 0]);
     h.assert_balances(3, [0, 0, 0, MAX]);
 }
@@ -575,14 +596,17 @@ fn row_26_posted_debits_overflow() {
 fn row_27_overflows_debits_precedes_overflows_credits() {
     let mut h = Harness::new();
     h.open(&[2, 3]);
-    h.transfers(&[pending(1, 3, 2, 1)], &[tcs::CREATED]);
-    h.transfers(&[tr(2, 3, 2, MAX)], &[tcs::OVERFLOWS_DEBITS]);
+    h.transfers(&[pending(1, 3, 2, 1)], &[TransferStatus::Created]);
+    h.transfers(&[tr(2, 3, 2, MAX)], &[TransferStatus::OverflowsDebits]);
 }
 
 #[test]
 fn row_28_pending_debits_count_against_the_limit() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1).flags(A_DC), acct(2)], &[acs::CREATED; 2]);
+    h.accounts(
+        &[acct(1).flags(A_DC), acct(2)],
+        &[AccountStatus::Created; 2],
+    );
     h.setup(1, [0, 0, 0, 10]);
     h.transfers(
         &[
@@ -595,13 +619,13 @@ fn row_28_pending_debits_count_against_the_limit() {
             tr(7, 1, 2, 1),
         ],
         &[
-            tcs::CREATED,
-            tcs::CREATED,
-            tcs::EXCEEDS_CREDITS,
-            tcs::CREATED,
-            tcs::CREATED,
-            tcs::CREATED,
-            tcs::EXCEEDS_CREDITS,
+            TransferStatus::Created,
+            TransferStatus::Created,
+            TransferStatus::ExceedsCredits,
+            TransferStatus::Created,
+            TransferStatus::Created,
+            TransferStatus::Created,
+            TransferStatus::ExceedsCredits,
         ],
     );
     h.assert_balances(1, [0, 10, 0, 10]);
@@ -615,7 +639,7 @@ fn row_29_transfer_exists_with_different_fields() {
     let mut h = Harness::new();
     h.open(&[1, 3, 4]);
     let t5 = pending(5, 1, 3, 123).timeout(1);
-    let created = h.transfers(&[t5], &[tcs::CREATED]);
+    let created = h.transfers(&[t5], &[TransferStatus::Created]);
     let mut swapped = t5;
     swapped.debit_account_id = 3;
     swapped.credit_account_id = 1;
@@ -651,20 +675,20 @@ fn row_29_transfer_exists_with_different_fields() {
             t5,
         ],
         &[
-            tcs::EXISTS_WITH_DIFFERENT_LEDGER,
-            tcs::EXISTS_WITH_DIFFERENT_FLAGS,
-            tcs::EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID,
-            tcs::EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_USER_DATA_128,
-            tcs::EXISTS_WITH_DIFFERENT_USER_DATA_64,
-            tcs::EXISTS_WITH_DIFFERENT_USER_DATA_32,
-            tcs::EXISTS_WITH_DIFFERENT_TIMEOUT,
-            tcs::EXISTS_WITH_DIFFERENT_CODE,
-            tcs::EXISTS_WITH_DIFFERENT_FLAGS,
-            tcs::EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS,
+            TransferStatus::ExistsWithDifferentLedger,
+            TransferStatus::ExistsWithDifferentFlags,
+            TransferStatus::ExistsWithDifferentDebitAccountId,
+            TransferStatus::ExistsWithDifferentCreditAccountId,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentUserData128,
+            TransferStatus::ExistsWithDifferentUserData64,
+            TransferStatus::ExistsWithDifferentUserData32,
+            TransferStatus::ExistsWithDifferentTimeout,
+            TransferStatus::ExistsWithDifferentCode,
+            TransferStatus::ExistsWithDifferentFlags,
+            TransferStatus::ExistsWithDifferentDebitAccountId,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::Exists,
         ],
     );
     assert_eq!(results[13].timestamp, created[0].timestamp);
@@ -686,12 +710,12 @@ fn row_30_same_id_within_one_batch() {
             t1.flags(T_PADDING),
         ],
         &[
-            tcs::CREATED,
-            tcs::EXISTS,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID,
-            tcs::EXISTS_WITH_DIFFERENT_FLAGS,
-            tcs::RESERVED_FLAG,
+            TransferStatus::Created,
+            TransferStatus::Exists,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentDebitAccountId,
+            TransferStatus::ExistsWithDifferentFlags,
+            TransferStatus::ReservedFlag,
         ],
     );
     assert_eq!(results[1].timestamp, results[0].timestamp);
@@ -703,11 +727,14 @@ fn row_31_resent_committed_chain_reports_exists_then_failed() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
     let chain = [tr(1, 1, 2, 1).flags(LNK), tr(2, 1, 2, 2)];
-    let created = h.transfers(&chain, &[tcs::CREATED; 2]);
-    let results = h.transfers(&chain, &[tcs::EXISTS, tcs::LINKED_EVENT_FAILED]);
+    let created = h.transfers(&chain, &[TransferStatus::Created; 2]);
+    let results = h.transfers(
+        &chain,
+        &[TransferStatus::Exists, TransferStatus::LinkedEventFailed],
+    );
     assert_eq!(results[0].timestamp, created[0].timestamp);
     assert_eq!(results[1].timestamp, h.slot(1));
-    let results = h.transfers(&chain[1..], &[tcs::EXISTS]);
+    let results = h.transfers(&chain[1..], &[TransferStatus::Exists]);
     assert_eq!(results[0].timestamp, created[1].timestamp);
     h.assert_balances(1, [0, 3, 0, 0]);
 }
@@ -720,10 +747,10 @@ fn row_32_exists_inside_chain_refers_to_rolled_back_transfer() {
     let results = h.transfers(
         &[t1.flags(LNK), t1.flags(LNK), tr(9, 1, 2, 1), t1],
         &[
-            tcs::LINKED_EVENT_FAILED,
-            tcs::EXISTS,
-            tcs::LINKED_EVENT_FAILED,
-            tcs::CREATED,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::Exists,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::Created,
         ],
     );
     assert_eq!(results[0].timestamp, h.slot(0), "would-be timestamp");
@@ -746,7 +773,10 @@ fn row_32_exists_inside_chain_refers_to_rolled_back_transfer() {
 #[test]
 fn row_33_failed_chain_is_undone_within_the_batch() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1).flags(A_DC), acct(2)], &[acs::CREATED; 2]);
+    h.accounts(
+        &[acct(1).flags(A_DC), acct(2)],
+        &[AccountStatus::Created; 2],
+    );
     h.setup(1, [0, 0, 0, 20]);
     h.transfers(
         &[
@@ -755,9 +785,9 @@ fn row_33_failed_chain_is_undone_within_the_batch() {
             tr(3, 1, 2, 15),
         ],
         &[
-            tcs::LINKED_EVENT_FAILED,
-            tcs::LEDGER_MUST_NOT_BE_ZERO,
-            tcs::CREATED,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::LedgerMustNotBeZero,
+            TransferStatus::Created,
         ],
     );
     h.assert_balances(1, [0, 15, 0, 20]);
@@ -778,21 +808,27 @@ fn row_34_pending_created_in_failed_chain_is_gone() {
             tr(4, 1, 2, 1).lc(0, 1),
         ],
         &[
-            tcs::LINKED_EVENT_FAILED,
-            tcs::LINKED_EVENT_FAILED,
-            tcs::LEDGER_MUST_NOT_BE_ZERO,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::LedgerMustNotBeZero,
         ],
     );
     h.assert_balances(1, [0; 4]);
     h.assert_no_transfer(2);
     h.assert_no_transfer(3);
-    h.transfers(&[post(5, 2, MAX)], &[tcs::PENDING_TRANSFER_NOT_FOUND]);
+    h.transfers(
+        &[post(5, 2, MAX)],
+        &[TransferStatus::PendingTransferNotFound],
+    );
 }
 
 #[test]
 fn row_35_per_transfer_invariant_chain_and_burned_ids() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1), acct(2), acct(3).flags(A_CD)], &[acs::CREATED; 3]);
+    h.accounts(
+        &[acct(1), acct(2), acct(3).flags(A_CD)],
+        &[AccountStatus::Created; 3],
+    );
     h.setup(2, [0, 40, 0, 0]);
     h.transfers(
         &[
@@ -805,15 +841,19 @@ fn row_35_per_transfer_invariant_chain_and_burned_ids() {
             },
         ],
         &[
-            tcs::LINKED_EVENT_FAILED,
-            tcs::EXCEEDS_DEBITS,
-            tcs::LINKED_EVENT_FAILED,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::ExceedsDebits,
+            TransferStatus::LinkedEventFailed,
         ],
     );
     // Chain members that did not fail may be reused; the failing transient id is burned.
     h.transfers(
         &[tr(1, 1, 2, 0), tr(2, 2, 3, 0), tr(3, 2, 3, 0)],
-        &[tcs::CREATED, tcs::ID_ALREADY_FAILED, tcs::CREATED],
+        &[
+            TransferStatus::Created,
+            TransferStatus::IdAlreadyFailed,
+            TransferStatus::Created,
+        ],
     );
     h.transfers(
         &[
@@ -825,7 +865,7 @@ fn row_35_per_transfer_invariant_chain_and_burned_ids() {
                 ..tr(6, 2, 3, 0)
             },
         ],
-        &[tcs::CREATED; 3],
+        &[TransferStatus::Created; 3],
     );
     h.assert_amount(5, 0);
     h.assert_balances(1, [0, 40, 0, 0]);
@@ -840,9 +880,12 @@ fn row_35_per_transfer_invariant_chain_and_burned_ids() {
 fn row_36_partial_post_returns_the_rest() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[pending(2, 1, 2, 15).timeout(1000)], &[tcs::CREATED]);
+    h.transfers(
+        &[pending(2, 1, 2, 15).timeout(1000)],
+        &[TransferStatus::Created],
+    );
     h.assert_balances(1, [15, 0, 0, 0]);
-    h.transfers(&[post(101, 2, 13)], &[tcs::CREATED]);
+    h.transfers(&[post(101, 2, 13)], &[TransferStatus::Created]);
     h.assert_amount(101, 13);
     h.assert_balances(1, [0, 13, 0, 0]);
     h.assert_balances(2, [0, 0, 0, 13]);
@@ -858,8 +901,8 @@ fn row_36_partial_post_returns_the_rest() {
 fn row_37_post_amount_max_means_full_amount() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[pending(5, 1, 2, 7)], &[tcs::CREATED]);
-    let created = h.transfers(&[post(105, 5, MAX)], &[tcs::CREATED]);
+    h.transfers(&[pending(5, 1, 2, 7)], &[TransferStatus::Created]);
+    let created = h.transfers(&[post(105, 5, MAX)], &[TransferStatus::Created]);
     h.assert_amount(105, 7);
     let results = h.transfers(
         &[
@@ -871,12 +914,12 @@ fn row_37_post_amount_max_means_full_amount() {
             post(105, 5, 0).lc(1, 1),
         ],
         &[
-            tcs::EXISTS,
-            tcs::EXISTS,
-            tcs::EXISTS,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
+            TransferStatus::Exists,
+            TransferStatus::Exists,
+            TransferStatus::Exists,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentAmount,
         ],
     );
     assert_eq!(results[0].timestamp, created[0].timestamp);
@@ -887,14 +930,17 @@ fn row_37_post_amount_max_means_full_amount() {
 fn row_38_post_amount_zero_releases_everything() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[pending(7, 1, 2, 1)], &[tcs::CREATED]);
-    h.transfers(&[post(107, 7, 0)], &[tcs::CREATED]);
+    h.transfers(&[pending(7, 1, 2, 1)], &[TransferStatus::Created]);
+    h.transfers(&[post(107, 7, 0)], &[TransferStatus::Created]);
     h.assert_amount(107, 0);
     h.assert_balances(1, [0; 4]);
     h.assert_balances(2, [0; 4]);
     h.transfers(
         &[post(107, 7, 0), post(107, 7, 1)],
-        &[tcs::EXISTS, tcs::EXISTS_WITH_DIFFERENT_AMOUNT],
+        &[
+            TransferStatus::Exists,
+            TransferStatus::ExistsWithDifferentAmount,
+        ],
     );
 }
 
@@ -902,10 +948,13 @@ fn row_38_post_amount_zero_releases_everything() {
 fn row_39_post_more_than_pending_does_not_burn_the_id() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[pending(5, 1, 2, 7)], &[tcs::CREATED]);
-    h.transfers(&[post(105, 5, 8)], &[tcs::EXCEEDS_PENDING_TRANSFER_AMOUNT]);
+    h.transfers(&[pending(5, 1, 2, 7)], &[TransferStatus::Created]);
+    h.transfers(
+        &[post(105, 5, 8)],
+        &[TransferStatus::ExceedsPendingTransferAmount],
+    );
     h.assert_no_transfer(105);
-    h.transfers(&[post(105, 5, MAX)], &[tcs::CREATED]);
+    h.transfers(&[post(105, 5, MAX)], &[TransferStatus::Created]);
     h.assert_amount(105, 7);
 }
 
@@ -913,13 +962,13 @@ fn row_39_post_more_than_pending_does_not_burn_the_id() {
 fn row_40_void_amount_must_be_zero_or_full() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[pending(3, 1, 2, 15)], &[tcs::CREATED]);
+    h.transfers(&[pending(3, 1, 2, 15)], &[TransferStatus::Created]);
     h.transfers(
         &[void(103, 3, 16), void(103, 3, 14), void(103, 3, 15)],
         &[
-            tcs::EXCEEDS_PENDING_TRANSFER_AMOUNT,
-            tcs::PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT,
-            tcs::CREATED,
+            TransferStatus::ExceedsPendingTransferAmount,
+            TransferStatus::PendingTransferHasDifferentAmount,
+            TransferStatus::Created,
         ],
     );
     h.assert_amount(103, 15);
@@ -931,8 +980,8 @@ fn row_40_void_amount_must_be_zero_or_full() {
 fn row_41_void_with_explicit_full_amount() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[pending(1, 1, 2, 10)], &[tcs::CREATED]);
-    h.transfers(&[void(2, 1, 10)], &[tcs::CREATED]);
+    h.transfers(&[pending(1, 1, 2, 10)], &[TransferStatus::Created]);
+    h.transfers(&[void(2, 1, 10)], &[TransferStatus::Created]);
     h.assert_balances(1, [0; 4]);
     h.assert_balances(2, [0; 4]);
 }
@@ -943,15 +992,18 @@ fn row_42_pending_resolves_at_most_once() {
     h.open(&[1, 2]);
     h.transfers(
         &[pending(2, 1, 2, 15), pending(3, 1, 2, 15)],
-        &[tcs::CREATED; 2],
+        &[TransferStatus::Created; 2],
     );
-    h.transfers(&[post(101, 2, MAX), void(102, 3, 0)], &[tcs::CREATED; 2]);
+    h.transfers(
+        &[post(101, 2, MAX), void(102, 3, 0)],
+        &[TransferStatus::Created; 2],
+    );
     h.transfers(
         &[post(103, 2, MAX), post(104, 3, MAX), void(105, 2, 0)],
         &[
-            tcs::PENDING_TRANSFER_ALREADY_POSTED,
-            tcs::PENDING_TRANSFER_ALREADY_VOIDED,
-            tcs::PENDING_TRANSFER_ALREADY_POSTED,
+            TransferStatus::PendingTransferAlreadyPosted,
+            TransferStatus::PendingTransferAlreadyVoided,
+            TransferStatus::PendingTransferAlreadyPosted,
         ],
     );
     h.assert_balances(1, [0, 15, 0, 0]);
@@ -961,18 +1013,24 @@ fn row_42_pending_resolves_at_most_once() {
 fn row_43_void_of_single_phase_transfer() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[tr(1, 1, 2, 5)], &[tcs::CREATED]);
-    h.transfers(&[void(2, 1, 0)], &[tcs::PENDING_TRANSFER_NOT_PENDING]);
+    h.transfers(&[tr(1, 1, 2, 5)], &[TransferStatus::Created]);
+    h.transfers(
+        &[void(2, 1, 0)],
+        &[TransferStatus::PendingTransferNotPending],
+    );
     // Not transient: the id is still usable.
-    h.transfers(&[tr(2, 1, 2, 1)], &[tcs::CREATED]);
+    h.transfers(&[tr(2, 1, 2, 1)], &[TransferStatus::Created]);
 }
 
 #[test]
 fn row_44_void_of_unknown_pending_burns_the_id() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[void(102, 103, 0)], &[tcs::PENDING_TRANSFER_NOT_FOUND]);
-    h.transfers(&[tr(102, 1, 2, 13)], &[tcs::ID_ALREADY_FAILED]);
+    h.transfers(
+        &[void(102, 103, 0)],
+        &[TransferStatus::PendingTransferNotFound],
+    );
+    h.transfers(&[tr(102, 1, 2, 13)], &[TransferStatus::IdAlreadyFailed]);
     h.assert_no_transfer(102);
 }
 
@@ -980,7 +1038,7 @@ fn row_44_void_of_unknown_pending_burns_the_id() {
 fn row_45_void_fields_must_match_the_pending_transfer() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[pending(3, 1, 2, 15)], &[tcs::CREATED]);
+    h.transfers(&[pending(3, 1, 2, 15)], &[TransferStatus::Created]);
     let v = |dr: u128, cr: u128, ledger: u32, code: u16| Transfer {
         pending_id: 3,
         flags: VOI,
@@ -995,11 +1053,11 @@ fn row_45_void_fields_must_match_the_pending_transfer() {
             v(1, 2, 1, 1),
         ],
         &[
-            tcs::PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID,
-            tcs::PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID,
-            tcs::PENDING_TRANSFER_HAS_DIFFERENT_LEDGER,
-            tcs::PENDING_TRANSFER_HAS_DIFFERENT_CODE,
-            tcs::CREATED,
+            TransferStatus::PendingTransferHasDifferentDebitAccountId,
+            TransferStatus::PendingTransferHasDifferentCreditAccountId,
+            TransferStatus::PendingTransferHasDifferentLedger,
+            TransferStatus::PendingTransferHasDifferentCode,
+            TransferStatus::Created,
         ],
     );
 }
@@ -1030,7 +1088,7 @@ fn row_46_post_void_flag_combinations_are_exclusive() {
             ..tr(102, 8, 9, 16)
         })
         .collect();
-    let expected = vec![tcs::FLAGS_ARE_MUTUALLY_EXCLUSIVE; events.len()];
+    let expected = vec![TransferStatus::FlagsAreMutuallyExclusive; events.len()];
     h.transfers(&events, &expected);
 }
 
@@ -1046,10 +1104,10 @@ fn row_47_post_void_pending_id_and_timeout_checks() {
             void(102, 103, 16).timeout(50),
         ],
         &[
-            tcs::PENDING_ID_MUST_NOT_BE_ZERO,
-            tcs::PENDING_ID_MUST_NOT_BE_INT_MAX,
-            tcs::PENDING_ID_MUST_BE_DIFFERENT,
-            tcs::TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
+            TransferStatus::PendingIdMustNotBeZero,
+            TransferStatus::PendingIdMustNotBeIntMax,
+            TransferStatus::PendingIdMustBeDifferent,
+            TransferStatus::TimeoutReservedForPendingTransfer,
         ],
     );
 }
@@ -1060,14 +1118,14 @@ fn row_48_post_void_idempotency_with_inherited_fields() {
     h.open(&[1, 2]);
     h.transfers(
         &[pending(2, 1, 2, 15), pending(3, 1, 2, 15).ud(9, 9, 9)],
-        &[tcs::CREATED; 2],
+        &[TransferStatus::Created; 2],
     );
     let t101 = Transfer {
         pending_id: 2,
         flags: POS,
         ..tr(101, 1, 2, 13).ud(1, 1, 1)
     };
-    h.transfers(&[t101, void(102, 3, 0)], &[tcs::CREATED; 2]);
+    h.transfers(&[t101, void(102, 3, 0)], &[TransferStatus::Created; 2]);
     h.transfers(
         &[
             post(101, 2, 13).ud(1, 1, 1),
@@ -1082,13 +1140,13 @@ fn row_48_post_void_idempotency_with_inherited_fields() {
             void(102, 3, 0).ud(8, 0, 0),
         ],
         &[
-            tcs::EXISTS,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_PENDING_ID,
-            tcs::EXISTS_WITH_DIFFERENT_USER_DATA_128,
-            tcs::EXISTS,
-            tcs::EXISTS_WITH_DIFFERENT_USER_DATA_128,
+            TransferStatus::Exists,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentPendingId,
+            TransferStatus::ExistsWithDifferentUserData128,
+            TransferStatus::Exists,
+            TransferStatus::ExistsWithDifferentUserData128,
         ],
     );
     let t101 = h.transfer(101).expect("T101");
@@ -1119,7 +1177,7 @@ fn row_49_pending_transfers_expire_by_timeout() {
             pending(3, 1, 2, 12).timeout(2),
             pending(4, 1, 2, 13).timeout(3),
         ],
-        &[tcs::CREATED; 4],
+        &[TransferStatus::Created; 4],
     );
     h.assert_balances(1, [46, 0, 0, 0]);
     assert_eq!(h.tick_seconds(1), 1);
@@ -1137,10 +1195,10 @@ fn row_49_pending_transfers_expire_by_timeout() {
             post(104, 4, 13),
         ],
         &[
-            tcs::CREATED,
-            tcs::PENDING_TRANSFER_EXPIRED,
-            tcs::PENDING_TRANSFER_EXPIRED,
-            tcs::PENDING_TRANSFER_EXPIRED,
+            TransferStatus::Created,
+            TransferStatus::PendingTransferExpired,
+            TransferStatus::PendingTransferExpired,
+            TransferStatus::PendingTransferExpired,
         ],
     );
     h.assert_balances(1, [0, 10, 0, 0]);
@@ -1159,11 +1217,11 @@ fn row_50_expiry_writes_no_transfer_and_no_balance_row() {
     let mut h = Harness::new();
     h.accounts(
         &[acct(1).flags(A_HIST), acct(2).flags(A_HIST)],
-        &[acs::CREATED; 2],
+        &[AccountStatus::Created; 2],
     );
     h.transfers(
         &[pending(1, 1, 2, 5).timeout(1), tr(2, 1, 2, 3)],
-        &[tcs::CREATED; 2],
+        &[TransferStatus::Created; 2],
     );
     let ts1 = h.transfer(1).expect("T1").timestamp;
     let ts2 = h.transfer(2).expect("T2").timestamp;
@@ -1195,7 +1253,7 @@ fn row_51_pending_and_post_in_the_same_batch() {
     h.open(&[1, 2]);
     h.transfers(
         &[pending(1, 1, 2, 10).timeout(1), post(2, 1, MAX)],
-        &[tcs::CREATED; 2],
+        &[TransferStatus::Created; 2],
     );
     h.assert_amount(2, 10);
     h.assert_balances(1, [0, 10, 0, 0]);
@@ -1207,7 +1265,7 @@ fn row_51_pending_and_post_in_the_same_batch() {
 fn balancing_accounts(h: &mut Harness) {
     h.accounts(
         &[acct(1).flags(A_DC), acct(2).flags(A_CD), acct(3)],
-        &[acs::CREATED; 3],
+        &[AccountStatus::Created; 3],
     );
     h.setup(1, [1, 0, 0, 10]);
     h.setup(2, [0, 10, 2, 0]);
@@ -1223,7 +1281,7 @@ fn balancing_transfers(h: &mut Harness) {
             tr(5, 3, 2, 13).flags(BCR),
             tr(6, 3, 2, 1).flags(BCR),
         ],
-        &[tcs::CREATED; 6],
+        &[TransferStatus::Created; 6],
     );
 }
 
@@ -1259,16 +1317,16 @@ fn row_53_balancing_resend_amount_is_an_upper_bound() {
             tr(5, 3, 2, 0).flags(BCR),
         ],
         &[
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS,
-            tcs::EXISTS,
-            tcs::EXISTS,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-            tcs::EXISTS,
-            tcs::EXISTS,
-            tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::Exists,
+            TransferStatus::Exists,
+            TransferStatus::Exists,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::ExistsWithDifferentAmount,
+            TransferStatus::Exists,
+            TransferStatus::Exists,
+            TransferStatus::ExistsWithDifferentAmount,
         ],
     );
 }
@@ -1283,7 +1341,7 @@ fn row_54_balancing_with_zero_amounts() {
             acct(3).flags(A_CD),
             acct(4),
         ],
-        &[acs::CREATED; 4],
+        &[AccountStatus::Created; 4],
     );
     h.setup(1, [1, 0, 0, 10]);
     h.setup(2, [0, 10, 2, 0]);
@@ -1298,7 +1356,7 @@ fn row_54_balancing_with_zero_amounts() {
             tr(5, 4, 1, 1).flags(BDR),
             tr(6, 2, 4, 1).flags(BCR),
         ],
-        &[tcs::CREATED; 6],
+        &[TransferStatus::Created; 6],
     );
     for id in 1..=6 {
         h.assert_amount(id, 0);
@@ -1319,13 +1377,13 @@ fn row_55_balancing_amount_max_with_balance_near_max() {
             acct(3).flags(A_CD),
             acct(4).flags(A_CD),
         ],
-        &[acs::CREATED; 4],
+        &[AccountStatus::Created; 4],
     );
     h.setup(1, [0, 0, 0, MAX - 1]);
     h.setup(4, [0, MAX - 1, 0, 0]);
     h.transfers(
         &[tr(1, 1, 2, MAX).flags(BDR), tr(2, 3, 4, MAX).flags(BCR)],
-        &[tcs::CREATED; 2],
+        &[TransferStatus::Created; 2],
     );
     h.assert_amount(1, MAX - 1);
     h.assert_amount(2, MAX - 1);
@@ -1340,7 +1398,7 @@ fn row_56_balancing_debit_and_credit_together() {
     let mut h = Harness::new();
     h.accounts(
         &[acct(1).flags(A_DC), acct(2).flags(A_CD), acct(3)],
-        &[acs::CREATED; 3],
+        &[AccountStatus::Created; 3],
     );
     h.setup(1, [0, 0, 0, 20]);
     h.setup(2, [0, 10, 0, 0]);
@@ -1353,7 +1411,7 @@ fn row_56_balancing_debit_and_credit_together() {
             tr(4, 1, 3, 12).flags(BDR | BCR),
             tr(5, 1, 3, 1).flags(BDR | BCR),
         ],
-        &[tcs::CREATED; 5],
+        &[TransferStatus::Created; 5],
     );
     for (id, amount) in [(1, 1), (2, 9), (3, 0), (4, 10), (5, 0)] {
         h.assert_amount(id, amount);
@@ -1366,7 +1424,10 @@ fn row_56_balancing_debit_and_credit_together() {
 #[test]
 fn row_57_balancing_credit_counts_pending_credits() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1), acct(2).flags(A_CD)], &[acs::CREATED; 2]);
+    h.accounts(
+        &[acct(1), acct(2).flags(A_CD)],
+        &[AccountStatus::Created; 2],
+    );
     h.setup(2, [0, 10, 0, 0]);
     h.transfers(
         &[
@@ -1376,10 +1437,10 @@ fn row_57_balancing_credit_counts_pending_credits() {
             tr(4, 1, 2, 1),
         ],
         &[
-            tcs::CREATED,
-            tcs::CREATED,
-            tcs::CREATED,
-            tcs::EXCEEDS_DEBITS,
+            TransferStatus::Created,
+            TransferStatus::Created,
+            TransferStatus::Created,
+            TransferStatus::ExceedsDebits,
         ],
     );
     for (id, amount) in [(1, 7), (2, 3), (3, 0)] {
@@ -1391,12 +1452,15 @@ fn row_57_balancing_credit_counts_pending_credits() {
 #[test]
 fn row_58_balancing_clamps_only_its_own_side() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1).flags(A_DC), acct(2)], &[acs::CREATED; 2]);
+    h.accounts(
+        &[acct(1).flags(A_DC), acct(2)],
+        &[AccountStatus::Created; 2],
+    );
     h.setup(1, [0, 0, 0, 4]);
     h.setup(2, [0, 5, 0, 0]);
     h.transfers(
         &[tr(1, 1, 2, 10).flags(BCR), tr(2, 1, 2, 10).flags(BDR)],
-        &[tcs::EXCEEDS_CREDITS, tcs::CREATED],
+        &[TransferStatus::ExceedsCredits, TransferStatus::Created],
     );
     h.assert_no_transfer(1);
     h.assert_amount(2, 4);
@@ -1406,7 +1470,7 @@ fn row_58_balancing_clamps_only_its_own_side() {
 
 /// The multi-debit recipe: sources A1-A3 (debits must not exceed credits), control A4, limit A5
 /// (debits must not exceed credits), destination A6. `third` is A3's credit balance.
-fn multi_debit(third: u128) -> (Harness, Vec<u32>) {
+fn multi_debit(third: u128) -> (Harness, Vec<CreateResult>) {
     let mut h = Harness::new();
     h.accounts(
         &[
@@ -1417,7 +1481,7 @@ fn multi_debit(third: u128) -> (Harness, Vec<u32>) {
             acct(5).flags(A_DC),
             acct(6),
         ],
-        &[acs::CREATED; 6],
+        &[AccountStatus::Created; 6],
     );
     h.setup(1, [0, 0, 0, 40]);
     h.setup(2, [0, 0, 0, 40]);
@@ -1433,13 +1497,13 @@ fn multi_debit(third: u128) -> (Harness, Vec<u32>) {
             tr(6, 5, 4, MAX).flags(BCR),
         ],
     );
-    (h, statuses(&results))
+    (h, results)
 }
 
 #[test]
 fn row_59_multi_debit_recipe_chain() {
     let (h, got) = multi_debit(21);
-    check_statuses_u32(&got, &[tcs::CREATED; 6]);
+    check_statuses("create_transfers", &got, &[TransferStatus::Created; 6]);
     h.assert_balances(1, [0, 40, 0, 40]);
     h.assert_balances(2, [0, 40, 0, 40]);
     h.assert_balances(3, [0, 20, 0, 21]);
@@ -1448,17 +1512,11 @@ fn row_59_multi_debit_recipe_chain() {
     h.assert_balances(6, [0, 0, 0, 100]);
 
     let (h, got) = multi_debit(19);
-    let mut expected = vec![tcs::LINKED_EVENT_FAILED; 5];
-    expected.push(tcs::EXCEEDS_CREDITS);
-    check_statuses_u32(&got, &expected);
+    let mut expected = vec![TransferStatus::LinkedEventFailed; 5];
+    expected.push(TransferStatus::ExceedsCredits);
+    check_statuses("create_transfers", &got, &expected);
     h.assert_balances(4, [0; 4]);
     h.assert_balances(6, [0; 4]);
-}
-
-fn check_statuses_u32(got: &[u32], expected: &[u32]) {
-    let got: Vec<String> = got.iter().map(|s| transfer_status_name(*s)).collect();
-    let expected: Vec<String> = expected.iter().map(|s| transfer_status_name(*s)).collect();
-    assert_eq!(got, expected);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1474,9 +1532,12 @@ fn row_60_closing_requires_pending() {
             tr(2, 1, 2, 0).flags(CCR),
             tr(2, 1, 2, 0).flags(CDR | CCR),
         ],
-        &[tcs::CLOSING_TRANSFER_MUST_BE_PENDING; 3],
+        &[TransferStatus::ClosingTransferMustBePending; 3],
     );
-    h.transfers(&[pending(2, 1, 2, 0).flags(CDR | CCR)], &[tcs::CREATED]);
+    h.transfers(
+        &[pending(2, 1, 2, 0).flags(CDR | CCR)],
+        &[TransferStatus::Created],
+    );
     h.assert_closed(1, true);
     h.assert_closed(2, true);
 }
@@ -1485,8 +1546,11 @@ fn row_60_closing_requires_pending() {
 fn row_61_closing_debit_then_void_reopens() {
     let mut h = Harness::new();
     h.open(&[1, 2]);
-    h.transfers(&[tr(1, 1, 2, 15)], &[tcs::CREATED]);
-    h.transfers(&[pending(2, 1, 2, 0).flags(CDR)], &[tcs::CREATED]);
+    h.transfers(&[tr(1, 1, 2, 15)], &[TransferStatus::Created]);
+    h.transfers(
+        &[pending(2, 1, 2, 0).flags(CDR)],
+        &[TransferStatus::Created],
+    );
     h.assert_closed(1, true);
     h.transfers(
         &[
@@ -1497,22 +1561,29 @@ fn row_61_closing_debit_then_void_reopens() {
             tr(4, 1, 2, 5),
         ],
         &[
-            tcs::EXISTS,
-            tcs::DEBIT_ACCOUNT_ALREADY_CLOSED,
-            tcs::ID_ALREADY_FAILED,
-            tcs::CREDIT_ACCOUNT_ALREADY_CLOSED,
-            tcs::ID_ALREADY_FAILED,
+            TransferStatus::Exists,
+            TransferStatus::DebitAccountAlreadyClosed,
+            TransferStatus::IdAlreadyFailed,
+            TransferStatus::CreditAccountAlreadyClosed,
+            TransferStatus::IdAlreadyFailed,
         ],
     );
     h.assert_balances(1, [0, 15, 0, 0]);
     h.assert_closed(1, true);
     h.transfers(
         &[post(5, 2, 0), void(5, 2, 0)],
-        &[tcs::DEBIT_ACCOUNT_ALREADY_CLOSED, tcs::ID_ALREADY_FAILED],
+        &[
+            TransferStatus::DebitAccountAlreadyClosed,
+            TransferStatus::IdAlreadyFailed,
+        ],
     );
     h.transfers(
         &[void(6, 2, 0), void(6, 2, 0), tr(7, 1, 2, 5)],
-        &[tcs::CREATED, tcs::EXISTS, tcs::CREATED],
+        &[
+            TransferStatus::Created,
+            TransferStatus::Exists,
+            TransferStatus::Created,
+        ],
     );
     h.assert_closed(1, false);
     h.assert_balances(1, [0, 20, 0, 0]);
@@ -1529,7 +1600,7 @@ fn row_62_closing_credit_with_timeout_expires_and_reopens() {
             pending(9, 1, 2, 10),
             pending(10, 1, 2, 0).timeout(2).flags(CCR),
         ],
-        &[tcs::CREATED; 3],
+        &[TransferStatus::Created; 3],
     );
     h.assert_closed(2, true);
     h.transfers(
@@ -1540,10 +1611,10 @@ fn row_62_closing_credit_with_timeout_expires_and_reopens() {
             void(12, 9, 10),
         ],
         &[
-            tcs::CREDIT_ACCOUNT_ALREADY_CLOSED,
-            tcs::ID_ALREADY_FAILED,
-            tcs::CREATED,
-            tcs::EXISTS,
+            TransferStatus::CreditAccountAlreadyClosed,
+            TransferStatus::IdAlreadyFailed,
+            TransferStatus::Created,
+            TransferStatus::Exists,
         ],
     );
     h.assert_balances(1, [10, 0, 0, 0]);
@@ -1557,14 +1628,17 @@ fn row_62_closing_credit_with_timeout_expires_and_reopens() {
     // The closing transfer's own expiry reopens the account.
     assert_eq!(h.tick_seconds(1), 1);
     h.assert_closed(2, false);
-    h.transfers(&[tr(13, 1, 2, 1)], &[tcs::CREATED]);
+    h.transfers(&[tr(13, 1, 2, 1)], &[TransferStatus::Created]);
 }
 
 #[test]
 fn row_63_closed_account_cannot_be_closed_again() {
     let mut h = Harness::new();
     h.open(&[1, 2, 3]);
-    h.transfers(&[pending(13, 1, 2, 0).flags(CDR | CCR)], &[tcs::CREATED]);
+    h.transfers(
+        &[pending(13, 1, 2, 0).flags(CDR | CCR)],
+        &[TransferStatus::Created],
+    );
     h.transfers(
         &[
             pending(16, 1, 3, 0).flags(CDR),
@@ -1573,10 +1647,10 @@ fn row_63_closed_account_cannot_be_closed_again() {
             pending(17, 3, 2, 0).flags(CCR),
         ],
         &[
-            tcs::DEBIT_ACCOUNT_ALREADY_CLOSED,
-            tcs::ID_ALREADY_FAILED,
-            tcs::CREDIT_ACCOUNT_ALREADY_CLOSED,
-            tcs::ID_ALREADY_FAILED,
+            TransferStatus::DebitAccountAlreadyClosed,
+            TransferStatus::IdAlreadyFailed,
+            TransferStatus::CreditAccountAlreadyClosed,
+            TransferStatus::IdAlreadyFailed,
         ],
     );
     h.assert_closed(3, false);
@@ -1585,8 +1659,14 @@ fn row_63_closed_account_cannot_be_closed_again() {
 #[test]
 fn row_64_closed_check_precedes_limit_check() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1).flags(A_DC), acct(2)], &[acs::CREATED; 2]);
-    h.transfers(&[pending(1, 1, 2, 0).flags(CDR)], &[tcs::CREATED]);
+    h.accounts(
+        &[acct(1).flags(A_DC), acct(2)],
+        &[AccountStatus::Created; 2],
+    );
+    h.transfers(
+        &[pending(1, 1, 2, 0).flags(CDR)],
+        &[TransferStatus::Created],
+    );
     h.transfers(
         &[
             tr(2, 1, 2, 5),
@@ -1596,11 +1676,11 @@ fn row_64_closed_check_precedes_limit_check() {
             tr(6, 1, 2, 0),
         ],
         &[
-            tcs::DEBIT_ACCOUNT_ALREADY_CLOSED,
-            tcs::DEBIT_ACCOUNT_ALREADY_CLOSED,
-            tcs::CREATED,
-            tcs::EXCEEDS_CREDITS,
-            tcs::CREATED,
+            TransferStatus::DebitAccountAlreadyClosed,
+            TransferStatus::DebitAccountAlreadyClosed,
+            TransferStatus::Created,
+            TransferStatus::ExceedsCredits,
+            TransferStatus::Created,
         ],
     );
     h.assert_closed(1, false);
@@ -1620,7 +1700,7 @@ fn row_65_imported_transfer_timestamp_rules() {
             acct(2).imported(3),
             acct(3).imported(9),
         ],
-        &[acs::CREATED; 3],
+        &[AccountStatus::Created; 3],
     );
     let t = |id: u128, dr: u128, cr: u128, ts: u64| tr(id, dr, cr, 3).lc(1, 2).imported(ts);
     h.transfers_at(
@@ -1635,27 +1715,27 @@ fn row_65_imported_transfer_timestamp_rules() {
             t(2, 1, 2, 5),
         ],
         &[
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT,
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT,
-            tcs::CREATED,
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-            tcs::CREATED,
+            TransferStatus::ImportedEventTimestampMustNotRegress,
+            TransferStatus::ImportedEventTimestampMustNotRegress,
+            TransferStatus::ImportedEventTimestampMustPostdateDebitAccount,
+            TransferStatus::ImportedEventTimestampMustPostdateCreditAccount,
+            TransferStatus::Created,
+            TransferStatus::ImportedEventTimestampMustNotRegress,
+            TransferStatus::Created,
         ],
     );
     let results = h.transfers_at(
         40,
         &[t(2, 1, 2, 99), t(2, 1, 2, 4), t(2, 1, 2, 5), t(2, 1, 2, 6)],
         &[
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-            tcs::EXISTS,
-            tcs::EXISTS,
-            tcs::EXISTS,
+            TransferStatus::ImportedEventTimestampMustNotAdvance,
+            TransferStatus::Exists,
+            TransferStatus::Exists,
+            TransferStatus::Exists,
         ],
     );
     assert_eq!(results[1].timestamp, 5);
-    h.transfers_at(50, &[t(3, 1, 2, 10)], &[tcs::CREATED]);
+    h.transfers_at(50, &[t(3, 1, 2, 10)], &[TransferStatus::Created]);
     assert_eq!(h.transfer(1).expect("T1").timestamp, 4);
     assert_eq!(h.transfer(2).expect("T2").timestamp, 5);
     assert_eq!(h.transfer(3).expect("T3").timestamp, 10);
@@ -1668,7 +1748,7 @@ fn row_66_imported_pending_needs_zero_timeout() {
     h.accounts_at(
         10,
         &[acct(1).imported(1), acct(2).imported(2)],
-        &[acs::CREATED; 2],
+        &[AccountStatus::Created; 2],
     );
     h.transfers_at(
         20,
@@ -1678,9 +1758,9 @@ fn row_66_imported_pending_needs_zero_timeout() {
             pending(2, 1, 2, 4).lc(1, 2).imported(4),
         ],
         &[
-            tcs::CREATED,
-            tcs::IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO,
-            tcs::CREATED,
+            TransferStatus::Created,
+            TransferStatus::ImportedEventTimeoutMustBeZero,
+            TransferStatus::Created,
         ],
     );
     h.assert_balances(1, [4, 3, 0, 0]);
@@ -1692,7 +1772,7 @@ fn row_66_imported_pending_needs_zero_timeout() {
             ..tr(3, 1, 2, 4).lc(1, 2)
         }
         .imported(5)],
-        &[tcs::CREATED],
+        &[TransferStatus::Created],
     );
     assert_eq!(results[0].timestamp, 5);
     assert_eq!(h.transfer(3).expect("T3").timestamp, 5);
@@ -1711,9 +1791,9 @@ fn row_67_imported_chain_fails_and_succeeds_as_a_whole() {
             acct(3).imported(0),
         ],
         &[
-            acs::LINKED_EVENT_FAILED,
-            acs::LINKED_EVENT_FAILED,
-            acs::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
+            AccountStatus::LinkedEventFailed,
+            AccountStatus::LinkedEventFailed,
+            AccountStatus::ImportedEventTimestampOutOfRange,
         ],
     );
     assert_eq!(results[0].timestamp, 1, "would-be imported timestamp");
@@ -1727,23 +1807,23 @@ fn row_67_imported_chain_fails_and_succeeds_as_a_whole() {
             acct(2).flags(A_LNK).imported(2),
             acct(3).imported(3),
         ],
-        &[acs::CREATED; 3],
+        &[AccountStatus::Created; 3],
     );
     let t = |id: u128, ts: u64| tr(id, 1, 2, 3).lc(1, 2).imported(ts);
     let results = h.transfers_at(
         30,
         &[t(1, 4).flags(LNK), t(2, 5).flags(LNK), t(3, 0)],
         &[
-            tcs::LINKED_EVENT_FAILED,
-            tcs::LINKED_EVENT_FAILED,
-            tcs::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::ImportedEventTimestampOutOfRange,
         ],
     );
     assert_eq!((results[0].timestamp, results[1].timestamp), (4, 5));
     h.transfers_at(
         40,
         &[t(1, 4).flags(LNK), t(2, 5).flags(LNK), t(3, 6)],
-        &[tcs::CREATED; 3],
+        &[TransferStatus::Created; 3],
     );
     h.assert_balances(1, [0, 9, 0, 0]);
     h.assert_balances(2, [0, 0, 0, 9]);
@@ -1766,7 +1846,7 @@ fn four_transfers_on_a1() -> (Harness, [u64; 5]) {
             tr(3, 1, 2, 12).ud(1000, 20, 2).lc(1, 1),
             tr(4, 2, 1, 13).ud(1001, 20, 1).lc(1, 2),
         ],
-        &[tcs::CREATED; 4],
+        &[TransferStatus::Created; 4],
     );
     let mut ts = [0; 5];
     for (id, slot) in ts.iter_mut().enumerate().skip(1) {
@@ -1897,8 +1977,11 @@ fn row_68_get_account_transfers_filters() {
 #[test]
 fn row_69_invalid_account_filters_return_nothing() {
     let mut h = Harness::new();
-    h.accounts(&[acct(1).flags(A_HIST), acct(2)], &[acs::CREATED; 2]);
-    h.transfers(&[tr(1, 1, 2, 1)], &[tcs::CREATED]);
+    h.accounts(
+        &[acct(1).flags(A_HIST), acct(2)],
+        &[AccountStatus::Created; 2],
+    );
+    h.transfers(&[tr(1, 1, 2, 1)], &[TransferStatus::Created]);
     let base = account_filter(1);
     assert_eq!(h.account_transfers(&base), vec![1]);
     assert_eq!(h.account_balances(&base).len(), 1);
@@ -1984,9 +2067,9 @@ fn row_70_balances_need_history() {
     let mut h = Harness::new();
     h.accounts(
         &[acct(1), acct(2), acct(3).flags(A_HIST)],
-        &[acs::CREATED; 3],
+        &[AccountStatus::Created; 3],
     );
-    h.transfers(&[tr(1, 1, 2, 5)], &[tcs::CREATED]);
+    h.transfers(&[tr(1, 1, 2, 5)], &[TransferStatus::Created]);
     assert!(
         h.account_balances(&account_filter(2)).is_empty(),
         "A2 has no history flag"
@@ -2020,7 +2103,7 @@ fn row_71_query_accounts_filters() {
                 .lc(*ledger, *code)
         })
         .collect();
-    h.accounts(&events, &[acs::CREATED; 8]);
+    h.accounts(&events, &[AccountStatus::Created; 8]);
     let ts = |id: u128| h.account(id).expect("account").timestamp;
     let base = query_filter();
     let rev = QueryFilterFlags::REVERSED;
@@ -2137,22 +2220,89 @@ fn row_71_query_accounts_filters() {
 // ---------------------------------------------------------------------------------------------
 // Beyond the table: names and numbers, clearline's own edges.
 
+/// The reference's status names in number order from 1 (`-` marks a number it retired), then
+/// clearline's capacity codes in number order from 200. Every other test takes its statuses from
+/// the engine's enums; this golden ties those enums to the numbers on the wire.
+const REFERENCE_ACCOUNT_STATUSES: (&str, &str) = (
+    concat!(
+        "linked_event_failed linked_event_chain_open timestamp_must_be_zero ",
+        "reserved_field reserved_flag id_must_not_be_zero id_must_not_be_int_max ",
+        "flags_are_mutually_exclusive debits_pending_must_be_zero ",
+        "debits_posted_must_be_zero credits_pending_must_be_zero ",
+        "credits_posted_must_be_zero ledger_must_not_be_zero code_must_not_be_zero ",
+        "exists_with_different_flags exists_with_different_user_data_128 ",
+        "exists_with_different_user_data_64 exists_with_different_user_data_32 ",
+        "exists_with_different_ledger exists_with_different_code exists ",
+        "imported_event_expected imported_event_not_expected ",
+        "imported_event_timestamp_out_of_range imported_event_timestamp_must_not_advance ",
+        "imported_event_timestamp_must_not_regress ",
+    ),
+    "accounts_capacity_exceeded",
+);
+
+/// As `REFERENCE_ACCOUNT_STATUSES`, for transfers.
+const REFERENCE_TRANSFER_STATUSES: (&str, &str) = (
+    concat!(
+        "linked_event_failed linked_event_chain_open timestamp_must_be_zero ",
+        "reserved_flag id_must_not_be_zero id_must_not_be_int_max ",
+        "flags_are_mutually_exclusive debit_account_id_must_not_be_zero ",
+        "debit_account_id_must_not_be_int_max credit_account_id_must_not_be_zero ",
+        "credit_account_id_must_not_be_int_max accounts_must_be_different ",
+        "pending_id_must_be_zero pending_id_must_not_be_zero ",
+        "pending_id_must_not_be_int_max pending_id_must_be_different ",
+        "timeout_reserved_for_pending_transfer - ledger_must_not_be_zero ",
+        "code_must_not_be_zero debit_account_not_found credit_account_not_found ",
+        "accounts_must_have_the_same_ledger ",
+        "transfer_must_have_the_same_ledger_as_accounts pending_transfer_not_found ",
+        "pending_transfer_not_pending pending_transfer_has_different_debit_account_id ",
+        "pending_transfer_has_different_credit_account_id ",
+        "pending_transfer_has_different_ledger pending_transfer_has_different_code ",
+        "exceeds_pending_transfer_amount pending_transfer_has_different_amount ",
+        "pending_transfer_already_posted pending_transfer_already_voided ",
+        "pending_transfer_expired exists_with_different_flags ",
+        "exists_with_different_debit_account_id exists_with_different_credit_account_id ",
+        "exists_with_different_amount exists_with_different_pending_id ",
+        "exists_with_different_user_data_128 exists_with_different_user_data_64 ",
+        "exists_with_different_user_data_32 exists_with_different_timeout ",
+        "exists_with_different_code exists overflows_debits_pending ",
+        "overflows_credits_pending overflows_debits_posted overflows_credits_posted ",
+        "overflows_debits overflows_credits overflows_timeout exceeds_credits ",
+        "exceeds_debits imported_event_expected imported_event_not_expected ",
+        "imported_event_timestamp_out_of_range imported_event_timestamp_must_not_advance ",
+        "imported_event_timestamp_must_not_regress ",
+        "imported_event_timestamp_must_postdate_debit_account ",
+        "imported_event_timestamp_must_postdate_credit_account ",
+        "imported_event_timeout_must_be_zero closing_transfer_must_be_pending ",
+        "debit_account_already_closed credit_account_already_closed ",
+        "exists_with_different_ledger id_already_failed ",
+    ),
+    concat!(
+        "transfers_capacity_exceeded pending_transfers_capacity_exceeded ",
+        "account_balances_capacity_exceeded",
+    ),
+);
+
+/// Checks one enum, through `name` (number to name), against a golden; and `created`.
+fn check_reference(golden: (&str, &str), name: fn(u32) -> Option<&'static str>) {
+    let (numbered, capacity) = golden;
+    let numbers = (1u32..).zip(numbered.split_whitespace());
+    let capacity = (200u32..).zip(capacity.split_whitespace());
+    for (number, expected) in numbers.chain(capacity).filter(|(_, text)| *text != "-") {
+        assert_eq!(name(number), Some(expected), "status {number}");
+    }
+    assert_eq!(name(u32::MAX), Some("created"));
+}
+
 #[test]
 fn status_numbers_and_names_match_the_reference() {
-    for (number, name) in ACCOUNT_STATUS_NAMES {
-        let status = CreateAccountStatus::from_u32(*number)
-            .unwrap_or_else(|| panic!("account status {number} ({name}) missing"));
-        assert_eq!(status as u32, *number);
-        assert_eq!(status.name(), *name, "account status {number}");
-    }
-    for (number, name) in TRANSFER_STATUS_NAMES {
-        let status = CreateTransferStatus::from_u32(*number)
-            .unwrap_or_else(|| panic!("transfer status {number} ({name}) missing"));
-        assert_eq!(status as u32, *number);
-        assert_eq!(status.name(), *name, "transfer status {number}");
-    }
-    assert_eq!(CreateAccountStatus::from_u32(199), None);
-    assert_eq!(CreateTransferStatus::from_u32(69), None);
+    check_reference(REFERENCE_ACCOUNT_STATUSES, |number| {
+        AccountStatus::from_u32(number).map(AccountStatus::name)
+    });
+    check_reference(REFERENCE_TRANSFER_STATUSES, |number| {
+        TransferStatus::from_u32(number).map(TransferStatus::name)
+    });
+    assert_eq!(AccountStatus::from_u32(199), None);
+    assert_eq!(TransferStatus::from_u32(69), None);
 }
 
 #[test]
@@ -2168,9 +2318,9 @@ fn imported_account_between_slot_and_batch_timestamp_is_rejected() {
             acct(3).imported(6),
         ],
         &[
-            acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-            acs::CREATED,
-            acs::CREATED,
+            AccountStatus::ImportedEventTimestampMustNotAdvance,
+            AccountStatus::Created,
+            AccountStatus::Created,
         ],
     );
     assert_eq!(
@@ -2188,9 +2338,9 @@ fn imported_account_between_slot_and_batch_timestamp_is_rejected() {
             acct(6).imported(300),
         ],
         &[
-            acs::CREATED,
-            acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-            acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
+            AccountStatus::Created,
+            AccountStatus::ImportedEventTimestampMustNotAdvance,
+            AccountStatus::ImportedEventTimestampMustNotAdvance,
         ],
     );
     assert_eq!(h.account(4).expect("A4").timestamp, 297);
@@ -2203,9 +2353,9 @@ fn imported_account_between_slot_and_batch_timestamp_is_rejected() {
             acct(10).imported(391),
         ],
         &[
-            acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-            acs::LINKED_EVENT_FAILED,
-            acs::LINKED_EVENT_FAILED,
+            AccountStatus::ImportedEventTimestampMustNotAdvance,
+            AccountStatus::LinkedEventFailed,
+            AccountStatus::LinkedEventFailed,
         ],
     );
     for id in 8..=10 {
@@ -2220,7 +2370,7 @@ fn imported_transfer_between_slot_and_batch_timestamp_is_rejected() {
     h.accounts_at(
         10,
         &[acct(1).imported(1), acct(2).imported(2)],
-        &[acs::CREATED; 2],
+        &[AccountStatus::Created; 2],
     );
     // Events 0..3 of 4 at T = 100 own slots 97..100.
     let t = |id: u128, ts: u64| tr(id, 1, 2, 1).imported(ts);
@@ -2228,10 +2378,10 @@ fn imported_transfer_between_slot_and_batch_timestamp_is_rejected() {
         100,
         &[t(1, 98), t(2, 50), t(3, 98), t(4, 100)],
         &[
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-            tcs::CREATED,
-            tcs::CREATED,
-            tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
+            TransferStatus::ImportedEventTimestampMustNotAdvance,
+            TransferStatus::Created,
+            TransferStatus::Created,
+            TransferStatus::ImportedEventTimestampMustNotAdvance,
         ],
     );
     assert_eq!(
@@ -2243,7 +2393,7 @@ fn imported_transfer_between_slot_and_batch_timestamp_is_rejected() {
     h.assert_no_transfer(4);
     h.assert_balances(1, [0, 2, 0, 0]);
     // The ids were not burned.
-    h.transfers_at(200, &[t(1, 150), t(4, 151)], &[tcs::CREATED; 2]);
+    h.transfers_at(200, &[t(1, 150), t(4, 151)], &[TransferStatus::Created; 2]);
     h.assert_balances(1, [0, 4, 0, 0]);
     h.engine.verify();
 }
@@ -2260,15 +2410,15 @@ fn accounts_capacity_exhaustion_returns_the_capacity_code() {
     let results = h.accounts(
         &[acct(9), acct(1), acct(10)],
         &[
-            acs::ACCOUNTS_CAPACITY_EXCEEDED,
-            acs::EXISTS,
-            acs::ACCOUNTS_CAPACITY_EXCEEDED,
+            AccountStatus::AccountsCapacityExceeded,
+            AccountStatus::Exists,
+            AccountStatus::AccountsCapacityExceeded,
         ],
     );
     assert_eq!(results[0].timestamp, h.slot(0));
     h.assert_no_account(9);
     // Not transient: the same id gets the same answer again.
-    h.accounts(&[acct(9)], &[acs::ACCOUNTS_CAPACITY_EXCEEDED]);
+    h.accounts(&[acct(9)], &[AccountStatus::AccountsCapacityExceeded]);
     assert_eq!(h.engine.accounts_count(), 8);
     h.engine.verify();
 }
@@ -2282,13 +2432,13 @@ fn transfers_capacity_exhaustion_returns_the_capacity_code() {
     let mut h = Harness::with_config(&config);
     h.open(&[1, 2]);
     let events: Vec<Transfer> = (1..=8).map(|id| tr(id, 1, 2, 1)).collect();
-    h.transfers(&events, &[tcs::CREATED; 8]);
+    h.transfers(&events, &[TransferStatus::Created; 8]);
     h.transfers(
         &[tr(9, 1, 2, 1), tr(1, 1, 2, 1), tr(9, 1, 2, 1)],
         &[
-            tcs::TRANSFERS_CAPACITY_EXCEEDED,
-            tcs::EXISTS,
-            tcs::TRANSFERS_CAPACITY_EXCEEDED,
+            TransferStatus::TransfersCapacityExceeded,
+            TransferStatus::Exists,
+            TransferStatus::TransfersCapacityExceeded,
         ],
     );
     h.assert_no_transfer(9);
@@ -2306,13 +2456,13 @@ fn pending_capacity_exhaustion_returns_the_capacity_code() {
     let mut h = Harness::with_config(&config);
     h.open(&[1, 2]);
     let events: Vec<Transfer> = (1..=4).map(|id| pending(id, 1, 2, 1)).collect();
-    h.transfers(&events, &[tcs::CREATED; 4]);
+    h.transfers(&events, &[TransferStatus::Created; 4]);
     h.transfers(
         &[pending(5, 1, 2, 1), tr(6, 1, 2, 1), pending(5, 1, 2, 1)],
         &[
-            tcs::PENDING_TRANSFERS_CAPACITY_EXCEEDED,
-            tcs::CREATED,
-            tcs::PENDING_TRANSFERS_CAPACITY_EXCEEDED,
+            TransferStatus::PendingTransfersCapacityExceeded,
+            TransferStatus::Created,
+            TransferStatus::PendingTransfersCapacityExceeded,
         ],
     );
     h.assert_no_transfer(5);
@@ -2329,16 +2479,16 @@ fn account_balances_capacity_exhaustion_returns_the_capacity_code() {
     let mut h = Harness::with_config(&config);
     h.accounts(
         &[acct(1).flags(A_HIST), acct(2), acct(3)],
-        &[acs::CREATED; 3],
+        &[AccountStatus::Created; 3],
     );
     let events: Vec<Transfer> = (1..=4).map(|id| tr(id, 1, 2, 1)).collect();
-    h.transfers(&events, &[tcs::CREATED; 4]);
+    h.transfers(&events, &[TransferStatus::Created; 4]);
     h.transfers(
         &[tr(5, 1, 2, 1), tr(6, 3, 2, 1), tr(5, 1, 2, 1)],
         &[
-            tcs::ACCOUNT_BALANCES_CAPACITY_EXCEEDED,
-            tcs::CREATED,
-            tcs::ACCOUNT_BALANCES_CAPACITY_EXCEEDED,
+            TransferStatus::AccountBalancesCapacityExceeded,
+            TransferStatus::Created,
+            TransferStatus::AccountBalancesCapacityExceeded,
         ],
     );
     h.assert_no_transfer(5);
@@ -2356,15 +2506,18 @@ fn capacity_failure_inside_a_chain_rolls_the_chain_back() {
     h.open(&[1, 2]);
     h.transfers(
         &[tr(1, 1, 2, 1), tr(2, 1, 2, 1), tr(3, 1, 2, 1)],
-        &[tcs::CREATED; 3],
+        &[TransferStatus::Created; 3],
     );
     h.transfers(
         &[tr(4, 1, 2, 1).flags(LNK), tr(5, 1, 2, 1)],
-        &[tcs::LINKED_EVENT_FAILED, tcs::TRANSFERS_CAPACITY_EXCEEDED],
+        &[
+            TransferStatus::LinkedEventFailed,
+            TransferStatus::TransfersCapacityExceeded,
+        ],
     );
     h.assert_no_transfer(4);
     h.assert_balances(1, [0, 3, 0, 0]);
-    h.transfers(&[tr(4, 1, 2, 1)], &[tcs::CREATED]);
+    h.transfers(&[tr(4, 1, 2, 1)], &[TransferStatus::Created]);
 }
 
 #[test]
@@ -2378,18 +2531,21 @@ fn pulse_expires_at_most_pulse_expiries_max() {
     let first: Vec<Transfer> = (1..=8190)
         .map(|id| pending(id, 1, 2, 1).timeout(1))
         .collect();
-    h.transfers(&first, &vec![tcs::CREATED; first.len()]);
+    h.transfers(&first, &vec![TransferStatus::Created; first.len()]);
     let second: Vec<Transfer> = (8191..=8200)
         .map(|id| pending(id, 1, 2, 1).timeout(1))
         .collect();
-    h.transfers(&second, &[tcs::CREATED; 10]);
+    h.transfers(&second, &[TransferStatus::Created; 10]);
     let limit = clearline_engine::PULSE_EXPIRIES_MAX;
     assert_eq!(h.tick_seconds(1), limit);
     h.assert_balances(1, [8200 - u128::from(limit), 0, 0, 0]);
     // A pending transfer that is due but not yet swept cannot be posted either.
     h.transfers(
         &[post(9001, 1, MAX), post(9002, 8200, MAX)],
-        &[tcs::PENDING_TRANSFER_EXPIRED, tcs::PENDING_TRANSFER_EXPIRED],
+        &[
+            TransferStatus::PendingTransferExpired,
+            TransferStatus::PendingTransferExpired,
+        ],
     );
     h.assert_balances(1, [8200 - u128::from(limit), 0, 0, 0]);
     assert_eq!(h.pulse_at(h.now + u64::from(limit) + 1), 8200 - limit);
