@@ -105,18 +105,9 @@ pub fn transfer_status_name(status: u32) -> String {
 pub fn acct(id: u128) -> Account {
     Account {
         id,
-        debits_pending: 0,
-        debits_posted: 0,
-        credits_pending: 0,
-        credits_posted: 0,
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        reserved: 0,
         ledger: 1,
         code: 1,
-        flags: 0,
-        timestamp: 0,
+        ..Account::default()
     }
 }
 
@@ -127,15 +118,9 @@ pub fn tr(id: u128, debit: u128, credit: u128, amount: u128) -> Transfer {
         debit_account_id: debit,
         credit_account_id: credit,
         amount,
-        pending_id: 0,
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        timeout: 0,
         ledger: 1,
         code: 1,
-        flags: 0,
-        timestamp: 0,
+        ..Transfer::default()
     }
 }
 
@@ -166,8 +151,8 @@ pub fn void(id: u128, pending_id: u128, amount: u128) -> Transfer {
     }
 }
 
-/// Chainable edits of an account event.
-pub trait AccountExt {
+/// Chainable edits of an account or transfer event.
+pub trait EventExt {
     /// Adds flags.
     fn flags(self, flags: u16) -> Self;
     /// Sets the three user data fields.
@@ -178,108 +163,67 @@ pub trait AccountExt {
     fn imported(self, timestamp: u64) -> Self;
 }
 
-impl AccountExt for Account {
-    fn flags(mut self, flags: u16) -> Self {
-        self.flags |= flags;
-        self
-    }
-    fn ud(mut self, ud128: u128, ud64: u64, ud32: u32) -> Self {
-        self.user_data_128 = ud128;
-        self.user_data_64 = ud64;
-        self.user_data_32 = ud32;
-        self
-    }
-    fn lc(mut self, ledger: u32, code: u16) -> Self {
-        self.ledger = ledger;
-        self.code = code;
-        self
-    }
-    fn imported(mut self, timestamp: u64) -> Self {
-        self.flags |= A_IMP;
-        self.timestamp = timestamp;
-        self
-    }
+/// Implements `EventExt` for an event type whose imported flag is `$imported`.
+macro_rules! event_ext {
+    ($event:ty, $imported:expr) => {
+        impl EventExt for $event {
+            fn flags(mut self, flags: u16) -> Self {
+                self.flags |= flags;
+                self
+            }
+            fn ud(mut self, ud128: u128, ud64: u64, ud32: u32) -> Self {
+                (self.user_data_128, self.user_data_64, self.user_data_32) = (ud128, ud64, ud32);
+                self
+            }
+            fn lc(mut self, ledger: u32, code: u16) -> Self {
+                (self.ledger, self.code) = (ledger, code);
+                self
+            }
+            fn imported(mut self, timestamp: u64) -> Self {
+                self.flags |= $imported;
+                self.timestamp = timestamp;
+                self
+            }
+        }
+    };
 }
 
-/// Chainable edits of a transfer event.
+event_ext!(Account, A_IMP);
+event_ext!(Transfer, IMP);
+
+/// Chainable edits that only a transfer event has.
 pub trait TransferExt {
-    /// Adds flags.
-    fn flags(self, flags: u16) -> Self;
-    /// Sets the three user data fields.
-    fn ud(self, ud128: u128, ud64: u64, ud32: u32) -> Self;
-    /// Sets ledger and code.
-    fn lc(self, ledger: u32, code: u16) -> Self;
     /// Sets the timeout in seconds.
     fn timeout(self, seconds: u32) -> Self;
-    /// Sets the (imported) timestamp and the imported flag.
-    fn imported(self, timestamp: u64) -> Self;
 }
 
 impl TransferExt for Transfer {
-    fn flags(mut self, flags: u16) -> Self {
-        self.flags |= flags;
-        self
-    }
-    fn ud(mut self, ud128: u128, ud64: u64, ud32: u32) -> Self {
-        self.user_data_128 = ud128;
-        self.user_data_64 = ud64;
-        self.user_data_32 = ud32;
-        self
-    }
-    fn lc(mut self, ledger: u32, code: u16) -> Self {
-        self.ledger = ledger;
-        self.code = code;
-        self
-    }
     fn timeout(mut self, seconds: u32) -> Self {
         self.timeout = seconds;
-        self
-    }
-    fn imported(mut self, timestamp: u64) -> Self {
-        self.flags |= IMP;
-        self.timestamp = timestamp;
         self
     }
 }
 
 /// A zeroed create result, to be overwritten by the engine.
 pub fn empty_result() -> CreateResult {
-    CreateResult {
-        timestamp: 0,
-        status: 0,
-        reserved: 0,
-    }
+    CreateResult::default()
 }
 
 /// An account filter over debits and credits, unbounded in time, with a large limit.
 pub fn account_filter(account_id: u128) -> AccountFilter {
     AccountFilter {
         account_id,
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        code: 0,
-        reserved: [0; 58],
-        timestamp_min: 0,
-        timestamp_max: 0,
         limit: 8190,
         flags: AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS,
+        ..AccountFilter::default()
     }
 }
 
 /// A query filter that selects everything, unbounded in time, with a large limit.
 pub fn query_filter() -> QueryFilter {
     QueryFilter {
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        ledger: 0,
-        code: 0,
-        reserved: [0; 6],
-        timestamp_min: 0,
-        timestamp_max: 0,
         limit: 8190,
-        flags: 0,
+        ..QueryFilter::default()
     }
 }
 
