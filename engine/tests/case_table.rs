@@ -161,13 +161,13 @@ fn run(row: &Row) {
             At::Result { batch, event } => batches[batch][event].timestamp,
         };
         match step {
-            Accounts(events, expected) => batches.push(h.accounts(events, expected)),
+            Accounts(events, expected) => batches.push(h.submit(None, events, expected)),
             AccountsAt(timestamp, events, expected) => {
-                batches.push(h.accounts_at(*timestamp, events, expected));
+                batches.push(h.submit(Some(*timestamp), events, expected));
             }
-            Transfers(events, expected) => batches.push(h.transfers(events, expected)),
+            Transfers(events, expected) => batches.push(h.submit(None, events, expected)),
             TransfersAt(timestamp, events, expected) => {
-                batches.push(h.transfers_at(*timestamp, events, expected));
+                batches.push(h.submit(Some(*timestamp), events, expected));
             }
             Open(ids) => h.open(ids),
             Setup(id, balances) => h.setup(*id, *balances),

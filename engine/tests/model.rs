@@ -1109,7 +1109,7 @@ impl Run {
             };
             w.now = timestamp;
             let expected = self.model.create_accounts(timestamp, &events);
-            self.results = events.iter().map(|_| empty_result()).collect();
+            self.results = vec![CreateResult::default(); events.len()];
             self.engine
                 .create_accounts(timestamp, &events, &mut self.results);
             self.compare_results(batch, "create_accounts", &expected, account_status_name);
@@ -1133,7 +1133,7 @@ impl Run {
             w.sent
                 .extend(events.iter().filter(|t| t.id != 0 && t.id != MAX));
             let expected = self.model.create_transfers(timestamp, &events);
-            self.results = events.iter().map(|_| empty_result()).collect();
+            self.results = vec![CreateResult::default(); events.len()];
             self.engine
                 .create_transfers(timestamp, &events, &mut self.results);
             self.compare_results(batch, "create_transfers", &expected, transfer_status_name);

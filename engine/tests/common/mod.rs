@@ -91,6 +91,32 @@ impl Status for TransferStatus {
     }
 }
 
+/// A create event: an account or a transfer, with the status enum of its operation.
+pub trait Event: Copy {
+    /// The status of one event.
+    type Status: Status;
+    /// The operation's name, for messages.
+    const OPERATION: &'static str;
+    /// Runs the operation on `engine`.
+    fn create(engine: &mut Engine, timestamp: u64, events: &[Self], results: &mut [CreateResult]);
+}
+
+impl Event for Account {
+    type Status = AccountStatus;
+    const OPERATION: &'static str = "create_accounts";
+    fn create(engine: &mut Engine, timestamp: u64, events: &[Self], results: &mut [CreateResult]) {
+        engine.create_accounts(timestamp, events, results);
+    }
+}
+
+impl Event for Transfer {
+    type Status = TransferStatus;
+    const OPERATION: &'static str = "create_transfers";
+    fn create(engine: &mut Engine, timestamp: u64, events: &[Self], results: &mut [CreateResult]) {
+        engine.create_transfers(timestamp, events, results);
+    }
+}
+
 /// The reference name of an account status number, for messages.
 pub fn account_status_name(status: u32) -> String {
     AccountStatus::name_of(status)
@@ -204,11 +230,6 @@ impl TransferExt for Transfer {
     }
 }
 
-/// A zeroed create result, to be overwritten by the engine.
-pub fn empty_result() -> CreateResult {
-    CreateResult::default()
-}
-
 /// An account filter over debits and credits, unbounded in time, with a large limit.
 pub fn account_filter(account_id: u128) -> AccountFilter {
     AccountFilter {
@@ -271,90 +292,33 @@ impl Harness {
         timestamp - count as u64 + index as u64 + 1
     }
 
-    fn next_batch_timestamp(&self, count: usize) -> u64 {
-        self.now + count as u64 + 1
-    }
-
-    fn claim(&mut self, timestamp: u64, count: usize) {
+    /// Submits a create batch at `timestamp`, or at the next batch timestamp if `None`, and
+    /// asserts the status of every event.
+    pub fn submit<E: Event>(
+        &mut self,
+        timestamp: Option<u64>,
+        events: &[E],
+        expected: &[E::Status],
+    ) -> Vec<CreateResult> {
+        let timestamp = timestamp.unwrap_or(self.now + events.len() as u64 + 1);
         assert!(
-            timestamp >= self.now + count as u64 && timestamp > self.now,
-            "test clock: batch timestamp {timestamp} must advance past {} by {count}",
-            self.now
+            timestamp >= self.now + events.len() as u64 && timestamp > self.now,
+            "test clock: batch timestamp {timestamp} must advance past {} by {}",
+            self.now,
+            events.len()
         );
         self.now = timestamp;
-        self.last_batch = (timestamp, count);
-    }
-
-    /// Submits accounts at an explicit batch timestamp; returns the raw results.
-    pub fn create_accounts_at(&mut self, timestamp: u64, events: &[Account]) -> Vec<CreateResult> {
-        self.claim(timestamp, events.len());
-        let mut results: Vec<CreateResult> = events.iter().map(|_| empty_result()).collect();
-        self.engine.create_accounts(timestamp, events, &mut results);
-        results
-    }
-
-    /// Submits transfers at an explicit batch timestamp; returns the raw results.
-    pub fn create_transfers_at(
-        &mut self,
-        timestamp: u64,
-        events: &[Transfer],
-    ) -> Vec<CreateResult> {
-        self.claim(timestamp, events.len());
-        let mut results: Vec<CreateResult> = events.iter().map(|_| empty_result()).collect();
-        self.engine
-            .create_transfers(timestamp, events, &mut results);
-        results
-    }
-
-    /// Submits accounts at the next batch timestamp and asserts every status.
-    pub fn accounts(
-        &mut self,
-        events: &[Account],
-        expected: &[AccountStatus],
-    ) -> Vec<CreateResult> {
-        let timestamp = self.next_batch_timestamp(events.len());
-        self.accounts_at(timestamp, events, expected)
-    }
-
-    /// Submits accounts at `timestamp` and asserts every status.
-    pub fn accounts_at(
-        &mut self,
-        timestamp: u64,
-        events: &[Account],
-        expected: &[AccountStatus],
-    ) -> Vec<CreateResult> {
-        let results = self.create_accounts_at(timestamp, events);
-        check_statuses("create_accounts", &results, expected);
-        results
-    }
-
-    /// Submits transfers at the next batch timestamp and asserts every status.
-    pub fn transfers(
-        &mut self,
-        events: &[Transfer],
-        expected: &[TransferStatus],
-    ) -> Vec<CreateResult> {
-        let timestamp = self.next_batch_timestamp(events.len());
-        self.transfers_at(timestamp, events, expected)
-    }
-
-    /// Submits transfers at `timestamp` and asserts every status.
-    pub fn transfers_at(
-        &mut self,
-        timestamp: u64,
-        events: &[Transfer],
-        expected: &[TransferStatus],
-    ) -> Vec<CreateResult> {
-        let results = self.create_transfers_at(timestamp, events);
-        check_statuses("create_transfers", &results, expected);
+        self.last_batch = (timestamp, events.len());
+        let mut results = vec![CreateResult::default(); events.len()];
+        E::create(&mut self.engine, timestamp, events, &mut results);
+        check_statuses(E::OPERATION, &results, expected);
         results
     }
 
     /// Creates default accounts (ledger 1, code 1) with these ids; all must be created.
     pub fn open(&mut self, ids: &[u128]) {
         let events: Vec<Account> = ids.iter().map(|id| acct(*id)).collect();
-        let expected: Vec<AccountStatus> = ids.iter().map(|_| AccountStatus::Created).collect();
-        self.accounts(&events, &expected);
+        self.submit(None, &events, &vec![AccountStatus::Created; ids.len()]);
     }
 
     /// Advances the clock by `seconds` and runs the expiry pulse at the new time.
@@ -475,10 +439,8 @@ impl Harness {
         assert_eq!(self.balances(id), [0; 4], "setup starts from zero balances");
         self.helpers += 1;
         let helper = HELPER_ACCOUNT_BASE + self.helpers;
-        self.accounts(
-            &[acct(helper).lc(target.ledger, 1)],
-            &[AccountStatus::Created],
-        );
+        let helper_account = acct(helper).lc(target.ledger, 1);
+        self.submit(None, &[helper_account], &[AccountStatus::Created]);
         let [dp, dpost, cp, cpost] = balances;
         let legs: [(u128, bool, bool); 4] = if target.flags & A_CD != 0 {
             // (amount, account is debited, pending)
@@ -506,7 +468,7 @@ impl Harness {
             if is_pending {
                 t = t.flags(PEN);
             }
-            self.transfers(&[t], &[TransferStatus::Created]);
+            self.submit(None, &[t], &[TransferStatus::Created]);
         }
         self.assert_balances(id, balances);
     }
