@@ -14,24 +14,12 @@
 use std::time::{Duration, Instant};
 
 use clearline_engine::{Account, Config, CreateResult, Engine, Transfer, TransferFlags};
+use clearline_test_support::Rng;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 
 const BATCH_SIZE: usize = 8190;
 const TRANSFERS_MAX: u32 = 2_000_000;
 const CHAIN_SIZE: usize = 8;
-
-/// splitmix64: a fixed, seeded generator so every run measures the same sequence.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -44,7 +32,8 @@ struct Case {
     engine: Engine,
     accounts_count: u64,
     kind: Kind,
-    random: Random,
+    /// A fixed seed per case, so every run measures the same sequence.
+    random: Rng,
     next_id: u128,
     now: u64,
     batch: Vec<Transfer>,
@@ -64,7 +53,7 @@ impl Case {
             engine: Engine::new(&config),
             accounts_count,
             kind,
-            random: Random(0x5EED + accounts_count),
+            random: Rng::new(0x5EED + accounts_count),
             next_id: 1,
             now: 1_000_000_000,
             batch: vec![Transfer::default(); BATCH_SIZE],
@@ -108,7 +97,7 @@ impl Case {
     }
 
     fn account(&mut self) -> u128 {
-        u128::from(1 + self.random.next() % self.accounts_count)
+        u128::from(1 + self.random.next_u64() % self.accounts_count)
     }
 
     /// Writes the next batch (fresh ids, random accounts).
@@ -128,7 +117,7 @@ impl Case {
                 id,
                 debit_account_id: debit,
                 credit_account_id: credit,
-                amount: 1 + u128::from(self.random.next() % 1000),
+                amount: 1 + u128::from(self.random.next_u64() % 1000),
                 ledger: 1,
                 code: 1,
                 ..Transfer::default()

@@ -31,7 +31,14 @@ fn project_files() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut paths = Vec::new();
     for dir in [
-        "src", "engine", "journal", "net", "benches", "tests", "fuzz",
+        "src",
+        "engine",
+        "journal",
+        "net",
+        "test-support",
+        "benches",
+        "tests",
+        "fuzz",
     ] {
         rust_files(&root.join(dir), &mut paths);
     }

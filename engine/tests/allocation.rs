@@ -22,9 +22,7 @@ fn allocations(region: &Region<System>) -> usize {
     change.allocations + change.reallocations
 }
 
-mod workload;
-
-use workload::{accounts, workload, Request, SECOND};
+use clearline_test_support::ledger::{accounts, workload, Request, SECOND};
 
 const TRANSFERS_COUNT: usize = 10_000;
 

@@ -13,6 +13,7 @@ use clearline_engine::book::{Book, BookEvent, Execution, RestingOrder};
 use clearline_engine::market::Market;
 use clearline_engine::order::{check_order, BookLevel, Order, OrderAmend};
 use clearline_engine::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
+use clearline_test_support::Rng;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -32,23 +33,6 @@ fn market() -> Market {
         taker_fee: 3,
         code: 1,
         ..Market::default()
-    }
-}
-
-/// A small deterministic generator (splitmix64), so a seed replays a flow exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
     }
 }
 
@@ -512,7 +496,7 @@ struct Flow {
 impl Flow {
     fn new(seed: u64, owners: u64) -> Flow {
         Flow {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             next_id: 1,
             now: 1_000,
             owners,

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clearline_engine::limits::PULSE_EXPIRIES_MAX;
 use clearline_engine::{Account, AccountFilterFlags, Config, CreateResult, Engine, Transfer};
+use clearline_test_support::Rng;
 use common::*;
 use proptest::prelude::*;
 
@@ -90,9 +91,31 @@ impl Model {
         mut apply: impl FnMut(&mut Model, usize, u64, u64) -> (u32, u64),
     ) -> Vec<(u32, u64)> {
         let (expected, not_expected, out_of_range, not_advance) = match kind {
-            Kind::Accounts => (22, 23, 24, 25),
-            Kind::Transfers => (56, 57, 58, 59),
+            Kind::Accounts => (
+                AccountStatus::ImportedEventExpected as u32,
+                AccountStatus::ImportedEventNotExpected as u32,
+                AccountStatus::ImportedEventTimestampOutOfRange as u32,
+                AccountStatus::ImportedEventTimestampMustNotAdvance as u32,
+            ),
+            Kind::Transfers => (
+                TransferStatus::ImportedEventExpected as u32,
+                TransferStatus::ImportedEventNotExpected as u32,
+                TransferStatus::ImportedEventTimestampOutOfRange as u32,
+                TransferStatus::ImportedEventTimestampMustNotAdvance as u32,
+            ),
         };
+        // The chain and timestamp rules have the same numbers for accounts and transfers.
+        let chain_open = TransferStatus::LinkedEventChainOpen as u32;
+        let chain_failed = TransferStatus::LinkedEventFailed as u32;
+        let timestamp_must_be_zero = TransferStatus::TimestampMustBeZero as u32;
+        let created = TransferStatus::Created as u32;
+        assert_eq!(chain_open, AccountStatus::LinkedEventChainOpen as u32);
+        assert_eq!(chain_failed, AccountStatus::LinkedEventFailed as u32);
+        assert_eq!(
+            timestamp_must_be_zero,
+            AccountStatus::TimestampMustBeZero as u32
+        );
+        assert_eq!(created, AccountStatus::Created as u32);
         let n = heads.len();
         let batch_imported = n > 0 && heads[0].imported;
         let mut results: Vec<(u32, u64)> = Vec::with_capacity(n);
@@ -104,9 +127,9 @@ impl Model {
                 chain = Some((index, self.clone()));
             }
             let (status, ts) = if head.linked && index == n - 1 {
-                (tcs::LINKED_EVENT_CHAIN_OPEN, slot)
+                (chain_open, slot)
             } else if broken {
-                (tcs::LINKED_EVENT_FAILED, slot)
+                (chain_failed, slot)
             } else if head.imported && !batch_imported {
                 (not_expected, slot)
             } else if !head.imported && batch_imported {
@@ -117,27 +140,29 @@ impl Model {
                 // Section 11.1 as clearline defines it: the bound is the event's own slot.
                 (not_advance, slot)
             } else if !batch_imported && head.timestamp != 0 {
-                (tcs::TIMESTAMP_MUST_BE_ZERO, slot)
+                (timestamp_must_be_zero, slot)
             } else {
                 let ts = if batch_imported { head.timestamp } else { slot };
                 apply(self, index, slot, ts)
             };
             results.push((status, ts));
-            if status != tcs::CREATED {
+            if status != created {
                 if let Some((start, snapshot)) = &chain {
                     if !broken {
                         broken = true;
                         *self = snapshot.clone();
                         for result in &mut results[*start..index] {
-                            result.0 = tcs::LINKED_EVENT_FAILED;
+                            result.0 = chain_failed;
                         }
                     }
                 }
-                if kind == Kind::Transfers && TRANSIENT_TRANSFER_STATUSES.contains(&status) {
+                if kind == Kind::Transfers
+                    && TransferStatus::from_u32(status).is_some_and(TransferStatus::is_transient)
+                {
                     self.orphans.insert(head.id);
                 }
             }
-            if chain.is_some() && (!head.linked || status == tcs::LINKED_EVENT_CHAIN_OPEN) {
+            if chain.is_some() && (!head.linked || status == chain_open) {
                 chain = None;
                 broken = false;
             }
@@ -164,63 +189,63 @@ impl Model {
     }
 
     fn create_account(&mut self, a: &Account, slot: u64, ts: u64) -> (u32, u64) {
-        let fail = |status: u32| (status, slot);
+        let fail = |status: AccountStatus| (status as u32, slot);
         if a.reserved != 0 {
-            return fail(acs::RESERVED_FIELD);
+            return fail(AccountStatus::ReservedField);
         }
         if a.flags & !0x3F != 0 {
-            return fail(acs::RESERVED_FLAG);
+            return fail(AccountStatus::ReservedFlag);
         }
         if a.id == 0 {
-            return fail(acs::ID_MUST_NOT_BE_ZERO);
+            return fail(AccountStatus::IdMustNotBeZero);
         }
         if a.id == MAX {
-            return fail(acs::ID_MUST_NOT_BE_INT_MAX);
+            return fail(AccountStatus::IdMustNotBeIntMax);
         }
         if let Some(e) = self.accounts.get(&a.id) {
             let status = if a.flags != e.flags {
-                acs::EXISTS_WITH_DIFFERENT_FLAGS
+                AccountStatus::ExistsWithDifferentFlags
             } else if a.user_data_128 != e.user_data_128 {
-                acs::EXISTS_WITH_DIFFERENT_USER_DATA_128
+                AccountStatus::ExistsWithDifferentUserData128
             } else if a.user_data_64 != e.user_data_64 {
-                acs::EXISTS_WITH_DIFFERENT_USER_DATA_64
+                AccountStatus::ExistsWithDifferentUserData64
             } else if a.user_data_32 != e.user_data_32 {
-                acs::EXISTS_WITH_DIFFERENT_USER_DATA_32
+                AccountStatus::ExistsWithDifferentUserData32
             } else if a.ledger != e.ledger {
-                acs::EXISTS_WITH_DIFFERENT_LEDGER
+                AccountStatus::ExistsWithDifferentLedger
             } else if a.code != e.code {
-                acs::EXISTS_WITH_DIFFERENT_CODE
+                AccountStatus::ExistsWithDifferentCode
             } else {
-                return (acs::EXISTS, e.timestamp);
+                return (AccountStatus::Exists as u32, e.timestamp);
             };
             return fail(status);
         }
         if a.flags & A_DC != 0 && a.flags & A_CD != 0 {
-            return fail(acs::FLAGS_ARE_MUTUALLY_EXCLUSIVE);
+            return fail(AccountStatus::FlagsAreMutuallyExclusive);
         }
         if a.debits_pending != 0 {
-            return fail(acs::DEBITS_PENDING_MUST_BE_ZERO);
+            return fail(AccountStatus::DebitsPendingMustBeZero);
         }
         if a.debits_posted != 0 {
-            return fail(acs::DEBITS_POSTED_MUST_BE_ZERO);
+            return fail(AccountStatus::DebitsPostedMustBeZero);
         }
         if a.credits_pending != 0 {
-            return fail(acs::CREDITS_PENDING_MUST_BE_ZERO);
+            return fail(AccountStatus::CreditsPendingMustBeZero);
         }
         if a.credits_posted != 0 {
-            return fail(acs::CREDITS_POSTED_MUST_BE_ZERO);
+            return fail(AccountStatus::CreditsPostedMustBeZero);
         }
         if a.ledger == 0 {
-            return fail(acs::LEDGER_MUST_NOT_BE_ZERO);
+            return fail(AccountStatus::LedgerMustNotBeZero);
         }
         if a.code == 0 {
-            return fail(acs::CODE_MUST_NOT_BE_ZERO);
+            return fail(AccountStatus::CodeMustNotBeZero);
         }
         if a.flags & A_IMP != 0
             && (ts <= self.max_account_timestamp()
                 || self.transfers.values().any(|t| t.timestamp == ts))
         {
-            return fail(acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS);
+            return fail(AccountStatus::ImportedEventTimestampMustNotRegress);
         }
         self.accounts.insert(
             a.id,
@@ -229,7 +254,7 @@ impl Model {
                 ..*a
             },
         );
-        (acs::CREATED, ts)
+        (AccountStatus::Created as u32, ts)
     }
 
     fn create_transfers(&mut self, timestamp: u64, events: &[Transfer]) -> Vec<(u32, u64)> {
@@ -251,98 +276,98 @@ impl Model {
     }
 
     fn create_transfer(&mut self, t: &Transfer, slot: u64, ts: u64) -> (u32, u64) {
-        let fail = |status: u32| (status, slot);
+        let fail = |status: TransferStatus| (status as u32, slot);
         let imported = t.flags & IMP != 0;
         if t.flags & !0x1FF != 0 {
-            return fail(tcs::RESERVED_FLAG);
+            return fail(TransferStatus::ReservedFlag);
         }
         if t.id == 0 {
-            return fail(tcs::ID_MUST_NOT_BE_ZERO);
+            return fail(TransferStatus::IdMustNotBeZero);
         }
         if t.id == MAX {
-            return fail(tcs::ID_MUST_NOT_BE_INT_MAX);
+            return fail(TransferStatus::IdMustNotBeIntMax);
         }
         if let Some(e) = self.transfers.get(&t.id) {
             let status = self.transfer_exists(t, e);
-            let at = if status == tcs::EXISTS {
+            let at = if status == TransferStatus::Exists {
                 e.timestamp
             } else {
                 slot
             };
-            return (status, at);
+            return (status as u32, at);
         }
         if self.orphans.contains(&t.id) {
-            return fail(tcs::ID_ALREADY_FAILED);
+            return fail(TransferStatus::IdAlreadyFailed);
         }
         if t.flags & (POS | VOI) != 0 {
             return self.post_or_void(t, slot, ts);
         }
         if t.debit_account_id == 0 {
-            return fail(tcs::DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO);
+            return fail(TransferStatus::DebitAccountIdMustNotBeZero);
         }
         if t.debit_account_id == MAX {
-            return fail(tcs::DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX);
+            return fail(TransferStatus::DebitAccountIdMustNotBeIntMax);
         }
         if t.credit_account_id == 0 {
-            return fail(tcs::CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO);
+            return fail(TransferStatus::CreditAccountIdMustNotBeZero);
         }
         if t.credit_account_id == MAX {
-            return fail(tcs::CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX);
+            return fail(TransferStatus::CreditAccountIdMustNotBeIntMax);
         }
         if t.debit_account_id == t.credit_account_id {
-            return fail(tcs::ACCOUNTS_MUST_BE_DIFFERENT);
+            return fail(TransferStatus::AccountsMustBeDifferent);
         }
         if t.pending_id != 0 {
-            return fail(tcs::PENDING_ID_MUST_BE_ZERO);
+            return fail(TransferStatus::PendingIdMustBeZero);
         }
         let is_pending = t.flags & PEN != 0;
         if !is_pending {
             if t.timeout != 0 {
-                return fail(tcs::TIMEOUT_RESERVED_FOR_PENDING_TRANSFER);
+                return fail(TransferStatus::TimeoutReservedForPendingTransfer);
             }
             if t.flags & (CDR | CCR) != 0 {
-                return fail(tcs::CLOSING_TRANSFER_MUST_BE_PENDING);
+                return fail(TransferStatus::ClosingTransferMustBePending);
             }
         }
         if t.ledger == 0 {
-            return fail(tcs::LEDGER_MUST_NOT_BE_ZERO);
+            return fail(TransferStatus::LedgerMustNotBeZero);
         }
         if t.code == 0 {
-            return fail(tcs::CODE_MUST_NOT_BE_ZERO);
+            return fail(TransferStatus::CodeMustNotBeZero);
         }
         let Some(dr) = self.accounts.get(&t.debit_account_id).copied() else {
-            return fail(tcs::DEBIT_ACCOUNT_NOT_FOUND);
+            return fail(TransferStatus::DebitAccountNotFound);
         };
         let Some(cr) = self.accounts.get(&t.credit_account_id).copied() else {
-            return fail(tcs::CREDIT_ACCOUNT_NOT_FOUND);
+            return fail(TransferStatus::CreditAccountNotFound);
         };
         if dr.ledger != cr.ledger {
-            return fail(tcs::ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER);
+            return fail(TransferStatus::AccountsMustHaveTheSameLedger);
         }
         if t.ledger != dr.ledger {
-            return fail(tcs::TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS);
+            return fail(TransferStatus::TransferMustHaveTheSameLedgerAsAccounts);
         }
         if imported {
             if ts <= self.max_transfer_timestamp()
                 || self.accounts.values().any(|a| a.timestamp == ts)
             {
-                return fail(tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS);
+                return fail(TransferStatus::ImportedEventTimestampMustNotRegress);
             }
             if ts <= dr.timestamp {
-                return fail(tcs::IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT);
+                return fail(TransferStatus::ImportedEventTimestampMustPostdateDebitAccount);
             }
             if ts <= cr.timestamp {
-                return fail(tcs::IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT);
+                return fail(TransferStatus::ImportedEventTimestampMustPostdateCreditAccount);
             }
             if t.timeout != 0 {
-                return fail(tcs::IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO);
+                return fail(TransferStatus::ImportedEventTimeoutMustBeZero);
             }
         }
         if dr.flags & A_CLSD != 0 {
-            return fail(tcs::DEBIT_ACCOUNT_ALREADY_CLOSED);
+            return fail(TransferStatus::DebitAccountAlreadyClosed);
         }
         if cr.flags & A_CLSD != 0 {
-            return fail(tcs::CREDIT_ACCOUNT_ALREADY_CLOSED);
+            return fail(TransferStatus::CreditAccountAlreadyClosed);
         }
         let mut amount = t.amount;
         if t.flags & BDR != 0 {
@@ -361,17 +386,17 @@ impl Model {
         }
         if is_pending {
             if dr.debits_pending.checked_add(amount).is_none() {
-                return fail(tcs::OVERFLOWS_DEBITS_PENDING);
+                return fail(TransferStatus::OverflowsDebitsPending);
             }
             if cr.credits_pending.checked_add(amount).is_none() {
-                return fail(tcs::OVERFLOWS_CREDITS_PENDING);
+                return fail(TransferStatus::OverflowsCreditsPending);
             }
         }
         if dr.debits_posted.checked_add(amount).is_none() {
-            return fail(tcs::OVERFLOWS_DEBITS_POSTED);
+            return fail(TransferStatus::OverflowsDebitsPosted);
         }
         if cr.credits_posted.checked_add(amount).is_none() {
-            return fail(tcs::OVERFLOWS_CREDITS_POSTED);
+            return fail(TransferStatus::OverflowsCreditsPosted);
         }
         let dr_total = dr
             .debits_pending
@@ -382,19 +407,19 @@ impl Model {
             .checked_add(cr.credits_posted)
             .expect("model invariant");
         if dr_total.checked_add(amount).is_none() {
-            return fail(tcs::OVERFLOWS_DEBITS);
+            return fail(TransferStatus::OverflowsDebits);
         }
         if cr_total.checked_add(amount).is_none() {
-            return fail(tcs::OVERFLOWS_CREDITS);
+            return fail(TransferStatus::OverflowsCredits);
         }
         if u128::from(ts) + u128::from(t.timeout) * u128::from(SECOND) > u128::from(TS_MAX) {
-            return fail(tcs::OVERFLOWS_TIMEOUT);
+            return fail(TransferStatus::OverflowsTimeout);
         }
         if dr.flags & A_DC != 0 && dr_total + amount > dr.credits_posted {
-            return fail(tcs::EXCEEDS_CREDITS);
+            return fail(TransferStatus::ExceedsCredits);
         }
         if cr.flags & A_CD != 0 && cr_total + amount > cr.debits_posted {
-            return fail(tcs::EXCEEDS_DEBITS);
+            return fail(TransferStatus::ExceedsDebits);
         }
         let dr = self
             .accounts
@@ -432,26 +457,26 @@ impl Model {
             },
         );
         self.record_history(ts, [t.debit_account_id, t.credit_account_id]);
-        (tcs::CREATED, ts)
+        (TransferStatus::Created as u32, ts)
     }
 
     /// Section 3.4: `t` is the request, `e` the stored transfer with the same id.
-    fn transfer_exists(&self, t: &Transfer, e: &Transfer) -> u32 {
+    fn transfer_exists(&self, t: &Transfer, e: &Transfer) -> TransferStatus {
         if t.flags != e.flags {
-            return tcs::EXISTS_WITH_DIFFERENT_FLAGS;
+            return TransferStatus::ExistsWithDifferentFlags;
         }
         if t.pending_id != e.pending_id {
-            return tcs::EXISTS_WITH_DIFFERENT_PENDING_ID;
+            return TransferStatus::ExistsWithDifferentPendingId;
         }
         if t.timeout != e.timeout {
-            return tcs::EXISTS_WITH_DIFFERENT_TIMEOUT;
+            return TransferStatus::ExistsWithDifferentTimeout;
         }
         if e.flags & (POS | VOI) == 0 {
             if t.debit_account_id != e.debit_account_id {
-                return tcs::EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID;
+                return TransferStatus::ExistsWithDifferentDebitAccountId;
             }
             if t.credit_account_id != e.credit_account_id {
-                return tcs::EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID;
+                return TransferStatus::ExistsWithDifferentCreditAccountId;
             }
             let amount_differs = if e.flags & (BDR | BCR) != 0 {
                 t.amount < e.amount
@@ -459,34 +484,34 @@ impl Model {
                 t.amount != e.amount
             };
             if amount_differs {
-                return tcs::EXISTS_WITH_DIFFERENT_AMOUNT;
+                return TransferStatus::ExistsWithDifferentAmount;
             }
             if t.user_data_128 != e.user_data_128 {
-                return tcs::EXISTS_WITH_DIFFERENT_USER_DATA_128;
+                return TransferStatus::ExistsWithDifferentUserData128;
             }
             if t.user_data_64 != e.user_data_64 {
-                return tcs::EXISTS_WITH_DIFFERENT_USER_DATA_64;
+                return TransferStatus::ExistsWithDifferentUserData64;
             }
             if t.user_data_32 != e.user_data_32 {
-                return tcs::EXISTS_WITH_DIFFERENT_USER_DATA_32;
+                return TransferStatus::ExistsWithDifferentUserData32;
             }
             if t.ledger != e.ledger {
-                return tcs::EXISTS_WITH_DIFFERENT_LEDGER;
+                return TransferStatus::ExistsWithDifferentLedger;
             }
             if t.code != e.code {
-                return tcs::EXISTS_WITH_DIFFERENT_CODE;
+                return TransferStatus::ExistsWithDifferentCode;
             }
-            return tcs::EXISTS;
+            return TransferStatus::Exists;
         }
         let p = self
             .transfers
             .get(&e.pending_id)
             .expect("a stored post/void has its pending");
         if t.debit_account_id != 0 && t.debit_account_id != e.debit_account_id {
-            return tcs::EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID;
+            return TransferStatus::ExistsWithDifferentDebitAccountId;
         }
         if t.credit_account_id != 0 && t.credit_account_id != e.credit_account_id {
-            return tcs::EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID;
+            return TransferStatus::ExistsWithDifferentCreditAccountId;
         }
         let amount_differs = if e.flags & VOI != 0 {
             if t.amount == 0 {
@@ -500,7 +525,7 @@ impl Model {
             t.amount != e.amount
         };
         if amount_differs {
-            return tcs::EXISTS_WITH_DIFFERENT_AMOUNT;
+            return TransferStatus::ExistsWithDifferentAmount;
         }
         let inherited = |request: u128, stored: u128, pending: u128| {
             if request == 0 {
@@ -510,68 +535,68 @@ impl Model {
             }
         };
         if inherited(t.user_data_128, e.user_data_128, p.user_data_128) {
-            return tcs::EXISTS_WITH_DIFFERENT_USER_DATA_128;
+            return TransferStatus::ExistsWithDifferentUserData128;
         }
         if inherited(
             t.user_data_64.into(),
             e.user_data_64.into(),
             p.user_data_64.into(),
         ) {
-            return tcs::EXISTS_WITH_DIFFERENT_USER_DATA_64;
+            return TransferStatus::ExistsWithDifferentUserData64;
         }
         if inherited(
             t.user_data_32.into(),
             e.user_data_32.into(),
             p.user_data_32.into(),
         ) {
-            return tcs::EXISTS_WITH_DIFFERENT_USER_DATA_32;
+            return TransferStatus::ExistsWithDifferentUserData32;
         }
         if t.ledger != 0 && t.ledger != e.ledger {
-            return tcs::EXISTS_WITH_DIFFERENT_LEDGER;
+            return TransferStatus::ExistsWithDifferentLedger;
         }
         if t.code != 0 && t.code != e.code {
-            return tcs::EXISTS_WITH_DIFFERENT_CODE;
+            return TransferStatus::ExistsWithDifferentCode;
         }
-        tcs::EXISTS
+        TransferStatus::Exists
     }
 
     /// Section 3.3, post/void path, and 4.3.
     fn post_or_void(&mut self, t: &Transfer, slot: u64, ts: u64) -> (u32, u64) {
-        let fail = |status: u32| (status, slot);
+        let fail = |status: TransferStatus| (status as u32, slot);
         let is_post = t.flags & POS != 0;
         let is_void = t.flags & VOI != 0;
         if (is_post && is_void) || t.flags & (PEN | BDR | BCR | CDR | CCR) != 0 {
-            return fail(tcs::FLAGS_ARE_MUTUALLY_EXCLUSIVE);
+            return fail(TransferStatus::FlagsAreMutuallyExclusive);
         }
         if t.pending_id == 0 {
-            return fail(tcs::PENDING_ID_MUST_NOT_BE_ZERO);
+            return fail(TransferStatus::PendingIdMustNotBeZero);
         }
         if t.pending_id == MAX {
-            return fail(tcs::PENDING_ID_MUST_NOT_BE_INT_MAX);
+            return fail(TransferStatus::PendingIdMustNotBeIntMax);
         }
         if t.pending_id == t.id {
-            return fail(tcs::PENDING_ID_MUST_BE_DIFFERENT);
+            return fail(TransferStatus::PendingIdMustBeDifferent);
         }
         if t.timeout != 0 {
-            return fail(tcs::TIMEOUT_RESERVED_FOR_PENDING_TRANSFER);
+            return fail(TransferStatus::TimeoutReservedForPendingTransfer);
         }
         let Some(p) = self.transfers.get(&t.pending_id).copied() else {
-            return fail(tcs::PENDING_TRANSFER_NOT_FOUND);
+            return fail(TransferStatus::PendingTransferNotFound);
         };
         if p.flags & PEN == 0 {
-            return fail(tcs::PENDING_TRANSFER_NOT_PENDING);
+            return fail(TransferStatus::PendingTransferNotPending);
         }
         if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
-            return fail(tcs::PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID);
+            return fail(TransferStatus::PendingTransferHasDifferentDebitAccountId);
         }
         if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
-            return fail(tcs::PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID);
+            return fail(TransferStatus::PendingTransferHasDifferentCreditAccountId);
         }
         if t.ledger != 0 && t.ledger != p.ledger {
-            return fail(tcs::PENDING_TRANSFER_HAS_DIFFERENT_LEDGER);
+            return fail(TransferStatus::PendingTransferHasDifferentLedger);
         }
         if t.code != 0 && t.code != p.code {
-            return fail(tcs::PENDING_TRANSFER_HAS_DIFFERENT_CODE);
+            return fail(TransferStatus::PendingTransferHasDifferentCode);
         }
         let amount = match (is_post, t.amount) {
             (true, MAX) => p.amount,
@@ -579,33 +604,33 @@ impl Model {
             (_, amount) => amount,
         };
         if amount > p.amount {
-            return fail(tcs::EXCEEDS_PENDING_TRANSFER_AMOUNT);
+            return fail(TransferStatus::ExceedsPendingTransferAmount);
         }
         if is_void && amount < p.amount {
-            return fail(tcs::PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT);
+            return fail(TransferStatus::PendingTransferHasDifferentAmount);
         }
         match self.pending[&p.id] {
             PendingStatus::Pending => {}
-            PendingStatus::Posted => return fail(tcs::PENDING_TRANSFER_ALREADY_POSTED),
-            PendingStatus::Voided => return fail(tcs::PENDING_TRANSFER_ALREADY_VOIDED),
-            PendingStatus::Expired => return fail(tcs::PENDING_TRANSFER_EXPIRED),
+            PendingStatus::Posted => return fail(TransferStatus::PendingTransferAlreadyPosted),
+            PendingStatus::Voided => return fail(TransferStatus::PendingTransferAlreadyVoided),
+            PendingStatus::Expired => return fail(TransferStatus::PendingTransferExpired),
         }
         if expires_at(&p).is_some_and(|due| due <= ts) {
-            return fail(tcs::PENDING_TRANSFER_EXPIRED);
+            return fail(TransferStatus::PendingTransferExpired);
         }
         if t.flags & IMP != 0
             && (ts <= self.max_transfer_timestamp()
                 || self.accounts.values().any(|a| a.timestamp == ts))
         {
-            return fail(tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS);
+            return fail(TransferStatus::ImportedEventTimestampMustNotRegress);
         }
         let dr_closed = self.accounts[&p.debit_account_id].flags & A_CLSD != 0;
         let cr_closed = self.accounts[&p.credit_account_id].flags & A_CLSD != 0;
         if !is_void && dr_closed {
-            return fail(tcs::DEBIT_ACCOUNT_ALREADY_CLOSED);
+            return fail(TransferStatus::DebitAccountAlreadyClosed);
         }
         if !is_void && cr_closed {
-            return fail(tcs::CREDIT_ACCOUNT_ALREADY_CLOSED);
+            return fail(TransferStatus::CreditAccountAlreadyClosed);
         }
         let pick = |request: u128, pending: u128| if request != 0 { request } else { pending };
         let stored = Transfer {
@@ -653,7 +678,7 @@ impl Model {
         self.resolve(p.id, status);
         self.transfers.insert(t.id, stored);
         self.record_history(ts, [p.debit_account_id, p.credit_account_id]);
-        (tcs::CREATED, ts)
+        (TransferStatus::Created as u32, ts)
     }
 
     /// Appends the balance rows a committed transfer writes for `history` accounts.
@@ -739,32 +764,6 @@ impl Model {
 // ---------------------------------------------------------------------------------------------
 // The seeded workload.
 
-/// splitmix64: tiny, fast and good enough to drive a workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        assert!(bound > 0);
-        self.next() % bound
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
 const ACCOUNT_IDS: u64 = 32;
 /// Accounts above this id live on ledger 2.
 const LEDGER_2_FROM: u128 = 29;
@@ -787,7 +786,7 @@ struct Workload {
 impl Workload {
     fn new(seed: u64) -> Workload {
         Workload {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             next_transfer_id: 1,
             sent: Vec::new(),
             now: 0,
@@ -824,12 +823,12 @@ impl Workload {
         a.user_data_128 = u128::from(self.rng.below(3));
         a.user_data_64 = self.rng.below(3);
         a.user_data_32 = self.rng.below(3) as u32;
-        if self.rng.chance(30) {
+        if self.rng.chance(30, 100) {
             a.flags |= A_DC;
-        } else if self.rng.chance(25) {
+        } else if self.rng.chance(25, 100) {
             a.flags |= A_CD;
         }
-        if self.rng.chance(30) {
+        if self.rng.chance(30, 100) {
             a.flags |= A_HIST;
         }
         if valid {
@@ -889,7 +888,7 @@ impl Workload {
                 5 => full.saturating_sub(1),
                 _ => 0,
             };
-            if self.rng.chance(30) {
+            if self.rng.chance(30, 100) {
                 if let Some(p) = p {
                     t.debit_account_id = p.debit_account_id;
                     t.credit_account_id = p.credit_account_id;
@@ -897,29 +896,29 @@ impl Workload {
                     t.code = p.code;
                 }
             }
-            if self.rng.chance(4) {
+            if self.rng.chance(4, 100) {
                 t.credit_account_id = self.account_id();
             }
-            if self.rng.chance(4) {
+            if self.rng.chance(4, 100) {
                 t.debit_account_id = self.account_id();
             }
-            if self.rng.chance(5) {
+            if self.rng.chance(5, 100) {
                 t.code = 7;
             }
-            if self.rng.chance(20) {
+            if self.rng.chance(20, 100) {
                 t = t.ud(u128::from(self.rng.below(3)), self.rng.below(3), 0);
             }
-            if self.rng.chance(3) {
+            if self.rng.chance(3, 100) {
                 t.timeout = 1;
             }
-            if self.rng.chance(3) {
+            if self.rng.chance(3, 100) {
                 t.flags |= self.rng.pick(&[PEN, BDR, BCR, CDR, POS | VOI]);
             }
             return t;
         }
         let debit = self.account_id();
         let mut credit = self.account_id();
-        if self.rng.chance(85) && (1..=ACCOUNT_IDS as u128).contains(&debit) {
+        if self.rng.chance(85, 100) && (1..=ACCOUNT_IDS as u128).contains(&debit) {
             // Mostly stay on the debit account's ledger.
             let (low, count) = if ledger_of(debit) == 1 {
                 (1, 28)
@@ -928,14 +927,14 @@ impl Workload {
             };
             credit = low + u128::from(self.rng.below(count));
         }
-        if credit == debit && self.rng.chance(80) {
+        if credit == debit && self.rng.chance(80, 100) {
             credit = 1 + (credit % ACCOUNT_IDS as u128);
         }
         let mut t = tr(id, debit, credit, self.amount()).lc(ledger_of(debit), 1);
-        if self.rng.chance(3) {
+        if self.rng.chance(3, 100) {
             t.ledger = self.rng.pick(&[0, 1, 2, 9]);
         }
-        if self.rng.chance(2) {
+        if self.rng.chance(2, 100) {
             t.code = 0;
         }
         t = t.ud(
@@ -945,10 +944,10 @@ impl Workload {
         );
         if (60..80).contains(&kind) {
             t.flags |= PEN;
-            if self.rng.chance(50) {
+            if self.rng.chance(50, 100) {
                 t.timeout = 1 + self.rng.below(3) as u32;
             }
-            if self.rng.chance(4) {
+            if self.rng.chance(4, 100) {
                 t.flags |= self.rng.pick(&[CDR, CCR, CDR | CCR]);
                 t.amount = 0;
             }
@@ -990,7 +989,7 @@ impl Workload {
     /// Gives some events the linked flag so chains form (some end the batch: chain open).
     fn link<T>(&mut self, events: &mut [T], flag: u16, flags: impl Fn(&mut T) -> &mut u16) {
         for event in events.iter_mut() {
-            if self.rng.chance(20) {
+            if self.rng.chance(20, 100) {
                 *flags(event) |= flag;
             }
         }
@@ -1015,7 +1014,7 @@ impl Workload {
             ts += 1 + self.rng.below(2);
         }
         let slot = |index: u64| timestamp - n + index + 1;
-        if self.rng.chance(40) {
+        if self.rng.chance(40, 100) {
             let index = self.rng.below(n);
             let (flags, event_ts) = head(&mut events[index as usize]);
             match self.rng.below(7) {
@@ -1101,7 +1100,7 @@ impl Run {
             } else {
                 w.link(&mut events, A_LNK, |a| &mut a.flags);
             }
-            let timestamp = if batch > 0 && w.rng.chance(15) {
+            let timestamp = if batch > 0 && w.rng.chance(15, 100) {
                 w.import(&mut events, &self.model, A_IMP, |a| {
                     (&mut a.flags, &mut a.timestamp)
                 })
@@ -1110,7 +1109,7 @@ impl Run {
             };
             w.now = timestamp;
             let expected = self.model.create_accounts(timestamp, &events);
-            self.results = events.iter().map(|_| empty_result()).collect();
+            self.results = vec![CreateResult::default(); events.len()];
             self.engine
                 .create_accounts(timestamp, &events, &mut self.results);
             self.compare_results(batch, "create_accounts", &expected, account_status_name);
@@ -1118,7 +1117,7 @@ impl Run {
             let n = 1 + w.rng.below(16) as usize;
             let mut events: Vec<Transfer> = (0..n).map(|_| w.transfer(&self.model)).collect();
             w.link(&mut events, LNK, |t| &mut t.flags);
-            let timestamp = if w.rng.chance(6) {
+            let timestamp = if w.rng.chance(6, 100) {
                 w.import(&mut events, &self.model, IMP, |t| {
                     (&mut t.flags, &mut t.timestamp)
                 })
@@ -1134,7 +1133,7 @@ impl Run {
             w.sent
                 .extend(events.iter().filter(|t| t.id != 0 && t.id != MAX));
             let expected = self.model.create_transfers(timestamp, &events);
-            self.results = events.iter().map(|_| empty_result()).collect();
+            self.results = vec![CreateResult::default(); events.len()];
             self.engine
                 .create_transfers(timestamp, &events, &mut self.results);
             self.compare_results(batch, "create_transfers", &expected, transfer_status_name);
@@ -1354,43 +1353,43 @@ fn engine_matches_model_on_seeded_workloads() {
     }
     assert!(totals["transfers"] > 1000, "workload too small: {totals:?}");
     let required_accounts = [
-        acs::CREATED,
-        acs::EXISTS,
-        acs::EXISTS_WITH_DIFFERENT_FLAGS,
-        acs::LINKED_EVENT_FAILED,
-        acs::LINKED_EVENT_CHAIN_OPEN,
-        acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
+        AccountStatus::Created,
+        AccountStatus::Exists,
+        AccountStatus::ExistsWithDifferentFlags,
+        AccountStatus::LinkedEventFailed,
+        AccountStatus::LinkedEventChainOpen,
+        AccountStatus::ImportedEventTimestampMustNotAdvance,
     ];
     for status in required_accounts {
         assert!(
-            seen.contains_key(&('a', status)),
+            seen.contains_key(&('a', status as u32)),
             "never saw {}",
-            account_status_name(status)
+            status.name()
         );
     }
     let required_transfers = [
-        tcs::CREATED,
-        tcs::EXISTS,
-        tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-        tcs::LINKED_EVENT_FAILED,
-        tcs::LINKED_EVENT_CHAIN_OPEN,
-        tcs::ID_ALREADY_FAILED,
-        tcs::EXCEEDS_CREDITS,
-        tcs::EXCEEDS_DEBITS,
-        tcs::PENDING_TRANSFER_ALREADY_POSTED,
-        tcs::PENDING_TRANSFER_ALREADY_VOIDED,
-        tcs::PENDING_TRANSFER_EXPIRED,
-        tcs::EXCEEDS_PENDING_TRANSFER_AMOUNT,
-        tcs::DEBIT_ACCOUNT_ALREADY_CLOSED,
-        tcs::OVERFLOWS_DEBITS_POSTED,
-        tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-        tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
+        TransferStatus::Created,
+        TransferStatus::Exists,
+        TransferStatus::ExistsWithDifferentAmount,
+        TransferStatus::LinkedEventFailed,
+        TransferStatus::LinkedEventChainOpen,
+        TransferStatus::IdAlreadyFailed,
+        TransferStatus::ExceedsCredits,
+        TransferStatus::ExceedsDebits,
+        TransferStatus::PendingTransferAlreadyPosted,
+        TransferStatus::PendingTransferAlreadyVoided,
+        TransferStatus::PendingTransferExpired,
+        TransferStatus::ExceedsPendingTransferAmount,
+        TransferStatus::DebitAccountAlreadyClosed,
+        TransferStatus::OverflowsDebitsPosted,
+        TransferStatus::ImportedEventTimestampMustNotAdvance,
+        TransferStatus::ImportedEventTimestampMustNotRegress,
     ];
     for status in required_transfers {
         assert!(
-            seen.contains_key(&('t', status)),
+            seen.contains_key(&('t', status as u32)),
             "never saw {}",
-            transfer_status_name(status)
+            status.name()
         );
     }
 }

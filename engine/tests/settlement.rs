@@ -8,6 +8,7 @@ use clearline_engine::{
 };
 use clearline_engine::{BookFilter, BookLevel, Fill, FillFilter, SETTLEMENT_ID_BIT};
 use clearline_engine::{Operation, SLOTS_PER_ORDER_EVENT};
+use clearline_test_support::Rng;
 
 const BASE: u32 = 1;
 const QUOTE: u32 = 2;
@@ -559,22 +560,6 @@ fn execute_answers_the_order_operations() {
     let _ = Fill::SIZE;
 }
 
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One command of the random flow.
 #[derive(Clone, Copy, Debug)]
 enum Command {
@@ -585,7 +570,7 @@ enum Command {
 }
 
 fn flow(seed: u64, count: usize, traders: u32) -> Vec<Command> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut commands = Vec::with_capacity(count);
     let mut next_id = 1u128;
     for _ in 0..count {

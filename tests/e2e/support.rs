@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use clearline_engine::{Account, AccountBalance, CreateResult, Operation, QueryFilter, Transfer};
 use clearline_net::{check_reply_header, Client, FrameStatus, Header, ReplyFrame, HEADER_SIZE};
+/// The seeded generator of the random tests (the workspace's one, so seeds replay alike).
+pub use clearline_test_support::Rng;
 
 /// How long one socket read or write of a test may block.
 pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -574,45 +576,6 @@ pub fn assert_served(client: &mut Client, id: u128, context: &str) {
     let found = accounts(&reply.body);
     assert_eq!(found.len(), 1, "{context}: account {id} found");
     assert_eq!(found[0].id, id, "{context}: account id");
-}
-
-/// A small seeded generator (SplitMix64): deterministic, no dependencies.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..bound` (`bound > 0`).
-    pub fn below(&mut self, bound: u64) -> u64 {
-        assert!(bound > 0);
-        self.next_u64() % bound
-    }
-
-    /// A number in `low..=high`.
-    pub fn range(&mut self, low: u64, high: u64) -> u64 {
-        assert!(low <= high);
-        low + self.below(high - low + 1)
-    }
-
-    /// Fills `bytes` with random bytes.
-    pub fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
 }
 
 /// The seed of a test: `CLEARLINE_E2E_SEED` if set, else `default`. The returned guard prints

@@ -1,5 +1,6 @@
-//! Shared helpers for the engine's conformance tests: record builders, status numbers and names
-//! from ledger-semantics.md section 3, and a harness that keeps the test's own clock.
+//! Shared helpers for the engine's conformance tests: record builders, status names for
+//! messages (the numbers are the engine's own enums), and a harness that keeps the test's own
+//! clock.
 //!
 //! The harness assigns batch timestamps the way the server does: a create batch of `n` events
 //! gets a timestamp `T` at least `n` past the previous write, and event `i` owns the slot
@@ -8,6 +9,10 @@
 #![allow(dead_code)]
 
 use clearline_engine::limits::TIMESTAMP_MAX;
+/// The status of one `create_accounts` event, as the engine declares it.
+pub use clearline_engine::CreateAccountStatus as AccountStatus;
+/// The status of one `create_transfers` event, as the engine declares it.
+pub use clearline_engine::CreateTransferStatus as TransferStatus;
 use clearline_engine::{
     Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags, Config, CreateResult,
     Engine, QueryFilter, Transfer, TransferFlags,
@@ -56,450 +61,79 @@ pub const IMP: u16 = TransferFlags::IMPORTED;
 /// The lowest padding bit of transfer flags.
 pub const T_PADDING: u16 = 1 << 9;
 
-/// `CreateAccountStatus` numbers (ledger-semantics.md 3.1, plus clearline's capacity code).
-pub mod acs {
-    pub const CREATED: u32 = 0xFFFF_FFFF;
-    pub const LINKED_EVENT_FAILED: u32 = 1;
-    pub const LINKED_EVENT_CHAIN_OPEN: u32 = 2;
-    pub const TIMESTAMP_MUST_BE_ZERO: u32 = 3;
-    pub const RESERVED_FIELD: u32 = 4;
-    pub const RESERVED_FLAG: u32 = 5;
-    pub const ID_MUST_NOT_BE_ZERO: u32 = 6;
-    pub const ID_MUST_NOT_BE_INT_MAX: u32 = 7;
-    pub const FLAGS_ARE_MUTUALLY_EXCLUSIVE: u32 = 8;
-    pub const DEBITS_PENDING_MUST_BE_ZERO: u32 = 9;
-    pub const DEBITS_POSTED_MUST_BE_ZERO: u32 = 10;
-    pub const CREDITS_PENDING_MUST_BE_ZERO: u32 = 11;
-    pub const CREDITS_POSTED_MUST_BE_ZERO: u32 = 12;
-    pub const LEDGER_MUST_NOT_BE_ZERO: u32 = 13;
-    pub const CODE_MUST_NOT_BE_ZERO: u32 = 14;
-    pub const EXISTS_WITH_DIFFERENT_FLAGS: u32 = 15;
-    pub const EXISTS_WITH_DIFFERENT_USER_DATA_128: u32 = 16;
-    pub const EXISTS_WITH_DIFFERENT_USER_DATA_64: u32 = 17;
-    pub const EXISTS_WITH_DIFFERENT_USER_DATA_32: u32 = 18;
-    pub const EXISTS_WITH_DIFFERENT_LEDGER: u32 = 19;
-    pub const EXISTS_WITH_DIFFERENT_CODE: u32 = 20;
-    pub const EXISTS: u32 = 21;
-    pub const IMPORTED_EVENT_EXPECTED: u32 = 22;
-    pub const IMPORTED_EVENT_NOT_EXPECTED: u32 = 23;
-    pub const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: u32 = 24;
-    pub const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: u32 = 25;
-    pub const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS: u32 = 26;
-    pub const ACCOUNTS_CAPACITY_EXCEEDED: u32 = 200;
+/// A create status enum of the engine: its wire number and the reference's name for a number.
+pub trait Status: Copy {
+    /// The wire number (`CreateResult::status`).
+    fn number(self) -> u32;
+    /// The reference name of a wire number, or `unknown(n)`, for messages.
+    fn name_of(number: u32) -> String;
 }
 
-/// `CreateTransferStatus` numbers (ledger-semantics.md 3.2, plus clearline's capacity codes).
-pub mod tcs {
-    pub const CREATED: u32 = 0xFFFF_FFFF;
-    pub const LINKED_EVENT_FAILED: u32 = 1;
-    pub const LINKED_EVENT_CHAIN_OPEN: u32 = 2;
-    pub const TIMESTAMP_MUST_BE_ZERO: u32 = 3;
-    pub const RESERVED_FLAG: u32 = 4;
-    pub const ID_MUST_NOT_BE_ZERO: u32 = 5;
-    pub const ID_MUST_NOT_BE_INT_MAX: u32 = 6;
-    pub const FLAGS_ARE_MUTUALLY_EXCLUSIVE: u32 = 7;
-    pub const DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO: u32 = 8;
-    pub const DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX: u32 = 9;
-    pub const CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO: u32 = 10;
-    pub const CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX: u32 = 11;
-    pub const ACCOUNTS_MUST_BE_DIFFERENT: u32 = 12;
-    pub const PENDING_ID_MUST_BE_ZERO: u32 = 13;
-    pub const PENDING_ID_MUST_NOT_BE_ZERO: u32 = 14;
-    pub const PENDING_ID_MUST_NOT_BE_INT_MAX: u32 = 15;
-    pub const PENDING_ID_MUST_BE_DIFFERENT: u32 = 16;
-    pub const TIMEOUT_RESERVED_FOR_PENDING_TRANSFER: u32 = 17;
-    pub const LEDGER_MUST_NOT_BE_ZERO: u32 = 19;
-    pub const CODE_MUST_NOT_BE_ZERO: u32 = 20;
-    pub const DEBIT_ACCOUNT_NOT_FOUND: u32 = 21;
-    pub const CREDIT_ACCOUNT_NOT_FOUND: u32 = 22;
-    pub const ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER: u32 = 23;
-    pub const TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS: u32 = 24;
-    pub const PENDING_TRANSFER_NOT_FOUND: u32 = 25;
-    pub const PENDING_TRANSFER_NOT_PENDING: u32 = 26;
-    pub const PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID: u32 = 27;
-    pub const PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID: u32 = 28;
-    pub const PENDING_TRANSFER_HAS_DIFFERENT_LEDGER: u32 = 29;
-    pub const PENDING_TRANSFER_HAS_DIFFERENT_CODE: u32 = 30;
-    pub const EXCEEDS_PENDING_TRANSFER_AMOUNT: u32 = 31;
-    pub const PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT: u32 = 32;
-    pub const PENDING_TRANSFER_ALREADY_POSTED: u32 = 33;
-    pub const PENDING_TRANSFER_ALREADY_VOIDED: u32 = 34;
-    pub const PENDING_TRANSFER_EXPIRED: u32 = 35;
-    pub const EXISTS_WITH_DIFFERENT_FLAGS: u32 = 36;
-    pub const EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID: u32 = 37;
-    pub const EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID: u32 = 38;
-    pub const EXISTS_WITH_DIFFERENT_AMOUNT: u32 = 39;
-    pub const EXISTS_WITH_DIFFERENT_PENDING_ID: u32 = 40;
-    pub const EXISTS_WITH_DIFFERENT_USER_DATA_128: u32 = 41;
-    pub const EXISTS_WITH_DIFFERENT_USER_DATA_64: u32 = 42;
-    pub const EXISTS_WITH_DIFFERENT_USER_DATA_32: u32 = 43;
-    pub const EXISTS_WITH_DIFFERENT_TIMEOUT: u32 = 44;
-    pub const EXISTS_WITH_DIFFERENT_CODE: u32 = 45;
-    pub const EXISTS: u32 = 46;
-    pub const OVERFLOWS_DEBITS_PENDING: u32 = 47;
-    pub const OVERFLOWS_CREDITS_PENDING: u32 = 48;
-    pub const OVERFLOWS_DEBITS_POSTED: u32 = 49;
-    pub const OVERFLOWS_CREDITS_POSTED: u32 = 50;
-    pub const OVERFLOWS_DEBITS: u32 = 51;
-    pub const OVERFLOWS_CREDITS: u32 = 52;
-    pub const OVERFLOWS_TIMEOUT: u32 = 53;
-    pub const EXCEEDS_CREDITS: u32 = 54;
-    pub const EXCEEDS_DEBITS: u32 = 55;
-    pub const IMPORTED_EVENT_EXPECTED: u32 = 56;
-    pub const IMPORTED_EVENT_NOT_EXPECTED: u32 = 57;
-    pub const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: u32 = 58;
-    pub const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: u32 = 59;
-    pub const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS: u32 = 60;
-    pub const IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT: u32 = 61;
-    pub const IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT: u32 = 62;
-    pub const IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO: u32 = 63;
-    pub const CLOSING_TRANSFER_MUST_BE_PENDING: u32 = 64;
-    pub const DEBIT_ACCOUNT_ALREADY_CLOSED: u32 = 65;
-    pub const CREDIT_ACCOUNT_ALREADY_CLOSED: u32 = 66;
-    pub const EXISTS_WITH_DIFFERENT_LEDGER: u32 = 67;
-    pub const ID_ALREADY_FAILED: u32 = 68;
-    pub const TRANSFERS_CAPACITY_EXCEEDED: u32 = 200;
-    pub const PENDING_TRANSFERS_CAPACITY_EXCEEDED: u32 = 201;
-    pub const ACCOUNT_BALANCES_CAPACITY_EXCEEDED: u32 = 202;
-}
-
-/// Every account status with its snake_case name, as the reference spells it.
-pub const ACCOUNT_STATUS_NAMES: &[(u32, &str)] = &[
-    (acs::CREATED, "created"),
-    (acs::LINKED_EVENT_FAILED, "linked_event_failed"),
-    (acs::LINKED_EVENT_CHAIN_OPEN, "linked_event_chain_open"),
-    (acs::TIMESTAMP_MUST_BE_ZERO, "timestamp_must_be_zero"),
-    (acs::RESERVED_FIELD, "reserved_field"),
-    (acs::RESERVED_FLAG, "reserved_flag"),
-    (acs::ID_MUST_NOT_BE_ZERO, "id_must_not_be_zero"),
-    (acs::ID_MUST_NOT_BE_INT_MAX, "id_must_not_be_int_max"),
-    (
-        acs::FLAGS_ARE_MUTUALLY_EXCLUSIVE,
-        "flags_are_mutually_exclusive",
-    ),
-    (
-        acs::DEBITS_PENDING_MUST_BE_ZERO,
-        "debits_pending_must_be_zero",
-    ),
-    (
-        acs::DEBITS_POSTED_MUST_BE_ZERO,
-        "debits_posted_must_be_zero",
-    ),
-    (
-        acs::CREDITS_PENDING_MUST_BE_ZERO,
-        "credits_pending_must_be_zero",
-    ),
-    (
-        acs::CREDITS_POSTED_MUST_BE_ZERO,
-        "credits_posted_must_be_zero",
-    ),
-    (acs::LEDGER_MUST_NOT_BE_ZERO, "ledger_must_not_be_zero"),
-    (acs::CODE_MUST_NOT_BE_ZERO, "code_must_not_be_zero"),
-    (
-        acs::EXISTS_WITH_DIFFERENT_FLAGS,
-        "exists_with_different_flags",
-    ),
-    (
-        acs::EXISTS_WITH_DIFFERENT_USER_DATA_128,
-        "exists_with_different_user_data_128",
-    ),
-    (
-        acs::EXISTS_WITH_DIFFERENT_USER_DATA_64,
-        "exists_with_different_user_data_64",
-    ),
-    (
-        acs::EXISTS_WITH_DIFFERENT_USER_DATA_32,
-        "exists_with_different_user_data_32",
-    ),
-    (
-        acs::EXISTS_WITH_DIFFERENT_LEDGER,
-        "exists_with_different_ledger",
-    ),
-    (
-        acs::EXISTS_WITH_DIFFERENT_CODE,
-        "exists_with_different_code",
-    ),
-    (acs::EXISTS, "exists"),
-    (acs::IMPORTED_EVENT_EXPECTED, "imported_event_expected"),
-    (
-        acs::IMPORTED_EVENT_NOT_EXPECTED,
-        "imported_event_not_expected",
-    ),
-    (
-        acs::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
-        "imported_event_timestamp_out_of_range",
-    ),
-    (
-        acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-        "imported_event_timestamp_must_not_advance",
-    ),
-    (
-        acs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-        "imported_event_timestamp_must_not_regress",
-    ),
-    (
-        acs::ACCOUNTS_CAPACITY_EXCEEDED,
-        "accounts_capacity_exceeded",
-    ),
-];
-
-/// Every transfer status with its snake_case name, as the reference spells it.
-pub const TRANSFER_STATUS_NAMES: &[(u32, &str)] = &[
-    (tcs::CREATED, "created"),
-    (tcs::LINKED_EVENT_FAILED, "linked_event_failed"),
-    (tcs::LINKED_EVENT_CHAIN_OPEN, "linked_event_chain_open"),
-    (tcs::TIMESTAMP_MUST_BE_ZERO, "timestamp_must_be_zero"),
-    (tcs::RESERVED_FLAG, "reserved_flag"),
-    (tcs::ID_MUST_NOT_BE_ZERO, "id_must_not_be_zero"),
-    (tcs::ID_MUST_NOT_BE_INT_MAX, "id_must_not_be_int_max"),
-    (
-        tcs::FLAGS_ARE_MUTUALLY_EXCLUSIVE,
-        "flags_are_mutually_exclusive",
-    ),
-    (
-        tcs::DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO,
-        "debit_account_id_must_not_be_zero",
-    ),
-    (
-        tcs::DEBIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX,
-        "debit_account_id_must_not_be_int_max",
-    ),
-    (
-        tcs::CREDIT_ACCOUNT_ID_MUST_NOT_BE_ZERO,
-        "credit_account_id_must_not_be_zero",
-    ),
-    (
-        tcs::CREDIT_ACCOUNT_ID_MUST_NOT_BE_INT_MAX,
-        "credit_account_id_must_not_be_int_max",
-    ),
-    (
-        tcs::ACCOUNTS_MUST_BE_DIFFERENT,
-        "accounts_must_be_different",
-    ),
-    (tcs::PENDING_ID_MUST_BE_ZERO, "pending_id_must_be_zero"),
-    (
-        tcs::PENDING_ID_MUST_NOT_BE_ZERO,
-        "pending_id_must_not_be_zero",
-    ),
-    (
-        tcs::PENDING_ID_MUST_NOT_BE_INT_MAX,
-        "pending_id_must_not_be_int_max",
-    ),
-    (
-        tcs::PENDING_ID_MUST_BE_DIFFERENT,
-        "pending_id_must_be_different",
-    ),
-    (
-        tcs::TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
-        "timeout_reserved_for_pending_transfer",
-    ),
-    (tcs::LEDGER_MUST_NOT_BE_ZERO, "ledger_must_not_be_zero"),
-    (tcs::CODE_MUST_NOT_BE_ZERO, "code_must_not_be_zero"),
-    (tcs::DEBIT_ACCOUNT_NOT_FOUND, "debit_account_not_found"),
-    (tcs::CREDIT_ACCOUNT_NOT_FOUND, "credit_account_not_found"),
-    (
-        tcs::ACCOUNTS_MUST_HAVE_THE_SAME_LEDGER,
-        "accounts_must_have_the_same_ledger",
-    ),
-    (
-        tcs::TRANSFER_MUST_HAVE_THE_SAME_LEDGER_AS_ACCOUNTS,
-        "transfer_must_have_the_same_ledger_as_accounts",
-    ),
-    (
-        tcs::PENDING_TRANSFER_NOT_FOUND,
-        "pending_transfer_not_found",
-    ),
-    (
-        tcs::PENDING_TRANSFER_NOT_PENDING,
-        "pending_transfer_not_pending",
-    ),
-    (
-        tcs::PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID,
-        "pending_transfer_has_different_debit_account_id",
-    ),
-    (
-        tcs::PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID,
-        "pending_transfer_has_different_credit_account_id",
-    ),
-    (
-        tcs::PENDING_TRANSFER_HAS_DIFFERENT_LEDGER,
-        "pending_transfer_has_different_ledger",
-    ),
-    (
-        tcs::PENDING_TRANSFER_HAS_DIFFERENT_CODE,
-        "pending_transfer_has_different_code",
-    ),
-    (
-        tcs::EXCEEDS_PENDING_TRANSFER_AMOUNT,
-        "exceeds_pending_transfer_amount",
-    ),
-    (
-        tcs::PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT,
-        "pending_transfer_has_different_amount",
-    ),
-    (
-        tcs::PENDING_TRANSFER_ALREADY_POSTED,
-        "pending_transfer_already_posted",
-    ),
-    (
-        tcs::PENDING_TRANSFER_ALREADY_VOIDED,
-        "pending_transfer_already_voided",
-    ),
-    (tcs::PENDING_TRANSFER_EXPIRED, "pending_transfer_expired"),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_FLAGS,
-        "exists_with_different_flags",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_DEBIT_ACCOUNT_ID,
-        "exists_with_different_debit_account_id",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_CREDIT_ACCOUNT_ID,
-        "exists_with_different_credit_account_id",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_AMOUNT,
-        "exists_with_different_amount",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_PENDING_ID,
-        "exists_with_different_pending_id",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_USER_DATA_128,
-        "exists_with_different_user_data_128",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_USER_DATA_64,
-        "exists_with_different_user_data_64",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_USER_DATA_32,
-        "exists_with_different_user_data_32",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_TIMEOUT,
-        "exists_with_different_timeout",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_CODE,
-        "exists_with_different_code",
-    ),
-    (tcs::EXISTS, "exists"),
-    (tcs::OVERFLOWS_DEBITS_PENDING, "overflows_debits_pending"),
-    (tcs::OVERFLOWS_CREDITS_PENDING, "overflows_credits_pending"),
-    (tcs::OVERFLOWS_DEBITS_POSTED, "overflows_debits_posted"),
-    (tcs::OVERFLOWS_CREDITS_POSTED, "overflows_credits_posted"),
-    (tcs::OVERFLOWS_DEBITS, "overflows_debits"),
-    (tcs::OVERFLOWS_CREDITS, "overflows_credits"),
-    (tcs::OVERFLOWS_TIMEOUT, "overflows_timeout"),
-    (tcs::EXCEEDS_CREDITS, "exceeds_credits"),
-    (tcs::EXCEEDS_DEBITS, "exceeds_debits"),
-    (tcs::IMPORTED_EVENT_EXPECTED, "imported_event_expected"),
-    (
-        tcs::IMPORTED_EVENT_NOT_EXPECTED,
-        "imported_event_not_expected",
-    ),
-    (
-        tcs::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE,
-        "imported_event_timestamp_out_of_range",
-    ),
-    (
-        tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE,
-        "imported_event_timestamp_must_not_advance",
-    ),
-    (
-        tcs::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_REGRESS,
-        "imported_event_timestamp_must_not_regress",
-    ),
-    (
-        tcs::IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_DEBIT_ACCOUNT,
-        "imported_event_timestamp_must_postdate_debit_account",
-    ),
-    (
-        tcs::IMPORTED_EVENT_TIMESTAMP_MUST_POSTDATE_CREDIT_ACCOUNT,
-        "imported_event_timestamp_must_postdate_credit_account",
-    ),
-    (
-        tcs::IMPORTED_EVENT_TIMEOUT_MUST_BE_ZERO,
-        "imported_event_timeout_must_be_zero",
-    ),
-    (
-        tcs::CLOSING_TRANSFER_MUST_BE_PENDING,
-        "closing_transfer_must_be_pending",
-    ),
-    (
-        tcs::DEBIT_ACCOUNT_ALREADY_CLOSED,
-        "debit_account_already_closed",
-    ),
-    (
-        tcs::CREDIT_ACCOUNT_ALREADY_CLOSED,
-        "credit_account_already_closed",
-    ),
-    (
-        tcs::EXISTS_WITH_DIFFERENT_LEDGER,
-        "exists_with_different_ledger",
-    ),
-    (tcs::ID_ALREADY_FAILED, "id_already_failed"),
-    (
-        tcs::TRANSFERS_CAPACITY_EXCEEDED,
-        "transfers_capacity_exceeded",
-    ),
-    (
-        tcs::PENDING_TRANSFERS_CAPACITY_EXCEEDED,
-        "pending_transfers_capacity_exceeded",
-    ),
-    (
-        tcs::ACCOUNT_BALANCES_CAPACITY_EXCEEDED,
-        "account_balances_capacity_exceeded",
-    ),
-];
-
-/// The transient transfer statuses: a failure with one of these burns the id.
-pub const TRANSIENT_TRANSFER_STATUSES: [u32; 7] = [
-    tcs::DEBIT_ACCOUNT_NOT_FOUND,
-    tcs::CREDIT_ACCOUNT_NOT_FOUND,
-    tcs::PENDING_TRANSFER_NOT_FOUND,
-    tcs::EXCEEDS_CREDITS,
-    tcs::EXCEEDS_DEBITS,
-    tcs::DEBIT_ACCOUNT_ALREADY_CLOSED,
-    tcs::CREDIT_ACCOUNT_ALREADY_CLOSED,
-];
-
-fn status_name(table: &[(u32, &'static str)], status: u32) -> String {
-    match table.iter().find(|(number, _)| *number == status) {
-        Some((_, name)) => (*name).to_string(),
-        None => format!("unknown({status})"),
+impl Status for AccountStatus {
+    fn number(self) -> u32 {
+        self as u32
+    }
+    fn name_of(number: u32) -> String {
+        AccountStatus::from_u32(number).map_or(format!("unknown({number})"), |status| {
+            status.name().to_string()
+        })
     }
 }
 
-/// The reference name of an account status, for messages.
-pub fn account_status_name(status: u32) -> String {
-    status_name(ACCOUNT_STATUS_NAMES, status)
+impl Status for TransferStatus {
+    fn number(self) -> u32 {
+        self as u32
+    }
+    fn name_of(number: u32) -> String {
+        TransferStatus::from_u32(number).map_or(format!("unknown({number})"), |status| {
+            status.name().to_string()
+        })
+    }
 }
 
-/// The reference name of a transfer status, for messages.
+/// A create event: an account or a transfer, with the status enum of its operation.
+pub trait Event: Copy {
+    /// The status of one event.
+    type Status: Status;
+    /// The operation's name, for messages.
+    const OPERATION: &'static str;
+    /// Runs the operation on `engine`.
+    fn create(engine: &mut Engine, timestamp: u64, events: &[Self], results: &mut [CreateResult]);
+}
+
+impl Event for Account {
+    type Status = AccountStatus;
+    const OPERATION: &'static str = "create_accounts";
+    fn create(engine: &mut Engine, timestamp: u64, events: &[Self], results: &mut [CreateResult]) {
+        engine.create_accounts(timestamp, events, results);
+    }
+}
+
+impl Event for Transfer {
+    type Status = TransferStatus;
+    const OPERATION: &'static str = "create_transfers";
+    fn create(engine: &mut Engine, timestamp: u64, events: &[Self], results: &mut [CreateResult]) {
+        engine.create_transfers(timestamp, events, results);
+    }
+}
+
+/// The reference name of an account status number, for messages.
+pub fn account_status_name(status: u32) -> String {
+    AccountStatus::name_of(status)
+}
+
+/// The reference name of a transfer status number, for messages.
 pub fn transfer_status_name(status: u32) -> String {
-    status_name(TRANSFER_STATUS_NAMES, status)
+    TransferStatus::name_of(status)
 }
 
 /// A default account on ledger 1, code 1, no flags.
 pub fn acct(id: u128) -> Account {
     Account {
         id,
-        debits_pending: 0,
-        debits_posted: 0,
-        credits_pending: 0,
-        credits_posted: 0,
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        reserved: 0,
         ledger: 1,
         code: 1,
-        flags: 0,
-        timestamp: 0,
+        ..Account::default()
     }
 }
 
@@ -510,15 +144,9 @@ pub fn tr(id: u128, debit: u128, credit: u128, amount: u128) -> Transfer {
         debit_account_id: debit,
         credit_account_id: credit,
         amount,
-        pending_id: 0,
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        timeout: 0,
         ledger: 1,
         code: 1,
-        flags: 0,
-        timestamp: 0,
+        ..Transfer::default()
     }
 }
 
@@ -549,8 +177,8 @@ pub fn void(id: u128, pending_id: u128, amount: u128) -> Transfer {
     }
 }
 
-/// Chainable edits of an account event.
-pub trait AccountExt {
+/// Chainable edits of an account or transfer event.
+pub trait EventExt {
     /// Adds flags.
     fn flags(self, flags: u16) -> Self;
     /// Sets the three user data fields.
@@ -561,76 +189,44 @@ pub trait AccountExt {
     fn imported(self, timestamp: u64) -> Self;
 }
 
-impl AccountExt for Account {
-    fn flags(mut self, flags: u16) -> Self {
-        self.flags |= flags;
-        self
-    }
-    fn ud(mut self, ud128: u128, ud64: u64, ud32: u32) -> Self {
-        self.user_data_128 = ud128;
-        self.user_data_64 = ud64;
-        self.user_data_32 = ud32;
-        self
-    }
-    fn lc(mut self, ledger: u32, code: u16) -> Self {
-        self.ledger = ledger;
-        self.code = code;
-        self
-    }
-    fn imported(mut self, timestamp: u64) -> Self {
-        self.flags |= A_IMP;
-        self.timestamp = timestamp;
-        self
-    }
+/// Implements `EventExt` for an event type whose imported flag is `$imported`.
+macro_rules! event_ext {
+    ($event:ty, $imported:expr) => {
+        impl EventExt for $event {
+            fn flags(mut self, flags: u16) -> Self {
+                self.flags |= flags;
+                self
+            }
+            fn ud(mut self, ud128: u128, ud64: u64, ud32: u32) -> Self {
+                (self.user_data_128, self.user_data_64, self.user_data_32) = (ud128, ud64, ud32);
+                self
+            }
+            fn lc(mut self, ledger: u32, code: u16) -> Self {
+                (self.ledger, self.code) = (ledger, code);
+                self
+            }
+            fn imported(mut self, timestamp: u64) -> Self {
+                self.flags |= $imported;
+                self.timestamp = timestamp;
+                self
+            }
+        }
+    };
 }
 
-/// Chainable edits of a transfer event.
+event_ext!(Account, A_IMP);
+event_ext!(Transfer, IMP);
+
+/// Chainable edits that only a transfer event has.
 pub trait TransferExt {
-    /// Adds flags.
-    fn flags(self, flags: u16) -> Self;
-    /// Sets the three user data fields.
-    fn ud(self, ud128: u128, ud64: u64, ud32: u32) -> Self;
-    /// Sets ledger and code.
-    fn lc(self, ledger: u32, code: u16) -> Self;
     /// Sets the timeout in seconds.
     fn timeout(self, seconds: u32) -> Self;
-    /// Sets the (imported) timestamp and the imported flag.
-    fn imported(self, timestamp: u64) -> Self;
 }
 
 impl TransferExt for Transfer {
-    fn flags(mut self, flags: u16) -> Self {
-        self.flags |= flags;
-        self
-    }
-    fn ud(mut self, ud128: u128, ud64: u64, ud32: u32) -> Self {
-        self.user_data_128 = ud128;
-        self.user_data_64 = ud64;
-        self.user_data_32 = ud32;
-        self
-    }
-    fn lc(mut self, ledger: u32, code: u16) -> Self {
-        self.ledger = ledger;
-        self.code = code;
-        self
-    }
     fn timeout(mut self, seconds: u32) -> Self {
         self.timeout = seconds;
         self
-    }
-    fn imported(mut self, timestamp: u64) -> Self {
-        self.flags |= IMP;
-        self.timestamp = timestamp;
-        self
-    }
-}
-
-/// A zeroed create result, to be overwritten by the engine.
-pub fn empty_result() -> CreateResult {
-    CreateResult {
-        timestamp: 0,
-        status: 0,
-        reserved: 0,
     }
 }
 
@@ -638,31 +234,17 @@ pub fn empty_result() -> CreateResult {
 pub fn account_filter(account_id: u128) -> AccountFilter {
     AccountFilter {
         account_id,
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        code: 0,
-        reserved: [0; 58],
-        timestamp_min: 0,
-        timestamp_max: 0,
         limit: 8190,
         flags: AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS,
+        ..AccountFilter::default()
     }
 }
 
 /// A query filter that selects everything, unbounded in time, with a large limit.
 pub fn query_filter() -> QueryFilter {
     QueryFilter {
-        user_data_128: 0,
-        user_data_64: 0,
-        user_data_32: 0,
-        ledger: 0,
-        code: 0,
-        reserved: [0; 6],
-        timestamp_min: 0,
-        timestamp_max: 0,
         limit: 8190,
-        flags: 0,
+        ..QueryFilter::default()
     }
 }
 
@@ -710,82 +292,33 @@ impl Harness {
         timestamp - count as u64 + index as u64 + 1
     }
 
-    fn next_batch_timestamp(&self, count: usize) -> u64 {
-        self.now + count as u64 + 1
-    }
-
-    fn claim(&mut self, timestamp: u64, count: usize) {
+    /// Submits a create batch at `timestamp`, or at the next batch timestamp if `None`, and
+    /// asserts the status of every event.
+    pub fn submit<E: Event>(
+        &mut self,
+        timestamp: Option<u64>,
+        events: &[E],
+        expected: &[E::Status],
+    ) -> Vec<CreateResult> {
+        let timestamp = timestamp.unwrap_or(self.now + events.len() as u64 + 1);
         assert!(
-            timestamp >= self.now + count as u64 && timestamp > self.now,
-            "test clock: batch timestamp {timestamp} must advance past {} by {count}",
-            self.now
+            timestamp >= self.now + events.len() as u64 && timestamp > self.now,
+            "test clock: batch timestamp {timestamp} must advance past {} by {}",
+            self.now,
+            events.len()
         );
         self.now = timestamp;
-        self.last_batch = (timestamp, count);
-    }
-
-    /// Submits accounts at an explicit batch timestamp; returns the raw results.
-    pub fn create_accounts_at(&mut self, timestamp: u64, events: &[Account]) -> Vec<CreateResult> {
-        self.claim(timestamp, events.len());
-        let mut results: Vec<CreateResult> = events.iter().map(|_| empty_result()).collect();
-        self.engine.create_accounts(timestamp, events, &mut results);
-        results
-    }
-
-    /// Submits transfers at an explicit batch timestamp; returns the raw results.
-    pub fn create_transfers_at(
-        &mut self,
-        timestamp: u64,
-        events: &[Transfer],
-    ) -> Vec<CreateResult> {
-        self.claim(timestamp, events.len());
-        let mut results: Vec<CreateResult> = events.iter().map(|_| empty_result()).collect();
-        self.engine
-            .create_transfers(timestamp, events, &mut results);
-        results
-    }
-
-    /// Submits accounts at the next batch timestamp and asserts every status.
-    pub fn accounts(&mut self, events: &[Account], expected: &[u32]) -> Vec<CreateResult> {
-        let timestamp = self.next_batch_timestamp(events.len());
-        self.accounts_at(timestamp, events, expected)
-    }
-
-    /// Submits accounts at `timestamp` and asserts every status.
-    pub fn accounts_at(
-        &mut self,
-        timestamp: u64,
-        events: &[Account],
-        expected: &[u32],
-    ) -> Vec<CreateResult> {
-        let results = self.create_accounts_at(timestamp, events);
-        check_statuses("create_accounts", &results, expected, account_status_name);
-        results
-    }
-
-    /// Submits transfers at the next batch timestamp and asserts every status.
-    pub fn transfers(&mut self, events: &[Transfer], expected: &[u32]) -> Vec<CreateResult> {
-        let timestamp = self.next_batch_timestamp(events.len());
-        self.transfers_at(timestamp, events, expected)
-    }
-
-    /// Submits transfers at `timestamp` and asserts every status.
-    pub fn transfers_at(
-        &mut self,
-        timestamp: u64,
-        events: &[Transfer],
-        expected: &[u32],
-    ) -> Vec<CreateResult> {
-        let results = self.create_transfers_at(timestamp, events);
-        check_statuses("create_transfers", &results, expected, transfer_status_name);
+        self.last_batch = (timestamp, events.len());
+        let mut results = vec![CreateResult::default(); events.len()];
+        E::create(&mut self.engine, timestamp, events, &mut results);
+        check_statuses(E::OPERATION, &results, expected);
         results
     }
 
     /// Creates default accounts (ledger 1, code 1) with these ids; all must be created.
     pub fn open(&mut self, ids: &[u128]) {
         let events: Vec<Account> = ids.iter().map(|id| acct(*id)).collect();
-        let expected: Vec<u32> = ids.iter().map(|_| acs::CREATED).collect();
-        self.accounts(&events, &expected);
+        self.submit(None, &events, &vec![AccountStatus::Created; ids.len()]);
     }
 
     /// Advances the clock by `seconds` and runs the expiry pulse at the new time.
@@ -906,7 +439,8 @@ impl Harness {
         assert_eq!(self.balances(id), [0; 4], "setup starts from zero balances");
         self.helpers += 1;
         let helper = HELPER_ACCOUNT_BASE + self.helpers;
-        self.accounts(&[acct(helper).lc(target.ledger, 1)], &[acs::CREATED]);
+        let helper_account = acct(helper).lc(target.ledger, 1);
+        self.submit(None, &[helper_account], &[AccountStatus::Created]);
         let [dp, dpost, cp, cpost] = balances;
         let legs: [(u128, bool, bool); 4] = if target.flags & A_CD != 0 {
             // (amount, account is debited, pending)
@@ -934,27 +468,22 @@ impl Harness {
             if is_pending {
                 t = t.flags(PEN);
             }
-            self.transfers(&[t], &[tcs::CREATED]);
+            self.submit(None, &[t], &[TransferStatus::Created]);
         }
         self.assert_balances(id, balances);
     }
 }
 
 /// Asserts statuses, naming each mismatch.
-pub fn check_statuses(
-    operation: &str,
-    results: &[CreateResult],
-    expected: &[u32],
-    name: fn(u32) -> String,
-) {
+pub fn check_statuses<S: Status>(operation: &str, results: &[CreateResult], expected: &[S]) {
     assert_eq!(results.len(), expected.len(), "{operation}: result count");
     let mut mismatches = Vec::new();
     for (index, (result, want)) in results.iter().zip(expected).enumerate() {
-        if result.status != *want {
+        if result.status != want.number() {
             mismatches.push(format!(
                 "  event {index}: expected {}, got {}",
-                name(*want),
-                name(result.status)
+                S::name_of(want.number()),
+                S::name_of(result.status)
             ));
         }
     }
@@ -962,11 +491,9 @@ pub fn check_statuses(
         mismatches.is_empty(),
         "{operation}: statuses differ:\n{}\nall: {:?}",
         mismatches.join("\n"),
-        results.iter().map(|r| name(r.status)).collect::<Vec<_>>()
+        results
+            .iter()
+            .map(|result| S::name_of(result.status))
+            .collect::<Vec<_>>()
     );
-}
-
-/// The statuses of a slice of results, for messages.
-pub fn statuses(results: &[CreateResult]) -> Vec<u32> {
-    results.iter().map(|r| r.status).collect()
 }

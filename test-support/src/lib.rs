@@ -1,0 +1,14 @@
+//! Support shared by clearline's tests and benches: one seeded random number generator
+//! ([`Rng`]) and one workload generator for ledger transfers ([`ledger`]).
+//!
+//! Everything here is deterministic: the same seed gives the same numbers and the same workload
+//! on every run and machine, so a failing seed replays exactly. It reads no clock and no
+//! environment.
+//!
+//! Not for production: only dev-dependencies name this crate (`publish = false`). The engine's
+//! own unit tests do not use it either, because it links the engine as an ordinary library.
+
+pub mod ledger;
+mod rng;
+
+pub use rng::Rng;
