@@ -35,14 +35,16 @@ pub enum Command {
 /// Offline journal tools.
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
-    /// Check every record and snapshot; exit 0 if all are intact, 1 with the first problem.
+    /// Check every record and snapshot; exit 0 if all are intact, 1 with the first problem
+    /// (a directory without any journal segment is a problem, never OK).
     Verify {
-        /// The journal directory (the `journal` folder inside the data directory).
+        /// The data directory (as given to `start --data`) or its `journal` folder.
         dir: PathBuf,
     },
-    /// Print segments, record counts, sequence and time ranges, and snapshots.
+    /// Print segments, record counts, sequence and time ranges, and snapshots; exit 1 when the
+    /// directory holds no journal.
     Inspect {
-        /// The journal directory (the `journal` folder inside the data directory).
+        /// The data directory (as given to `start --data`) or its `journal` folder.
         dir: PathBuf,
     },
 }

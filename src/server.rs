@@ -7,6 +7,7 @@
 //! durable sequence reaches its gate. Nobody spins while idle: the core sleeps on the request
 //! queue, the net thread in its poller, the syncer on its condition variable.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,6 +31,20 @@ pub struct Server {
     core: Option<JoinHandle<Result<Journal, String>>>,
     stop: Arc<AtomicBool>,
     local_addr: std::net::SocketAddr,
+}
+
+/// The journal's folder inside the data directory.
+pub const JOURNAL_DIR_NAME: &str = "journal";
+
+/// The journal directory an offline tool should read for `dir`: the `journal` folder when `dir`
+/// is a data directory (it has one), else `dir` itself.
+pub fn journal_dir_of(dir: &Path) -> PathBuf {
+    let inside = dir.join(JOURNAL_DIR_NAME);
+    if inside.is_dir() {
+        inside
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 fn engine_config(limits: &Limits) -> Config {
@@ -131,7 +146,7 @@ impl Server {
         );
         std::fs::create_dir_all(&args.data)
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
-        let journal_dir = args.data.join("journal");
+        let journal_dir = args.data.join(JOURNAL_DIR_NAME);
         let journal_config = JournalConfig {
             segment_size: args.limits.segment_size,
             sync: match args.sync {

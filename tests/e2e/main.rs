@@ -5,6 +5,8 @@
 //! - `crash`: SIGKILL under load, restart, nothing acknowledged lost or applied twice.
 //! - `bad_input`: every malformed frame gets its status or a close; others stay served.
 //! - `limits`: connection, partial-frame, trickle and slow-reader limits.
+//! - `journal_tools`: `clearline journal verify` and `inspect` on data and journal directories,
+//!   and on directories without a journal.
 //! - `matching`: markets, orders, book and fills over the wire, settlement transfers, replay;
 //!   the repl's order statements.
 //!
@@ -14,6 +16,7 @@
 
 mod bad_input;
 mod crash;
+mod journal_tools;
 mod limits;
 mod matching;
 mod round_trip;
