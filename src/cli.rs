@@ -125,6 +125,10 @@ pub struct Limits {
     /// Journal segment size in bytes (preallocated).
     #[arg(long, default_value_t = 1 << 30)]
     pub segment_size: u64,
+    /// Most journal segment files, the spare included (at least 2); without it, the journal
+    /// grows until the disk is full. Records fill all but the last segment, which is kept spare.
+    #[arg(long)]
+    pub journal_segments_max: Option<u64>,
 }
 
 /// Arguments of `clearline repl`.

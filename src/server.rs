@@ -149,6 +149,10 @@ impl Server {
         let journal_dir = args.data.join(JOURNAL_DIR_NAME);
         let journal_config = JournalConfig {
             segment_size: args.limits.segment_size,
+            segments_max: args
+                .limits
+                .journal_segments_max
+                .unwrap_or(JournalConfig::default().segments_max),
             sync: match args.sync {
                 SyncMode::Data => clearline_journal::SyncMode::Data,
                 SyncMode::None => clearline_journal::SyncMode::None,
@@ -238,6 +242,44 @@ impl Server {
     }
 }
 
+/// What the core has told the operator about a full journal, so each change is said once
+/// rather than at every refused request or pulse retry.
+#[derive(Default)]
+struct FullJournal {
+    writes_refused: bool,
+    pulse_postponed: bool,
+}
+
+impl FullJournal {
+    fn write_refused(&mut self) {
+        if !self.writes_refused {
+            self.writes_refused = true;
+            warn!(
+                "clearline: the journal is full: writes are answered with storage_full until a \
+                 record fits again (free disk space, or restart with a larger \
+                 --journal-segments-max); reads are served"
+            );
+        }
+    }
+
+    fn write_accepted(&mut self) {
+        if self.writes_refused {
+            self.writes_refused = false;
+            warn!("clearline: the journal has room again: writes are accepted");
+        }
+    }
+
+    fn pulse_refused(&mut self) {
+        if !self.pulse_postponed {
+            self.pulse_postponed = true;
+            warn!(
+                "clearline: expiries are due but the journal is full; they are tried again \
+                 until a record fits (reads are served)"
+            );
+        }
+    }
+}
+
 fn core_loop(
     mut core: Core,
     core_side: &CoreSide,
@@ -246,6 +288,7 @@ fn core_loop(
 ) -> Result<Journal, String> {
     let durability = core.journal_mut().durability();
     let mut scratch = vec![0u8; REPLY_SIZE_MAX];
+    let mut full = FullJournal::default();
     loop {
         if durability.failed() {
             return Err("a journal sync failed; stopping without acknowledging more".to_string());
@@ -256,8 +299,14 @@ fn core_loop(
         if core_side.is_stopped() || stop.load(Ordering::Acquire) {
             return Ok(core.into_journal());
         }
-        core.pulse_if_due(&mut scratch)
-            .map_err(|error| format!("pulse: {error:?}"))?;
+        match core.pulse_if_due(&mut scratch) {
+            Ok(pulsed) => full.pulse_postponed &= !pulsed,
+            // A full journal stops nothing: the pulse is tried again at the next interval.
+            Err(ApplyError::StorageFull) => full.pulse_refused(),
+            Err(ApplyError::Journal(error)) => {
+                return Err(format!("journal append of a pulse failed: {error}"));
+            }
+        }
         if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
             continue;
         }
@@ -266,6 +315,9 @@ fn core_loop(
             let reply =
                 match core.apply(operation, request.header.count, &request.body, &mut scratch) {
                     Ok(applied) => {
+                        if applied.sequence != 0 {
+                            full.write_accepted();
+                        }
                         let item_size = operation.reply_item_size();
                         assert_eq!(applied.reply_size % item_size, 0);
                         let mut body = core_side.buffer();
@@ -282,6 +334,7 @@ fn core_loop(
                         }
                     }
                     Err(ApplyError::StorageFull) => {
+                        full.write_refused();
                         status_reply(&request, FrameStatus::StorageFull)
                     }
                     Err(ApplyError::Journal(error)) => {

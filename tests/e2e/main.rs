@@ -4,6 +4,8 @@
 //! - `round_trip`: every ledger operation, pipelining, reply headers, restart, the repl.
 //! - `crash`: SIGKILL under load, restart, nothing acknowledged lost or applied twice.
 //! - `bad_input`: every malformed frame gets its status or a close; others stay served.
+//! - `storage_full`: a full journal answers writes with `storage_full`, serves reads and
+//!   survives a due expiry, before and after a restart.
 //! - `limits`: connection, partial-frame, trickle and slow-reader limits.
 //! - `journal_tools`: `clearline journal verify` and `inspect` on data and journal directories,
 //!   and on directories without a journal.
@@ -20,4 +22,5 @@ mod journal_tools;
 mod limits;
 mod matching;
 mod round_trip;
+mod storage_full;
 mod support;
