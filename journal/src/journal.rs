@@ -658,6 +658,8 @@ impl Journal {
                             sequence: header.sequence,
                             timestamp: header.timestamp,
                             body: &walker.body,
+                            segment: header.segment,
+                            offset: header.offset,
                         });
                     }
                 }

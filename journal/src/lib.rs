@@ -138,6 +138,10 @@ pub struct RecordView<'a> {
     pub timestamp: u64,
     /// The body given to `append`.
     pub body: &'a [u8],
+    /// Id of the segment that holds the record (for messages about it).
+    pub segment: u64,
+    /// Byte offset of the record's header in that segment.
+    pub offset: u64,
 }
 
 /// The newest valid snapshot found at open.
