@@ -90,7 +90,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             warn!("clearline: {error}");
-            ExitCode::FAILURE
+            if error.is::<core::ReplayFailed>() {
+                ExitCode::from(core::EXIT_REPLAY_FAILED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -164,7 +164,7 @@ impl Server {
         if let Some(truncation) = &recovery.truncated {
             warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
-        let (mut core, replayed) = Core::recover(&config, journal, &recovery)?;
+        let (mut core, replayed) = Core::recover(&config, &args.data, journal, &recovery)?;
         if announce {
             say!(
                 "clearline: recovered {} records (last timestamp {}) from {} in {:.3} s",
@@ -357,7 +357,9 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     for number in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(number, Arc::clone(&signal))?;
     }
-    let server = Server::start(args, true).map_err(|error| error.to_string())?;
+    // The error keeps its type, so `main` can give a replay failure its own exit code.
+    let server =
+        Server::start(args, true).map_err(|error| -> Box<dyn std::error::Error> { error })?;
     while !signal.load(Ordering::Acquire) && !server.core_finished() {
         std::thread::sleep(Duration::from_millis(50));
     }

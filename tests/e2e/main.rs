@@ -4,6 +4,7 @@
 //! - `round_trip`: every ledger operation, pipelining, reply headers, restart, the repl.
 //! - `crash`: SIGKILL under load, restart, nothing acknowledged lost or applied twice.
 //! - `bad_input`: every malformed frame gets its status or a close; others stay served.
+//! - `replay_refusal`: start-up refuses a journal record it cannot apply, naming the record.
 //! - `storage_full`: a full journal answers writes with `storage_full`, serves reads and
 //!   survives a due expiry, before and after a restart.
 //! - `limits`: connection, partial-frame, trickle and slow-reader limits.
@@ -21,6 +22,7 @@ mod crash;
 mod journal_tools;
 mod limits;
 mod matching;
+mod replay_refusal;
 mod round_trip;
 mod storage_full;
 mod support;
