@@ -114,9 +114,10 @@ impl ReplayPlace {
                  The journal's checksums pass up to and including this record, but this version \
                  of clearline cannot apply it, and serving without it would lose acknowledged \
                  requests. Keep the data directory as it is (do not delete or edit segment \
-                 files), run `clearline journal inspect {}` to see the journal, and start it with the clearline release that wrote it or restore the \
-                 data directory from a backup; please report the record as a bug. Starting again \
-                 gives the same result (exit code {EXIT_REPLAY_FAILED}).",
+                 files), run `clearline journal inspect {}` to see the journal, and start it \
+                 with the clearline release that wrote it or restore the data directory from a \
+                 backup; please report the record as a bug. Starting again gives the same result \
+                 (exit code {EXIT_REPLAY_FAILED}).",
                 self.sequence.load(Ordering::Relaxed),
                 segment_file_name(segment),
                 self.offset.load(Ordering::Relaxed),

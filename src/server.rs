@@ -138,15 +138,6 @@ impl Server {
             .check()
             .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
         check_memory(&config)?;
-        // A taken address is reported before recovery rather than after it; the real bind
-        // happens when the network thread starts.
-        drop(
-            std::net::TcpListener::bind(args.addr)
-                .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?,
-        );
-        std::fs::create_dir_all(&args.data)
-            .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
-        let journal_dir = args.data.join(JOURNAL_DIR_NAME);
         let journal_config = JournalConfig {
             segment_size: args.limits.segment_size,
             segments_max: args
@@ -159,6 +150,20 @@ impl Server {
             },
             ..JournalConfig::default()
         };
+        journal_config.check().map_err(|error| {
+            format!(
+                "--segment-size or --journal-segments-max is out of range: {error} (see --help)"
+            )
+        })?;
+        // A taken address is reported before recovery rather than after it; the real bind
+        // happens when the network thread starts.
+        drop(
+            std::net::TcpListener::bind(args.addr)
+                .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?,
+        );
+        std::fs::create_dir_all(&args.data)
+            .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
+        let journal_dir = args.data.join(JOURNAL_DIR_NAME);
         let (journal, recovery) = Journal::open(&journal_dir, &journal_config)
             .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
         if let Some(truncation) = &recovery.truncated {
@@ -373,5 +378,47 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         Err("the core stopped".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn start_args(flags: &[&str]) -> StartArgs {
+        let words = ["clearline", "start"].iter().chain(flags);
+        match Cli::try_parse_from(words).expect("the flags parse").command {
+            Command::Start(args) => args,
+            other => panic!("not start: {other:?}"),
+        }
+    }
+
+    /// Each default is written once, in the library that owns it; `start` without flags runs
+    /// with exactly those values.
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let args = start_args(&[]);
+        assert_eq!(engine_config(&args.limits), Config::default());
+        let net = server_config(&args);
+        let defaults = ServerConfig::new(args.addr);
+        assert_eq!(net.connections_max, defaults.connections_max);
+        assert_eq!(net.requests_in_flight_max, defaults.requests_in_flight_max);
+        assert_eq!(net.partial_frame_timeout, defaults.partial_frame_timeout);
+        assert_eq!(net.reply_stall_timeout, defaults.reply_stall_timeout);
+        assert_eq!(net.input_size_max, defaults.input_size_max);
+        assert_eq!(net.output_size_max, defaults.output_size_max);
+        let journal = JournalConfig::default();
+        assert_eq!(args.limits.segment_size, journal.segment_size);
+        assert_eq!(args.limits.journal_segments_max, None);
+    }
+
+    #[test]
+    fn flags_reach_the_configurations() {
+        let args = start_args(&["--markets-max", "7", "--requests-in-flight-max", "40"]);
+        assert_eq!(engine_config(&args.limits).markets_max, 7);
+        assert_eq!(server_config(&args).requests_in_flight_max, 40);
     }
 }
