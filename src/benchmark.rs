@@ -141,6 +141,7 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         connection_input_size_max: 64 * 1024,
         connection_output_size_max: 4 * 1024 * 1024,
         segment_size: 1 << 30,
+        journal_segments_max: None,
     }
 }
 

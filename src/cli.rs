@@ -2,14 +2,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clearline_engine::Config;
+use clearline_journal::JournalConfig;
+use clearline_net::ServerConfig;
 
 /// clearline: a low-latency in-memory settlement and matching engine.
 ///
 /// One process keeps double-entry accounts and transfers, matches orders and settles every fill
 /// as ledger transfers, journals each batch durably before it answers, and serves fixed-size
-/// binary frames over TCP (see PROTOCOL.md).
+/// binary frames over TCP (see docs/protocol.md).
 #[derive(Parser, Debug)]
 #[command(name = "clearline", version, about, long_about)]
 pub struct Cli {
@@ -22,6 +26,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create the data directory if needed, recover from the journal, and serve.
+    ///
+    /// Exit codes: 0 after SIGINT or SIGTERM, 3 when a journal record cannot be replayed (a
+    /// restart gives the same result: see the message), 1 for any other failure.
+    #[command(after_long_help = START_AFTER_HELP)]
     Start(StartArgs),
     /// An interactive client: create accounts and transfers, look things up.
     Repl(ReplArgs),
@@ -32,17 +40,24 @@ pub enum Command {
     Journal(JournalCommand),
 }
 
+/// Printed after `clearline start --help`.
+const START_AFTER_HELP: &str = "Every capacity is fixed at start-up; nothing grows while the \
+server runs. docs/limits.md lists each limit, its default, its memory cost and what a client \
+sees when it is reached.";
+
 /// Offline journal tools.
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
-    /// Check every record and snapshot; exit 0 if all are intact, 1 with the first problem.
+    /// Check every record and snapshot; exit 0 if all are intact, 1 with the first problem
+    /// (a directory without any journal segment is a problem, never OK).
     Verify {
-        /// The journal directory (the `journal` folder inside the data directory).
+        /// The data directory (as given to `start --data`) or its `journal` folder.
         dir: PathBuf,
     },
-    /// Print segments, record counts, sequence and time ranges, and snapshots.
+    /// Print segments, record counts, sequence and time ranges, and snapshots; exit 1 when the
+    /// directory holds no journal.
     Inspect {
-        /// The journal directory (the `journal` folder inside the data directory).
+        /// The data directory (as given to `start --data`) or its `journal` folder.
         dir: PathBuf,
     },
 }
@@ -76,53 +91,92 @@ pub struct StartArgs {
 }
 
 /// Capacities and limits, all chosen at start-up.
+///
+/// Each default is read from the engine's `Config::default()`, the network's `ServerConfig`
+/// constants or the journal's `JournalConfig::default()`, so each number is written once.
+/// Engine capacities are per store and never grow: a request that would need more gets a
+/// result code in its reply (the request is journaled; the id is not burned, so a retry after
+/// room is made may succeed). Network limits never fail a request: the server stops reading a
+/// connection, or closes one that breaks a deadline.
 #[derive(Args, Debug, Clone)]
 pub struct Limits {
-    /// Most accounts the engine holds.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Most accounts. When full, create_accounts answers `accounts_capacity_exceeded` (200)
+    /// for each further account.
+    #[arg(long, default_value_t = Config::default().accounts_max)]
     pub accounts_max: u32,
-    /// Most transfers the engine stores (posts and voids included).
-    #[arg(long, default_value_t = 10_000_000)]
+    /// Most transfers stored (posts, voids and settlement transfers included; half as many
+    /// again for ids burned by failed transfers). When full, create_transfers answers
+    /// `transfers_capacity_exceeded` (200) and place, cancel and amend answer
+    /// `transfers_capacity_exceeded` (1037).
+    #[arg(long, default_value_t = Config::default().transfers_max)]
     pub transfers_max: u32,
-    /// Most pending transfers the engine holds at once.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Most pending transfers unresolved at once (each resting order holds one). When reached,
+    /// a pending transfer gets `pending_transfers_capacity_exceeded` (201) and order commands
+    /// `transfers_capacity_exceeded` (1037).
+    #[arg(long, default_value_t = Config::default().transfers_pending_max)]
     pub transfers_pending_max: u32,
-    /// Most balance-history rows (for accounts with the `history` flag).
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Most balance-history rows (one per transfer side on an account with the `history`
+    /// flag). When full, such a transfer gets `account_balances_capacity_exceeded` (202).
+    #[arg(long, default_value_t = Config::default().account_balances_max)]
     pub account_balances_max: u32,
-    /// Most markets. Each market's book is allocated when the market is created, with room
-    /// for --orders-max resting orders, so memory grows with markets x orders.
-    #[arg(long, default_value_t = 16)]
+    /// Most markets. When full, create_markets answers `markets_capacity_exceeded` (1118).
+    #[arg(long, default_value_t = Config::default().markets_max)]
     pub markets_max: u32,
-    /// Most orders stored (resting and finished).
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Most orders stored, resting and finished. When full, an order that would rest gets
+    /// `orders_capacity_exceeded` (1029).
+    #[arg(long, default_value_t = Config::default().orders_max)]
     pub orders_max: u32,
-    /// Most fills stored.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Most fills stored. When fewer than one order's worth of fills are free, order commands
+    /// answer `fills_capacity_exceeded` (1036).
+    #[arg(long, default_value_t = Config::default().fills_max)]
     pub fills_max: u32,
-    /// Most client connections at once; more are refused.
-    #[arg(long, default_value_t = 1_024)]
+    /// Most client connections at once. Further connections are accepted and closed at once;
+    /// open ones are not affected.
+    #[arg(long, default_value_t = count_u32(ServerConfig::CONNECTIONS_MAX))]
     pub connections_max: u32,
-    /// Most requests in flight per connection before the server stops reading it.
-    #[arg(long, default_value_t = 64)]
+    /// Most requests one connection has unanswered. Above it the server stops reading that
+    /// connection until replies go out (nothing is dropped); clients may always pipeline 16.
+    #[arg(long, default_value_t = count_u32(ServerConfig::REQUESTS_IN_FLIGHT_MAX))]
     pub requests_in_flight_max: u32,
     /// A connection whose partial frame is older than this many milliseconds is closed.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = milliseconds(ServerConfig::PARTIAL_FRAME_TIMEOUT))]
     pub partial_frame_timeout_ms: u64,
     /// A connection that does not read its replies for this many milliseconds is closed.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = milliseconds(ServerConfig::REPLY_STALL_TIMEOUT))]
     pub reply_timeout_ms: u64,
     /// Bytes of unparsed input buffered per connection (at least one 64-byte header; a body
-    /// is read into its own pooled buffer).
-    #[arg(long, default_value_t = 64 * 1024)]
+    /// is read into its own pooled buffer). When full, the server stops reading it.
+    #[arg(long, default_value_t = bytes(ServerConfig::INPUT_SIZE_MAX))]
     pub connection_input_size_max: u64,
     /// Bytes of unsent replies per connection above which the server stops reading it (at least
     /// one largest frame, 1 MiB).
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, default_value_t = bytes(ServerConfig::OUTPUT_SIZE_MAX))]
     pub connection_output_size_max: u64,
-    /// Journal segment size in bytes (preallocated).
-    #[arg(long, default_value_t = 1 << 30)]
+    /// Journal segment size in bytes, preallocated when the segment is created (one largest
+    /// request must fit: at least 1,052,864 bytes, a multiple of 64).
+    #[arg(long, default_value_t = JournalConfig::default().segment_size)]
     pub segment_size: u64,
+    /// Most journal segment files, the spare included (at least 2). Records fill all but the
+    /// last, which is kept spare. When no record fits, every write gets frame status 8
+    /// `storage_full`, reads are still served and due expiries wait; a full disk does the same.
+    /// Without it the journal grows until the disk is full.
+    #[arg(long)]
+    pub journal_segments_max: Option<u64>,
+}
+
+/// A network count default as the flag's type (the constants are far below `u32::MAX`).
+fn count_u32(count: usize) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+/// A byte-size default as the flag's type.
+fn bytes(size: usize) -> u64 {
+    u64::try_from(size).unwrap_or(u64::MAX)
+}
+
+/// A duration default in whole milliseconds.
+fn milliseconds(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Arguments of `clearline repl`.

@@ -9,11 +9,21 @@
 //! Durability: `apply` returns the journal sequence of a write; its reply may leave only once
 //! that sequence is durable. A read is gated on the last written sequence, so it never reveals a
 //! write that could still be lost.
+//!
+//! Recovery refuses a record it cannot apply: one whose body is not a request, or one on which
+//! the engine fails an invariant (a panic hook, since the release profile aborts on panic). Both
+//! print which record it is and what the operator can do, and exit with [`EXIT_REPLAY_FAILED`]:
+//! the record is durable, so every later start would meet it again, and a supervisor must not
+//! restart the server in a loop.
 
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clearline_engine::{Config, Engine, Operation};
-use clearline_journal::{Journal, JournalError, Recovery};
+use clearline_journal::{segment_file_name, Journal, JournalError, RecordView, Recovery};
 
 use crate::record;
 
@@ -50,6 +60,126 @@ pub enum ApplyError {
     Journal(JournalError),
 }
 
+/// Exit code of `clearline start` when a journal record cannot be replayed. Restarting gives the
+/// same result, so supervisors should not restart on it (systemd: `RestartPreventExitStatus=3`).
+pub const EXIT_REPLAY_FAILED: u8 = 3;
+
+/// The record being replayed, kept where the panic hook can read it. Atomics rather than a lock,
+/// so the hook never waits and replay pays a few stores per record.
+struct ReplayPlace {
+    /// The data directory, for the advice.
+    data: String,
+    sequence: AtomicU64,
+    segment: AtomicU64,
+    offset: AtomicU64,
+    timestamp: AtomicU64,
+    /// The operation byte, or `u64::MAX` for a body too short to have one.
+    operation: AtomicU64,
+}
+
+impl ReplayPlace {
+    fn new(data: &Path) -> ReplayPlace {
+        ReplayPlace {
+            data: data.display().to_string(),
+            sequence: AtomicU64::new(0),
+            segment: AtomicU64::new(0),
+            offset: AtomicU64::new(0),
+            timestamp: AtomicU64::new(0),
+            operation: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn set(&self, view: &RecordView<'_>) {
+        self.sequence.store(view.sequence, Ordering::Relaxed);
+        self.segment.store(view.segment, Ordering::Relaxed);
+        self.offset.store(view.offset, Ordering::Relaxed);
+        self.timestamp.store(view.timestamp, Ordering::Relaxed);
+        let operation = view.body.first().map_or(u64::MAX, |byte| u64::from(*byte));
+        self.operation.store(operation, Ordering::Relaxed);
+    }
+
+    fn refusal(&self, problem: &str) -> ReplayFailed {
+        let operation = match self.operation.load(Ordering::Relaxed) {
+            u64::MAX => "none (the body is too short)".to_string(),
+            value => match u8::try_from(value).ok().and_then(Operation::from_u8) {
+                Some(operation) => operation.name().to_string(),
+                None => format!("unknown ({value})"),
+            },
+        };
+        let segment = self.segment.load(Ordering::Relaxed);
+        ReplayFailed {
+            message: format!(
+                "cannot start: journal record sequence {}, segment {segment} (file {}), offset \
+                 {}, operation {operation}, timestamp {}: {problem}.\n\
+                 The journal's checksums pass up to and including this record, but this version \
+                 of clearline cannot apply it, and serving without it would lose acknowledged \
+                 requests. Keep the data directory as it is (do not delete or edit segment \
+                 files), run `clearline journal inspect {}` to see the journal, and start it \
+                 with the clearline release that wrote it or restore the data directory from a \
+                 backup; please report the record as a bug. Starting again gives the same result \
+                 (exit code {EXIT_REPLAY_FAILED}).",
+                self.sequence.load(Ordering::Relaxed),
+                segment_file_name(segment),
+                self.offset.load(Ordering::Relaxed),
+                self.timestamp.load(Ordering::Relaxed),
+                self.data,
+            ),
+        }
+    }
+}
+
+/// A journal record that recovery cannot apply; `main` exits with [`EXIT_REPLAY_FAILED`].
+#[derive(Debug)]
+pub struct ReplayFailed {
+    message: String,
+}
+
+impl fmt::Display for ReplayFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ReplayFailed {}
+
+type PanicHook = dyn Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync;
+
+/// While it lives, a panic on the replaying thread prints the record being replayed and the
+/// operator's advice, then exits with [`EXIT_REPLAY_FAILED`] (with `panic = "abort"` nothing
+/// could catch it, and the process would abort again at every start). Panics on other threads
+/// go to the previous hook. Dropping it restores the previous hook.
+struct ReplayPanicGuard {
+    previous: Arc<PanicHook>,
+}
+
+impl ReplayPanicGuard {
+    fn install(place: Arc<ReplayPlace>) -> ReplayPanicGuard {
+        let previous: Arc<PanicHook> = Arc::from(std::panic::take_hook());
+        let replaying = std::thread::current().id();
+        let fallback = Arc::clone(&previous);
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() != replaying {
+                fallback(info);
+                return;
+            }
+            let refusal = place.refusal(&format!("the engine failed an invariant ({info})"));
+            warn!("clearline: {refusal}");
+            std::process::exit(i32::from(EXIT_REPLAY_FAILED));
+        }));
+        ReplayPanicGuard { previous }
+    }
+}
+
+impl Drop for ReplayPanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return; // The hook is running; setting a hook now would panic again.
+        }
+        let previous = Arc::clone(&self.previous);
+        std::panic::set_hook(Box::new(move |info| previous(info)));
+    }
+}
+
 /// How often the core asks the engine whether a pending transfer is due to expire.
 const PULSE_INTERVAL_NS: u64 = 100_000_000;
 
@@ -76,37 +206,51 @@ impl Core {
     /// Builds the engine and replays the journal into it.
     ///
     /// # Errors
-    /// A record that is not a valid request (the journal's checksums passed, so this means the
-    /// journal was written by something else) or a journal read failure.
+    /// [`ReplayFailed`] for a record that is not a valid write request (the journal's checksums
+    /// passed, so the journal was written by something else); a journal read failure. A record
+    /// on which the engine fails an invariant does not return: the process exits with
+    /// [`EXIT_REPLAY_FAILED`] after naming the record.
     pub fn recover(
         config: &Config,
+        data: &Path,
         journal: Journal,
         recovery: &Recovery,
-    ) -> Result<(Core, Replayed), String> {
+    ) -> Result<(Core, Replayed), Box<dyn std::error::Error + Send + Sync>> {
         let mut engine = Engine::new(config);
         let mut reply = vec![0u8; REPLY_SIZE_MAX];
         let mut timestamp_last = 0u64;
         let mut records = 0u64;
         let mut failure = None;
+        let place = Arc::new(ReplayPlace::new(data));
+        let guard = ReplayPanicGuard::install(Arc::clone(&place));
         journal
             .replay(1, |view| {
                 if failure.is_some() {
                     return;
                 }
+                place.set(&view);
                 match record::decode(view.body) {
+                    Ok((operation, _count, _)) if !operation.is_write() => {
+                        failure = Some(place.refusal(&format!(
+                            "the body is not a write request ({} is a read, never journaled)",
+                            operation.name()
+                        )));
+                    }
                     Ok((operation, _count, events)) => {
                         engine.execute(operation, view.timestamp, events, &mut reply);
                         timestamp_last = timestamp_last.max(view.timestamp);
                         records += 1;
                     }
                     Err(error) => {
-                        failure = Some(format!("record {}: {error}", view.sequence));
+                        let problem = format!("the body is not a request ({error})");
+                        failure = Some(place.refusal(&problem));
                     }
                 }
             })
             .map_err(|error| format!("replay failed: {error}"))?;
+        drop(guard);
         if let Some(failure) = failure {
-            return Err(failure);
+            return Err(failure.into());
         }
         timestamp_last = timestamp_last.max(recovery.last_timestamp);
         let record = Vec::with_capacity(REPLY_SIZE_MAX + record::PREFIX_SIZE);

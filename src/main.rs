@@ -44,6 +44,21 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The message of a failed offline journal tool; a directory without a journal gets a hint.
+fn journal_tool_error(
+    tool: &str,
+    dir: &std::path::Path,
+    error: &clearline_journal::JournalError,
+) -> String {
+    let hint = match error {
+        clearline_journal::JournalError::NoJournal { .. } => {
+            "; give the data directory of `clearline start --data` or its journal folder"
+        }
+        _ => "",
+    };
+    format!("journal {tool} {}: {error}{hint}", dir.display())
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
@@ -51,21 +66,23 @@ fn main() -> ExitCode {
         cli::Command::Repl(args) => repl::run(&args),
         cli::Command::Benchmark(args) => benchmark::run(&args),
         cli::Command::Journal(cli::JournalCommand::Verify { dir }) => {
+            let dir = server::journal_dir_of(&dir);
             match clearline_journal::verify(&dir) {
                 Ok(report) => {
                     say!("{report}");
                     Ok(())
                 }
-                Err(error) => Err(format!("journal verify {}: {error}", dir.display()).into()),
+                Err(error) => Err(journal_tool_error("verify", &dir, &error).into()),
             }
         }
         cli::Command::Journal(cli::JournalCommand::Inspect { dir }) => {
+            let dir = server::journal_dir_of(&dir);
             match clearline_journal::inspect(&dir) {
                 Ok(report) => {
                     say!("{report}");
                     Ok(())
                 }
-                Err(error) => Err(format!("journal inspect {}: {error}", dir.display()).into()),
+                Err(error) => Err(journal_tool_error("inspect", &dir, &error).into()),
             }
         }
     };
@@ -73,7 +90,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             warn!("clearline: {error}");
-            ExitCode::FAILURE
+            if error.is::<core::ReplayFailed>() {
+                ExitCode::from(core::EXIT_REPLAY_FAILED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! durable sequence reaches its gate. Nobody spins while idle: the core sleeps on the request
 //! queue, the net thread in its poller, the syncer on its condition variable.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,6 +31,20 @@ pub struct Server {
     core: Option<JoinHandle<Result<Journal, String>>>,
     stop: Arc<AtomicBool>,
     local_addr: std::net::SocketAddr,
+}
+
+/// The journal's folder inside the data directory.
+pub const JOURNAL_DIR_NAME: &str = "journal";
+
+/// The journal directory an offline tool should read for `dir`: the `journal` folder when `dir`
+/// is a data directory (it has one), else `dir` itself.
+pub fn journal_dir_of(dir: &Path) -> PathBuf {
+    let inside = dir.join(JOURNAL_DIR_NAME);
+    if inside.is_dir() {
+        inside
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 fn engine_config(limits: &Limits) -> Config {
@@ -123,6 +138,23 @@ impl Server {
             .check()
             .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
         check_memory(&config)?;
+        let journal_config = JournalConfig {
+            segment_size: args.limits.segment_size,
+            segments_max: args
+                .limits
+                .journal_segments_max
+                .unwrap_or(JournalConfig::default().segments_max),
+            sync: match args.sync {
+                SyncMode::Data => clearline_journal::SyncMode::Data,
+                SyncMode::None => clearline_journal::SyncMode::None,
+            },
+            ..JournalConfig::default()
+        };
+        journal_config.check().map_err(|error| {
+            format!(
+                "--segment-size or --journal-segments-max is out of range: {error} (see --help)"
+            )
+        })?;
         // A taken address is reported before recovery rather than after it; the real bind
         // happens when the network thread starts.
         drop(
@@ -131,21 +163,13 @@ impl Server {
         );
         std::fs::create_dir_all(&args.data)
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
-        let journal_dir = args.data.join("journal");
-        let journal_config = JournalConfig {
-            segment_size: args.limits.segment_size,
-            sync: match args.sync {
-                SyncMode::Data => clearline_journal::SyncMode::Data,
-                SyncMode::None => clearline_journal::SyncMode::None,
-            },
-            ..JournalConfig::default()
-        };
+        let journal_dir = args.data.join(JOURNAL_DIR_NAME);
         let (journal, recovery) = Journal::open(&journal_dir, &journal_config)
             .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
         if let Some(truncation) = &recovery.truncated {
             warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
-        let (mut core, replayed) = Core::recover(&config, journal, &recovery)?;
+        let (mut core, replayed) = Core::recover(&config, &args.data, journal, &recovery)?;
         if announce {
             say!(
                 "clearline: recovered {} records (last timestamp {}) from {} in {:.3} s",
@@ -223,6 +247,44 @@ impl Server {
     }
 }
 
+/// What the core has told the operator about a full journal, so each change is said once
+/// rather than at every refused request or pulse retry.
+#[derive(Default)]
+struct FullJournal {
+    writes_refused: bool,
+    pulse_postponed: bool,
+}
+
+impl FullJournal {
+    fn write_refused(&mut self) {
+        if !self.writes_refused {
+            self.writes_refused = true;
+            warn!(
+                "clearline: the journal is full: writes are answered with storage_full until a \
+                 record fits again (free disk space, or restart with a larger \
+                 --journal-segments-max); reads are served"
+            );
+        }
+    }
+
+    fn write_accepted(&mut self) {
+        if self.writes_refused {
+            self.writes_refused = false;
+            warn!("clearline: the journal has room again: writes are accepted");
+        }
+    }
+
+    fn pulse_refused(&mut self) {
+        if !self.pulse_postponed {
+            self.pulse_postponed = true;
+            warn!(
+                "clearline: expiries are due but the journal is full; they are tried again \
+                 until a record fits (reads are served)"
+            );
+        }
+    }
+}
+
 fn core_loop(
     mut core: Core,
     core_side: &CoreSide,
@@ -231,6 +293,7 @@ fn core_loop(
 ) -> Result<Journal, String> {
     let durability = core.journal_mut().durability();
     let mut scratch = vec![0u8; REPLY_SIZE_MAX];
+    let mut full = FullJournal::default();
     loop {
         if durability.failed() {
             return Err("a journal sync failed; stopping without acknowledging more".to_string());
@@ -241,8 +304,14 @@ fn core_loop(
         if core_side.is_stopped() || stop.load(Ordering::Acquire) {
             return Ok(core.into_journal());
         }
-        core.pulse_if_due(&mut scratch)
-            .map_err(|error| format!("pulse: {error:?}"))?;
+        match core.pulse_if_due(&mut scratch) {
+            Ok(pulsed) => full.pulse_postponed &= !pulsed,
+            // A full journal stops nothing: the pulse is tried again at the next interval.
+            Err(ApplyError::StorageFull) => full.pulse_refused(),
+            Err(ApplyError::Journal(error)) => {
+                return Err(format!("journal append of a pulse failed: {error}"));
+            }
+        }
         if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
             continue;
         }
@@ -251,6 +320,9 @@ fn core_loop(
             let reply =
                 match core.apply(operation, request.header.count, &request.body, &mut scratch) {
                     Ok(applied) => {
+                        if applied.sequence != 0 {
+                            full.write_accepted();
+                        }
                         let item_size = operation.reply_item_size();
                         assert_eq!(applied.reply_size % item_size, 0);
                         let mut body = core_side.buffer();
@@ -267,6 +339,7 @@ fn core_loop(
                         }
                     }
                     Err(ApplyError::StorageFull) => {
+                        full.write_refused();
                         status_reply(&request, FrameStatus::StorageFull)
                     }
                     Err(ApplyError::Journal(error)) => {
@@ -289,7 +362,9 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     for number in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(number, Arc::clone(&signal))?;
     }
-    let server = Server::start(args, true).map_err(|error| error.to_string())?;
+    // The error keeps its type, so `main` can give a replay failure its own exit code.
+    let server =
+        Server::start(args, true).map_err(|error| -> Box<dyn std::error::Error> { error })?;
     while !signal.load(Ordering::Acquire) && !server.core_finished() {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -303,5 +378,47 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         Err("the core stopped".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn start_args(flags: &[&str]) -> StartArgs {
+        let words = ["clearline", "start"].iter().chain(flags);
+        match Cli::try_parse_from(words).expect("the flags parse").command {
+            Command::Start(args) => args,
+            other => panic!("not start: {other:?}"),
+        }
+    }
+
+    /// Each default is written once, in the library that owns it; `start` without flags runs
+    /// with exactly those values.
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let args = start_args(&[]);
+        assert_eq!(engine_config(&args.limits), Config::default());
+        let net = server_config(&args);
+        let defaults = ServerConfig::new(args.addr);
+        assert_eq!(net.connections_max, defaults.connections_max);
+        assert_eq!(net.requests_in_flight_max, defaults.requests_in_flight_max);
+        assert_eq!(net.partial_frame_timeout, defaults.partial_frame_timeout);
+        assert_eq!(net.reply_stall_timeout, defaults.reply_stall_timeout);
+        assert_eq!(net.input_size_max, defaults.input_size_max);
+        assert_eq!(net.output_size_max, defaults.output_size_max);
+        let journal = JournalConfig::default();
+        assert_eq!(args.limits.segment_size, journal.segment_size);
+        assert_eq!(args.limits.journal_segments_max, None);
+    }
+
+    #[test]
+    fn flags_reach_the_configurations() {
+        let args = start_args(&["--markets-max", "7", "--requests-in-flight-max", "40"]);
+        assert_eq!(engine_config(&args.limits).markets_max, 7);
+        assert_eq!(server_config(&args).requests_in_flight_max, 40);
     }
 }

@@ -1,6 +1,7 @@
 //! Determinism: the same seeded request sequence gives the same state hash on two engines and on
 //! a second run; a different sequence gives a different hash; `execute` and the typed methods
-//! reach the same state; the hash of one fixed workload is pinned.
+//! reach the same state; and the state hashes of two fixed workloads are pinned, so a change of
+//! outcome on another machine or in another release is caught.
 
 use clearline_engine::{Config, CreateResult, Engine, Operation, PULSE_EXPIRIES_MAX};
 
@@ -128,5 +129,28 @@ fn empty_engines_hash_alike() {
     assert_eq!(
         Engine::new(&config).state_hash(),
         Engine::new(&config).state_hash()
+    );
+}
+
+/// The state hash after the fixed workload of [`state_hash_of_a_fixed_workload_is_pinned`].
+///
+/// A journal written by one release is replayed by the next, and the server's state must come
+/// out the same. If this value changes, the same journaled requests now give a different state:
+/// replay across releases (and between machines) breaks. Change it only on purpose, in a
+/// commit that says how journals written before it are handled (they replay to another state).
+const GOLDEN_STATE_HASH: u128 = 0x407b_71c0_c721_f56a_99ed_f0df_ed1f_8e65;
+
+#[test]
+fn state_hash_of_a_fixed_workload_is_pinned() {
+    let requests = workload(0x5EED_2026, 200);
+    let typed = run_typed(&Config::test_small(), &requests);
+    let executed = run_execute(&Config::test_small(), &requests);
+    assert!(typed.transfers_count() > 1000, "workload too small");
+    assert_eq!(typed.state_hash(), executed.state_hash());
+    assert_eq!(
+        typed.state_hash(),
+        GOLDEN_STATE_HASH,
+        "the state hash of the fixed workload changed: {:#034x}",
+        typed.state_hash()
     );
 }

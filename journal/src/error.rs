@@ -84,6 +84,12 @@ pub enum JournalError {
         /// The highest written sequence.
         written: u64,
     },
+    /// The directory holds no journal: no segment file and no snapshot (the offline tools
+    /// report this instead of checking nothing).
+    NoJournal {
+        /// The directory that was searched.
+        directory: String,
+    },
     /// An I/O error other than the ones above.
     Io {
         /// What the journal was doing.
@@ -154,6 +160,10 @@ impl fmt::Display for JournalError {
                 f,
                 "snapshot requested at sequence {sequence}, but only {written} records are \
                  written"
+            ),
+            JournalError::NoJournal { directory } => write!(
+                f,
+                "no journal in {directory}: it holds no segment files (segment-<id>.log)"
             ),
             JournalError::Io {
                 operation,

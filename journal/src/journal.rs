@@ -426,6 +426,14 @@ impl Journal {
         self.previous_checksum = result.end.previous_checksum;
         self.current = result.end.position.index;
         self.offset = result.end.position.offset;
+        if self.current > 0 && self.offset == SEGMENT_HEADER_SIZE {
+            // The log ends at the start of an empty segment: it ends just as well at the end of
+            // the previous one. Resume there, as the writer did before it moved on, so the empty
+            // segment stays the spare and opening needs no new segment: a journal that filled
+            // the disk (or `segments_max`) opens again and reads are served.
+            self.current -= 1;
+            self.offset = self.segments[self.current].file.size();
+        }
         let last_timestamp = result
             .last_timestamp
             .unwrap_or_else(|| snapshot.as_ref().map_or(0, |snapshot| snapshot.timestamp));
@@ -440,9 +448,13 @@ impl Journal {
         })
     }
 
-    /// Creates segment `id` (allocated, header written and synced, directory synced).
+    /// Creates segment `id` (allocated, header written and synced, directory synced). One more
+    /// segment than `segments_max` is refused as [`JournalError::StorageFull`], like a full disk.
     fn create_segment(&mut self, id: u64) -> Result<(), JournalError> {
         let directory = self.storage.describe();
+        if self.segments.len() as u64 >= self.config.segments_max {
+            return Err(JournalError::StorageFull { directory });
+        }
         let name = segment_file_name(id);
         let temporary = format!("{name}.tmp");
         let mut block = vec![0u8; SEGMENT_HEADER_SIZE as usize];
@@ -646,6 +658,8 @@ impl Journal {
                             sequence: header.sequence,
                             timestamp: header.timestamp,
                             body: &walker.body,
+                            segment: header.segment,
+                            offset: header.offset,
                         });
                     }
                 }

@@ -67,6 +67,10 @@ pub struct JournalConfig {
     pub sync: SyncMode,
     /// Largest record body accepted; a record must fit in an empty segment.
     pub body_size_max: u64,
+    /// Most segment files, the spare included (at least 2). When the next segment would be one
+    /// too many, `append` reports [`JournalError::StorageFull`] as for a full disk, so an
+    /// operator can bound the journal's disk use below the device's size.
+    pub segments_max: u64,
     /// Storage implementation.
     pub backend: Backend,
 }
@@ -77,10 +81,14 @@ impl Default for JournalConfig {
             segment_size: 1 << 30,
             sync: SyncMode::Data,
             body_size_max: BODY_SIZE_MAX_DEFAULT,
+            segments_max: u64::MAX,
             backend: Backend::Mmap,
         }
     }
 }
+
+/// The fewest segment files a journal needs: the one being written and its spare.
+pub const SEGMENTS_MIN: u64 = 2;
 
 /// Default maximum body: one 1 MiB frame plus 64 bytes of request metadata.
 pub const BODY_SIZE_MAX_DEFAULT: u64 = (1 << 20) + 64;
@@ -100,6 +108,11 @@ impl JournalConfig {
         if self.segment_size % RECORD_ALIGNMENT != 0 {
             return Err(JournalError::Config {
                 reason: "segment_size not a multiple of 64",
+            });
+        }
+        if self.segments_max < SEGMENTS_MIN {
+            return Err(JournalError::Config {
+                reason: "segments_max below 2 (the current segment and its spare)",
             });
         }
         if self.body_size_max > u64::from(u32::MAX) {
@@ -125,6 +138,10 @@ pub struct RecordView<'a> {
     pub timestamp: u64,
     /// The body given to `append`.
     pub body: &'a [u8],
+    /// Id of the segment that holds the record (for messages about it).
+    pub segment: u64,
+    /// Byte offset of the record's header in that segment.
+    pub offset: u64,
 }
 
 /// The newest valid snapshot found at open.

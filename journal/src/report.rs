@@ -13,7 +13,9 @@ use crate::journal::{load_segments, load_snapshots, log_start};
 use crate::record::{RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::replay::{scan, Anchor, OpenSegment};
 use crate::storage::Storage;
-use crate::{segment_file_name, FileStorage, Truncation, BODY_SIZE_MAX_DEFAULT};
+use crate::{
+    parse_snapshot_name, segment_file_name, FileStorage, Truncation, BODY_SIZE_MAX_DEFAULT,
+};
 
 /// Largest body the offline tools accept: the format's limit (a u32), bounded by segment size.
 const TOOL_BODY_SIZE_MAX: u64 = u32::MAX as u64;
@@ -82,7 +84,8 @@ impl fmt::Display for VerifyReport {
 ///
 /// # Errors
 ///
-/// The first problem: [`JournalError::Corruption`] naming segment, offset and sequence,
+/// The first problem: [`JournalError::NoJournal`] when `dir` holds no segment file,
+/// [`JournalError::Corruption`] naming segment, offset and sequence,
 /// [`JournalError::SnapshotInvalid`], [`JournalError::Locked`] while a writer runs, I/O errors.
 pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
     let (mut storage, names) = open_read_only(dir)?;
@@ -108,7 +111,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
                 reason: "snapshot without any segment",
             });
         }
-        return Ok(report);
+        // Nothing to check is not a healthy journal: never report OK for it.
+        return Err(JournalError::NoJournal {
+            directory: report.directory,
+        });
     };
     let anchor = snapshots
         .valid
@@ -247,11 +253,18 @@ impl fmt::Display for InspectReport {
 ///
 /// # Errors
 ///
+/// [`JournalError::NoJournal`] when `dir` holds neither segments nor snapshots,
 /// [`JournalError::Locked`] while a writer runs, corruption of segment headers (the walk cannot
 /// start), and I/O errors.
 pub fn inspect(dir: &Path) -> Result<InspectReport, JournalError> {
     let (mut storage, names) = open_read_only(dir)?;
     let (generation, segments) = load_segments(&mut storage, &names)?;
+    let snapshot_found = names.iter().any(|name| parse_snapshot_name(name).is_some());
+    if generation.is_none() && !snapshot_found {
+        return Err(JournalError::NoJournal {
+            directory: dir.display().to_string(),
+        });
+    }
     let loaded = load_snapshots(&mut storage, &names, generation);
     let mut snapshots: Vec<SnapshotSummary> = loaded
         .valid

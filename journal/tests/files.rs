@@ -16,6 +16,7 @@ fn config(backend: Backend) -> JournalConfig {
         sync: SyncMode::Data,
         body_size_max: 8192,
         backend,
+        ..JournalConfig::default()
     }
 }
 

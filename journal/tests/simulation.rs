@@ -454,6 +454,60 @@ fn storage_full_is_a_clean_error_and_writing_resumes() {
     assert!(empty.file_names().is_empty(), "{:?}", empty.file_names());
 }
 
+/// `segments_max` bounds the journal like a full disk: appends past it get `StorageFull`,
+/// nothing is lost, and a reopened journal (its spare kept) opens and refuses the same way.
+#[test]
+fn segments_max_bounds_the_journal_like_a_full_disk() {
+    let disk = SimDisk::new(11);
+    let bounded = JournalConfig {
+        segments_max: 2,
+        ..config(SyncMode::Manual)
+    };
+    let open_bounded = |disk: &SimDisk| {
+        let storage = SimStorage::open(disk).expect("the previous journal was dropped");
+        Journal::open_storage(Box::new(storage), &bounded)
+    };
+    let (mut journal, _) = open_bounded(&disk).unwrap();
+    let body = vec![0xcd; 1000];
+    let mut appended = 0u64;
+    let error = loop {
+        match journal.append((appended + 1) * 10, &body) {
+            Ok(sequence) => appended = sequence,
+            Err(error) => break error,
+        }
+        assert!(appended < 1000, "the segment limit must be reached");
+    };
+    assert!(matches!(error, JournalError::StorageFull { .. }), "{error}");
+    assert!(appended > 0);
+    // Then the smallest records, until not even a record header fits in the first segment.
+    while let Ok(sequence) = journal.append((appended + 1) * 10, &[]) {
+        appended = sequence;
+    }
+    // Only the first segment takes records; the second stays the spare.
+    assert_eq!(disk.file_names().len(), 2, "{:?}", disk.file_names());
+    journal.sync().unwrap();
+    assert_eq!(journal.replay(1, |_| {}).unwrap(), appended);
+    journal.close().unwrap();
+    let (mut journal, recovery) = open_bounded(&disk).unwrap();
+    assert_eq!(recovery.last_sequence, appended);
+    assert!(matches!(
+        journal.append((appended + 1) * 10, &body),
+        Err(JournalError::StorageFull { .. })
+    ));
+    drop(journal);
+    // Without the bound the same journal grows on.
+    let (mut journal, _) = open(&disk, SyncMode::Manual).unwrap();
+    assert_eq!(
+        journal.append((appended + 1) * 10, &body).unwrap(),
+        appended + 1
+    );
+    let too_few = JournalConfig {
+        segments_max: 1,
+        ..config(SyncMode::Manual)
+    };
+    assert!(matches!(too_few.check(), Err(JournalError::Config { .. })));
+}
+
 /// A snapshot that cannot be written for lack of space leaves the previous one in place.
 #[test]
 fn snapshot_on_a_full_disk_keeps_the_previous_snapshot() {

@@ -4,7 +4,12 @@
 //! - `round_trip`: every ledger operation, pipelining, reply headers, restart, the repl.
 //! - `crash`: SIGKILL under load, restart, nothing acknowledged lost or applied twice.
 //! - `bad_input`: every malformed frame gets its status or a close; others stay served.
+//! - `replay_refusal`: start-up refuses a journal record it cannot apply, naming the record.
+//! - `storage_full`: a full journal answers writes with `storage_full`, serves reads and
+//!   survives a due expiry, before and after a restart.
 //! - `limits`: connection, partial-frame, trickle and slow-reader limits.
+//! - `journal_tools`: `clearline journal verify` and `inspect` on data and journal directories,
+//!   and on directories without a journal.
 //! - `matching`: markets, orders, book and fills over the wire, settlement transfers, replay;
 //!   the repl's order statements.
 //!
@@ -14,7 +19,10 @@
 
 mod bad_input;
 mod crash;
+mod journal_tools;
 mod limits;
 mod matching;
+mod replay_refusal;
 mod round_trip;
+mod storage_full;
 mod support;
