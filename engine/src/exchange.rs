@@ -24,8 +24,8 @@
 //! placed, or a sell whose fee exceeds its proceeds), nothing of it is applied; instead the
 //! holds of the taker and of every maker touched are voided, those orders are canceled (taken
 //! out of the book where they still rest) and the command answers `settlement_failed`. No fill is
-//! recorded then. Voids cannot fail (holds have no timeout, clients cannot resolve them, voids
-//! are allowed on closed accounts, and room in the stores is checked first).
+//! recorded then. Voids cannot fail: holds have no timeout, clients cannot resolve them, voids
+//! are allowed on closed accounts, and the stores always keep room for them (below).
 //!
 //! Transfer ids. Engine-made transfers use ids with bit 127 set:
 //! `(1 << 127) | (kind << 120) | serial`, kind 1 hold, 2 void, 3 base leg, 4 quote leg, 5 taker
@@ -46,13 +46,18 @@
 //! expired good-till-time orders with the timestamps its ledger expiries left unused.
 //!
 //! Capacity. The order store keeps every accepted order (`orders_max`), the fill store every
-//! fill (`fills_max`). Before an order command the ledger must have room for a whole block of
-//! transfers (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
+//! fill (`fills_max`). Releasing a hold (cancel, expiry, a refused settlement) writes one void
+//! and a history row per account of the hold that keeps history; the ledger keeps that much
+//! room for every open hold (`release_needs`): client transfers that would take it fail with
+//! `transfers_capacity_exceeded` or `account_balances_capacity_exceeded`, so a release always
+//! fits and a cancel needs no other room. Before an order command the ledger must have room for
+//! a whole block of transfers and their rows beyond that reserve and the command's own new
+//! hold (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
 //! (`fills_capacity_exceeded`). Each market's book holds up to `orders_max` resting orders at up
 //! to `min(orders_max, BOOK_LEVELS_MAX)` prices and is allocated by `create_markets` (a rare
 //! command); order commands allocate nothing.
 
-use crate::account::Account;
+use crate::account::{Account, AccountFlags};
 use crate::book::{Book, BookEvent, RestingOrder};
 use crate::digest::Digest;
 use crate::index::IdIndex;
@@ -95,11 +100,13 @@ enum Kind {
     MakerFee = 6,
 }
 
-/// The hold of one order: the pending transfer's id (0 = none) and amount.
+/// The hold of one order: the pending transfer's id (0 = none), its amount, and the history
+/// rows its void writes (one per account of the hold that keeps history).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Hold {
     transfer: u128,
     amount: u128,
+    rows: u8,
 }
 
 /// Markets, books, orders, fills and the settlement scratch buffers.
@@ -111,6 +118,9 @@ pub(crate) struct Exchange {
     order_index: IdIndex,
     fills: Vec<Fill>,
     serial: u64,
+    /// Holds that are open, and the history rows voiding them all would write.
+    release_transfers: u32,
+    release_rows: u32,
     orders_max: u32,
     levels_max: u32,
     events: Vec<BookEvent>,
@@ -132,6 +142,8 @@ impl Exchange {
             order_index: IdIndex::new(orders_max),
             fills: Vec::with_capacity(config.fills_max as usize),
             serial: 0,
+            release_transfers: 0,
+            release_rows: 0,
             orders_max,
             levels_max: orders_max.min(BOOK_LEVELS_MAX),
             events: Vec::with_capacity(orders_max as usize + 1),
@@ -150,6 +162,8 @@ impl Exchange {
         self.order_index = IdIndex::new(self.orders_max);
         self.fills.clear();
         self.serial = 0;
+        self.release_transfers = 0;
+        self.release_rows = 0;
     }
 
     fn market_position(&self, id: u32) -> Option<usize> {
@@ -332,24 +346,55 @@ impl Exchange {
 
     /// Pushes a new hold of `amount` for order `position` onto the chain (none for 0) and
     /// records it as the order's hold.
-    fn push_hold(&mut self, market: &Market, position: u32, amount: u128) {
+    fn push_hold(&mut self, ledger: &Ledger, market: &Market, position: u32, amount: u128) {
         let order = self.orders[position as usize];
-        self.holds[position as usize] = if amount == 0 {
+        let hold = if amount == 0 {
             Hold::default()
         } else {
             let transfer = self.hold_transfer(market, &order, amount);
             self.chain.push(transfer);
+            let history = |id: u128| {
+                ledger.account_position(id).is_some_and(|position| {
+                    ledger.accounts[position as usize].flags & AccountFlags::HISTORY != 0
+                })
+            };
             Hold {
                 transfer: transfer.id,
                 amount,
+                rows: u8::from(history(transfer.debit_account_id))
+                    + u8::from(history(transfer.credit_account_id)),
             }
         };
+        self.set_hold(position, hold);
     }
 
+    /// Records order `position`'s hold, keeping the totals of what releasing every hold needs.
+    fn set_hold(&mut self, position: u32, hold: Hold) {
+        let old = self.holds[position as usize];
+        self.release_transfers -= u32::from(old.transfer != 0);
+        self.release_rows -= u32::from(old.rows);
+        self.release_transfers += u32::from(hold.transfer != 0);
+        self.release_rows += u32::from(hold.rows);
+        self.holds[position as usize] = hold;
+    }
+
+    /// Transfers and history rows that voiding every current hold would write: the ledger keeps
+    /// this much room for them, so a release (cancel, expiry, refused settlement) always fits.
+    pub(crate) fn release_needs(&self) -> (usize, usize) {
+        (self.release_transfers as usize, self.release_rows as usize)
+    }
+
+    /// Whether the stores have room for a whole order command: a block of transfers and their
+    /// history rows beyond what releasing every current hold and the command's new hold needs
+    /// (see `release_needs`), pending room for the new holds, and room for the fills.
     fn room_status(&self, ledger: &Ledger) -> Option<OrderStatus> {
         let (transfers, pending, rows) = ledger.room();
         let block = SLOTS_PER_ORDER_EVENT as usize;
-        if transfers < block || pending < FILLS_PER_ORDER_MAX + 2 || rows < 2 * block {
+        let (release_transfers, release_rows) = self.release_needs();
+        if transfers < block + release_transfers + 1
+            || pending < FILLS_PER_ORDER_MAX + 2
+            || rows < 2 * block + release_rows + 2
+        {
             return Some(OrderStatus::TransfersCapacityExceeded);
         }
         if self.fills.capacity() - self.fills.len() < FILLS_PER_ORDER_MAX {
@@ -530,8 +575,9 @@ impl Exchange {
         self.orders.push(stored);
         self.holds.push(Hold::default());
         self.chain.clear();
-        self.push_hold(&market, position, amount);
+        self.push_hold(ledger, &market, position, amount);
         if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
+            self.set_hold(position, Hold::default());
             self.orders.pop();
             self.holds.pop();
             return Err(Exchange::hold_status(status));
@@ -551,12 +597,13 @@ impl Exchange {
         let execution = self.books[book_position].place(&placed, expires_at, &mut self.events);
         if execution.status != OrderStatus::Ok {
             // Refused by the book (fill-or-kill, capacity): release the hold.
-            assert!(self.events.is_empty());
-            self.chain.clear();
-            self.push_void(&market, position);
-            ledger
-                .create_transfers_internal(cursor, &self.chain)
-                .expect("voids of engine holds succeed");
+            if self.release(ledger, cursor, &market, position).is_err() {
+                // Not reached: `room_status` kept room for this void. Keep the record, so
+                // that its hold stays accounted for.
+                self.order_index.insert(order.id, position);
+                self.orders[position as usize].state = OrderState::Canceled as u8;
+                return Err(execution.status);
+            }
             self.orders.pop();
             self.holds.pop();
             return Err(execution.status);
@@ -732,7 +779,7 @@ impl Exchange {
                         OrderState::Resting as u8
                     };
                     let need = Exchange::need(&market, &maker_order, remaining);
-                    self.push_hold(&market, maker, need);
+                    self.push_hold(ledger, &market, maker, need);
                 }
                 BookEvent::SelfTradeCanceled(resting) => {
                     let maker = self.order_position(resting.id).expect("makers are stored");
@@ -742,12 +789,12 @@ impl Exchange {
                         self.orders[maker as usize],
                     ));
                     self.push_void(&market, maker);
-                    self.holds[maker as usize] = Hold::default();
+                    self.set_hold(maker, Hold::default());
                     self.orders[maker as usize].state = OrderState::Canceled as u8;
                 }
             }
         }
-        self.push_hold(&market, taker, desired);
+        self.push_hold(ledger, &market, taker, desired);
         match ledger.create_transfers_internal(*cursor, &self.chain) {
             Ok(()) => {
                 *cursor += self.chain.len() as u64;
@@ -756,26 +803,24 @@ impl Exchange {
             Err(_) => {
                 // Undo this command's records, then cancel every order involved.
                 self.fills.truncate(fills_before);
-                self.holds[taker as usize] = taker_hold;
+                self.set_hold(taker, taker_hold);
                 self.orders[taker as usize] = *taker_before;
                 for index in 0..self.touched.len() {
                     let (maker, hold, order) = self.touched[index];
-                    self.holds[maker as usize] = hold;
+                    self.set_hold(maker, hold);
                     self.orders[maker as usize] = order;
                 }
-                self.chain.clear();
+                // Each void uses the room kept for releases (`release_needs`), so none is
+                // refused; if one were, that order would keep its hold.
                 self.touched.push((taker, taker_hold, *taker_before));
                 for index in 0..self.touched.len() {
                     let (position, _, order) = self.touched[index];
-                    self.push_void(&market, position);
-                    self.holds[position as usize] = Hold::default();
+                    if self.release(ledger, *cursor, &market, position).is_ok() {
+                        *cursor += self.chain.len() as u64;
+                    }
                     self.orders[position as usize].state = OrderState::Canceled as u8;
                     self.books[book_position].cancel(order.id);
                 }
-                ledger
-                    .create_transfers_internal(*cursor, &self.chain)
-                    .expect("voids of engine holds succeed");
-                *cursor += self.chain.len() as u64;
                 OrderStatus::SettlementFailed
             }
         }
@@ -799,22 +844,36 @@ impl Exchange {
         if order.state != OrderState::Resting as u8 {
             return OrderStatus::OrderNotResting;
         }
-        if let Some(status) = self.room_status(ledger) {
-            return status;
-        }
-        let book_position = self.market_position(order.market).expect("stored market");
+        let Some(book_position) = self.market_position(order.market) else {
+            return OrderStatus::OrderNotFound;
+        };
         let market = self.markets[book_position];
-        self.books[book_position]
-            .cancel(id)
-            .expect("resting orders are in their book");
-        self.chain.clear();
-        self.push_void(&market, position);
-        self.holds[position as usize] = Hold::default();
+        // The void first, using the room kept for releases: if the ledger refused it (it
+        // cannot, see `release_needs`), the order would still rest with its hold.
+        if let Err(status) = self.release(ledger, block, &market, position) {
+            return Exchange::hold_status(status);
+        }
+        self.books[book_position].cancel(id);
         self.orders[position as usize].state = OrderState::Canceled as u8;
-        ledger
-            .create_transfers_internal(block, &self.chain)
-            .expect("voids of engine holds succeed");
         OrderStatus::Ok
+    }
+
+    /// Voids order `position`'s hold (if any) in a chain of its own at `timestamp` and forgets
+    /// it; on a refusal nothing changes.
+    fn release(
+        &mut self,
+        ledger: &mut Ledger,
+        timestamp: u64,
+        market: &Market,
+        position: u32,
+    ) -> Result<(), CreateTransferStatus> {
+        self.chain.clear();
+        self.push_void(market, position);
+        ledger
+            .create_transfers_internal(timestamp, &self.chain)
+            .map_err(|(_, status)| status)?;
+        self.set_hold(position, Hold::default());
+        Ok(())
     }
 
     /// Amends one resting order at timestamp block `block`.
@@ -896,13 +955,14 @@ impl Exchange {
         self.push_void(&market, position);
         self.orders[position as usize] = amended;
         self.push_hold(
+            ledger,
             &market,
             position,
             Exchange::need(&market, &amended, remaining),
         );
         if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
             self.orders[position as usize] = before;
-            self.holds[position as usize] = old_hold;
+            self.set_hold(position, old_hold);
             return Exchange::hold_status(status);
         }
         let mut cursor = block + self.chain.len() as u64;
@@ -916,20 +976,16 @@ impl Exchange {
             self.push_void(&market, position);
             self.orders[position as usize] = before;
             let new_hold = self.holds[position as usize];
-            self.push_hold(&market, position, old_hold.amount);
+            self.push_hold(ledger, &market, position, old_hold.amount);
             if ledger
                 .create_transfers_internal(cursor, &self.chain)
                 .is_err()
             {
                 // Cannot happen within one command (the same funds were held a moment ago),
                 // but stay safe: release the new hold and cancel the order.
-                self.holds[position as usize] = new_hold;
-                self.chain.clear();
-                self.push_void(&market, position);
-                ledger
-                    .create_transfers_internal(cursor, &self.chain)
-                    .expect("voids of engine holds succeed");
-                self.holds[position as usize] = Hold::default();
+                self.set_hold(position, new_hold);
+                // Uses the room kept for releases; if refused, the order keeps its hold.
+                let _ = self.release(ledger, cursor, &market, position);
                 self.books[book_position].cancel(before.id);
                 self.orders[position as usize].state = OrderState::Canceled as u8;
             }
@@ -955,7 +1011,9 @@ impl Exchange {
         let mut next = u64::from(used);
         let mut expired_total = 0;
         for book_position in 0..self.books.len() {
-            let limit = PULSE_EXPIRIES_MAX - next as u32;
+            // One void per expiry at most, within the room kept for releases.
+            let room = ledger.room().0.min(u32::MAX as usize) as u32;
+            let limit = (PULSE_EXPIRIES_MAX - next as u32).min(room);
             if limit == 0 {
                 break;
             }
@@ -964,14 +1022,12 @@ impl Exchange {
             let market = self.markets[book_position];
             for index in 0..self.expired.len() {
                 let id = self.expired[index].id;
-                let position = self.order_position(id).expect("resting orders are stored");
-                self.chain.clear();
-                self.push_void(&market, position);
-                self.holds[position as usize] = Hold::default();
+                let Some(position) = self.order_position(id) else {
+                    continue;
+                };
+                // Uses the room kept for releases; if refused, the order keeps its hold.
+                let _ = self.release(ledger, base + next + 1, &market, position);
                 self.orders[position as usize].state = OrderState::Expired as u8;
-                ledger
-                    .create_transfers_internal(base + next + 1, &self.chain)
-                    .expect("voids of engine holds succeed");
                 next += 1;
                 expired_total += 1;
             }

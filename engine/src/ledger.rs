@@ -150,6 +150,10 @@ pub(crate) struct Ledger {
     undo_active: bool,
     /// `pending_count` when the current chain started.
     undo_pending_count: u32,
+    /// Transfers and history rows that client transfers must leave free: the room the matching
+    /// side needs to void every open hold (set by the engine before client transfers; not
+    /// applied to engine-made transfers).
+    pub(crate) reserve: (usize, usize),
     /// Account positions `(debit, credit)` of each event of the current create_transfers
     /// batch (`NONE`: not found), resolved before the batch is applied.
     resolved: Vec<(u32, u32)>,
@@ -248,6 +252,7 @@ impl Ledger {
             ),
             undo_active: false,
             undo_pending_count: 0,
+            reserve: (0, 0),
             resolved: Vec::with_capacity(batch),
         }
     }
@@ -268,6 +273,7 @@ impl Ledger {
         self.expired_count = 0;
         self.undo.clear();
         self.undo_active = false;
+        self.reserve = (0, 0);
     }
 
     /// Bytes of memory the ledger's structures use per stored transfer when every store is at
@@ -711,6 +717,17 @@ impl Ledger {
         if events.is_empty() {
             return Ok(());
         }
+        let reserve = std::mem::take(&mut self.reserve);
+        let outcome = self.create_transfers_internal_chain(first_timestamp, events);
+        self.reserve = reserve;
+        outcome
+    }
+
+    fn create_transfers_internal_chain(
+        &mut self,
+        first_timestamp: u64,
+        events: &[Transfer],
+    ) -> Result<(), (usize, CreateTransferStatus)> {
         self.chain_begin();
         for (index, event) in events.iter().enumerate() {
             assert_eq!(
@@ -1117,7 +1134,7 @@ impl Ledger {
         debit_flags: u16,
         credit_flags: u16,
     ) -> Result<(), CreateTransferStatus> {
-        if self.transfers.len() >= self.config.transfers_max as usize {
+        if self.transfers.len() + self.reserve.0 >= self.config.transfers_max as usize {
             return Err(CreateTransferStatus::TransfersCapacityExceeded);
         }
         if pending && self.pending_count >= self.config.transfers_pending_max {
@@ -1125,7 +1142,7 @@ impl Ledger {
         }
         let rows = usize::from(debit_flags & AccountFlags::HISTORY != 0)
             + usize::from(credit_flags & AccountFlags::HISTORY != 0);
-        if self.balances.len() + rows > self.config.account_balances_max as usize {
+        if self.balances.len() + rows + self.reserve.1 > self.config.account_balances_max as usize {
             return Err(CreateTransferStatus::AccountBalancesCapacityExceeded);
         }
         Ok(())

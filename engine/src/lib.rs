@@ -123,6 +123,7 @@ impl Engine {
         events: &[Transfer],
         results: &mut [CreateResult],
     ) {
+        self.ledger.reserve = self.exchange.release_needs();
         self.ledger.create_transfers(timestamp, events, results);
     }
 
@@ -380,6 +381,7 @@ impl Engine {
                 let results = &mut self.scratch.results;
                 results.clear();
                 results.resize(count, CreateResult::default());
+                self.ledger.reserve = self.exchange.release_needs();
                 self.ledger.create_transfers(timestamp, events, results);
                 encode_results(results, reply)
             }
