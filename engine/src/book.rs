@@ -479,6 +479,13 @@ impl Book {
         self.asks.best()
     }
 
+    /// The earliest time at which a resting good-till-time order may expire, if any rests. It
+    /// is a lower bound (an order that left the book early still counts until the next
+    /// `expire` recomputes it).
+    pub fn expiry_next(&self) -> Option<u64> {
+        (self.expiry_bound != u64::MAX).then_some(self.expiry_bound)
+    }
+
     /// The resting order with this id.
     pub fn order(&self, order_id: u128) -> Option<RestingOrder> {
         if order_id == 0 {

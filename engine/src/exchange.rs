@@ -1035,6 +1035,12 @@ impl Exchange {
         expired_total
     }
 
+    /// The earliest time a resting good-till-time order of any book may expire (a lower
+    /// bound, see `Book::expiry_next`).
+    pub(crate) fn expiry_next(&self) -> Option<u64> {
+        self.books.iter().filter_map(Book::expiry_next).min()
+    }
+
     // -------------------------------------------------------------------------------------
     // Queries
 

@@ -298,11 +298,16 @@ impl Engine {
         self.ledger.transfers.len() as u32
     }
 
-    /// When the next unresolved pending transfer expires (its timestamp plus its timeout), if
-    /// any. The server journals a pulse once the clock passes it; the engine itself never
-    /// expires anything outside a pulse.
+    /// When the next unresolved pending transfer (its timestamp plus its timeout) or resting
+    /// good-till-time order expires, if any. The server journals a pulse once the clock passes
+    /// it; the engine itself never expires anything outside a pulse. For orders it may be
+    /// early (an order canceled or filled before its time), which costs one pulse that expires
+    /// nothing and moves the bound on.
     pub fn expiry_next(&self) -> Option<u64> {
-        self.ledger.expiry_next()
+        match (self.ledger.expiry_next(), self.exchange.expiry_next()) {
+            (Some(transfers), Some(orders)) => Some(transfers.min(orders)),
+            (transfers, orders) => transfers.or(orders),
+        }
     }
 
     /// Number of pending transfers not yet posted, voided or expired.

@@ -922,3 +922,43 @@ fn repl_places_orders_and_prints_the_book() {
         "the buys hold price and fee per lot"
     );
 }
+
+/// A good-till-time order expires at its time on an idle server: the pulse that expires it is
+/// journaled by the server on its own, with no write arriving. The test only reads (lookups
+/// carry no journal sequence and change nothing) while it waits.
+#[test]
+fn good_till_time_order_expires_on_an_idle_server() {
+    let data = data_dir();
+    let server = Server::start(data.path(), &Options::new("data"));
+    let mut client = server.client();
+    create_ledger(&mut client);
+    assert_eq!(create_markets(&mut client, &[market()])[0].status, CREATED);
+    let gtt = Order {
+        timeout: 1,
+        ..order(201, SELLER, SELL, GTC, 100, 30)
+    };
+    let gtc = order(202, SELLER, SELL, GTC, 105, 20);
+    let placed = place(&mut client, &[gtt, gtc]);
+    assert_eq!(placed[0].status, OK);
+    assert_eq!(placed[0].state, OrderState::Resting as u8);
+    assert_eq!(account_map(&mut client)[&SELLER.0].debits_pending, 50);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let orders = lookup_orders(&mut client, &[201, 202]);
+        let held = account_map(&mut client)[&SELLER.0].debits_pending;
+        if orders[0].state == OrderState::Expired as u8 {
+            assert_eq!(held, 20, "the expired order's hold is released");
+            assert_eq!(orders[1].state, OrderState::Resting as u8);
+            break;
+        }
+        assert_eq!(orders[0].state, OrderState::Resting as u8);
+        assert_eq!(held, 50);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the good-till-time order was still resting after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(book(&mut client), [level(SELL, 105, 20, 1)]);
+}
