@@ -35,9 +35,10 @@
 //! `user_data_32`; legs carry the taker's order id in `user_data_128` and the fill sequence in
 //! `user_data_64`. All use the market's `code`.
 //!
-//! Timestamps. Each order event owns a block of `SLOTS_PER_ORDER_EVENT` timestamps; the order
-//! (and its fills) take the first, the hold chain and the settlement chain the following ones.
-//! One event produces at most `FILLS_PER_ORDER_MAX` maker events (fills or self-trade cancels),
+//! Timestamps. Each order event starts at a first timestamp (`block`) and uses what it needs
+//! from there (see `Engine`): the order, its fills and its hold chain take the first, the
+//! settlement chain the following ones, so an event uses `max(1, transfers made)`, at most
+//! `SLOTS_PER_ORDER_EVENT`. One event produces at most `FILLS_PER_ORDER_MAX` maker events (fills or self-trade cancels),
 //! 6 transfers each, plus 4 (hold, taker void, taker hold, amend's old-hold void), so it always
 //! fits. An order whose match would touch more resting orders takes the first
 //! `FILLS_PER_ORDER_MAX` and releases its remainder (state done) whatever its time in force,

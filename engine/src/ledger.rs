@@ -315,7 +315,7 @@ impl Ledger {
         self.accounts.last().map_or(0, |account| account.timestamp)
     }
 
-    fn transfers_timestamp_max(&self) -> u64 {
+    pub(crate) fn transfers_timestamp_max(&self) -> u64 {
         self.transfers
             .last()
             .map_or(0, |transfer| transfer.timestamp)

@@ -676,3 +676,71 @@ fn random_flow_keeps_every_invariant_and_replays() {
         );
     }
 }
+
+/// Order writes move engine time on by the timestamps they use, not a fixed block per event:
+/// a cancel of unknown ids uses one per id, and an order that fills uses one more per ledger
+/// transfer its settlement made. A later write given an older batch timestamp still gets fresh
+/// timestamps.
+#[test]
+fn order_writes_use_only_the_timestamps_they_need() {
+    let mut h = H::new(2, 1_000_000);
+    assert_eq!(Operation::CancelOrders.timestamp_slots(8191), 8191);
+    assert_eq!(Operation::PlaceOrders.timestamp_slots(2), 2);
+
+    // 8,191 unknown ids: exactly 8,191 timestamps, the reservation.
+    let ids: Vec<u128> = (1_000_000..1_008_191).collect();
+    let mut results = vec![CreateResult::default(); ids.len()];
+    let before = h.engine.timestamp_last();
+    let now = before + ids.len() as u64;
+    h.engine.cancel_orders(now, &ids, &mut results);
+    assert!(results
+        .iter()
+        .all(|r| r.status == OrderStatus::OrderNotFound as u32));
+    assert_eq!(results[0].timestamp, before + 1);
+    assert_eq!(results[8190].timestamp, before + 8191);
+    assert_eq!(h.engine.timestamp_last(), now);
+    assert!(h.engine.timestamp_last() - before <= 8191);
+
+    // A resting sell (its hold), a buy that fills it, and another resting sell, reserved 3.
+    let transfers_before = h.engine.transfers_count();
+    let orders = [
+        order(1, 1, SELL, GTC, 100, 30),
+        order(2, 2, BUY, GTC, 100, 30),
+        order(3, 1, SELL, GTC, 200, 10),
+    ];
+    let mut results = [OrderResult::default(); 3];
+    let now = h.engine.timestamp_last() + 3;
+    h.engine.place_orders(now, &orders, &mut results);
+    h.now = now;
+    for result in &results {
+        ok(result);
+    }
+    assert_eq!(results[1].fill_count, 1);
+    let made = h.engine.transfers_count() - transfers_before;
+    // The sells made a hold each; the buy its hold, two voids and four legs.
+    assert_eq!(made, 1 + 7 + 1);
+    assert_eq!(results[0].timestamp, now - 2);
+    assert_eq!(results[1].timestamp, results[0].timestamp + 1);
+    assert_eq!(results[2].timestamp, results[1].timestamp + 7);
+    assert_eq!(h.engine.timestamp_last(), results[2].timestamp);
+    assert!(h.engine.timestamp_last() > now);
+
+    // A transfer request whose batch timestamp the order write already used.
+    let transfer = Transfer {
+        id: 77,
+        debit_account_id: BASE_SOURCE,
+        credit_account_id: base_account(1),
+        amount: 1,
+        ledger: BASE,
+        code: 1,
+        ..Transfer::default()
+    };
+    let mut created = [CreateResult::default()];
+    h.engine
+        .create_transfers(now + 1, &[transfer], &mut created);
+    assert_eq!(created[0].status, u32::MAX);
+    assert!(created[0].timestamp > results[2].timestamp);
+    h.now = h.engine.timestamp_last();
+    h.orders.extend([1, 2, 3]);
+    h.check();
+}
