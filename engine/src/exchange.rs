@@ -27,13 +27,19 @@
 //! recorded then. Voids cannot fail: holds have no timeout, clients cannot resolve them, voids
 //! are allowed on closed accounts, and the stores always keep room for them (below).
 //!
-//! Transfer ids. Engine-made transfers use ids with bit 127 set:
+//! Transfer ids. Engine-made transfers carry `TransferFlags::SETTLEMENT` and their ids live in a
+//! namespace of their own: the ledger's id index tells the two namespaces apart by that flag, so
+//! a client transfer may use any id (bit 127 included) and never meets a settlement transfer in
+//! a lookup, an idempotency check or a post or void's `pending_id`, and the engine's ids never
+//! collide with a client's. `lookup_transfers` finds client transfers only; settlement
+//! transfers are found through the orders and fills they settle: `get_account_transfers` and
+//! `query_transfers` return them (flag set) with the fields below to select them. The ids are
 //! `(1 << 127) | (kind << 120) | serial`, kind 1 hold, 2 void, 3 base leg, 4 quote leg, 5 taker
-//! fee, 6 maker fee, and `serial` an engine-wide counter incremented per transfer made. Clients
-//! get `id_reserved_for_settlement` for such ids (and for posts or voids naming them). Holds and
-//! voids carry the order id in `user_data_128`; every engine transfer carries the market in
+//! fee, 6 maker fee, and `serial` an engine-wide counter incremented per transfer made. Holds
+//! and voids carry the order id in `user_data_128`; every engine transfer carries the market in
 //! `user_data_32`; legs carry the taker's order id in `user_data_128` and the fill sequence in
-//! `user_data_64`. All use the market's `code`.
+//! `user_data_64` (so a fill's legs are the account's transfers with the fill's taker order id
+//! and sequence). All use the market's `code`.
 //!
 //! Timestamps. Each order event starts at a first timestamp (`block`) and uses what it needs
 //! from there (see `Engine`): the order, its fills and its hold chain take the first, the
@@ -77,7 +83,8 @@ pub const FILLS_PER_ORDER_MAX: usize = 128;
 /// The most price levels of one book.
 pub const BOOK_LEVELS_MAX: u32 = 1 << 16;
 
-/// Bit 127 marks engine-made transfer ids.
+/// Bit 127 is set in engine-made transfer ids (for readability: their namespace is told apart
+/// by `TransferFlags::SETTLEMENT`, and clients may use ids with this bit too).
 pub const SETTLEMENT_ID_BIT: u128 = 1 << 127;
 
 /// Transfers per maker event (void, four legs, new hold) and per command (hold, void, new hold,
@@ -319,7 +326,7 @@ impl Exchange {
             user_data_32: market.id,
             ledger,
             code: market.code,
-            flags: TransferFlags::PENDING,
+            flags: TransferFlags::PENDING | TransferFlags::SETTLEMENT,
             ..Transfer::default()
         }
     }
@@ -330,7 +337,7 @@ impl Exchange {
             pending_id: hold,
             user_data_128: order_id,
             user_data_32: market.id,
-            flags: TransferFlags::VOID_PENDING_TRANSFER,
+            flags: TransferFlags::VOID_PENDING_TRANSFER | TransferFlags::SETTLEMENT,
             ..Transfer::default()
         }
     }
@@ -674,6 +681,7 @@ impl Exchange {
             user_data_32: market.id,
             ledger,
             code: market.code,
+            flags: TransferFlags::SETTLEMENT,
             ..Transfer::default()
         };
         self.chain.push(transfer);
