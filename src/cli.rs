@@ -90,9 +90,9 @@ pub struct Limits {
     /// Most balance-history rows (for accounts with the `history` flag).
     #[arg(long, default_value_t = 1_000_000)]
     pub account_balances_max: u32,
-    /// Most markets. Each market's book is allocated when the market is created, with room
-    /// for --orders-max resting orders, so memory grows with markets x orders.
-    #[arg(long, default_value_t = 16)]
+    /// Most markets. All books share one pool of --orders-max order slots, so a market costs
+    /// a few hundred bytes until orders rest in it.
+    #[arg(long, default_value_t = 10_000)]
     pub markets_max: u32,
     /// Most orders stored (resting and finished).
     #[arg(long, default_value_t = 1_000_000)]

@@ -60,12 +60,14 @@
 //! fits and a cancel needs no other room. Before an order command the ledger must have room for
 //! a whole block of transfers and their rows beyond that reserve and the command's own new
 //! hold (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
-//! (`fills_capacity_exceeded`). Each market's book holds up to `orders_max` resting orders at up
-//! to `min(orders_max, BOOK_LEVELS_MAX)` prices and is allocated by `create_markets` (a rare
-//! command); order commands allocate nothing.
+//! (`fills_capacity_exceeded`). The books of all markets share one pool of `orders_max` resting
+//! orders and `orders_max` price levels (a level holds at least one order, so levels never run
+//! out first), allocated with the engine; one book holds at most `min(orders_max,
+//! BOOK_LEVELS_MAX)` price levels. A market costs a few hundred bytes until orders rest in it,
+//! and neither `create_markets` nor order commands allocate.
 
 use crate::account::{Account, AccountFlags};
-use crate::book::{Book, BookEvent, RestingOrder};
+use crate::book::{BookEvent, Books, RestingOrder};
 use crate::digest::Digest;
 use crate::index::IdIndex;
 use crate::ledger::Ledger;
@@ -80,7 +82,8 @@ use crate::transfer::{Transfer, TransferFlags};
 /// The most maker events (fills and self-trade cancels) one order command may produce.
 pub const FILLS_PER_ORDER_MAX: usize = 128;
 
-/// The most price levels of one book.
+/// The most price levels of one book (both sides together): bounds the walk that links a new
+/// price level into its side.
 pub const BOOK_LEVELS_MAX: u32 = 1 << 16;
 
 /// Bit 127 is set in engine-made transfer ids (for readability: their namespace is told apart
@@ -120,7 +123,9 @@ struct Hold {
 /// Markets, books, orders, fills and the settlement scratch buffers.
 pub(crate) struct Exchange {
     markets: Vec<Market>,
-    books: Vec<Book>,
+    books: Books,
+    /// Market ids to positions in `markets` (which are also the books' handles).
+    market_index: IdIndex,
     orders: Vec<Order>,
     holds: Vec<Hold>,
     order_index: IdIndex,
@@ -129,8 +134,6 @@ pub(crate) struct Exchange {
     /// Holds that are open, and the history rows voiding them all would write.
     release_transfers: u32,
     release_rows: u32,
-    orders_max: u32,
-    levels_max: u32,
     events: Vec<BookEvent>,
     chain: Vec<Transfer>,
     window: Vec<RestingOrder>,
@@ -140,11 +143,38 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
+    /// Bytes the books and the market table take for `config`, allocated at creation: the
+    /// shared order and level pools for `orders_max` and, per market, its record, its book
+    /// state and its share of the market index.
+    pub(crate) fn books_bytes(config: &Config) -> u64 {
+        let orders_max = config.orders_max.max(1);
+        Books::bytes(config.markets_max, orders_max, orders_max)
+            + u64::from(config.markets_max) * std::mem::size_of::<Market>() as u64
+            + IdIndex::table_bytes(config.markets_max)
+    }
+
+    /// Bytes one empty market costs (see `books_bytes`), with the market index share of a
+    /// table sized for `markets_max`.
+    pub(crate) fn bytes_per_market(markets_max: u32) -> usize {
+        let index = IdIndex::table_bytes(markets_max) as usize;
+        Books::bytes_per_book()
+            + std::mem::size_of::<Market>()
+            + index / markets_max.max(1) as usize
+    }
+
     pub(crate) fn new(config: &Config) -> Exchange {
         let orders_max = config.orders_max.max(1);
         Exchange {
             markets: Vec::with_capacity(config.markets_max as usize),
-            books: Vec::with_capacity(config.markets_max as usize),
+            // Levels: a level holds at least one order, so `orders_max` levels never run out
+            // before the orders do.
+            books: Books::new(
+                config.markets_max,
+                orders_max,
+                orders_max,
+                orders_max.min(BOOK_LEVELS_MAX),
+            ),
+            market_index: IdIndex::new(config.markets_max),
             orders: Vec::with_capacity(orders_max as usize),
             holds: Vec::with_capacity(orders_max as usize),
             order_index: IdIndex::new(orders_max),
@@ -152,8 +182,6 @@ impl Exchange {
             serial: 0,
             release_transfers: 0,
             release_rows: 0,
-            orders_max,
-            levels_max: orders_max.min(BOOK_LEVELS_MAX),
             events: Vec::with_capacity(orders_max as usize + 1),
             chain: Vec::with_capacity(SLOTS_PER_ORDER_EVENT as usize),
             window: Vec::with_capacity(FILLS_PER_ORDER_MAX),
@@ -165,9 +193,10 @@ impl Exchange {
     pub(crate) fn clear(&mut self) {
         self.markets.clear();
         self.books.clear();
+        self.market_index.clear();
         self.orders.clear();
         self.holds.clear();
-        self.order_index = IdIndex::new(self.orders_max);
+        self.order_index.clear();
         self.fills.clear();
         self.serial = 0;
         self.release_transfers = 0;
@@ -175,7 +204,12 @@ impl Exchange {
     }
 
     fn market_position(&self, id: u32) -> Option<usize> {
-        self.markets.iter().position(|market| market.id == id)
+        let markets = &self.markets;
+        self.market_index
+            .find(u128::from(id), |position| {
+                u128::from(markets[position as usize].id)
+            })
+            .map(|position| position as usize)
     }
 
     fn order_position(&self, id: u128) -> Option<u32> {
@@ -276,8 +310,11 @@ impl Exchange {
             timestamp: slot,
             ..*market
         };
-        self.books
-            .push(Book::new(&stored, self.orders_max, self.levels_max));
+        if self.books.add(&stored).is_none() {
+            return Err((S::MarketsCapacityExceeded, slot));
+        }
+        self.market_index
+            .insert(u128::from(stored.id), self.markets.len() as u32);
         self.markets.push(stored);
         Ok(())
     }
@@ -432,20 +469,20 @@ impl Exchange {
         quantity: u64,
         self_trade: SelfTrade,
     ) -> Option<u64> {
-        let book = &self.books[book_position];
+        let book = book_position as u32;
         let crosses = |price: u64| match side {
             Side::Buy => price <= limit,
             Side::Sell => price >= limit,
         };
         let best = match side {
-            Side::Buy => book.best_ask(),
-            Side::Sell => book.best_bid(),
+            Side::Buy => self.books.best_ask(book),
+            Side::Sell => self.books.best_bid(book),
         };
         if !best.is_some_and(crosses) {
             return None;
         }
         self.window.clear();
-        book.resting(side.opposite(), &mut self.window);
+        self.books.resting(book, side.opposite(), &mut self.window);
         if self.window.len() < FILLS_PER_ORDER_MAX {
             return None;
         }
@@ -602,7 +639,9 @@ impl Exchange {
             0
         };
         self.events.clear();
-        let execution = self.books[book_position].place(&placed, expires_at, &mut self.events);
+        let execution =
+            self.books
+                .place(book_position as u32, &placed, expires_at, &mut self.events);
         if execution.status != OrderStatus::Ok {
             // Refused by the book (fill-or-kill, capacity): release the hold.
             if self.release(ledger, cursor, &market, position).is_err() {
@@ -649,10 +688,10 @@ impl Exchange {
 
     /// Whether a resting order at `price` on `side` would take liquidity.
     fn would_take(&self, book_position: usize, side: Side, price: u64) -> bool {
-        let book = &self.books[book_position];
+        let book = book_position as u32;
         match side {
-            Side::Buy => book.best_ask().is_some_and(|ask| ask <= price),
-            Side::Sell => book.best_bid().is_some_and(|bid| bid >= price),
+            Side::Buy => self.books.best_ask(book).is_some_and(|ask| ask <= price),
+            Side::Sell => self.books.best_bid(book).is_some_and(|bid| bid >= price),
         }
     }
 
@@ -828,7 +867,7 @@ impl Exchange {
                         *cursor += self.chain.len() as u64;
                     }
                     self.orders[position as usize].state = OrderState::Canceled as u8;
-                    self.books[book_position].cancel(order.id);
+                    self.books.cancel(book_position as u32, order.id);
                 }
                 OrderStatus::SettlementFailed
             }
@@ -862,7 +901,7 @@ impl Exchange {
         if let Err(status) = self.release(ledger, block, &market, position) {
             return Exchange::hold_status(status);
         }
-        self.books[book_position].cancel(id);
+        self.books.cancel(book_position as u32, id);
         self.orders[position as usize].state = OrderState::Canceled as u8;
         OrderStatus::Ok
     }
@@ -976,7 +1015,9 @@ impl Exchange {
         }
         let mut cursor = block + self.chain.len() as u64;
         self.events.clear();
-        let outcome = self.books[book_position].amend(amend, &mut self.events);
+        let outcome = self
+            .books
+            .amend(book_position as u32, amend, &mut self.events);
         let execution = outcome.execution;
         if execution.status != OrderStatus::Ok {
             // Refused by the book (level capacity): hold the old amount again.
@@ -995,7 +1036,7 @@ impl Exchange {
                 self.set_hold(position, new_hold);
                 // Uses the room kept for releases; if refused, the order keeps its hold.
                 let _ = self.release(ledger, cursor, &market, position);
-                self.books[book_position].cancel(before.id);
+                self.books.cancel(book_position as u32, before.id);
                 self.orders[position as usize].state = OrderState::Canceled as u8;
             }
             return execution.status;
@@ -1019,35 +1060,33 @@ impl Exchange {
         let base = timestamp - u64::from(PULSE_EXPIRIES_MAX);
         let mut next = u64::from(used);
         let mut expired_total = 0;
-        for book_position in 0..self.books.len() {
-            // One void per expiry at most, within the room kept for releases.
-            let room = ledger.room().0.min(u32::MAX as usize) as u32;
-            let limit = (PULSE_EXPIRIES_MAX - next as u32).min(room);
-            if limit == 0 {
-                break;
-            }
-            self.expired.clear();
-            self.books[book_position].expire(timestamp, limit, &mut self.expired);
+        // One void per expiry at most, within the room kept for releases.
+        let room = ledger.room().0.min(u32::MAX as usize) as u32;
+        let limit = (PULSE_EXPIRIES_MAX - next as u32).min(room);
+        self.expired.clear();
+        self.books.expire(timestamp, limit, &mut self.expired);
+        for index in 0..self.expired.len() {
+            let id = self.expired[index].id;
+            let Some(position) = self.order_position(id) else {
+                continue;
+            };
+            let Some(book_position) = self.market_position(self.orders[position as usize].market)
+            else {
+                continue;
+            };
             let market = self.markets[book_position];
-            for index in 0..self.expired.len() {
-                let id = self.expired[index].id;
-                let Some(position) = self.order_position(id) else {
-                    continue;
-                };
-                // Uses the room kept for releases; if refused, the order keeps its hold.
-                let _ = self.release(ledger, base + next + 1, &market, position);
-                self.orders[position as usize].state = OrderState::Expired as u8;
-                next += 1;
-                expired_total += 1;
-            }
+            // Uses the room kept for releases; if refused, the order keeps its hold.
+            let _ = self.release(ledger, base + next + 1, &market, position);
+            self.orders[position as usize].state = OrderState::Expired as u8;
+            next += 1;
+            expired_total += 1;
         }
         expired_total
     }
 
-    /// The earliest time a resting good-till-time order of any book may expire (a lower
-    /// bound, see `Book::expiry_next`).
+    /// When the earliest resting good-till-time order of any book expires.
     pub(crate) fn expiry_next(&self) -> Option<u64> {
-        self.books.iter().filter_map(Book::expiry_next).min()
+        self.books.expiry_next()
     }
 
     // -------------------------------------------------------------------------------------
@@ -1073,7 +1112,7 @@ impl Exchange {
             return;
         }
         if let Some(position) = self.market_position(filter.market) {
-            self.books[position].depth(filter.depth, out);
+            self.books.depth(position as u32, filter.depth, out);
         }
     }
 
@@ -1148,18 +1187,16 @@ impl Exchange {
             }
         }
         digest.u64(self.serial);
-        for book in &self.books {
-            digest.u64(u64::from(book.orders_count()));
-            digest.u64(book.best_bid().unwrap_or(0));
-            digest.u64(book.best_ask().unwrap_or(0));
+        for book in 0..self.markets.len() as u32 {
+            digest.u64(u64::from(self.books.orders_count(book)));
+            digest.u64(self.books.best_bid(book).unwrap_or(0));
+            digest.u64(self.books.best_ask(book).unwrap_or(0));
         }
     }
 
     /// Checks the books, every order's hold against the ledger, and the fee accounts.
     pub(crate) fn verify(&self, ledger: &Ledger) {
-        for book in &self.books {
-            book.verify();
-        }
+        self.books.verify();
         assert_eq!(self.orders.len(), self.holds.len());
         assert_eq!(self.order_index.entries_count() as usize, self.orders.len());
         let mut resting = 0u32;
@@ -1168,7 +1205,7 @@ impl Exchange {
             assert!(order.filled_quantity <= order.quantity, "{order:?}");
             let book_position = self.market_position(order.market).expect("stored market");
             let market = &self.markets[book_position];
-            let in_book = self.books[book_position].order(order.id);
+            let in_book = self.books.order(book_position as u32, order.id);
             if order.state == OrderState::Resting as u8 {
                 resting += 1;
                 let entry = in_book.expect("resting orders are in their book");
@@ -1190,7 +1227,7 @@ impl Exchange {
                 assert_eq!(*hold, Hold::default(), "{order:?}");
             }
         }
-        let in_books: u32 = self.books.iter().map(|book| book.orders_count()).sum();
+        let in_books = self.books.orders_total();
         assert_eq!(resting, in_books);
         for (sequence, fill) in self.fills.iter().enumerate() {
             assert_eq!(fill.sequence, sequence as u64 + 1);

@@ -72,6 +72,14 @@ impl IdIndex {
         }
     }
 
+    /// Bytes of the table of an index for `entries_max` entries.
+    pub(crate) fn table_bytes(entries_max: u32) -> u64 {
+        let slots = (entries_max as usize * 2)
+            .next_power_of_two()
+            .max(1 << BLOCK_SHIFT);
+        (slots * std::mem::size_of::<u64>()) as u64
+    }
+
     /// Bytes of memory per slot, for reports.
     pub(crate) fn slots_count(&self) -> usize {
         self.slots.len()

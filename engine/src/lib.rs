@@ -391,6 +391,18 @@ impl Engine {
         self.ledger.bytes_per_transfer()
     }
 
+    /// Bytes the books take for `config` (the shared order and level pools, sized by
+    /// `orders_max`, and every market's record and empty book), allocated by `Engine::new`.
+    pub fn books_bytes(config: &Config) -> u64 {
+        Exchange::books_bytes(config)
+    }
+
+    /// Bytes one market costs while no order rests in it (its record, its book state and its
+    /// share of the market index of an engine with `markets_max` markets).
+    pub fn bytes_per_market(markets_max: u32) -> usize {
+        Exchange::bytes_per_market(markets_max)
+    }
+
     /// Forgets all state, keeping every allocation (for benchmarks and tests that reuse one
     /// engine; never called by the server).
     pub fn clear(&mut self) {
