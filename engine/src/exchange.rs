@@ -44,13 +44,14 @@
 //! Timestamps. Each order event starts at a first timestamp (`block`) and uses what it needs
 //! from there (see `Engine`): the order, its fills and its hold chain take the first, the
 //! settlement chain the following ones, so an event uses `max(1, transfers made)`, at most
-//! `SLOTS_PER_ORDER_EVENT`. One event produces at most `FILLS_PER_ORDER_MAX` maker events (fills or self-trade cancels),
-//! 6 transfers each, plus 4 (hold, taker void, taker hold, amend's old-hold void), so it always
-//! fits. An order whose match would touch more resting orders takes the first
-//! `FILLS_PER_ORDER_MAX` and releases its remainder (state done) whatever its time in force,
-//! because the remainder would still cross and so cannot rest; a fill-or-kill order or an amend
-//! that would need more is rejected with `fills_per_order_exceeded`. The pulse voids the holds of
-//! expired good-till-time orders with the timestamps its ledger expiries left unused.
+//! `SLOTS_PER_ORDER_EVENT`. One event produces at most `FILLS_PER_ORDER_MAX` maker events
+//! (fills or self-trade cancels), 6 transfers each, plus 4 (hold, taker void, taker hold,
+//! amend's old-hold void), so it always fits. An order whose match would touch more resting
+//! orders takes the first `FILLS_PER_ORDER_MAX` and releases its remainder (state done)
+//! whatever its time in force, because the remainder would still cross and so cannot rest; a
+//! fill-or-kill order or an amend that would need more is rejected with
+//! `fills_per_order_exceeded`. The pulse voids the holds of expired good-till-time orders with
+//! the timestamps its ledger expiries left unused.
 //!
 //! Capacity. The order store keeps every accepted order (`orders_max`), the fill store every
 //! fill (`fills_max`). Releasing a hold (cancel, expiry, a refused settlement) writes one void
