@@ -453,7 +453,15 @@ fn settled_setup(engine: &mut Engine, workload: &Workload) -> u64 {
 
 /// Applies one command as its own request at the next timestamp block; returns the status.
 #[inline]
+/// Applies one command at the next batch timestamp; leaves `now` at the last timestamp the
+/// engine used (an order event uses one more per ledger transfer it makes).
 fn settled_apply(engine: &mut Engine, now: &mut u64, command: &Command) -> u32 {
+    let status = settled_apply_at(engine, now, command);
+    *now = (*now).max(engine.timestamp_last());
+    status
+}
+
+fn settled_apply_at(engine: &mut Engine, now: &mut u64, command: &Command) -> u32 {
     match command {
         Command::Place(order) => {
             let mut results = [OrderResult::default()];
@@ -499,6 +507,7 @@ fn settled_check(workload: &Workload, config: &Config) -> SettledStats {
     let mut ids: Vec<u128> = workload.prefill.iter().map(|o| o.id).collect();
     for command in &workload.commands {
         let before = u64::from(engine.transfers_count());
+        let first = now + 1;
         let status = settled_apply(&mut engine, &mut now, command);
         per_command_max = per_command_max.max(u64::from(engine.transfers_count()) - before);
         *statuses.entry(status).or_default() += 1;
@@ -508,7 +517,7 @@ fn settled_check(workload: &Workload, config: &Config) -> SettledStats {
         let filter = FillFilter {
             market: 1,
             limit: fills_out.capacity() as u32,
-            timestamp_min: now + 1 - SLOTS_PER_ORDER_EVENT,
+            timestamp_min: first,
             timestamp_max: now,
             ..FillFilter::default()
         };

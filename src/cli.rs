@@ -119,7 +119,9 @@ pub struct Limits {
     /// flag). When full, such a transfer gets `account_balances_capacity_exceeded` (202).
     #[arg(long, default_value_t = Config::default().account_balances_max)]
     pub account_balances_max: u32,
-    /// Most markets. When full, create_markets answers `markets_capacity_exceeded` (1118).
+    /// Most markets. All books share one pool of --orders-max order slots, so a market costs
+    /// a few hundred bytes until orders rest in it. When full, create_markets answers
+    /// `markets_capacity_exceeded` (1118).
     #[arg(long, default_value_t = Config::default().markets_max)]
     pub markets_max: u32,
     /// Most orders stored, resting and finished. When full, an order that would rest gets

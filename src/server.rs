@@ -80,10 +80,8 @@ const TRANSFER_SIZE_ESTIMATE: u64 = 180;
 const BALANCE_SIZE_ESTIMATE: u64 = 80;
 const ORDER_SIZE_ESTIMATE: u64 = 256;
 const FILL_SIZE_ESTIMATE: u64 = 128;
-/// Each market's book is allocated (and written) when the market is created: order slots for
-/// `orders_max` orders and up to `BOOK_LEVELS_MAX` price levels on each side.
-const BOOK_ORDER_SIZE_ESTIMATE: u64 = 160;
-const BOOK_LEVEL_SIZE_ESTIMATE: u64 = 192;
+// The books (one pool of order and level slots for `orders_max`, shared by every market, and a
+// few hundred bytes per market) are counted exactly by `Engine::books_bytes`.
 
 /// Refuses capacities whose memory the machine does not have, instead of failing an allocation
 /// at start-up. Memory is reserved lazily, so this is an upper bound on what the engine can use.
@@ -93,10 +91,7 @@ fn check_memory(config: &Config) -> Result<(), String> {
         + u64::from(config.account_balances_max) * BALANCE_SIZE_ESTIMATE
         + u64::from(config.orders_max) * ORDER_SIZE_ESTIMATE
         + u64::from(config.fills_max) * FILL_SIZE_ESTIMATE
-        + u64::from(config.markets_max)
-            * (u64::from(config.orders_max) * BOOK_ORDER_SIZE_ESTIMATE
-                + u64::from(config.orders_max.min(clearline_engine::BOOK_LEVELS_MAX))
-                    * BOOK_LEVEL_SIZE_ESTIMATE);
+        + clearline_engine::Engine::books_bytes(config);
     let Some(total) = memory_total_bytes() else {
         return Ok(());
     };
@@ -384,6 +379,7 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use clearline_engine::Engine;
 
     use super::*;
     use crate::cli::{Cli, Command};
@@ -420,5 +416,24 @@ mod tests {
         let args = start_args(&["--markets-max", "7", "--requests-in-flight-max", "40"]);
         assert_eq!(engine_config(&args.limits).markets_max, 7);
         assert_eq!(server_config(&args).requests_in_flight_max, 40);
+    }
+
+    /// The default capacities take 10,000 markets, and the markets add little to what the
+    /// memory check counts: the books share one pool sized by --orders-max.
+    #[test]
+    fn default_limits_hold_ten_thousand_markets() {
+        let config = engine_config(&start_args(&[]).limits);
+        assert!(config.markets_max >= 10_000, "{}", config.markets_max);
+        config.check().expect("the default configuration is valid");
+        let no_markets = Config {
+            markets_max: 0,
+            ..config
+        };
+        let markets_bytes = Engine::books_bytes(&config) - Engine::books_bytes(&no_markets);
+        assert!(
+            markets_bytes <= u64::from(config.markets_max) * 512,
+            "{markets_bytes} bytes for {} markets",
+            config.markets_max
+        );
     }
 }

@@ -1,39 +1,42 @@
-//! One order book per market: price levels on each side, each level a FIFO queue of resting
-//! orders, matched with price-time priority.
+//! The order books of every market: price levels on each side, each level a FIFO queue of
+//! resting orders, matched with price-time priority.
 //!
-//! Invariants (checked by `Book::verify`):
-//! - the best bid is strictly below the best ask after every command;
+//! Invariants (checked by `Books::verify`):
+//! - in every book the best bid is strictly below the best ask after every command;
 //! - a level is active if and only if its queue is non-empty, and its quantity and order count
 //!   equal the sums over its queue;
-//! - every resting order is reachable from exactly one level and from the id index, has an
-//!   unfilled remainder, and no slot is both in use and on the free list;
-//! - no resting order expires before `expiry_bound`.
+//! - every resting order is reachable from exactly one level of its book and from the id index,
+//!   has an unfilled remainder, and no slot is both in use and on the free list;
+//! - the expiry heap holds exactly the resting orders with an expiry, earliest at the root.
 //!
-//! Layout. Everything is allocated in `Book::new` and never grows:
-//! - orders live in a slab of `orders_max` slots addressed by `u32`; free slots form a list
+//! Layout. Every book shares pools allocated in `Books::new` that never grow, so a market costs
+//! a small `BookState` (its market record and the ends of its two ladders) until orders rest:
+//! - orders live in one slab of `orders_max` slots addressed by `u32`; free slots form a list
 //!   linked through `next`; a level's queue is a doubly linked list through `prev`/`next`;
-//! - levels live in a slab of `levels_max` slots shared by both sides, with their own free list;
-//! - each side keeps a sorted array of its active prices (and the level slot of each), ordered so
-//!   that the best price is the **last** element: bids ascending, asks descending. The best bid
-//!   and ask are therefore O(1), finding a level is a binary search, and adding or removing a
-//!   level moves only the levels better than it. Order flow concentrates near the top of the
-//!   book (exchange-core's benchmark keeps ~750 levels with most activity at the best prices),
-//!   so those moves are short; a radix tree or a bitmap over price ticks would bound the far
-//!   levels better but costs more per operation and more memory for the common case;
-//! - an id index: open addressing with linear probing over a power-of-two table at most half
-//!   full, with backward-shift deletion (no tombstones), hashed with a fixed mixer so iteration
-//!   and behavior are deterministic (no `RandomState`).
+//! - levels live in one slab shared by every book and both sides, with their own free list; a
+//!   book holds at most `book_levels_max` of them;
+//! - each side of a book is a doubly linked list of its active levels, best first, with both
+//!   ends kept: the best bid and ask are O(1), a level at an existing price is found through a
+//!   price index keyed by `(book, side, price)`, and a new level is linked in by walking from
+//!   whichever end is nearer in price. Order flow concentrates near the top of the book
+//!   (exchange-core's benchmark keeps ~750 levels with most activity at the best prices), so
+//!   the walks are short, and a new best or worst price costs O(1); a tree over the prices
+//!   would bound the far levels better but costs more per operation;
+//! - the order-id index and the price index: open addressing with linear probing over a
+//!   power-of-two table at most half full, with backward-shift deletion (no tombstones),
+//!   hashed with a fixed mixer so iteration and behavior are deterministic (no `RandomState`);
+//! - the expiry heap: a binary min-heap of the slots of good-till-time orders on
+//!   `(expires_at, id)`, each slot knowing its heap position, so the next expiry is O(1) and
+//!   adding, expiring or removing an order is O(log n).
 //!
-//! Capacity is checked before the book changes: an order that would rest needs a free order slot
+//! Capacity is checked before a book changes: an order that would rest needs a free order slot
 //! and, at a new price, a free level slot *before* it matches (slots its own fills would free are
 //! not counted), so a rejection never leaves a partial effect.
 //!
 //! Matching writes one `BookEvent` per maker touched (a fill or a self-trade cancel) into a
-//! caller-provided buffer whose spare capacity must cover every resting order; the caller settles
-//! them through the ledger. The book knows no accounts beyond their ids and holds no funds.
-//!
-//! Expiry scans the order slab when the pulse time reaches `expiry_bound` (the earliest expiry
-//! seen); that is O(orders_max) per effective pulse and deliberately simple.
+//! caller-provided buffer whose spare capacity must cover every order resting in the book; the
+//! caller settles them through the ledger. The books know no accounts beyond their ids and hold
+//! no funds. `Book` is the single-book view of the same code, with pools of its own.
 
 use crate::market::Market;
 use crate::order::{check_order, BookLevel, Fill, Order, OrderAmend};
@@ -199,7 +202,20 @@ struct Slot {
     prev: u32,
     /// The next order of the level, or the next free slot.
     next: u32,
+    /// The book the order rests in.
+    book: u32,
+    /// The order's position in the expiry heap; `NIL` when it has no expiry or the slot is free.
+    heap: u32,
 }
+
+const SLOT_EMPTY: Slot = Slot {
+    order: ORDER_EMPTY,
+    level: NIL,
+    prev: NIL,
+    next: NIL,
+    book: NIL,
+    heap: NIL,
+};
 
 #[derive(Clone, Copy, Debug)]
 struct Level {
@@ -210,36 +226,1218 @@ struct Level {
     /// First order of the queue, or the next free level while inactive.
     head: u32,
     tail: u32,
+    /// The next better and the next worse active level of the same side of the same book.
+    better: u32,
+    worse: u32,
     side: Side,
     active: bool,
 }
 
-/// One side's active prices, best last.
+const LEVEL_EMPTY: Level = Level {
+    price: 0,
+    quantity: 0,
+    count: 0,
+    head: NIL,
+    tail: NIL,
+    better: NIL,
+    worse: NIL,
+    side: Side::Buy,
+    active: false,
+};
+
+/// One side of one book: the ends of its list of active levels, best first.
+#[derive(Clone, Copy, Debug)]
 struct Ladder {
-    side: Side,
-    prices: Vec<u64>,
-    levels: Vec<u32>,
+    best: u32,
+    worst: u32,
+    count: u32,
 }
 
-impl Ladder {
-    fn new(side: Side, levels_max: u32) -> Ladder {
-        Ladder {
+const LADDER_EMPTY: Ladder = Ladder {
+    best: NIL,
+    worst: NIL,
+    count: 0,
+};
+
+/// What one market costs while it holds no orders: its market record, the ends of its two
+/// ladders and its order count.
+struct BookState {
+    market: Market,
+    ladders: [Ladder; 2],
+    orders_count: u32,
+}
+
+impl BookState {
+    fn levels_count(&self) -> u32 {
+        self.ladders[0].count + self.ladders[1].count
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Buy => 0,
+        Side::Sell => 1,
+    }
+}
+
+/// Whether price `a` is better than price `b` for a resting order on `side`.
+fn better(side: Side, a: u64, b: u64) -> bool {
+    match side {
+        Side::Buy => a > b,
+        Side::Sell => a < b,
+    }
+}
+
+/// The price index key of a level: never 0 (bit 127 is set).
+fn price_key(book: u32, side: Side, price: u64) -> u128 {
+    (1 << 127) | (u128::from(book) << 65) | ((side_index(side) as u128) << 64) | u128::from(price)
+}
+
+/// The books of every market over shared pools: one slab of resting orders, one of price
+/// levels, one order-id index, one price index and one expiry heap, all sized at creation. A
+/// book itself is a `BookState` of a few dozen bytes besides its market record, so a market
+/// costs little until orders rest in it. Books are addressed by a `u32` handle, the order of
+/// `add`.
+pub struct Books {
+    books: Vec<BookState>,
+    slots: Vec<Slot>,
+    orders_free: u32,
+    orders_count: u32,
+    levels: Vec<Level>,
+    levels_free: u32,
+    levels_count: u32,
+    /// The most active levels one book may hold.
+    book_levels_max: u32,
+    index: OrderIndex,
+    prices: OrderIndex,
+    /// Slots of resting orders with an expiry, a binary min-heap on `(expires_at, id)`.
+    heap: Vec<u32>,
+}
+
+impl Books {
+    /// Creates empty pools for up to `books_max` books, `orders_max` resting orders and
+    /// `levels_max` price levels in all, at most `book_levels_max` levels per book. Allocates
+    /// everything it will use.
+    ///
+    /// # Panics
+    ///
+    /// If `orders_max`, `levels_max` or `book_levels_max` is 0 or does not fit the `u32` links.
+    pub fn new(books_max: u32, orders_max: u32, levels_max: u32, book_levels_max: u32) -> Books {
+        assert!(orders_max > 0 && orders_max < NIL);
+        assert!(levels_max > 0 && levels_max < NIL);
+        assert!(book_levels_max > 0);
+        assert!(books_max < NIL);
+        let mut slots = vec![SLOT_EMPTY; orders_max as usize];
+        for (index, slot) in slots.iter_mut().enumerate() {
+            slot.next = if index + 1 < orders_max as usize {
+                index as u32 + 1
+            } else {
+                NIL
+            };
+        }
+        let mut levels = vec![LEVEL_EMPTY; levels_max as usize];
+        for (index, level) in levels.iter_mut().enumerate() {
+            level.head = if index + 1 < levels_max as usize {
+                index as u32 + 1
+            } else {
+                NIL
+            };
+        }
+        Books {
+            books: Vec::with_capacity(books_max as usize),
+            slots,
+            orders_free: 0,
+            orders_count: 0,
+            levels,
+            levels_free: 0,
+            levels_count: 0,
+            book_levels_max,
+            index: OrderIndex::new(orders_max),
+            prices: OrderIndex::new(levels_max),
+            heap: Vec::with_capacity(orders_max as usize),
+        }
+    }
+
+    /// Adds an empty book for `market`; returns its handle, or `None` when `books_max` books
+    /// exist. Allocates nothing.
+    ///
+    /// # Panics
+    ///
+    /// If the market has no lot or tick (markets are checked before they are added).
+    pub fn add(&mut self, market: &Market) -> Option<u32> {
+        assert!(market.lot_size > 0);
+        assert!(market.tick_size > 0);
+        if self.books.len() == self.books.capacity() {
+            return None;
+        }
+        self.books.push(BookState {
+            market: *market,
+            ladders: [LADDER_EMPTY; 2],
+            orders_count: 0,
+        });
+        Some(self.books.len() as u32 - 1)
+    }
+
+    /// Forgets every book and order, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.books.clear();
+        let orders = self.slots.len();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            *slot = Slot {
+                next: if index + 1 < orders {
+                    index as u32 + 1
+                } else {
+                    NIL
+                },
+                ..SLOT_EMPTY
+            };
+        }
+        let levels = self.levels.len();
+        for (index, level) in self.levels.iter_mut().enumerate() {
+            *level = Level {
+                head: if index + 1 < levels {
+                    index as u32 + 1
+                } else {
+                    NIL
+                },
+                ..LEVEL_EMPTY
+            };
+        }
+        self.orders_free = 0;
+        self.orders_count = 0;
+        self.levels_free = 0;
+        self.levels_count = 0;
+        self.index.clear();
+        self.prices.clear();
+        self.heap.clear();
+    }
+
+    /// Bytes one more (empty) book costs: its state in the books table.
+    pub fn bytes_per_book() -> usize {
+        std::mem::size_of::<BookState>()
+    }
+
+    /// Bytes `Books::new(books_max, orders_max, levels_max, _)` allocates: the order and level
+    /// slabs, their indexes, the expiry heap and the books table.
+    pub fn bytes(books_max: u32, orders_max: u32, levels_max: u32) -> u64 {
+        let index = |entries: u32| -> u64 {
+            let cells = (entries as usize * 2).next_power_of_two().max(2) as u64;
+            cells * (std::mem::size_of::<u128>() + std::mem::size_of::<u32>()) as u64
+        };
+        u64::from(orders_max) * (std::mem::size_of::<Slot>() + std::mem::size_of::<u32>()) as u64
+            + u64::from(levels_max) * std::mem::size_of::<Level>() as u64
+            + index(orders_max)
+            + index(levels_max)
+            + u64::from(books_max) * Books::bytes_per_book() as u64
+    }
+
+    /// The market of book `book`.
+    pub fn market(&self, book: u32) -> &Market {
+        &self.books[book as usize].market
+    }
+
+    /// Capacity for resting orders, all books together.
+    pub fn orders_max(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// Capacity for price levels, all books together.
+    pub fn levels_max(&self) -> u32 {
+        self.levels.len() as u32
+    }
+
+    /// Resting orders of all books.
+    pub fn orders_total(&self) -> u32 {
+        self.orders_count
+    }
+
+    /// Resting orders of one book.
+    pub fn orders_count(&self, book: u32) -> u32 {
+        self.books[book as usize].orders_count
+    }
+
+    /// Active price levels of one book, both sides together.
+    pub fn levels_count(&self, book: u32) -> u32 {
+        self.books[book as usize].levels_count()
+    }
+
+    fn best(&self, book: u32, side: Side) -> Option<u64> {
+        let level = self.books[book as usize].ladders[side_index(side)].best;
+        (level != NIL).then(|| self.levels[level as usize].price)
+    }
+
+    /// The highest bid price of a book, O(1).
+    pub fn best_bid(&self, book: u32) -> Option<u64> {
+        self.best(book, Side::Buy)
+    }
+
+    /// The lowest ask price of a book, O(1).
+    pub fn best_ask(&self, book: u32) -> Option<u64> {
+        self.best(book, Side::Sell)
+    }
+
+    /// The order with this id resting in book `book`.
+    pub fn order(&self, book: u32, order_id: u128) -> Option<RestingOrder> {
+        let slot = self.slot_of(book, order_id)?;
+        Some(self.slots[slot as usize].order)
+    }
+
+    fn slot_of(&self, book: u32, order_id: u128) -> Option<u32> {
+        if order_id == 0 {
+            return None;
+        }
+        let slot = self.index.get(order_id)?;
+        (self.slots[slot as usize].book == book).then_some(slot)
+    }
+
+    /// When the earliest resting good-till-time order of any book expires, O(1).
+    pub fn expiry_next(&self) -> Option<u64> {
+        self.heap
+            .first()
+            .map(|slot| self.slots[*slot as usize].order.expires_at)
+    }
+
+    /// Places an order in book `book` (limit GTC or good-till-time, IOC, FOK, post-only or
+    /// market): matches what crosses, then rests or releases the remainder. `expires_at` is the
+    /// engine timestamp at which a resting order expires (0 = never; ignored for orders that
+    /// cannot rest).
+    ///
+    /// Rejections (`Execution::status`), each leaving the book unchanged: the field checks of
+    /// `check_order`, `exists` (the id rests in some book), `post_only_would_take`,
+    /// `fill_or_kill_not_filled`, `orders_capacity_exceeded`, `book_levels_capacity_exceeded`.
+    ///
+    /// # Panics
+    ///
+    /// If `order.market` is not this book's market, or `events` has less spare capacity than
+    /// the number of orders resting in the book (one event per maker touched at most).
+    pub fn place(
+        &mut self,
+        book: u32,
+        order: &Order,
+        expires_at: u64,
+        events: &mut Vec<BookEvent>,
+    ) -> Execution {
+        let state = &self.books[book as usize];
+        let market = state.market;
+        assert_eq!(
+            order.market, market.id,
+            "orders are routed to their market's book"
+        );
+        assert!(events.capacity() - events.len() >= state.orders_count as usize);
+        if let Some(status) = check_order(order, &market) {
+            return Execution::rejected(status);
+        }
+        if order.id == 0 || self.index.get(order.id).is_some() {
+            return Execution::rejected(OrderStatus::Exists);
+        }
+        let side = Side::from_u8(order.side).expect("checked");
+        let time_in_force = TimeInForce::from_u8(order.time_in_force).expect("checked");
+        let self_trade = SelfTrade::from_u8(order.self_trade).expect("checked");
+        let market_order = time_in_force == TimeInForce::Market;
+        let taker = Taker {
+            id: order.id,
+            owner: order.base_account_id,
             side,
-            prices: Vec::with_capacity(levels_max as usize),
-            levels: Vec::with_capacity(levels_max as usize),
+            limit: match (market_order, side) {
+                (true, Side::Buy) => u64::MAX,
+                (true, Side::Sell) => 0,
+                (false, _) => order.price,
+            },
+            remaining: order.quantity,
+            budget: if market_order && side == Side::Buy {
+                u128::from(order.quote_budget)
+            } else {
+                u128::MAX
+            },
+            self_trade,
+        };
+        match time_in_force {
+            TimeInForce::PostOnly if self.would_take(book, &taker) => {
+                return Execution::rejected(OrderStatus::PostOnlyWouldTake);
+            }
+            TimeInForce::FillOrKill => {
+                let (fillable, _) = self.fillable(book, &taker);
+                if fillable < order.quantity {
+                    return Execution::rejected(OrderStatus::FillOrKillNotFilled);
+                }
+            }
+            _ => {}
+        }
+        if time_in_force.may_rest() {
+            let slot_short = self.orders_count == self.orders_max();
+            let level_short = self.level_short(book, side, order.price);
+            if slot_short || level_short {
+                let (fillable, stopped) = self.fillable(book, &taker);
+                if fillable < order.quantity && !stopped {
+                    return Execution::rejected(if slot_short {
+                        OrderStatus::OrdersCapacityExceeded
+                    } else {
+                        OrderStatus::BookLevelsCapacityExceeded
+                    });
+                }
+            }
+        }
+
+        let mut taker = taker;
+        let mut execution = Execution::accepted();
+        let stopped = self.take(book, &mut taker, &mut execution, events);
+        execution.remaining = taker.remaining;
+        execution.state = Some(if stopped {
+            OrderState::Canceled
+        } else if taker.remaining == 0 {
+            OrderState::Filled
+        } else if time_in_force.may_rest() {
+            let resting = RestingOrder {
+                id: order.id,
+                base_account_id: order.base_account_id,
+                quote_account_id: order.quote_account_id,
+                price: order.price,
+                quantity: order.quantity,
+                filled_quantity: execution.filled_quantity,
+                expires_at,
+                side,
+                time_in_force,
+                self_trade,
+            };
+            self.insert(book, resting);
+            OrderState::Resting
+        } else {
+            OrderState::Done
+        });
+        self.verify_in_tests();
+        execution
+    }
+
+    /// Whether an order resting at `price` would need a level the pools or the book's cap
+    /// cannot give.
+    fn level_short(&self, book: u32, side: Side, price: u64) -> bool {
+        let full = self.levels_count == self.levels_max()
+            || self.books[book as usize].levels_count() >= self.book_levels_max;
+        full && self.prices.get(price_key(book, side, price)).is_none()
+    }
+
+    /// Cancels an order resting in book `book` and returns it (its `remaining()` is to be
+    /// released); `None` when no order with this id rests there.
+    pub fn cancel(&mut self, book: u32, order_id: u128) -> Option<RestingOrder> {
+        let slot = self.slot_of(book, order_id)?;
+        let order = self.slots[slot as usize].order;
+        self.remove(slot);
+        self.verify_in_tests();
+        Some(order)
+    }
+
+    /// Amends an order resting in book `book`: a new price (0 = unchanged) and/or a new total
+    /// quantity (0 = unchanged). Reducing the quantity at the same price keeps time priority; a
+    /// price change or a larger quantity moves the order to the back of its (new) level, and a
+    /// new price that crosses matches first like an incoming order of the same kind.
+    ///
+    /// Rejections, each leaving the book unchanged, in this order: `order_id_must_not_be_zero`,
+    /// `order_id_must_not_be_int_max`, `reserved_field`, `order_not_found`,
+    /// `amend_price_not_multiple_of_tick`, `amend_quantity_not_multiple_of_lot`,
+    /// `amend_quantity_below_filled`, `post_only_would_take`, `book_levels_capacity_exceeded`.
+    ///
+    /// # Panics
+    ///
+    /// If `events` has less spare capacity than the number of orders resting in the book.
+    pub fn amend(
+        &mut self,
+        book: u32,
+        amend: &OrderAmend,
+        events: &mut Vec<BookEvent>,
+    ) -> AmendOutcome {
+        let market = self.books[book as usize].market;
+        assert!(events.capacity() - events.len() >= self.orders_count(book) as usize);
+        let rejected = |before, status| AmendOutcome {
+            before,
+            execution: Execution::rejected(status),
+        };
+        if amend.order_id == 0 {
+            return rejected(None, OrderStatus::OrderIdMustNotBeZero);
+        }
+        if amend.order_id == u128::MAX {
+            return rejected(None, OrderStatus::OrderIdMustNotBeIntMax);
+        }
+        if amend.reserved != [0; 32] {
+            return rejected(None, OrderStatus::ReservedField);
+        }
+        let Some(slot) = self.slot_of(book, amend.order_id) else {
+            return rejected(None, OrderStatus::OrderNotFound);
+        };
+        let before = self.slots[slot as usize].order;
+        if amend.price % market.tick_size != 0 {
+            return rejected(Some(before), OrderStatus::AmendPriceNotMultipleOfTick);
+        }
+        if amend.quantity % market.lot_size != 0 {
+            return rejected(Some(before), OrderStatus::AmendQuantityNotMultipleOfLot);
+        }
+        let price = if amend.price == 0 {
+            before.price
+        } else {
+            amend.price
+        };
+        let quantity = if amend.quantity == 0 {
+            before.quantity
+        } else {
+            amend.quantity
+        };
+        if quantity <= before.filled_quantity {
+            return rejected(Some(before), OrderStatus::AmendQuantityBelowFilled);
+        }
+        let lots = quantity / market.lot_size;
+        if market.taker_fee.checked_mul(lots).is_none()
+            || market.maker_fee.checked_mul(lots).is_none()
+        {
+            return rejected(Some(before), OrderStatus::FeesOverflow);
+        }
+        let mut execution = Execution::accepted();
+        execution.state = Some(OrderState::Resting);
+        execution.remaining = quantity - before.filled_quantity;
+
+        if price == before.price {
+            // No match is possible at a price that already rested without crossing.
+            let level = self.slots[slot as usize].level;
+            let level_ref = &mut self.levels[level as usize];
+            // The remainder changes by the quantity's change; add first so it never dips below 0.
+            level_ref.quantity += u128::from(quantity);
+            level_ref.quantity -= u128::from(before.quantity);
+            self.slots[slot as usize].order.quantity = quantity;
+            if quantity > before.quantity {
+                self.unlink(slot);
+                self.link(slot);
+            }
+            self.verify_in_tests();
+            return AmendOutcome {
+                before: Some(before),
+                execution,
+            };
+        }
+
+        let taker = Taker {
+            id: before.id,
+            owner: before.base_account_id,
+            side: before.side,
+            limit: price,
+            remaining: quantity - before.filled_quantity,
+            budget: u128::MAX,
+            self_trade: before.self_trade,
+        };
+        if before.time_in_force == TimeInForce::PostOnly && self.would_take(book, &taker) {
+            return rejected(Some(before), OrderStatus::PostOnlyWouldTake);
+        }
+        let old_level = self.slots[slot as usize].level;
+        let level_short =
+            self.levels[old_level as usize].count > 1 && self.level_short(book, before.side, price);
+        if level_short {
+            let (fillable, stopped) = self.fillable(book, &taker);
+            if fillable < taker.remaining && !stopped {
+                return rejected(Some(before), OrderStatus::BookLevelsCapacityExceeded);
+            }
+        }
+
+        self.unlink(slot);
+        let mut taker = taker;
+        let stopped = self.take(book, &mut taker, &mut execution, events);
+        let order = &mut self.slots[slot as usize].order;
+        order.price = price;
+        order.quantity = quantity;
+        order.filled_quantity += execution.filled_quantity;
+        execution.remaining = taker.remaining;
+        if stopped || taker.remaining == 0 {
+            self.release_slot(slot);
+            execution.state = Some(if stopped {
+                OrderState::Canceled
+            } else {
+                OrderState::Filled
+            });
+        } else {
+            self.link(slot);
+        }
+        self.verify_in_tests();
+        AmendOutcome {
+            before: Some(before),
+            execution,
         }
     }
 
-    /// The position of `price`, or where it would be inserted.
-    fn search(&self, price: u64) -> Result<usize, usize> {
-        match self.side {
-            Side::Buy => self.prices.binary_search(&price),
-            Side::Sell => self.prices.binary_search_by(|probe| price.cmp(probe)),
+    /// Removes good-till-time orders with `expires_at <= now` from every book, earliest
+    /// `(expires_at, id)` first, at most `limit` of them, appending each to `expired` (their
+    /// `remaining()` is to be released). Returns how many expired; when it returns `limit`,
+    /// more may be due. O(log n) per expiry.
+    ///
+    /// # Panics
+    ///
+    /// If `expired` has less spare capacity than `limit`.
+    pub fn expire(&mut self, now: u64, limit: u32, expired: &mut Vec<RestingOrder>) -> u32 {
+        assert!(expired.capacity() - expired.len() >= limit as usize);
+        let mut count = 0;
+        while count < limit {
+            let Some(&slot) = self.heap.first() else {
+                break;
+            };
+            let order = self.slots[slot as usize].order;
+            if order.expires_at > now {
+                break;
+            }
+            expired.push(order);
+            self.remove(slot);
+            count += 1;
+        }
+        self.verify_in_tests();
+        count
+    }
+
+    /// Appends the L2 book: up to `depth` bid levels best first, then up to `depth` ask levels
+    /// best first, never growing `out` beyond its capacity. Level quantities above `u64::MAX`
+    /// saturate.
+    pub fn depth(&self, book: u32, depth: u32, out: &mut Vec<BookLevel>) {
+        for ladder in &self.books[book as usize].ladders {
+            let mut level = ladder.best;
+            let mut taken = 0;
+            while level != NIL && taken < depth {
+                if out.len() == out.capacity() {
+                    return;
+                }
+                let entry = &self.levels[level as usize];
+                out.push(BookLevel {
+                    price: entry.price,
+                    quantity: u64::try_from(entry.quantity).unwrap_or(u64::MAX),
+                    order_count: entry.count,
+                    side: entry.side as u8,
+                    reserved: [0; 11],
+                });
+                taken += 1;
+                level = entry.worse;
+            }
         }
     }
 
-    fn best(&self) -> Option<u64> {
-        self.prices.last().copied()
+    /// Appends the resting orders of one side of a book in priority order (best price first,
+    /// then time), never growing `out` beyond its capacity.
+    pub fn resting(&self, book: u32, side: Side, out: &mut Vec<RestingOrder>) {
+        let mut level = self.books[book as usize].ladders[side_index(side)].best;
+        while level != NIL {
+            let mut slot = self.levels[level as usize].head;
+            while slot != NIL {
+                if out.len() == out.capacity() {
+                    return;
+                }
+                out.push(self.slots[slot as usize].order);
+                slot = self.slots[slot as usize].next;
+            }
+            level = self.levels[level as usize].worse;
+        }
+    }
+
+    /// Checks every invariant of the module doc over all books in O(orders_max + levels_max +
+    /// books); allocates a visit map, so call it from tests and simulation only.
+    ///
+    /// # Panics
+    ///
+    /// On any broken invariant.
+    pub fn verify(&self) {
+        let mut visited = vec![false; self.slots.len()];
+        let mut reachable = 0u32;
+        let mut levels_active = 0u32;
+        let mut expiring = 0usize;
+        for (book, state) in self.books.iter().enumerate() {
+            let book = book as u32;
+            let mut book_orders = 0u32;
+            for (side, ladder) in [Side::Buy, Side::Sell].into_iter().zip(&state.ladders) {
+                let mut count = 0u32;
+                let mut previous = NIL;
+                let mut level_index = ladder.best;
+                while level_index != NIL {
+                    let level = &self.levels[level_index as usize];
+                    assert!(level.active);
+                    assert_eq!(level.side, side);
+                    assert_eq!(level.better, previous);
+                    if previous != NIL {
+                        let better_price = self.levels[previous as usize].price;
+                        assert!(better(side, better_price, level.price), "ladder order");
+                    }
+                    assert_eq!(
+                        self.prices.get(price_key(book, side, level.price)),
+                        Some(level_index)
+                    );
+                    assert!(level.count > 0);
+                    count += 1;
+                    let mut orders = 0u32;
+                    let mut quantity = 0u128;
+                    let mut prev = NIL;
+                    let mut slot = level.head;
+                    while slot != NIL {
+                        assert!(!visited[slot as usize], "order slot {slot} reachable twice");
+                        visited[slot as usize] = true;
+                        let entry = &self.slots[slot as usize];
+                        assert_eq!(entry.level, level_index);
+                        assert_eq!(entry.book, book);
+                        assert_eq!(entry.prev, prev);
+                        assert_eq!(entry.order.side, side);
+                        assert_eq!(entry.order.price, level.price);
+                        assert!(entry.order.filled_quantity < entry.order.quantity);
+                        assert!(entry.order.time_in_force.may_rest());
+                        assert_eq!(self.index.get(entry.order.id), Some(slot));
+                        if entry.order.expires_at != 0 {
+                            expiring += 1;
+                            assert_eq!(self.heap[entry.heap as usize], slot);
+                        } else {
+                            assert_eq!(entry.heap, NIL);
+                        }
+                        orders += 1;
+                        quantity += u128::from(entry.order.remaining());
+                        prev = slot;
+                        slot = entry.next;
+                    }
+                    assert_eq!(level.tail, prev);
+                    assert_eq!(level.count, orders);
+                    assert_eq!(level.quantity, quantity);
+                    book_orders += orders;
+                    previous = level_index;
+                    level_index = level.worse;
+                }
+                assert_eq!(ladder.worst, previous);
+                assert_eq!(ladder.count, count);
+                levels_active += count;
+            }
+            assert!(state.levels_count() <= self.book_levels_max);
+            assert_eq!(book_orders, state.orders_count);
+            reachable += book_orders;
+            if let (Some(bid), Some(ask)) = (self.best_bid(book), self.best_ask(book)) {
+                assert!(bid < ask, "crossed book {book}: bid {bid} >= ask {ask}");
+            }
+        }
+        assert_eq!(reachable, self.orders_count);
+        assert_eq!(self.index.count, self.orders_count);
+        assert_eq!(levels_active, self.levels_count);
+        assert_eq!(self.prices.count, self.levels_count);
+        assert_eq!(self.heap.len(), expiring);
+        for (position, &slot) in self.heap.iter().enumerate() {
+            if position > 0 {
+                let parent = self.heap[(position - 1) / 2];
+                assert!(!self.heap_less(slot, parent), "heap order");
+            }
+        }
+        let mut free = 0u32;
+        let mut slot = self.orders_free;
+        while slot != NIL {
+            assert!(!visited[slot as usize], "free order slot {slot} in use");
+            visited[slot as usize] = true;
+            assert_eq!(self.slots[slot as usize].level, NIL);
+            assert_eq!(self.slots[slot as usize].heap, NIL);
+            free += 1;
+            slot = self.slots[slot as usize].next;
+        }
+        assert_eq!(free, self.orders_max() - self.orders_count);
+        let mut free = 0u32;
+        let mut level = self.levels_free;
+        while level != NIL {
+            assert!(!self.levels[level as usize].active);
+            free += 1;
+            assert!(free <= self.levels_max());
+            level = self.levels[level as usize].head;
+        }
+        assert_eq!(free, self.levels_max() - self.levels_count);
+    }
+
+    #[inline]
+    fn verify_in_tests(&self) {
+        #[cfg(any(test, feature = "verify"))]
+        self.verify();
+    }
+
+    /// Whether the best opposite price crosses the taker's limit.
+    fn would_take(&self, book: u32, taker: &Taker) -> bool {
+        self.best(book, taker.side.opposite())
+            .is_some_and(|price| taker.crosses(price))
+    }
+
+    /// A dry run of `take`: how much would fill, and whether self-trade prevention would stop
+    /// the taker. Changes nothing.
+    fn fillable(&self, book: u32, taker: &Taker) -> (u64, bool) {
+        let market = &self.books[book as usize].market;
+        let lot_size = market.lot_size;
+        let mut remaining = taker.remaining;
+        let mut budget = taker.budget;
+        let opposite = side_index(taker.side.opposite());
+        let mut level_index = self.books[book as usize].ladders[opposite].best;
+        while level_index != NIL {
+            let level = &self.levels[level_index as usize];
+            if !taker.crosses(level.price) {
+                break;
+            }
+            let mut slot = level.head;
+            while slot != NIL {
+                let entry = &self.slots[slot as usize];
+                slot = entry.next;
+                if entry.order.base_account_id == taker.owner {
+                    if taker.self_trade == SelfTrade::CancelResting {
+                        continue;
+                    }
+                    return (taker.remaining - remaining, true);
+                }
+                let mut quantity = remaining.min(entry.order.remaining());
+                if budget != u128::MAX {
+                    quantity = quantity.min(affordable(budget, level.price, market));
+                    if quantity == 0 {
+                        return (taker.remaining - remaining, false);
+                    }
+                    budget -= lot_cost(level.price, market) * u128::from(quantity / lot_size);
+                }
+                remaining -= quantity;
+                if remaining == 0 || quantity < entry.order.remaining() {
+                    return (taker.remaining - remaining, false);
+                }
+            }
+            level_index = level.worse;
+        }
+        (taker.remaining - remaining, false)
+    }
+
+    /// Matches the taker against the opposite side of a book in price-time priority. Returns
+    /// whether self-trade prevention stopped the taker.
+    fn take(
+        &mut self,
+        book: u32,
+        taker: &mut Taker,
+        execution: &mut Execution,
+        events: &mut Vec<BookEvent>,
+    ) -> bool {
+        let market = self.books[book as usize].market;
+        let lot_size = market.lot_size;
+        let opposite = side_index(taker.side.opposite());
+        loop {
+            if taker.remaining == 0 {
+                return false;
+            }
+            let level_index = self.books[book as usize].ladders[opposite].best;
+            if level_index == NIL {
+                return false;
+            }
+            let price = self.levels[level_index as usize].price;
+            if !taker.crosses(price) {
+                return false;
+            }
+            // Walk the level's queue; removing its last order frees the level, and the outer
+            // loop then moves to the next best price.
+            let mut slot = self.levels[level_index as usize].head;
+            while slot != NIL && taker.remaining > 0 {
+                let maker = self.slots[slot as usize].order;
+                let next = self.slots[slot as usize].next;
+                if maker.base_account_id == taker.owner {
+                    if taker.self_trade == SelfTrade::CancelIncoming {
+                        return true;
+                    }
+                    self.remove(slot);
+                    events.push(BookEvent::SelfTradeCanceled(maker));
+                    execution.self_trade_cancels += 1;
+                    if taker.self_trade == SelfTrade::CancelBoth {
+                        return true;
+                    }
+                    slot = next;
+                    continue;
+                }
+                let mut quantity = taker.remaining.min(maker.remaining());
+                if taker.budget != u128::MAX {
+                    quantity = quantity.min(affordable(taker.budget, price, &market));
+                    if quantity == 0 {
+                        return false;
+                    }
+                }
+                let lots = quantity / lot_size;
+                if taker.budget != u128::MAX {
+                    taker.budget -= lot_cost(price, &market) * u128::from(lots);
+                }
+                let quote_amount = u128::from(price) * u128::from(lots);
+                // `check_order` and the amend checks bound both fees for the taker's whole
+                // quantity, so the products fit; saturating keeps this total regardless.
+                let taker_fee = market.taker_fee.saturating_mul(lots);
+                let maker_fee = market.maker_fee.saturating_mul(lots);
+                taker.remaining -= quantity;
+                self.levels[level_index as usize].quantity -= u128::from(quantity);
+                let entry = &mut self.slots[slot as usize].order;
+                entry.filled_quantity += quantity;
+                let maker_after = *entry;
+                execution.filled_quantity += quantity;
+                execution.quote_traded += quote_amount;
+                execution.taker_fees += u128::from(taker_fee);
+                execution.fill_count += 1;
+                events.push(BookEvent::Fill(BookFill {
+                    taker_order_id: taker.id,
+                    taker_side: taker.side,
+                    maker: maker_after,
+                    price,
+                    quantity,
+                    quote_amount,
+                    taker_fee,
+                    maker_fee,
+                }));
+                if maker_after.remaining() > 0 {
+                    // The maker outlasted the taker's quantity or budget (deeper prices cost
+                    // more), so the taker is done.
+                    return false;
+                }
+                self.remove(slot);
+                slot = next;
+            }
+        }
+    }
+
+    /// Puts a new resting order at the back of its level in book `book`.
+    fn insert(&mut self, book: u32, order: RestingOrder) {
+        let slot = self.orders_free;
+        assert_ne!(slot, NIL, "capacity is checked before matching");
+        self.orders_free = self.slots[slot as usize].next;
+        self.orders_count += 1;
+        self.books[book as usize].orders_count += 1;
+        let entry = &mut self.slots[slot as usize];
+        entry.order = order;
+        entry.book = book;
+        self.index.insert(order.id, slot);
+        if order.expires_at != 0 {
+            self.heap_push(slot);
+        }
+        self.link(slot);
+    }
+
+    /// Removes a resting order from its level, the index, the heap and the slab.
+    fn remove(&mut self, slot: u32) {
+        self.unlink(slot);
+        self.release_slot(slot);
+    }
+
+    /// Frees an unlinked slot: out of the index and the heap, back on the free list.
+    fn release_slot(&mut self, slot: u32) {
+        let entry = self.slots[slot as usize];
+        assert_eq!(entry.level, NIL, "unlinked before freed");
+        self.index.remove(entry.order.id);
+        if entry.heap != NIL {
+            self.heap_remove(entry.heap);
+        }
+        self.books[entry.book as usize].orders_count -= 1;
+        self.orders_count -= 1;
+        self.slots[slot as usize] = Slot {
+            next: self.orders_free,
+            ..SLOT_EMPTY
+        };
+        self.orders_free = slot;
+    }
+
+    /// Appends the order in `slot` to the tail of the level at its price, creating the level.
+    fn link(&mut self, slot: u32) {
+        let Slot { order, book, .. } = self.slots[slot as usize];
+        let key = price_key(book, order.side, order.price);
+        let level_index = match self.prices.get(key) {
+            Some(level_index) => level_index,
+            None => {
+                let level_index = self.levels_free;
+                assert_ne!(level_index, NIL, "capacity is checked before matching");
+                self.levels_free = self.levels[level_index as usize].head;
+                self.levels[level_index as usize] = Level {
+                    price: order.price,
+                    side: order.side,
+                    active: true,
+                    ..LEVEL_EMPTY
+                };
+                self.levels_count += 1;
+                self.prices.insert(key, level_index);
+                self.ladder_insert(book, order.side, level_index);
+                level_index
+            }
+        };
+        let level = &mut self.levels[level_index as usize];
+        let tail = level.tail;
+        level.tail = slot;
+        if tail == NIL {
+            level.head = slot;
+        }
+        level.count += 1;
+        level.quantity += u128::from(order.remaining());
+        if tail != NIL {
+            self.slots[tail as usize].next = slot;
+        }
+        let entry = &mut self.slots[slot as usize];
+        entry.level = level_index;
+        entry.prev = tail;
+        entry.next = NIL;
+    }
+
+    /// Takes the order in `slot` out of its level's queue, freeing the level when it empties.
+    fn unlink(&mut self, slot: u32) {
+        let Slot {
+            order,
+            level: level_index,
+            prev,
+            next,
+            book,
+            ..
+        } = self.slots[slot as usize];
+        assert_ne!(level_index, NIL);
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        }
+        let entry = &mut self.slots[slot as usize];
+        entry.level = NIL;
+        entry.prev = NIL;
+        entry.next = NIL;
+        let level = &mut self.levels[level_index as usize];
+        if level.head == slot {
+            level.head = next;
+        }
+        if level.tail == slot {
+            level.tail = prev;
+        }
+        level.count -= 1;
+        level.quantity -= u128::from(order.remaining());
+        if level.count == 0 {
+            assert_eq!(level.quantity, 0);
+            assert_eq!(level.head, NIL);
+            self.ladder_remove(book, order.side, level_index);
+            self.prices.remove(price_key(book, order.side, order.price));
+            self.levels[level_index as usize] = Level {
+                head: self.levels_free,
+                ..LEVEL_EMPTY
+            };
+            self.levels_free = level_index;
+            self.levels_count -= 1;
+        }
+    }
+
+    /// Links a new active level into its side of book `book` at its price's place, walking
+    /// from whichever end of the ladder is nearer in price (order flow concentrates near the
+    /// best price, so the walk is short; a new best or worst price costs O(1)).
+    fn ladder_insert(&mut self, book: u32, side: Side, level_index: u32) {
+        let price = self.levels[level_index as usize].price;
+        let ladder = self.books[book as usize].ladders[side_index(side)];
+        let (before, after) = if ladder.best == NIL {
+            (NIL, NIL)
+        } else {
+            let best_price = self.levels[ladder.best as usize].price;
+            let worst_price = self.levels[ladder.worst as usize].price;
+            if better(side, price, best_price) {
+                (NIL, ladder.best)
+            } else if better(side, worst_price, price) {
+                (ladder.worst, NIL)
+            } else if price.abs_diff(best_price) <= price.abs_diff(worst_price) {
+                // From the best: the first level this price beats.
+                let mut cursor = ladder.best;
+                while better(side, self.levels[cursor as usize].price, price) {
+                    cursor = self.levels[cursor as usize].worse;
+                }
+                (self.levels[cursor as usize].better, cursor)
+            } else {
+                // From the worst: the first level that beats this price.
+                let mut cursor = ladder.worst;
+                while better(side, price, self.levels[cursor as usize].price) {
+                    cursor = self.levels[cursor as usize].better;
+                }
+                (cursor, self.levels[cursor as usize].worse)
+            }
+        };
+        let level = &mut self.levels[level_index as usize];
+        level.better = before;
+        level.worse = after;
+        let ladder = &mut self.books[book as usize].ladders[side_index(side)];
+        ladder.count += 1;
+        if before == NIL {
+            ladder.best = level_index;
+        } else {
+            self.levels[before as usize].worse = level_index;
+        }
+        let ladder = &mut self.books[book as usize].ladders[side_index(side)];
+        if after == NIL {
+            ladder.worst = level_index;
+        } else {
+            self.levels[after as usize].better = level_index;
+        }
+    }
+
+    fn ladder_remove(&mut self, book: u32, side: Side, level_index: u32) {
+        let Level { better, worse, .. } = self.levels[level_index as usize];
+        let ladder = &mut self.books[book as usize].ladders[side_index(side)];
+        ladder.count -= 1;
+        if better == NIL {
+            ladder.best = worse;
+        } else {
+            self.levels[better as usize].worse = worse;
+        }
+        let ladder = &mut self.books[book as usize].ladders[side_index(side)];
+        if worse == NIL {
+            ladder.worst = better;
+        } else {
+            self.levels[worse as usize].better = better;
+        }
+    }
+
+    // Expiry heap: slots ordered by `(expires_at, id)`, each slot knowing its position.
+
+    fn heap_less(&self, a: u32, b: u32) -> bool {
+        let a = &self.slots[a as usize].order;
+        let b = &self.slots[b as usize].order;
+        (a.expires_at, a.id) < (b.expires_at, b.id)
+    }
+
+    fn heap_set(&mut self, position: usize, slot: u32) {
+        self.heap[position] = slot;
+        self.slots[slot as usize].heap = position as u32;
+    }
+
+    fn heap_push(&mut self, slot: u32) {
+        assert!(self.heap.len() < self.heap.capacity());
+        self.heap.push(slot);
+        let position = self.heap.len() - 1;
+        self.heap_set(position, slot);
+        self.heap_up(position);
+    }
+
+    fn heap_remove(&mut self, position: u32) {
+        let position = position as usize;
+        let removed = self.heap[position];
+        self.slots[removed as usize].heap = NIL;
+        let last = self.heap.pop().expect("the removed entry is in the heap");
+        if position < self.heap.len() {
+            self.heap_set(position, last);
+            self.heap_up(position);
+            self.heap_down(self.slots[last as usize].heap as usize);
+        }
+    }
+
+    fn heap_up(&mut self, mut position: usize) {
+        while position > 0 {
+            let parent = (position - 1) / 2;
+            let (slot, above) = (self.heap[position], self.heap[parent]);
+            if !self.heap_less(slot, above) {
+                return;
+            }
+            self.heap_set(position, above);
+            self.heap_set(parent, slot);
+            position = parent;
+        }
+    }
+
+    fn heap_down(&mut self, mut position: usize) {
+        loop {
+            let mut least = position;
+            for child in [2 * position + 1, 2 * position + 2] {
+                if child < self.heap.len() && self.heap_less(self.heap[child], self.heap[least]) {
+                    least = child;
+                }
+            }
+            if least == position {
+                return;
+            }
+            let (slot, below) = (self.heap[position], self.heap[least]);
+            self.heap_set(position, below);
+            self.heap_set(least, slot);
+            position = least;
+        }
+    }
+}
+
+/// One market's order book on pools of its own: the single-book view of `Books`, for tests,
+/// benchmarks and embedding.
+pub struct Book {
+    books: Books,
+}
+
+impl Book {
+    /// Creates an empty book for `market` holding at most `orders_max` resting orders at most
+    /// `levels_max` distinct prices (both sides together). Allocates everything it will use.
+    ///
+    /// # Panics
+    ///
+    /// If a capacity is 0 or does not fit the `u32` links, or the market has no lot or tick.
+    pub fn new(market: &Market, orders_max: u32, levels_max: u32) -> Book {
+        let mut books = Books::new(1, orders_max, levels_max, levels_max);
+        books.add(market).expect("room for one book");
+        Book { books }
+    }
+
+    /// The market this book trades.
+    pub fn market(&self) -> &Market {
+        self.books.market(0)
+    }
+
+    /// Capacity for resting orders.
+    pub fn orders_max(&self) -> u32 {
+        self.books.orders_max()
+    }
+
+    /// Capacity for price levels, both sides together.
+    pub fn levels_max(&self) -> u32 {
+        self.books.levels_max()
+    }
+
+    /// Resting orders.
+    pub fn orders_count(&self) -> u32 {
+        self.books.orders_count(0)
+    }
+
+    /// Active price levels, both sides together.
+    pub fn levels_count(&self) -> u32 {
+        self.books.levels_count(0)
+    }
+
+    /// The highest bid price, O(1).
+    pub fn best_bid(&self) -> Option<u64> {
+        self.books.best_bid(0)
+    }
+
+    /// The lowest ask price, O(1).
+    pub fn best_ask(&self) -> Option<u64> {
+        self.books.best_ask(0)
+    }
+
+    /// When the earliest resting good-till-time order expires, O(1).
+    pub fn expiry_next(&self) -> Option<u64> {
+        self.books.expiry_next()
+    }
+
+    /// The resting order with this id.
+    pub fn order(&self, order_id: u128) -> Option<RestingOrder> {
+        self.books.order(0, order_id)
+    }
+
+    /// As `Books::place`.
+    pub fn place(
+        &mut self,
+        order: &Order,
+        expires_at: u64,
+        events: &mut Vec<BookEvent>,
+    ) -> Execution {
+        self.books.place(0, order, expires_at, events)
+    }
+
+    /// As `Books::cancel`.
+    pub fn cancel(&mut self, order_id: u128) -> Option<RestingOrder> {
+        self.books.cancel(0, order_id)
+    }
+
+    /// As `Books::amend`.
+    pub fn amend(&mut self, amend: &OrderAmend, events: &mut Vec<BookEvent>) -> AmendOutcome {
+        self.books.amend(0, amend, events)
+    }
+
+    /// As `Books::expire`.
+    pub fn expire(&mut self, now: u64, limit: u32, expired: &mut Vec<RestingOrder>) -> u32 {
+        self.books.expire(now, limit, expired)
+    }
+
+    /// As `Books::depth`.
+    pub fn depth(&self, depth: u32, out: &mut Vec<BookLevel>) {
+        self.books.depth(0, depth, out);
+    }
+
+    /// As `Books::resting`.
+    pub fn resting(&self, side: Side, out: &mut Vec<RestingOrder>) {
+        self.books.resting(0, side, out);
+    }
+
+    /// As `Books::verify`.
+    pub fn verify(&self) {
+        self.books.verify();
     }
 }
 
@@ -287,6 +1485,12 @@ impl OrderIndex {
             }
             cell = (cell + 1) & self.mask;
         }
+    }
+
+    fn clear(&mut self) {
+        self.keys.fill(0);
+        self.slots.fill(NIL);
+        self.count = 0;
     }
 
     fn get(&self, id: u128) -> Option<u32> {
@@ -363,824 +1567,6 @@ impl Taker {
     }
 }
 
-/// One market's order book.
-pub struct Book {
-    market: Market,
-    orders: Vec<Slot>,
-    orders_free: u32,
-    orders_count: u32,
-    levels: Vec<Level>,
-    levels_free: u32,
-    levels_count: u32,
-    bids: Ladder,
-    asks: Ladder,
-    index: OrderIndex,
-    /// No resting order expires before this time (`u64::MAX` when none may expire).
-    expiry_bound: u64,
-    /// Expiry candidates, sized `orders_max`.
-    expiring: Vec<u32>,
-}
-
-impl Book {
-    /// Creates an empty book for `market` holding at most `orders_max` resting orders at most
-    /// `levels_max` distinct prices (both sides together). Allocates everything it will use.
-    ///
-    /// # Panics
-    ///
-    /// If a capacity is 0 or does not fit the `u32` links, or the market has no lot or tick.
-    pub fn new(market: &Market, orders_max: u32, levels_max: u32) -> Book {
-        assert!(orders_max > 0);
-        assert!(orders_max < NIL);
-        assert!(levels_max > 0);
-        assert!(levels_max < NIL);
-        assert!(market.lot_size > 0);
-        assert!(market.tick_size > 0);
-        let mut orders = vec![
-            Slot {
-                order: ORDER_EMPTY,
-                level: NIL,
-                prev: NIL,
-                next: NIL
-            };
-            orders_max as usize
-        ];
-        for (index, slot) in orders.iter_mut().enumerate() {
-            slot.next = if index + 1 < orders_max as usize {
-                index as u32 + 1
-            } else {
-                NIL
-            };
-        }
-        let empty_level = Level {
-            price: 0,
-            quantity: 0,
-            count: 0,
-            head: NIL,
-            tail: NIL,
-            side: Side::Buy,
-            active: false,
-        };
-        let mut levels = vec![empty_level; levels_max as usize];
-        for (index, level) in levels.iter_mut().enumerate() {
-            level.head = if index + 1 < levels_max as usize {
-                index as u32 + 1
-            } else {
-                NIL
-            };
-        }
-        Book {
-            market: *market,
-            orders,
-            orders_free: 0,
-            orders_count: 0,
-            levels,
-            levels_free: 0,
-            levels_count: 0,
-            bids: Ladder::new(Side::Buy, levels_max),
-            asks: Ladder::new(Side::Sell, levels_max),
-            index: OrderIndex::new(orders_max),
-            expiry_bound: u64::MAX,
-            expiring: Vec::with_capacity(orders_max as usize),
-        }
-    }
-
-    /// The market this book trades.
-    pub fn market(&self) -> &Market {
-        &self.market
-    }
-
-    /// Capacity for resting orders.
-    pub fn orders_max(&self) -> u32 {
-        self.orders.len() as u32
-    }
-
-    /// Capacity for price levels, both sides together.
-    pub fn levels_max(&self) -> u32 {
-        self.levels.len() as u32
-    }
-
-    /// Resting orders.
-    pub fn orders_count(&self) -> u32 {
-        self.orders_count
-    }
-
-    /// Active price levels, both sides together.
-    pub fn levels_count(&self) -> u32 {
-        self.levels_count
-    }
-
-    /// The highest bid price, O(1).
-    pub fn best_bid(&self) -> Option<u64> {
-        self.bids.best()
-    }
-
-    /// The lowest ask price, O(1).
-    pub fn best_ask(&self) -> Option<u64> {
-        self.asks.best()
-    }
-
-    /// The resting order with this id.
-    pub fn order(&self, order_id: u128) -> Option<RestingOrder> {
-        if order_id == 0 {
-            return None;
-        }
-        self.index
-            .get(order_id)
-            .map(|slot| self.orders[slot as usize].order)
-    }
-
-    /// Places an order (limit GTC or good-till-time, IOC, FOK, post-only or market): matches
-    /// what crosses, then rests or releases the remainder. `expires_at` is the engine timestamp
-    /// at which a resting order expires (0 = never; ignored for orders that cannot rest).
-    ///
-    /// Rejections (`Execution::status`), each leaving the book unchanged: the field checks of
-    /// `check_order`, `exists` (the id rests here), `post_only_would_take`,
-    /// `fill_or_kill_not_filled`, `orders_capacity_exceeded`, `book_levels_capacity_exceeded`.
-    ///
-    /// # Panics
-    ///
-    /// If `order.market` is not this book's market, or `events` has less spare capacity than
-    /// the number of resting orders (one event per maker touched at most).
-    pub fn place(
-        &mut self,
-        order: &Order,
-        expires_at: u64,
-        events: &mut Vec<BookEvent>,
-    ) -> Execution {
-        assert_eq!(
-            order.market, self.market.id,
-            "orders are routed to their market's book"
-        );
-        assert!(events.capacity() - events.len() >= self.orders_count as usize);
-        if let Some(status) = check_order(order, &self.market) {
-            return Execution::rejected(status);
-        }
-        if self.index.get(order.id).is_some() {
-            return Execution::rejected(OrderStatus::Exists);
-        }
-        let side = Side::from_u8(order.side).expect("checked");
-        let time_in_force = TimeInForce::from_u8(order.time_in_force).expect("checked");
-        let self_trade = SelfTrade::from_u8(order.self_trade).expect("checked");
-        let market_order = time_in_force == TimeInForce::Market;
-        let taker = Taker {
-            id: order.id,
-            owner: order.base_account_id,
-            side,
-            limit: match (market_order, side) {
-                (true, Side::Buy) => u64::MAX,
-                (true, Side::Sell) => 0,
-                (false, _) => order.price,
-            },
-            remaining: order.quantity,
-            budget: if market_order && side == Side::Buy {
-                u128::from(order.quote_budget)
-            } else {
-                u128::MAX
-            },
-            self_trade,
-        };
-        match time_in_force {
-            TimeInForce::PostOnly if self.would_take(&taker) => {
-                return Execution::rejected(OrderStatus::PostOnlyWouldTake);
-            }
-            TimeInForce::FillOrKill => {
-                let (fillable, _) = self.fillable(&taker);
-                if fillable < order.quantity {
-                    return Execution::rejected(OrderStatus::FillOrKillNotFilled);
-                }
-            }
-            _ => {}
-        }
-        if time_in_force.may_rest() {
-            let slot_short = self.orders_count == self.orders_max();
-            let level_short = self.levels_count == self.levels_max()
-                && self.ladder(side).search(order.price).is_err();
-            if slot_short || level_short {
-                let (fillable, stopped) = self.fillable(&taker);
-                if fillable < order.quantity && !stopped {
-                    return Execution::rejected(if slot_short {
-                        OrderStatus::OrdersCapacityExceeded
-                    } else {
-                        OrderStatus::BookLevelsCapacityExceeded
-                    });
-                }
-            }
-        }
-
-        let mut taker = taker;
-        let mut execution = Execution::accepted();
-        let stopped = self.take(&mut taker, &mut execution, events);
-        execution.remaining = taker.remaining;
-        execution.state = Some(if stopped {
-            OrderState::Canceled
-        } else if taker.remaining == 0 {
-            OrderState::Filled
-        } else if time_in_force.may_rest() {
-            let resting = RestingOrder {
-                id: order.id,
-                base_account_id: order.base_account_id,
-                quote_account_id: order.quote_account_id,
-                price: order.price,
-                quantity: order.quantity,
-                filled_quantity: execution.filled_quantity,
-                expires_at,
-                side,
-                time_in_force,
-                self_trade,
-            };
-            self.insert(resting);
-            OrderState::Resting
-        } else {
-            OrderState::Done
-        });
-        self.verify_in_tests();
-        execution
-    }
-
-    /// Cancels a resting order and returns it (its `remaining()` is to be released); `None` when
-    /// no order with this id rests here.
-    pub fn cancel(&mut self, order_id: u128) -> Option<RestingOrder> {
-        if order_id == 0 {
-            return None;
-        }
-        let slot = self.index.get(order_id)?;
-        let order = self.orders[slot as usize].order;
-        self.remove(slot);
-        self.verify_in_tests();
-        Some(order)
-    }
-
-    /// Amends a resting order: a new price (0 = unchanged) and/or a new total quantity
-    /// (0 = unchanged). Reducing the quantity at the same price keeps time priority; a price
-    /// change or a larger quantity moves the order to the back of its (new) level, and a new
-    /// price that crosses matches first like an incoming order of the same kind.
-    ///
-    /// Rejections, each leaving the book unchanged, in this order: `order_id_must_not_be_zero`,
-    /// `order_id_must_not_be_int_max`, `reserved_field`, `order_not_found`,
-    /// `amend_price_not_multiple_of_tick`, `amend_quantity_not_multiple_of_lot`,
-    /// `amend_quantity_below_filled`, `post_only_would_take`, `book_levels_capacity_exceeded`.
-    ///
-    /// # Panics
-    ///
-    /// If `events` has less spare capacity than the number of resting orders.
-    pub fn amend(&mut self, amend: &OrderAmend, events: &mut Vec<BookEvent>) -> AmendOutcome {
-        assert!(events.capacity() - events.len() >= self.orders_count as usize);
-        let rejected = |before, status| AmendOutcome {
-            before,
-            execution: Execution::rejected(status),
-        };
-        if amend.order_id == 0 {
-            return rejected(None, OrderStatus::OrderIdMustNotBeZero);
-        }
-        if amend.order_id == u128::MAX {
-            return rejected(None, OrderStatus::OrderIdMustNotBeIntMax);
-        }
-        if amend.reserved != [0; 32] {
-            return rejected(None, OrderStatus::ReservedField);
-        }
-        let Some(slot) = self.index.get(amend.order_id) else {
-            return rejected(None, OrderStatus::OrderNotFound);
-        };
-        let before = self.orders[slot as usize].order;
-        if amend.price % self.market.tick_size != 0 {
-            return rejected(Some(before), OrderStatus::AmendPriceNotMultipleOfTick);
-        }
-        if amend.quantity % self.market.lot_size != 0 {
-            return rejected(Some(before), OrderStatus::AmendQuantityNotMultipleOfLot);
-        }
-        let price = if amend.price == 0 {
-            before.price
-        } else {
-            amend.price
-        };
-        let quantity = if amend.quantity == 0 {
-            before.quantity
-        } else {
-            amend.quantity
-        };
-        if quantity <= before.filled_quantity {
-            return rejected(Some(before), OrderStatus::AmendQuantityBelowFilled);
-        }
-        let lots = quantity / self.market.lot_size;
-        if self.market.taker_fee.checked_mul(lots).is_none()
-            || self.market.maker_fee.checked_mul(lots).is_none()
-        {
-            return rejected(Some(before), OrderStatus::FeesOverflow);
-        }
-        let mut execution = Execution::accepted();
-        execution.state = Some(OrderState::Resting);
-        execution.remaining = quantity - before.filled_quantity;
-
-        if price == before.price {
-            // No match is possible at a price that already rested without crossing.
-            let level = self.orders[slot as usize].level;
-            let level_ref = &mut self.levels[level as usize];
-            // The remainder changes by the quantity's change; add first so it never dips below 0.
-            level_ref.quantity += u128::from(quantity);
-            level_ref.quantity -= u128::from(before.quantity);
-            self.orders[slot as usize].order.quantity = quantity;
-            if quantity > before.quantity {
-                self.unlink(slot);
-                self.link(slot);
-            }
-            self.verify_in_tests();
-            return AmendOutcome {
-                before: Some(before),
-                execution,
-            };
-        }
-
-        let taker = Taker {
-            id: before.id,
-            owner: before.base_account_id,
-            side: before.side,
-            limit: price,
-            remaining: quantity - before.filled_quantity,
-            budget: u128::MAX,
-            self_trade: before.self_trade,
-        };
-        if before.time_in_force == TimeInForce::PostOnly && self.would_take(&taker) {
-            return rejected(Some(before), OrderStatus::PostOnlyWouldTake);
-        }
-        let old_level = self.orders[slot as usize].level;
-        let level_short = self.levels_count == self.levels_max()
-            && self.levels[old_level as usize].count > 1
-            && self.ladder(before.side).search(price).is_err();
-        if level_short {
-            let (fillable, stopped) = self.fillable(&taker);
-            if fillable < taker.remaining && !stopped {
-                return rejected(Some(before), OrderStatus::BookLevelsCapacityExceeded);
-            }
-        }
-
-        self.unlink(slot);
-        let mut taker = taker;
-        let stopped = self.take(&mut taker, &mut execution, events);
-        let order = &mut self.orders[slot as usize].order;
-        order.price = price;
-        order.quantity = quantity;
-        order.filled_quantity += execution.filled_quantity;
-        execution.remaining = taker.remaining;
-        if stopped || taker.remaining == 0 {
-            self.index.remove(before.id);
-            self.free_slot(slot);
-            execution.state = Some(if stopped {
-                OrderState::Canceled
-            } else {
-                OrderState::Filled
-            });
-        } else {
-            self.link(slot);
-        }
-        self.verify_in_tests();
-        AmendOutcome {
-            before: Some(before),
-            execution,
-        }
-    }
-
-    /// Removes good-till-time orders with `expires_at <= now`, earliest `(expires_at, id)`
-    /// first, at most `limit` of them, appending each to `expired` (their `remaining()` is to be
-    /// released). Returns how many expired; when it returns `limit`, more may be due.
-    ///
-    /// # Panics
-    ///
-    /// If `expired` has less spare capacity than `limit`.
-    pub fn expire(&mut self, now: u64, limit: u32, expired: &mut Vec<RestingOrder>) -> u32 {
-        assert!(expired.capacity() - expired.len() >= limit as usize);
-        if now < self.expiry_bound || limit == 0 {
-            return 0;
-        }
-        self.expiring.clear();
-        let mut bound = u64::MAX;
-        for (index, slot) in self.orders.iter().enumerate() {
-            let expires_at = slot.order.expires_at;
-            if slot.level == NIL || expires_at == 0 {
-                continue;
-            }
-            if expires_at <= now {
-                assert!(self.expiring.len() < self.expiring.capacity());
-                self.expiring.push(index as u32);
-            } else {
-                bound = bound.min(expires_at);
-            }
-        }
-        let orders = &self.orders;
-        self.expiring.sort_unstable_by_key(|slot| {
-            let order = &orders[*slot as usize].order;
-            (order.expires_at, order.id)
-        });
-        let count = self.expiring.len().min(limit as usize);
-        if count < self.expiring.len() {
-            // Orders left due keep the bound at or below `now`.
-            bound = bound.min(self.orders[self.expiring[count] as usize].order.expires_at);
-        }
-        for position in 0..count {
-            let slot = self.expiring[position];
-            expired.push(self.orders[slot as usize].order);
-            self.remove(slot);
-        }
-        self.expiry_bound = bound;
-        self.verify_in_tests();
-        count as u32
-    }
-
-    /// Appends the L2 book: up to `depth` bid levels best first, then up to `depth` ask levels
-    /// best first, never growing `out` beyond its capacity. Level quantities above `u64::MAX`
-    /// saturate.
-    pub fn depth(&self, depth: u32, out: &mut Vec<BookLevel>) {
-        for ladder in [&self.bids, &self.asks] {
-            for &level in ladder.levels.iter().rev().take(depth as usize) {
-                if out.len() == out.capacity() {
-                    return;
-                }
-                let level = &self.levels[level as usize];
-                out.push(BookLevel {
-                    price: level.price,
-                    quantity: u64::try_from(level.quantity).unwrap_or(u64::MAX),
-                    order_count: level.count,
-                    side: level.side as u8,
-                    reserved: [0; 11],
-                });
-            }
-        }
-    }
-
-    /// Appends the resting orders of one side in priority order (best price first, then time),
-    /// never growing `out` beyond its capacity.
-    pub fn resting(&self, side: Side, out: &mut Vec<RestingOrder>) {
-        for &level in self.ladder(side).levels.iter().rev() {
-            let mut slot = self.levels[level as usize].head;
-            while slot != NIL {
-                if out.len() == out.capacity() {
-                    return;
-                }
-                out.push(self.orders[slot as usize].order);
-                slot = self.orders[slot as usize].next;
-            }
-        }
-    }
-
-    /// Checks every invariant of the module doc in O(orders_max + levels_max); allocates a
-    /// visit map, so call it from tests and simulation only.
-    ///
-    /// # Panics
-    ///
-    /// On any broken invariant.
-    pub fn verify(&self) {
-        let mut visited = vec![false; self.orders.len()];
-        let mut reachable = 0u32;
-        let mut levels_active = 0u32;
-        for ladder in [&self.bids, &self.asks] {
-            assert_eq!(ladder.prices.len(), ladder.levels.len());
-            for pair in ladder.prices.windows(2) {
-                match ladder.side {
-                    Side::Buy => assert!(pair[0] < pair[1], "bids ascending: {pair:?}"),
-                    Side::Sell => assert!(pair[0] > pair[1], "asks descending: {pair:?}"),
-                }
-            }
-            for (position, &level_index) in ladder.levels.iter().enumerate() {
-                let level = &self.levels[level_index as usize];
-                assert!(level.active);
-                assert_eq!(level.side, ladder.side);
-                assert_eq!(level.price, ladder.prices[position]);
-                assert!(level.count > 0);
-                levels_active += 1;
-                let mut count = 0u32;
-                let mut quantity = 0u128;
-                let mut prev = NIL;
-                let mut slot = level.head;
-                while slot != NIL {
-                    assert!(!visited[slot as usize], "order slot {slot} reachable twice");
-                    visited[slot as usize] = true;
-                    let entry = &self.orders[slot as usize];
-                    assert_eq!(entry.level, level_index);
-                    assert_eq!(entry.prev, prev);
-                    assert_eq!(entry.order.side, ladder.side);
-                    assert_eq!(entry.order.price, level.price);
-                    assert!(entry.order.filled_quantity < entry.order.quantity);
-                    assert!(entry.order.time_in_force.may_rest());
-                    assert_eq!(self.index.get(entry.order.id), Some(slot));
-                    if entry.order.expires_at != 0 {
-                        assert!(self.expiry_bound <= entry.order.expires_at);
-                    }
-                    count += 1;
-                    quantity += u128::from(entry.order.remaining());
-                    prev = slot;
-                    slot = entry.next;
-                }
-                assert_eq!(level.tail, prev);
-                assert_eq!(level.count, count);
-                assert_eq!(level.quantity, quantity);
-                reachable += count;
-            }
-        }
-        if let (Some(bid), Some(ask)) = (self.best_bid(), self.best_ask()) {
-            assert!(bid < ask, "crossed book: bid {bid} >= ask {ask}");
-        }
-        assert_eq!(reachable, self.orders_count);
-        assert_eq!(self.index.count, self.orders_count);
-        assert_eq!(levels_active, self.levels_count);
-        let mut free = 0u32;
-        let mut slot = self.orders_free;
-        while slot != NIL {
-            assert!(!visited[slot as usize], "free order slot {slot} in use");
-            visited[slot as usize] = true;
-            assert_eq!(self.orders[slot as usize].level, NIL);
-            free += 1;
-            slot = self.orders[slot as usize].next;
-        }
-        assert_eq!(free, self.orders_max() - self.orders_count);
-        let mut free = 0u32;
-        let mut level = self.levels_free;
-        while level != NIL {
-            assert!(!self.levels[level as usize].active);
-            free += 1;
-            assert!(free <= self.levels_max());
-            level = self.levels[level as usize].head;
-        }
-        assert_eq!(free, self.levels_max() - self.levels_count);
-    }
-
-    #[inline]
-    fn verify_in_tests(&self) {
-        #[cfg(any(test, feature = "verify"))]
-        self.verify();
-    }
-
-    fn ladder(&self, side: Side) -> &Ladder {
-        match side {
-            Side::Buy => &self.bids,
-            Side::Sell => &self.asks,
-        }
-    }
-
-    fn ladder_mut(&mut self, side: Side) -> &mut Ladder {
-        match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        }
-    }
-
-    /// Whether the best opposite price crosses the taker's limit.
-    fn would_take(&self, taker: &Taker) -> bool {
-        self.ladder(taker.side.opposite())
-            .best()
-            .is_some_and(|price| taker.crosses(price))
-    }
-
-    /// A dry run of `take`: how much would fill, and whether self-trade prevention would stop
-    /// the taker. Changes nothing.
-    fn fillable(&self, taker: &Taker) -> (u64, bool) {
-        let lot_size = self.market.lot_size;
-        let mut remaining = taker.remaining;
-        let mut budget = taker.budget;
-        for &level_index in self.ladder(taker.side.opposite()).levels.iter().rev() {
-            let level = &self.levels[level_index as usize];
-            if !taker.crosses(level.price) {
-                break;
-            }
-            let mut slot = level.head;
-            while slot != NIL {
-                let entry = &self.orders[slot as usize];
-                slot = entry.next;
-                if entry.order.base_account_id == taker.owner {
-                    if taker.self_trade == SelfTrade::CancelResting {
-                        continue;
-                    }
-                    return (taker.remaining - remaining, true);
-                }
-                let mut quantity = remaining.min(entry.order.remaining());
-                if budget != u128::MAX {
-                    quantity = quantity.min(affordable(budget, level.price, &self.market));
-                    if quantity == 0 {
-                        return (taker.remaining - remaining, false);
-                    }
-                    budget -= lot_cost(level.price, &self.market) * u128::from(quantity / lot_size);
-                }
-                remaining -= quantity;
-                if remaining == 0 || quantity < entry.order.remaining() {
-                    return (taker.remaining - remaining, false);
-                }
-            }
-        }
-        (taker.remaining - remaining, false)
-    }
-
-    /// Matches the taker against the opposite side in price-time priority. Returns whether
-    /// self-trade prevention stopped the taker.
-    fn take(
-        &mut self,
-        taker: &mut Taker,
-        execution: &mut Execution,
-        events: &mut Vec<BookEvent>,
-    ) -> bool {
-        let lot_size = self.market.lot_size;
-        loop {
-            if taker.remaining == 0 {
-                return false;
-            }
-            let Some(&level_index) = self.ladder(taker.side.opposite()).levels.last() else {
-                return false;
-            };
-            let price = self.levels[level_index as usize].price;
-            if !taker.crosses(price) {
-                return false;
-            }
-            // Walk the level's queue; removing its last order frees the level, and the outer
-            // loop then moves to the next best price.
-            let mut slot = self.levels[level_index as usize].head;
-            while slot != NIL && taker.remaining > 0 {
-                let maker = self.orders[slot as usize].order;
-                let next = self.orders[slot as usize].next;
-                if maker.base_account_id == taker.owner {
-                    if taker.self_trade == SelfTrade::CancelIncoming {
-                        return true;
-                    }
-                    self.remove(slot);
-                    events.push(BookEvent::SelfTradeCanceled(maker));
-                    execution.self_trade_cancels += 1;
-                    if taker.self_trade == SelfTrade::CancelBoth {
-                        return true;
-                    }
-                    slot = next;
-                    continue;
-                }
-                let mut quantity = taker.remaining.min(maker.remaining());
-                if taker.budget != u128::MAX {
-                    quantity = quantity.min(affordable(taker.budget, price, &self.market));
-                    if quantity == 0 {
-                        return false;
-                    }
-                }
-                let lots = quantity / lot_size;
-                assert_eq!(quantity % lot_size, 0);
-                if taker.budget != u128::MAX {
-                    taker.budget -= lot_cost(price, &self.market) * u128::from(lots);
-                }
-                let quote_amount = u128::from(price) * u128::from(lots);
-                let taker_fee = self
-                    .market
-                    .taker_fee
-                    .checked_mul(lots)
-                    .expect("fees_overflow");
-                let maker_fee = self
-                    .market
-                    .maker_fee
-                    .checked_mul(lots)
-                    .expect("fees_overflow");
-                taker.remaining -= quantity;
-                self.levels[level_index as usize].quantity -= u128::from(quantity);
-                let entry = &mut self.orders[slot as usize].order;
-                entry.filled_quantity += quantity;
-                let maker_after = *entry;
-                execution.filled_quantity += quantity;
-                execution.quote_traded += quote_amount;
-                execution.taker_fees += u128::from(taker_fee);
-                execution.fill_count += 1;
-                events.push(BookEvent::Fill(BookFill {
-                    taker_order_id: taker.id,
-                    taker_side: taker.side,
-                    maker: maker_after,
-                    price,
-                    quantity,
-                    quote_amount,
-                    taker_fee,
-                    maker_fee,
-                }));
-                if maker_after.remaining() > 0 {
-                    // The maker outlasted the taker's quantity or budget (deeper prices cost
-                    // more), so the taker is done.
-                    return false;
-                }
-                self.remove(slot);
-                slot = next;
-            }
-        }
-    }
-
-    /// Puts a new resting order at the back of its level.
-    fn insert(&mut self, order: RestingOrder) {
-        assert!(order.filled_quantity < order.quantity);
-        let slot = self.orders_free;
-        assert_ne!(slot, NIL, "capacity is checked before matching");
-        self.orders_free = self.orders[slot as usize].next;
-        self.orders_count += 1;
-        self.orders[slot as usize].order = order;
-        self.index.insert(order.id, slot);
-        if order.expires_at != 0 {
-            self.expiry_bound = self.expiry_bound.min(order.expires_at);
-        }
-        self.link(slot);
-    }
-
-    /// Removes a resting order from its level, the index and the slab.
-    fn remove(&mut self, slot: u32) {
-        let id = self.orders[slot as usize].order.id;
-        self.unlink(slot);
-        self.index.remove(id);
-        self.free_slot(slot);
-    }
-
-    fn free_slot(&mut self, slot: u32) {
-        let entry = &mut self.orders[slot as usize];
-        assert_eq!(entry.level, NIL, "unlinked before freed");
-        entry.order = ORDER_EMPTY;
-        entry.prev = NIL;
-        entry.next = self.orders_free;
-        self.orders_free = slot;
-        self.orders_count -= 1;
-    }
-
-    /// Appends the order in `slot` to the tail of the level at its price, creating the level.
-    fn link(&mut self, slot: u32) {
-        let order = self.orders[slot as usize].order;
-        let level_index = match self.ladder(order.side).search(order.price) {
-            Ok(position) => self.ladder(order.side).levels[position],
-            Err(position) => {
-                let level_index = self.levels_free;
-                assert_ne!(level_index, NIL, "capacity is checked before matching");
-                let level = &mut self.levels[level_index as usize];
-                self.levels_free = level.head;
-                *level = Level {
-                    price: order.price,
-                    quantity: 0,
-                    count: 0,
-                    head: NIL,
-                    tail: NIL,
-                    side: order.side,
-                    active: true,
-                };
-                self.levels_count += 1;
-                let ladder = self.ladder_mut(order.side);
-                assert!(ladder.prices.len() < ladder.prices.capacity());
-                ladder.prices.insert(position, order.price);
-                ladder.levels.insert(position, level_index);
-                level_index
-            }
-        };
-        let level = &mut self.levels[level_index as usize];
-        let tail = level.tail;
-        level.tail = slot;
-        if tail == NIL {
-            level.head = slot;
-        }
-        level.count += 1;
-        level.quantity += u128::from(order.remaining());
-        if tail != NIL {
-            self.orders[tail as usize].next = slot;
-        }
-        let entry = &mut self.orders[slot as usize];
-        entry.level = level_index;
-        entry.prev = tail;
-        entry.next = NIL;
-    }
-
-    /// Takes the order in `slot` out of its level's queue, freeing the level when it empties.
-    fn unlink(&mut self, slot: u32) {
-        let Slot {
-            order,
-            level: level_index,
-            prev,
-            next,
-        } = self.orders[slot as usize];
-        assert_ne!(level_index, NIL);
-        if prev != NIL {
-            self.orders[prev as usize].next = next;
-        }
-        if next != NIL {
-            self.orders[next as usize].prev = prev;
-        }
-        let entry = &mut self.orders[slot as usize];
-        entry.level = NIL;
-        entry.prev = NIL;
-        entry.next = NIL;
-        let level = &mut self.levels[level_index as usize];
-        if level.head == slot {
-            level.head = next;
-        }
-        if level.tail == slot {
-            level.tail = prev;
-        }
-        level.count -= 1;
-        level.quantity -= u128::from(order.remaining());
-        if level.count == 0 {
-            assert_eq!(level.quantity, 0);
-            assert_eq!(level.head, NIL);
-            level.active = false;
-            level.head = self.levels_free;
-            self.levels_free = level_index;
-            self.levels_count -= 1;
-            let ladder = self.ladder_mut(order.side);
-            let position = ladder
-                .search(order.price)
-                .expect("active levels are in the ladder");
-            ladder.prices.remove(position);
-            ladder.levels.remove(position);
-        }
-    }
-}
-
 /// Quote one lot costs a market buy at `price`: the price plus the taker fee.
 fn lot_cost(price: u64, market: &Market) -> u128 {
     u128::from(price) + u128::from(market.taker_fee)
@@ -1217,7 +1603,7 @@ mod tests {
     }
 
     #[test]
-    fn ladders_keep_the_best_price_last() {
+    fn ladders_keep_the_best_price_first() {
         let market = Market {
             id: 1,
             lot_size: 1,
@@ -1239,8 +1625,10 @@ mod tests {
             };
             assert_eq!(book.place(&order, 0, &mut events).status, OrderStatus::Ok);
         }
-        assert_eq!(book.bids.prices, vec![10, 11, 12]);
-        assert_eq!(book.asks.prices, vec![20, 15]);
+        let mut levels = Vec::with_capacity(8);
+        book.depth(8, &mut levels);
+        let prices: Vec<(u8, u64)> = levels.iter().map(|l| (l.side, l.price)).collect();
+        assert_eq!(prices, [(1, 12), (1, 11), (1, 10), (2, 15), (2, 20)]);
         assert_eq!((book.best_bid(), book.best_ask()), (Some(12), Some(15)));
         assert!(events.is_empty());
     }

@@ -24,36 +24,51 @@
 //! placed, or a sell whose fee exceeds its proceeds), nothing of it is applied; instead the
 //! holds of the taker and of every maker touched are voided, those orders are canceled (taken
 //! out of the book where they still rest) and the command answers `settlement_failed`. No fill is
-//! recorded then. Voids cannot fail (holds have no timeout, clients cannot resolve them, voids
-//! are allowed on closed accounts, and room in the stores is checked first).
+//! recorded then. Voids cannot fail: holds have no timeout, clients cannot resolve them, voids
+//! are allowed on closed accounts, and the stores always keep room for them (below).
 //!
-//! Transfer ids. Engine-made transfers use ids with bit 127 set:
+//! Transfer ids. Engine-made transfers carry `TransferFlags::SETTLEMENT` and their ids live in a
+//! namespace of their own: the ledger's id index tells the two namespaces apart by that flag, so
+//! a client transfer may use any id (bit 127 included) and never meets a settlement transfer in
+//! a lookup, an idempotency check or a post or void's `pending_id`, and the engine's ids never
+//! collide with a client's. `lookup_transfers` finds client transfers only; settlement
+//! transfers are found through the orders and fills they settle: `get_account_transfers` and
+//! `query_transfers` return them (flag set) with the fields below to select them. The ids are
 //! `(1 << 127) | (kind << 120) | serial`, kind 1 hold, 2 void, 3 base leg, 4 quote leg, 5 taker
-//! fee, 6 maker fee, and `serial` an engine-wide counter incremented per transfer made. Clients
-//! get `id_reserved_for_settlement` for such ids (and for posts or voids naming them). Holds and
-//! voids carry the order id in `user_data_128`; every engine transfer carries the market in
+//! fee, 6 maker fee, and `serial` an engine-wide counter incremented per transfer made. Holds
+//! and voids carry the order id in `user_data_128`; every engine transfer carries the market in
 //! `user_data_32`; legs carry the taker's order id in `user_data_128` and the fill sequence in
-//! `user_data_64`. All use the market's `code`.
+//! `user_data_64` (so a fill's legs are the account's transfers with the fill's taker order id
+//! and sequence). All use the market's `code`.
 //!
-//! Timestamps. Each order event owns a block of `SLOTS_PER_ORDER_EVENT` timestamps; the order
-//! (and its fills) take the first, the hold chain and the settlement chain the following ones.
-//! One event produces at most `FILLS_PER_ORDER_MAX` maker events (fills or self-trade cancels),
-//! 6 transfers each, plus 4 (hold, taker void, taker hold, amend's old-hold void), so it always
-//! fits. An order whose match would touch more resting orders takes the first
-//! `FILLS_PER_ORDER_MAX` and releases its remainder (state done) whatever its time in force,
-//! because the remainder would still cross and so cannot rest; a fill-or-kill order or an amend
-//! that would need more is rejected with `fills_per_order_exceeded`. The pulse voids the holds of
-//! expired good-till-time orders with the timestamps its ledger expiries left unused.
+//! Timestamps. Each order event starts at a first timestamp (`block`) and uses what it needs
+//! from there (see `Engine`): the order, its fills and its hold chain take the first, the
+//! settlement chain the following ones, so an event uses `max(1, transfers made)`, at most
+//! `SLOTS_PER_ORDER_EVENT`. One event produces at most `FILLS_PER_ORDER_MAX` maker events
+//! (fills or self-trade cancels), 6 transfers each, plus 4 (hold, taker void, taker hold,
+//! amend's old-hold void), so it always fits. An order whose match would touch more resting
+//! orders takes the first `FILLS_PER_ORDER_MAX` and releases its remainder (state done)
+//! whatever its time in force, because the remainder would still cross and so cannot rest; a
+//! fill-or-kill order or an amend that would need more is rejected with
+//! `fills_per_order_exceeded`. The pulse voids the holds of expired good-till-time orders with
+//! the timestamps its ledger expiries left unused.
 //!
 //! Capacity. The order store keeps every accepted order (`orders_max`), the fill store every
-//! fill (`fills_max`). Before an order command the ledger must have room for a whole block of
-//! transfers (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
-//! (`fills_capacity_exceeded`). Each market's book holds up to `orders_max` resting orders at up
-//! to `min(orders_max, BOOK_LEVELS_MAX)` prices and is allocated by `create_markets` (a rare
-//! command); order commands allocate nothing.
+//! fill (`fills_max`). Releasing a hold (cancel, expiry, a refused settlement) writes one void
+//! and a history row per account of the hold that keeps history; the ledger keeps that much
+//! room for every open hold (`release_needs`): client transfers that would take it fail with
+//! `transfers_capacity_exceeded` or `account_balances_capacity_exceeded`, so a release always
+//! fits and a cancel needs no other room. Before an order command the ledger must have room for
+//! a whole block of transfers and their rows beyond that reserve and the command's own new
+//! hold (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
+//! (`fills_capacity_exceeded`). The books of all markets share one pool of `orders_max` resting
+//! orders and `orders_max` price levels (a level holds at least one order, so levels never run
+//! out first), allocated with the engine; one book holds at most `min(orders_max,
+//! BOOK_LEVELS_MAX)` price levels. A market costs a few hundred bytes until orders rest in it,
+//! and neither `create_markets` nor order commands allocate.
 
-use crate::account::Account;
-use crate::book::{Book, BookEvent, RestingOrder};
+use crate::account::{Account, AccountFlags};
+use crate::book::{BookEvent, Books, RestingOrder};
 use crate::digest::Digest;
 use crate::index::IdIndex;
 use crate::ledger::Ledger;
@@ -68,10 +83,12 @@ use crate::transfer::{Transfer, TransferFlags};
 /// The most maker events (fills and self-trade cancels) one order command may produce.
 pub const FILLS_PER_ORDER_MAX: usize = 128;
 
-/// The most price levels of one book.
+/// The most price levels of one book (both sides together): bounds the walk that links a new
+/// price level into its side.
 pub const BOOK_LEVELS_MAX: u32 = 1 << 16;
 
-/// Bit 127 marks engine-made transfer ids.
+/// Bit 127 is set in engine-made transfer ids (for readability: their namespace is told apart
+/// by `TransferFlags::SETTLEMENT`, and clients may use ids with this bit too).
 pub const SETTLEMENT_ID_BIT: u128 = 1 << 127;
 
 /// Transfers per maker event (void, four legs, new hold) and per command (hold, void, new hold,
@@ -95,24 +112,29 @@ enum Kind {
     MakerFee = 6,
 }
 
-/// The hold of one order: the pending transfer's id (0 = none) and amount.
+/// The hold of one order: the pending transfer's id (0 = none), its amount, and the history
+/// rows its void writes (one per account of the hold that keeps history).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Hold {
     transfer: u128,
     amount: u128,
+    rows: u8,
 }
 
 /// Markets, books, orders, fills and the settlement scratch buffers.
 pub(crate) struct Exchange {
     markets: Vec<Market>,
-    books: Vec<Book>,
+    books: Books,
+    /// Market ids to positions in `markets` (which are also the books' handles).
+    market_index: IdIndex,
     orders: Vec<Order>,
     holds: Vec<Hold>,
     order_index: IdIndex,
     fills: Vec<Fill>,
     serial: u64,
-    orders_max: u32,
-    levels_max: u32,
+    /// Holds that are open, and the history rows voiding them all would write.
+    release_transfers: u32,
+    release_rows: u32,
     events: Vec<BookEvent>,
     chain: Vec<Transfer>,
     window: Vec<RestingOrder>,
@@ -122,18 +144,45 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
+    /// Bytes the books and the market table take for `config`, allocated at creation: the
+    /// shared order and level pools for `orders_max` and, per market, its record, its book
+    /// state and its share of the market index.
+    pub(crate) fn books_bytes(config: &Config) -> u64 {
+        let orders_max = config.orders_max.max(1);
+        Books::bytes(config.markets_max, orders_max, orders_max)
+            + u64::from(config.markets_max) * std::mem::size_of::<Market>() as u64
+            + IdIndex::table_bytes(config.markets_max)
+    }
+
+    /// Bytes one empty market costs (see `books_bytes`), with the market index share of a
+    /// table sized for `markets_max`.
+    pub(crate) fn bytes_per_market(markets_max: u32) -> usize {
+        let index = IdIndex::table_bytes(markets_max) as usize;
+        Books::bytes_per_book()
+            + std::mem::size_of::<Market>()
+            + index / markets_max.max(1) as usize
+    }
+
     pub(crate) fn new(config: &Config) -> Exchange {
         let orders_max = config.orders_max.max(1);
         Exchange {
             markets: Vec::with_capacity(config.markets_max as usize),
-            books: Vec::with_capacity(config.markets_max as usize),
+            // Levels: a level holds at least one order, so `orders_max` levels never run out
+            // before the orders do.
+            books: Books::new(
+                config.markets_max,
+                orders_max,
+                orders_max,
+                orders_max.min(BOOK_LEVELS_MAX),
+            ),
+            market_index: IdIndex::new(config.markets_max),
             orders: Vec::with_capacity(orders_max as usize),
             holds: Vec::with_capacity(orders_max as usize),
             order_index: IdIndex::new(orders_max),
             fills: Vec::with_capacity(config.fills_max as usize),
             serial: 0,
-            orders_max,
-            levels_max: orders_max.min(BOOK_LEVELS_MAX),
+            release_transfers: 0,
+            release_rows: 0,
             events: Vec::with_capacity(orders_max as usize + 1),
             chain: Vec::with_capacity(SLOTS_PER_ORDER_EVENT as usize),
             window: Vec::with_capacity(FILLS_PER_ORDER_MAX),
@@ -145,15 +194,23 @@ impl Exchange {
     pub(crate) fn clear(&mut self) {
         self.markets.clear();
         self.books.clear();
+        self.market_index.clear();
         self.orders.clear();
         self.holds.clear();
-        self.order_index = IdIndex::new(self.orders_max);
+        self.order_index.clear();
         self.fills.clear();
         self.serial = 0;
+        self.release_transfers = 0;
+        self.release_rows = 0;
     }
 
     fn market_position(&self, id: u32) -> Option<usize> {
-        self.markets.iter().position(|market| market.id == id)
+        let markets = &self.markets;
+        self.market_index
+            .find(u128::from(id), |position| {
+                u128::from(markets[position as usize].id)
+            })
+            .map(|position| position as usize)
     }
 
     fn order_position(&self, id: u128) -> Option<u32> {
@@ -254,8 +311,11 @@ impl Exchange {
             timestamp: slot,
             ..*market
         };
-        self.books
-            .push(Book::new(&stored, self.orders_max, self.levels_max));
+        if self.books.add(&stored).is_none() {
+            return Err((S::MarketsCapacityExceeded, slot));
+        }
+        self.market_index
+            .insert(u128::from(stored.id), self.markets.len() as u32);
         self.markets.push(stored);
         Ok(())
     }
@@ -304,7 +364,7 @@ impl Exchange {
             user_data_32: market.id,
             ledger,
             code: market.code,
-            flags: TransferFlags::PENDING,
+            flags: TransferFlags::PENDING | TransferFlags::SETTLEMENT,
             ..Transfer::default()
         }
     }
@@ -315,7 +375,7 @@ impl Exchange {
             pending_id: hold,
             user_data_128: order_id,
             user_data_32: market.id,
-            flags: TransferFlags::VOID_PENDING_TRANSFER,
+            flags: TransferFlags::VOID_PENDING_TRANSFER | TransferFlags::SETTLEMENT,
             ..Transfer::default()
         }
     }
@@ -332,24 +392,55 @@ impl Exchange {
 
     /// Pushes a new hold of `amount` for order `position` onto the chain (none for 0) and
     /// records it as the order's hold.
-    fn push_hold(&mut self, market: &Market, position: u32, amount: u128) {
+    fn push_hold(&mut self, ledger: &Ledger, market: &Market, position: u32, amount: u128) {
         let order = self.orders[position as usize];
-        self.holds[position as usize] = if amount == 0 {
+        let hold = if amount == 0 {
             Hold::default()
         } else {
             let transfer = self.hold_transfer(market, &order, amount);
             self.chain.push(transfer);
+            let history = |id: u128| {
+                ledger.account_position(id).is_some_and(|position| {
+                    ledger.accounts[position as usize].flags & AccountFlags::HISTORY != 0
+                })
+            };
             Hold {
                 transfer: transfer.id,
                 amount,
+                rows: u8::from(history(transfer.debit_account_id))
+                    + u8::from(history(transfer.credit_account_id)),
             }
         };
+        self.set_hold(position, hold);
     }
 
+    /// Records order `position`'s hold, keeping the totals of what releasing every hold needs.
+    fn set_hold(&mut self, position: u32, hold: Hold) {
+        let old = self.holds[position as usize];
+        self.release_transfers -= u32::from(old.transfer != 0);
+        self.release_rows -= u32::from(old.rows);
+        self.release_transfers += u32::from(hold.transfer != 0);
+        self.release_rows += u32::from(hold.rows);
+        self.holds[position as usize] = hold;
+    }
+
+    /// Transfers and history rows that voiding every current hold would write: the ledger keeps
+    /// this much room for them, so a release (cancel, expiry, refused settlement) always fits.
+    pub(crate) fn release_needs(&self) -> (usize, usize) {
+        (self.release_transfers as usize, self.release_rows as usize)
+    }
+
+    /// Whether the stores have room for a whole order command: a block of transfers and their
+    /// history rows beyond what releasing every current hold and the command's new hold needs
+    /// (see `release_needs`), pending room for the new holds, and room for the fills.
     fn room_status(&self, ledger: &Ledger) -> Option<OrderStatus> {
         let (transfers, pending, rows) = ledger.room();
         let block = SLOTS_PER_ORDER_EVENT as usize;
-        if transfers < block || pending < FILLS_PER_ORDER_MAX + 2 || rows < 2 * block {
+        let (release_transfers, release_rows) = self.release_needs();
+        if transfers < block + release_transfers + 1
+            || pending < FILLS_PER_ORDER_MAX + 2
+            || rows < 2 * block + release_rows + 2
+        {
             return Some(OrderStatus::TransfersCapacityExceeded);
         }
         if self.fills.capacity() - self.fills.len() < FILLS_PER_ORDER_MAX {
@@ -379,20 +470,20 @@ impl Exchange {
         quantity: u64,
         self_trade: SelfTrade,
     ) -> Option<u64> {
-        let book = &self.books[book_position];
+        let book = book_position as u32;
         let crosses = |price: u64| match side {
             Side::Buy => price <= limit,
             Side::Sell => price >= limit,
         };
         let best = match side {
-            Side::Buy => book.best_ask(),
-            Side::Sell => book.best_bid(),
+            Side::Buy => self.books.best_ask(book),
+            Side::Sell => self.books.best_bid(book),
         };
         if !best.is_some_and(crosses) {
             return None;
         }
         self.window.clear();
-        book.resting(side.opposite(), &mut self.window);
+        self.books.resting(book, side.opposite(), &mut self.window);
         if self.window.len() < FILLS_PER_ORDER_MAX {
             return None;
         }
@@ -530,8 +621,9 @@ impl Exchange {
         self.orders.push(stored);
         self.holds.push(Hold::default());
         self.chain.clear();
-        self.push_hold(&market, position, amount);
+        self.push_hold(ledger, &market, position, amount);
         if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
+            self.set_hold(position, Hold::default());
             self.orders.pop();
             self.holds.pop();
             return Err(Exchange::hold_status(status));
@@ -548,15 +640,18 @@ impl Exchange {
             0
         };
         self.events.clear();
-        let execution = self.books[book_position].place(&placed, expires_at, &mut self.events);
+        let execution =
+            self.books
+                .place(book_position as u32, &placed, expires_at, &mut self.events);
         if execution.status != OrderStatus::Ok {
             // Refused by the book (fill-or-kill, capacity): release the hold.
-            assert!(self.events.is_empty());
-            self.chain.clear();
-            self.push_void(&market, position);
-            ledger
-                .create_transfers_internal(cursor, &self.chain)
-                .expect("voids of engine holds succeed");
+            if self.release(ledger, cursor, &market, position).is_err() {
+                // Not reached: `room_status` kept room for this void. Keep the record, so
+                // that its hold stays accounted for.
+                self.order_index.insert(order.id, position);
+                self.orders[position as usize].state = OrderState::Canceled as u8;
+                return Err(execution.status);
+            }
             self.orders.pop();
             self.holds.pop();
             return Err(execution.status);
@@ -594,10 +689,10 @@ impl Exchange {
 
     /// Whether a resting order at `price` on `side` would take liquidity.
     fn would_take(&self, book_position: usize, side: Side, price: u64) -> bool {
-        let book = &self.books[book_position];
+        let book = book_position as u32;
         match side {
-            Side::Buy => book.best_ask().is_some_and(|ask| ask <= price),
-            Side::Sell => book.best_bid().is_some_and(|bid| bid >= price),
+            Side::Buy => self.books.best_ask(book).is_some_and(|ask| ask <= price),
+            Side::Sell => self.books.best_bid(book).is_some_and(|bid| bid >= price),
         }
     }
 
@@ -626,6 +721,7 @@ impl Exchange {
             user_data_32: market.id,
             ledger,
             code: market.code,
+            flags: TransferFlags::SETTLEMENT,
             ..Transfer::default()
         };
         self.chain.push(transfer);
@@ -732,7 +828,7 @@ impl Exchange {
                         OrderState::Resting as u8
                     };
                     let need = Exchange::need(&market, &maker_order, remaining);
-                    self.push_hold(&market, maker, need);
+                    self.push_hold(ledger, &market, maker, need);
                 }
                 BookEvent::SelfTradeCanceled(resting) => {
                     let maker = self.order_position(resting.id).expect("makers are stored");
@@ -742,12 +838,12 @@ impl Exchange {
                         self.orders[maker as usize],
                     ));
                     self.push_void(&market, maker);
-                    self.holds[maker as usize] = Hold::default();
+                    self.set_hold(maker, Hold::default());
                     self.orders[maker as usize].state = OrderState::Canceled as u8;
                 }
             }
         }
-        self.push_hold(&market, taker, desired);
+        self.push_hold(ledger, &market, taker, desired);
         match ledger.create_transfers_internal(*cursor, &self.chain) {
             Ok(()) => {
                 *cursor += self.chain.len() as u64;
@@ -756,26 +852,24 @@ impl Exchange {
             Err(_) => {
                 // Undo this command's records, then cancel every order involved.
                 self.fills.truncate(fills_before);
-                self.holds[taker as usize] = taker_hold;
+                self.set_hold(taker, taker_hold);
                 self.orders[taker as usize] = *taker_before;
                 for index in 0..self.touched.len() {
                     let (maker, hold, order) = self.touched[index];
-                    self.holds[maker as usize] = hold;
+                    self.set_hold(maker, hold);
                     self.orders[maker as usize] = order;
                 }
-                self.chain.clear();
+                // Each void uses the room kept for releases (`release_needs`), so none is
+                // refused; if one were, that order would keep its hold.
                 self.touched.push((taker, taker_hold, *taker_before));
                 for index in 0..self.touched.len() {
                     let (position, _, order) = self.touched[index];
-                    self.push_void(&market, position);
-                    self.holds[position as usize] = Hold::default();
+                    if self.release(ledger, *cursor, &market, position).is_ok() {
+                        *cursor += self.chain.len() as u64;
+                    }
                     self.orders[position as usize].state = OrderState::Canceled as u8;
-                    self.books[book_position].cancel(order.id);
+                    self.books.cancel(book_position as u32, order.id);
                 }
-                ledger
-                    .create_transfers_internal(*cursor, &self.chain)
-                    .expect("voids of engine holds succeed");
-                *cursor += self.chain.len() as u64;
                 OrderStatus::SettlementFailed
             }
         }
@@ -799,22 +893,36 @@ impl Exchange {
         if order.state != OrderState::Resting as u8 {
             return OrderStatus::OrderNotResting;
         }
-        if let Some(status) = self.room_status(ledger) {
-            return status;
-        }
-        let book_position = self.market_position(order.market).expect("stored market");
+        let Some(book_position) = self.market_position(order.market) else {
+            return OrderStatus::OrderNotFound;
+        };
         let market = self.markets[book_position];
-        self.books[book_position]
-            .cancel(id)
-            .expect("resting orders are in their book");
-        self.chain.clear();
-        self.push_void(&market, position);
-        self.holds[position as usize] = Hold::default();
+        // The void first, using the room kept for releases: if the ledger refused it (it
+        // cannot, see `release_needs`), the order would still rest with its hold.
+        if let Err(status) = self.release(ledger, block, &market, position) {
+            return Exchange::hold_status(status);
+        }
+        self.books.cancel(book_position as u32, id);
         self.orders[position as usize].state = OrderState::Canceled as u8;
-        ledger
-            .create_transfers_internal(block, &self.chain)
-            .expect("voids of engine holds succeed");
         OrderStatus::Ok
+    }
+
+    /// Voids order `position`'s hold (if any) in a chain of its own at `timestamp` and forgets
+    /// it; on a refusal nothing changes.
+    fn release(
+        &mut self,
+        ledger: &mut Ledger,
+        timestamp: u64,
+        market: &Market,
+        position: u32,
+    ) -> Result<(), CreateTransferStatus> {
+        self.chain.clear();
+        self.push_void(market, position);
+        ledger
+            .create_transfers_internal(timestamp, &self.chain)
+            .map_err(|(_, status)| status)?;
+        self.set_hold(position, Hold::default());
+        Ok(())
     }
 
     /// Amends one resting order at timestamp block `block`.
@@ -896,18 +1004,21 @@ impl Exchange {
         self.push_void(&market, position);
         self.orders[position as usize] = amended;
         self.push_hold(
+            ledger,
             &market,
             position,
             Exchange::need(&market, &amended, remaining),
         );
         if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
             self.orders[position as usize] = before;
-            self.holds[position as usize] = old_hold;
+            self.set_hold(position, old_hold);
             return Exchange::hold_status(status);
         }
         let mut cursor = block + self.chain.len() as u64;
         self.events.clear();
-        let outcome = self.books[book_position].amend(amend, &mut self.events);
+        let outcome = self
+            .books
+            .amend(book_position as u32, amend, &mut self.events);
         let execution = outcome.execution;
         if execution.status != OrderStatus::Ok {
             // Refused by the book (level capacity): hold the old amount again.
@@ -916,21 +1027,17 @@ impl Exchange {
             self.push_void(&market, position);
             self.orders[position as usize] = before;
             let new_hold = self.holds[position as usize];
-            self.push_hold(&market, position, old_hold.amount);
+            self.push_hold(ledger, &market, position, old_hold.amount);
             if ledger
                 .create_transfers_internal(cursor, &self.chain)
                 .is_err()
             {
                 // Cannot happen within one command (the same funds were held a moment ago),
                 // but stay safe: release the new hold and cancel the order.
-                self.holds[position as usize] = new_hold;
-                self.chain.clear();
-                self.push_void(&market, position);
-                ledger
-                    .create_transfers_internal(cursor, &self.chain)
-                    .expect("voids of engine holds succeed");
-                self.holds[position as usize] = Hold::default();
-                self.books[book_position].cancel(before.id);
+                self.set_hold(position, new_hold);
+                // Uses the room kept for releases; if refused, the order keeps its hold.
+                let _ = self.release(ledger, cursor, &market, position);
+                self.books.cancel(book_position as u32, before.id);
                 self.orders[position as usize].state = OrderState::Canceled as u8;
             }
             return execution.status;
@@ -954,29 +1061,33 @@ impl Exchange {
         let base = timestamp - u64::from(PULSE_EXPIRIES_MAX);
         let mut next = u64::from(used);
         let mut expired_total = 0;
-        for book_position in 0..self.books.len() {
-            let limit = PULSE_EXPIRIES_MAX - next as u32;
-            if limit == 0 {
-                break;
-            }
-            self.expired.clear();
-            self.books[book_position].expire(timestamp, limit, &mut self.expired);
+        // One void per expiry at most, within the room kept for releases.
+        let room = ledger.room().0.min(u32::MAX as usize) as u32;
+        let limit = (PULSE_EXPIRIES_MAX - next as u32).min(room);
+        self.expired.clear();
+        self.books.expire(timestamp, limit, &mut self.expired);
+        for index in 0..self.expired.len() {
+            let id = self.expired[index].id;
+            let Some(position) = self.order_position(id) else {
+                continue;
+            };
+            let Some(book_position) = self.market_position(self.orders[position as usize].market)
+            else {
+                continue;
+            };
             let market = self.markets[book_position];
-            for index in 0..self.expired.len() {
-                let id = self.expired[index].id;
-                let position = self.order_position(id).expect("resting orders are stored");
-                self.chain.clear();
-                self.push_void(&market, position);
-                self.holds[position as usize] = Hold::default();
-                self.orders[position as usize].state = OrderState::Expired as u8;
-                ledger
-                    .create_transfers_internal(base + next + 1, &self.chain)
-                    .expect("voids of engine holds succeed");
-                next += 1;
-                expired_total += 1;
-            }
+            // Uses the room kept for releases; if refused, the order keeps its hold.
+            let _ = self.release(ledger, base + next + 1, &market, position);
+            self.orders[position as usize].state = OrderState::Expired as u8;
+            next += 1;
+            expired_total += 1;
         }
         expired_total
+    }
+
+    /// When the earliest resting good-till-time order of any book expires.
+    pub(crate) fn expiry_next(&self) -> Option<u64> {
+        self.books.expiry_next()
     }
 
     // -------------------------------------------------------------------------------------
@@ -1002,7 +1113,7 @@ impl Exchange {
             return;
         }
         if let Some(position) = self.market_position(filter.market) {
-            self.books[position].depth(filter.depth, out);
+            self.books.depth(position as u32, filter.depth, out);
         }
     }
 
@@ -1077,18 +1188,16 @@ impl Exchange {
             }
         }
         digest.u64(self.serial);
-        for book in &self.books {
-            digest.u64(u64::from(book.orders_count()));
-            digest.u64(book.best_bid().unwrap_or(0));
-            digest.u64(book.best_ask().unwrap_or(0));
+        for book in 0..self.markets.len() as u32 {
+            digest.u64(u64::from(self.books.orders_count(book)));
+            digest.u64(self.books.best_bid(book).unwrap_or(0));
+            digest.u64(self.books.best_ask(book).unwrap_or(0));
         }
     }
 
     /// Checks the books, every order's hold against the ledger, and the fee accounts.
     pub(crate) fn verify(&self, ledger: &Ledger) {
-        for book in &self.books {
-            book.verify();
-        }
+        self.books.verify();
         assert_eq!(self.orders.len(), self.holds.len());
         assert_eq!(self.order_index.entries_count() as usize, self.orders.len());
         let mut resting = 0u32;
@@ -1097,7 +1206,7 @@ impl Exchange {
             assert!(order.filled_quantity <= order.quantity, "{order:?}");
             let book_position = self.market_position(order.market).expect("stored market");
             let market = &self.markets[book_position];
-            let in_book = self.books[book_position].order(order.id);
+            let in_book = self.books.order(book_position as u32, order.id);
             if order.state == OrderState::Resting as u8 {
                 resting += 1;
                 let entry = in_book.expect("resting orders are in their book");
@@ -1119,7 +1228,7 @@ impl Exchange {
                 assert_eq!(*hold, Hold::default(), "{order:?}");
             }
         }
-        let in_books: u32 = self.books.iter().map(|book| book.orders_count()).sum();
+        let in_books = self.books.orders_total();
         assert_eq!(resting, in_books);
         for (sequence, fill) in self.fills.iter().enumerate() {
             assert_eq!(fill.sequence, sequence as u64 + 1);

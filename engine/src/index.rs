@@ -21,7 +21,7 @@
 const BLOCK_SHIFT: u32 = 6;
 const BLOCK_MASK: u128 = (1 << BLOCK_SHIFT) - 1;
 
-/// Where an absent id would be inserted (see `IdIndex::find_or_vacancy`).
+/// Where an absent id would be inserted (see `IdIndex::find_or_vacancy_with`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Vacancy {
     index: usize,
@@ -72,6 +72,14 @@ impl IdIndex {
         }
     }
 
+    /// Bytes of the table of an index for `entries_max` entries.
+    pub(crate) fn table_bytes(entries_max: u32) -> u64 {
+        let slots = (entries_max as usize * 2)
+            .next_power_of_two()
+            .max(1 << BLOCK_SHIFT);
+        (slots * std::mem::size_of::<u64>()) as u64
+    }
+
     /// Bytes of memory per slot, for reports.
     pub(crate) fn slots_count(&self) -> usize {
         self.slots.len()
@@ -84,6 +92,13 @@ impl IdIndex {
     /// The position stored for `id`, if any. `key_of(position)` must return the id stored there.
     #[inline(always)]
     pub(crate) fn find(&self, id: u128, key_of: impl Fn(u32) -> u128) -> Option<u32> {
+        self.find_with(id, |position| key_of(position) == id)
+    }
+
+    /// The position stored for `id` that `matches`, for indexes whose entries are keyed by more
+    /// than the id (an id may then be stored more than once, told apart by `matches`).
+    #[inline(always)]
+    pub(crate) fn find_with(&self, id: u128, matches: impl Fn(u32) -> bool) -> Option<u32> {
         let (home, tag) = home_and_tag(id);
         let mut slot = home;
         loop {
@@ -92,20 +107,21 @@ impl IdIndex {
             if stored == 0 {
                 return None;
             }
-            if (entry >> 32) as u32 == tag && key_of(stored - 1) == id {
+            if (entry >> 32) as u32 == tag && matches(stored - 1) {
                 return Some(stored - 1);
             }
             slot = slot.wrapping_add(1);
         }
     }
 
-    /// The position stored for `id`, or else the empty slot where inserting `id` would put it
-    /// (valid for `insert_at` until the next insert or removal).
+    /// The position stored for `id` that `matches` (as `find_with`), or else the empty slot
+    /// where inserting `id` would put it (valid for `insert_at` until the next insert or
+    /// removal).
     #[inline(always)]
-    pub(crate) fn find_or_vacancy(
+    pub(crate) fn find_or_vacancy_with(
         &self,
         id: u128,
-        key_of: impl Fn(u32) -> u128,
+        matches: impl Fn(u32) -> bool,
     ) -> Result<u32, Vacancy> {
         let (home, tag) = home_and_tag(id);
         let mut slot = home;
@@ -120,14 +136,14 @@ impl IdIndex {
                     entries_count: self.entries_count,
                 });
             }
-            if (entry >> 32) as u32 == tag && key_of(stored - 1) == id {
+            if (entry >> 32) as u32 == tag && matches(stored - 1) {
                 return Ok(stored - 1);
             }
             slot = slot.wrapping_add(1);
         }
     }
 
-    /// Inserts at a vacancy found by `find_or_vacancy` with no insert or removal since.
+    /// Inserts at a vacancy found by `find_or_vacancy_with` with no insert or removal since.
     #[inline(always)]
     pub(crate) fn insert_at(&mut self, vacancy: Vacancy, position: u32) {
         assert!(self.entries_count < self.entries_max, "id index full");

@@ -150,33 +150,46 @@ pub(crate) struct Ledger {
     undo_active: bool,
     /// `pending_count` when the current chain started.
     undo_pending_count: u32,
+    /// Transfers and history rows that client transfers must leave free: the room the matching
+    /// side needs to void every open hold (set by the engine before client transfers; not
+    /// applied to engine-made transfers).
+    pub(crate) reserve: (usize, usize),
     /// Account positions `(debit, credit)` of each event of the current create_transfers
     /// batch (`NONE`: not found), resolved before the batch is applied.
     resolved: Vec<(u32, u32)>,
 }
 
+/// Whether the transfer index entry at `position` is `id` in the client namespace
+/// (`settlement` false: client transfers and burned ids) or in the settlement namespace (the
+/// transfers the matching side makes, flagged `SETTLEMENT`). The two namespaces share the index
+/// but never match each other's entries, so every client id is usable whatever ids the engine
+/// makes.
 #[inline(always)]
-fn transfer_key(transfers: &[Transfer], orphans: &[u128], position: u32) -> u128 {
+fn transfer_matches(
+    transfers: &[Transfer],
+    orphans: &[u128],
+    position: u32,
+    id: u128,
+    settlement: bool,
+) -> bool {
     if position & ORPHAN_BIT != 0 {
-        orphans[(position & !ORPHAN_BIT) as usize]
+        !settlement && orphans[(position & !ORPHAN_BIT) as usize] == id
     } else {
-        transfers[position as usize].id
+        let t = &transfers[position as usize];
+        t.id == id && is_settlement(t) == settlement
     }
+}
+
+/// Whether `t` was made by the matching side (its id is in the settlement namespace).
+#[inline(always)]
+pub(crate) fn is_settlement(t: &Transfer) -> bool {
+    t.flags & TransferFlags::SETTLEMENT != 0
 }
 
 /// Batch-level checks 3-4 of ledger-semantics.md 3.3, shared by accounts and transfers.
 /// Returns 0 if the event passes, else 1 (`expected`), 2 (`not_expected`), 3 (`must_be_zero`),
 /// 4 (`out_of_range`) or 5 (`must_not_advance`) for the caller to map to its status type.
 #[inline(always)]
-/// Whether a client transfer names an id of the range reserved for engine-made transfers (bit
-/// 127 set; `u128::MAX` has its own status and is checked first).
-fn reserved_for_settlement(t: &Transfer) -> bool {
-    let reserved = |id: u128| id >> 127 == 1 && id != u128::MAX;
-    let resolves =
-        t.flags & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER);
-    reserved(t.id) || (resolves != 0 && reserved(t.pending_id))
-}
-
 fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot: u64) -> u8 {
     if batch_imported && !event_imported {
         return 1;
@@ -248,6 +261,7 @@ impl Ledger {
             ),
             undo_active: false,
             undo_pending_count: 0,
+            reserve: (0, 0),
             resolved: Vec::with_capacity(batch),
         }
     }
@@ -268,6 +282,7 @@ impl Ledger {
         self.expired_count = 0;
         self.undo.clear();
         self.undo_active = false;
+        self.reserve = (0, 0);
     }
 
     /// Bytes of memory the ledger's structures use per stored transfer when every store is at
@@ -286,20 +301,25 @@ impl Ledger {
     }
 
     #[inline(always)]
-    fn transfer_lookup(&self, id: u128) -> TransferLookup {
+    fn transfer_lookup(&self, id: u128, settlement: bool) -> TransferLookup {
         let transfers = &self.transfers;
         let orphans = &self.orphans;
-        let key_of = |position| transfer_key(transfers, orphans, position);
-        match self.transfer_index.find_or_vacancy(id, key_of) {
+        let matches = |position| transfer_matches(transfers, orphans, position, id, settlement);
+        match self.transfer_index.find_or_vacancy_with(id, matches) {
             Err(vacancy) => TransferLookup::Missing(vacancy),
             Ok(position) if position & ORPHAN_BIT != 0 => TransferLookup::Orphan,
             Ok(position) => TransferLookup::Found(position),
         }
     }
 
-    /// The stored transfer with this id (not burned ids).
+    /// The stored client transfer with this id (not burned ids, not settlement transfers).
     pub(crate) fn transfer_position(&self, id: u128) -> Option<u32> {
-        match self.transfer_lookup(id) {
+        self.transfer_position_in(id, false)
+    }
+
+    /// The stored transfer with this id in the client or the settlement namespace.
+    pub(crate) fn transfer_position_in(&self, id: u128, settlement: bool) -> Option<u32> {
+        match self.transfer_lookup(id, settlement) {
             TransferLookup::Found(position) => Some(position),
             _ => None,
         }
@@ -309,7 +329,7 @@ impl Ledger {
         self.accounts.last().map_or(0, |account| account.timestamp)
     }
 
-    fn transfers_timestamp_max(&self) -> u64 {
+    pub(crate) fn transfers_timestamp_max(&self) -> u64 {
         self.transfers
             .last()
             .map_or(0, |transfer| transfer.timestamp)
@@ -691,9 +711,10 @@ impl Ledger {
     /// Applies transfers made by the engine itself (settlement of the matching side) as one
     /// linked chain: transfer `i` gets timestamp `first_timestamp + i`. Either every transfer
     /// is created or none is (the undo log rolls the chain back) and the index and status of
-    /// the first failure is returned. Failures burn no id, and the reserved-id rule of client
-    /// transfers does not apply. Nothing is journaled here: replaying the command that made
-    /// these transfers makes them again.
+    /// the first failure is returned. Failures burn no id. Every transfer must carry
+    /// `TransferFlags::SETTLEMENT`: its id and `pending_id` are in the settlement namespace.
+    /// Nothing is journaled here: replaying the command that made these transfers makes them
+    /// again.
     ///
     /// # Panics
     ///
@@ -711,6 +732,17 @@ impl Ledger {
         if events.is_empty() {
             return Ok(());
         }
+        let reserve = std::mem::take(&mut self.reserve);
+        let outcome = self.create_transfers_internal_chain(first_timestamp, events);
+        self.reserve = reserve;
+        outcome
+    }
+
+    fn create_transfers_internal_chain(
+        &mut self,
+        first_timestamp: u64,
+        events: &[Transfer],
+    ) -> Result<(), (usize, CreateTransferStatus)> {
         self.chain_begin();
         for (index, event) in events.iter().enumerate() {
             assert_eq!(
@@ -734,9 +766,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether the unresolved pending transfer `id` exists, and its amount.
+    /// Whether the unresolved settlement pending transfer `id` (a hold) exists, and its amount.
     pub(crate) fn pending_amount(&self, id: u128) -> Option<u128> {
-        let position = self.transfer_position(id)?;
+        let position = self.transfer_position_in(id, true)?;
         (self.transfer_meta[position as usize].status == PendingStatus::Pending)
             .then(|| self.transfers[position as usize].amount)
     }
@@ -780,7 +812,7 @@ impl Ledger {
     fn burn(&mut self, id: u128) {
         assert!(id != 0 && id != u128::MAX);
         assert!(matches!(
-            self.transfer_lookup(id),
+            self.transfer_lookup(id, false),
             TransferLookup::Missing(_)
         ));
         assert!(self.orphans.len() < self.orphans_max);
@@ -799,19 +831,25 @@ impl Ledger {
         client: bool,
     ) -> (CreateTransferStatus, u64) {
         use CreateTransferStatus as S;
-        if t.flags & TransferFlags::PADDING != 0 {
+        // Clients cannot set `SETTLEMENT` (one of the padding bits); the matching side always
+        // does, and its ids live in their own namespace.
+        let padding = if client {
+            TransferFlags::PADDING
+        } else {
+            TransferFlags::PADDING & !TransferFlags::SETTLEMENT
+        };
+        if t.flags & padding != 0 {
             return (S::ReservedFlag, slot);
         }
+        let settlement = is_settlement(t);
+        debug_assert_eq!(settlement, !client);
         if t.id == 0 {
             return (S::IdMustNotBeZero, slot);
         }
         if t.id == u128::MAX {
             return (S::IdMustNotBeIntMax, slot);
         }
-        if client && reserved_for_settlement(t) {
-            return (S::IdReservedForSettlement, slot);
-        }
-        let vacancy = match self.transfer_lookup(t.id) {
+        let vacancy = match self.transfer_lookup(t.id, settlement) {
             TransferLookup::Found(position) => {
                 let status = self.transfer_exists(t, position);
                 let timestamp = if status == S::Exists {
@@ -893,7 +931,7 @@ impl Ledger {
             return S::Exists;
         }
         let pending = self
-            .transfer_position(e.pending_id)
+            .transfer_position_in(e.pending_id, is_settlement(e))
             .expect("a stored post/void's pending");
         let p = &self.transfers[pending as usize];
         if t.debit_account_id != 0 && t.debit_account_id != e.debit_account_id {
@@ -1117,7 +1155,7 @@ impl Ledger {
         debit_flags: u16,
         credit_flags: u16,
     ) -> Result<(), CreateTransferStatus> {
-        if self.transfers.len() >= self.config.transfers_max as usize {
+        if self.transfers.len() + self.reserve.0 >= self.config.transfers_max as usize {
             return Err(CreateTransferStatus::TransfersCapacityExceeded);
         }
         if pending && self.pending_count >= self.config.transfers_pending_max {
@@ -1125,7 +1163,7 @@ impl Ledger {
         }
         let rows = usize::from(debit_flags & AccountFlags::HISTORY != 0)
             + usize::from(credit_flags & AccountFlags::HISTORY != 0);
-        if self.balances.len() + rows > self.config.account_balances_max as usize {
+        if self.balances.len() + rows + self.reserve.1 > self.config.account_balances_max as usize {
             return Err(CreateTransferStatus::AccountBalancesCapacityExceeded);
         }
         Ok(())
@@ -1214,7 +1252,7 @@ impl Ledger {
             return Err(S::TimeoutReservedForPendingTransfer);
         }
         // Burned ids count as not found.
-        let Some(pending) = self.transfer_position(t.pending_id) else {
+        let Some(pending) = self.transfer_position_in(t.pending_id, is_settlement(t)) else {
             return Err(S::PendingTransferNotFound);
         };
         let p = self.transfers[pending as usize];
@@ -1528,7 +1566,10 @@ impl Ledger {
             if position > 0 {
                 assert!(t.timestamp > self.transfers[position - 1].timestamp);
             }
-            assert_eq!(self.transfer_position(t.id), Some(position as u32));
+            assert_eq!(
+                self.transfer_position_in(t.id, is_settlement(t)),
+                Some(position as u32)
+            );
             let is_pending = t.flags & TransferFlags::PENDING != 0;
             assert_eq!(is_pending, meta.status != PendingStatus::None);
             if meta.status == PendingStatus::Pending {
@@ -1558,7 +1599,7 @@ impl Ledger {
             let orphans = &self.orphans;
             let found = self
                 .transfer_index
-                .find(*id, |p| transfer_key(transfers, orphans, p));
+                .find_with(*id, |p| transfer_matches(transfers, orphans, p, *id, false));
             assert_eq!(found, Some(position as u32 | ORPHAN_BIT));
         }
         assert_eq!(

@@ -54,13 +54,29 @@ struct Scratch {
 
 /// The state machine: `state + (timestamp, request) -> state + reply`.
 ///
-/// The `timestamp` of a write is the batch timestamp `T` assigned by the caller; event `i` of
-/// `n` gets `T - n + i + 1`. The caller guarantees that `T` strictly increases between writes by
-/// at least `Operation::timestamp_slots`. The engine never reads a clock.
+/// Time. The `timestamp` of a write is the batch timestamp `T` assigned by the caller, which
+/// guarantees that `T` strictly increases between writes by at least
+/// `Operation::timestamp_slots`. The engine keeps a clock: the last timestamp any write used.
+/// A write's effective batch timestamp is `T' = max(T, clock + slots)` (at most
+/// `TIMESTAMP_MAX`), so it never reuses a timestamp even when an earlier order write used more
+/// than its reservation; `T' = T` whenever the caller's time is ahead of the engine's.
+/// - account, transfer and market creation: event `i` of `n` gets `T' - n + i + 1`;
+/// - the pulse: expiry `k` uses `T' - PULSE_EXPIRIES_MAX + k + 1`;
+/// - order writes (`n` events, reserved `n`): event 0 starts at `max(T - n + 1, clock + 1)`; an
+///   event that makes `k` ledger transfers uses `max(1, k)` timestamps (its first for its order,
+///   result and fills and for its first transfer, one per further transfer), and the next
+///   event starts right after. An event that makes no transfer (a cancel of an unknown id, a
+///   rejected order) uses exactly one.
+///
+/// So a request moves engine time on by exactly the timestamps it used: `n` for `n` order
+/// events that make no transfer, and at most `FILLS_PER_ORDER_MAX x 6 + 4` (772, below
+/// `SLOTS_PER_ORDER_EVENT`) per order event. The engine never reads a clock.
 pub struct Engine {
     ledger: Ledger,
     exchange: Exchange,
     scratch: Scratch,
+    /// The last timestamp used by a write (0 before the first).
+    clock: u64,
 }
 
 impl Engine {
@@ -89,7 +105,44 @@ impl Engine {
                 levels: Vec::with_capacity(2 * BookFilter::DEPTH_MAX as usize),
                 fills: Vec::with_capacity(results),
             },
+            clock: 0,
         }
+    }
+
+    fn batch_timestamp(&mut self, timestamp: u64, slots: u64) -> u64 {
+        batch_timestamp(&mut self.clock, timestamp, slots)
+    }
+
+    /// The last timestamp used by a write (0 before the first). A caller that assigns the
+    /// next batch timestamp from its own clock may start from here to keep engine time and its
+    /// own together.
+    pub fn timestamp_last(&self) -> u64 {
+        self.clock
+    }
+
+    /// Runs the `count` events of an order write at batch timestamp `timestamp`: `event(i,
+    /// first)` handles event `i` whose timestamps start at `first`. Each event uses
+    /// `max(1, transfers made)` timestamps; the clock ends at the last one used.
+    fn order_events(
+        clock: &mut u64,
+        exchange: &mut Exchange,
+        ledger: &mut Ledger,
+        timestamp: u64,
+        count: usize,
+        mut event: impl FnMut(&mut Exchange, &mut Ledger, usize, u64),
+    ) {
+        assert!(timestamp <= TIMESTAMP_MAX);
+        assert!(
+            timestamp >= count as u64,
+            "timestamp below the request's timestamp slots"
+        );
+        let mut cursor = (timestamp - count as u64 + 1).max(*clock + 1);
+        for index in 0..count {
+            event(exchange, ledger, index, cursor);
+            let used = ledger.transfers_timestamp_max().max(cursor);
+            cursor = used + 1;
+        }
+        *clock = (*clock).max(timestamp).max(cursor - 1);
     }
 
     /// The capacities the engine was created with.
@@ -109,6 +162,7 @@ impl Engine {
         events: &[Account],
         results: &mut [CreateResult],
     ) {
+        let timestamp = self.batch_timestamp(timestamp, events.len() as u64);
         self.ledger.create_accounts(timestamp, events, results);
     }
 
@@ -123,6 +177,8 @@ impl Engine {
         events: &[Transfer],
         results: &mut [CreateResult],
     ) {
+        let timestamp = self.batch_timestamp(timestamp, events.len() as u64);
+        self.ledger.reserve = self.exchange.release_needs();
         self.ledger.create_transfers(timestamp, events, results);
     }
 
@@ -170,24 +226,13 @@ impl Engine {
         results: &mut [CreateResult],
     ) {
         assert!(events.len() <= self.ledger.config.batch_events_max as usize);
-        assert!(timestamp <= TIMESTAMP_MAX);
+        let timestamp = self.batch_timestamp(timestamp, events.len() as u64);
         self.exchange
             .create_markets(&self.ledger, timestamp, events, results);
     }
 
-    /// The first timestamp of event `index`'s block in an order request of `count` events.
-    fn order_block(timestamp: u64, count: usize, index: usize) -> u64 {
-        assert!(timestamp <= TIMESTAMP_MAX);
-        let slots = count as u64 * SLOTS_PER_ORDER_EVENT;
-        assert!(
-            timestamp >= slots,
-            "timestamp below the request's timestamp slots"
-        );
-        timestamp - slots + index as u64 * SLOTS_PER_ORDER_EVENT + 1
-    }
-
-    /// Places orders; writes one result per event. Event `i` of `n` owns the timestamps
-    /// `T - (n - i) * SLOTS_PER_ORDER_EVENT + 1 ..` (see `Operation::timestamp_slots`).
+    /// Places orders; writes one result per event. Each event uses the timestamps it needs
+    /// (see the type docs).
     ///
     /// # Panics
     ///
@@ -196,10 +241,18 @@ impl Engine {
     pub fn place_orders(&mut self, timestamp: u64, events: &[Order], results: &mut [OrderResult]) {
         assert_eq!(events.len(), results.len());
         assert!(events.len() <= self.ledger.config.batch_events_max as usize);
-        for (index, event) in events.iter().enumerate() {
-            let block = Engine::order_block(timestamp, events.len(), index);
-            results[index] = self.exchange.place(&mut self.ledger, block, event);
-        }
+        let count = events.len();
+        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
+        Engine::order_events(
+            &mut self.clock,
+            exchange,
+            ledger,
+            timestamp,
+            count,
+            |exchange, ledger, index, block| {
+                results[index] = exchange.place(ledger, block, &events[index]);
+            },
+        );
     }
 
     /// Cancels resting orders, releasing their holds; one result per id (`OrderStatus` codes).
@@ -210,15 +263,23 @@ impl Engine {
     pub fn cancel_orders(&mut self, timestamp: u64, ids: &[u128], results: &mut [CreateResult]) {
         assert_eq!(ids.len(), results.len());
         assert!(ids.len() <= self.ledger.config.batch_events_max as usize);
-        for (index, id) in ids.iter().enumerate() {
-            let block = Engine::order_block(timestamp, ids.len(), index);
-            let status = self.exchange.cancel(&mut self.ledger, block, *id);
-            results[index] = CreateResult {
-                timestamp: block,
-                status: status as u32,
-                reserved: 0,
-            };
-        }
+        let count = ids.len();
+        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
+        Engine::order_events(
+            &mut self.clock,
+            exchange,
+            ledger,
+            timestamp,
+            count,
+            |exchange, ledger, index, block| {
+                let status = exchange.cancel(ledger, block, ids[index]);
+                results[index] = CreateResult {
+                    timestamp: block,
+                    status: status as u32,
+                    reserved: 0,
+                };
+            },
+        );
     }
 
     /// Amends resting orders (new price and/or quantity, holds swapped); one result per event.
@@ -234,15 +295,23 @@ impl Engine {
     ) {
         assert_eq!(events.len(), results.len());
         assert!(events.len() <= self.ledger.config.batch_events_max as usize);
-        for (index, amend) in events.iter().enumerate() {
-            let block = Engine::order_block(timestamp, events.len(), index);
-            let status = self.exchange.amend(&mut self.ledger, block, amend);
-            results[index] = CreateResult {
-                timestamp: block,
-                status: status as u32,
-                reserved: 0,
-            };
-        }
+        let count = events.len();
+        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
+        Engine::order_events(
+            &mut self.clock,
+            exchange,
+            ledger,
+            timestamp,
+            count,
+            |exchange, ledger, index, block| {
+                let status = exchange.amend(ledger, block, &events[index]);
+                results[index] = CreateResult {
+                    timestamp: block,
+                    status: status as u32,
+                    reserved: 0,
+                };
+            },
+        );
     }
 
     /// Clears `out` and pushes the orders found, in the order of `ids` (at most its capacity).
@@ -274,6 +343,7 @@ impl Engine {
     ///
     /// If `timestamp < PULSE_EXPIRIES_MAX` or `timestamp > TIMESTAMP_MAX` (caller bugs).
     pub fn pulse(&mut self, timestamp: u64) -> u32 {
+        let timestamp = self.batch_timestamp(timestamp, u64::from(PULSE_EXPIRIES_MAX));
         let used = self.ledger.pulse(timestamp);
         used + self.exchange.pulse(&mut self.ledger, timestamp, used)
     }
@@ -284,6 +354,7 @@ impl Engine {
         let mut digest = Digest::new();
         digest.u128(self.ledger.state_hash());
         self.exchange.digest(&mut digest);
+        digest.u64(self.clock);
         digest.finish()
     }
 
@@ -297,11 +368,16 @@ impl Engine {
         self.ledger.transfers.len() as u32
     }
 
-    /// When the next unresolved pending transfer expires (its timestamp plus its timeout), if
-    /// any. The server journals a pulse once the clock passes it; the engine itself never
-    /// expires anything outside a pulse.
+    /// When the next unresolved pending transfer (its timestamp plus its timeout) or resting
+    /// good-till-time order expires, if any. The server journals a pulse once the clock passes
+    /// it; the engine itself never expires anything outside a pulse. For orders it may be
+    /// early (an order canceled or filled before its time), which costs one pulse that expires
+    /// nothing and moves the bound on.
     pub fn expiry_next(&self) -> Option<u64> {
-        self.ledger.expiry_next()
+        match (self.ledger.expiry_next(), self.exchange.expiry_next()) {
+            (Some(transfers), Some(orders)) => Some(transfers.min(orders)),
+            (transfers, orders) => transfers.or(orders),
+        }
     }
 
     /// Number of pending transfers not yet posted, voided or expired.
@@ -315,11 +391,24 @@ impl Engine {
         self.ledger.bytes_per_transfer()
     }
 
+    /// Bytes the books take for `config` (the shared order and level pools, sized by
+    /// `orders_max`, and every market's record and empty book), allocated by `Engine::new`.
+    pub fn books_bytes(config: &Config) -> u64 {
+        Exchange::books_bytes(config)
+    }
+
+    /// Bytes one market costs while no order rests in it (its record, its book state and its
+    /// share of the market index of an engine with `markets_max` markets).
+    pub fn bytes_per_market(markets_max: u32) -> usize {
+        Exchange::bytes_per_market(markets_max)
+    }
+
     /// Forgets all state, keeping every allocation (for benchmarks and tests that reuse one
     /// engine; never called by the server).
     pub fn clear(&mut self) {
         self.ledger.clear();
         self.exchange.clear();
+        self.clock = 0;
     }
 
     /// O(n) invariant checks.
@@ -367,6 +456,7 @@ impl Engine {
                 let results = &mut self.scratch.results;
                 results.clear();
                 results.resize(count, CreateResult::default());
+                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
                 self.ledger.create_accounts(timestamp, events, results);
                 encode_results(results, reply)
             }
@@ -380,6 +470,8 @@ impl Engine {
                 let results = &mut self.scratch.results;
                 results.clear();
                 results.resize(count, CreateResult::default());
+                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
+                self.ledger.reserve = self.exchange.release_needs();
                 self.ledger.create_transfers(timestamp, events, results);
                 encode_results(results, reply)
             }
@@ -423,6 +515,8 @@ impl Engine {
             }
             Operation::Pulse => {
                 assert!(body.is_empty());
+                let slots = u64::from(PULSE_EXPIRIES_MAX);
+                let timestamp = batch_timestamp(&mut self.clock, timestamp, slots);
                 let used = self.ledger.pulse(timestamp);
                 self.exchange.pulse(&mut self.ledger, timestamp, used);
                 0
@@ -437,6 +531,7 @@ impl Engine {
                 let results = &mut self.scratch.results;
                 results.clear();
                 results.resize(count, CreateResult::default());
+                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
                 self.exchange
                     .create_markets(&self.ledger, timestamp, events, results);
                 encode_results(results, reply)
@@ -450,10 +545,18 @@ impl Engine {
                 }
                 let results = &mut self.scratch.order_results;
                 results.clear();
-                for (index, event) in events.iter().enumerate() {
-                    let block = Engine::order_block(timestamp, count, index);
-                    results.push(self.exchange.place(&mut self.ledger, block, event));
-                }
+                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
+                let clock = &mut self.clock;
+                Engine::order_events(
+                    clock,
+                    exchange,
+                    ledger,
+                    timestamp,
+                    count,
+                    |x, l, i, block| {
+                        results.push(x.place(l, block, &events[i]));
+                    },
+                );
                 encode_items(results, reply, OrderResult::encode)
             }
             Operation::CancelOrders => {
@@ -461,15 +564,24 @@ impl Engine {
                 decode_ids(body, &mut self.scratch.ids);
                 let results = &mut self.scratch.results;
                 results.clear();
-                for (index, id) in self.scratch.ids.iter().enumerate() {
-                    let block = Engine::order_block(timestamp, count, index);
-                    let status = self.exchange.cancel(&mut self.ledger, block, *id);
-                    results.push(CreateResult {
-                        timestamp: block,
-                        status: status as u32,
-                        reserved: 0,
-                    });
-                }
+                let ids = &self.scratch.ids;
+                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
+                let clock = &mut self.clock;
+                Engine::order_events(
+                    clock,
+                    exchange,
+                    ledger,
+                    timestamp,
+                    count,
+                    |x, l, i, block| {
+                        let status = x.cancel(l, block, ids[i]);
+                        results.push(CreateResult {
+                            timestamp: block,
+                            status: status as u32,
+                            reserved: 0,
+                        });
+                    },
+                );
                 encode_results(results, reply)
             }
             Operation::AmendOrders => {
@@ -481,15 +593,23 @@ impl Engine {
                 }
                 let results = &mut self.scratch.results;
                 results.clear();
-                for (index, amend) in events.iter().enumerate() {
-                    let block = Engine::order_block(timestamp, count, index);
-                    let status = self.exchange.amend(&mut self.ledger, block, amend);
-                    results.push(CreateResult {
-                        timestamp: block,
-                        status: status as u32,
-                        reserved: 0,
-                    });
-                }
+                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
+                let clock = &mut self.clock;
+                Engine::order_events(
+                    clock,
+                    exchange,
+                    ledger,
+                    timestamp,
+                    count,
+                    |x, l, i, block| {
+                        let status = x.amend(l, block, &events[i]);
+                        results.push(CreateResult {
+                            timestamp: block,
+                            status: status as u32,
+                            reserved: 0,
+                        });
+                    },
+                );
                 encode_results(results, reply)
             }
             Operation::LookupOrders => {
@@ -514,6 +634,17 @@ impl Engine {
             }
         }
     }
+}
+
+/// The effective batch timestamp of a write that reserves `slots` timestamps (see `Engine`);
+/// moves the clock to it.
+fn batch_timestamp(clock: &mut u64, timestamp: u64, slots: u64) -> u64 {
+    assert!(timestamp <= TIMESTAMP_MAX);
+    let effective = timestamp
+        .max(clock.saturating_add(slots))
+        .min(TIMESTAMP_MAX);
+    *clock = effective;
+    effective
 }
 
 fn decode_ids(body: &[u8], ids: &mut Vec<u128>) {

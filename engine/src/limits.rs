@@ -35,9 +35,11 @@ pub struct Config {
     pub batch_events_max: u32,
     /// The most results one query returns.
     pub query_results_max: u32,
-    /// Markets the matching side can hold.
+    /// Markets the matching side can hold. A market costs a few hundred bytes until orders rest
+    /// in it (`Engine::bytes_per_market`): the books share one pool of order and level slots.
     pub markets_max: u32,
-    /// Orders the matching side can hold.
+    /// Orders the matching side can hold (resting and finished); also the size of the shared
+    /// pool of resting orders and price levels of all books.
     pub orders_max: u32,
     /// Fills the matching side can hold.
     pub fills_max: u32,
@@ -53,7 +55,7 @@ impl Default for Config {
             account_balances_max: 4_000_000,
             batch_events_max: BATCH_EVENTS_MAX,
             query_results_max: BATCH_EVENTS_MAX,
-            markets_max: 1024,
+            markets_max: 10_000,
             orders_max: 1_000_000,
             fills_max: 1_000_000,
         }

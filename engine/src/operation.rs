@@ -6,10 +6,11 @@
 
 use crate::limits::{BATCH_EVENTS_MAX, PULSE_EXPIRIES_MAX};
 
-/// Timestamps reserved per event of `place_orders`, `cancel_orders` and `amend_orders`: an
-/// order event may create many ledger transfers (its hold, and for every fill voids, legs and
-/// new holds), each with its own timestamp from the event's block. The matching side caps the
-/// fills of one event so that its transfers always fit (see `exchange.rs`).
+/// A bound on the timestamps one event of `place_orders`, `cancel_orders` or `amend_orders` may
+/// use: one per ledger transfer it makes (its hold, and for every fill voids, legs and new
+/// holds), at least one. The matching side caps the fills of one event so that its transfers
+/// always fit (see `exchange.rs`). An event uses only what it needs, so this bounds how far one
+/// order event moves engine time; it is not reserved ahead.
 pub const SLOTS_PER_ORDER_EVENT: u64 = 1024;
 
 /// One operation: what a request asks the engine to do.
@@ -179,15 +180,14 @@ impl Operation {
         )
     }
 
-    /// How many timestamps a request of `count` events consumes: one per event for account,
-    /// transfer and market creation, `SLOTS_PER_ORDER_EVENT` per event for the order writes, a
-    /// fixed block for the pulse (one per possible expiry), none for reads.
+    /// How many timestamps the caller reserves for a request of `count` events: one per event
+    /// for every write but the pulse, a fixed block for the pulse (one per possible expiry),
+    /// none for reads. An order event that makes `k > 1` ledger transfers uses `k - 1` more
+    /// timestamps beyond the reservation (see `Engine`: the engine's clock moves on by exactly
+    /// what was used, at most `SLOTS_PER_ORDER_EVENT` per order event).
     pub fn timestamp_slots(self, count: u32) -> u64 {
         match self {
             Operation::Pulse => u64::from(PULSE_EXPIRIES_MAX),
-            Operation::PlaceOrders | Operation::CancelOrders | Operation::AmendOrders => {
-                u64::from(count) * SLOTS_PER_ORDER_EVENT
-            }
             _ if self.is_write() => u64::from(count),
             _ => 0,
         }

@@ -305,9 +305,10 @@ status_enum! {
         PendingTransfersCapacityExceeded = 201 => "pending_transfers_capacity_exceeded",
         /// The balance history store is full (clearline; not transient).
         AccountBalancesCapacityExceeded = 202 => "account_balances_capacity_exceeded",
-        /// The id (or, for a post or void, the `pending_id`) has bit 127 set: that range is
-        /// reserved for the transfers the matching side makes (clearline; not transient).
-        IdReservedForSettlement = 203 => "id_reserved_for_settlement",
+        // 203 is retired and stays unused: it was `id_reserved_for_settlement`, from when
+        // client ids with bit 127 set were refused. Settlement transfers now have an id
+        // namespace of their own (`TransferFlags::SETTLEMENT`), so every id but 0 and
+        // `u128::MAX` is a valid client id.
     }
 }
 

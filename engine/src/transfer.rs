@@ -121,8 +121,13 @@ impl TransferFlags {
     pub const CLOSING_CREDIT: u16 = 1 << 7;
     /// The transfer carries a client-supplied historical timestamp.
     pub const IMPORTED: u16 = 1 << 8;
-    /// Bits with no meaning; they must be zero.
+    /// Bits with no meaning; they must be zero in client transfers.
     pub const PADDING: u16 = !0x1FF;
+    /// Set on the transfers the matching side makes (holds, their voids, the legs and fees of
+    /// fills) and on no other: their ids are a namespace of their own, apart from client ids,
+    /// so this flag tells the two apart where both appear (account transfers, queries). A
+    /// client transfer with this bit fails with `reserved_flag` (it is one of `PADDING`).
+    pub const SETTLEMENT: u16 = 1 << 15;
 }
 
 /// Selects accounts or transfers by user data, ledger, code and time: `query_accounts` and
@@ -284,6 +289,7 @@ mod tests {
         assert_eq!(TransferFlags::CLOSING_CREDIT, 128);
         assert_eq!(TransferFlags::IMPORTED, 256);
         assert_eq!(TransferFlags::PADDING, 0xFE00);
+        assert_eq!(TransferFlags::SETTLEMENT, 0x8000);
         assert_eq!(QueryFilterFlags::REVERSED, 1);
     }
 }

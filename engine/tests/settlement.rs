@@ -6,6 +6,7 @@ use clearline_engine::{
     Account, AccountFlags, Config, CreateResult, CreateTransferStatus, Engine, Market, Order,
     OrderAmend, OrderResult, OrderState, OrderStatus, Transfer, TransferFlags,
 };
+use clearline_engine::{AccountFilter, AccountFilterFlags};
 use clearline_engine::{BookFilter, BookLevel, Fill, FillFilter, SETTLEMENT_ID_BIT};
 use clearline_engine::{Operation, SLOTS_PER_ORDER_EVENT};
 use clearline_test_support::Rng;
@@ -475,34 +476,103 @@ fn cancel_and_amend_of_partly_filled_orders_release_the_unused_hold() {
 }
 
 #[test]
-fn settlement_ids_are_reserved() {
+fn client_ids_with_bit_127_and_settlement_ids_do_not_collide() {
     let mut h = H::new(1, FUNDS);
-    let transfer = Transfer {
-        id: SETTLEMENT_ID_BIT | 5,
+    ok(&h.place(order(1, 1, SELL, GTC, 100, 20)));
+    // The hold is a settlement transfer: found through the account, marked as settlement.
+    let filter = AccountFilter {
+        account_id: base_account(1),
+        limit: 100,
+        flags: AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS,
+        ..AccountFilter::default()
+    };
+    let mut found = Vec::with_capacity(100);
+    h.engine.get_account_transfers(&filter, &mut found);
+    let holds: Vec<&Transfer> = found
+        .iter()
+        .filter(|t| t.flags & TransferFlags::PENDING != 0)
+        .collect();
+    assert_eq!(holds.len(), 1);
+    let hold = *holds[0];
+    assert_ne!(hold.flags & TransferFlags::SETTLEMENT, 0);
+    assert_ne!(hold.id & SETTLEMENT_ID_BIT, 0);
+    assert_eq!(hold.user_data_128, 1);
+    // The void a cancel of order 1 makes next (kind 2, the next serial).
+    let next_void = SETTLEMENT_ID_BIT | (2 << 120) | ((hold.id & 0xFFFF) + 1);
+
+    let client = |id: u128, flags: u16, pending_id: u128| Transfer {
+        id,
         debit_account_id: BASE_SOURCE,
         credit_account_id: base_account(1),
         amount: 1,
+        pending_id,
         ledger: BASE,
         code: 1,
+        flags,
         ..Transfer::default()
     };
-    let void = Transfer {
-        id: 99,
-        pending_id: SETTLEMENT_ID_BIT | (1 << 120) | 1,
-        flags: TransferFlags::VOID_PENDING_TRANSFER,
-        ..Transfer::default()
-    };
-    let mut results = [CreateResult::default(); 2];
-    let now = h.tick(2);
+    let pending = SETTLEMENT_ID_BIT | 0x1234_5678_9ABC;
+    let events = [
+        // A client id equal to the engine's hold, and to the engine's next void.
+        client(hold.id, 0, 0),
+        client(next_void, 0, 0),
+        // Any id with bit 127, pending, then voided by a client void naming it.
+        client(SETTLEMENT_ID_BIT | 5, 0, 0),
+        client(pending, TransferFlags::PENDING, 0),
+        Transfer {
+            id: u128::MAX - 1,
+            pending_id: pending,
+            flags: TransferFlags::VOID_PENDING_TRANSFER,
+            ..Transfer::default()
+        },
+        // A client void naming the hold's id reaches the client's own transfer of that id.
+        Transfer {
+            id: 98,
+            pending_id: hold.id,
+            flags: TransferFlags::VOID_PENDING_TRANSFER,
+            ..Transfer::default()
+        },
+        // Clients cannot make settlement transfers.
+        client(97, TransferFlags::SETTLEMENT, 0),
+    ];
+    let mut results = [CreateResult::default(); 7];
+    let now = h.tick(7);
+    h.engine.create_transfers(now, &events, &mut results);
+    let statuses: Vec<u32> = results.iter().map(|r| r.status).collect();
+    let created = u32::MAX;
+    let not_pending = CreateTransferStatus::PendingTransferNotPending as u32;
+    let reserved_flag = CreateTransferStatus::ReservedFlag as u32;
+    assert_eq!(
+        statuses,
+        [
+            created,
+            created,
+            created,
+            created,
+            created,
+            not_pending,
+            reserved_flag
+        ]
+    );
+    // Lookups by id see client transfers only.
+    let mut out = Vec::with_capacity(4);
     h.engine
-        .create_transfers(now, &[transfer, void], &mut results);
-    for result in results {
-        assert_eq!(
-            result.status,
-            CreateTransferStatus::IdReservedForSettlement as u32
-        );
-    }
-    assert_eq!(CreateTransferStatus::IdReservedForSettlement as u32, 203);
+        .lookup_transfers(&[hold.id, next_void, SETTLEMENT_ID_BIT | 5], &mut out);
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|t| t.flags & TransferFlags::SETTLEMENT == 0));
+    assert_eq!((out[0].amount, out[0].flags), (1, 0));
+    // The engine's hold is untouched, and the cancel's void still gets its id.
+    assert_eq!(h.account(base_account(1)).debits_pending, 20);
+    assert_eq!(h.cancel(1), u32::MAX);
+    assert_eq!(h.account(base_account(1)).debits_pending, 0);
+    h.engine.get_account_transfers(&filter, &mut found);
+    let void = found
+        .iter()
+        .find(|t| t.flags & TransferFlags::VOID_PENDING_TRANSFER != 0 && t.pending_id == hold.id)
+        .expect("the engine's void");
+    assert_eq!(void.id, next_void);
+    assert_ne!(void.flags & TransferFlags::SETTLEMENT, 0);
+    h.check();
 }
 
 #[test]
@@ -660,4 +730,72 @@ fn random_flow_keeps_every_invariant_and_replays() {
             "seed {seed}"
         );
     }
+}
+
+/// Order writes move engine time on by the timestamps they use, not a fixed block per event:
+/// a cancel of unknown ids uses one per id, and an order that fills uses one more per ledger
+/// transfer its settlement made. A later write given an older batch timestamp still gets fresh
+/// timestamps.
+#[test]
+fn order_writes_use_only_the_timestamps_they_need() {
+    let mut h = H::new(2, 1_000_000);
+    assert_eq!(Operation::CancelOrders.timestamp_slots(8191), 8191);
+    assert_eq!(Operation::PlaceOrders.timestamp_slots(2), 2);
+
+    // 8,191 unknown ids: exactly 8,191 timestamps, the reservation.
+    let ids: Vec<u128> = (1_000_000..1_008_191).collect();
+    let mut results = vec![CreateResult::default(); ids.len()];
+    let before = h.engine.timestamp_last();
+    let now = before + ids.len() as u64;
+    h.engine.cancel_orders(now, &ids, &mut results);
+    assert!(results
+        .iter()
+        .all(|r| r.status == OrderStatus::OrderNotFound as u32));
+    assert_eq!(results[0].timestamp, before + 1);
+    assert_eq!(results[8190].timestamp, before + 8191);
+    assert_eq!(h.engine.timestamp_last(), now);
+    assert!(h.engine.timestamp_last() - before <= 8191);
+
+    // A resting sell (its hold), a buy that fills it, and another resting sell, reserved 3.
+    let transfers_before = h.engine.transfers_count();
+    let orders = [
+        order(1, 1, SELL, GTC, 100, 30),
+        order(2, 2, BUY, GTC, 100, 30),
+        order(3, 1, SELL, GTC, 200, 10),
+    ];
+    let mut results = [OrderResult::default(); 3];
+    let now = h.engine.timestamp_last() + 3;
+    h.engine.place_orders(now, &orders, &mut results);
+    h.now = now;
+    for result in &results {
+        ok(result);
+    }
+    assert_eq!(results[1].fill_count, 1);
+    let made = h.engine.transfers_count() - transfers_before;
+    // The sells made a hold each; the buy its hold, two voids and four legs.
+    assert_eq!(made, 1 + 7 + 1);
+    assert_eq!(results[0].timestamp, now - 2);
+    assert_eq!(results[1].timestamp, results[0].timestamp + 1);
+    assert_eq!(results[2].timestamp, results[1].timestamp + 7);
+    assert_eq!(h.engine.timestamp_last(), results[2].timestamp);
+    assert!(h.engine.timestamp_last() > now);
+
+    // A transfer request whose batch timestamp the order write already used.
+    let transfer = Transfer {
+        id: 77,
+        debit_account_id: BASE_SOURCE,
+        credit_account_id: base_account(1),
+        amount: 1,
+        ledger: BASE,
+        code: 1,
+        ..Transfer::default()
+    };
+    let mut created = [CreateResult::default()];
+    h.engine
+        .create_transfers(now + 1, &[transfer], &mut created);
+    assert_eq!(created[0].status, u32::MAX);
+    assert!(created[0].timestamp > results[2].timestamp);
+    h.now = h.engine.timestamp_last();
+    h.orders.extend([1, 2, 3]);
+    h.check();
 }

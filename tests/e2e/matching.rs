@@ -250,6 +250,11 @@ fn check_settlement(client: &mut Client) {
 
     for transfer in &engine {
         assert_ne!(transfer.id & SETTLEMENT_ID_BIT, 0, "{transfer:?}");
+        assert_ne!(
+            transfer.flags & TransferFlags::SETTLEMENT,
+            0,
+            "{transfer:?}"
+        );
         assert!(
             (KIND_HOLD..=KIND_MAKER_FEE).contains(&kind(transfer)),
             "{transfer:?}"
@@ -297,7 +302,11 @@ fn check_settlement(client: &mut Client) {
                 (debit, credit)
             );
             assert_eq!(leg.amount, amount, "{leg:?}");
-            assert_eq!(leg.flags, 0, "legs are single-phase: {leg:?}");
+            assert_eq!(
+                leg.flags,
+                TransferFlags::SETTLEMENT,
+                "legs are single-phase settlement transfers: {leg:?}"
+            );
             let ledger = if kind_expected == KIND_BASE {
                 BASE
             } else {
@@ -319,7 +328,8 @@ fn check_settlement(client: &mut Client) {
     let mut open_by_order: HashMap<u128, u128> = HashMap::new();
     let mut open_by_account: HashMap<u128, u128> = HashMap::new();
     for hold in engine.iter().filter(|t| kind(t) == KIND_HOLD) {
-        assert_eq!(hold.flags, TransferFlags::PENDING, "{hold:?}");
+        let flags = TransferFlags::PENDING | TransferFlags::SETTLEMENT;
+        assert_eq!(hold.flags, flags, "{hold:?}");
         let order = by_id[&hold.user_data_128];
         let escrow = if order.side == SELL {
             BASE_ESCROW
@@ -921,4 +931,93 @@ fn repl_places_orders_and_prints_the_book() {
         3 * (100 + 2) + 2 * (95 + 2),
         "the buys hold price and fee per lot"
     );
+}
+
+/// A good-till-time order expires at its time on an idle server: the pulse that expires it is
+/// journaled by the server on its own, with no write arriving. The test only reads (lookups
+/// carry no journal sequence and change nothing) while it waits.
+#[test]
+fn good_till_time_order_expires_on_an_idle_server() {
+    let data = data_dir();
+    let server = Server::start(data.path(), &Options::new("data"));
+    let mut client = server.client();
+    create_ledger(&mut client);
+    assert_eq!(create_markets(&mut client, &[market()])[0].status, CREATED);
+    let gtt = Order {
+        timeout: 1,
+        ..order(201, SELLER, SELL, GTC, 100, 30)
+    };
+    let gtc = order(202, SELLER, SELL, GTC, 105, 20);
+    let placed = place(&mut client, &[gtt, gtc]);
+    assert_eq!(placed[0].status, OK);
+    assert_eq!(placed[0].state, OrderState::Resting as u8);
+    assert_eq!(account_map(&mut client)[&SELLER.0].debits_pending, 50);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let orders = lookup_orders(&mut client, &[201, 202]);
+        let held = account_map(&mut client)[&SELLER.0].debits_pending;
+        if orders[0].state == OrderState::Expired as u8 {
+            assert_eq!(held, 20, "the expired order's hold is released");
+            assert_eq!(orders[1].state, OrderState::Resting as u8);
+            break;
+        }
+        assert_eq!(orders[0].state, OrderState::Resting as u8);
+        assert_eq!(held, 50);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the good-till-time order was still resting after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(book(&mut client), [level(SELL, 105, 20, 1)]);
+}
+
+/// A client transfer may use the very id of a settlement transfer: the two live in separate
+/// namespaces. `lookup_transfers` sees the client's; the settlement transfer is still found
+/// through its order (its `user_data_128`) and keeps working: the order's cancel voids it.
+#[test]
+fn client_ids_equal_to_settlement_ids_are_their_own() {
+    let data = data_dir();
+    let mut server = Server::start(data.path(), &Options::new("data"));
+    let mut client = server.client();
+    create_ledger(&mut client);
+    assert_eq!(create_markets(&mut client, &[market()])[0].status, CREATED);
+    let placed = place(&mut client, &[order(301, SELLER, SELL, GTC, 100, 30)]);
+    assert_eq!(placed[0].status, OK);
+    let holds: Vec<Transfer> = engine_transfers(&mut client)
+        .into_iter()
+        .filter(|t| t.user_data_128 == 301)
+        .collect();
+    assert_eq!(holds.len(), 1);
+    let hold = holds[0];
+    assert_ne!(hold.flags & TransferFlags::SETTLEMENT, 0);
+    assert_ne!(hold.flags & TransferFlags::PENDING, 0);
+
+    let same_id = transfer(hold.id, BASE_SOURCE, SELLER.0, 7, BASE);
+    let reply = request_ok(
+        &mut client,
+        Operation::CreateTransfers,
+        &encode_transfers(&[same_id]),
+    );
+    assert_eq!(results(&reply.body)[0].status, CREATED);
+    let check = |client: &mut Client| {
+        let reply = request_ok(client, Operation::LookupTransfers, &encode_ids(&[hold.id]));
+        let found = transfers(&reply.body);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].amount, found[0].flags, found[0].debit_account_id),
+            (7, 0, BASE_SOURCE),
+            "lookup_transfers sees the client's transfer"
+        );
+        assert_eq!(account_map(client)[&SELLER.0].debits_pending, 30);
+    };
+    check(&mut client);
+    drop(client);
+    assert!(server.terminate().success());
+    server.restart();
+    let mut client = server.client();
+    check(&mut client);
+    assert_eq!(cancel(&mut client, &[301]), [OK]);
+    assert_eq!(account_map(&mut client)[&SELLER.0].debits_pending, 0);
 }

@@ -459,3 +459,61 @@ fn server_outlives_a_closed_stdout_and_stops_cleanly() {
         accounts(&request_ok(&mut client, Operation::LookupAccounts, &encode_ids(&[1])).body);
     assert_eq!(found.len(), 1, "the account survived the restart");
 }
+
+/// Every id the reference allows is a client transfer id: ids with bit 127 set (half of all
+/// random u128 ids) are created, posted and looked up like any other, and survive a restart.
+#[test]
+fn transfer_ids_with_bit_127_round_trip() {
+    let data = data_dir();
+    let mut server = Server::start(data.path(), &Options::new("data"));
+    let mut client = server.client();
+    let new_accounts = [account(1, LEDGER, 0), account(2, LEDGER, 0)];
+    let reply = request_ok(
+        &mut client,
+        Operation::CreateAccounts,
+        &encode_accounts(&new_accounts),
+    );
+    assert!(results(&reply.body).iter().all(|r| r.status == CREATED));
+    let high = 1u128 << 127;
+    let pending_id = high | 0x0123_4567_89AB_CDEF_0011;
+    let ids = [high | 1, u128::MAX - 1, pending_id, high | (1 << 120) | 1];
+    let batch = [
+        transfer(ids[0], 1, 2, 10, LEDGER),
+        transfer(ids[1], 2, 1, 3, LEDGER),
+        Transfer {
+            flags: TransferFlags::PENDING,
+            ..transfer(ids[2], 1, 2, 5, LEDGER)
+        },
+        Transfer {
+            pending_id,
+            flags: TransferFlags::POST_PENDING_TRANSFER,
+            ..transfer(ids[3], 0, 0, 5, 0)
+        },
+    ];
+    let reply = request_ok(
+        &mut client,
+        Operation::CreateTransfers,
+        &encode_transfers(&batch),
+    );
+    let statuses: Vec<u32> = results(&reply.body).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [CREATED; 4], "bit-127 ids are client ids");
+    let lookup = |client: &mut Client| {
+        let reply = request_ok(client, Operation::LookupTransfers, &encode_ids(&ids));
+        transfers(&reply.body)
+    };
+    let before = lookup(&mut client);
+    let found: Vec<u128> = before.iter().map(|t| t.id).collect();
+    assert_eq!(found, ids);
+    assert!(before
+        .iter()
+        .all(|t| t.flags & TransferFlags::SETTLEMENT == 0));
+    drop(client);
+    assert!(server.terminate().success());
+    server.restart();
+    let mut client = server.client();
+    assert_eq!(
+        lookup(&mut client),
+        before,
+        "the same transfers after replay"
+    );
+}
