@@ -135,6 +135,9 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         orders_max: if args.orders { orders } else { 1_024 },
         fills_max: if args.orders { orders } else { 1_024 },
         connections_max: args.clients + 16,
+        // Every benchmark client connects from the same address.
+        connections_per_address_max: args.clients + 16,
+        connection_idle_timeout_ms: clearline_net::ServerConfig::IDLE_TIMEOUT.as_millis() as u64,
         requests_in_flight_max: 64,
         partial_frame_timeout_ms: 10_000,
         reply_timeout_ms: 60_000,

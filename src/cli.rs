@@ -134,6 +134,14 @@ pub struct Limits {
     /// open ones are not affected.
     #[arg(long, default_value_t = count_u32(ServerConfig::CONNECTIONS_MAX))]
     pub connections_max: u32,
+    /// Most connections at once from one IP address; more from it are accepted and closed at
+    /// once, so one peer cannot take the whole table. Clients behind one NAT share an address.
+    #[arg(long, default_value_t = count_u32(ServerConfig::CONNECTIONS_PER_ADDRESS_MAX))]
+    pub connections_per_address_max: u32,
+    /// A connection with no request in flight, no reply unsent and no partial frame that sends
+    /// nothing for this many milliseconds is closed.
+    #[arg(long, default_value_t = milliseconds(ServerConfig::IDLE_TIMEOUT))]
+    pub connection_idle_timeout_ms: u64,
     /// Most requests one connection has unanswered. Above it the server stops reading that
     /// connection until replies go out (nothing is dropped); clients may always pipeline 16.
     #[arg(long, default_value_t = count_u32(ServerConfig::REQUESTS_IN_FLIGHT_MAX))]

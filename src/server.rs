@@ -64,6 +64,8 @@ fn server_config(args: &StartArgs) -> ServerConfig {
     let limits = &args.limits;
     ServerConfig {
         connections_max: limits.connections_max as usize,
+        connections_per_address_max: limits.connections_per_address_max as usize,
+        idle_timeout: Duration::from_millis(limits.connection_idle_timeout_ms),
         requests_in_flight_max: limits.requests_in_flight_max as usize,
         partial_frame_timeout: Duration::from_millis(limits.partial_frame_timeout_ms),
         reply_stall_timeout: Duration::from_millis(limits.reply_timeout_ms),

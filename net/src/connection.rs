@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -115,6 +116,11 @@ impl Entry {
 pub(crate) struct Connection {
     pub stream: TcpStream,
     pub id: ConnectionId,
+    /// The peer's IP address, counted against `connections_per_address_max`.
+    pub peer: IpAddr,
+    /// When bytes last moved in either direction (or the connection opened): the start of
+    /// the idle period, if the connection is idle.
+    pub active_last: Instant,
     input: Box<[u8]>,
     input_start: usize,
     input_end: usize,
@@ -142,10 +148,18 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, id: ConnectionId, config: &ServerConfig) -> Connection {
+    pub fn new(
+        stream: TcpStream,
+        id: ConnectionId,
+        peer: IpAddr,
+        config: &ServerConfig,
+        now: Instant,
+    ) -> Connection {
         Connection {
             stream,
             id,
+            peer,
+            active_last: now,
             input: vec![0u8; config.input_size_max].into_boxed_slice(),
             input_start: 0,
             input_end: 0,
@@ -215,6 +229,7 @@ impl Connection {
                 }
                 Ok(size) => {
                     self.input_end += size;
+                    self.active_last = state.now;
                     if self.partial_since.is_none() {
                         self.partial_since = Some(state.now);
                     }
@@ -553,6 +568,7 @@ impl Connection {
                 Ok(size) => {
                     self.advance(shared, size);
                     self.stalled_since = None;
+                    self.active_last = now;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if self.stalled_since.is_none() {

@@ -45,13 +45,23 @@
 //! core_thread.join().unwrap();
 //! ```
 //!
-//! Limits ([`ServerConfig`], each with a named default constant): `connections_max` 1,024
-//! (above it a connection is accepted and closed at once), `input_size_max` 64 KiB of unparsed
-//! input per connection, `output_size_max` 4 MiB of unsent replies per connection before it stops
-//! reading, `requests_in_flight_max` 32 per connection, `partial_frame_timeout` 2 s,
-//! `reply_stall_timeout` 10 s, `request_queue_depth` 256, `requests_at_core_max` 4,096 (the reply
-//! queue), `body_buffers_count` 256 (at most 1 MiB each), `shutdown_grace` 5 s. Any limit that is
-//! reached stops reading the connection concerned; nothing queues without bound.
+//! Limits ([`ServerConfig`], each with a named default constant). Any limit that is reached
+//! stops reading the connection concerned or closes it; nothing queues without bound.
+//!
+//! - `connections_max` 1,024: above it a new connection is accepted and closed at once.
+//! - `connections_per_address_max` 64: the same, per peer IP address, so one peer cannot take
+//!   the whole table.
+//! - `idle_timeout` 60 s: a connection with no request in flight, no reply unsent and no partial
+//!   frame that sends nothing for this long is closed. Accepted sockets also run TCP keepalive
+//!   (first probe after 30 s), which finds peers that vanished while a request was in flight.
+//! - `input_size_max` 64 KiB of unparsed input per connection.
+//! - `output_size_max` 4 MiB of unsent replies per connection before it stops reading.
+//! - `requests_in_flight_max` 32 per connection.
+//! - `partial_frame_timeout` 2 s from a frame's first byte to its last.
+//! - `reply_stall_timeout` 10 s for a client that does not read its replies.
+//! - `request_queue_depth` 256 and `requests_at_core_max` 4,096 (the reply queue).
+//! - `body_buffers_count` 256 request body buffers (at most 1 MiB each).
+//! - `shutdown_grace` 5 s.
 //!
 //! Rules for the core: answer every request popped exactly once, in pop order per connection;
 //! give every request body back (with [`CoreSide::recycle`] or as a reply body), since the pool

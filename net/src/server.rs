@@ -24,8 +24,9 @@
 //!
 //! Does not apply requests, assign timestamps or know the journal; the core does.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -35,6 +36,7 @@ use clearline_engine::Operation;
 use crossbeam_queue::ArrayQueue;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{SockRef, TcpKeepalive};
 
 use crate::connection::{recycle, Connection, LoopState, Pause, ReadOutcome, WriteOutcome};
 use crate::frame::{FrameStatus, Header, BODY_SIZE_MAX, HEADER_SIZE, PIPELINE_DEPTH_CLIENT};
@@ -46,6 +48,14 @@ const CONNECTION_TOKEN_FIRST: usize = 2;
 /// How often the loop looks again while some connection waits for the core to free room.
 const CORE_RECHECK_INTERVAL: Duration = Duration::from_millis(1);
 
+/// TCP keepalive on every accepted socket: the first probe after this long without traffic,
+/// then one every [`KEEPALIVE_INTERVAL`] (the kernel's probe count decides when it gives up).
+/// It finds peers that vanished without a FIN or reset (a crashed host, a dropped NAT entry)
+/// while the connection is not idle, for example while its requests wait for the journal.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(30);
+/// The interval between keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The limits of the server, each with a named default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -53,6 +63,12 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// The most open connections; above it, new connections are accepted and closed at once.
     pub connections_max: usize,
+    /// The most open connections from one IP address; above it, new connections from that
+    /// address are accepted and closed at once, so one peer cannot take the whole table.
+    pub connections_per_address_max: usize,
+    /// A connection that owes no reply, holds no request and no partial frame, and has sent
+    /// nothing for this long is closed.
+    pub idle_timeout: Duration,
     /// Bytes of unparsed input buffered per connection (at least one header).
     pub input_size_max: usize,
     /// Unsent reply bytes per connection above which the connection stops reading.
@@ -79,6 +95,10 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Default of [`ServerConfig::connections_max`].
     pub const CONNECTIONS_MAX: usize = 1024;
+    /// Default of [`ServerConfig::connections_per_address_max`]: a sixteenth of the table.
+    pub const CONNECTIONS_PER_ADDRESS_MAX: usize = 64;
+    /// Default of [`ServerConfig::idle_timeout`].
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default of [`ServerConfig::input_size_max`].
     pub const INPUT_SIZE_MAX: usize = 64 * 1024;
     /// Default of [`ServerConfig::output_size_max`].
@@ -103,6 +123,8 @@ impl ServerConfig {
         ServerConfig {
             addr,
             connections_max: ServerConfig::CONNECTIONS_MAX,
+            connections_per_address_max: ServerConfig::CONNECTIONS_PER_ADDRESS_MAX,
+            idle_timeout: ServerConfig::IDLE_TIMEOUT,
             input_size_max: ServerConfig::INPUT_SIZE_MAX,
             output_size_max: ServerConfig::OUTPUT_SIZE_MAX,
             requests_in_flight_max: ServerConfig::REQUESTS_IN_FLIGHT_MAX,
@@ -123,6 +145,12 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.connections_max == 0 || self.connections_max > u32::MAX as usize / 2 {
             return Err(ConfigError("connections_max"));
+        }
+        if self.connections_per_address_max == 0 {
+            return Err(ConfigError("connections_per_address_max"));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError("idle_timeout"));
         }
         if self.input_size_max < HEADER_SIZE {
             return Err(ConfigError("input_size_max"));
@@ -245,12 +273,17 @@ pub struct ServerStats {
     pub connections_accepted: u64,
     /// Connections accepted and closed at once because every slot was taken.
     pub connections_refused: u64,
+    /// Connections accepted and closed at once because their address had
+    /// `connections_per_address_max` connections open.
+    pub connections_refused_address: u64,
     /// Connections that were accepted into a slot and have closed since, for any reason.
     pub connections_closed: u64,
     /// Connections closed because a frame did not arrive in full in time.
     pub connections_closed_partial_frame: u64,
     /// Connections closed because the client did not read its replies in time.
     pub connections_closed_reply_stall: u64,
+    /// Connections closed because they were idle for `idle_timeout`.
+    pub connections_closed_idle: u64,
     /// Frames answered with a frame-level error status (`shutting_down` included).
     pub frames_rejected: u64,
     /// Replies dropped because their connection had closed.
@@ -263,9 +296,11 @@ pub struct ServerStats {
 pub(crate) struct StatsCounters {
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
+    connections_refused_address: AtomicU64,
     connections_closed: AtomicU64,
     connections_closed_partial_frame: AtomicU64,
     connections_closed_reply_stall: AtomicU64,
+    connections_closed_idle: AtomicU64,
     pub frames_rejected: AtomicU64,
     replies_dropped: AtomicU64,
     pauses_core: AtomicU64,
@@ -276,6 +311,7 @@ impl StatsCounters {
         ServerStats {
             connections_accepted: self.connections_accepted.load(Ordering::Relaxed),
             connections_refused: self.connections_refused.load(Ordering::Relaxed),
+            connections_refused_address: self.connections_refused_address.load(Ordering::Relaxed),
             connections_closed: self.connections_closed.load(Ordering::Relaxed),
             connections_closed_partial_frame: self
                 .connections_closed_partial_frame
@@ -283,6 +319,7 @@ impl StatsCounters {
             connections_closed_reply_stall: self
                 .connections_closed_reply_stall
                 .load(Ordering::Relaxed),
+            connections_closed_idle: self.connections_closed_idle.load(Ordering::Relaxed),
             frames_rejected: self.frames_rejected.load(Ordering::Relaxed),
             replies_dropped: self.replies_dropped.load(Ordering::Relaxed),
             pauses_core: self.pauses_core.load(Ordering::Relaxed),
@@ -602,6 +639,9 @@ struct EventLoop {
     slots: Vec<Slot>,
     slots_free: Vec<u32>,
     connections_count: usize,
+    /// Open connections per peer IP address; an address leaves the map when its count drops to
+    /// zero, so the map never holds more than `connections_max` entries (its initial capacity).
+    connections_per_address: HashMap<IpAddr, usize>,
     /// Connections whose front reply waits for `durable` or for the socket.
     ready: Vec<u32>,
     /// Connections that stopped reading for a limit.
@@ -630,6 +670,7 @@ impl EventLoop {
             slots_free.push((config.connections_max - 1 - index) as u32);
         }
         let now = Instant::now();
+        let connections_per_address = HashMap::with_capacity(config.connections_max);
         EventLoop {
             state: LoopState {
                 in_flight_total: 0,
@@ -647,6 +688,7 @@ impl EventLoop {
             slots,
             slots_free,
             connections_count: 0,
+            connections_per_address,
             reserve: std::fs::File::open("/dev/null").ok(),
             deadline_check_last: now,
             shutdown_deadline: None,
@@ -706,7 +748,8 @@ impl EventLoop {
         let shortest = self
             .config
             .partial_frame_timeout
-            .min(self.config.reply_stall_timeout);
+            .min(self.config.reply_stall_timeout)
+            .min(self.config.idle_timeout);
         (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(250))
     }
 
@@ -732,7 +775,7 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok((stream, peer)) => self.admit(stream, peer.ip().to_canonical()),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 // EMFILE (24) and ENFILE (23) on Linux: free the spare descriptor, accept and
@@ -759,7 +802,20 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream) {
+    fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
+        let from_peer = self
+            .connections_per_address
+            .get(&peer)
+            .copied()
+            .unwrap_or(0);
+        if from_peer >= self.config.connections_per_address_max {
+            // Closed at once (the drop), like a connection over the table's limit.
+            self.shared
+                .stats
+                .connections_refused_address
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let Some(index) = self.slots_free.pop() else {
             // Every slot is taken: close at once (the drop) so the client learns it promptly.
             self.shared
@@ -769,6 +825,11 @@ impl EventLoop {
             return;
         };
         let _ = stream.set_nodelay(true);
+        let keepalive = TcpKeepalive::new()
+            .with_time(KEEPALIVE_TIME)
+            .with_interval(KEEPALIVE_INTERVAL);
+        // Best effort: a socket without keepalive still has the idle and stall deadlines.
+        let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let token = Token(index as usize + CONNECTION_TOKEN_FIRST);
         let interest = Interest::READABLE | Interest::WRITABLE;
         if self
@@ -786,8 +847,15 @@ impl EventLoop {
             index,
             generation: slot.generation,
         };
-        slot.connection = Some(Connection::new(stream, id, &self.config));
+        slot.connection = Some(Connection::new(
+            stream,
+            id,
+            peer,
+            &self.config,
+            self.state.now,
+        ));
         self.connections_count += 1;
+        *self.connections_per_address.entry(peer).or_insert(0) += 1;
         self.shared
             .stats
             .connections_accepted
@@ -987,6 +1055,13 @@ impl EventLoop {
             let stall_expired = connection
                 .stalled_since
                 .is_some_and(|since| now.duration_since(since) > self.config.reply_stall_timeout);
+            // Idle: nothing owed to the client, nothing held for it, no frame begun. A
+            // connection with requests in flight or replies unsent is never idle, however long
+            // the journal or the client takes.
+            let idle_expired = connection.is_idle()
+                && connection.partial_since.is_none()
+                && !connection.closing
+                && now.duration_since(connection.active_last) > self.config.idle_timeout;
             if partial_expired {
                 self.shared
                     .stats
@@ -997,6 +1072,12 @@ impl EventLoop {
                 self.shared
                     .stats
                     .connections_closed_reply_stall
+                    .fetch_add(1, Ordering::Relaxed);
+                self.close(index);
+            } else if idle_expired {
+                self.shared
+                    .stats
+                    .connections_closed_idle
                     .fetch_add(1, Ordering::Relaxed);
                 self.close(index);
             }
@@ -1026,9 +1107,18 @@ impl EventLoop {
         };
         slot.generation = slot.generation.wrapping_add(1);
         let _ = self.poll.registry().deregister(&mut connection.stream);
+        let peer = connection.peer;
         connection.release(&self.shared);
         self.slots_free.push(index);
         self.connections_count -= 1;
+        let from_peer = self
+            .connections_per_address
+            .get_mut(&peer)
+            .expect("an open connection's address is counted");
+        *from_peer -= 1;
+        if *from_peer == 0 {
+            self.connections_per_address.remove(&peer);
+        }
         self.shared
             .stats
             .connections_closed

@@ -34,6 +34,15 @@ fn config_limits_are_validated() {
     config.input_size_max = HEADER_SIZE - 1;
     assert_eq!(config.validate().map_err(|e| e.0), Err("input_size_max"));
     let mut config = ServerConfig::new(addr);
+    config.connections_per_address_max = 0;
+    assert_eq!(
+        config.validate().map_err(|e| e.0),
+        Err("connections_per_address_max")
+    );
+    let mut config = ServerConfig::new(addr);
+    config.idle_timeout = Duration::ZERO;
+    assert_eq!(config.validate().map_err(|e| e.0), Err("idle_timeout"));
+    let mut config = ServerConfig::new(addr);
     config.connections_max = 0;
     let error = start(&config, Default::default()).expect_err("refused");
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
