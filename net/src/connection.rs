@@ -43,6 +43,12 @@ pub(crate) struct LoopState {
     pub pushed: bool,
     /// Whether the server is shutting down: new requests get `shutting_down`.
     pub shutting_down: bool,
+    /// Connections holding a pooled body buffer for a body that has not arrived in full.
+    pub partial_bodies: usize,
+    /// The most such connections: a share of the pool, so that slow senders can never hold
+    /// every buffer and a body that is already in full in its input buffer always finds one
+    /// once the core gives buffers back.
+    pub partial_bodies_max: usize,
     /// The time of the current loop iteration.
     pub now: Instant,
 }
@@ -83,7 +89,9 @@ pub(crate) enum WriteOutcome {
 enum ReadState {
     /// Waiting for the 64 bytes of a header.
     Header,
-    /// Reading the body of a valid header into a buffer from the pool (taken when available).
+    /// Reading the body of a valid header into a buffer from the pool. The buffer is taken
+    /// only once body bytes have arrived: at once if the whole body is buffered, else if slow
+    /// senders hold less than their share of the pool (`LoopState::partial_bodies_max`).
     Body {
         request: RequestHeader,
         buffer: Option<Vec<u8>>,
@@ -224,7 +232,7 @@ impl Connection {
             match self.stream.read(&mut self.input[self.input_end..]) {
                 Ok(0) => {
                     self.input_closed = true;
-                    self.discard_partial_frame(shared);
+                    self.discard_partial_frame(shared, state);
                     return ReadOutcome::Drained;
                 }
                 Ok(size) => {
@@ -299,18 +307,30 @@ impl Connection {
                     self.on_header(shared, state, &bytes);
                 }
                 ReadState::Body { request, buffer } => {
+                    let body_size = request.header.body_size as usize;
                     if buffer.is_none() {
+                        if available == 0 {
+                            // A header alone holds nothing from the pool.
+                            return None;
+                        }
+                        if available < body_size && state.partial_bodies >= state.partial_bodies_max
+                        {
+                            // Slow senders hold their share of the pool already: keep the bytes
+                            // in the input buffer until the body is complete, or until that
+                            // buffer is full and a share frees.
+                            return (available == self.input.len()).then_some(Pause::Core);
+                        }
                         let Some(mut taken) = shared.buffers.pop() else {
                             return Some(Pause::Core);
                         };
                         // One allocation at most: the body never grows the buffer twice.
-                        taken.reserve_exact(request.header.body_size as usize);
+                        taken.reserve_exact(body_size);
                         *buffer = Some(taken);
+                        state.partial_bodies += 1;
                     }
                     let Some(body) = buffer.as_mut() else {
                         unreachable!("the buffer was just taken");
                     };
-                    let body_size = request.header.body_size as usize;
                     let size = (body_size - body.len()).min(available);
                     body.extend_from_slice(&self.input[self.input_start..self.input_start + size]);
                     self.input_start += size;
@@ -319,6 +339,7 @@ impl Connection {
                     }
                     let request = *request;
                     let body = buffer.take().unwrap_or_default();
+                    state.partial_bodies -= 1;
                     self.state = ReadState::Header;
                     self.on_body(shared, state, request, body);
                 }
@@ -420,15 +441,30 @@ impl Connection {
         self.output_pending_size += HEADER_SIZE;
     }
 
-    /// Drops a frame cut off by the end of the input: it has no effect.
-    fn discard_partial_frame(&mut self, shared: &Shared) {
-        if let ReadState::Body {
-            buffer: Some(buffer),
-            ..
-        } = &mut self.state
-        {
-            recycle(shared, std::mem::take(buffer));
+    /// Whether the connection holds a pooled buffer for a body that has not arrived in full.
+    pub fn holds_body_buffer(&self) -> bool {
+        matches!(
+            self.state,
+            ReadState::Body {
+                buffer: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Gives the buffer of a body not yet complete back to the pool, if one is held.
+    fn release_body_buffer(&mut self, shared: &Shared, state: &mut LoopState) {
+        if let ReadState::Body { buffer, .. } = &mut self.state {
+            if let Some(buffer) = buffer.take() {
+                recycle(shared, buffer);
+                state.partial_bodies -= 1;
+            }
         }
+    }
+
+    /// Drops a frame cut off by the end of the input: it has no effect.
+    fn discard_partial_frame(&mut self, shared: &Shared, state: &mut LoopState) {
+        self.release_body_buffer(shared, state);
         self.state = ReadState::Header;
         self.input_start = self.input_end;
         self.partial_since = None;
@@ -454,11 +490,9 @@ impl Connection {
             self.push_status(&request.header, FrameStatus::ShuttingDown);
             self.closing = true;
         }
-        if let ReadState::Body { request, buffer } = &mut self.state {
+        if let ReadState::Body { request, .. } = &self.state {
             let header = request.header;
-            if let Some(buffer) = buffer.take() {
-                recycle(shared, buffer);
-            }
+            self.release_body_buffer(shared, state);
             self.state = ReadState::Header;
             self.push_status(&header, FrameStatus::ShuttingDown);
             self.closing = true;
@@ -603,17 +637,11 @@ impl Connection {
     }
 
     /// Returns every buffer the connection holds to the pool; the connection is being closed.
-    pub fn release(mut self, shared: &Shared) {
+    pub fn release(mut self, shared: &Shared, state: &mut LoopState) {
         if let Some(request) = self.pending_request.take() {
             recycle(shared, request.body);
         }
-        if let ReadState::Body {
-            buffer: Some(buffer),
-            ..
-        } = &mut self.state
-        {
-            recycle(shared, std::mem::take(buffer));
-        }
+        self.release_body_buffer(shared, state);
         for entry in self.entries.drain(..) {
             if let Entry::Ready { body, .. } = entry {
                 recycle(shared, body);

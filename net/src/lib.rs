@@ -60,7 +60,10 @@
 //! - `partial_frame_timeout` 2 s from a frame's first byte to its last.
 //! - `reply_stall_timeout` 10 s for a client that does not read its replies.
 //! - `request_queue_depth` 256 and `requests_at_core_max` 4,096 (the reply queue).
-//! - `body_buffers_count` 256 request body buffers (at most 1 MiB each).
+//! - `body_buffers_count` 256 request body buffers (at most 1 MiB each). A connection takes one
+//!   only once body bytes arrive, and holds at most one. Bodies that are not yet complete may
+//!   hold at most half of them, so slow senders cannot starve the rest; a connection holding one
+//!   is always subject to the partial-frame deadline.
 //! - `shutdown_grace` 5 s.
 //!
 //! Rules for the core: answer every request popped exactly once, in pop order per connection;

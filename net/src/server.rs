@@ -677,6 +677,8 @@ impl EventLoop {
                 in_flight_total_max: config.requests_at_core_max,
                 pushed: false,
                 shutting_down: false,
+                partial_bodies: 0,
+                partial_bodies_max: (config.body_buffers_count / 2).max(1),
                 now,
             },
             ready: Vec::with_capacity(config.connections_max),
@@ -932,10 +934,13 @@ impl EventLoop {
                 continue;
             };
             connection.listed_paused = false;
+            let held_body_buffer = connection.holds_body_buffer();
             let outcome = connection.read(&shared, &self.config, &mut self.state);
             if !matches!(outcome, ReadOutcome::Paused(_)) {
-                if let Some(since) = connection.partial_since.as_mut() {
-                    // Time spent paused by the server does not count against the client.
+                // Time spent paused by the server does not count against the client, unless it
+                // held a body buffer all along.
+                if let (Some(since), false) = (connection.partial_since.as_mut(), held_body_buffer)
+                {
                     *since = self.state.now;
                 }
                 if !connection.reading {
@@ -1047,7 +1052,8 @@ impl EventLoop {
             let Some(connection) = self.slots[index as usize].connection.as_ref() else {
                 continue;
             };
-            let partial_expired = connection.reading
+            // A connection that holds a pooled body buffer is never exempt, even while paused.
+            let partial_expired = (connection.reading || connection.holds_body_buffer())
                 && !connection.closing
                 && connection.partial_since.is_some_and(|since| {
                     now.duration_since(since) > self.config.partial_frame_timeout
@@ -1108,7 +1114,7 @@ impl EventLoop {
         slot.generation = slot.generation.wrapping_add(1);
         let _ = self.poll.registry().deregister(&mut connection.stream);
         let peer = connection.peer;
-        connection.release(&self.shared);
+        connection.release(&self.shared, &mut self.state);
         self.slots_free.push(index);
         self.connections_count -= 1;
         let from_peer = self

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use clearline_engine::{CreateResult, Operation};
-use clearline_net::{Client, FrameStatus};
+use clearline_net::{Client, FrameStatus, Header};
 use socket2::{Domain, Socket, Type};
 
 use crate::support::{
@@ -214,6 +214,53 @@ fn idle_connections_close_after_the_idle_timeout() {
     );
     drop(idle);
     server.assert_running("after the idle timeout");
+    let mut healthy = server.client();
+    assert_served(&mut healthy, HEALTHY_ACCOUNT, "at the end");
+}
+
+#[test]
+fn frame_headers_without_bodies_do_not_starve_others() {
+    let data = data_dir();
+    // A deadline far beyond the assertion, so only the body-buffer rules can pass the test.
+    let options = Options::new("none").flag("partial-frame-timeout-ms", 60_000);
+    let mut server = start(data.path(), &options);
+    let body_size = 8_191 * 128;
+    let body = vec![0u8; body_size];
+    let header = Header::request(Operation::CreateTransfers, 7, &body).encode();
+    let sources: Vec<IpAddr> = (40..50).map(loopback).collect();
+
+    // 300 connections send the 64-byte header of a 1 MiB create_transfers frame, then nothing.
+    let mut headers_only = open_idle(server.addr, &sources, 300);
+    for stream in &mut headers_only {
+        assert!(write_all_or_closed(stream, &header), "send a header");
+    }
+    let served = served_after(server.addr, SERVED_WITHIN);
+    assert!(
+        served.is_some(),
+        "a client was not served within {SERVED_WITHIN:?} of 300 header-only frames"
+    );
+
+    // 300 more send the header and one byte of the body: slow senders hold at most their share
+    // of the body buffers.
+    let sources: Vec<IpAddr> = (50..60).map(loopback).collect();
+    let mut trickles = open_idle(server.addr, &sources, 300);
+    for stream in &mut trickles {
+        assert!(write_all_or_closed(stream, &header), "send a header");
+        assert!(write_all_or_closed(stream, &body[..1]), "send a body byte");
+    }
+    let served = served_after(server.addr, SERVED_WITHIN);
+    assert!(
+        served.is_some(),
+        "a client was not served within {SERVED_WITHIN:?} of 300 frames stalled in their body"
+    );
+
+    // Once the stalled senders go, what they held is free: a whole 1 MiB frame is answered.
+    drop(trickles);
+    drop(headers_only);
+    let mut sender = server.client();
+    let reply = request_ok(&mut sender, Operation::CreateTransfers, &body);
+    assert_eq!(results(&reply.body).len(), 8_191, "one result per transfer");
+    server.assert_running("after header-only frames");
     let mut healthy = server.client();
     assert_served(&mut healthy, HEALTHY_ACCOUNT, "at the end");
 }
