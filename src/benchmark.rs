@@ -143,6 +143,7 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         reply_timeout_ms: 60_000,
         connection_input_size_max: 64 * 1024,
         connection_output_size_max: 4 * 1024 * 1024,
+        reply_memory_max: clearline_net::ServerConfig::REPLY_MEMORY_MAX as u64,
         segment_size: 1 << 30,
         journal_segments_max: None,
     }

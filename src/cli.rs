@@ -156,10 +156,15 @@ pub struct Limits {
     /// is read into its own pooled buffer). When full, the server stops reading it.
     #[arg(long, default_value_t = bytes(ServerConfig::INPUT_SIZE_MAX))]
     pub connection_input_size_max: u64,
-    /// Bytes of unsent replies per connection above which the server stops reading it (at least
-    /// one largest frame, 1 MiB).
+    /// Bytes of reply memory per connection (at least one largest frame, 1 MiB): each request
+    /// reserves the largest reply it can get until that reply is sent, and a request that does
+    /// not fit waits while the server stops reading the connection.
     #[arg(long, default_value_t = bytes(ServerConfig::OUTPUT_SIZE_MAX))]
     pub connection_output_size_max: u64,
+    /// Bytes of reply memory over all connections (at least 1 MiB), reserved the same way; when
+    /// it is all reserved, connections with a new request wait until replies are sent.
+    #[arg(long, default_value_t = bytes(ServerConfig::REPLY_MEMORY_MAX))]
+    pub reply_memory_max: u64,
     /// Journal segment size in bytes, preallocated when the segment is created (one largest
     /// request must fit: at least 1,052,864 bytes, a multiple of 64).
     #[arg(long, default_value_t = JournalConfig::default().segment_size)]

@@ -12,10 +12,11 @@
 //!   [`NetWaker::wake`], so replies gated on that sequence leave.
 //!
 //! Invariants:
-//! - Nothing grows without bound: connections, input bytes, unsent output bytes and requests in
-//!   flight per connection, queued requests, requests with the core and body buffers all have a
-//!   limit in [`ServerConfig`]. When one is reached the connection stops reading (its read
-//!   interest is removed) and TCP flow control pushes back on the client.
+//! - Nothing grows without bound: connections (in all and per address), input bytes, reply
+//!   memory and requests in flight per connection, queued requests, requests with the core, body
+//!   buffers and reply memory over all connections all have a limit in [`ServerConfig`]. When
+//!   one is reached the connection stops reading (its read interest is removed) and TCP flow
+//!   control pushes back on the client.
 //! - The core can always push a reply: the net thread never has more requests with the core
 //!   than the reply queue holds.
 //! - A reply reaches a connection only if the connection's generation matches, so a reply for
@@ -40,6 +41,7 @@ use socket2::{SockRef, TcpKeepalive};
 
 use crate::connection::{recycle, Connection, LoopState, Pause, ReadOutcome, WriteOutcome};
 use crate::frame::{FrameStatus, Header, BODY_SIZE_MAX, HEADER_SIZE, PIPELINE_DEPTH_CLIENT};
+use crate::reply_memory::{ReplyMemory, CLASS_SIZE_MAX, QUERY_BODY_SIZE_MAX};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -69,10 +71,16 @@ pub struct ServerConfig {
     /// A connection that owes no reply, holds no request and no partial frame, and has sent
     /// nothing for this long is closed.
     pub idle_timeout: Duration,
-    /// Bytes of unparsed input buffered per connection (at least one header).
+    /// Bytes of unparsed input buffered per connection (at least one header and one query
+    /// filter).
     pub input_size_max: usize,
-    /// Unsent reply bytes per connection above which the connection stops reading.
+    /// Reply memory per connection: the worst-case reply sizes reserved for its requests in
+    /// flight and the unsent replies it holds. A request that does not fit waits: the
+    /// connection stops reading. At least one largest reply.
     pub output_size_max: usize,
+    /// Reply memory over all connections, reserved like `output_size_max`; it bounds the pool
+    /// of reply buffers, free ones included. At least one largest reply (1 MiB).
+    pub reply_memory_max: usize,
     /// Requests read from one connection and not yet answered in full; at least
     /// [`PIPELINE_DEPTH_CLIENT`].
     pub requests_in_flight_max: usize,
@@ -103,6 +111,8 @@ impl ServerConfig {
     pub const INPUT_SIZE_MAX: usize = 64 * 1024;
     /// Default of [`ServerConfig::output_size_max`].
     pub const OUTPUT_SIZE_MAX: usize = 4 * 1024 * 1024;
+    /// Default of [`ServerConfig::reply_memory_max`].
+    pub const REPLY_MEMORY_MAX: usize = 256 * 1024 * 1024;
     /// Default of [`ServerConfig::requests_in_flight_max`].
     pub const REQUESTS_IN_FLIGHT_MAX: usize = 32;
     /// Default of [`ServerConfig::partial_frame_timeout`].
@@ -127,6 +137,7 @@ impl ServerConfig {
             idle_timeout: ServerConfig::IDLE_TIMEOUT,
             input_size_max: ServerConfig::INPUT_SIZE_MAX,
             output_size_max: ServerConfig::OUTPUT_SIZE_MAX,
+            reply_memory_max: ServerConfig::REPLY_MEMORY_MAX,
             requests_in_flight_max: ServerConfig::REQUESTS_IN_FLIGHT_MAX,
             partial_frame_timeout: ServerConfig::PARTIAL_FRAME_TIMEOUT,
             reply_stall_timeout: ServerConfig::REPLY_STALL_TIMEOUT,
@@ -152,11 +163,14 @@ impl ServerConfig {
         if self.idle_timeout.is_zero() {
             return Err(ConfigError("idle_timeout"));
         }
-        if self.input_size_max < HEADER_SIZE {
+        if self.input_size_max < HEADER_SIZE.max(QUERY_BODY_SIZE_MAX) {
             return Err(ConfigError("input_size_max"));
         }
-        if self.output_size_max < HEADER_SIZE + BODY_SIZE_MAX {
+        if self.output_size_max < CLASS_SIZE_MAX.max(HEADER_SIZE + BODY_SIZE_MAX) {
             return Err(ConfigError("output_size_max"));
+        }
+        if self.reply_memory_max < CLASS_SIZE_MAX {
+            return Err(ConfigError("reply_memory_max"));
         }
         if self.requests_in_flight_max < PIPELINE_DEPTH_CLIENT {
             return Err(ConfigError("requests_in_flight_max"));
@@ -222,8 +236,14 @@ pub struct Request {
     /// The operation (a client operation: never the pulse).
     pub operation: Operation,
     /// `header.count` events of `operation.event_size()` bytes, body checksum verified. A
-    /// buffer from the pool: give it back with [`CoreSide::recycle`] or as a reply body.
+    /// buffer from the pool: give it back with [`CoreSide::recycle`].
     pub body: Vec<u8>,
+    /// An empty buffer with room for the largest reply this request can get: write the reply
+    /// body into it (it never needs to grow) and send it back as [`Reply::body`]. Its memory
+    /// is reserved from the server's reply budget until the reply is sent.
+    pub reply_body: Vec<u8>,
+    /// Bytes of the reply budget reserved for this request (the capacity `reply_body` had).
+    pub reply_reserved: usize,
 }
 
 /// The core's answer to one request.
@@ -243,10 +263,14 @@ pub struct Reply {
     pub timestamp: u64,
     /// The journal sequence of the request (0 for reads).
     pub sequence: u64,
-    /// The results; the net thread puts the buffer into the pool once it is sent.
+    /// The results, in the request's `reply_body` buffer; the net thread puts it back into the
+    /// reply pool once it is sent.
     pub body: Vec<u8>,
     /// The reply leaves only once `durable >= gate` (0: at once).
     pub gate: u64,
+    /// The request's `reply_reserved`, copied by [`Reply::to`]: what to give back to the reply
+    /// budget if the connection has closed.
+    pub reply_reserved: usize,
 }
 
 impl Reply {
@@ -262,6 +286,7 @@ impl Reply {
             sequence: 0,
             body: Vec::new(),
             gate: 0,
+            reply_reserved: request.reply_reserved,
         }
     }
 }
@@ -290,6 +315,17 @@ pub struct ServerStats {
     pub replies_dropped: u64,
     /// Times a connection stopped reading because the core was behind.
     pub pauses_core: u64,
+    /// Times a connection stopped reading because the reply budget (`reply_memory_max`) had no
+    /// room for its next request's worst-case reply.
+    pub pauses_reply_memory: u64,
+    /// Reply memory reserved or held now, free pooled buffers included.
+    pub reply_memory_size: u64,
+    /// The most reply memory ever reserved or held at once; at most `reply_memory_max` unless
+    /// `replies_over_reservation` is not zero.
+    pub reply_memory_size_peak: u64,
+    /// Replies whose body buffer came back larger than the reservation of their request (a
+    /// core that grew `reply_body`).
+    pub replies_over_reservation: u64,
 }
 
 #[derive(Default)]
@@ -304,6 +340,10 @@ pub(crate) struct StatsCounters {
     pub frames_rejected: AtomicU64,
     replies_dropped: AtomicU64,
     pauses_core: AtomicU64,
+    pauses_reply_memory: AtomicU64,
+    pub reply_memory_size: AtomicU64,
+    pub reply_memory_size_peak: AtomicU64,
+    pub replies_over_reservation: AtomicU64,
 }
 
 impl StatsCounters {
@@ -323,6 +363,10 @@ impl StatsCounters {
             frames_rejected: self.frames_rejected.load(Ordering::Relaxed),
             replies_dropped: self.replies_dropped.load(Ordering::Relaxed),
             pauses_core: self.pauses_core.load(Ordering::Relaxed),
+            pauses_reply_memory: self.pauses_reply_memory.load(Ordering::Relaxed),
+            reply_memory_size: self.reply_memory_size.load(Ordering::Relaxed),
+            reply_memory_size_peak: self.reply_memory_size_peak.load(Ordering::Relaxed),
+            replies_over_reservation: self.replies_over_reservation.load(Ordering::Relaxed),
         }
     }
 }
@@ -462,11 +506,6 @@ impl CoreSide {
     pub fn recycle(&self, buffer: Vec<u8>) {
         recycle(&self.shared, buffer);
         self.shared.wake_net_if_paused();
-    }
-
-    /// A buffer for a reply body: from the pool when it has one, else a new one.
-    pub fn buffer(&self) -> Vec<u8> {
-        self.shared.buffers.pop().unwrap_or_default()
     }
 
     /// Wakes the net thread so it sends the replies pushed so far.
@@ -679,6 +718,7 @@ impl EventLoop {
                 shutting_down: false,
                 partial_bodies: 0,
                 partial_bodies_max: (config.body_buffers_count / 2).max(1),
+                reply_memory: ReplyMemory::new(config.reply_memory_max),
                 now,
             },
             ready: Vec::with_capacity(config.connections_max),
@@ -725,6 +765,14 @@ impl EventLoop {
             self.route_replies();
             self.write_ready();
             self.resume_paused();
+            let stats = &self.shared.stats;
+            let memory = &self.state.reply_memory;
+            stats
+                .reply_memory_size
+                .store(memory.size() as u64, Ordering::Relaxed);
+            stats
+                .reply_memory_size_peak
+                .store(memory.size_peak() as u64, Ordering::Relaxed);
             if self.state.pushed {
                 self.state.pushed = false;
                 self.shared.notify_core();
@@ -897,14 +945,22 @@ impl EventLoop {
     }
 
     fn pause(&mut self, index: u32, pause: Pause) {
-        let core = pause == Pause::Core;
-        if core {
+        if pause == Pause::Core {
             self.shared
                 .stats
                 .pauses_core
                 .fetch_add(1, Ordering::Relaxed);
             self.shared.reader_paused.store(true, Ordering::SeqCst);
         }
+        if pause == Pause::ReplyMemory {
+            self.shared
+                .stats
+                .pauses_reply_memory
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        // Room in the reply budget frees when any connection sends a reply or closes, so such a
+        // connection is retried every loop like one waiting for the core.
+        let core = matches!(pause, Pause::Core | Pause::ReplyMemory);
         let Some(connection) = self.slots[index as usize].connection.as_mut() else {
             return;
         };
@@ -976,13 +1032,15 @@ impl EventLoop {
                     .stats
                     .replies_dropped
                     .fetch_add(1, Ordering::Relaxed);
-                recycle(&self.shared, reply.body);
+                self.state
+                    .reply_memory
+                    .release(reply.reply_reserved, reply.body);
                 continue;
             }
-            let Some(connection) = self.connection(id.index) else {
+            let Some(connection) = self.slots[id.index as usize].connection.as_mut() else {
                 unreachable!("checked live above");
             };
-            connection.on_reply(reply);
+            connection.on_reply(reply, &self.shared, &mut self.state.reply_memory);
             if !connection.listed_ready {
                 connection.listed_ready = true;
                 self.ready.push(id.index);
@@ -992,13 +1050,12 @@ impl EventLoop {
 
     fn write(&mut self, index: u32) {
         let durable = self.shared.durable.load(Ordering::Acquire);
-        let shared = Arc::clone(&self.shared);
         let now = self.state.now;
         let Some(connection) = self.slots[index as usize].connection.as_mut() else {
             return;
         };
         let pending_before = connection.output_pending_size();
-        match connection.write(&shared, durable, now) {
+        match connection.write(&mut self.state.reply_memory, durable, now) {
             WriteOutcome::Failed => {
                 self.close(index);
                 return;

@@ -215,3 +215,62 @@ fn core_that_stops_popping_stops_the_reading_with_bounded_memory() {
         frames_started + 1
     );
 }
+
+#[test]
+fn pipelined_large_replies_stay_within_the_reply_memory_budget() {
+    let mut config = support::config();
+    config.reply_memory_max = 4 << 20;
+    config.output_size_max = 2 << 20;
+    config.reply_stall_timeout = Duration::from_secs(10);
+    config.partial_frame_timeout = Duration::from_secs(10);
+    let harness = Harness::with(config);
+    // Lookups of 8,191 ids: the fake core answers each with 8,191 items, about 1 MiB.
+    let ids = vec![5u8; 8191 * 16];
+    let connections = 8;
+    let requests = 16;
+    let mut readers = Vec::new();
+    for _ in 0..connections {
+        let mut stream = raw(harness.addr);
+        let mut reader = stream.try_clone().expect("clones");
+        let ids = ids.clone();
+        let writer = std::thread::spawn(move || {
+            for index in 0..requests {
+                let header = Header::request(Operation::LookupAccounts, index, &ids);
+                stream
+                    .write_all(&frame_bytes(&header, &ids))
+                    .expect("the server reads again once replies are sent");
+            }
+            stream
+        });
+        readers.push(std::thread::spawn(move || {
+            // Read nothing for a while, so replies pile up as far as the budget lets them.
+            std::thread::sleep(Duration::from_millis(300));
+            for index in 0..requests {
+                let (header, body) = support::read_reply(&mut reader).expect("a reply");
+                assert_eq!(header.request_id, index);
+                assert_eq!((header.status, header.count), (0, 8191));
+                assert_eq!(body.len(), 8191 * 128);
+            }
+            writer.join().expect("the writer ends")
+        }));
+    }
+    for reader in readers {
+        drop(reader.join().expect("every request is answered"));
+    }
+    let stats = harness.stats();
+    assert!(
+        stats.reply_memory_size_peak <= 4 << 20,
+        "reply memory peaked at {} bytes",
+        stats.reply_memory_size_peak
+    );
+    assert!(
+        stats.reply_memory_size_peak >= 1 << 20,
+        "replies were reserved"
+    );
+    assert!(
+        stats.pauses_reply_memory > 0,
+        "the budget made connections wait"
+    );
+    assert_eq!(stats.replies_over_reservation, 0);
+    assert_eq!(harness.control.popped.load(Ordering::Relaxed), 8 * 16);
+}

@@ -11,14 +11,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use clearline_engine::{CreateResult, Operation};
+use clearline_engine::{AccountFilter, AccountFilterFlags, CreateResult, Operation};
 use clearline_net::{Client, FrameStatus, Header};
 use socket2::{Domain, Socket, Type};
 
 use crate::support::{
-    account, assert_served, closed_within, connect, data_dir, encode_accounts, encode_ids, frame,
-    read_reply, request_ok, results, wait_until, write_all_or_closed, Options, Seen, Server,
-    LEDGER, SOCKET_TIMEOUT,
+    account, assert_served, closed_within, connect, data_dir, encode_accounts, encode_ids,
+    encode_transfers, frame, read_reply, request_ok, results, transfer, wait_until,
+    write_all_or_closed, Options, Seen, Server, LEDGER, SOCKET_TIMEOUT,
 };
 
 /// The account every well-behaved request looks up.
@@ -263,4 +263,116 @@ fn frame_headers_without_bodies_do_not_starve_others() {
     server.assert_running("after header-only frames");
     let mut healthy = server.client();
     assert_served(&mut healthy, HEALTHY_ACCOUNT, "at the end");
+}
+
+/// The server's peak resident memory (`VmHWM`), in bytes.
+fn peak_memory_size(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .expect("a VmHWM line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|text| text.parse().ok())
+        .expect("VmHWM in kB");
+    kib * 1024
+}
+
+#[test]
+fn pipelined_large_reads_stay_within_the_reply_budget() {
+    const REPLY_MEMORY_MAX: u64 = 16 << 20;
+    const CONNECTIONS: usize = 8;
+    const REQUESTS: usize = 64;
+    const TRANSFERS: usize = 8_191;
+    let data = data_dir();
+    let options = Options::new("none")
+        .flag("reply-memory-max", REPLY_MEMORY_MAX)
+        .flag("requests-in-flight-max", REQUESTS);
+    let mut server = start(data.path(), &options);
+
+    // 8,191 transfers on one account, so each read below gets a reply of about 1 MiB.
+    let mut setup = server.client();
+    let reply = request_ok(
+        &mut setup,
+        Operation::CreateAccounts,
+        &encode_accounts(&[account(2, LEDGER, 0)]),
+    );
+    assert_eq!(results(&reply.body)[0].status, CreateResult::STATUS_CREATED);
+    let created: Vec<_> = (0..TRANSFERS as u128)
+        .map(|index| transfer(10_000 + index, HEALTHY_ACCOUNT, 2, 1, LEDGER))
+        .collect();
+    let reply = request_ok(
+        &mut setup,
+        Operation::CreateTransfers,
+        &encode_transfers(&created),
+    );
+    assert!(results(&reply.body)
+        .iter()
+        .all(|result| result.status == CreateResult::STATUS_CREATED));
+    let filter = AccountFilter {
+        account_id: HEALTHY_ACCOUNT,
+        limit: TRANSFERS as u32,
+        flags: AccountFilterFlags::DEBITS,
+        ..AccountFilter::default()
+    };
+    let mut filter_bytes = [0u8; AccountFilter::SIZE];
+    filter.encode(&mut filter_bytes);
+    let reply = request_ok(&mut setup, Operation::GetAccountTransfers, &filter_bytes);
+    assert_eq!(
+        reply.header.count as usize, TRANSFERS,
+        "the read returns every transfer"
+    );
+    let peak_before = peak_memory_size(server.pid());
+
+    // Each connection pipelines its reads and reads nothing for a second, then reads them all.
+    let readers: Vec<_> = (0..CONNECTIONS)
+        .map(|connection| {
+            let mut stream = connect_from(loopback(1), server.addr).expect("connect");
+            let mut bytes = Vec::new();
+            for index in 0..REQUESTS {
+                bytes.extend(frame(
+                    Operation::GetAccountTransfers,
+                    index as u64,
+                    &filter_bytes,
+                ));
+            }
+            assert!(write_all_or_closed(&mut stream, &bytes), "send the reads");
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .expect("read timeout");
+                for index in 0..REQUESTS {
+                    match read_reply(&mut stream) {
+                        Seen::Reply(header) => {
+                            assert_eq!(header.status, FrameStatus::Ok as u8);
+                            assert_eq!(header.request_id, index as u64, "replies in order");
+                            assert_eq!(header.count as usize, TRANSFERS, "a whole reply");
+                        }
+                        other => panic!("connection {connection} read {index}: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.join().expect("every read is answered in full");
+    }
+    server.assert_running("after the pipelined reads");
+    let grown = peak_memory_size(server.pid()).saturating_sub(peak_before);
+    eprintln!(
+        "the server's peak memory grew by {} KiB during the reads",
+        grown >> 10
+    );
+    // What else the reads may touch: input buffers, the core's reply scratch, allocator slack.
+    let slack = 16 << 20;
+    assert!(
+        grown <= REPLY_MEMORY_MAX + slack,
+        "the server's peak memory grew by {} MiB during the reads, over the {} MiB reply \
+         budget",
+        grown >> 20,
+        REPLY_MEMORY_MAX >> 20
+    );
 }

@@ -79,7 +79,7 @@ impl Harness {
                 if !core.wait_for_requests(Duration::from_millis(10)) {
                     continue;
                 }
-                while let Some(request) = core.pop_request() {
+                while let Some(mut request) = core.pop_request() {
                     control.popped.fetch_add(1, Ordering::Relaxed);
                     let mut reply = Reply::to(&request);
                     reply.gate = control.gate.load(Ordering::Acquire);
@@ -91,7 +91,7 @@ impl Harness {
                     } else {
                         let item_size = request.operation.reply_item_size();
                         let count = (request.header.count as usize).min(BODY_SIZE_MAX / item_size);
-                        let mut body = core.buffer();
+                        let mut body = std::mem::take(&mut request.reply_body);
                         body.resize(count * item_size, request.header.request_id as u8);
                         reply.count = count as u32;
                         reply.body = body;
