@@ -274,3 +274,55 @@ fn pipelined_large_replies_stay_within_the_reply_memory_budget() {
     assert_eq!(stats.replies_over_reservation, 0);
     assert_eq!(harness.control.popped.load(Ordering::Relaxed), 8 * 16);
 }
+
+#[test]
+fn idle_connections_close_but_ones_awaiting_replies_do_not() {
+    let mut config = support::config();
+    config.idle_timeout = Duration::from_millis(200);
+    config.reply_stall_timeout = Duration::from_secs(10);
+    let harness = Harness::with(config);
+    let mut idle = client(harness.addr);
+    lookup_served(&mut idle);
+    // A request whose reply waits for the journal: not idle, however long it waits.
+    harness.control.gate.store(7, Ordering::Release);
+    let mut waiting = client(harness.addr);
+    let request_id = waiting
+        .send(Operation::LookupAccounts, &[1u8; 16])
+        .expect("sends");
+    harness.wait_stats("the idle connection to close", |stats| {
+        stats.connections_closed_idle == 1
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        harness.stats().connections_closed_idle,
+        1,
+        "only the idle one"
+    );
+    harness.make_durable(7);
+    let reply = waiting.receive().expect("the reply arrives");
+    assert_eq!(reply.request_id(), request_id);
+    harness.wait_stats("the served connection to become idle and close", |stats| {
+        stats.connections_closed_idle == 2
+    });
+}
+
+#[test]
+fn connections_over_the_per_address_cap_are_refused() {
+    let mut config = support::config();
+    config.connections_per_address_max = 2;
+    let harness = Harness::with(config);
+    let mut clients: Vec<_> = (0..2).map(|_| client(harness.addr)).collect();
+    for client in &mut clients {
+        lookup_served(client);
+    }
+    let mut extra = raw(harness.addr);
+    assert_closed(&mut extra);
+    assert_eq!(harness.stats().connections_refused_address, 1);
+    assert_eq!(harness.stats().connections_refused, 0, "the table has room");
+    clients.pop();
+    harness.wait_stats("a connection to close", |stats| {
+        stats.connections_closed == 1
+    });
+    let mut late = client(harness.addr);
+    lookup_served(&mut late);
+}

@@ -79,7 +79,11 @@ impl Harness {
                 if !core.wait_for_requests(Duration::from_millis(10)) {
                     continue;
                 }
-                while let Some(mut request) = core.pop_request() {
+                // Checked before each pop too: a test may pause the core while it waits.
+                while !control.paused.load(Ordering::Acquire) {
+                    let Some(mut request) = core.pop_request() else {
+                        break;
+                    };
                     control.popped.fetch_add(1, Ordering::Relaxed);
                     let mut reply = Reply::to(&request);
                     reply.gate = control.gate.load(Ordering::Acquire);
