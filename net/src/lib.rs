@@ -73,6 +73,10 @@
 //!   is always subject to the partial-frame deadline.
 //! - `shutdown_grace` 5 s.
 //!
+//! So buffers take at most `body_buffers_count` MiB for request bodies, `reply_memory_max` for
+//! replies (free pooled buffers included) and `connections_max x input_size_max` for input:
+//! about 576 MiB with the defaults, whatever clients send.
+//!
 //! Rules for the core: answer every request popped exactly once, in pop order per connection;
 //! give every request body back with [`CoreSide::recycle`], since the pool is what bounds
 //! memory and an exhausted pool stops reading; write each reply into the request's
