@@ -135,11 +135,15 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         orders_max: if args.orders { orders } else { 1_024 },
         fills_max: if args.orders { orders } else { 1_024 },
         connections_max: args.clients + 16,
+        // Every benchmark client connects from the same address.
+        connections_per_address_max: args.clients + 16,
+        connection_idle_timeout_ms: clearline_net::ServerConfig::IDLE_TIMEOUT.as_millis() as u64,
         requests_in_flight_max: 64,
         partial_frame_timeout_ms: 10_000,
         reply_timeout_ms: 60_000,
         connection_input_size_max: 64 * 1024,
         connection_output_size_max: 4 * 1024 * 1024,
+        reply_memory_max: clearline_net::ServerConfig::REPLY_MEMORY_MAX as u64,
         segment_size: 1 << 30,
         journal_segments_max: None,
     }

@@ -136,6 +136,14 @@ pub struct Limits {
     /// open ones are not affected.
     #[arg(long, default_value_t = count_u32(ServerConfig::CONNECTIONS_MAX))]
     pub connections_max: u32,
+    /// Most connections at once from one IP address; more from it are accepted and closed at
+    /// once, so one peer cannot take the whole table. Clients behind one NAT share an address.
+    #[arg(long, default_value_t = count_u32(ServerConfig::CONNECTIONS_PER_ADDRESS_MAX))]
+    pub connections_per_address_max: u32,
+    /// A connection with no request in flight, no reply unsent and no partial frame that sends
+    /// nothing for this many milliseconds is closed.
+    #[arg(long, default_value_t = milliseconds(ServerConfig::IDLE_TIMEOUT))]
+    pub connection_idle_timeout_ms: u64,
     /// Most requests one connection has unanswered. Above it the server stops reading that
     /// connection until replies go out (nothing is dropped); clients may always pipeline 16.
     #[arg(long, default_value_t = count_u32(ServerConfig::REQUESTS_IN_FLIGHT_MAX))]
@@ -150,10 +158,15 @@ pub struct Limits {
     /// is read into its own pooled buffer). When full, the server stops reading it.
     #[arg(long, default_value_t = bytes(ServerConfig::INPUT_SIZE_MAX))]
     pub connection_input_size_max: u64,
-    /// Bytes of unsent replies per connection above which the server stops reading it (at least
-    /// one largest frame, 1 MiB).
+    /// Bytes of reply memory per connection (at least one largest frame, 1 MiB): each request
+    /// reserves the largest reply it can get until that reply is sent, and a request that does
+    /// not fit waits while the server stops reading the connection.
     #[arg(long, default_value_t = bytes(ServerConfig::OUTPUT_SIZE_MAX))]
     pub connection_output_size_max: u64,
+    /// Bytes of reply memory over all connections (at least 1 MiB), reserved the same way; when
+    /// it is all reserved, connections with a new request wait until replies are sent.
+    #[arg(long, default_value_t = bytes(ServerConfig::REPLY_MEMORY_MAX))]
+    pub reply_memory_max: u64,
     /// Journal segment size in bytes, preallocated when the segment is created (one largest
     /// request must fit: at least 1,052,864 bytes, a multiple of 64).
     #[arg(long, default_value_t = JournalConfig::default().segment_size)]

@@ -64,11 +64,14 @@ fn server_config(args: &StartArgs) -> ServerConfig {
     let limits = &args.limits;
     ServerConfig {
         connections_max: limits.connections_max as usize,
+        connections_per_address_max: limits.connections_per_address_max as usize,
+        idle_timeout: Duration::from_millis(limits.connection_idle_timeout_ms),
         requests_in_flight_max: limits.requests_in_flight_max as usize,
         partial_frame_timeout: Duration::from_millis(limits.partial_frame_timeout_ms),
         reply_stall_timeout: Duration::from_millis(limits.reply_timeout_ms),
         input_size_max: usize::try_from(limits.connection_input_size_max).unwrap_or(usize::MAX),
         output_size_max: usize::try_from(limits.connection_output_size_max).unwrap_or(usize::MAX),
+        reply_memory_max: usize::try_from(limits.reply_memory_max).unwrap_or(usize::MAX),
         ..ServerConfig::new(args.addr)
     }
 }
@@ -310,7 +313,7 @@ fn core_loop(
         if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
             continue;
         }
-        while let Some(request) = core_side.pop_request() {
+        while let Some(mut request) = core_side.pop_request() {
             let operation = request.operation;
             let reply =
                 match core.apply(operation, request.header.count, &request.body, &mut scratch) {
@@ -320,7 +323,9 @@ fn core_loop(
                         }
                         let item_size = operation.reply_item_size();
                         assert_eq!(applied.reply_size % item_size, 0);
-                        let mut body = core_side.buffer();
+                        // The server reserved room for the largest reply of this request:
+                        // the copy never allocates.
+                        let mut body = std::mem::take(&mut request.reply_body);
                         body.clear();
                         body.extend_from_slice(&scratch[..applied.reply_size]);
                         Reply {

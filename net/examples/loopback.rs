@@ -45,9 +45,9 @@ fn main() {
             if !core.wait_for_requests(Duration::from_millis(100)) {
                 continue;
             }
-            while let Some(request) = core.pop_request() {
+            while let Some(mut request) = core.pop_request() {
                 let mut reply = Reply::to(&request);
-                let mut results = core.buffer();
+                let mut results = std::mem::take(&mut request.reply_body);
                 results.resize(request.header.count as usize * 16, 0);
                 reply.count = request.header.count;
                 reply.body = results;

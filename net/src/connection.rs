@@ -10,14 +10,20 @@
 //!   durable.
 //! - `output_pending_size` is the sum of the frame sizes of the ready entries, less the bytes of
 //!   the front entry already written.
+//! - `reply_held` is the reply memory the connection holds: the reservations of its waiting
+//!   entries (the pending request's included), the body capacities of its ready entries, and the
+//!   reservation of the frame being read; it never exceeds `output_size_max` by more than what
+//!   a core returned over a reservation.
 //! - Every body buffer taken from the pool goes back to the pool (or to the core inside a
-//!   request) and is never dropped while the pool has room.
+//!   request) and is never dropped while the pool has room. Every reply buffer goes back to the
+//!   reply memory (`reply_memory.rs`) with the bytes it held, or travels with its request.
 //!
 //! Does not own the socket's registration with the poller, and does not decide when the
 //! connection closes for a deadline; the event loop in `server.rs` does both.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -26,6 +32,7 @@ use crate::frame::{
     check_request_body, check_request_header, Action, FrameStatus, Header, RequestHeader,
     HEADER_SIZE,
 };
+use crate::reply_memory::{class_size, reply_size_max, ReplyMemory, QUERY_BODY_SIZE_MAX};
 use crate::server::{ConnectionId, Reply, Request, ServerConfig, Shared};
 
 /// The most slices one vectored write gathers (a header and a body per reply).
@@ -42,6 +49,14 @@ pub(crate) struct LoopState {
     pub pushed: bool,
     /// Whether the server is shutting down: new requests get `shutting_down`.
     pub shutting_down: bool,
+    /// Connections holding a pooled body buffer for a body that has not arrived in full.
+    pub partial_bodies: usize,
+    /// The most such connections: a share of the pool, so that slow senders can never hold
+    /// every buffer and a body that is already in full in its input buffer always finds one
+    /// once the core gives buffers back.
+    pub partial_bodies_max: usize,
+    /// The reply buffers and the global reply budget.
+    pub reply_memory: ReplyMemory,
     /// The time of the current loop iteration.
     pub now: Instant,
 }
@@ -55,6 +70,8 @@ pub(crate) enum Pause {
     Output,
     /// The request queue, the reply queue's share or the body buffer pool is exhausted.
     Core,
+    /// The global reply budget has no room for the next request's worst-case reply.
+    ReplyMemory,
 }
 
 /// What reading a connection led to.
@@ -82,18 +99,23 @@ pub(crate) enum WriteOutcome {
 enum ReadState {
     /// Waiting for the 64 bytes of a header.
     Header,
-    /// Reading the body of a valid header into a buffer from the pool (taken when available).
+    /// Reading the body of a valid header into a buffer from the pool. The buffer is taken
+    /// only once body bytes have arrived: at once if the whole body is buffered, else if slow
+    /// senders hold less than their share of the pool (`LoopState::partial_bodies_max`).
+    ///
+    /// Before the body buffer, the request's reply buffer is reserved (see `reply_memory.rs`).
     Body {
         request: RequestHeader,
         buffer: Option<Vec<u8>>,
+        reply: Option<Vec<u8>>,
     },
     /// Discarding the body of a rejected frame whose connection is kept.
     Skip { remaining: usize },
 }
 
 enum Entry {
-    /// The request is with the core.
-    Waiting { request_id: u64 },
+    /// The request is with the core, with `reserved` bytes of reply memory.
+    Waiting { request_id: u64, reserved: usize },
     /// The reply frame, sent once `durable >= gate`.
     Ready {
         header: [u8; HEADER_SIZE],
@@ -115,6 +137,11 @@ impl Entry {
 pub(crate) struct Connection {
     pub stream: TcpStream,
     pub id: ConnectionId,
+    /// The peer's IP address, counted against `connections_per_address_max`.
+    pub peer: IpAddr,
+    /// When bytes last moved in either direction (or the connection opened): the start of
+    /// the idle period, if the connection is idle.
+    pub active_last: Instant,
     input: Box<[u8]>,
     input_start: usize,
     input_end: usize,
@@ -123,6 +150,8 @@ pub(crate) struct Connection {
     /// Bytes of the front entry's frame already written.
     front_written: usize,
     output_pending_size: usize,
+    /// Reply memory reserved or held by this connection.
+    reply_held: usize,
     /// A complete request the request queue had no room for; its entry is already in `entries`.
     pending_request: Option<Request>,
     /// The client closed its side; no more input will arrive.
@@ -142,10 +171,18 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(stream: TcpStream, id: ConnectionId, config: &ServerConfig) -> Connection {
+    pub fn new(
+        stream: TcpStream,
+        id: ConnectionId,
+        peer: IpAddr,
+        config: &ServerConfig,
+        now: Instant,
+    ) -> Connection {
         Connection {
             stream,
             id,
+            peer,
+            active_last: now,
             input: vec![0u8; config.input_size_max].into_boxed_slice(),
             input_start: 0,
             input_end: 0,
@@ -153,6 +190,7 @@ impl Connection {
             entries: VecDeque::with_capacity(config.requests_in_flight_max),
             front_written: 0,
             output_pending_size: 0,
+            reply_held: 0,
             pending_request: None,
             input_closed: false,
             closing: false,
@@ -210,11 +248,12 @@ impl Connection {
             match self.stream.read(&mut self.input[self.input_end..]) {
                 Ok(0) => {
                     self.input_closed = true;
-                    self.discard_partial_frame(shared);
+                    self.discard_partial_frame(shared, state);
                     return ReadOutcome::Drained;
                 }
                 Ok(size) => {
                     self.input_end += size;
+                    self.active_last = state.now;
                     if self.partial_since.is_none() {
                         self.partial_since = Some(state.now);
                     }
@@ -283,19 +322,58 @@ impl Connection {
                     self.partial_since = Some(state.now);
                     self.on_header(shared, state, &bytes);
                 }
-                ReadState::Body { request, buffer } => {
+                ReadState::Body {
+                    request,
+                    buffer,
+                    reply,
+                } => {
+                    let body_size = request.header.body_size as usize;
                     if buffer.is_none() {
+                        if available == 0 {
+                            // A header alone holds nothing from the pool.
+                            return None;
+                        }
+                        if available < body_size && state.partial_bodies >= state.partial_bodies_max
+                        {
+                            // Slow senders hold their share of the pool already: keep the bytes
+                            // in the input buffer until the body is complete, or until that
+                            // buffer is full and a share frees.
+                            return (available == self.input.len()).then_some(Pause::Core);
+                        }
+                        if reply.is_none() {
+                            // A query's reply size depends on its filter: wait until the filter is
+                            // in the input buffer, which always has room for one.
+                            let filter_size = body_size.min(QUERY_BODY_SIZE_MAX);
+                            let (events_min, events_max) = request.operation.events_range();
+                            if events_min == events_max && available < filter_size {
+                                return None;
+                            }
+                            let start = self.input_start;
+                            let size = reply_size_max(
+                                request.operation,
+                                request.header.count,
+                                &self.input[start..start + available.min(body_size)],
+                            );
+                            if self.reply_held + class_size(size) > config.output_size_max {
+                                return Some(Pause::Output);
+                            }
+                            let Some(taken) = state.reply_memory.reserve(size) else {
+                                return Some(Pause::ReplyMemory);
+                            };
+                            self.reply_held += taken.capacity();
+                            *reply = Some(taken);
+                        }
                         let Some(mut taken) = shared.buffers.pop() else {
                             return Some(Pause::Core);
                         };
                         // One allocation at most: the body never grows the buffer twice.
-                        taken.reserve_exact(request.header.body_size as usize);
+                        taken.reserve_exact(body_size);
                         *buffer = Some(taken);
+                        state.partial_bodies += 1;
                     }
                     let Some(body) = buffer.as_mut() else {
                         unreachable!("the buffer was just taken");
                     };
-                    let body_size = request.header.body_size as usize;
                     let size = (body_size - body.len()).min(available);
                     body.extend_from_slice(&self.input[self.input_start..self.input_start + size]);
                     self.input_start += size;
@@ -304,8 +382,10 @@ impl Connection {
                     }
                     let request = *request;
                     let body = buffer.take().unwrap_or_default();
+                    let reply_body = reply.take().unwrap_or_default();
+                    state.partial_bodies -= 1;
                     self.state = ReadState::Header;
-                    self.on_body(shared, state, request, body);
+                    self.on_body(shared, state, request, body, reply_body);
                 }
                 ReadState::Skip { remaining } => {
                     let size = (*remaining).min(available);
@@ -352,6 +432,7 @@ impl Connection {
                 self.state = ReadState::Body {
                     request,
                     buffer: None,
+                    reply: None,
                 };
             }
         }
@@ -363,24 +444,31 @@ impl Connection {
         state: &mut LoopState,
         request: RequestHeader,
         body: Vec<u8>,
+        reply_body: Vec<u8>,
     ) {
+        let reply_reserved = reply_body.capacity();
         if let Err(rejection) = check_request_body(&request.header, &body) {
             shared
                 .stats
                 .frames_rejected
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             recycle(shared, body);
+            self.reply_held -= reply_reserved;
+            state.reply_memory.release(reply_reserved, reply_body);
             self.push_status(&request.header, rejection.status);
             return;
         }
         self.entries.push_back(Entry::Waiting {
             request_id: request.header.request_id,
+            reserved: reply_reserved,
         });
         let request = Request {
             connection: self.id,
             header: request.header,
             operation: request.operation,
             body,
+            reply_body,
+            reply_reserved,
         };
         if let Err(request) = push_request(shared, state, request) {
             self.pending_request = Some(request);
@@ -405,15 +493,35 @@ impl Connection {
         self.output_pending_size += HEADER_SIZE;
     }
 
-    /// Drops a frame cut off by the end of the input: it has no effect.
-    fn discard_partial_frame(&mut self, shared: &Shared) {
-        if let ReadState::Body {
-            buffer: Some(buffer),
-            ..
-        } = &mut self.state
-        {
-            recycle(shared, std::mem::take(buffer));
+    /// Whether the connection holds a pooled buffer for a body that has not arrived in full.
+    pub fn holds_body_buffer(&self) -> bool {
+        matches!(
+            self.state,
+            ReadState::Body {
+                buffer: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Gives back the buffers of a frame not yet complete: its body buffer to the pool, and
+    /// its reply reservation.
+    fn release_body_buffer(&mut self, shared: &Shared, state: &mut LoopState) {
+        if let ReadState::Body { buffer, reply, .. } = &mut self.state {
+            if let Some(buffer) = buffer.take() {
+                recycle(shared, buffer);
+                state.partial_bodies -= 1;
+            }
+            if let Some(reply) = reply.take() {
+                self.reply_held -= reply.capacity();
+                state.reply_memory.release(reply.capacity(), reply);
+            }
         }
+    }
+
+    /// Drops a frame cut off by the end of the input: it has no effect.
+    fn discard_partial_frame(&mut self, shared: &Shared, state: &mut LoopState) {
+        self.release_body_buffer(shared, state);
         self.state = ReadState::Header;
         self.input_start = self.input_end;
         self.partial_since = None;
@@ -436,14 +544,16 @@ impl Connection {
                 "pending request has no entry"
             );
             recycle(shared, request.body);
+            self.reply_held -= request.reply_reserved;
+            state
+                .reply_memory
+                .release(request.reply_reserved, request.reply_body);
             self.push_status(&request.header, FrameStatus::ShuttingDown);
             self.closing = true;
         }
-        if let ReadState::Body { request, buffer } = &mut self.state {
+        if let ReadState::Body { request, .. } = &self.state {
             let header = request.header;
-            if let Some(buffer) = buffer.take() {
-                recycle(shared, buffer);
-            }
+            self.release_body_buffer(shared, state);
             self.state = ReadState::Header;
             self.push_status(&header, FrameStatus::ShuttingDown);
             self.closing = true;
@@ -464,7 +574,7 @@ impl Connection {
     ///
     /// If no request is with the core or the reply answers another request id: the core
     /// answers the requests of one connection in the order it popped them.
-    pub fn on_reply(&mut self, reply: Reply) {
+    pub fn on_reply(&mut self, reply: Reply, shared: &Shared, memory: &mut ReplyMemory) {
         let Reply {
             request_id,
             operation,
@@ -476,6 +586,7 @@ impl Connection {
             gate,
             ..
         } = reply;
+        let capacity = body.capacity();
         let entry = self
             .entries
             .iter_mut()
@@ -483,6 +594,7 @@ impl Connection {
             .expect("a reply arrived for a connection with no request at the core");
         let Entry::Waiting {
             request_id: request_id_expected,
+            reserved,
         } = *entry
         else {
             unreachable!("found a waiting entry");
@@ -514,6 +626,15 @@ impl Connection {
             ..Header::zeroed()
         };
         header.seal(&body);
+        // The reply now holds its buffer's capacity instead of the reservation (less if the
+        // reply has no body: the core dropped the buffer).
+        if memory.settle(reserved, capacity) {
+            shared
+                .stats
+                .replies_over_reservation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.reply_held = self.reply_held - reserved + capacity;
         self.output_pending_size += HEADER_SIZE + body.len();
         *entry = Entry::Ready {
             header: header.encode(),
@@ -523,7 +644,7 @@ impl Connection {
     }
 
     /// Writes the ready front entries whose gate `durable` covers, until the socket is full.
-    pub fn write(&mut self, shared: &Shared, durable: u64, now: Instant) -> WriteOutcome {
+    pub fn write(&mut self, memory: &mut ReplyMemory, durable: u64, now: Instant) -> WriteOutcome {
         loop {
             let mut slices: [IoSlice<'_>; WRITE_SLICES_MAX] = [IoSlice::new(&[]); WRITE_SLICES_MAX];
             let mut slices_count = 0;
@@ -551,8 +672,9 @@ impl Connection {
             match self.stream.write_vectored(&slices[..slices_count]) {
                 Ok(0) => return WriteOutcome::Failed,
                 Ok(size) => {
-                    self.advance(shared, size);
+                    self.advance(memory, size);
                     self.stalled_since = None;
+                    self.active_last = now;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     if self.stalled_since.is_none() {
@@ -566,7 +688,7 @@ impl Connection {
         }
     }
 
-    fn advance(&mut self, shared: &Shared, mut size: usize) {
+    fn advance(&mut self, memory: &mut ReplyMemory, mut size: usize) {
         while size > 0 {
             let front = self.entries.front().expect("wrote bytes of no entry");
             let frame_size = front.frame_size();
@@ -581,26 +703,27 @@ impl Connection {
             self.output_pending_size -= remaining;
             self.front_written = 0;
             if let Some(Entry::Ready { body, .. }) = self.entries.pop_front() {
-                recycle(shared, body);
+                self.reply_held -= body.capacity();
+                memory.release(body.capacity(), body);
             }
         }
     }
 
     /// Returns every buffer the connection holds to the pool; the connection is being closed.
-    pub fn release(mut self, shared: &Shared) {
+    ///
+    /// The reservations of requests with the core stay counted until their replies come back
+    /// (and are dropped): the core holds their buffers until then.
+    pub fn release(mut self, shared: &Shared, state: &mut LoopState) {
         if let Some(request) = self.pending_request.take() {
             recycle(shared, request.body);
+            state
+                .reply_memory
+                .release(request.reply_reserved, request.reply_body);
         }
-        if let ReadState::Body {
-            buffer: Some(buffer),
-            ..
-        } = &mut self.state
-        {
-            recycle(shared, std::mem::take(buffer));
-        }
+        self.release_body_buffer(shared, state);
         for entry in self.entries.drain(..) {
             if let Entry::Ready { body, .. } = entry {
-                recycle(shared, body);
+                state.reply_memory.release(body.capacity(), body);
             }
         }
     }
@@ -608,6 +731,9 @@ impl Connection {
 
 /// Pushes a request to the core unless the request queue is full or the core could not push
 /// the reply to one more request.
+// The request comes back by value to be kept as the connection's pending request; boxing it
+// would allocate per request.
+#[allow(clippy::result_large_err)]
 fn push_request(shared: &Shared, state: &mut LoopState, request: Request) -> Result<(), Request> {
     if state.in_flight_total >= state.in_flight_total_max {
         return Err(request);

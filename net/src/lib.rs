@@ -26,10 +26,11 @@
 //!             continue;
 //!         }
 //!         // Take what is waiting as one batch.
-//!         while let Some(request) = core.pop_request() {
+//!         while let Some(mut request) = core.pop_request() {
 //!             let mut reply = Reply::to(&request);
-//!             // ... append to the journal, apply, write `count` results into a buffer from
-//!             // `core.buffer()` (or reuse `request.body`) ...
+//!             // ... append to the journal, apply, write `count` results into
+//!             // `request.reply_body`, which has room for the largest reply ...
+//!             reply.body = std::mem::take(&mut request.reply_body);
 //!             reply.gate = 0; // the journal sequence that must be durable before sending
 //!             core.recycle(request.body);
 //!             core.push_reply(reply).expect("one reply per request always fits");
@@ -45,25 +46,50 @@
 //! core_thread.join().unwrap();
 //! ```
 //!
-//! Limits ([`ServerConfig`], each with a named default constant): `connections_max` 1,024
-//! (above it a connection is accepted and closed at once), `input_size_max` 64 KiB of unparsed
-//! input per connection, `output_size_max` 4 MiB of unsent replies per connection before it stops
-//! reading, `requests_in_flight_max` 32 per connection, `partial_frame_timeout` 2 s,
-//! `reply_stall_timeout` 10 s, `request_queue_depth` 256, `requests_at_core_max` 4,096 (the reply
-//! queue), `body_buffers_count` 256 (at most 1 MiB each), `shutdown_grace` 5 s. Any limit that is
-//! reached stops reading the connection concerned; nothing queues without bound.
+//! Limits ([`ServerConfig`], each with a named default constant). Any limit that is reached
+//! stops reading the connection concerned or closes it; nothing queues without bound.
+//!
+//! - `connections_max` 1,024: above it a new connection is accepted and closed at once.
+//! - `connections_per_address_max` 64: the same, per peer IP address, so one peer cannot take
+//!   the whole table.
+//! - `idle_timeout` 60 s: a connection with no request in flight, no reply unsent and no partial
+//!   frame that sends nothing for this long is closed. Accepted sockets also run TCP keepalive
+//!   (first probe after 30 s), which finds peers that vanished while a request was in flight.
+//! - `input_size_max` 64 KiB of unparsed input per connection.
+//! - `output_size_max` 4 MiB of reply memory per connection, and `reply_memory_max` 256 MiB over
+//!   all connections. When a request's body begins to arrive, the largest reply it can get
+//!   ([`reply_size_max`]: from its operation, its count and, for queries, the limit in its
+//!   filter) is reserved against both; a request that does not fit waits and its connection
+//!   stops being read. The reservation is a reply buffer from a pool bounded by
+//!   `reply_memory_max`, which the core fills without allocating, and it is held until the
+//!   reply is sent. [`ServerStats`] reports the memory in use and its peak.
+//! - `requests_in_flight_max` 32 per connection.
+//! - `partial_frame_timeout` 2 s from a frame's first byte to its last.
+//! - `reply_stall_timeout` 10 s for a client that does not read its replies.
+//! - `request_queue_depth` 256 and `requests_at_core_max` 4,096 (the reply queue).
+//! - `body_buffers_count` 256 request body buffers (at most 1 MiB each). A connection takes one
+//!   only once body bytes arrive, and holds at most one. Bodies that are not yet complete may
+//!   hold at most half of them, so slow senders cannot starve the rest; a connection holding one
+//!   is always subject to the partial-frame deadline.
+//! - `shutdown_grace` 5 s.
+//!
+//! So buffers take at most `body_buffers_count` MiB for request bodies, `reply_memory_max` for
+//! replies (free pooled buffers included) and `connections_max x input_size_max` for input:
+//! about 576 MiB with the defaults, whatever clients send.
 //!
 //! Rules for the core: answer every request popped exactly once, in pop order per connection;
-//! give every request body back (with [`CoreSide::recycle`] or as a reply body), since the pool
-//! is what bounds memory and an exhausted pool stops reading; replies with a status other than
-//! ok have an empty body, and ok replies carry `count x reply item size` bytes (the net thread
-//! asserts both).
+//! give every request body back with [`CoreSide::recycle`], since the pool is what bounds
+//! memory and an exhausted pool stops reading; write each reply into the request's
+//! `reply_body` (never grow it) and build the reply with [`Reply::to`], which carries the
+//! reservation back; replies with a status other than ok have an empty body, and ok replies
+//! carry `count x reply item size` bytes (the net thread asserts both).
 #![forbid(unsafe_code)]
 
 pub mod client;
 mod connection;
 pub mod echo;
 pub mod frame;
+mod reply_memory;
 pub mod server;
 
 pub use client::{Client, ClientError, ReplyFrame};
@@ -72,6 +98,7 @@ pub use frame::{
     checksum, Action, FrameStatus, Header, Rejection, ReplyInvalid, RequestHeader, BODY_SIZE_MAX,
     FRAME_SIZE_MAX, HEADER_SIZE, MAGIC, PIPELINE_DEPTH_CLIENT, VERSION,
 };
+pub use reply_memory::reply_size_max;
 pub use server::{
     start, status_reply, ConfigError, ConnectionId, CoreSide, NetWaker, Reply, Request,
     ServerConfig, ServerHandle, ServerStats,

@@ -12,10 +12,11 @@
 //!   [`NetWaker::wake`], so replies gated on that sequence leave.
 //!
 //! Invariants:
-//! - Nothing grows without bound: connections, input bytes, unsent output bytes and requests in
-//!   flight per connection, queued requests, requests with the core and body buffers all have a
-//!   limit in [`ServerConfig`]. When one is reached the connection stops reading (its read
-//!   interest is removed) and TCP flow control pushes back on the client.
+//! - Nothing grows without bound: connections (in all and per address), input bytes, reply
+//!   memory and requests in flight per connection, queued requests, requests with the core, body
+//!   buffers and reply memory over all connections all have a limit in [`ServerConfig`]. When
+//!   one is reached the connection stops reading (its read interest is removed) and TCP flow
+//!   control pushes back on the client.
 //! - The core can always push a reply: the net thread never has more requests with the core
 //!   than the reply queue holds.
 //! - A reply reaches a connection only if the connection's generation matches, so a reply for
@@ -24,8 +25,9 @@
 //!
 //! Does not apply requests, assign timestamps or know the journal; the core does.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -35,9 +37,11 @@ use clearline_engine::Operation;
 use crossbeam_queue::ArrayQueue;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{SockRef, TcpKeepalive};
 
 use crate::connection::{recycle, Connection, LoopState, Pause, ReadOutcome, WriteOutcome};
 use crate::frame::{FrameStatus, Header, BODY_SIZE_MAX, HEADER_SIZE, PIPELINE_DEPTH_CLIENT};
+use crate::reply_memory::{ReplyMemory, CLASS_SIZE_MAX, QUERY_BODY_SIZE_MAX};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -46,6 +50,14 @@ const CONNECTION_TOKEN_FIRST: usize = 2;
 /// How often the loop looks again while some connection waits for the core to free room.
 const CORE_RECHECK_INTERVAL: Duration = Duration::from_millis(1);
 
+/// TCP keepalive on every accepted socket: the first probe after this long without traffic,
+/// then one every [`KEEPALIVE_INTERVAL`] (the kernel's probe count decides when it gives up).
+/// It finds peers that vanished without a FIN or reset (a crashed host, a dropped NAT entry)
+/// while the connection is not idle, for example while its requests wait for the journal.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(30);
+/// The interval between keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The limits of the server, each with a named default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -53,10 +65,22 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// The most open connections; above it, new connections are accepted and closed at once.
     pub connections_max: usize,
-    /// Bytes of unparsed input buffered per connection (at least one header).
+    /// The most open connections from one IP address; above it, new connections from that
+    /// address are accepted and closed at once, so one peer cannot take the whole table.
+    pub connections_per_address_max: usize,
+    /// A connection that owes no reply, holds no request and no partial frame, and has sent
+    /// nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bytes of unparsed input buffered per connection (at least one header and one query
+    /// filter).
     pub input_size_max: usize,
-    /// Unsent reply bytes per connection above which the connection stops reading.
+    /// Reply memory per connection: the worst-case reply sizes reserved for its requests in
+    /// flight and the unsent replies it holds. A request that does not fit waits: the
+    /// connection stops reading. At least one largest reply.
     pub output_size_max: usize,
+    /// Reply memory over all connections, reserved like `output_size_max`; it bounds the pool
+    /// of reply buffers, free ones included. At least one largest reply (1 MiB).
+    pub reply_memory_max: usize,
     /// Requests read from one connection and not yet answered in full; at least
     /// [`PIPELINE_DEPTH_CLIENT`].
     pub requests_in_flight_max: usize,
@@ -79,10 +103,16 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Default of [`ServerConfig::connections_max`].
     pub const CONNECTIONS_MAX: usize = 1024;
+    /// Default of [`ServerConfig::connections_per_address_max`]: a sixteenth of the table.
+    pub const CONNECTIONS_PER_ADDRESS_MAX: usize = 64;
+    /// Default of [`ServerConfig::idle_timeout`].
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     /// Default of [`ServerConfig::input_size_max`].
     pub const INPUT_SIZE_MAX: usize = 64 * 1024;
     /// Default of [`ServerConfig::output_size_max`].
     pub const OUTPUT_SIZE_MAX: usize = 4 * 1024 * 1024;
+    /// Default of [`ServerConfig::reply_memory_max`].
+    pub const REPLY_MEMORY_MAX: usize = 256 * 1024 * 1024;
     /// Default of [`ServerConfig::requests_in_flight_max`].
     pub const REQUESTS_IN_FLIGHT_MAX: usize = 32;
     /// Default of [`ServerConfig::partial_frame_timeout`].
@@ -103,8 +133,11 @@ impl ServerConfig {
         ServerConfig {
             addr,
             connections_max: ServerConfig::CONNECTIONS_MAX,
+            connections_per_address_max: ServerConfig::CONNECTIONS_PER_ADDRESS_MAX,
+            idle_timeout: ServerConfig::IDLE_TIMEOUT,
             input_size_max: ServerConfig::INPUT_SIZE_MAX,
             output_size_max: ServerConfig::OUTPUT_SIZE_MAX,
+            reply_memory_max: ServerConfig::REPLY_MEMORY_MAX,
             requests_in_flight_max: ServerConfig::REQUESTS_IN_FLIGHT_MAX,
             partial_frame_timeout: ServerConfig::PARTIAL_FRAME_TIMEOUT,
             reply_stall_timeout: ServerConfig::REPLY_STALL_TIMEOUT,
@@ -124,11 +157,20 @@ impl ServerConfig {
         if self.connections_max == 0 || self.connections_max > u32::MAX as usize / 2 {
             return Err(ConfigError("connections_max"));
         }
-        if self.input_size_max < HEADER_SIZE {
+        if self.connections_per_address_max == 0 {
+            return Err(ConfigError("connections_per_address_max"));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError("idle_timeout"));
+        }
+        if self.input_size_max < HEADER_SIZE.max(QUERY_BODY_SIZE_MAX) {
             return Err(ConfigError("input_size_max"));
         }
-        if self.output_size_max < HEADER_SIZE + BODY_SIZE_MAX {
+        if self.output_size_max < CLASS_SIZE_MAX.max(HEADER_SIZE + BODY_SIZE_MAX) {
             return Err(ConfigError("output_size_max"));
+        }
+        if self.reply_memory_max < CLASS_SIZE_MAX {
+            return Err(ConfigError("reply_memory_max"));
         }
         if self.requests_in_flight_max < PIPELINE_DEPTH_CLIENT {
             return Err(ConfigError("requests_in_flight_max"));
@@ -194,8 +236,14 @@ pub struct Request {
     /// The operation (a client operation: never the pulse).
     pub operation: Operation,
     /// `header.count` events of `operation.event_size()` bytes, body checksum verified. A
-    /// buffer from the pool: give it back with [`CoreSide::recycle`] or as a reply body.
+    /// buffer from the pool: give it back with [`CoreSide::recycle`].
     pub body: Vec<u8>,
+    /// An empty buffer with room for the largest reply this request can get: write the reply
+    /// body into it (it never needs to grow) and send it back as [`Reply::body`]. Its memory
+    /// is reserved from the server's reply budget until the reply is sent.
+    pub reply_body: Vec<u8>,
+    /// Bytes of the reply budget reserved for this request (the capacity `reply_body` had).
+    pub reply_reserved: usize,
 }
 
 /// The core's answer to one request.
@@ -215,10 +263,14 @@ pub struct Reply {
     pub timestamp: u64,
     /// The journal sequence of the request (0 for reads).
     pub sequence: u64,
-    /// The results; the net thread puts the buffer into the pool once it is sent.
+    /// The results, in the request's `reply_body` buffer; the net thread puts it back into the
+    /// reply pool once it is sent.
     pub body: Vec<u8>,
     /// The reply leaves only once `durable >= gate` (0: at once).
     pub gate: u64,
+    /// The request's `reply_reserved`, copied by [`Reply::to`]: what to give back to the reply
+    /// budget if the connection has closed.
+    pub reply_reserved: usize,
 }
 
 impl Reply {
@@ -234,6 +286,7 @@ impl Reply {
             sequence: 0,
             body: Vec::new(),
             gate: 0,
+            reply_reserved: request.reply_reserved,
         }
     }
 }
@@ -245,30 +298,52 @@ pub struct ServerStats {
     pub connections_accepted: u64,
     /// Connections accepted and closed at once because every slot was taken.
     pub connections_refused: u64,
+    /// Connections accepted and closed at once because their address had
+    /// `connections_per_address_max` connections open.
+    pub connections_refused_address: u64,
     /// Connections that were accepted into a slot and have closed since, for any reason.
     pub connections_closed: u64,
     /// Connections closed because a frame did not arrive in full in time.
     pub connections_closed_partial_frame: u64,
     /// Connections closed because the client did not read its replies in time.
     pub connections_closed_reply_stall: u64,
+    /// Connections closed because they were idle for `idle_timeout`.
+    pub connections_closed_idle: u64,
     /// Frames answered with a frame-level error status (`shutting_down` included).
     pub frames_rejected: u64,
     /// Replies dropped because their connection had closed.
     pub replies_dropped: u64,
     /// Times a connection stopped reading because the core was behind.
     pub pauses_core: u64,
+    /// Times a connection stopped reading because the reply budget (`reply_memory_max`) had no
+    /// room for its next request's worst-case reply.
+    pub pauses_reply_memory: u64,
+    /// Reply memory reserved or held now, free pooled buffers included.
+    pub reply_memory_size: u64,
+    /// The most reply memory ever reserved or held at once; at most `reply_memory_max` unless
+    /// `replies_over_reservation` is not zero.
+    pub reply_memory_size_peak: u64,
+    /// Replies whose body buffer came back larger than the reservation of their request (a
+    /// core that grew `reply_body`).
+    pub replies_over_reservation: u64,
 }
 
 #[derive(Default)]
 pub(crate) struct StatsCounters {
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
+    connections_refused_address: AtomicU64,
     connections_closed: AtomicU64,
     connections_closed_partial_frame: AtomicU64,
     connections_closed_reply_stall: AtomicU64,
+    connections_closed_idle: AtomicU64,
     pub frames_rejected: AtomicU64,
     replies_dropped: AtomicU64,
     pauses_core: AtomicU64,
+    pauses_reply_memory: AtomicU64,
+    pub reply_memory_size: AtomicU64,
+    pub reply_memory_size_peak: AtomicU64,
+    pub replies_over_reservation: AtomicU64,
 }
 
 impl StatsCounters {
@@ -276,6 +351,7 @@ impl StatsCounters {
         ServerStats {
             connections_accepted: self.connections_accepted.load(Ordering::Relaxed),
             connections_refused: self.connections_refused.load(Ordering::Relaxed),
+            connections_refused_address: self.connections_refused_address.load(Ordering::Relaxed),
             connections_closed: self.connections_closed.load(Ordering::Relaxed),
             connections_closed_partial_frame: self
                 .connections_closed_partial_frame
@@ -283,9 +359,14 @@ impl StatsCounters {
             connections_closed_reply_stall: self
                 .connections_closed_reply_stall
                 .load(Ordering::Relaxed),
+            connections_closed_idle: self.connections_closed_idle.load(Ordering::Relaxed),
             frames_rejected: self.frames_rejected.load(Ordering::Relaxed),
             replies_dropped: self.replies_dropped.load(Ordering::Relaxed),
             pauses_core: self.pauses_core.load(Ordering::Relaxed),
+            pauses_reply_memory: self.pauses_reply_memory.load(Ordering::Relaxed),
+            reply_memory_size: self.reply_memory_size.load(Ordering::Relaxed),
+            reply_memory_size_peak: self.reply_memory_size_peak.load(Ordering::Relaxed),
+            replies_over_reservation: self.replies_over_reservation.load(Ordering::Relaxed),
         }
     }
 }
@@ -425,11 +506,6 @@ impl CoreSide {
     pub fn recycle(&self, buffer: Vec<u8>) {
         recycle(&self.shared, buffer);
         self.shared.wake_net_if_paused();
-    }
-
-    /// A buffer for a reply body: from the pool when it has one, else a new one.
-    pub fn buffer(&self) -> Vec<u8> {
-        self.shared.buffers.pop().unwrap_or_default()
     }
 
     /// Wakes the net thread so it sends the replies pushed so far.
@@ -602,6 +678,9 @@ struct EventLoop {
     slots: Vec<Slot>,
     slots_free: Vec<u32>,
     connections_count: usize,
+    /// Open connections per peer IP address; an address leaves the map when its count drops to
+    /// zero, so the map never holds more than `connections_max` entries (its initial capacity).
+    connections_per_address: HashMap<IpAddr, usize>,
     /// Connections whose front reply waits for `durable` or for the socket.
     ready: Vec<u32>,
     /// Connections that stopped reading for a limit.
@@ -630,12 +709,16 @@ impl EventLoop {
             slots_free.push((config.connections_max - 1 - index) as u32);
         }
         let now = Instant::now();
+        let connections_per_address = HashMap::with_capacity(config.connections_max);
         EventLoop {
             state: LoopState {
                 in_flight_total: 0,
                 in_flight_total_max: config.requests_at_core_max,
                 pushed: false,
                 shutting_down: false,
+                partial_bodies: 0,
+                partial_bodies_max: (config.body_buffers_count / 2).max(1),
+                reply_memory: ReplyMemory::new(config.reply_memory_max),
                 now,
             },
             ready: Vec::with_capacity(config.connections_max),
@@ -647,6 +730,7 @@ impl EventLoop {
             slots,
             slots_free,
             connections_count: 0,
+            connections_per_address,
             reserve: std::fs::File::open("/dev/null").ok(),
             deadline_check_last: now,
             shutdown_deadline: None,
@@ -681,6 +765,14 @@ impl EventLoop {
             self.route_replies();
             self.write_ready();
             self.resume_paused();
+            let stats = &self.shared.stats;
+            let memory = &self.state.reply_memory;
+            stats
+                .reply_memory_size
+                .store(memory.size() as u64, Ordering::Relaxed);
+            stats
+                .reply_memory_size_peak
+                .store(memory.size_peak() as u64, Ordering::Relaxed);
             if self.state.pushed {
                 self.state.pushed = false;
                 self.shared.notify_core();
@@ -706,7 +798,8 @@ impl EventLoop {
         let shortest = self
             .config
             .partial_frame_timeout
-            .min(self.config.reply_stall_timeout);
+            .min(self.config.reply_stall_timeout)
+            .min(self.config.idle_timeout);
         (shortest / 4).clamp(Duration::from_millis(1), Duration::from_millis(250))
     }
 
@@ -732,7 +825,7 @@ impl EventLoop {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok((stream, peer)) => self.admit(stream, peer.ip().to_canonical()),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 // EMFILE (24) and ENFILE (23) on Linux: free the spare descriptor, accept and
@@ -759,7 +852,20 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream) {
+    fn admit(&mut self, mut stream: TcpStream, peer: IpAddr) {
+        let from_peer = self
+            .connections_per_address
+            .get(&peer)
+            .copied()
+            .unwrap_or(0);
+        if from_peer >= self.config.connections_per_address_max {
+            // Closed at once (the drop), like a connection over the table's limit.
+            self.shared
+                .stats
+                .connections_refused_address
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let Some(index) = self.slots_free.pop() else {
             // Every slot is taken: close at once (the drop) so the client learns it promptly.
             self.shared
@@ -769,6 +875,11 @@ impl EventLoop {
             return;
         };
         let _ = stream.set_nodelay(true);
+        let keepalive = TcpKeepalive::new()
+            .with_time(KEEPALIVE_TIME)
+            .with_interval(KEEPALIVE_INTERVAL);
+        // Best effort: a socket without keepalive still has the idle and stall deadlines.
+        let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let token = Token(index as usize + CONNECTION_TOKEN_FIRST);
         let interest = Interest::READABLE | Interest::WRITABLE;
         if self
@@ -786,8 +897,15 @@ impl EventLoop {
             index,
             generation: slot.generation,
         };
-        slot.connection = Some(Connection::new(stream, id, &self.config));
+        slot.connection = Some(Connection::new(
+            stream,
+            id,
+            peer,
+            &self.config,
+            self.state.now,
+        ));
         self.connections_count += 1;
+        *self.connections_per_address.entry(peer).or_insert(0) += 1;
         self.shared
             .stats
             .connections_accepted
@@ -827,14 +945,22 @@ impl EventLoop {
     }
 
     fn pause(&mut self, index: u32, pause: Pause) {
-        let core = pause == Pause::Core;
-        if core {
+        if pause == Pause::Core {
             self.shared
                 .stats
                 .pauses_core
                 .fetch_add(1, Ordering::Relaxed);
             self.shared.reader_paused.store(true, Ordering::SeqCst);
         }
+        if pause == Pause::ReplyMemory {
+            self.shared
+                .stats
+                .pauses_reply_memory
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        // Room in the reply budget frees when any connection sends a reply or closes, so such a
+        // connection is retried every loop like one waiting for the core.
+        let core = matches!(pause, Pause::Core | Pause::ReplyMemory);
         let Some(connection) = self.slots[index as usize].connection.as_mut() else {
             return;
         };
@@ -864,10 +990,13 @@ impl EventLoop {
                 continue;
             };
             connection.listed_paused = false;
+            let held_body_buffer = connection.holds_body_buffer();
             let outcome = connection.read(&shared, &self.config, &mut self.state);
             if !matches!(outcome, ReadOutcome::Paused(_)) {
-                if let Some(since) = connection.partial_since.as_mut() {
-                    // Time spent paused by the server does not count against the client.
+                // Time spent paused by the server does not count against the client, unless it
+                // held a body buffer all along.
+                if let (Some(since), false) = (connection.partial_since.as_mut(), held_body_buffer)
+                {
                     *since = self.state.now;
                 }
                 if !connection.reading {
@@ -903,13 +1032,15 @@ impl EventLoop {
                     .stats
                     .replies_dropped
                     .fetch_add(1, Ordering::Relaxed);
-                recycle(&self.shared, reply.body);
+                self.state
+                    .reply_memory
+                    .release(reply.reply_reserved, reply.body);
                 continue;
             }
-            let Some(connection) = self.connection(id.index) else {
+            let Some(connection) = self.slots[id.index as usize].connection.as_mut() else {
                 unreachable!("checked live above");
             };
-            connection.on_reply(reply);
+            connection.on_reply(reply, &self.shared, &mut self.state.reply_memory);
             if !connection.listed_ready {
                 connection.listed_ready = true;
                 self.ready.push(id.index);
@@ -919,13 +1050,12 @@ impl EventLoop {
 
     fn write(&mut self, index: u32) {
         let durable = self.shared.durable.load(Ordering::Acquire);
-        let shared = Arc::clone(&self.shared);
         let now = self.state.now;
         let Some(connection) = self.slots[index as usize].connection.as_mut() else {
             return;
         };
         let pending_before = connection.output_pending_size();
-        match connection.write(&shared, durable, now) {
+        match connection.write(&mut self.state.reply_memory, durable, now) {
             WriteOutcome::Failed => {
                 self.close(index);
                 return;
@@ -979,7 +1109,8 @@ impl EventLoop {
             let Some(connection) = self.slots[index as usize].connection.as_ref() else {
                 continue;
             };
-            let partial_expired = connection.reading
+            // A connection that holds a pooled body buffer is never exempt, even while paused.
+            let partial_expired = (connection.reading || connection.holds_body_buffer())
                 && !connection.closing
                 && connection.partial_since.is_some_and(|since| {
                     now.duration_since(since) > self.config.partial_frame_timeout
@@ -987,6 +1118,13 @@ impl EventLoop {
             let stall_expired = connection
                 .stalled_since
                 .is_some_and(|since| now.duration_since(since) > self.config.reply_stall_timeout);
+            // Idle: nothing owed to the client, nothing held for it, no frame begun. A
+            // connection with requests in flight or replies unsent is never idle, however long
+            // the journal or the client takes.
+            let idle_expired = connection.is_idle()
+                && connection.partial_since.is_none()
+                && !connection.closing
+                && now.duration_since(connection.active_last) > self.config.idle_timeout;
             if partial_expired {
                 self.shared
                     .stats
@@ -997,6 +1135,12 @@ impl EventLoop {
                 self.shared
                     .stats
                     .connections_closed_reply_stall
+                    .fetch_add(1, Ordering::Relaxed);
+                self.close(index);
+            } else if idle_expired {
+                self.shared
+                    .stats
+                    .connections_closed_idle
                     .fetch_add(1, Ordering::Relaxed);
                 self.close(index);
             }
@@ -1026,9 +1170,18 @@ impl EventLoop {
         };
         slot.generation = slot.generation.wrapping_add(1);
         let _ = self.poll.registry().deregister(&mut connection.stream);
-        connection.release(&self.shared);
+        let peer = connection.peer;
+        connection.release(&self.shared, &mut self.state);
         self.slots_free.push(index);
         self.connections_count -= 1;
+        let from_peer = self
+            .connections_per_address
+            .get_mut(&peer)
+            .expect("an open connection's address is counted");
+        *from_peer -= 1;
+        if *from_peer == 0 {
+            self.connections_per_address.remove(&peer);
+        }
         self.shared
             .stats
             .connections_closed

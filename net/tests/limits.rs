@@ -34,6 +34,15 @@ fn config_limits_are_validated() {
     config.input_size_max = HEADER_SIZE - 1;
     assert_eq!(config.validate().map_err(|e| e.0), Err("input_size_max"));
     let mut config = ServerConfig::new(addr);
+    config.connections_per_address_max = 0;
+    assert_eq!(
+        config.validate().map_err(|e| e.0),
+        Err("connections_per_address_max")
+    );
+    let mut config = ServerConfig::new(addr);
+    config.idle_timeout = Duration::ZERO;
+    assert_eq!(config.validate().map_err(|e| e.0), Err("idle_timeout"));
+    let mut config = ServerConfig::new(addr);
     config.connections_max = 0;
     let error = start(&config, Default::default()).expect_err("refused");
     assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
@@ -205,4 +214,115 @@ fn core_that_stops_popping_stops_the_reading_with_bounded_memory() {
         harness.control.popped.load(Ordering::Relaxed) as usize,
         frames_started + 1
     );
+}
+
+#[test]
+fn pipelined_large_replies_stay_within_the_reply_memory_budget() {
+    let mut config = support::config();
+    config.reply_memory_max = 4 << 20;
+    config.output_size_max = 2 << 20;
+    config.reply_stall_timeout = Duration::from_secs(10);
+    config.partial_frame_timeout = Duration::from_secs(10);
+    let harness = Harness::with(config);
+    // Lookups of 8,191 ids: the fake core answers each with 8,191 items, about 1 MiB.
+    let ids = vec![5u8; 8191 * 16];
+    let connections = 8;
+    let requests = 16;
+    let mut readers = Vec::new();
+    for _ in 0..connections {
+        let mut stream = raw(harness.addr);
+        let mut reader = stream.try_clone().expect("clones");
+        let ids = ids.clone();
+        let writer = std::thread::spawn(move || {
+            for index in 0..requests {
+                let header = Header::request(Operation::LookupAccounts, index, &ids);
+                stream
+                    .write_all(&frame_bytes(&header, &ids))
+                    .expect("the server reads again once replies are sent");
+            }
+            stream
+        });
+        readers.push(std::thread::spawn(move || {
+            // Read nothing for a while, so replies pile up as far as the budget lets them.
+            std::thread::sleep(Duration::from_millis(300));
+            for index in 0..requests {
+                let (header, body) = support::read_reply(&mut reader).expect("a reply");
+                assert_eq!(header.request_id, index);
+                assert_eq!((header.status, header.count), (0, 8191));
+                assert_eq!(body.len(), 8191 * 128);
+            }
+            writer.join().expect("the writer ends")
+        }));
+    }
+    for reader in readers {
+        drop(reader.join().expect("every request is answered"));
+    }
+    let stats = harness.stats();
+    assert!(
+        stats.reply_memory_size_peak <= 4 << 20,
+        "reply memory peaked at {} bytes",
+        stats.reply_memory_size_peak
+    );
+    assert!(
+        stats.reply_memory_size_peak >= 1 << 20,
+        "replies were reserved"
+    );
+    assert!(
+        stats.pauses_reply_memory > 0,
+        "the budget made connections wait"
+    );
+    assert_eq!(stats.replies_over_reservation, 0);
+    assert_eq!(harness.control.popped.load(Ordering::Relaxed), 8 * 16);
+}
+
+#[test]
+fn idle_connections_close_but_ones_awaiting_replies_do_not() {
+    let mut config = support::config();
+    config.idle_timeout = Duration::from_millis(200);
+    config.reply_stall_timeout = Duration::from_secs(10);
+    let harness = Harness::with(config);
+    let mut idle = client(harness.addr);
+    lookup_served(&mut idle);
+    // A request whose reply waits for the journal: not idle, however long it waits.
+    harness.control.gate.store(7, Ordering::Release);
+    let mut waiting = client(harness.addr);
+    let request_id = waiting
+        .send(Operation::LookupAccounts, &[1u8; 16])
+        .expect("sends");
+    harness.wait_stats("the idle connection to close", |stats| {
+        stats.connections_closed_idle == 1
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        harness.stats().connections_closed_idle,
+        1,
+        "only the idle one"
+    );
+    harness.make_durable(7);
+    let reply = waiting.receive().expect("the reply arrives");
+    assert_eq!(reply.request_id(), request_id);
+    harness.wait_stats("the served connection to become idle and close", |stats| {
+        stats.connections_closed_idle == 2
+    });
+}
+
+#[test]
+fn connections_over_the_per_address_cap_are_refused() {
+    let mut config = support::config();
+    config.connections_per_address_max = 2;
+    let harness = Harness::with(config);
+    let mut clients: Vec<_> = (0..2).map(|_| client(harness.addr)).collect();
+    for client in &mut clients {
+        lookup_served(client);
+    }
+    let mut extra = raw(harness.addr);
+    assert_closed(&mut extra);
+    assert_eq!(harness.stats().connections_refused_address, 1);
+    assert_eq!(harness.stats().connections_refused, 0, "the table has room");
+    clients.pop();
+    harness.wait_stats("a connection to close", |stats| {
+        stats.connections_closed == 1
+    });
+    let mut late = client(harness.addr);
+    lookup_served(&mut late);
 }

@@ -10,6 +10,7 @@
 //! - `limits`: connection, partial-frame, trickle and slow-reader limits.
 //! - `journal_tools`: `clearline journal verify` and `inspect` on data and journal directories,
 //!   and on directories without a journal.
+//! - `exhaustion`: idle-socket, header-only and reply-memory attacks; others stay served.
 //! - `matching`: markets, orders, book and fills over the wire, settlement transfers, replay;
 //!   the repl's order statements.
 //!
@@ -19,6 +20,7 @@
 
 mod bad_input;
 mod crash;
+mod exhaustion;
 mod journal_tools;
 mod limits;
 mod matching;

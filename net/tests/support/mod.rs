@@ -79,7 +79,11 @@ impl Harness {
                 if !core.wait_for_requests(Duration::from_millis(10)) {
                     continue;
                 }
-                while let Some(request) = core.pop_request() {
+                // Checked before each pop too: a test may pause the core while it waits.
+                while !control.paused.load(Ordering::Acquire) {
+                    let Some(mut request) = core.pop_request() else {
+                        break;
+                    };
                     control.popped.fetch_add(1, Ordering::Relaxed);
                     let mut reply = Reply::to(&request);
                     reply.gate = control.gate.load(Ordering::Acquire);
@@ -91,7 +95,7 @@ impl Harness {
                     } else {
                         let item_size = request.operation.reply_item_size();
                         let count = (request.header.count as usize).min(BODY_SIZE_MAX / item_size);
-                        let mut body = core.buffer();
+                        let mut body = std::mem::take(&mut request.reply_body);
                         body.resize(count * item_size, request.header.request_id as u8);
                         reply.count = count as u32;
                         reply.body = body;
