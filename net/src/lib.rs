@@ -65,6 +65,7 @@ mod connection;
 pub mod echo;
 pub mod frame;
 pub mod server;
+pub mod tigerbeetle;
 
 pub use client::{Client, ClientError, ReplyFrame};
 pub use frame::{
@@ -73,6 +74,6 @@ pub use frame::{
     FRAME_SIZE_MAX, HEADER_SIZE, MAGIC, PIPELINE_DEPTH_CLIENT, VERSION,
 };
 pub use server::{
-    start, status_reply, ConfigError, ConnectionId, CoreSide, NetWaker, Reply, Request,
+    start, status_reply, ConfigError, ConnectionId, CoreSide, Injector, NetWaker, Reply, Request,
     ServerConfig, ServerHandle, ServerStats,
 };
