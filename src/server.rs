@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use clearline_engine::Config;
 use clearline_journal::{Journal, JournalConfig};
+use clearline_net::tigerbeetle::gateway::{self, CoreLink, GatewayHandle};
 use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, ServerConfig, ServerHandle};
 
 use crate::cli::{Limits, StartArgs, SyncMode};
@@ -27,6 +28,8 @@ const CORE_IDLE_WAIT: Duration = Duration::from_millis(100);
 /// A running server: the net thread and the core thread.
 pub struct Server {
     net: Option<ServerHandle>,
+    /// The TigerBeetle gateway, when asked for (stopped before the net thread).
+    tigerbeetle: Option<GatewayHandle>,
     core: Option<JoinHandle<Result<Journal, String>>>,
     stop: Arc<AtomicBool>,
     local_addr: std::net::SocketAddr,
@@ -123,6 +126,17 @@ impl Server {
             .check()
             .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
         check_memory(&config)?;
+        let tigerbeetle_config = crate::tigerbeetle::gateway_config(&args.tigerbeetle);
+        if let Some(tigerbeetle_config) = &tigerbeetle_config {
+            tigerbeetle_config.validate().map_err(|name| {
+                format!("the tigerbeetle limit {name} is out of range (see --help)")
+            })?;
+            drop(
+                std::net::TcpListener::bind(tigerbeetle_config.addr).map_err(|error| {
+                    format!("cannot serve on {}: {error}", tigerbeetle_config.addr)
+                })?,
+            );
+        }
         // A taken address is reported before recovery rather than after it; the real bind
         // happens when the network thread starts.
         drop(
@@ -168,11 +182,27 @@ impl Server {
             .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?;
         let local_addr = net.local_addr();
         let waker = net.waker();
+        let tigerbeetle = match &tigerbeetle_config {
+            Some(tigerbeetle_config) => Some(
+                gateway::start(
+                    tigerbeetle_config,
+                    core_side.injector(),
+                    Arc::clone(&durable),
+                )
+                .map_err(|error| format!("cannot serve on {}: {error}", tigerbeetle_config.addr))?,
+            ),
+            None => None,
+        };
+        let link = tigerbeetle.as_ref().map(GatewayHandle::link);
         {
             let durable = Arc::clone(&durable);
+            let link = link.clone();
             core.journal_mut().on_durable(Box::new(move |sequence| {
                 durable.fetch_max(sequence, Ordering::AcqRel);
                 waker.wake();
+                if let Some(link) = &link {
+                    link.wake();
+                }
             }));
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -180,13 +210,21 @@ impl Server {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("clearline-core".to_string())
-                .spawn(move || core_loop(core, &core_side, &durable, &stop))?
+                .spawn(move || core_loop(core, &core_side, link.as_deref(), &durable, &stop))?
         };
         if announce {
+            if let Some(tigerbeetle) = &tigerbeetle {
+                say!(
+                    "clearline: tigerbeetle clients on {} (cluster {})",
+                    tigerbeetle.local_addr(),
+                    args.tigerbeetle.tigerbeetle_cluster_id
+                );
+            }
             say!("clearline: listening on {local_addr}");
         }
         Ok(Server {
             net: Some(net),
+            tigerbeetle,
             core: Some(core_thread),
             stop,
             local_addr,
@@ -208,6 +246,11 @@ impl Server {
     /// # Errors
     /// The core stopped on a journal failure, or the final sync failed.
     pub fn shutdown(mut self) -> Result<(), BoxError> {
+        // The gateway first: its requests still executing need the core and the net thread's
+        // `durable` updates, which both keep running until the net thread ends.
+        if let Some(tigerbeetle) = self.tigerbeetle.take() {
+            tigerbeetle.shutdown()?;
+        }
         if let Some(net) = self.net.take() {
             let result = net.shutdown();
             self.stop.store(true, Ordering::Release);
@@ -226,6 +269,7 @@ impl Server {
 fn core_loop(
     mut core: Core,
     core_side: &CoreSide,
+    tigerbeetle: Option<&CoreLink>,
     durable: &AtomicU64,
     stop: &AtomicBool,
 ) -> Result<Journal, String> {
@@ -248,6 +292,10 @@ fn core_loop(
         }
         while let Some(request) = core_side.pop_request() {
             let operation = request.operation;
+            if request.connection.is_external() {
+                crate::tigerbeetle::apply(&mut core, request, &mut scratch, tigerbeetle)?;
+                continue;
+            }
             let reply =
                 match core.apply(operation, request.header.count, &request.body, &mut scratch) {
                     Ok(applied) => {
@@ -280,6 +328,9 @@ fn core_loop(
         }
         durable.fetch_max(durability.durable_sequence(), Ordering::AcqRel);
         core_side.wake();
+        if let Some(link) = tigerbeetle {
+            link.wake();
+        }
     }
 }
 
