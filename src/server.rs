@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clearline_engine::Config;
 use clearline_journal::{Journal, JournalConfig};
-use clearline_net::tigerbeetle::gateway::{self, CoreLink, GatewayHandle};
+use clearline_net::tigerbeetle::gateway::{self, CoreLink, GatewayHandle, GatewayStats};
 use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, ServerConfig, ServerHandle};
 
 use crate::cli::{Limits, StartArgs, SyncMode};
@@ -236,6 +236,11 @@ impl Server {
         self.local_addr
     }
 
+    /// What the TigerBeetle gateway did so far, if it runs.
+    pub fn tigerbeetle_stats(&self) -> Option<GatewayStats> {
+        self.tigerbeetle.as_ref().map(GatewayHandle::stats)
+    }
+
     /// Whether the core thread has stopped (a fatal journal error).
     pub fn core_finished(&self) -> bool {
         self.core.as_ref().is_none_or(JoinHandle::is_finished)
@@ -347,6 +352,9 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     let stopping_for_signal = signal.load(Ordering::Acquire);
     if stopping_for_signal {
         say!("clearline: stopping: answering what is durable, then syncing");
+    }
+    if let Some(stats) = server.tigerbeetle_stats() {
+        say!("clearline: {}", crate::tigerbeetle::describe(&stats));
     }
     server.shutdown().map_err(|error| error.to_string())?;
     if stopping_for_signal {

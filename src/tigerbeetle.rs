@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use clearline_net::tigerbeetle::gateway::{CoreLink, GatewayConfig};
+use clearline_net::tigerbeetle::gateway::{CoreLink, GatewayConfig, GatewayStats};
 use clearline_net::{FrameStatus, Reply, Request};
 
 use crate::cli::TigerBeetleArgs;
@@ -73,4 +73,18 @@ pub fn apply(
     };
     link.push_reply(reply)
         .map_err(|_| "the tigerbeetle reply queue overflowed".to_string())
+}
+
+/// One line about what the gateway did, printed when the server stops.
+pub fn describe(stats: &GatewayStats) -> String {
+    format!(
+        "tigerbeetle clients: {} connections, {} requests ({} of several batches), {} replies \
+         resent, {} pongs, {} evictions",
+        stats.connections_accepted,
+        stats.requests,
+        stats.requests_multi_batch,
+        stats.replies_resent,
+        stats.pongs,
+        stats.evictions
+    )
 }

@@ -152,6 +152,50 @@ impl GatewayConfig {
     }
 }
 
+/// Counters of what the gateway did, for tests and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Connections accepted into a slot.
+    pub connections_accepted: u64,
+    /// Requests executed (registrations excluded).
+    pub requests: u64,
+    /// Of those, requests that carried more than one batch.
+    pub requests_multi_batch: u64,
+    /// Stored replies sent again for a repeated request.
+    pub replies_resent: u64,
+    /// Pongs sent.
+    pub pongs: u64,
+    /// Evictions sent.
+    pub evictions: u64,
+}
+
+#[derive(Default)]
+struct StatsCounters {
+    connections_accepted: AtomicU64,
+    requests: AtomicU64,
+    requests_multi_batch: AtomicU64,
+    replies_resent: AtomicU64,
+    pongs: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl StatsCounters {
+    fn snapshot(&self) -> GatewayStats {
+        GatewayStats {
+            connections_accepted: self.connections_accepted.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            requests_multi_batch: self.requests_multi_batch.load(Ordering::Relaxed),
+            replies_resent: self.replies_resent.load(Ordering::Relaxed),
+            pongs: self.pongs.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
 /// The core's way back to the gateway: a reply queue as large as the gateway's limit on
 /// batches with the core, so a push never fails, and a waker.
 pub struct CoreLink {
@@ -186,6 +230,7 @@ impl std::fmt::Debug for CoreLink {
 /// The owner's handle of a running gateway.
 pub struct GatewayHandle {
     local_addr: SocketAddr,
+    stats: Arc<StatsCounters>,
     link: Arc<CoreLink>,
     shutdown: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
@@ -195,6 +240,11 @@ impl GatewayHandle {
     /// The address the gateway listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// What the gateway did so far.
+    pub fn stats(&self) -> GatewayStats {
+        self.stats.snapshot()
     }
 
     /// The core's way back (also the waker for `durable`).
@@ -270,7 +320,9 @@ pub fn start(
         waker,
     });
     let shutdown = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(StatsCounters::default());
     let mut gateway = Gateway::new(
+        Arc::clone(&stats),
         config.clone(),
         poll,
         listener,
@@ -284,6 +336,7 @@ pub fn start(
         .spawn(move || gateway.run())?;
     Ok(GatewayHandle {
         local_addr,
+        stats,
         link,
         shutdown,
         thread: Mutex::new(Some(thread)),
@@ -369,6 +422,7 @@ struct Pending {
 }
 
 struct Gateway {
+    stats: Arc<StatsCounters>,
     config: GatewayConfig,
     poll: Poll,
     listener: Option<TcpListener>,
@@ -397,7 +451,9 @@ struct Gateway {
 }
 
 impl Gateway {
+    #[allow(clippy::too_many_arguments)] // Each is a separate part of the wiring.
     fn new(
+        stats: Arc<StatsCounters>,
         config: GatewayConfig,
         poll: Poll,
         listener: TcpListener,
@@ -417,6 +473,7 @@ impl Gateway {
         pending.resize_with(config.sessions_max, || None);
         let pending_free = (0..config.sessions_max as u32).rev().collect();
         Gateway {
+            stats,
             sessions: SessionTable::new(config.sessions_max, op_first),
             generations: vec![0; config.connections_max],
             submit_queue: VecDeque::with_capacity(config.sessions_max),
@@ -528,6 +585,7 @@ impl Gateway {
                         self.free.push(index);
                         continue;
                     }
+                    bump(&self.stats.connections_accepted);
                     self.connections[index as usize] = Some(Connection {
                         stream,
                         id: (index, self.generations[index as usize]),
@@ -669,18 +727,13 @@ impl Gateway {
         match frame.command {
             header::Command::PingClient => {
                 let ping = PingHeader::decode(&bytes, frame).map_err(|_| ())?;
-                let reply =
-                    if ping.session != 0 && self.sessions.ping_evicts(ping.client, ping.session) {
-                        eviction(
-                            self.config.cluster,
-                            RELEASE,
-                            ping.client,
-                            EvictionReason::NoSession,
-                        )
-                    } else {
-                        pong(self.config.cluster, RELEASE, ping.ping_timestamp_monotonic)
-                    };
-                self.send(id, &reply);
+                if ping.session != 0 && self.sessions.ping_evicts(ping.client, ping.session) {
+                    self.evict(id, ping.client, EvictionReason::NoSession);
+                } else {
+                    bump(&self.stats.pongs);
+                    let reply = pong(self.config.cluster, RELEASE, ping.ping_timestamp_monotonic);
+                    self.send(id, &reply);
+                }
                 Ok(())
             }
             header::Command::Request => {
@@ -693,6 +746,7 @@ impl Gateway {
     }
 
     fn evict(&mut self, id: (u32, u32), client: u128, reason: EvictionReason) {
+        bump(&self.stats.evictions);
         let bytes = eviction(self.config.cluster, RELEASE, client, reason);
         self.send(id, &bytes);
     }
@@ -706,6 +760,7 @@ impl Gateway {
                     return;
                 };
                 let reply = std::mem::take(&mut session.reply);
+                bump(&self.stats.replies_resent);
                 self.send(id, &reply);
                 if let Some(session) = self.sessions.get_mut(request.client) {
                     session.reply = reply;
@@ -786,6 +841,10 @@ impl Gateway {
             return Err(EvictionReason::InvalidRequestBody);
         }
         let batch_count = batches.batch_count();
+        bump(&self.stats.requests);
+        if batch_count > 1 {
+            bump(&self.stats.requests_multi_batch);
+        }
         let Some(slot) = self.pending_free.pop() else {
             // Cannot happen: one pending request per session and a slot per session.
             return Err(EvictionReason::NoSession);
