@@ -143,7 +143,9 @@ fn wait_child(mut child: Child, what: &str) -> Output {
             }
         }
     }
-    let output = child.wait_with_output().expect("collect the scenario's output");
+    let output = child
+        .wait_with_output()
+        .expect("collect the scenario's output");
     assert!(
         Instant::now() < deadline,
         "{what} did not finish within {SCENARIO_TIMEOUT:?}: {}{}",
@@ -167,9 +169,7 @@ fn scenario_command(name: &str, port: u16) -> Command {
 
 /// Runs one scenario to completion and asserts it passed.
 fn run_scenario(name: &str, port: u16, server: &mut Server) {
-    let child = scenario_command(name, port)
-        .spawn()
-        .expect("spawn python");
+    let child = scenario_command(name, port).spawn().expect("spawn python");
     let output = wait_child(child, name);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -331,7 +331,10 @@ fn tigerbeetle_documented_example_runs() {
     let begin = doc.find(start_marker).expect("a python block in the doc") + start_marker.len();
     let end = begin + doc[begin..].find("```").expect("the block ends");
     let example = &doc[begin..end];
-    assert!(example.lines().count() <= 5, "the example has five lines:\n{example}");
+    assert!(
+        example.lines().count() <= 5,
+        "the example has five lines:\n{example}"
+    );
     assert!(example.contains("\"3000\""), "the example uses port 3000");
     let dir = data_dir();
     let port = free_port();
@@ -364,6 +367,7 @@ struct Raw {
     request: u32,
     operation: u8,
     parent: u128,
+    release: u32,
 }
 
 impl Raw {
@@ -374,7 +378,7 @@ impl Raw {
                 checksum_body: 0,
                 size: 0,
                 view: 0,
-                release: RELEASE,
+                release: self.release,
                 command: TbCommand::Request,
             },
             parent: self.parent,
@@ -398,6 +402,7 @@ const REGISTER: Raw = Raw {
     request: 0,
     operation: 2,
     parent: 0,
+    release: RELEASE,
 };
 
 /// Reads one whole message (header and body), or `None` if the connection closed.
@@ -454,12 +459,40 @@ fn tigerbeetle_raw_protocol_rules() {
     assert_eq!(eviction[255], 1);
     assert_eq!(&eviction[128..144], &0x99u128.to_le_bytes());
 
-    // A request of an operation that is not served (137, change events): reason 4. Its
-    // parent is the registration's context, so it passes the session rules.
+    // A lookup, then the same bytes again (the client's retry): the stored reply, byte for
+    // byte, not a second execution.
     let context = u128::from_le_bytes(reply[160..176].try_into().expect("16 bytes"));
-    let change_events = Raw {
+    let mut ids = 5u128.to_le_bytes().to_vec();
+    encode_trailer(&mut ids, &[1], 16);
+    let lookup = Raw {
         session,
         request: 1,
+        operation: 140,
+        parent: context,
+        ..REGISTER
+    }
+    .bytes(&ids);
+    stream.write_all(&lookup).expect("write");
+    let found = read_message(&mut stream).expect("the lookup reply");
+    assert_eq!((found[114], found[236]), (8, 140));
+    assert_eq!(
+        u32::from_le_bytes(found[232..236].try_into().expect("4")),
+        1
+    );
+    assert_eq!(
+        found.len(),
+        256 + 128,
+        "no account found: the trailer alone"
+    );
+    stream.write_all(&lookup).expect("write");
+    assert_eq!(read_message(&mut stream).as_ref(), Some(&found));
+
+    // A request of an operation that is not served (137, change events): reason 4. Its
+    // parent is the lookup reply's context, so it passes the session rules.
+    let context = u128::from_le_bytes(found[160..176].try_into().expect("16 bytes"));
+    let change_events = Raw {
+        session,
+        request: 2,
         operation: 137,
         parent: context,
         ..REGISTER
@@ -480,5 +513,45 @@ fn tigerbeetle_raw_protocol_rules() {
     .bytes(&[0u8; 256]);
     other.write_all(&wrong_cluster).expect("write");
     assert!(closed_within(&mut other, Duration::from_secs(10)));
+
+    // A client built from source sends release 65535.0.0: accepted, and echoed in the reply.
+    let mut source_built = raw(addr, Duration::from_secs(10));
+    let register = Raw {
+        client: 0x79,
+        release: 0xFFFF_0000,
+        ..REGISTER
+    }
+    .bytes(&[0u8; 256]);
+    source_built.write_all(&register).expect("write");
+    let reply = read_message(&mut source_built).expect("the registration reply");
+    assert_eq!(&reply[108..112], &0xFFFF_0000u32.to_le_bytes());
     server.assert_running("after bad input on the tigerbeetle port");
+}
+
+#[test]
+fn tigerbeetle_connection_limit() {
+    let dir = data_dir();
+    let port = free_port();
+    let options = Options::new("data").flag("tigerbeetle-connections-max", 1);
+    let mut server = start(dir.path(), port, options);
+    let addr = format!("127.0.0.1:{port}").parse().expect("address");
+    let mut first = raw(addr, Duration::from_secs(10));
+    first
+        .write_all(&REGISTER.bytes(&[0u8; 256]))
+        .expect("write");
+    assert!(
+        read_message(&mut first).is_some(),
+        "the first connection is served"
+    );
+    let mut second = raw(addr, Duration::from_secs(10));
+    assert!(
+        closed_within(&mut second, Duration::from_secs(10)),
+        "a connection above the limit is closed"
+    );
+    // The first connection still works: its registration is resent on request.
+    first
+        .write_all(&REGISTER.bytes(&[0u8; 256]))
+        .expect("write");
+    assert!(read_message(&mut first).is_some());
+    server.assert_running("after the connection limit");
 }
