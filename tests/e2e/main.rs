@@ -17,5 +17,5 @@ mod crash;
 mod limits;
 mod matching;
 mod round_trip;
-mod tigerbeetle;
 mod support;
+mod tigerbeetle;

@@ -1127,6 +1127,207 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::{start as start_server, CoreSide, ServerConfig, ServerHandle};
+    use crate::tigerbeetle::header::{Command, Frame};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    /// A gateway over a stand-in core that answers every create event with `created` and the
+    /// batch's index as the timestamp, so tests can see which batch a result came from.
+    struct Rig {
+        _server: ServerHandle,
+        gateway: Option<GatewayHandle>,
+        core: Option<JoinHandle<()>>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let durable = Arc::new(AtomicU64::new(0));
+            let addr = "127.0.0.1:0".parse().unwrap();
+            let (server, core_side) =
+                start_server(&ServerConfig::new(addr), Arc::clone(&durable)).unwrap();
+            let gateway =
+                start(&GatewayConfig::new(addr, 0), core_side.injector(), durable).unwrap();
+            let link = gateway.link();
+            let stop = Arc::new(AtomicBool::new(false));
+            let core = {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || stand_in_core(&core_side, &link, &stop))
+            };
+            Rig {
+                _server: server,
+                gateway: Some(gateway),
+                core: Some(core),
+                stop,
+            }
+        }
+
+        fn connect(&self) -> TcpStream {
+            let addr = self.gateway.as_ref().unwrap().local_addr();
+            let stream = TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+        }
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            if let Some(gateway) = self.gateway.take() {
+                gateway.shutdown().unwrap();
+            }
+            self.stop.store(true, Ordering::Release);
+            if let Some(core) = self.core.take() {
+                core.join().unwrap();
+            }
+        }
+    }
+
+    fn stand_in_core(core: &CoreSide, link: &CoreLink, stop: &AtomicBool) {
+        while !stop.load(Ordering::Acquire) {
+            if !core.wait_for_requests(Duration::from_millis(10)) {
+                continue;
+            }
+            while let Some(request) = core.pop_request() {
+                assert!(request.connection.is_external());
+                let batch = request.header.request_id & 0xFFFF_FFFF;
+                let mut body = request.body;
+                body.clear();
+                for _ in 0..request.header.count {
+                    body.extend_from_slice(&(batch + 1).to_le_bytes());
+                    body.extend_from_slice(&u32::MAX.to_le_bytes());
+                    body.extend_from_slice(&[0u8; 4]);
+                }
+                let reply = Reply {
+                    connection: request.connection,
+                    request_id: request.header.request_id,
+                    operation: request.operation,
+                    status: FrameStatus::Ok,
+                    count: request.header.count,
+                    timestamp: 1,
+                    sequence: 0,
+                    gate: 0,
+                    body,
+                };
+                link.push_reply(reply).unwrap();
+            }
+            link.wake();
+        }
+    }
+
+    fn message(header: RequestHeader, body: &[u8]) -> Vec<u8> {
+        let mut bytes = header.encode(0, body).to_vec();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    fn header(
+        client: u128,
+        session: u64,
+        number: u32,
+        operation: u8,
+        parent: u128,
+    ) -> RequestHeader {
+        RequestHeader {
+            frame: Frame {
+                checksum: 0,
+                checksum_body: 0,
+                size: 0,
+                view: 0,
+                release: RELEASE,
+                command: Command::Request,
+            },
+            parent,
+            client,
+            session,
+            timestamp: 0,
+            request: number,
+            operation,
+            previous_request_latency: 0,
+        }
+    }
+
+    fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
+        let mut bytes = vec![0u8; HEADER_SIZE];
+        stream.read_exact(&mut bytes).ok()?;
+        let size = u32::from_le_bytes(bytes[96..100].try_into().unwrap()) as usize;
+        bytes.resize(size, 0);
+        stream.read_exact(&mut bytes[HEADER_SIZE..]).ok()?;
+        Some(bytes)
+    }
+
+    /// Registers `client` and returns (session, context).
+    fn register(stream: &mut TcpStream, client: u128) -> (u64, u128) {
+        stream
+            .write_all(&message(header(client, 0, 0, 2, 0), &[0u8; 256]))
+            .unwrap();
+        let reply = read_message(stream).unwrap();
+        let session = u64::from_le_bytes(reply[216..224].try_into().unwrap());
+        let context = u128::from_le_bytes(reply[160..176].try_into().unwrap());
+        (session, context)
+    }
+
+    #[test]
+    fn batches_are_answered_in_batch_order() {
+        let rig = Rig::new();
+        let mut stream = rig.connect();
+        let (session, context) = register(&mut stream, 7);
+        // Batches of 1, 0 and 2 accounts.
+        let mut body = vec![0u8; 3 * 128];
+        encode_trailer(&mut body, &[1, 0, 2], 128);
+        stream
+            .write_all(&message(header(7, session, 1, 146, context), &body))
+            .unwrap();
+        let reply = read_message(&mut stream).unwrap();
+        assert_eq!(reply[114], 8);
+        let body = &reply[HEADER_SIZE..];
+        let batches = Batches::decode(body, 16).unwrap();
+        assert_eq!(batches.batch_count(), 3);
+        assert_eq!(
+            (batches.count(0), batches.count(1), batches.count(2)),
+            (1, 0, 2)
+        );
+        // The stand-in core stamps each result with its batch index + 1.
+        let stamps: Vec<u64> = body[..48]
+            .chunks(16)
+            .map(|result| u64::from_le_bytes(result[..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(stamps, [1, 3, 3]);
+    }
+
+    #[test]
+    fn random_bytes_never_stop_the_gateway() {
+        let rig = Rig::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200 {
+            let mut stream = rig.connect();
+            let size = (next() % 700) as usize;
+            let mut bytes: Vec<u8> = (0..size).map(|_| next() as u8).collect();
+            if round % 2 == 0 && size >= HEADER_SIZE {
+                // A valid checksum over random fields, so the checks past it are exercised.
+                bytes[96..100].copy_from_slice(&(size as u32).to_le_bytes());
+                bytes[114] = if round % 4 == 0 { 5 } else { 3 };
+                bytes[80..96].copy_from_slice(&[0u8; 16]);
+                let body_sum = crate::tigerbeetle::checksum::checksum(&bytes[HEADER_SIZE..]);
+                bytes[32..48].copy_from_slice(&body_sum.to_le_bytes());
+                let sum = crate::tigerbeetle::checksum::checksum(&bytes[16..HEADER_SIZE]);
+                bytes[..16].copy_from_slice(&sum.to_le_bytes());
+            }
+            let _ = stream.write_all(&bytes);
+        }
+        // Still serving.
+        let mut stream = rig.connect();
+        let (session, _) = register(&mut stream, 99);
+        assert!(session > 0);
+    }
 
     #[test]
     fn operation_numbers_map_to_the_engine() {
