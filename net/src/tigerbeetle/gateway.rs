@@ -1136,6 +1136,7 @@ mod tests {
     /// batch's index as the timestamp, so tests can see which batch a result came from.
     struct Rig {
         _server: ServerHandle,
+        durable: Arc<AtomicU64>,
         gateway: Option<GatewayHandle>,
         core: Option<JoinHandle<()>>,
         stop: Arc<AtomicBool>,
@@ -1143,20 +1144,30 @@ mod tests {
 
     impl Rig {
         fn new() -> Rig {
+            Rig::gated(0)
+        }
+
+        /// A rig whose stand-in core gates every reply on journal sequence `gate`.
+        fn gated(gate: u64) -> Rig {
             let durable = Arc::new(AtomicU64::new(0));
             let addr = "127.0.0.1:0".parse().unwrap();
             let (server, core_side) =
                 start_server(&ServerConfig::new(addr), Arc::clone(&durable)).unwrap();
-            let gateway =
-                start(&GatewayConfig::new(addr, 0), core_side.injector(), durable).unwrap();
+            let gateway = start(
+                &GatewayConfig::new(addr, 0),
+                core_side.injector(),
+                Arc::clone(&durable),
+            )
+            .unwrap();
             let link = gateway.link();
             let stop = Arc::new(AtomicBool::new(false));
             let core = {
                 let stop = Arc::clone(&stop);
-                std::thread::spawn(move || stand_in_core(&core_side, &link, &stop))
+                std::thread::spawn(move || stand_in_core(&core_side, &link, &stop, gate))
             };
             Rig {
                 _server: server,
+                durable,
                 gateway: Some(gateway),
                 core: Some(core),
                 stop,
@@ -1185,7 +1196,7 @@ mod tests {
         }
     }
 
-    fn stand_in_core(core: &CoreSide, link: &CoreLink, stop: &AtomicBool) {
+    fn stand_in_core(core: &CoreSide, link: &CoreLink, stop: &AtomicBool, gate: u64) {
         while !stop.load(Ordering::Acquire) {
             if !core.wait_for_requests(Duration::from_millis(10)) {
                 continue;
@@ -1207,8 +1218,8 @@ mod tests {
                     status: FrameStatus::Ok,
                     count: request.header.count,
                     timestamp: 1,
-                    sequence: 0,
-                    gate: 0,
+                    sequence: gate,
+                    gate,
                     body,
                 };
                 link.push_reply(reply).unwrap();
@@ -1295,6 +1306,44 @@ mod tests {
             .map(|result| u64::from_le_bytes(result[..8].try_into().unwrap()))
             .collect();
         assert_eq!(stamps, [1, 3, 3]);
+    }
+
+    #[test]
+    fn no_reply_before_the_journal_is_durable() {
+        let rig = Rig::gated(5);
+        let mut stream = rig.connect();
+        let (session, context) = register(&mut stream, 8);
+        let mut body = vec![0u8; 128];
+        encode_trailer(&mut body, &[1], 128);
+        stream
+            .write_all(&message(header(8, session, 1, 146, context), &body))
+            .unwrap();
+        // The batch is applied at once, but its sequence 5 is not durable: nothing arrives.
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let early = stream.read(&mut byte);
+        assert!(
+            early.as_ref().is_err_and(|error| matches!(
+                error.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            )),
+            "a reply left before its gate was durable: {early:?}"
+        );
+        rig.durable.store(4, Ordering::Release);
+        rig.gateway.as_ref().unwrap().link().wake();
+        assert!(
+            stream.read(&mut byte).is_err(),
+            "sequence 4 does not cover 5"
+        );
+        rig.durable.store(5, Ordering::Release);
+        rig.gateway.as_ref().unwrap().link().wake();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reply = read_message(&mut stream).unwrap();
+        assert_eq!((reply[114], reply[236]), (8, 146));
     }
 
     #[test]
