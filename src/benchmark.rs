@@ -70,6 +70,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 addr: "127.0.0.1:0".parse().expect("valid address"),
                 sync: args.sync,
                 limits,
+                tigerbeetle: crate::cli::TigerBeetleArgs::default(),
             };
             // The sync baseline runs before the server starts, so the server's own segment
             // allocation does not share the disk with it.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clearline_engine::Config;
 use clearline_journal::JournalConfig;
+use clearline_net::tigerbeetle::gateway::GatewayConfig;
 use clearline_net::ServerConfig;
 
 /// clearline: a low-latency in-memory settlement and matching engine.
@@ -88,6 +89,49 @@ pub struct StartArgs {
     /// Engine capacities and network limits.
     #[command(flatten)]
     pub limits: Limits,
+    /// TigerBeetle's client protocol on a second port (off unless --tigerbeetle-addr is given).
+    #[command(flatten)]
+    pub tigerbeetle: TigerBeetleArgs,
+}
+
+/// Serving TigerBeetle's official clients (release 0.17.8) beside our own protocol; see
+/// docs/tigerbeetle-compatibility.md.
+#[derive(Args, Debug, Clone)]
+pub struct TigerBeetleArgs {
+    /// Also serve TigerBeetle's client protocol on this address (for example 127.0.0.1:3000),
+    /// so its official clients work unchanged. Off unless given.
+    #[arg(long)]
+    pub tigerbeetle_addr: Option<SocketAddr>,
+    /// The cluster id TigerBeetle clients must use (their `cluster_id`).
+    #[arg(long, default_value_t = 0)]
+    pub tigerbeetle_cluster_id: u128,
+    /// Most TigerBeetle client connections at once; more are refused.
+    #[arg(long, default_value_t = GatewayConfig::CONNECTIONS_MAX as u32)]
+    pub tigerbeetle_connections_max: u32,
+    /// Most TigerBeetle client sessions; registering one more evicts the least recently used
+    /// idle client. Each keeps its last reply (up to 1 MiB) for repeated requests.
+    #[arg(long, default_value_t = GatewayConfig::SESSIONS_MAX as u32)]
+    pub tigerbeetle_sessions_max: u32,
+    /// Requests executing per TigerBeetle connection before the server stops reading it.
+    #[arg(long, default_value_t = GatewayConfig::REQUESTS_IN_FLIGHT_MAX as u32)]
+    pub tigerbeetle_requests_in_flight_max: u32,
+    /// A TigerBeetle connection that sends nothing (not even its 30 s ping) for this many
+    /// milliseconds is closed.
+    #[arg(long, default_value_t = GatewayConfig::IDLE_TIMEOUT.as_millis() as u64)]
+    pub tigerbeetle_idle_timeout_ms: u64,
+}
+
+impl Default for TigerBeetleArgs {
+    fn default() -> TigerBeetleArgs {
+        TigerBeetleArgs {
+            tigerbeetle_addr: None,
+            tigerbeetle_cluster_id: 0,
+            tigerbeetle_connections_max: GatewayConfig::CONNECTIONS_MAX as u32,
+            tigerbeetle_sessions_max: GatewayConfig::SESSIONS_MAX as u32,
+            tigerbeetle_requests_in_flight_max: GatewayConfig::REQUESTS_IN_FLIGHT_MAX as u32,
+            tigerbeetle_idle_timeout_ms: GatewayConfig::IDLE_TIMEOUT.as_millis() as u64,
+        }
+    }
 }
 
 /// Capacities and limits, all chosen at start-up.

@@ -39,6 +39,7 @@ mod plot;
 mod record;
 mod repl;
 mod server;
+mod tigerbeetle;
 
 use std::process::ExitCode;
 

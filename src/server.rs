@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use clearline_engine::Config;
 use clearline_journal::{Journal, JournalConfig};
+use clearline_net::tigerbeetle::gateway::{self, CoreLink, GatewayHandle, GatewayStats};
 use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, ServerConfig, ServerHandle};
 
 use crate::cli::{Limits, StartArgs, SyncMode};
@@ -28,6 +29,8 @@ const CORE_IDLE_WAIT: Duration = Duration::from_millis(100);
 /// A running server: the net thread and the core thread.
 pub struct Server {
     net: Option<ServerHandle>,
+    /// The TigerBeetle gateway, when asked for (stopped before the net thread).
+    tigerbeetle: Option<GatewayHandle>,
     core: Option<JoinHandle<Result<Journal, String>>>,
     stop: Arc<AtomicBool>,
     local_addr: std::net::SocketAddr,
@@ -153,6 +156,17 @@ impl Server {
                 "--segment-size or --journal-segments-max is out of range: {error} (see --help)"
             )
         })?;
+        let tigerbeetle_config = crate::tigerbeetle::gateway_config(&args.tigerbeetle);
+        if let Some(tigerbeetle_config) = &tigerbeetle_config {
+            tigerbeetle_config.validate().map_err(|name| {
+                format!("the tigerbeetle limit {name} is out of range (see --help)")
+            })?;
+            drop(
+                std::net::TcpListener::bind(tigerbeetle_config.addr).map_err(|error| {
+                    format!("cannot serve on {}: {error}", tigerbeetle_config.addr)
+                })?,
+            );
+        }
         // A taken address is reported before recovery rather than after it; the real bind
         // happens when the network thread starts.
         drop(
@@ -190,11 +204,27 @@ impl Server {
             .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?;
         let local_addr = net.local_addr();
         let waker = net.waker();
+        let tigerbeetle = match &tigerbeetle_config {
+            Some(tigerbeetle_config) => Some(
+                gateway::start(
+                    tigerbeetle_config,
+                    core_side.injector(),
+                    Arc::clone(&durable),
+                )
+                .map_err(|error| format!("cannot serve on {}: {error}", tigerbeetle_config.addr))?,
+            ),
+            None => None,
+        };
+        let link = tigerbeetle.as_ref().map(GatewayHandle::link);
         {
             let durable = Arc::clone(&durable);
+            let link = link.clone();
             core.journal_mut().on_durable(Box::new(move |sequence| {
                 durable.fetch_max(sequence, Ordering::AcqRel);
                 waker.wake();
+                if let Some(link) = &link {
+                    link.wake();
+                }
             }));
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -202,13 +232,21 @@ impl Server {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("clearline-core".to_string())
-                .spawn(move || core_loop(core, &core_side, &durable, &stop))?
+                .spawn(move || core_loop(core, &core_side, link.as_deref(), &durable, &stop))?
         };
         if announce {
+            if let Some(tigerbeetle) = &tigerbeetle {
+                say!(
+                    "clearline: tigerbeetle clients on {} (cluster {})",
+                    tigerbeetle.local_addr(),
+                    args.tigerbeetle.tigerbeetle_cluster_id
+                );
+            }
             say!("clearline: listening on {local_addr}");
         }
         Ok(Server {
             net: Some(net),
+            tigerbeetle,
             core: Some(core_thread),
             stop,
             local_addr,
@@ -218,6 +256,11 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
+    }
+
+    /// What the TigerBeetle gateway did so far, if it runs.
+    pub fn tigerbeetle_stats(&self) -> Option<GatewayStats> {
+        self.tigerbeetle.as_ref().map(GatewayHandle::stats)
     }
 
     /// Whether the core thread has stopped (a fatal journal error).
@@ -230,6 +273,11 @@ impl Server {
     /// # Errors
     /// The core stopped on a journal failure, or the final sync failed.
     pub fn shutdown(mut self) -> Result<(), BoxError> {
+        // The gateway first: its requests still executing need the core and the net thread's
+        // `durable` updates, which both keep running until the net thread ends.
+        if let Some(tigerbeetle) = self.tigerbeetle.take() {
+            tigerbeetle.shutdown()?;
+        }
         if let Some(net) = self.net.take() {
             let result = net.shutdown();
             self.stop.store(true, Ordering::Release);
@@ -286,6 +334,7 @@ impl FullJournal {
 fn core_loop(
     mut core: Core,
     core_side: &CoreSide,
+    tigerbeetle: Option<&CoreLink>,
     durable: &AtomicU64,
     stop: &AtomicBool,
 ) -> Result<Journal, String> {
@@ -315,6 +364,10 @@ fn core_loop(
         }
         while let Some(mut request) = core_side.pop_request() {
             let operation = request.operation;
+            if request.connection.is_external() {
+                crate::tigerbeetle::apply(&mut core, request, &mut scratch, tigerbeetle)?;
+                continue;
+            }
             let reply =
                 match core.apply(operation, request.header.count, &request.body, &mut scratch) {
                     Ok(applied) => {
@@ -353,6 +406,9 @@ fn core_loop(
         }
         durable.fetch_max(durability.durable_sequence(), Ordering::AcqRel);
         core_side.wake();
+        if let Some(link) = tigerbeetle {
+            link.wake();
+        }
     }
 }
 
@@ -371,6 +427,9 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     let stopping_for_signal = signal.load(Ordering::Acquire);
     if stopping_for_signal {
         say!("clearline: stopping: answering what is durable, then syncing");
+    }
+    if let Some(stats) = server.tigerbeetle_stats() {
+        say!("clearline: {}", crate::tigerbeetle::describe(&stats));
     }
     server.shutdown().map_err(|error| error.to_string())?;
     if stopping_for_signal {

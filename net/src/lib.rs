@@ -91,6 +91,7 @@ pub mod echo;
 pub mod frame;
 mod reply_memory;
 pub mod server;
+pub mod tigerbeetle;
 
 pub use client::{Client, ClientError, ReplyFrame};
 pub use frame::{
@@ -100,6 +101,6 @@ pub use frame::{
 };
 pub use reply_memory::reply_size_max;
 pub use server::{
-    start, status_reply, ConfigError, ConnectionId, CoreSide, NetWaker, Reply, Request,
+    start, status_reply, ConfigError, ConnectionId, CoreSide, Injector, NetWaker, Reply, Request,
     ServerConfig, ServerHandle, ServerStats,
 };

@@ -224,6 +224,21 @@ impl ConnectionId {
     pub fn generation(self) -> u32 {
         self.generation
     }
+
+    /// An id that names no connection of this server, for requests another front end submits
+    /// through an [`Injector`]; `tag` is the front end's own. Its replies are never routed here.
+    pub fn external(tag: u32) -> ConnectionId {
+        ConnectionId {
+            index: u32::MAX,
+            generation: tag,
+        }
+    }
+
+    /// Whether this id came from [`ConnectionId::external`] (slot indexes stay below
+    /// `connections_max`, which is at most `u32::MAX / 2`).
+    pub fn is_external(self) -> bool {
+        self.index == u32::MAX
+    }
 }
 
 /// A valid request on its way to the core.
@@ -520,6 +535,13 @@ impl CoreSide {
         }
     }
 
+    /// A producer for the same request queue, for another front end.
+    pub fn injector(&self) -> Injector {
+        Injector {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// The durable sequence the server gates replies on.
     pub fn durable(&self) -> &Arc<AtomicU64> {
         &self.shared.durable
@@ -534,6 +556,36 @@ impl CoreSide {
     /// Whether the net thread has ended (after [`ServerHandle::shutdown`]); the core can stop.
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::Acquire)
+    }
+}
+
+/// A second producer for the core's request queue: another front end (the TigerBeetle gateway)
+/// queues its requests here, behind the same bounded queue as this server's, and takes their
+/// replies from the core on its own path.
+#[derive(Clone)]
+pub struct Injector {
+    shared: Arc<Shared>,
+}
+
+impl Injector {
+    /// Queues `request` (whose connection is [`ConnectionId::external`]) and wakes the core.
+    ///
+    /// # Errors
+    ///
+    /// Gives the request back while the queue is full; try again later.
+    // The request is handed back whole so that its buffers return to the caller's pool;
+    // boxing it would allocate per request.
+    #[allow(clippy::result_large_err)]
+    pub fn push(&self, request: Request) -> Result<(), Request> {
+        self.shared.requests.push(request)?;
+        self.shared.notify_core();
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Injector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Injector")
     }
 }
 

@@ -28,3 +28,4 @@ mod replay_refusal;
 mod round_trip;
 mod storage_full;
 mod support;
+mod tigerbeetle;
