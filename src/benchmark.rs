@@ -32,7 +32,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use clap::ValueEnum as _;
 
 use crate::cli::{AccountDistribution, BenchmarkArgs, Limits, StartArgs, SyncMode};
-use crate::plot::{Curve, Reference};
+use crate::plot::{format_latency_us, Curve, Reference, ReferenceKind};
 use crate::report::{
     self, Baselines, Latency, LatencyStart, Load, Report, Resources, RunConfig, ServerKind,
     Throughput, Workload,
@@ -115,10 +115,9 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
             if args.sync == crate::cli::SyncMode::Data {
                 let sync = measure_sync(&dir)?;
                 say!(
-                    "baseline: one 4 KiB write + fdatasync in the data directory: p50 {} us, \
-                     p99 {} us",
-                    sync.value_at_quantile(0.5) / 1_000,
-                    sync.value_at_quantile(0.99) / 1_000
+                    "baseline: one 4 KiB write + fdatasync in the data directory: p50 {}, p99 {}",
+                    format_latency_us(sync.value_at_quantile(0.5) as f64 / 1_000.0),
+                    format_latency_us(sync.value_at_quantile(0.99) as f64 / 1_000.0)
                 );
                 baselines.sync = Some(sync);
             }
@@ -126,10 +125,10 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
             let addr = server.local_addr();
             let echo = measure_echo(args.transfer_batch_count)?;
             say!(
-                "baseline: loopback echo of a {} frame: p50 {} us, p99 {} us",
+                "baseline: loopback echo of frames of {}: p50 {}, p99 {}",
                 counted(u64::from(args.transfer_batch_count), "event"),
-                echo.value_at_quantile(0.5) / 1_000,
-                echo.value_at_quantile(0.99) / 1_000
+                format_latency_us(echo.value_at_quantile(0.5) as f64 / 1_000.0),
+                format_latency_us(echo.value_at_quantile(0.99) as f64 / 1_000.0)
             );
             baselines.echo = Some(echo);
             own_server = Some((server, dir));
@@ -226,17 +225,22 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
 pub fn references(report: &Report, run: Option<&str>) -> Vec<Reference> {
     let prefix = run.map_or(String::new(), |run| format!("{run}: "));
     let mut references = Vec::new();
-    for (name, baseline) in [
-        ("one disk sync", &report.baselines.sync),
-        ("loopback echo", &report.baselines.echo),
+    for (name, baseline, kind) in [
+        ("one disk sync", &report.baselines.sync, ReferenceKind::Disk),
+        (
+            "loopback echo",
+            &report.baselines.echo,
+            ReferenceKind::Network,
+        ),
     ] {
         if let Some(latency_ns) = baseline.as_ref().and_then(Latency::median_ns) {
             references.push(Reference {
                 label: format!(
                     "{prefix}{name}, p50 {}",
-                    crate::plot::format_latency_us(latency_ns as f64 / 1_000.0)
+                    format_latency_us(latency_ns as f64 / 1_000.0)
                 ),
                 latency_ns,
+                kind,
             });
         }
     }
@@ -344,9 +348,10 @@ fn print_summary(
         } else {
             format!("p{percentile}")
         };
+        let latency_us = latencies.value_at_quantile(percentile / 100.0) as f64 / 1_000.0;
         say!(
-            "request latency {label:>6} = {:>10.1} us ({start})",
-            latencies.value_at_quantile(percentile / 100.0) as f64 / 1_000.0
+            "request latency {label:>6} = {:>9} ({start})",
+            format_latency_us(latency_us)
         );
     }
     if let Some(rss) = resources.rss_bytes {

@@ -94,7 +94,8 @@ fn plot_title(runs: &[Run]) -> String {
     if runs.iter().all(|run| run.report.config.describe() == first) {
         format!("clearline benchmark: {first}")
     } else {
-        "clearline benchmark: comparison".to_string()
+        let labels: Vec<&str> = runs.iter().map(|run| run.label.as_str()).collect();
+        format!("clearline benchmark: {}", labels.join(" vs "))
     }
 }
 

@@ -45,7 +45,7 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
 ];
-/// Reference line colors when only one curve is drawn.
+/// Reference line colors when only one curve is drawn: the disk, the network.
 const REFERENCE_COLORS: [RGBColor; 2] = [RGBColor(214, 39, 40), RGBColor(110, 110, 110)];
 
 /// A linear axis over `range` whose ticks are exactly `ticks` (values already transformed).
@@ -78,6 +78,15 @@ impl Ranged for TickedAxis {
     }
 }
 
+/// What a reference line stands for, which decides its look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceKind {
+    /// The disk (one sync): dashed, red when one run is drawn.
+    Disk,
+    /// The network (the loopback echo): dotted, gray when one run is drawn.
+    Network,
+}
+
 /// A horizontal line at a known latency, such as a baseline.
 #[derive(Debug, Clone)]
 pub struct Reference {
@@ -85,6 +94,8 @@ pub struct Reference {
     pub label: String,
     /// Where the line is drawn.
     pub latency_ns: u64,
+    /// Decides the line's look.
+    pub kind: ReferenceKind,
 }
 
 /// One run's latency distribution and its reference lines.
@@ -334,14 +345,12 @@ pub fn render(title: &str, curves: &[Curve<'_>], scale: PlotScale) -> Result<Str
                 .map_err(plot_error)?
                 .label(curve.label.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], line));
-            for (reference_index, reference) in curve.references.iter().enumerate() {
-                let reference_color = if single {
-                    REFERENCE_COLORS[reference_index % REFERENCE_COLORS.len()]
-                } else {
-                    color
+            for reference in &curve.references {
+                let (single_color, dash, gap) = match reference.kind {
+                    ReferenceKind::Disk => (REFERENCE_COLORS[0], 8, 5),
+                    ReferenceKind::Network => (REFERENCE_COLORS[1], 2, 4),
                 };
-                // The first reference (the disk) dashed, the second (the network) dotted.
-                let (dash, gap) = if reference_index == 0 { (8, 5) } else { (2, 4) };
+                let reference_color = if single { single_color } else { color };
                 let style = ShapeStyle::from(reference_color).stroke_width(1);
                 let y = to_y(microseconds(reference.latency_ns));
                 chart
@@ -499,10 +508,12 @@ mod tests {
                 Reference {
                     label: "one disk sync, p50".into(),
                     latency_ns: 122_000,
+                    kind: ReferenceKind::Disk,
                 },
                 Reference {
                     label: "loopback echo, p50".into(),
                     latency_ns: 20_000,
+                    kind: ReferenceKind::Network,
                 },
             ],
         };
@@ -601,6 +612,7 @@ mod tests {
                 references: vec![Reference {
                     label: "sync data: one disk sync, p50".into(),
                     latency_ns: 100_000,
+                    kind: ReferenceKind::Disk,
                 }],
             },
         ];
