@@ -391,7 +391,7 @@ pub fn render(title: &str, curves: &[Curve<'_>], scale: PlotScale) -> Result<Str
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<TickedAxis, TickedAxis>>;
 
 /// Marks p50 to p99.99 (those the run has enough requests for) and the maximum, each with a dot
-/// and its value written above and left of it, where an increasing curve leaves room.
+/// and its value beside it.
 fn mark_percentiles(
     chart: &mut Chart<'_, '_>,
     histogram: &Histogram<u64>,
@@ -419,16 +419,17 @@ fn mark_percentiles(
     for (x, latency_ns, label) in marks {
         let y = to_y(microseconds(latency_ns));
         let text = format!("{label} {}", format_latency_us(microseconds(latency_ns)));
-        // Near the y axis the text goes right of its dot, so it does not cross the axis.
-        let (anchor, offset) = if x < 0.6 {
-            (HPos::Left, (5, -5))
+        // The curve rises to the right, so above-left and below-right of a dot are clear of it.
+        // Near the y axis the text goes below-right, so it does not cross the axis.
+        let (position, offset) = if x < 0.6 {
+            (Pos::new(HPos::Left, VPos::Top), (6, 4))
         } else {
-            (HPos::Right, (-5, -5))
+            (Pos::new(HPos::Right, VPos::Bottom), (-5, -5))
         };
         chart
             .draw_series([EmptyElement::at((x, y))
                 + Circle::new((0, 0), 4, color.filled())
-                + Text::new(text, offset, text_style.pos(Pos::new(anchor, VPos::Bottom)))])
+                + Text::new(text, offset, text_style.pos(position))])
             .map_err(plot_error)?;
     }
     Ok(())
