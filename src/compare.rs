@@ -46,6 +46,9 @@ fn run_inner(args: &CompareArgs) -> Result<(), BoxError> {
         }
     }
     say!("{}", describe_runs(&runs));
+    if runs.len() > 1 {
+        say!("each ratio is to {}", runs[0].label);
+    }
     say!("{}", table(&runs));
     if let Some(path) = &args.plot {
         let histograms = runs
@@ -238,7 +241,7 @@ fn table(runs: &[Run]) -> String {
     for (index, run) in runs.iter().enumerate() {
         header.push(run.label.clone());
         if index > 0 {
-            header.push(format!("ratio to {}", runs[0].label));
+            header.push("ratio".to_string());
         }
     }
     let mut lines = vec![header];
@@ -252,7 +255,7 @@ fn table(runs: &[Run]) -> String {
             if index > 0 {
                 line.push(match (&cells[0], cell) {
                     (Some(first), Some(cell)) if first.value > 0.0 => {
-                        format!("{:.2}x", cell.value / first.value)
+                        ratio(cell.value / first.value)
                     }
                     _ => "-".to_string(),
                 });
@@ -261,6 +264,17 @@ fn table(runs: &[Run]) -> String {
         lines.push(line);
     }
     markdown(&lines)
+}
+
+/// A ratio with two decimals, or three significant digits below 0.1 (`25.22x`, `0.28x`,
+/// `0.0103x`), so a hundredfold change does not read as `0.01x`.
+fn ratio(value: f64) -> String {
+    if value >= 0.1 || value <= 0.0 {
+        format!("{value:.2}x")
+    } else {
+        let decimals = (2.0 - value.log10().floor()).min(9.0) as usize;
+        format!("{value:.decimals$}x")
+    }
 }
 
 fn latency_cell(latency_ns: Option<u64>) -> Option<Cell> {
@@ -321,6 +335,16 @@ fn markdown(lines: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratios_keep_three_digits_when_small() {
+        assert_eq!(ratio(25.2249), "25.22x");
+        assert_eq!(ratio(1.0), "1.00x");
+        assert_eq!(ratio(0.2801), "0.28x");
+        assert_eq!(ratio(0.01033), "0.0103x");
+        assert_eq!(ratio(0.0746), "0.0746x");
+        assert_eq!(ratio(0.0), "0.00x");
+    }
 
     #[test]
     fn markdown_aligns_columns() {
