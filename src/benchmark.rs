@@ -7,10 +7,15 @@
 //! balances add up: per ledger, debits equal credits, and the total moved equals what the
 //! acknowledged transfers say.
 //!
-//! Closed loop by default (each client sends its next request when the previous reply arrives).
-//! With `--rate` the schedule is open loop: request k is planned at `start + k / rate` and its
-//! latency counts from that planned time, so a stall shows up in the percentiles instead of
-//! silently delaying the senders.
+//! Closed loop by default (each client sends its next request when the previous reply arrives;
+//! latency from the actual send). With `--rate` the schedule is open loop: request k is planned
+//! at `start + k / rate` and its latency counts from that planned time, so a stall shows up in
+//! the percentiles instead of silently delaying the senders (no coordinated omission).
+//!
+//! After the run it prints the summary, and on request saves the report (`report.rs`, schema in
+//! `docs/benchmark.md`) and draws the percentile plot (`plot.rs`) with the baselines as
+//! reference lines. Memory and disk use are reported only for its own server, which runs in this
+//! process; a server at `--addr` is another process and its resources are left out.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,7 +29,14 @@ use clearline_net::Client;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{AccountDistribution, BenchmarkArgs, Limits, StartArgs};
+use clap::ValueEnum as _;
+
+use crate::cli::{AccountDistribution, BenchmarkArgs, Limits, StartArgs, SyncMode};
+use crate::plot::{format_latency_us, Curve, Reference, ReferenceKind};
+use crate::report::{
+    self, Baselines, Latency, LatencyStart, Load, Report, Resources, RunConfig, ServerKind,
+    Throughput, Workload,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,6 +46,25 @@ const CODE: u16 = 1;
 const TRANSFER_ID_BASE: u128 = 1 << 64;
 /// The most requests one connection keeps in flight in open-loop mode.
 const OPEN_LOOP_IN_FLIGHT_MAX: u64 = 16;
+
+/// What one run measured.
+pub struct Measurement {
+    /// Request latencies in nanoseconds.
+    pub latencies: Histogram<u64>,
+    /// Requests answered.
+    pub requests: u64,
+    /// Transfers created, or order commands answered.
+    pub events: u64,
+    /// Wall time of the measured part.
+    pub elapsed: Duration,
+}
+
+/// The baselines of a run: their summaries for the report and their histograms for the plot.
+#[derive(Default)]
+struct MeasuredBaselines {
+    sync: Option<Histogram<u64>>,
+    echo: Option<Histogram<u64>>,
+}
 
 /// Runs the benchmark.
 pub fn run(args: &BenchmarkArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -53,6 +84,14 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
     if args.rate == Some(0) {
         return Err("--rate must be at least 1 request per second".into());
     }
+    if args.orders && args.rate.is_some() {
+        return Err("--orders runs closed loop; leave out --rate".into());
+    }
+    let command_line: Vec<String> = std::env::args().collect();
+    let time_unix_s = report::unix_time_s();
+    let mut machine = report::machine();
+    let mut baselines = MeasuredBaselines::default();
+    let mut resources = Resources::default();
 
     let mut own_server = None;
     let addr = match args.addr {
@@ -60,9 +99,9 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         None => {
             let dir = temporary_dir()?;
             say!(
-                "starting a server on {} (sync: {:?})",
+                "starting a server on {} (sync: {})",
                 dir.display(),
-                args.sync
+                sync_name(args.sync)
             );
             let limits = benchmark_limits(args);
             let start = StartArgs {
@@ -77,21 +116,22 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
             if args.sync == crate::cli::SyncMode::Data {
                 let sync = measure_sync(&dir)?;
                 say!(
-                    "baseline: one 4 KiB write + fdatasync in the data directory: p50 {} us, \
-                     p99 {} us",
-                    sync.value_at_quantile(0.5) / 1_000,
-                    sync.value_at_quantile(0.99) / 1_000
+                    "baseline: one 4 KiB write + fdatasync in the data directory: p50 {}, p99 {}",
+                    format_latency_us(sync.value_at_quantile(0.5) as f64 / 1_000.0),
+                    format_latency_us(sync.value_at_quantile(0.99) as f64 / 1_000.0)
                 );
+                baselines.sync = Some(sync);
             }
             let server = crate::server::Server::start(&start, false)?;
             let addr = server.local_addr();
             let echo = measure_echo(args.transfer_batch_count)?;
             say!(
-                "baseline: loopback echo of a {}-event frame: p50 {} us, p99 {} us",
-                args.transfer_batch_count,
-                echo.value_at_quantile(0.5) / 1_000,
-                echo.value_at_quantile(0.99) / 1_000
+                "baseline: loopback echo of frames of {}: p50 {}, p99 {}",
+                counted(u64::from(args.transfer_batch_count), "event"),
+                format_latency_us(echo.value_at_quantile(0.5) as f64 / 1_000.0),
+                format_latency_us(echo.value_at_quantile(0.99) as f64 / 1_000.0)
             );
+            baselines.echo = Some(echo);
             own_server = Some((server, dir));
             addr
         }
@@ -103,10 +143,225 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         drive(args, addr)
     };
     if let Some((server, dir)) = own_server {
+        // The server runs in this process, so this process's memory is the server's (plus the
+        // benchmark's clients, which hold little).
+        (resources.rss_bytes, resources.rss_peak_bytes) = report::process_memory();
         server.shutdown()?;
+        if let Some((disk_bytes, file_bytes)) = report::disk_use(&dir) {
+            resources.data_disk_bytes = Some(disk_bytes);
+            resources.data_file_bytes = Some(file_bytes);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    result
+    let measurement = result?;
+    machine.load_average_end = report::load_average();
+
+    let config = run_config(args);
+    let throughput = Throughput {
+        duration_s: measurement.elapsed.as_secs_f64(),
+        requests: measurement.requests,
+        events: measurement.events,
+        event_name: if args.orders {
+            "order command"
+        } else {
+            "transfer"
+        }
+        .to_string(),
+        events_per_s: rate(measurement.events, measurement.elapsed),
+        requests_per_s: rate(measurement.requests, measurement.elapsed),
+    };
+    print_summary(&config, &throughput, &measurement.latencies, &resources);
+
+    let (commit, commit_dirty) = report::commit();
+    let summary = |histogram: &Option<Histogram<u64>>| {
+        histogram
+            .as_ref()
+            .map(|histogram| Latency::from_histogram(histogram, LatencyStart::Send))
+            .transpose()
+    };
+    let report = Report {
+        schema: report::SCHEMA.to_string(),
+        clearline_version: env!("CARGO_PKG_VERSION").to_string(),
+        commit,
+        commit_dirty,
+        time_unix_s,
+        command_line,
+        machine,
+        baselines: Baselines {
+            sync: summary(&baselines.sync)?,
+            echo: summary(&baselines.echo)?,
+        },
+        throughput,
+        latency: Latency::from_histogram(
+            &measurement.latencies,
+            match config.load {
+                Load::ClosedLoop => LatencyStart::Send,
+                Load::OpenLoop => LatencyStart::PlannedSend,
+            },
+        )?,
+        resources,
+        config,
+    };
+    if let Some(path) = &args.output {
+        report::write(path, &report)?;
+        say!("results saved in {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        let curve = Curve {
+            label: "request latency".to_string(),
+            histogram: &measurement.latencies,
+            references: references(&report, None),
+        };
+        let title = format!("clearline benchmark: {}", report.config.describe());
+        let svg = crate::plot::render(&title, &[curve], args.plot_scale)?;
+        std::fs::write(path, svg)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        say!("latency percentiles drawn in {}", path.display());
+    }
+    Ok(())
+}
+
+/// The reference lines of a run's plot: the p50 of each baseline it measured, their labels
+/// prefixed with `run` when several runs share a plot.
+pub fn references(report: &Report, run: Option<&str>) -> Vec<Reference> {
+    let prefix = run.map_or(String::new(), |run| format!("{run}: "));
+    let mut references = Vec::new();
+    for (name, baseline, kind) in [
+        ("one disk sync", &report.baselines.sync, ReferenceKind::Disk),
+        (
+            "loopback echo",
+            &report.baselines.echo,
+            ReferenceKind::Network,
+        ),
+    ] {
+        if let Some(latency_ns) = baseline.as_ref().and_then(Latency::median_ns) {
+            references.push(Reference {
+                label: format!(
+                    "{prefix}{name}, p50 {}",
+                    format_latency_us(latency_ns as f64 / 1_000.0)
+                ),
+                latency_ns,
+                kind,
+            });
+        }
+    }
+    references
+}
+
+fn run_config(args: &BenchmarkArgs) -> RunConfig {
+    RunConfig {
+        workload: if args.orders {
+            Workload::Orders
+        } else {
+            Workload::Transfers
+        },
+        load: if args.rate.is_some() {
+            Load::OpenLoop
+        } else {
+            Load::ClosedLoop
+        },
+        rate: args.rate,
+        server: if args.addr.is_some() {
+            ServerKind::External
+        } else {
+            ServerKind::InProcess
+        },
+        sync: args
+            .addr
+            .is_none()
+            .then(|| sync_name(args.sync).to_string()),
+        clients: args.clients,
+        account_count: args.account_count,
+        account_distribution: args
+            .account_distribution
+            .to_possible_value()
+            .map_or_else(String::new, |value| value.get_name().to_string()),
+        transfer_count: args.transfer_count,
+        transfer_batch_count: args.transfer_batch_count,
+        transfer_pending: args.transfer_pending,
+        seed: args.seed,
+    }
+}
+
+fn sync_name(sync: SyncMode) -> &'static str {
+    match sync {
+        SyncMode::Data => "data",
+        SyncMode::None => "none",
+    }
+}
+
+fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// `1 transfer`, `2 transfers`, `20,000 transfers`.
+pub fn counted(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", thousands(count))
+    }
+}
+
+/// `20000` as `20,000`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut text = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
+}
+
+fn print_summary(
+    config: &RunConfig,
+    throughput: &Throughput,
+    latencies: &Histogram<u64>,
+    resources: &Resources,
+) {
+    say!(
+        "{} in {} in {:.2} s ({})",
+        counted(throughput.events, &throughput.event_name),
+        counted(throughput.requests, "request"),
+        throughput.duration_s,
+        config.describe()
+    );
+    let achieved = match config.rate {
+        Some(rate) => format!("; {rate} requests/s planned"),
+        None => String::new(),
+    };
+    say!(
+        "throughput = {} {}s/s ({} requests/s{achieved})",
+        thousands(throughput.events_per_s.round() as u64),
+        throughput.event_name,
+        thousands(throughput.requests_per_s.round() as u64),
+    );
+    let start = match config.load {
+        Load::ClosedLoop => "from send",
+        Load::OpenLoop => "from planned send",
+    };
+    for percentile in report::PERCENTILES {
+        let label = if percentile >= 100.0 {
+            "max".to_string()
+        } else {
+            format!("p{percentile}")
+        };
+        let latency_us = latencies.value_at_quantile(percentile / 100.0) as f64 / 1_000.0;
+        say!(
+            "request latency {label:>6} = {:>9} ({start})",
+            format_latency_us(latency_us)
+        );
+    }
+    if let Some(rss) = resources.rss_bytes {
+        say!(
+            "memory: resident {} MiB, peak {} MiB",
+            rss >> 20,
+            resources.rss_peak_bytes.unwrap_or(rss) >> 20
+        );
+    }
 }
 
 fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
@@ -379,7 +634,7 @@ fn transfer_batch(
     count as u32
 }
 
-fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
+fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<Measurement, BoxError> {
     let mut setup = Client::connect(addr)?;
     let accounts_start = Instant::now();
     create_accounts(&mut setup, args.account_count)?;
@@ -418,10 +673,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
         let totals = Arc::clone(&totals);
         let progress = progress.clone();
         let picker = AccountPicker::new(args.account_distribution, args.account_count);
-        let args_copy = BenchmarkArgs {
-            plot: None,
-            ..clone_args(args)
-        };
+        let args_copy = args.clone();
         handles.push(std::thread::spawn(
             move || -> Result<Histogram<u64>, BoxError> {
                 let mut client = Client::connect(addr)?;
@@ -478,42 +730,13 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<(), BoxError> {
 
     let transfers = totals.transfers.load(Ordering::Relaxed);
     let requests = totals.requests.load(Ordering::Relaxed);
-    say!(
-        "{transfers} transfers in {requests} requests of up to {} in {:.2} s from {} client(s){}",
-        args.transfer_batch_count,
-        elapsed.as_secs_f64(),
-        args.clients,
-        match args.rate {
-            Some(rate) => format!(", open loop at {rate} requests/s"),
-            None => String::new(),
-        }
-    );
-    say!(
-        "throughput = {:.0} transfers/s",
-        transfers as f64 / elapsed.as_secs_f64()
-    );
-    for (label, quantile) in [
-        ("p50", 0.5),
-        ("p90", 0.9),
-        ("p99", 0.99),
-        ("p99.9", 0.999),
-        ("max", 1.0),
-    ] {
-        say!(
-            "request latency {label:>5} = {:>10.1} us",
-            latencies.value_at_quantile(quantile) as f64 / 1_000.0
-        );
-    }
-    if let Some(path) = &args.plot {
-        let title = format!(
-            "clearline benchmark: {} transfers per request, {} client(s)",
-            args.transfer_batch_count, args.clients
-        );
-        std::fs::write(path, crate::plot::render(&title, &latencies))
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
-        say!("latency distribution drawn in {}", path.display());
-    }
-    verify_balances(&mut setup, args, transfers)
+    verify_balances(&mut setup, args, transfers)?;
+    Ok(Measurement {
+        latencies,
+        requests,
+        events: transfers,
+        elapsed,
+    })
 }
 
 /// The schedule of an open-loop run.
@@ -582,24 +805,6 @@ fn receive_one(
     totals.requests.fetch_add(1, Ordering::Relaxed);
     totals.transfers.fetch_add(created, Ordering::Relaxed);
     Ok(())
-}
-
-fn clone_args(args: &BenchmarkArgs) -> BenchmarkArgs {
-    BenchmarkArgs {
-        addr: args.addr,
-        account_count: args.account_count,
-        account_distribution: args.account_distribution,
-        transfer_count: args.transfer_count,
-        transfer_batch_count: args.transfer_batch_count,
-        transfer_pending: args.transfer_pending,
-        clients: args.clients,
-        rate: args.rate,
-        plot: args.plot.clone(),
-        sync: args.sync,
-        seed: args.seed,
-        orders: args.orders,
-        no_progress: args.no_progress,
-    }
 }
 
 /// Looks every account up and checks that debits equal credits and that the total moved is

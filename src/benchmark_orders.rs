@@ -16,9 +16,8 @@ use clearline_engine::{
     OrderStatus,
 };
 use clearline_net::Client;
-use hdrhistogram::Histogram;
 
-use crate::benchmark::{duration_ns, histogram, BoxError, Random};
+use crate::benchmark::{duration_ns, histogram, BoxError, Measurement, Random};
 use crate::cli::BenchmarkArgs;
 
 const MARKET: u32 = 1;
@@ -57,7 +56,7 @@ fn order_status_ok(status: u32) -> bool {
 }
 
 /// Runs the order flow against `addr`.
-pub fn drive(args: &BenchmarkArgs, addr: std::net::SocketAddr) -> Result<(), BoxError> {
+pub fn drive(args: &BenchmarkArgs, addr: std::net::SocketAddr) -> Result<Measurement, BoxError> {
     if args.clients != 1 {
         return Err("--orders drives one market from one client; leave --clients at 1".into());
     }
@@ -145,8 +144,14 @@ pub fn drive(args: &BenchmarkArgs, addr: std::net::SocketAddr) -> Result<(), Box
         sent += round;
     }
     let elapsed = start.elapsed();
-    report(args, &tally, &latencies, elapsed);
-    verify_ledgers(&mut client, traders)
+    report(&tally, elapsed);
+    verify_ledgers(&mut client, traders)?;
+    Ok(Measurement {
+        latencies,
+        requests: tally.requests,
+        events: tally.commands,
+        elapsed,
+    })
 }
 
 fn setup(client: &mut Client, traders: u32) -> Result<(), BoxError> {
@@ -316,14 +321,11 @@ fn count_create_results(body: &[u8], tally: &mut Tally) {
     }
 }
 
-fn report(
-    args: &BenchmarkArgs,
-    tally: &Tally,
-    latencies: &Histogram<u64>,
-    elapsed: std::time::Duration,
-) {
+/// Prints what the flow saw; the throughput and latency lines are printed by the caller.
+fn report(tally: &Tally, elapsed: std::time::Duration) {
     say!(
-        "{} order commands ({} ok, {} rejected) in {} requests, {} fills, in {:.2} s",
+        "{} order commands ({} ok, {} rejected) in {} requests, {} fills, in {:.2} s, \
+         settled through the ledger",
         tally.commands,
         tally.ok,
         tally.rejected,
@@ -334,23 +336,6 @@ fn report(
     for (status, count) in &tally.rejections {
         let name = OrderStatus::from_u32(*status).map_or("unknown", OrderStatus::name);
         say!("  rejected with {name} ({status}): {count}");
-    }
-    say!(
-        "throughput = {:.0} order commands/s (settled through the ledger, sync {:?})",
-        tally.commands as f64 / elapsed.as_secs_f64(),
-        args.sync
-    );
-    for (label, quantile) in [
-        ("p50", 0.5),
-        ("p90", 0.9),
-        ("p99", 0.99),
-        ("p99.9", 0.999),
-        ("max", 1.0),
-    ] {
-        say!(
-            "request latency {label:>5} = {:>10.1} us",
-            latencies.value_at_quantile(quantile) as f64 / 1_000.0
-        );
     }
 }
 

@@ -35,6 +35,23 @@ pub enum Command {
     /// An interactive client: create accounts and transfers, look things up.
     Repl(ReplArgs),
     /// The standard load test: transfers in batches over TCP, throughput and latency.
+    ///
+    /// Two ways to pace the load, measuring different things:
+    ///
+    /// - closed loop (the default): each client sends its next request when the previous reply
+    ///   arrives, and latency runs from the actual send to the reply. This measures the most the
+    ///   server can do (throughput), but a stall also delays the requests that would have been
+    ///   sent during it, so their waiting is never counted (coordinated omission): read its
+    ///   percentiles as service time, not as what users at a given load would see.
+    ///
+    /// - open loop (--rate N): requests leave on a fixed schedule of N per second, and latency
+    ///   runs from each request's planned send time to its reply, so time spent queued behind a
+    ///   stall is counted. This measures latency at a given load. If the achieved rate falls
+    ///   short of N, the server (or the client) could not keep up and the latencies measure the
+    ///   backlog.
+    ///
+    /// `--output FILE.json` saves the run (schema in docs/benchmark.md); `benchmark compare`
+    /// compares saved runs.
     Benchmark(BenchmarkArgs),
     /// Read a journal offline (while no server uses it).
     #[command(subcommand)]
@@ -260,10 +277,46 @@ pub enum AccountDistribution {
     Latest,
 }
 
+/// The y axis of a latency plot.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlotScale {
+    /// Logarithmic: p50 and the maximum stay readable together.
+    Log,
+    /// Linear, from zero to the maximum.
+    Linear,
+}
+
+/// Subcommands of `clearline benchmark`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchmarkCommand {
+    /// Compare saved runs (`--output` files): a side-by-side table of throughput and
+    /// percentiles, each as a ratio to the first run, and optionally one plot of all of them.
+    Compare(CompareArgs),
+}
+
+/// Arguments of `clearline benchmark compare`.
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Result files written by `clearline benchmark --output`; the first is the reference for
+    /// the ratios. One file alone prints its table and can be plotted again.
+    #[arg(required = true, value_name = "FILE.json")]
+    pub files: Vec<PathBuf>,
+    /// Draw every run's latency distribution into this SVG file, with a legend.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// The y axis of the plot.
+    #[arg(long, value_enum, default_value_t = PlotScale::Log)]
+    pub plot_scale: PlotScale,
+}
+
 /// Arguments of `clearline benchmark`; the names and defaults follow TigerBeetle's benchmark so
 /// the two run side by side.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchmarkArgs {
+    /// Compare saved runs instead of running one.
+    #[command(subcommand)]
+    pub command: Option<BenchmarkCommand>,
     /// Server to load; without it the benchmark starts its own on a fresh temporary directory.
     #[arg(long)]
     pub addr: Option<SocketAddr>,
@@ -286,12 +339,21 @@ pub struct BenchmarkArgs {
     #[arg(long, default_value_t = 1)]
     pub clients: u32,
     /// Open loop: send this many requests per second in total on a fixed schedule and time each
-    /// reply from its planned send time. Without it the load is closed-loop.
+    /// reply from its planned send time (latency at this load, stalls included). Without it the
+    /// load is closed loop: latency from the actual send (service time; throughput).
     #[arg(long)]
     pub rate: Option<u64>,
-    /// Draw the request latency distribution into this SVG file.
-    #[arg(long)]
+    /// Draw the request latency percentiles into this SVG file, with the baselines as
+    /// reference lines.
+    #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// The y axis of the plot.
+    #[arg(long, value_enum, default_value_t = PlotScale::Log)]
+    pub plot_scale: PlotScale,
+    /// Save the run (command line, commit, machine, baselines, throughput, percentiles, full
+    /// histogram) as JSON in this file; the schema is in docs/benchmark.md.
+    #[arg(long, value_name = "FILE.json")]
+    pub output: Option<PathBuf>,
     /// Durability of the benchmark's own server.
     #[arg(long, value_enum, default_value_t = SyncMode::Data)]
     pub sync: SyncMode,

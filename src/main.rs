@@ -1,8 +1,8 @@
 //! The `clearline` command: wiring of engine, journal and network, and the CLI subcommands.
 //!
 //! The binary holds no business rules: `start` wires the network layer, the core thread, the
-//! journal and the engine together; `repl` and `benchmark` are clients; `journal` reads a journal
-//! offline.
+//! journal and the engine together; `repl` and `benchmark` are clients (`benchmark compare` reads
+//! saved results); `journal` reads a journal offline.
 
 /// Prints a line to standard output, ignoring a closed or broken stdout: the server must
 /// never stop because whoever read its messages went away (`println!` would panic).
@@ -34,10 +34,12 @@ macro_rules! warn {
 mod benchmark;
 mod benchmark_orders;
 mod cli;
+mod compare;
 mod core;
 mod plot;
 mod record;
 mod repl;
+mod report;
 mod server;
 mod tigerbeetle;
 
@@ -65,7 +67,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Start(args) => server::run(&args),
         cli::Command::Repl(args) => repl::run(&args),
-        cli::Command::Benchmark(args) => benchmark::run(&args),
+        cli::Command::Benchmark(args) => match &args.command {
+            Some(cli::BenchmarkCommand::Compare(compare)) => compare::run(compare),
+            None => benchmark::run(&args),
+        },
         cli::Command::Journal(cli::JournalCommand::Verify { dir }) => {
             let dir = server::journal_dir_of(&dir);
             match clearline_journal::verify(&dir) {

@@ -13,12 +13,14 @@
 //! - `exhaustion`: idle-socket, header-only and reply-memory attacks; others stay served.
 //! - `matching`: markets, orders, book and fills over the wire, settlement transfers, replay;
 //!   the repl's order statements.
+//! - `benchmark`: `benchmark --output/--plot` files and `benchmark compare` on two of them.
 //!
 //! Every child server is killed by its guard's `Drop`, every socket has a timeout and every
 //! wait loop a deadline, so a failing test ends instead of hanging. Seeds can be replayed with
 //! `CLEARLINE_E2E_SEED=N`.
 
 mod bad_input;
+mod benchmark;
 mod crash;
 mod exhaustion;
 mod journal_tools;

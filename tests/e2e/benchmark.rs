@@ -1,0 +1,268 @@
+//! `clearline benchmark --output/--plot` and `clearline benchmark compare`, run as the real
+//! binary: a saved run holds what docs/benchmark.md promises, and two saved runs compare into a
+//! table whose ratios match the files and a plot with a legend.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::Histogram;
+
+/// A small benchmark run can take this long on a loaded machine.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Runs `clearline ARGS` to completion (killed after [`RUN_TIMEOUT`]).
+fn clearline(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_clearline"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn clearline");
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(RUN_TIMEOUT) {
+        Ok(output) => output.expect("clearline output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("clearline {args:?} did not finish within {RUN_TIMEOUT:?}");
+        }
+    }
+}
+
+fn succeed(args: &[&str]) -> String {
+    let output = clearline(args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "clearline {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Runs a small benchmark of single transfers on its own server, saving JSON and SVG.
+fn run_benchmark(dir: &Path, name: &str, extra: &[&str]) -> serde_json::Value {
+    let json = dir.join(format!("{name}.json"));
+    let svg = dir.join(format!("{name}.svg"));
+    let mut args = vec![
+        "benchmark",
+        "--account-count",
+        "100",
+        "--transfer-count",
+        "2000",
+        "--transfer-batch-count",
+        "1",
+        "--no-progress",
+        "--output",
+        json.to_str().expect("UTF-8 path"),
+        "--plot",
+        svg.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let stdout = succeed(&args);
+    assert!(
+        stdout.contains("2,000 transfers in 2,000 requests"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 transfer per request, 1 client,"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("balances:"), "{stdout}");
+    let plot = std::fs::read_to_string(&svg).expect("the plot is written");
+    assert!(plot.contains("1 transfer per request"), "plot title");
+    assert!(!plot.contains("1 transfers"), "plural for one");
+    let text = std::fs::read_to_string(&json).expect("the results are written");
+    serde_json::from_str(&text).expect("the results are JSON")
+}
+
+fn histogram(value: &serde_json::Value) -> Histogram<u64> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.as_str().expect("histogram is a string"))
+        .expect("histogram is base64");
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .expect("histogram is an HdrHistogram V2 serialization")
+}
+
+fn u64_of(value: &serde_json::Value, pointer: &str) -> u64 {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} is not an integer in {value}"))
+}
+
+fn f64_of(value: &serde_json::Value, pointer: &str) -> f64 {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} is not a number in {value}"))
+}
+
+#[test]
+fn benchmark_saves_its_results_and_compare_reads_them() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let none = run_benchmark(dir.path(), "sync-none", &["--sync", "none"]);
+    let open = run_benchmark(
+        dir.path(),
+        "open-loop",
+        &["--sync", "none", "--rate", "4000"],
+    );
+
+    // What the schema promises.
+    assert_eq!(none["schema"], "clearline-benchmark-v1");
+    assert_eq!(none["command_line"][1], "benchmark");
+    assert_eq!(none["config"]["sync"], "none");
+    assert_eq!(none["config"]["load"], "closed_loop");
+    assert_eq!(none["config"]["server"], "in_process");
+    assert!(
+        none["config"].get("rate").is_none(),
+        "no rate in closed loop"
+    );
+    assert_eq!(open["config"]["load"], "open_loop");
+    assert_eq!(u64_of(&open, "/config/rate"), 4_000);
+    assert_eq!(none["latency"]["start"], "send");
+    assert_eq!(open["latency"]["start"], "planned_send");
+    assert_eq!(u64_of(&none, "/throughput/events"), 2_000);
+    assert_eq!(u64_of(&none, "/throughput/requests"), 2_000);
+    assert_eq!(none["throughput"]["event_name"], "transfer");
+    assert!(u64_of(&none, "/machine/cores") >= 1);
+    if let Some(commit) = none.get("commit") {
+        let commit = commit.as_str().expect("commit is a string");
+        assert_eq!(commit.len(), 40, "{commit}");
+        assert!(none["commit_dirty"].is_boolean());
+    }
+    // The own server's memory and disk are known; --sync none measures no disk baseline.
+    assert!(u64_of(&none, "/resources/rss_bytes") > 0);
+    assert!(u64_of(&none, "/resources/rss_peak_bytes") >= u64_of(&none, "/resources/rss_bytes"));
+    assert!(u64_of(&none, "/resources/data_file_bytes") > 0);
+    assert!(none["baselines"].get("sync").is_none());
+    assert!(u64_of(&none, "/baselines/echo/count") > 0);
+
+    // The full histogram agrees with the percentile table and the counts.
+    let latencies = histogram(&none["latency"]["histogram"]);
+    assert_eq!(latencies.len(), 2_000);
+    assert_eq!(u64_of(&none, "/latency/count"), 2_000);
+    let percentiles = none["latency"]["percentiles"]
+        .as_array()
+        .expect("percentiles");
+    assert_eq!(percentiles.len(), 6);
+    let mut previous = 0;
+    for row in percentiles {
+        let percentile = row["percentile"].as_f64().expect("percentile");
+        let latency_ns = row["latency_ns"].as_u64().expect("latency_ns");
+        assert_eq!(latencies.value_at_quantile(percentile / 100.0), latency_ns);
+        assert!(latency_ns >= previous);
+        previous = latency_ns;
+    }
+    assert_eq!(previous, u64_of(&none, "/latency/max_ns"));
+
+    // Compare the two saved files.
+    let compare_svg = dir.path().join("compare.svg");
+    let a = dir.path().join("sync-none.json");
+    let b = dir.path().join("open-loop.json");
+    let stdout = succeed(&[
+        "benchmark",
+        "compare",
+        a.to_str().expect("UTF-8 path"),
+        b.to_str().expect("UTF-8 path"),
+        "--plot",
+        compare_svg.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        stdout.contains("differs: load: closed_loop / open_loop"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("each ratio is to sync-none"), "{stdout}");
+    let header = stdout
+        .lines()
+        .find(|line| line.starts_with("| ") && line.contains("ratio"))
+        .unwrap_or_else(|| panic!("no table header in {stdout}"));
+    assert!(
+        header.contains("sync-none") && header.contains("open-loop"),
+        "{header}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("| {name} ")))
+            .unwrap_or_else(|| panic!("no row {name} in {stdout}"));
+        line.split('|')
+            .map(|cell| cell.trim().to_string())
+            .filter(|cell| !cell.is_empty())
+            .collect()
+    };
+    for name in ["latency p50", "latency p99", "latency p99.9", "latency max"] {
+        assert_eq!(row(name).len(), 4, "{name}: {:?}", row(name));
+    }
+    // The ratios are the second run's figures over the first's (printed rounded).
+    let check_ratio = |cell: &str, expected: f64| {
+        let printed: f64 = cell
+            .strip_suffix('x')
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| panic!("{cell:?} is not a ratio"));
+        assert!(
+            (printed - expected).abs() <= 0.005 * expected.max(1.0),
+            "printed {cell}, expected {expected}"
+        );
+    };
+    let throughput = row("throughput (events/s)");
+    check_ratio(
+        &throughput[3],
+        f64_of(&open, "/throughput/events_per_s") / f64_of(&none, "/throughput/events_per_s"),
+    );
+    let p99 = row("latency p99");
+    check_ratio(
+        &p99[3],
+        u64_of(&open, "/latency/percentiles/2/latency_ns") as f64
+            / u64_of(&none, "/latency/percentiles/2/latency_ns") as f64,
+    );
+    // One plot, both runs named in its legend, each with its echo baseline.
+    let plot = std::fs::read_to_string(&compare_svg).expect("the compare plot is written");
+    for label in [
+        "sync-none: ",
+        "open-loop: ",
+        "open-loop: loopback echo, p50",
+    ] {
+        assert!(plot.contains(label), "no {label:?} in the plot");
+    }
+}
+
+#[test]
+fn compare_refuses_files_that_are_not_results() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let not_json = dir.path().join("notes.json");
+    std::fs::write(&not_json, "p50 = 235 us\n").expect("written");
+    let other = dir.path().join("other.json");
+    std::fs::write(&other, "{\"schema\": \"clearline-benchmark-v9\"}").expect("written");
+    for (path, expected) in [
+        (&not_json, "not JSON"),
+        (&other, "schema clearline-benchmark-v9 is not supported"),
+    ] {
+        let output = clearline(&["benchmark", "compare", path.to_str().expect("UTF-8 path")]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(
+            stderr.contains("notes.json") || stderr.contains("other.json"),
+            "{stderr}"
+        );
+    }
+    let missing = dir.path().join("missing.json");
+    let output = clearline(&[
+        "benchmark",
+        "compare",
+        missing.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+}
