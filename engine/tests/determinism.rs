@@ -109,7 +109,7 @@ fn different_requests_give_different_hashes() {
 /// The state hash after the workload of seed 1, pinned: a refactor that keeps behaviour keeps
 /// this number. A deliberate change to what the state holds or how it is digested re-pins it,
 /// and says so in its commit message.
-const WORKLOAD_1_STATE_HASH: u128 = 0xC3B7_484B_43AE_429A_E4E5_B21D_4C4B_746B;
+const WORKLOAD_1_STATE_HASH: u128 = 0x551c_4411_73d6_8494_5dd5_0267_2789_aa31;
 
 #[test]
 fn fixed_workload_state_hash_is_pinned() {
@@ -138,7 +138,7 @@ fn empty_engines_hash_alike() {
 /// out the same. If this value changes, the same journaled requests now give a different state:
 /// replay across releases (and between machines) breaks. Change it only on purpose, in a
 /// commit that says how journals written before it are handled (they replay to another state).
-const GOLDEN_STATE_HASH: u128 = 0x407b_71c0_c721_f56a_99ed_f0df_ed1f_8e65;
+const GOLDEN_STATE_HASH: u128 = 0xa111_a0f0_980d_74bb_f087_7cbc_1dfe_0d96;
 
 #[test]
 fn state_hash_of_a_fixed_workload_is_pinned() {
