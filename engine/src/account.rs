@@ -1,7 +1,7 @@
 //! The account record and the records that describe an account's history and queries:
 //! `Account`, `AccountFlags`, `AccountBalance`, `AccountFilter` and `AccountFilterFlags`.
 //!
-//! Layouts are byte for byte those of ledger-semantics.md section 1 (little-endian, no implicit
+//! Layouts are byte for byte those of docs/protocol.md section 6 (little-endian, no implicit
 //! padding, 128 bytes, u128 fields 16-byte aligned); compile-time checks pin sizes and offsets,
 //! and golden tests pin the bytes. This file knows nothing about validation rules.
 

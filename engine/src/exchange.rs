@@ -3,7 +3,7 @@
 //!
 //! Holds. Placing an order first creates a pending transfer from the trader to the market's
 //! escrow: a limit buy holds `(price + max(taker_fee, maker_fee)) x lots` of quote on the quote
-//! escrow (the spec's `price x lots + taker_fee x lots` when the maker fee is not above the
+//! escrow (`price x lots + taker_fee x lots` when the maker fee is not above the
 //! taker fee, the normal case; the larger fee keeps a resting buy able to pay as maker too), a
 //! market buy holds its `quote_budget`, a sell holds its quantity of base on the base escrow.
 //! If the ledger refuses the hold the order is rejected (`exceeds_credits`,

@@ -1,10 +1,10 @@
 //! The ledger: accounts, transfers, pending transfers, burned ids and balance history, with the
 //! create operations, expiry and whole-state checks. Queries are in query.rs.
 //!
-//! Semantics are those of ledger-semantics.md (TigerBeetle 0.17): every check of section 3.3 in
-//! that order, idempotency (3.4), linked chains (3.5), two-phase transfers and expiry (4),
-//! balancing, closing and overflow (5), timestamps (6). Where the reference has a sharp edge
-//! (its section 11.1) the choice made here is documented at the check.
+//! Semantics are those of docs/ledger.md (TigerBeetle 0.17's rules): every check of its
+//! evaluation order in that order, idempotency, linked chains, two-phase transfers and expiry,
+//! balancing, closing and overflow, timestamps. Where the reference has a sharp edge
+//! (docs/ledger.md, where clearline differs) the choice made here is documented at the check.
 //!
 //! Storage (all allocated to capacity in `Ledger::new`, never grown):
 //! - `accounts` and `transfers` are dense stores in insertion order, which is also strictly
@@ -186,7 +186,7 @@ pub(crate) fn is_settlement(t: &Transfer) -> bool {
     t.flags & TransferFlags::SETTLEMENT != 0
 }
 
-/// Batch-level checks 3-4 of ledger-semantics.md 3.3, shared by accounts and transfers.
+/// Batch-level checks 3-4 of docs/ledger.md (Evaluation order), shared by accounts and transfers.
 /// Returns 0 if the event passes, else 1 (`expected`), 2 (`not_expected`), 3 (`must_be_zero`),
 /// 4 (`out_of_range`) or 5 (`must_not_advance`) for the caller to map to its status type.
 #[inline(always)]
@@ -201,7 +201,7 @@ fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot:
         if timestamp == 0 || timestamp > TIMESTAMP_MAX {
             return 4;
         }
-        // Sharp edge (ledger-semantics.md 11.1): the reference compares against the batch
+        // Sharp edge (docs/ledger.md): the reference compares against the batch
         // timestamp T but then asserts that the imported timestamp is at most the event's own
         // slot `T - n + i + 1`, so a timestamp in `[slot, T)` crashes it. We compare against the
         // slot instead: such an event is rejected with `must_not_advance`, and every imported
@@ -2074,7 +2074,7 @@ mod tests {
 
     #[test]
     fn imported_timestamp_between_slot_and_batch_timestamp_is_rejected() {
-        // ledger-semantics.md 11.1: the reference would crash here.
+        // docs/ledger.md, where clearline differs: the reference would crash here.
         let mut h = Harness::new();
         let imported = AccountFlags::IMPORTED;
         let batch_timestamp = h.now + 3 + 10;

@@ -1,7 +1,7 @@
 //! Markets: the wire record that defines a tradable pair (base ledger against quote ledger) and
 //! the result codes of `create_markets`.
 //!
-//! Layout byte for byte PROTOCOL.md section 2 (128 bytes, little-endian, hand-encoded).
+//! Layout byte for byte docs/protocol.md section 6.7 (128 bytes, little-endian, hand-encoded).
 //! `check_market` validates what the record alone decides; account look-ups (fee and escrow
 //! accounts) and the market store are the engine's.
 

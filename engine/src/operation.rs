@@ -1,5 +1,5 @@
-//! The operations of the wire protocol (PROTOCOL.md section 3) and the internal pulse, with the
-//! sizes of their events and reply items.
+//! The operations of the wire protocol (docs/protocol.md section 5) and the internal pulse, with
+//! the sizes of their events and reply items.
 //!
 //! This table is the one place that says how large an event is; the network layer validates
 //! frames with it and the engine decodes bodies with it.

@@ -1,7 +1,7 @@
 //! Orders: the wire records of the matching side (Order, OrderResult, OrderAmend, Fill,
 //! BookFilter, BookLevel, FillFilter), their enums, and the order result codes.
 //!
-//! Layouts are byte for byte PROTOCOL.md section 2: little-endian, `#[repr(C)]`, sizes and key
+//! Layouts are byte for byte docs/protocol.md section 6: little-endian, `#[repr(C)]`, sizes and key
 //! offsets checked at compile time, encoded and decoded by hand. Decoding never fails: enum
 //! fields stay raw `u8` in the records and are parsed with `from_u8` when validated, so a bad
 //! byte becomes a result code, never a panic.

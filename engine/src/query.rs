@@ -1,4 +1,4 @@
-//! Read operations of the ledger (ledger-semantics.md section 7): lookups by id, an account's
+//! Read operations of the ledger (docs/ledger.md, Queries): lookups by id, an account's
 //! transfers and balance history, and queries over all accounts or transfers.
 //!
 //! Invalid filters select nothing (they are not errors). Every filtered query writes at most

@@ -1,7 +1,7 @@
 //! Results of create operations: the 16-byte `CreateResult` record and the status codes of
 //! `create_accounts` (`CreateAccountStatus`) and `create_transfers` (`CreateTransferStatus`).
 //!
-//! Numbers and names are those of ledger-semantics.md sections 3.1 and 3.2 (gap-free 0..=26 and
+//! Numbers and names are those of docs/ledger.md, Result codes (gap-free 0..=26 and
 //! 0..=68, `created` = `u32::MAX`), plus clearline's capacity codes from 200. Capacity codes are
 //! not transient: they do not burn the id, a retry after capacity is freed may succeed. The
 //! declaration order here is numeric; the order in which the ledger checks them is in ledger.rs.
@@ -11,7 +11,7 @@ use core::mem::{offset_of, size_of};
 use crate::wire::{read_u32, read_u64, write_u32, write_u64};
 
 /// The result of one create event: the status and the timestamp it refers to (the object's for
-/// `created`/`exists`, else the event's slot, see ledger-semantics.md section 1.6).
+/// `created`/`exists`, else the event's slot, see docs/ledger.md, Timestamps).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CreateResult {
@@ -313,7 +313,7 @@ status_enum! {
 }
 
 impl CreateTransferStatus {
-    /// Whether this failure burns the transfer's id (ledger-semantics.md section 3.4): a later
+    /// Whether this failure burns the transfer's id (docs/ledger.md, Idempotency): a later
     /// transfer with the same id gets `IdAlreadyFailed` whatever its content.
     pub fn is_transient(self) -> bool {
         matches!(

@@ -1,7 +1,7 @@
 //! The transfer record and the query filter shared by `query_accounts` and `query_transfers`:
 //! `Transfer`, `TransferFlags`, `QueryFilter` and `QueryFilterFlags`.
 //!
-//! Layouts are byte for byte those of ledger-semantics.md sections 1.2 and 1.5; compile-time
+//! Layouts are byte for byte those of docs/protocol.md sections 6.2 and 6.5; compile-time
 //! checks pin sizes and offsets, and golden tests pin the bytes. Validation lives in the ledger.
 
 use core::mem::{align_of, offset_of, size_of};

@@ -1,7 +1,8 @@
-//! The portable case table of ledger-semantics.md section 8.3, plus the edges clearline defines
-//! itself (section 11.1, capacity codes), written as data: each `Row` is a name, a
-//! configuration and a list of `Step`s, and `run` walks a row on a fresh `Harness`. `rows!`
-//! makes one `#[test]` per row, so a failure names its row, and `run` names the failing step.
+//! The 71 cases of docs/ledger.md ("Tested cases"), plus the edges clearline defines itself
+//! (docs/ledger.md, "Where clearline differs from TigerBeetle"), written as data: each `Row` is
+//! a name, a configuration and a list of `Step`s, and `run` walks a row on a fresh `Harness`.
+//! `rows!` makes one `#[test]` per row, so a failure names its row, and `run` names the failing
+//! step.
 //!
 //! Accounts default to ledger 1, code 1, no flags; `An` is account id `n` and `Tn` transfer id
 //! `n`. The reference's `setup` backdoor is replaced by real transfers with helper accounts
@@ -2458,7 +2459,7 @@ fn query_accounts_filters() -> Vec<Step> {
     ]
 }
 
-/// Beyond the table: clearline's own edges (section 11.1, capacity codes).
+/// Beyond the table: clearline's own edges (imported timestamps, capacity codes).
 fn clearline_rows() -> Vec<Row> {
     let imported = |id: u128, timestamp: u64| tr(id, 1, 2, 1).imported(timestamp);
     let limit = PULSE_EXPIRIES_MAX;
@@ -2467,7 +2468,7 @@ fn clearline_rows() -> Vec<Row> {
         row(
             "imported_account_between_slot_and_batch_timestamp_is_rejected",
             vec![
-                // Section 11.1: event 0 of 3 at T = 100 owns slot 98; a timestamp of 99 is
+                // Imported edge: event 0 of 3 at T = 100 owns slot 98; a timestamp of 99 is
                 // below T but above the slot. clearline rejects it instead of tripping an
                 // assertion.
                 AccountsAt(

@@ -1,5 +1,5 @@
 //! Model-based test: the engine against a deliberately simple reference ledger written straight
-//! from ledger-semantics.md (sections 3 to 6), driven by a seeded random workload and compared
+//! from docs/ledger.md, driven by a seeded random workload and compared
 //! after every batch.
 //!
 //! The model keeps `BTreeMap`s of accounts, transfers and pending states, uses checked u128
@@ -81,7 +81,7 @@ impl Model {
             .max(self.max_transfer_timestamp())
     }
 
-    /// Section 3.3 batch level and 3.5 chains; `apply` does the per-event rules and returns
+    /// Batch-level checks and linked chains; `apply` does the per-event rules and returns
     /// `(status, timestamp)`.
     fn run_batch(
         &mut self,
@@ -137,7 +137,7 @@ impl Model {
             } else if batch_imported && !(1..=TS_MAX).contains(&head.timestamp) {
                 (out_of_range, slot)
             } else if batch_imported && head.timestamp >= slot {
-                // Section 11.1 as clearline defines it: the bound is the event's own slot.
+                // The imported edge as clearline defines it: the bound is the event's own slot.
                 (not_advance, slot)
             } else if !batch_imported && head.timestamp != 0 {
                 (timestamp_must_be_zero, slot)
@@ -460,7 +460,7 @@ impl Model {
         (TransferStatus::Created as u32, ts)
     }
 
-    /// Section 3.4: `t` is the request, `e` the stored transfer with the same id.
+    /// Idempotency: `t` is the request, `e` the stored transfer with the same id.
     fn transfer_exists(&self, t: &Transfer, e: &Transfer) -> TransferStatus {
         if t.flags != e.flags {
             return TransferStatus::ExistsWithDifferentFlags;
@@ -560,7 +560,7 @@ impl Model {
         TransferStatus::Exists
     }
 
-    /// Section 3.3, post/void path, and 4.3.
+    /// Post and void checks, then the commit.
     fn post_or_void(&mut self, t: &Transfer, slot: u64, ts: u64) -> (u32, u64) {
         let fail = |status: TransferStatus| (status as u32, slot);
         let is_post = t.flags & POS != 0;
@@ -707,7 +707,7 @@ impl Model {
         assert_eq!(*count, 1, "model: pending {pending_id} resolved twice");
     }
 
-    /// Section 4.4: expire what is due at or before `timestamp`, oldest due first.
+    /// Expiry: expire what is due at or before `timestamp`, oldest due first.
     fn pulse(&mut self, timestamp: u64) -> u32 {
         let mut due: Vec<(u64, u64, u128)> = self
             .pending

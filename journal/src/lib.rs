@@ -1,7 +1,7 @@
 //! The clearline journal: segment files, checksummed records, group commit, replay and snapshots.
 //!
 //! It knows records and bytes, not accounts or orders. The on-disk format is drawn in
-//! `journal/FORMAT.md`; the rules it follows are J1-J14 of `shared/reference/reliability.md`.
+//! `journal/FORMAT.md`; the rules it follows are J1-J14 of `docs/durability.md`.
 //!
 //! Architecture invariants:
 //! - nothing is reported durable before a sync that began after it was written returned (J5);

@@ -1,5 +1,5 @@
 //! Reading the log: walking validated records in order, and the recovery scan that decides
-//! between a torn tail and corruption by the watermark rule (reliability.md J7).
+//! between a torn tail and corruption by the watermark rule (docs/durability.md, J7).
 //!
 //! Invariants:
 //! - a record is yielded only after its header checksum, magic, version, reserved bytes,

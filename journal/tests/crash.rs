@@ -1,4 +1,4 @@
-//! Real-process crash test (reliability.md row 1): a child process appends records and prints
+//! Real-process crash test (docs/durability.md row 1): a child process appends records and prints
 //! every sequence it learns is durable; the parent kills it with SIGKILL at random moments,
 //! reopens the journal, and checks that every reported sequence is present and intact.
 //!

@@ -1,4 +1,4 @@
-//! Property tests of the journal on the simulated storage (reliability.md rows 1, 2, 3, 5, 12):
+//! Property tests of the journal on the simulated storage (docs/durability.md rows 1, 2, 3, 5, 12):
 //! crashes at any operation (recovery included), torn writes, bit flips, misplaced records,
 //! stale blocks, failed syncs. Every test is seeded; proptest prints the failing seed.
 

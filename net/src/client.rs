@@ -175,7 +175,7 @@ impl Client {
     }
 
     /// Sends one request without waiting; returns its id. The count is the number of whole
-    /// events of `operation` in `body`. PROTOCOL.md lets a client have 16 requests in flight.
+    /// events of `operation` in `body`. docs/protocol.md lets a client have 16 requests in flight.
     ///
     /// # Errors
     ///

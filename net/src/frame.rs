@@ -1,5 +1,5 @@
-//! The frame codec of PROTOCOL.md: the 64-byte header, CRC-32C checksums, the frame status codes
-//! and the validation of requests and replies in the order section 5 prescribes.
+//! The frame codec of docs/protocol.md: the 64-byte header, CRC-32C checksums, frame status codes
+//! and the validation of requests and replies in the order its section 4 prescribes.
 //!
 //! Invariants:
 //! - `Header::encode` and `Header::decode` are exact inverses over all 64 bytes; neither checks
@@ -24,7 +24,7 @@ pub const BODY_SIZE_MAX: usize = FRAME_SIZE_MAX - HEADER_SIZE;
 pub const MAGIC: u32 = 0x3152_4C43;
 /// The protocol version this codec speaks.
 pub const VERSION: u16 = 1;
-/// How many requests a client may send before it reads replies (PROTOCOL.md, introduction).
+/// How many requests a client may send before it reads replies (docs/protocol.md, section 7).
 pub const PIPELINE_DEPTH_CLIENT: usize = 16;
 
 const _: () = assert!(BODY_SIZE_MAX == 1_048_512);
@@ -35,7 +35,7 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     crc32c::crc32c(bytes)
 }
 
-/// A frame status: the `status` byte of a reply header (PROTOCOL.md section 5).
+/// A frame status: the `status` byte of a reply header (docs/protocol.md section 4).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FrameStatus {
@@ -83,7 +83,7 @@ impl FrameStatus {
         FrameStatus::ALL.get(usize::from(value)).copied()
     }
 
-    /// The status's name as PROTOCOL.md writes it.
+    /// The status's name as docs/protocol.md writes it.
     pub fn name(self) -> &'static str {
         match self {
             FrameStatus::Ok => "ok",
@@ -106,7 +106,7 @@ impl fmt::Display for FrameStatus {
     }
 }
 
-/// The 64-byte frame header, field for field (PROTOCOL.md section 1).
+/// The 64-byte frame header, field for field (docs/protocol.md section 2.1).
 ///
 /// The fields hold raw wire values; nothing here is validated. Use [`check_request_header`] or
 /// [`check_reply_header`] on received bytes before trusting a field.
@@ -120,7 +120,7 @@ pub struct Header {
     pub magic: u32,
     /// Must be [`VERSION`].
     pub version: u16,
-    /// The operation number (PROTOCOL.md section 3).
+    /// The operation number (docs/protocol.md section 5).
     pub operation: u8,
     /// Requests: 0; replies: a [`FrameStatus`] number.
     pub status: u8,
@@ -291,7 +291,7 @@ pub struct RequestHeader {
     pub operation: Operation,
 }
 
-/// Checks a request header in the PROTOCOL.md section 5 order: header checksum, magic, version,
+/// Checks a request header in the docs/protocol.md order: header checksum, magic, version,
 /// reserved header bytes, operation, body size and count. The body checksum is checked later by
 /// [`check_request_body`], once the body has arrived.
 ///

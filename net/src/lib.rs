@@ -1,6 +1,6 @@
-//! The clearline network layer: the PROTOCOL.md frame codec, the mio server and a blocking client.
+//! The clearline network layer: the frame codec of docs/protocol.md, the mio server, a client.
 //!
-//! - [`frame`]: the 64-byte header, CRC-32C, [`FrameStatus`], and validation in the PROTOCOL.md
+//! - [`frame`]: the 64-byte header, CRC-32C, [`FrameStatus`], validation in the docs/protocol.md
 //!   order ([`check_request_header`], [`check_request_body`], [`check_reply_header`]).
 //! - [`server`]: [`start`] binds and spawns the net thread, returning a [`ServerHandle`] for the
 //!   owner and a [`CoreSide`] for the core thread.

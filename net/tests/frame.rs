@@ -1,4 +1,4 @@
-//! The frame codec against PROTOCOL.md: golden header bytes (checksums computed independently
+//! The frame codec against docs/protocol.md: golden header bytes (checksums computed independently
 //! from the CRC-32C definition), every frame status with its connection action, the order of
 //! the checks, and decoding arbitrary bytes without panicking.
 

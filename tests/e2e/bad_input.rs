@@ -1,5 +1,5 @@
-//! Bad input against the real binary (reliability.md matrix rows 6 and 7, PROTOCOL.md section
-//! 5): random bytes, every bad header field, wrong sizes and counts, bad body checksums and
+//! Bad input against the real binary (docs/durability.md rows 6 and 7, docs/protocol.md section
+//! 4): random bytes, every bad header field, wrong sizes and counts, bad body checksums and
 //! disconnects in the middle of a frame. Each gets its status or a close, nothing bad is
 //! applied, the server never exits, and a well-behaved client on another connection is served
 //! after every case.
@@ -109,8 +109,8 @@ fn lookup_header() -> (Header, Vec<u8>) {
 fn bad_header_fields_get_their_status_and_close() {
     let mut fixture = Fixture::start();
 
-    // A wrong header checksum: the framing can't be trusted. PROTOCOL.md lets the server send
-    // the error first when it can; reliability.md prefers a silent close. Either is fine, but
+    // A wrong header checksum: the framing can't be trusted. docs/protocol.md lets the server send
+    // the error first when it can, or close silently. Either is fine, but
     // nothing after it on the connection may be served.
     let (mut header, body) = lookup_header();
     header.header_checksum ^= 1;

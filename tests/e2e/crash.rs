@@ -1,4 +1,4 @@
-//! Crash safety of the real binary (reliability.md matrix rows 1 and 9): a client pipelines
+//! Crash safety of the real binary (docs/durability.md rows 1 and 9): a client pipelines
 //! batches of transfers while the server (`--sync data`) is SIGKILLed at seeded random moments,
 //! [`KILLS`] times, each time restarted on the same data directory.
 //!

@@ -1,4 +1,4 @@
-//! Resource limits of the real binary (reliability.md matrix row 8, PROTOCOL.md section 5):
+//! Resource limits of the real binary (docs/durability.md row 8, docs/limits.md):
 //! connections over `--connections-max`, a partial frame older than
 //! `--partial-frame-timeout-ms`, a slow-trickling client, and a client that never reads its
 //! replies (`--reply-timeout-ms`). Each offender is closed while a well-behaved client keeps
