@@ -12,6 +12,7 @@ pub mod book;
 mod digest;
 mod exchange;
 mod expiry;
+mod id_filter;
 mod index;
 mod ledger;
 pub mod limits;
@@ -25,6 +26,7 @@ mod wire;
 
 pub use account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
 pub use exchange::{BOOK_LEVELS_MAX, FILLS_PER_ORDER_MAX, SETTLEMENT_ID_BIT};
+pub use id_filter::{IdFilter, ID_FILTER_BITS_PER_ID};
 pub use limits::{Config, BATCH_EVENTS_MAX, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};
 pub use market::{CreateMarketStatus, Market};
 pub use operation::{Operation, SLOTS_PER_ORDER_EVENT};

@@ -1,0 +1,281 @@
+//! A blocked Bloom filter over u128 ids: answers "certainly absent" or "maybe present" without
+//! touching the history store, so that checking a new id for idempotency costs no disk read.
+//!
+//! Layout (after Putze, Sanders and Singler, "Cache-, Hash- and Space-efficient Bloom Filters",
+//! 2007): an array of 64-byte blocks, each eight u64 words. An id selects one block and sets one
+//! bit in each of its eight words, so an insert or a query touches exactly one cache line.
+//!
+//! Invariants:
+//! - no false negatives: after `insert(id)`, `may_contain(id)` is true, forever (bits are only
+//!   ever set);
+//! - the blocks are a pure function of the set of inserted ids: no seed, no clock, no
+//!   dependence on insertion order, so two filters fed the same ids are equal byte for byte;
+//! - all memory is allocated in `new`; `insert` and `may_contain` allocate nothing.
+//!
+//! Sizing: `new(ids_max)` gives `BITS_PER_ID` bits per id. Inserting more ids than `ids_max` is
+//! allowed and never fails; the false-positive rate then rises smoothly (a full filter answers
+//! "maybe" more often, which costs a store read, never a wrong answer). The rate at capacity is
+//! pinned by the tests below.
+//!
+//! Does not store ids, cannot remove them and never says "present" for certain: the caller
+//! resolves "maybe" against memory and the history store (`docs/history.md`).
+
+/// Bits of filter per id at the sized capacity (2 bytes per id).
+pub const ID_FILTER_BITS_PER_ID: u64 = 16;
+
+const WORDS_PER_BLOCK: usize = 8;
+const BLOCK_BITS: u64 = 64 * WORDS_PER_BLOCK as u64;
+
+/// One cache line of filter bits.
+type Block = [u64; WORDS_PER_BLOCK];
+
+/// A fixed-size set of ids with false positives and no false negatives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdFilter {
+    /// Never empty; its length never changes after `new`.
+    blocks: Vec<Block>,
+    /// Ids inserted, counting repeats, for reports (`load`).
+    inserts_count: u64,
+    ids_max: u64,
+}
+
+/// The 64-bit finalizer of MurmurHash3 (Appleby): every input bit affects every output bit.
+#[inline(always)]
+fn finalize(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
+
+/// Two independent-looking 64-bit hashes of an id: one picks the block, one the bits.
+///
+/// Both halves of the id are mixed before they are combined, so sequential ids, ids that differ
+/// only in their high half, and random ids all spread evenly. A client that crafts colliding ids
+/// only makes its own new ids slower (a store read), never wrong.
+#[inline(always)]
+fn hashes(id: u128) -> (u64, u64) {
+    let low = id as u64;
+    let high = (id >> 64) as u64;
+    let block_hash = finalize(low ^ finalize(high ^ 0x243F_6A88_85A3_08D3));
+    let bits_hash = finalize(block_hash ^ 0x1319_8A2E_0370_7344);
+    (block_hash, bits_hash)
+}
+
+impl IdFilter {
+    /// An empty filter sized for `ids_max` ids at `ID_FILTER_BITS_PER_ID` bits each (at least
+    /// one block).
+    ///
+    /// # Panics
+    ///
+    /// If the size in bytes does not fit in `usize` (a start-up configuration error).
+    pub fn new(ids_max: u64) -> IdFilter {
+        let bits = ids_max
+            .checked_mul(ID_FILTER_BITS_PER_ID)
+            .unwrap_or_else(|| panic!("id filter for {ids_max} ids overflows"));
+        let blocks_count = usize::try_from(bits.div_ceil(BLOCK_BITS).max(1))
+            .unwrap_or_else(|_| panic!("id filter for {ids_max} ids does not fit in memory"));
+        IdFilter {
+            blocks: vec![[0u64; WORDS_PER_BLOCK]; blocks_count],
+            inserts_count: 0,
+            ids_max,
+        }
+    }
+
+    /// The block an id maps to: multiply-shift range reduction (Lemire, "Fast random integer
+    /// generation in an interval", 2019), so any block count works, not only powers of two.
+    #[inline(always)]
+    fn block_index(&self, block_hash: u64) -> usize {
+        ((u128::from(block_hash) * self.blocks.len() as u128) >> 64) as usize
+    }
+
+    /// One bit in each word of the block; six bits of `bits_hash` per word.
+    #[inline(always)]
+    fn masks(bits_hash: u64) -> Block {
+        let mut masks = [0u64; WORDS_PER_BLOCK];
+        for (word_index, mask) in masks.iter_mut().enumerate() {
+            *mask = 1u64 << ((bits_hash >> (6 * word_index)) & 63);
+        }
+        masks
+    }
+
+    /// Adds `id`. Never fails; past `ids_max` the false-positive rate rises.
+    #[inline]
+    pub fn insert(&mut self, id: u128) {
+        let (block_hash, bits_hash) = hashes(id);
+        let index = self.block_index(block_hash);
+        let masks = IdFilter::masks(bits_hash);
+        let block = &mut self.blocks[index];
+        for (word, mask) in block.iter_mut().zip(masks) {
+            *word |= mask;
+        }
+        self.inserts_count = self.inserts_count.saturating_add(1);
+    }
+
+    /// False: `id` was certainly never inserted. True: it may have been.
+    #[inline]
+    pub fn may_contain(&self, id: u128) -> bool {
+        let (block_hash, bits_hash) = hashes(id);
+        let block = &self.blocks[self.block_index(block_hash)];
+        let masks = IdFilter::masks(bits_hash);
+        block
+            .iter()
+            .zip(masks)
+            .all(|(word, mask)| word & mask == mask)
+    }
+
+    /// The capacity the filter was sized for.
+    pub fn ids_max(&self) -> u64 {
+        self.ids_max
+    }
+
+    /// Inserts so far, counting repeats: above `ids_max` the false-positive rate is above the
+    /// sized one.
+    pub fn inserts_count(&self) -> u64 {
+        self.inserts_count
+    }
+
+    /// Bytes of filter memory.
+    pub fn size(&self) -> usize {
+        self.blocks.len() * WORDS_PER_BLOCK * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64, for reproducible ids.
+    struct Ids(u64);
+
+    impl Ids {
+        fn next(&mut self) -> u128 {
+            let mut next = || {
+                self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = self.0;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            };
+            (u128::from(next()) << 64) | u128::from(next())
+        }
+    }
+
+    const CAPACITY: u64 = 200_000;
+    const PROBES: u32 = 400_000;
+    /// The sized false-positive rate is about 0.1% (16 bits per id, 8 bits set in a 512-bit
+    /// block); the bound leaves room for the block-load variance but fails a broken hash.
+    const FALSE_POSITIVE_RATE_MAX: f64 = 0.002;
+
+    fn false_positive_rate(filter: &IdFilter, probes: impl Iterator<Item = u128>) -> f64 {
+        let mut count = 0u32;
+        let mut positives = 0u32;
+        for id in probes {
+            count += 1;
+            positives += u32::from(filter.may_contain(id));
+        }
+        f64::from(positives) / f64::from(count)
+    }
+
+    #[test]
+    fn random_ids_have_no_false_negatives_and_a_bounded_false_positive_rate() {
+        let mut filter = IdFilter::new(CAPACITY);
+        let mut ids = Ids(1);
+        for _ in 0..CAPACITY {
+            filter.insert(ids.next());
+        }
+        assert_eq!(filter.inserts_count(), CAPACITY);
+        let mut ids = Ids(1);
+        for _ in 0..CAPACITY {
+            let id = ids.next();
+            assert!(filter.may_contain(id), "false negative for {id:#x}");
+        }
+        let mut absent = Ids(2);
+        let rate = false_positive_rate(&filter, (0..PROBES).map(|_| absent.next()));
+        assert!(rate < FALSE_POSITIVE_RATE_MAX, "false-positive rate {rate}");
+    }
+
+    #[test]
+    fn sequential_ids_have_no_false_negatives_and_a_bounded_false_positive_rate() {
+        // Clients often allocate ids sequentially, in either half of the u128.
+        for (first, step) in [(1u128, 1u128), (1 << 64, 1 << 64), (u128::MAX / 3, 7)] {
+            let mut filter = IdFilter::new(CAPACITY);
+            for index in 0..u128::from(CAPACITY) {
+                filter.insert(first + index * step);
+            }
+            for index in 0..u128::from(CAPACITY) {
+                assert!(filter.may_contain(first + index * step));
+            }
+            // The ids right after the inserted range are the likely retries of a fast client.
+            let probes = (0..u128::from(PROBES)).map(|index| first + (index + 1_000_000) * step);
+            let rate = false_positive_rate(&filter, probes);
+            assert!(
+                rate < FALSE_POSITIVE_RATE_MAX,
+                "false-positive rate {rate} ({first:#x})"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overfull_filter_still_has_no_false_negatives() {
+        let mut filter = IdFilter::new(1_000);
+        let mut ids = Ids(3);
+        for _ in 0..50_000 {
+            filter.insert(ids.next());
+        }
+        let mut ids = Ids(3);
+        for _ in 0..50_000 {
+            assert!(filter.may_contain(ids.next()));
+        }
+        // Four times the capacity: degraded, but far from "always maybe".
+        let mut filter = IdFilter::new(CAPACITY);
+        let mut ids = Ids(4);
+        for _ in 0..CAPACITY * 4 {
+            filter.insert(ids.next());
+        }
+        let mut absent = Ids(5);
+        let rate = false_positive_rate(&filter, (0..PROBES).map(|_| absent.next()));
+        assert!(
+            rate > FALSE_POSITIVE_RATE_MAX,
+            "overfull rate {rate} not above the sized rate"
+        );
+        assert!(rate < 0.5, "overfull rate {rate}");
+    }
+
+    #[test]
+    fn the_filter_depends_only_on_the_set_of_ids() {
+        let mut ids = Ids(6);
+        let inserted: Vec<u128> = (0..10_000).map(|_| ids.next()).collect();
+        let mut forward = IdFilter::new(10_000);
+        let mut backward = IdFilter::new(10_000);
+        for &id in &inserted {
+            forward.insert(id);
+        }
+        for &id in inserted.iter().rev() {
+            backward.insert(id);
+            backward.insert(id);
+        }
+        assert_eq!(forward.blocks, backward.blocks);
+        assert_ne!(forward.inserts_count(), backward.inserts_count());
+    }
+
+    #[test]
+    fn sizing_follows_the_capacity() {
+        assert_eq!(IdFilter::new(0).size(), 64);
+        assert!(!IdFilter::new(0).may_contain(1));
+        assert_eq!(IdFilter::new(1_000_000).size(), 2_000_000);
+        assert_eq!(IdFilter::new(1_000_000).ids_max(), 1_000_000);
+        // A block count that is not a power of two still reaches every block.
+        let mut filter = IdFilter::new(3 * 32);
+        assert_eq!(filter.blocks.len(), 3);
+        let mut ids = Ids(7);
+        for _ in 0..1_000 {
+            filter.insert(ids.next());
+        }
+        assert!(filter
+            .blocks
+            .iter()
+            .all(|block| block.iter().any(|&word| word != 0)));
+    }
+}
