@@ -790,13 +790,7 @@ fn every_matching_operation_round_trips() {
     assert!(before.iter().all(|body| !body.is_empty()));
     drop(client);
 
-    let status = server.terminate();
-    assert!(
-        status.success(),
-        "SIGTERM exits 0: {status:?}\n{}",
-        server.output()
-    );
-    server.restart();
+    server.restart_after_sigterm();
     let mut client = server.client();
     let after = snapshot(&mut client);
     let names = ["book", "orders", "fills", "accounts", "engine transfers"];
