@@ -487,26 +487,25 @@ pub fn transfer(id: u128, debit: u128, credit: u128, amount: u128, ledger: u32) 
     }
 }
 
-/// The wire bytes of `accounts`.
-pub fn encode_accounts(accounts: &[Account]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(accounts.len() * Account::SIZE);
-    for account in accounts {
-        let mut bytes = [0u8; Account::SIZE];
-        account.encode(&mut bytes);
+/// The wire bytes of `records`, each written by `write` into its fixed size.
+pub fn encode<const SIZE: usize, T>(records: &[T], write: impl Fn(&T, &mut [u8; SIZE])) -> Vec<u8> {
+    let mut body = Vec::with_capacity(records.len() * SIZE);
+    for record in records {
+        let mut bytes = [0u8; SIZE];
+        write(record, &mut bytes);
         body.extend_from_slice(&bytes);
     }
     body
 }
 
+/// The wire bytes of `accounts`.
+pub fn encode_accounts(accounts: &[Account]) -> Vec<u8> {
+    encode(accounts, Account::encode)
+}
+
 /// The wire bytes of `transfers`.
 pub fn encode_transfers(transfers: &[Transfer]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(transfers.len() * Transfer::SIZE);
-    for transfer in transfers {
-        let mut bytes = [0u8; Transfer::SIZE];
-        transfer.encode(&mut bytes);
-        body.extend_from_slice(&bytes);
-    }
-    body
+    encode(transfers, Transfer::encode)
 }
 
 /// The wire bytes of a list of ids.
