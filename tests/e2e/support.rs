@@ -562,11 +562,19 @@ pub fn request_ok(client: &mut Client, operation: Operation, body: &[u8]) -> Rep
     reply
 }
 
-/// Sends one create request of `events` (encoded); every event must be created.
+/// Sends one create request of `events` (encoded accounts or transfers, 128 bytes each); there
+/// must be one result per event, and every event must be created.
 pub fn create_all(client: &mut Client, operation: Operation, events: &[u8]) {
     let reply = request_ok(client, operation, events);
+    let results = results(&reply.body);
+    assert_eq!(
+        results.len(),
+        events.len() / Account::SIZE,
+        "{}: one result per event",
+        operation.name()
+    );
     assert!(
-        results(&reply.body)
+        results
             .iter()
             .all(|result| result.status == CreateResult::STATUS_CREATED),
         "{}: every event created",
