@@ -47,6 +47,23 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Runs the offline journal tool `name` on the journal of the data directory `data` and prints
+/// its report.
+fn run_journal_tool<Report: std::fmt::Display>(
+    name: &str,
+    data: &std::path::Path,
+    tool: fn(&std::path::Path) -> Result<Report, clearline_journal::JournalError>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = server::journal_dir_of(data);
+    match tool(&dir) {
+        Ok(report) => {
+            say!("{report}");
+            Ok(())
+        }
+        Err(error) => Err(journal_tool_error(name, &dir, &error).into()),
+    }
+}
+
 /// The message of a failed offline journal tool; a directory without a journal gets a hint.
 fn journal_tool_error(
     tool: &str,
@@ -72,24 +89,10 @@ fn main() -> ExitCode {
             None => benchmark::run(&args),
         },
         cli::Command::Journal(cli::JournalCommand::Verify { dir }) => {
-            let dir = server::journal_dir_of(&dir);
-            match clearline_journal::verify(&dir) {
-                Ok(report) => {
-                    say!("{report}");
-                    Ok(())
-                }
-                Err(error) => Err(journal_tool_error("verify", &dir, &error).into()),
-            }
+            run_journal_tool("verify", &dir, clearline_journal::verify)
         }
         cli::Command::Journal(cli::JournalCommand::Inspect { dir }) => {
-            let dir = server::journal_dir_of(&dir);
-            match clearline_journal::inspect(&dir) {
-                Ok(report) => {
-                    say!("{report}");
-                    Ok(())
-                }
-                Err(error) => Err(journal_tool_error("inspect", &dir, &error).into()),
-            }
+            run_journal_tool("inspect", &dir, clearline_journal::inspect)
         }
     };
     match result {

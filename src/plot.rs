@@ -443,6 +443,16 @@ fn plot_error<E: std::fmt::Debug>(error: E) -> BoxError {
 mod tests {
     use super::*;
 
+    /// Asserts that each of `labels` is the text of one of `texts`.
+    fn assert_has_labels(texts: &[(String, f64)], labels: &[&str]) {
+        for label in labels {
+            assert!(
+                texts.iter().any(|(text, _)| text == label),
+                "no {label} in {texts:?}"
+            );
+        }
+    }
+
     /// The `cy` of every `<circle>` and the text and `y` of every `<text>` in an SVG document.
     fn circles_and_texts(svg: &str) -> (Vec<f64>, Vec<(String, f64)>) {
         let attribute = |element: &str, name: &str| -> f64 {
@@ -557,20 +567,18 @@ mod tests {
             );
         }
         // The x axis names the percentiles, the legend the curve and both references.
-        for label in [
-            "50%",
-            "90%",
-            "99%",
-            "99.9%",
-            "max",
-            "one disk sync, p50",
-            "loopback echo, p50",
-        ] {
-            assert!(
-                texts.iter().any(|(text, _)| text == label),
-                "no {label} in {texts:?}"
-            );
-        }
+        assert_has_labels(
+            &texts,
+            &[
+                "50%",
+                "90%",
+                "99%",
+                "99.9%",
+                "max",
+                "one disk sync, p50",
+                "loopback echo, p50",
+            ],
+        );
         assert!(texts
             .iter()
             .any(|(text, _)| text == "1 transfer per request"));
@@ -621,17 +629,15 @@ mod tests {
         let (circles, texts) = circles_and_texts(&svg);
         // One dot per run, at its maximum.
         assert_eq!(circles.len(), 2, "{circles:?}");
-        for label in [
-            "sync none",
-            "sync data",
-            "sync data: one disk sync, p50",
-            "99.99%",
-        ] {
-            assert!(
-                texts.iter().any(|(text, _)| text == label),
-                "no {label} in {texts:?}"
-            );
-        }
+        assert_has_labels(
+            &texts,
+            &[
+                "sync none",
+                "sync data",
+                "sync data: one disk sync, p50",
+                "99.99%",
+            ],
+        );
         assert!(!texts.iter().any(|(text, _)| text == "max"));
     }
 

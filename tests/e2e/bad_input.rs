@@ -225,8 +225,7 @@ fn bad_header_fields_get_their_status_and_close() {
     );
     fixture.check("bad magic then a valid frame");
 
-    let status = fixture.server.terminate();
-    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    fixture.server.terminate_ok();
 }
 
 #[test]
@@ -356,8 +355,7 @@ fn bad_operations_sizes_and_checksums_get_their_status() {
     assert!(!fixture.account_exists(50) && !fixture.account_exists(51));
     fixture.check("body checksum");
 
-    let status = fixture.server.terminate();
-    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    fixture.server.terminate_ok();
 }
 
 #[test]
@@ -495,6 +493,5 @@ fn disconnects_mid_frame_have_no_effect() {
     );
     fixture.check("close after a whole request");
 
-    let status = fixture.server.terminate();
-    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    fixture.server.terminate_ok();
 }

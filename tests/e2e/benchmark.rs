@@ -3,50 +3,25 @@
 //! table whose ratios match the files and a plot with a legend.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine as _;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
+use crate::support::{clearline_command, clearline_ok, run_until_exit};
+
 /// A small benchmark run can take this long on a loaded machine.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Runs `clearline ARGS` to completion (killed after [`RUN_TIMEOUT`]).
 fn clearline(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_clearline"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clearline");
-    let pid = child.id();
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(RUN_TIMEOUT) {
-        Ok(output) => output.expect("clearline output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("clearline {args:?} did not finish within {RUN_TIMEOUT:?}");
-        }
-    }
+    run_until_exit(clearline_command().args(args), RUN_TIMEOUT)
 }
 
 fn succeed(args: &[&str]) -> String {
-    let output = clearline(args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "clearline {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    clearline_ok(args, RUN_TIMEOUT)
 }
 
 /// Runs a small benchmark of single transfers on its own server, saving JSON and SVG.

@@ -16,8 +16,8 @@ use clearline_net::{Client, FrameStatus, Header};
 use socket2::{Domain, Socket, Type};
 
 use crate::support::{
-    account, assert_served, closed_within, connect, data_dir, encode_accounts, encode_ids,
-    encode_transfers, frame, read_reply, request_ok, results, transfer, wait_until,
+    account, assert_served, closed_within, connect, create_all, data_dir, encode_accounts,
+    encode_ids, encode_transfers, frame, read_reply, request_ok, results, transfer, wait_until,
     write_all_or_closed, Options, Seen, Server, LEDGER, SOCKET_TIMEOUT,
 };
 
@@ -60,12 +60,11 @@ fn open_idle(addr: SocketAddr, sources: &[IpAddr], count: usize) -> Vec<TcpStrea
 fn start(data: &std::path::Path, options: &Options) -> Server {
     let server = Server::start(data, options);
     let mut client = server.client();
-    let reply = request_ok(
+    create_all(
         &mut client,
         Operation::CreateAccounts,
         &encode_accounts(&[account(HEALTHY_ACCOUNT, LEDGER, 0)]),
     );
-    assert_eq!(results(&reply.body)[0].status, CreateResult::STATUS_CREATED);
     server
 }
 
@@ -178,14 +177,11 @@ fn idle_connections_close_after_the_idle_timeout() {
     let ids: Vec<u128> = (1_000..9_000).collect();
     let mut setup = server.client();
     let created: Vec<_> = ids.iter().map(|id| account(*id, LEDGER, 0)).collect();
-    let reply = request_ok(
+    create_all(
         &mut setup,
         Operation::CreateAccounts,
         &encode_accounts(&created),
     );
-    assert!(results(&reply.body)
-        .iter()
-        .all(|result| result.status == CreateResult::STATUS_CREATED));
     drop(setup);
     let mut busy = connect(server.addr);
     let lookups = 8;
@@ -303,14 +299,11 @@ fn pipelined_large_reads_stay_within_the_reply_budget() {
     let created: Vec<_> = (0..TRANSFERS as u128)
         .map(|index| transfer(10_000 + index, HEALTHY_ACCOUNT, 2, 1, LEDGER))
         .collect();
-    let reply = request_ok(
+    create_all(
         &mut setup,
         Operation::CreateTransfers,
         &encode_transfers(&created),
     );
-    assert!(results(&reply.body)
-        .iter()
-        .all(|result| result.status == CreateResult::STATUS_CREATED));
     let filter = AccountFilter {
         account_id: HEALTHY_ACCOUNT,
         limit: TRANSFERS as u32,

@@ -3,12 +3,14 @@
 //! OK for a directory that holds no journal.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clearline_engine::Operation;
 
-use crate::support::{account, data_dir, encode_accounts, request_ok, Options, Server, LEDGER};
+use crate::support::{
+    account, clearline_command, data_dir, encode_accounts, request_ok, run_until_exit, Options,
+    Server, LEDGER,
+};
 
 /// What one run of a `clearline journal` tool gave.
 pub struct ToolRun {
@@ -24,25 +26,10 @@ pub struct ToolRun {
 
 /// Runs `clearline journal TOOL DIR` with a deadline.
 pub fn journal_tool(tool: &str, dir: &Path) -> ToolRun {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clearline"))
-        .arg("journal")
-        .arg(tool)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clearline journal");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("clearline journal {tool} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().expect("tool output");
+    let output = run_until_exit(
+        clearline_command().arg("journal").arg(tool).arg(dir),
+        Duration::from_secs(30),
+    );
     ToolRun {
         success: output.status.success(),
         code: output.status.code(),

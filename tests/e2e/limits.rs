@@ -8,13 +8,13 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use clearline_engine::{CreateResult, Operation};
+use clearline_engine::Operation;
 use clearline_net::{Client, FrameStatus};
 
 use crate::support::{
-    account, assert_served, closed_within, data_dir, encode_accounts, encode_ids, frame, raw,
-    read_reply, request_ok, results, wait_until, write_all_or_closed, Options, Seen, Server,
-    LEDGER, SOCKET_TIMEOUT,
+    account, assert_served, closed_within, create_all, data_dir, encode_accounts, encode_ids,
+    frame, raw, read_reply, wait_until, write_all_or_closed, Options, Seen, Server, LEDGER,
+    SOCKET_TIMEOUT,
 };
 
 const CONNECTIONS_MAX: usize = 8;
@@ -32,12 +32,11 @@ fn start(data: &std::path::Path) -> (Server, Client) {
         .flag("requests-in-flight-max", 16);
     let server = Server::start(data, &options);
     let mut healthy = server.client();
-    let reply = request_ok(
+    create_all(
         &mut healthy,
         Operation::CreateAccounts,
         &encode_accounts(&[account(HEALTHY_ACCOUNT, LEDGER, 0)]),
     );
-    assert_eq!(results(&reply.body)[0].status, CreateResult::STATUS_CREATED);
     (server, healthy)
 }
 
@@ -155,14 +154,11 @@ fn client_that_never_reads_is_closed_while_others_are_served() {
     // 8,000 accounts, so one lookup request has a reply of about 1 MiB.
     let ids: Vec<u128> = (1_000..9_000).collect();
     let new_accounts: Vec<_> = ids.iter().map(|id| account(*id, LEDGER, 0)).collect();
-    let reply = request_ok(
+    create_all(
         &mut healthy,
         Operation::CreateAccounts,
         &encode_accounts(&new_accounts),
     );
-    assert!(results(&reply.body)
-        .iter()
-        .all(|r| r.status == CreateResult::STATUS_CREATED));
 
     // Send big lookups and never read: the replies fill the socket buffers, the server stops
     // reading, and the client's writes block.

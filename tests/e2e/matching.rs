@@ -12,8 +12,8 @@ use clearline_engine::{
 use clearline_net::Client;
 
 use crate::support::{
-    account, accounts, data_dir, encode_accounts, encode_ids, encode_query, encode_transfers, repl,
-    request_ok, results, transfer, transfers, Options, Server,
+    account, accounts, data_dir, encode, encode_accounts, encode_ids, encode_query,
+    encode_transfers, repl, request_ok, results, transfer, transfers, Options, Server,
 };
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
@@ -87,16 +87,6 @@ fn order(id: u128, trader: (u128, u128), side: u8, tif: u8, price: u64, quantity
         time_in_force: tif,
         ..Order::default()
     }
-}
-
-fn encode<const SIZE: usize, T>(records: &[T], write: impl Fn(&T, &mut [u8; SIZE])) -> Vec<u8> {
-    let mut body = Vec::with_capacity(records.len() * SIZE);
-    for record in records {
-        let mut bytes = [0u8; SIZE];
-        write(record, &mut bytes);
-        body.extend_from_slice(&bytes);
-    }
-    body
 }
 
 fn decode<const SIZE: usize, T>(body: &[u8], read: impl Fn(&[u8; SIZE]) -> T) -> Vec<T> {
@@ -790,13 +780,7 @@ fn every_matching_operation_round_trips() {
     assert!(before.iter().all(|body| !body.is_empty()));
     drop(client);
 
-    let status = server.terminate();
-    assert!(
-        status.success(),
-        "SIGTERM exits 0: {status:?}\n{}",
-        server.output()
-    );
-    server.restart();
+    server.restart_after_sigterm();
     let mut client = server.client();
     let after = snapshot(&mut client);
     let names = ["book", "orders", "fills", "accounts", "engine transfers"];

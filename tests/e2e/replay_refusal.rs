@@ -8,13 +8,14 @@
 //! during replay.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clearline_engine::{Operation, TIMESTAMP_MAX};
 use clearline_journal::{record_size, Journal, JournalConfig, SyncMode, SEGMENT_HEADER_SIZE};
 
-use crate::support::{account, data_dir, encode_accounts, LEDGER};
+use crate::support::{
+    account, clearline_command, data_dir, encode_accounts, run_until_exit, LEDGER,
+};
 
 /// The exit code of `clearline start` for a journal it cannot replay.
 const EXIT_REPLAY_FAILED: i32 = 3;
@@ -46,32 +47,16 @@ fn write_journal(data: &Path, records: &[(u64, Vec<u8>)]) {
 /// Runs `clearline start` on `data` until it exits (it must, within the deadline); returns its
 /// exit code and everything it printed.
 fn start_until_exit(data: &Path) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clearline"))
-        .arg("start")
-        .arg("--data")
-        .arg(data)
-        .args(["--addr", "127.0.0.1:0", "--accounts-max", "1000"])
-        .args(["--transfers-max", "1000", "--orders-max", "1000"])
-        .args(["--segment-size", "8388608"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clearline start");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("output");
-            panic!(
-                "clearline start kept running on a journal it cannot replay:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().expect("output");
+    let output = run_until_exit(
+        clearline_command()
+            .arg("start")
+            .arg("--data")
+            .arg(data)
+            .args(["--addr", "127.0.0.1:0", "--accounts-max", "1000"])
+            .args(["--transfers-max", "1000", "--orders-max", "1000"])
+            .args(["--segment-size", "8388608"]),
+        Duration::from_secs(30),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

@@ -209,27 +209,22 @@ fn check_reads(client: &mut Client, ledger: &Ledger, pipelined: &[u128]) {
         limit: 100,
         ..QueryFilter::default()
     };
-    let reply = request_ok(client, Operation::QueryAccounts, &encode_query(&by_ledger));
-    let listed: Vec<u128> = accounts(&reply.body).iter().map(|a| a.id).collect();
-    assert_eq!(listed, [1, 2, 3]);
+    assert_eq!(
+        queried_ids(client, Operation::QueryAccounts, &by_ledger),
+        [1, 2, 3]
+    );
     let by_user_data = QueryFilter {
         user_data_128: 77,
         limit: 100,
         ..QueryFilter::default()
     };
-    let reply = request_ok(
-        client,
-        Operation::QueryAccounts,
-        &encode_query(&by_user_data),
-    );
-    let listed: Vec<u128> = accounts(&reply.body).iter().map(|a| a.id).collect();
+    let listed = queried_ids(client, Operation::QueryAccounts, &by_user_data);
     assert_eq!(listed, [1]);
     let all = QueryFilter {
         limit: 100,
         ..QueryFilter::default()
     };
-    let reply = request_ok(client, Operation::QueryAccounts, &encode_query(&all));
-    let listed: Vec<u128> = accounts(&reply.body).iter().map(|a| a.id).collect();
+    let listed = queried_ids(client, Operation::QueryAccounts, &all);
     assert_eq!(listed, ledger.account_ids);
 
     // query_transfers: by code, reversed, limited; by user_data_64.
@@ -239,8 +234,7 @@ fn check_reads(client: &mut Client, ledger: &Ledger, pipelined: &[u128]) {
         flags: QueryFilterFlags::REVERSED,
         ..QueryFilter::default()
     };
-    let reply = request_ok(client, Operation::QueryTransfers, &encode_query(&reversed));
-    let listed: Vec<u128> = transfers(&reply.body).iter().map(|t| t.id).collect();
+    let listed = queried_ids(client, Operation::QueryTransfers, &reversed);
     let expected: Vec<u128> = pipelined
         .iter()
         .rev()
@@ -254,13 +248,18 @@ fn check_reads(client: &mut Client, ledger: &Ledger, pipelined: &[u128]) {
         limit: 10,
         ..QueryFilter::default()
     };
-    let reply = request_ok(
-        client,
-        Operation::QueryTransfers,
-        &encode_query(&by_user_data),
-    );
-    let listed: Vec<u128> = transfers(&reply.body).iter().map(|t| t.id).collect();
+    let listed = queried_ids(client, Operation::QueryTransfers, &by_user_data);
     assert_eq!(listed, [102]);
+}
+
+/// The ids a `query_accounts` or `query_transfers` request with `filter` lists, in order.
+fn queried_ids(client: &mut Client, operation: Operation, filter: &QueryFilter) -> Vec<u128> {
+    let reply = request_ok(client, operation, &encode_query(filter));
+    if operation == Operation::QueryAccounts {
+        accounts(&reply.body).iter().map(|a| a.id).collect()
+    } else {
+        transfers(&reply.body).iter().map(|t| t.id).collect()
+    }
 }
 
 /// Sends 16 requests before reading any reply (writes and reads mixed); the replies come in
@@ -337,13 +336,7 @@ fn every_operation_pipelining_and_restart_keep_state() {
     );
     drop(client);
 
-    let status = server.terminate();
-    assert!(
-        status.success(),
-        "SIGTERM exits 0: {status:?}\n{}",
-        server.output()
-    );
-    server.restart();
+    server.restart_after_sigterm();
     let mut client = server.client();
     let after = snapshot(&mut client, &ledger);
     assert_eq!(before.0, after.0, "accounts byte for byte after a restart");

@@ -6,7 +6,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -192,6 +192,22 @@ impl Server {
     /// SIGTERM, then wait (bounded) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         self.stop("TERM")
+    }
+
+    /// SIGTERM; panics, showing the server's output, unless it exits 0.
+    pub fn terminate_ok(&mut self) {
+        let status = self.terminate();
+        assert!(
+            status.success(),
+            "SIGTERM exits 0: {status:?}\n{}",
+            self.output()
+        );
+    }
+
+    /// SIGTERM (it must exit 0), then a new server on the same data directory and options.
+    pub fn restart_after_sigterm(&mut self) {
+        self.terminate_ok();
+        self.restart();
     }
 
     /// SIGINT (Ctrl-C), then wait (bounded) for the exit status.
@@ -471,26 +487,25 @@ pub fn transfer(id: u128, debit: u128, credit: u128, amount: u128, ledger: u32) 
     }
 }
 
-/// The wire bytes of `accounts`.
-pub fn encode_accounts(accounts: &[Account]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(accounts.len() * Account::SIZE);
-    for account in accounts {
-        let mut bytes = [0u8; Account::SIZE];
-        account.encode(&mut bytes);
+/// The wire bytes of `records`, each written by `write` into its fixed size.
+pub fn encode<const SIZE: usize, T>(records: &[T], write: impl Fn(&T, &mut [u8; SIZE])) -> Vec<u8> {
+    let mut body = Vec::with_capacity(records.len() * SIZE);
+    for record in records {
+        let mut bytes = [0u8; SIZE];
+        write(record, &mut bytes);
         body.extend_from_slice(&bytes);
     }
     body
 }
 
+/// The wire bytes of `accounts`.
+pub fn encode_accounts(accounts: &[Account]) -> Vec<u8> {
+    encode(accounts, Account::encode)
+}
+
 /// The wire bytes of `transfers`.
 pub fn encode_transfers(transfers: &[Transfer]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(transfers.len() * Transfer::SIZE);
-    for transfer in transfers {
-        let mut bytes = [0u8; Transfer::SIZE];
-        transfer.encode(&mut bytes);
-        body.extend_from_slice(&bytes);
-    }
-    body
+    encode(transfers, Transfer::encode)
 }
 
 /// The wire bytes of a list of ids.
@@ -545,6 +560,26 @@ pub fn request_ok(client: &mut Client, operation: Operation, body: &[u8]) -> Rep
     );
     assert_eq!(reply.header.operation, operation as u8, "reply operation");
     reply
+}
+
+/// Sends one create request of `events` (encoded accounts or transfers, 128 bytes each); there
+/// must be one result per event, and every event must be created.
+pub fn create_all(client: &mut Client, operation: Operation, events: &[u8]) {
+    let reply = request_ok(client, operation, events);
+    let results = results(&reply.body);
+    assert_eq!(
+        results.len(),
+        events.len() / Account::SIZE,
+        "{}: one result per event",
+        operation.name()
+    );
+    assert!(
+        results
+            .iter()
+            .all(|result| result.status == CreateResult::STATUS_CREATED),
+        "{}: every event created",
+        operation.name()
+    );
 }
 
 /// Looks accounts up; every id must be found.
@@ -613,34 +648,58 @@ pub fn data_dir() -> tempfile::TempDir {
         .expect("a temporary directory")
 }
 
-/// Runs `clearline repl --addr ADDR --command TEXT` with a deadline; returns its stdout.
-pub fn repl(addr: std::net::SocketAddr, text: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clearline"))
-        .args(["repl", "--addr", &addr.to_string(), "--command", text])
+/// A `clearline` command with its standard input closed and its output captured.
+pub fn clearline_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clearline"));
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clearline repl");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the repl did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `command` to its end and returns what it printed; kills it and panics, showing its
+/// output, when it is still running after `timeout`.
+pub fn run_until_exit(command: &mut Command, timeout: Duration) -> Output {
+    let child = command.spawn().expect("spawn clearline");
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    if let Ok(output) = receiver.recv_timeout(timeout) {
+        return output.expect("clearline output");
     }
-    let output = child.wait_with_output().expect("repl output");
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let printed = match receiver.recv_timeout(STOP_TIMEOUT) {
+        Ok(Ok(output)) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        _ => String::from("(no output)"),
+    };
+    panic!("{command:?} did not finish within {timeout:?}; it printed:\n{printed}");
+}
+
+/// Runs `clearline ARGS` within `timeout`; asserts it exits 0 and returns its stdout.
+pub fn clearline_ok(args: &[&str], timeout: Duration) -> String {
+    let output = run_until_exit(clearline_command().args(args), timeout);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "repl failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        "clearline {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Runs `clearline repl --addr ADDR --command TEXT` with a deadline; returns its stdout.
+pub fn repl(addr: std::net::SocketAddr, text: &str) -> String {
+    let addr = addr.to_string();
+    clearline_ok(
+        &["repl", "--addr", &addr, "--command", text],
+        Duration::from_secs(20),
+    )
 }

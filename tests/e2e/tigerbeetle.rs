@@ -181,6 +181,24 @@ fn run_scenario(name: &str, port: u16, server: &mut Server) {
     server.assert_running(name);
 }
 
+/// Starts a server with `options` on a fresh data directory and port, and runs the scenario
+/// `name` against it; returns the server and its directory (kept until the test ends).
+fn scenario_on_own_server(name: &str, options: Options) -> (Server, tempfile::TempDir) {
+    let dir = data_dir();
+    let port = free_port();
+    let mut server = start(dir.path(), port, options);
+    run_scenario(name, port, &mut server);
+    (server, dir)
+}
+
+/// Stops `server` with SIGTERM (it must exit 0) and returns the number before `label` in its
+/// closing line about TigerBeetle clients, and all it printed.
+fn stat_after_stop(server: &mut Server, label: &str) -> (u64, String) {
+    server.terminate_ok();
+    let output = server.output();
+    (stat(&output, label), output)
+}
+
 /// The number before `label` in the server's closing line about TigerBeetle clients.
 fn stat(output: &str, label: &str) -> u64 {
     let line = output
@@ -204,42 +222,24 @@ fn stat(output: &str, label: &str) -> u64 {
 
 #[test]
 fn tigerbeetle_every_operation() {
-    let dir = data_dir();
-    let port = free_port();
-    let mut server = start(dir.path(), port, Options::new("data"));
-    run_scenario("operations", port, &mut server);
+    scenario_on_own_server("operations", Options::new("data"));
 }
 
 #[test]
 fn tigerbeetle_batch_of_8189_transfers() {
-    let dir = data_dir();
-    let port = free_port();
-    let mut server = start(dir.path(), port, Options::new("data"));
-    run_scenario("batch", port, &mut server);
+    scenario_on_own_server("batch", Options::new("data"));
 }
 
 #[test]
 fn tigerbeetle_concurrent_calls_merge_into_multi_batch_requests() {
-    let dir = data_dir();
-    let port = free_port();
-    let mut server = start(dir.path(), port, Options::new("data"));
-    run_scenario("concurrent", port, &mut server);
-    let status = server.terminate();
-    assert!(status.success(), "{}", server.output());
-    let merged = stat(&server.output(), "of several batches");
-    assert!(
-        merged >= 1,
-        "no request carried several batches:\n{}",
-        server.output()
-    );
+    let (mut server, _dir) = scenario_on_own_server("concurrent", Options::new("data"));
+    let (merged, output) = stat_after_stop(&mut server, "of several batches");
+    assert!(merged >= 1, "no request carried several batches:\n{output}");
 }
 
 #[test]
 fn tigerbeetle_linked_chains_and_two_phase_transfers() {
-    let dir = data_dir();
-    let port = free_port();
-    let mut server = start(dir.path(), port, Options::new("data"));
-    run_scenario("linked_two_phase", port, &mut server);
+    scenario_on_own_server("linked_two_phase", Options::new("data"));
 }
 
 #[test]
@@ -297,28 +297,18 @@ fn tigerbeetle_client_survives_a_server_restart() {
 
 #[test]
 fn tigerbeetle_eviction_is_the_clients_own_error() {
-    let dir = data_dir();
-    let port = free_port();
     let options = Options::new("data").flag("tigerbeetle-sessions-max", 1);
-    let mut server = start(dir.path(), port, options);
-    run_scenario("eviction", port, &mut server);
-    let status = server.terminate();
-    assert!(status.success(), "{}", server.output());
-    assert!(stat(&server.output(), "evictions") >= 1);
+    let (mut server, _dir) = scenario_on_own_server("eviction", options);
+    assert!(stat_after_stop(&mut server, "evictions").0 >= 1);
 }
 
 #[test]
 fn tigerbeetle_idle_client_is_kept_alive_by_ping() {
     // The client pings every 30 s; connections idle for 40 s are closed. The scenario idles
     // 50 s and checks that its connection is the same one afterwards.
-    let dir = data_dir();
-    let port = free_port();
     let options = Options::new("data").flag("tigerbeetle-idle-timeout-ms", 40_000);
-    let mut server = start(dir.path(), port, options);
-    run_scenario("ping", port, &mut server);
-    let status = server.terminate();
-    assert!(status.success(), "{}", server.output());
-    assert!(stat(&server.output(), "pongs") >= 1);
+    let (mut server, _dir) = scenario_on_own_server("ping", options);
+    assert!(stat_after_stop(&mut server, "pongs").0 >= 1);
 }
 
 /// The Python example in docs/tigerbeetle-compatibility.md runs as written (only its port is

@@ -31,6 +31,11 @@ def transfer(id, debit, credit, amount, flags=TF.NONE, ledger=LEDGER, code=CODE,
                        ledger=ledger, code=code, flags=flags, **fields)
 
 
+def resolve(id, amount, flags, pending_id):
+    """A post or void of the pending transfer `pending_id`: every other field left zero."""
+    return transfer(id, 0, 0, amount, flags, pending_id=pending_id, ledger=0, code=0)
+
+
 def statuses(results):
     return [result.status for result in results]
 
@@ -227,36 +232,26 @@ def linked_two_phase(port, cluster):
         check(statuses(c.create_transfers([transfer(40, 1, 2, 15, TF.PENDING, timeout=1000)])),
               [CTS.CREATED], "pending")
         check(balances(c, 1), [15, before[1], 0, before[3]], "pending reserves")
-        check(statuses(c.create_transfers([transfer(41, 0, 0, 13, TF.POST_PENDING_TRANSFER,
-                                                    pending_id=40, ledger=0, code=0)])),
+        check(statuses(c.create_transfers([resolve(41, 13, TF.POST_PENDING_TRANSFER, 40)])),
               [CTS.CREATED], "row 36: post")
         [posted] = c.lookup_transfers([41])
         check((posted.amount, posted.debit_account_id, posted.credit_account_id),
               (13, 1, 2), "row 36: stored post")
         check(balances(c, 1), [0, before[1] + 13, 0, before[3]], "row 36: balances")
-        # Row 42: already posted.
-        check(statuses(c.create_transfers([transfer(42, 0, 0, 0, TF.VOID_PENDING_TRANSFER,
-                                                    pending_id=40, ledger=0, code=0)])),
-              [CTS.PENDING_TRANSFER_ALREADY_POSTED], "row 42")
-        # Row 40: void amounts.
+        # Row 42: already posted. Row 40: void amounts of the pending transfer 50. Row 43: void
+        # of a single-phase transfer; row 44: unknown pending id (its id is reused below).
         c.create_transfers([transfer(50, 1, 2, 15, TF.PENDING)])
         void = TF.VOID_PENDING_TRANSFER
-        check(statuses(c.create_transfers([
-            transfer(51, 0, 0, 16, void, pending_id=50, ledger=0, code=0)])),
-            [CTS.EXCEEDS_PENDING_TRANSFER_AMOUNT], "row 40: more")
-        check(statuses(c.create_transfers([
-            transfer(52, 0, 0, 14, void, pending_id=50, ledger=0, code=0)])),
-            [CTS.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT], "row 40: less")
-        check(statuses(c.create_transfers([
-            transfer(53, 0, 0, 15, void, pending_id=50, ledger=0, code=0)])),
-            [CTS.CREATED], "row 40: exact")
-        # Row 43: void of a single-phase transfer; row 44: unknown pending id, then reuse.
-        check(statuses(c.create_transfers([
-            transfer(60, 0, 0, 0, void, pending_id=20, ledger=0, code=0)])),
-            [CTS.PENDING_TRANSFER_NOT_PENDING], "row 43")
-        check(statuses(c.create_transfers([
-            transfer(61, 0, 0, 0, void, pending_id=103, ledger=0, code=0)])),
-            [CTS.PENDING_TRANSFER_NOT_FOUND], "row 44")
+        for id, amount, pending_id, expected, what in [
+            (42, 0, 40, CTS.PENDING_TRANSFER_ALREADY_POSTED, "row 42"),
+            (51, 16, 50, CTS.EXCEEDS_PENDING_TRANSFER_AMOUNT, "row 40: more"),
+            (52, 14, 50, CTS.PENDING_TRANSFER_HAS_DIFFERENT_AMOUNT, "row 40: less"),
+            (53, 15, 50, CTS.CREATED, "row 40: exact"),
+            (60, 0, 20, CTS.PENDING_TRANSFER_NOT_PENDING, "row 43"),
+            (61, 0, 103, CTS.PENDING_TRANSFER_NOT_FOUND, "row 44"),
+        ]:
+            check(statuses(c.create_transfers([resolve(id, amount, void, pending_id)])),
+                  [expected], what)
         check(statuses(c.create_transfers([transfer(61, 1, 2, 1)])),
               [CTS.ID_ALREADY_FAILED], "row 44: reuse")
         # Row 20 and 21.
