@@ -30,7 +30,7 @@ use clearline_journal::{segment_file_name, Journal, JournalError, RecordView, Re
 use clearline_net::tigerbeetle::gateway::CoreLink;
 use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, Request};
 
-use crate::record;
+use crate::request_record;
 
 /// Size of the reply scratch: the largest frame body.
 pub const REPLY_SIZE_MAX: usize = 1_048_576 - 64;
@@ -234,7 +234,7 @@ impl Core {
                     return;
                 }
                 place.set(&view);
-                match record::decode(view.body) {
+                match request_record::decode(view.body) {
                     Ok((operation, _count, _)) if !operation.is_write() => {
                         failure = Some(place.refusal(&format!(
                             "the body is not a write request ({} is a read, never journaled)",
@@ -258,7 +258,7 @@ impl Core {
             return Err(failure.into());
         }
         timestamp_last = timestamp_last.max(recovery.last_timestamp);
-        let record = Vec::with_capacity(REPLY_SIZE_MAX + record::PREFIX_SIZE);
+        let record = Vec::with_capacity(REPLY_SIZE_MAX + request_record::PREFIX_SIZE);
         let core = Core {
             engine,
             journal,
@@ -340,7 +340,7 @@ impl Core {
         let slots = operation.timestamp_slots(count);
         let timestamp_before = self.timestamp_last;
         let timestamp = self.next_timestamp(slots);
-        record::encode(operation, count, events, &mut self.record);
+        request_record::encode(operation, count, events, &mut self.record);
         let sequence = match self.journal.append(timestamp, &self.record) {
             Ok(sequence) => sequence,
             Err(error) => {

@@ -37,10 +37,10 @@ mod cli;
 mod compare;
 mod core;
 mod plot;
-mod record;
 mod repl;
 mod report;
-mod server;
+mod request_record;
+mod start;
 mod tigerbeetle;
 
 use std::process::ExitCode;
@@ -65,14 +65,14 @@ fn journal_tool_error(
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Start(args) => server::run(&args),
+        cli::Command::Start(args) => start::run(&args),
         cli::Command::Repl(args) => repl::run(&args),
         cli::Command::Benchmark(args) => match &args.command {
             Some(cli::BenchmarkCommand::Compare(compare)) => compare::run(compare),
             None => benchmark::run(&args),
         },
         cli::Command::Journal(cli::JournalCommand::Verify { dir }) => {
-            let dir = server::journal_dir_of(&dir);
+            let dir = start::journal_dir_of(&dir);
             match clearline_journal::verify(&dir) {
                 Ok(report) => {
                     say!("{report}");
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             }
         }
         cli::Command::Journal(cli::JournalCommand::Inspect { dir }) => {
-            let dir = server::journal_dir_of(&dir);
+            let dir = start::journal_dir_of(&dir);
             match clearline_journal::inspect(&dir) {
                 Ok(report) => {
                     say!("{report}");
