@@ -413,7 +413,6 @@ pub fn core_loop(
     mut core: Core,
     core_side: &CoreSide,
     tigerbeetle: Option<&CoreLink>,
-    durable: &AtomicU64,
     stop: &AtomicBool,
 ) -> Result<Journal, String> {
     let durability = core.journal_mut().durability();
@@ -461,7 +460,6 @@ pub fn core_loop(
                 return Err("the reply queue overflowed".to_string());
             }
         }
-        durable.fetch_max(durability.durable_sequence(), Ordering::AcqRel);
         core_side.wake();
         if let Some(link) = tigerbeetle {
             link.wake();

@@ -8,7 +8,7 @@
 //! queue, the net thread in its poller, the syncer on its condition variable.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -196,7 +196,8 @@ impl Server {
         }
 
         let durability = core.journal_mut().durability();
-        let durable = Arc::new(AtomicU64::new(durability.durable_sequence()));
+        // The journal owns the durable sequence; the net thread and the gateway read it.
+        let durable = durability.durable_shared();
         let (net, core_side) = clearline_net::start(&net_config, Arc::clone(&durable))
             .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?;
         let local_addr = net.local_addr();
@@ -214,10 +215,8 @@ impl Server {
         };
         let link = tigerbeetle.as_ref().map(GatewayHandle::link);
         {
-            let durable = Arc::clone(&durable);
             let link = link.clone();
-            core.journal_mut().on_durable(Box::new(move |sequence| {
-                durable.fetch_max(sequence, Ordering::AcqRel);
+            core.journal_mut().on_durable(Box::new(move |_sequence| {
                 waker.wake();
                 if let Some(link) = &link {
                     link.wake();
@@ -229,7 +228,7 @@ impl Server {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("clearline-core".to_string())
-                .spawn(move || core_loop(core, &core_side, link.as_deref(), &durable, &stop))?
+                .spawn(move || core_loop(core, &core_side, link.as_deref(), &stop))?
         };
         if announce {
             if let Some(tigerbeetle) = &tigerbeetle {
