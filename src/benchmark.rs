@@ -122,7 +122,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 );
                 baselines.sync = Some(sync);
             }
-            let server = crate::server::Server::start(&start, false)?;
+            let server = crate::start::Server::start(&start, false)?;
             let addr = server.local_addr();
             let echo = measure_echo(args.transfer_batch_count)?;
             say!(

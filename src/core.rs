@@ -1,5 +1,8 @@
 //! The core: the one thread that owns the engine. It assigns timestamps, appends each write to
-//! the journal before applying it, and applies it to the engine.
+//! the journal before applying it, and applies it to the engine. [`core_loop`] is that thread:
+//! it takes the requests waiting in the net layer's queue as one batch, answers each with
+//! [`reply_to`] (the TigerBeetle gateway's requests too, through `tigerbeetle.rs`) and pulses
+//! when expiries are due.
 //!
 //! Timestamps: a write of `n` events gets the batch timestamp `T = max(last, now) + n`, so event
 //! `i` gets `T - n + i + 1`; timestamps strictly increase and are close to the wall clock. The
@@ -18,14 +21,16 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clearline_engine::{Config, Engine, Operation};
 use clearline_journal::{segment_file_name, Journal, JournalError, RecordView, Recovery};
+use clearline_net::tigerbeetle::gateway::CoreLink;
+use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, Request};
 
-use crate::record;
+use crate::request_record;
 
 /// Size of the reply scratch: the largest frame body.
 pub const REPLY_SIZE_MAX: usize = 1_048_576 - 64;
@@ -229,7 +234,7 @@ impl Core {
                     return;
                 }
                 place.set(&view);
-                match record::decode(view.body) {
+                match request_record::decode(view.body) {
                     Ok((operation, _count, _)) if !operation.is_write() => {
                         failure = Some(place.refusal(&format!(
                             "the body is not a write request ({} is a read, never journaled)",
@@ -253,7 +258,7 @@ impl Core {
             return Err(failure.into());
         }
         timestamp_last = timestamp_last.max(recovery.last_timestamp);
-        let record = Vec::with_capacity(REPLY_SIZE_MAX + record::PREFIX_SIZE);
+        let record = Vec::with_capacity(REPLY_SIZE_MAX + request_record::PREFIX_SIZE);
         let core = Core {
             engine,
             journal,
@@ -335,7 +340,7 @@ impl Core {
         let slots = operation.timestamp_slots(count);
         let timestamp_before = self.timestamp_last;
         let timestamp = self.next_timestamp(slots);
-        record::encode(operation, count, events, &mut self.record);
+        request_record::encode(operation, count, events, &mut self.record);
         let sequence = match self.journal.append(timestamp, &self.record) {
             Ok(sequence) => sequence,
             Err(error) => {
@@ -354,5 +359,143 @@ impl Core {
             gate: sequence,
             reply_size,
         })
+    }
+}
+
+/// How long the core sleeps waiting for requests before it looks at the clock (pulses) again.
+const CORE_IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// What the core has told the operator about a full journal, so each change is said once
+/// rather than at every refused request or pulse retry.
+#[derive(Default)]
+struct FullJournal {
+    writes_refused: bool,
+    pulse_postponed: bool,
+}
+
+impl FullJournal {
+    fn write_refused(&mut self) {
+        if !self.writes_refused {
+            self.writes_refused = true;
+            warn!(
+                "clearline: the journal is full: writes are answered with storage_full until a \
+                 record fits again (free disk space, or restart with a larger \
+                 --journal-segments-max); reads are served"
+            );
+        }
+    }
+
+    fn write_accepted(&mut self) {
+        if self.writes_refused {
+            self.writes_refused = false;
+            warn!("clearline: the journal has room again: writes are accepted");
+        }
+    }
+
+    fn pulse_refused(&mut self) {
+        if !self.pulse_postponed {
+            self.pulse_postponed = true;
+            warn!(
+                "clearline: expiries are due but the journal is full; they are tried again \
+                 until a record fits (reads are served)"
+            );
+        }
+    }
+}
+
+/// Runs the core thread: takes what requests wait as one batch, applies them in order, hands
+/// the replies back and pulses when expiries are due, until the net thread has ended. Returns
+/// the journal for its final sync.
+///
+/// # Errors
+/// A journal failure (the server must stop) or a broken hand-off invariant.
+pub fn core_loop(
+    mut core: Core,
+    core_side: &CoreSide,
+    tigerbeetle: Option<&CoreLink>,
+    stop: &AtomicBool,
+) -> Result<Journal, String> {
+    let durability = core.journal_mut().durability();
+    let mut scratch = vec![0u8; REPLY_SIZE_MAX];
+    let mut full = FullJournal::default();
+    loop {
+        if durability.failed() {
+            return Err("a journal sync failed; stopping without acknowledging more".to_string());
+        }
+        // During shutdown the net thread still sends replies that become durable, so the core
+        // answers what it has popped until the net thread has ended; `stop` is only for a server
+        // whose net thread is already gone.
+        if core_side.is_stopped() || stop.load(Ordering::Acquire) {
+            return Ok(core.into_journal());
+        }
+        match core.pulse_if_due(&mut scratch) {
+            Ok(pulsed) => full.pulse_postponed &= !pulsed,
+            // A full journal stops nothing: the pulse is tried again at the next interval.
+            Err(ApplyError::StorageFull) => full.pulse_refused(),
+            Err(ApplyError::Journal(error)) => {
+                return Err(format!("journal append of a pulse failed: {error}"));
+            }
+        }
+        if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
+            continue;
+        }
+        while let Some(mut request) = core_side.pop_request() {
+            let operation = request.operation;
+            if request.connection.is_external() {
+                crate::tigerbeetle::apply(&mut core, request, &mut scratch, tigerbeetle)?;
+                continue;
+            }
+            let applied = core.apply(operation, request.header.count, &request.body, &mut scratch);
+            // The server reserved room for the largest reply of this request in `reply_body`.
+            let body = std::mem::take(&mut request.reply_body);
+            let reply = reply_to(&request, applied, &scratch, body)
+                .map_err(|error| format!("journal append failed: {error}"))?;
+            if reply.status == FrameStatus::StorageFull {
+                full.write_refused();
+            } else if reply.sequence != 0 {
+                full.write_accepted();
+            }
+            core_side.recycle(request.body);
+            if core_side.push_reply(reply).is_err() {
+                return Err("the reply queue overflowed".to_string());
+            }
+        }
+        core_side.wake();
+        if let Some(link) = tigerbeetle {
+            link.wake();
+        }
+    }
+}
+
+/// The reply to `request` from the result of applying it: on success the results, copied from
+/// `scratch` into `body` (a buffer with room for the largest reply of the request, so the copy
+/// never allocates); on a full journal a `storage_full` reply with an empty body.
+///
+/// # Errors
+/// A journal failure other than a full journal: the server must stop.
+pub fn reply_to(
+    request: &Request,
+    applied: Result<Applied, ApplyError>,
+    scratch: &[u8],
+    mut body: Vec<u8>,
+) -> Result<Reply, JournalError> {
+    match applied {
+        Ok(applied) => {
+            let item_size = request.operation.reply_item_size();
+            assert_eq!(applied.reply_size % item_size, 0);
+            body.clear();
+            body.extend_from_slice(&scratch[..applied.reply_size]);
+            Ok(Reply {
+                count: u32::try_from(applied.reply_size / item_size)
+                    .expect("a reply holds at most 1 MiB"),
+                timestamp: applied.timestamp,
+                sequence: applied.sequence,
+                gate: applied.gate,
+                body,
+                ..Reply::to(request)
+            })
+        }
+        Err(ApplyError::StorageFull) => Ok(status_reply(request, FrameStatus::StorageFull)),
+        Err(ApplyError::Journal(error)) => Err(error),
     }
 }

@@ -37,10 +37,10 @@ mod cli;
 mod compare;
 mod core;
 mod plot;
-mod record;
 mod repl;
 mod report;
-mod server;
+mod request_record;
+mod start;
 mod tigerbeetle;
 
 use std::process::ExitCode;
@@ -54,7 +54,7 @@ fn run_journal_tool<Report: std::fmt::Display>(
     data: &std::path::Path,
     tool: fn(&std::path::Path) -> Result<Report, clearline_journal::JournalError>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let dir = server::journal_dir_of(data);
+    let dir = start::journal_dir_of(data);
     match tool(&dir) {
         Ok(report) => {
             say!("{report}");
@@ -82,7 +82,7 @@ fn journal_tool_error(
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
-        cli::Command::Start(args) => server::run(&args),
+        cli::Command::Start(args) => start::run(&args),
         cli::Command::Repl(args) => repl::run(&args),
         cli::Command::Benchmark(args) => match &args.command {
             Some(cli::BenchmarkCommand::Compare(compare)) => compare::run(compare),

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use clearline_net::tigerbeetle::gateway::{CoreLink, GatewayConfig, GatewayStats};
-use clearline_net::{FrameStatus, Reply, Request};
+use clearline_net::Request;
 
 use crate::cli::TigerBeetleArgs;
-use crate::core::{ApplyError, Core};
+use crate::core::{reply_to, Core};
 
 /// The gateway's limits, if the gateway is asked for.
 pub fn gateway_config(args: &TigerBeetleArgs) -> Option<GatewayConfig> {
@@ -35,43 +35,22 @@ pub fn gateway_config(args: &TigerBeetleArgs) -> Option<GatewayConfig> {
 /// cannot take (it had more requests with the core than its queue holds: a broken invariant).
 pub fn apply(
     core: &mut Core,
-    request: Request,
+    mut request: Request,
     scratch: &mut [u8],
     link: Option<&CoreLink>,
 ) -> Result<(), String> {
     let Some(link) = link else {
         return Err("a request from the tigerbeetle gateway, which is not running".to_string());
     };
-    let operation = request.operation;
-    let reply = match core.apply(operation, request.header.count, &request.body, scratch) {
-        Ok(applied) => {
-            let item_size = operation.reply_item_size();
-            assert_eq!(applied.reply_size % item_size, 0);
-            let mut body = request.body;
-            body.clear();
-            body.extend_from_slice(&scratch[..applied.reply_size]);
-            Reply {
-                connection: request.connection,
-                request_id: request.header.request_id,
-                operation,
-                status: FrameStatus::Ok,
-                count: u32::try_from(applied.reply_size / item_size)
-                    .expect("a reply holds at most 1 MiB"),
-                timestamp: applied.timestamp,
-                sequence: applied.sequence,
-                gate: applied.gate,
-                body,
-                reply_reserved: 0,
-            }
-        }
-        Err(ApplyError::StorageFull) => Reply {
-            status: FrameStatus::StorageFull,
-            ..Reply::to(&request)
-        },
-        Err(ApplyError::Journal(error)) => {
-            return Err(format!("journal append failed: {error}"));
-        }
-    };
+    let applied = core.apply(
+        request.operation,
+        request.header.count,
+        &request.body,
+        scratch,
+    );
+    let body = std::mem::take(&mut request.body);
+    let reply = reply_to(&request, applied, scratch, body)
+        .map_err(|error| format!("journal append failed: {error}"))?;
     link.push_reply(reply)
         .map_err(|_| "the tigerbeetle reply queue overflowed".to_string())
 }

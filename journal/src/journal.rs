@@ -44,7 +44,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What the syncer and waiters share: the durable sequence, the fatal flag and a condition
 /// variable to wait on without spinning.
 pub struct Durability {
-    durable: AtomicU64,
+    /// Shared by `Arc` so that readers outside the journal (the net thread) read this one
+    /// sequence rather than a copy of it.
+    durable: Arc<AtomicU64>,
     written: AtomicU64,
     failed: AtomicBool,
     /// Threads inside `wait_durable`'s slow path; publishers skip the lock and the futex wake
@@ -57,7 +59,7 @@ pub struct Durability {
 impl Durability {
     fn new(sequence: u64) -> Durability {
         Durability {
-            durable: AtomicU64::new(sequence),
+            durable: Arc::new(AtomicU64::new(sequence)),
             written: AtomicU64::new(sequence),
             failed: AtomicBool::new(false),
             waiters: AtomicU64::new(0),
@@ -69,6 +71,12 @@ impl Durability {
     /// The highest sequence known durable: every record up to it survives a crash.
     pub fn durable_sequence(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
+    }
+
+    /// The durable sequence itself, for a reader on another thread that polls it (the net
+    /// thread gates replies on it). Only the journal advances it.
+    pub fn durable_shared(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.durable)
     }
 
     /// Whether a sync failed. Fatal: the caller must stop acknowledging and exit non-zero.

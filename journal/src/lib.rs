@@ -18,9 +18,9 @@ mod journal;
 mod mmap;
 mod record;
 mod replay;
-mod report;
 pub mod sim;
 mod storage;
+mod tools;
 
 use std::fmt;
 use std::time::Duration;
@@ -33,8 +33,8 @@ pub use record::{
     record_size, FORMAT_VERSION, RECORD_ALIGNMENT, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
     SEGMENT_SIZE_MIN, SNAPSHOT_HEADER_SIZE,
 };
-pub use report::{inspect, verify, InspectReport, SegmentSummary, SnapshotSummary, VerifyReport};
 pub use storage::{Segment, SegmentSync, Storage};
+pub use tools::{inspect, verify, InspectReport, SegmentSummary, SnapshotSummary, VerifyReport};
 
 /// When records become durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

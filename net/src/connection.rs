@@ -28,12 +28,13 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::channel::{recycle, ConnectionId, Reply, Request, Shared};
+use crate::config::ServerConfig;
 use crate::frame::{
     check_request_body, check_request_header, Action, FrameStatus, Header, RequestHeader,
     HEADER_SIZE,
 };
 use crate::reply_memory::{class_size, reply_size_max, ReplyMemory, QUERY_BODY_SIZE_MAX};
-use crate::server::{ConnectionId, Reply, Request, ServerConfig, Shared};
 
 /// The most slices one vectored write gathers (a header and a body per reply).
 const WRITE_SLICES_MAX: usize = 32;
@@ -742,13 +743,4 @@ fn push_request(shared: &Shared, state: &mut LoopState, request: Request) -> Res
     state.in_flight_total += 1;
     state.pushed = true;
     Ok(())
-}
-
-/// Returns a body buffer to the pool, keeping its capacity; drops it when the pool is full.
-///
-/// Empty buffers go back too: the pool counts buffers, not bytes, and the core may answer with a
-/// fresh vector while keeping the request's.
-pub(crate) fn recycle(shared: &Shared, mut buffer: Vec<u8>) {
-    buffer.clear();
-    let _ = shared.buffers.push(buffer);
 }

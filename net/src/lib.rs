@@ -4,6 +4,9 @@
 //!   order ([`check_request_header`], [`check_request_body`], [`check_reply_header`]).
 //! - [`server`]: [`start`] binds and spawns the net thread, returning a [`ServerHandle`] for the
 //!   owner and a [`CoreSide`] for the core thread.
+//! - `config.rs`: [`ServerConfig`], the server's limits and their defaults.
+//! - `channel.rs`: what crosses between the net thread and the core ([`Request`], [`Reply`]),
+//!   the queues and the wakeups ([`CoreSide`], [`Injector`], [`NetWaker`]).
 //! - [`client`]: [`Client`], blocking, with pipelining.
 //! - [`echo`]: a plain loopback echo of frames, the floor for the server benchmark.
 //!
@@ -85,7 +88,9 @@
 //! carry `count x reply item size` bytes (the net thread asserts both).
 #![forbid(unsafe_code)]
 
+mod channel;
 pub mod client;
+mod config;
 mod connection;
 pub mod echo;
 pub mod frame;
@@ -93,14 +98,15 @@ mod reply_memory;
 pub mod server;
 pub mod tigerbeetle;
 
+pub use channel::{
+    status_reply, ConnectionId, CoreSide, Injector, NetWaker, Reply, Request, ServerStats,
+};
 pub use client::{Client, ClientError, ReplyFrame};
+pub use config::{ConfigError, ServerConfig};
 pub use frame::{
     check_reply_body, check_reply_header, check_request, check_request_body, check_request_header,
     checksum, Action, FrameStatus, Header, Rejection, ReplyInvalid, RequestHeader, BODY_SIZE_MAX,
     FRAME_SIZE_MAX, HEADER_SIZE, MAGIC, PIPELINE_DEPTH_CLIENT, VERSION,
 };
 pub use reply_memory::reply_size_max;
-pub use server::{
-    start, status_reply, ConfigError, ConnectionId, CoreSide, Injector, NetWaker, Reply, Request,
-    ServerConfig, ServerHandle, ServerStats,
-};
+pub use server::{start, ServerHandle};

@@ -477,14 +477,19 @@ fn reply_for_a_closed_connection_is_dropped_even_when_its_slot_is_reused() {
         stats.connections_closed == 1
     });
     assert_eq!(harness.stats().connections_closed_partial_frame, 1);
-    // The only slot now belongs to a new connection (a new generation).
-    let mut second = client(harness.addr);
-    let id = second
-        .send(Operation::LookupAccounts, &[1u8; 16])
+    // The only slot now belongs to a new connection (a new generation). Its frame goes out in
+    // one write: sent as header and body apart, a test thread descheduled between the two for
+    // longer than this test's short partial-frame deadline would have the server close this
+    // connection too, rightly, as a slow sender.
+    let mut second = raw(harness.addr);
+    let lookup = [1u8; 16];
+    let header = Header::request(Operation::LookupAccounts, 2, &lookup);
+    second
+        .write_all(&frame_bytes(&header, &lookup))
         .expect("sends");
     harness.control.paused.store(false, Ordering::Release);
-    let reply = second.receive().expect("its own reply");
-    assert_eq!((reply.request_id(), reply.count()), (id, 1));
+    let (reply, _) = read_reply(&mut second).expect("its own reply");
+    assert_eq!((reply.request_id, reply.count), (2, 1));
     harness.wait_stats("the stale reply to be dropped", |stats| {
         stats.replies_dropped == 1
     });

@@ -36,8 +36,8 @@ use crossbeam_queue::ArrayQueue;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::channel::{ConnectionId, Injector, Reply, Request};
 use crate::frame::{FrameStatus, Header};
-use crate::server::{ConnectionId, Injector, Reply, Request};
 use crate::tigerbeetle::header::{
     self, check_frame, eviction, pong, EvictionReason, Frame, HeaderError, PingHeader, ReplyHeader,
     RequestHeader, BODY_SIZE_MAX, HEADER_SIZE, MESSAGE_SIZE_MAX, RELEASE,
@@ -1131,7 +1131,9 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{start as start_server, CoreSide, ServerConfig, ServerHandle};
+    use crate::channel::CoreSide;
+    use crate::config::ServerConfig;
+    use crate::server::{start as start_server, ServerHandle};
     use crate::tigerbeetle::header::{Command, Frame};
     use std::io::{Read, Write};
     use std::net::TcpStream;

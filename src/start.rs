@@ -8,23 +8,20 @@
 //! queue, the net thread in its poller, the syncer on its condition variable.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clearline_engine::Config;
 use clearline_journal::{Journal, JournalConfig};
-use clearline_net::tigerbeetle::gateway::{self, CoreLink, GatewayHandle, GatewayStats};
-use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, ServerConfig, ServerHandle};
+use clearline_net::tigerbeetle::gateway::{self, GatewayHandle, GatewayStats};
+use clearline_net::{ServerConfig, ServerHandle};
 
 use crate::cli::{Limits, StartArgs, SyncMode};
-use crate::core::{ApplyError, Core, REPLY_SIZE_MAX};
+use crate::core::{core_loop, Core};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How long the core sleeps waiting for requests before it looks at the clock (pulses) again.
-const CORE_IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// A running server: the net thread and the core thread.
 pub struct Server {
@@ -199,7 +196,8 @@ impl Server {
         }
 
         let durability = core.journal_mut().durability();
-        let durable = Arc::new(AtomicU64::new(durability.durable_sequence()));
+        // The journal owns the durable sequence; the net thread and the gateway read it.
+        let durable = durability.durable_shared();
         let (net, core_side) = clearline_net::start(&net_config, Arc::clone(&durable))
             .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?;
         let local_addr = net.local_addr();
@@ -217,10 +215,8 @@ impl Server {
         };
         let link = tigerbeetle.as_ref().map(GatewayHandle::link);
         {
-            let durable = Arc::clone(&durable);
             let link = link.clone();
-            core.journal_mut().on_durable(Box::new(move |sequence| {
-                durable.fetch_max(sequence, Ordering::AcqRel);
+            core.journal_mut().on_durable(Box::new(move |_sequence| {
                 waker.wake();
                 if let Some(link) = &link {
                     link.wake();
@@ -232,7 +228,7 @@ impl Server {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("clearline-core".to_string())
-                .spawn(move || core_loop(core, &core_side, link.as_deref(), &durable, &stop))?
+                .spawn(move || core_loop(core, &core_side, link.as_deref(), &stop))?
         };
         if announce {
             if let Some(tigerbeetle) = &tigerbeetle {
@@ -290,125 +286,6 @@ impl Server {
             .close()
             .map_err(|error| format!("final journal sync failed: {error}"))?;
         Ok(())
-    }
-}
-
-/// What the core has told the operator about a full journal, so each change is said once
-/// rather than at every refused request or pulse retry.
-#[derive(Default)]
-struct FullJournal {
-    writes_refused: bool,
-    pulse_postponed: bool,
-}
-
-impl FullJournal {
-    fn write_refused(&mut self) {
-        if !self.writes_refused {
-            self.writes_refused = true;
-            warn!(
-                "clearline: the journal is full: writes are answered with storage_full until a \
-                 record fits again (free disk space, or restart with a larger \
-                 --journal-segments-max); reads are served"
-            );
-        }
-    }
-
-    fn write_accepted(&mut self) {
-        if self.writes_refused {
-            self.writes_refused = false;
-            warn!("clearline: the journal has room again: writes are accepted");
-        }
-    }
-
-    fn pulse_refused(&mut self) {
-        if !self.pulse_postponed {
-            self.pulse_postponed = true;
-            warn!(
-                "clearline: expiries are due but the journal is full; they are tried again \
-                 until a record fits (reads are served)"
-            );
-        }
-    }
-}
-
-fn core_loop(
-    mut core: Core,
-    core_side: &CoreSide,
-    tigerbeetle: Option<&CoreLink>,
-    durable: &AtomicU64,
-    stop: &AtomicBool,
-) -> Result<Journal, String> {
-    let durability = core.journal_mut().durability();
-    let mut scratch = vec![0u8; REPLY_SIZE_MAX];
-    let mut full = FullJournal::default();
-    loop {
-        if durability.failed() {
-            return Err("a journal sync failed; stopping without acknowledging more".to_string());
-        }
-        // During shutdown the net thread still sends replies that become durable, so the core
-        // answers what it has popped until the net thread has ended; `stop` is only for a server
-        // whose net thread is already gone.
-        if core_side.is_stopped() || stop.load(Ordering::Acquire) {
-            return Ok(core.into_journal());
-        }
-        match core.pulse_if_due(&mut scratch) {
-            Ok(pulsed) => full.pulse_postponed &= !pulsed,
-            // A full journal stops nothing: the pulse is tried again at the next interval.
-            Err(ApplyError::StorageFull) => full.pulse_refused(),
-            Err(ApplyError::Journal(error)) => {
-                return Err(format!("journal append of a pulse failed: {error}"));
-            }
-        }
-        if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
-            continue;
-        }
-        while let Some(mut request) = core_side.pop_request() {
-            let operation = request.operation;
-            if request.connection.is_external() {
-                crate::tigerbeetle::apply(&mut core, request, &mut scratch, tigerbeetle)?;
-                continue;
-            }
-            let reply =
-                match core.apply(operation, request.header.count, &request.body, &mut scratch) {
-                    Ok(applied) => {
-                        if applied.sequence != 0 {
-                            full.write_accepted();
-                        }
-                        let item_size = operation.reply_item_size();
-                        assert_eq!(applied.reply_size % item_size, 0);
-                        // The server reserved room for the largest reply of this request:
-                        // the copy never allocates.
-                        let mut body = std::mem::take(&mut request.reply_body);
-                        body.clear();
-                        body.extend_from_slice(&scratch[..applied.reply_size]);
-                        Reply {
-                            count: u32::try_from(applied.reply_size / item_size)
-                                .expect("a reply holds at most 1 MiB"),
-                            timestamp: applied.timestamp,
-                            sequence: applied.sequence,
-                            gate: applied.gate,
-                            body,
-                            ..Reply::to(&request)
-                        }
-                    }
-                    Err(ApplyError::StorageFull) => {
-                        full.write_refused();
-                        status_reply(&request, FrameStatus::StorageFull)
-                    }
-                    Err(ApplyError::Journal(error)) => {
-                        return Err(format!("journal append failed: {error}"));
-                    }
-                };
-            core_side.recycle(request.body);
-            if core_side.push_reply(reply).is_err() {
-                return Err("the reply queue overflowed".to_string());
-            }
-        }
-        durable.fetch_max(durability.durable_sequence(), Ordering::AcqRel);
-        core_side.wake();
-        if let Some(link) = tigerbeetle {
-            link.wake();
-        }
     }
 }
 
