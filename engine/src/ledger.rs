@@ -183,7 +183,7 @@ fn transfer_matches(
 /// Whether `t` was made by the matching side (its id is in the settlement namespace).
 #[inline(always)]
 pub(crate) fn is_settlement(t: &Transfer) -> bool {
-    t.flags & TransferFlags::SETTLEMENT != 0
+    t.flags().settlement()
 }
 
 /// Batch-level checks 3-4 of docs/ledger.md (Evaluation order), shared by accounts and transfers.
@@ -517,18 +517,18 @@ impl Ledger {
             return;
         };
         let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags & AccountFlags::IMPORTED != 0;
+        let batch_imported = first.flags().imported();
         let mut chain = ChainState::default();
         for (index, event) in events.iter().enumerate() {
             let slot = base + index as u64 + 1;
-            let linked = event.flags & AccountFlags::LINKED != 0;
+            let linked = event.flags().linked();
             self.chain_enter(&mut chain, index, linked);
             let (status, result_timestamp) = if linked && index + 1 == events.len() {
                 (CreateAccountStatus::LinkedEventChainOpen, slot)
             } else if chain.broken {
                 (CreateAccountStatus::LinkedEventFailed, slot)
             } else {
-                let event_imported = event.flags & AccountFlags::IMPORTED != 0;
+                let event_imported = event.flags().imported();
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
                     0 => self.create_account(event, slot),
                     1 => (CreateAccountStatus::ImportedEventExpected, slot),
@@ -560,7 +560,7 @@ impl Ledger {
         if a.reserved != 0 {
             return (S::ReservedField, slot);
         }
-        if a.flags & AccountFlags::PADDING != 0 {
+        if a.flags().padding() {
             return (S::ReservedFlag, slot);
         }
         if a.id == 0 {
@@ -588,9 +588,9 @@ impl Ledger {
             };
             return (status, slot);
         }
-        let limits = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
-            | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
-        let failure = if a.flags & limits == limits {
+        let failure = if a.flags().debits_must_not_exceed_credits()
+            && a.flags().credits_must_not_exceed_debits()
+        {
             Some(S::FlagsAreMutuallyExclusive)
         } else if a.debits_pending != 0 {
             Some(S::DebitsPendingMustBeZero)
@@ -610,7 +610,7 @@ impl Ledger {
         if let Some(status) = failure {
             return (status, slot);
         }
-        let imported = a.flags & AccountFlags::IMPORTED != 0;
+        let imported = a.flags().imported();
         let timestamp = if imported { a.timestamp } else { slot };
         if imported
             && (timestamp <= self.accounts_timestamp_max()
@@ -651,7 +651,7 @@ impl Ledger {
             return;
         };
         let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags & TransferFlags::IMPORTED != 0;
+        let batch_imported = first.flags().imported();
         // Resolve the accounts of each chunk of events before applying it (see
         // `resolve_accounts`).
         self.resolved.clear();
@@ -662,14 +662,14 @@ impl Ledger {
                 self.resolve_accounts(&events[index..end]);
             }
             let slot = base + index as u64 + 1;
-            let linked = event.flags & TransferFlags::LINKED != 0;
+            let linked = event.flags().linked();
             self.chain_enter(&mut chain, index, linked);
             let (mut status, result_timestamp) = if linked && index + 1 == events.len() {
                 (CreateTransferStatus::LinkedEventChainOpen, slot)
             } else if chain.broken {
                 (CreateTransferStatus::LinkedEventFailed, slot)
             } else {
-                let event_imported = event.flags & TransferFlags::IMPORTED != 0;
+                let event_imported = event.flags().imported();
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
                     0 => self.create_transfer(event, slot, self.resolved[index], true),
                     1 => (CreateTransferStatus::ImportedEventExpected, slot),
@@ -745,10 +745,7 @@ impl Ledger {
     ) -> Result<(), (usize, CreateTransferStatus)> {
         self.chain_begin();
         for (index, event) in events.iter().enumerate() {
-            assert_eq!(
-                event.flags & (TransferFlags::LINKED | TransferFlags::IMPORTED),
-                0
-            );
+            assert!(!event.flags().linked() && !event.flags().imported());
             let debit = self
                 .account_position(event.debit_account_id)
                 .unwrap_or(NONE);
@@ -838,7 +835,7 @@ impl Ledger {
         } else {
             TransferFlags::PADDING & !TransferFlags::SETTLEMENT
         };
-        if t.flags & padding != 0 {
+        if t.flags().any(padding) {
             return (S::ReservedFlag, slot);
         }
         let settlement = is_settlement(t);
@@ -862,15 +859,12 @@ impl Ledger {
             TransferLookup::Orphan => return (S::IdAlreadyFailed, slot),
             TransferLookup::Missing(vacancy) => vacancy,
         };
-        let timestamp = if t.flags & TransferFlags::IMPORTED != 0 {
+        let timestamp = if t.flags().imported() {
             t.timestamp
         } else {
             slot
         };
-        let outcome = if t.flags
-            & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER)
-            != 0
-        {
+        let outcome = if t.flags().post_pending_transfer() || t.flags().void_pending_transfer() {
             self.post_or_void_transfer(t, timestamp, vacancy)
         } else {
             self.regular_transfer(t, timestamp, accounts, vacancy)
@@ -894,18 +888,16 @@ impl Ledger {
         if t.timeout != e.timeout {
             return S::ExistsWithDifferentTimeout;
         }
-        let resolves =
-            e.flags & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER);
-        if resolves == 0 {
+        let resolves = e.flags().post_pending_transfer() || e.flags().void_pending_transfer();
+        if !resolves {
             if t.debit_account_id != e.debit_account_id {
                 return S::ExistsWithDifferentDebitAccountId;
             }
             if t.credit_account_id != e.credit_account_id {
                 return S::ExistsWithDifferentCreditAccountId;
             }
-            let balancing = TransferFlags::BALANCING_DEBIT | TransferFlags::BALANCING_CREDIT;
             // A balancing amount is an upper bound: any bound at least the amount moved matches.
-            let amount_differs = if e.flags & balancing != 0 {
+            let amount_differs = if e.flags().balancing_debit() || e.flags().balancing_credit() {
                 t.amount < e.amount
             } else {
                 t.amount != e.amount
@@ -940,7 +932,7 @@ impl Ledger {
         if t.credit_account_id != 0 && t.credit_account_id != e.credit_account_id {
             return S::ExistsWithDifferentCreditAccountId;
         }
-        let amount_differs = if e.flags & TransferFlags::VOID_PENDING_TRANSFER != 0 {
+        let amount_differs = if e.flags().void_pending_transfer() {
             if t.amount == 0 {
                 e.amount != p.amount
             } else {
@@ -1001,12 +993,12 @@ impl Ledger {
         if t.pending_id != 0 {
             return Err(S::PendingIdMustBeZero);
         }
-        let pending = t.flags & TransferFlags::PENDING != 0;
+        let pending = t.flags().pending();
         if !pending {
             if t.timeout != 0 {
                 return Err(S::TimeoutReservedForPendingTransfer);
             }
-            if t.flags & (TransferFlags::CLOSING_DEBIT | TransferFlags::CLOSING_CREDIT) != 0 {
+            if t.flags().closing_debit() || t.flags().closing_credit() {
                 return Err(S::ClosingTransferMustBePending);
             }
         }
@@ -1031,7 +1023,7 @@ impl Ledger {
         if t.ledger != dr.ledger {
             return Err(S::TransferMustHaveTheSameLedgerAsAccounts);
         }
-        if t.flags & TransferFlags::IMPORTED != 0 {
+        if t.flags().imported() {
             if timestamp <= self.transfers_timestamp_max() || self.account_has_timestamp(timestamp)
             {
                 return Err(S::ImportedEventTimestampMustNotRegress);
@@ -1046,20 +1038,20 @@ impl Ledger {
                 return Err(S::ImportedEventTimeoutMustBeZero);
             }
         }
-        if dr.flags & AccountFlags::CLOSED != 0 {
+        if dr.flags().closed() {
             return Err(S::DebitAccountAlreadyClosed);
         }
-        if cr.flags & AccountFlags::CLOSED != 0 {
+        if cr.flags().closed() {
             return Err(S::CreditAccountAlreadyClosed);
         }
         // Both sums are kept at most u128::MAX by the overflow checks below.
         let dr_debits = dr.debits_pending + dr.debits_posted;
         let cr_credits = cr.credits_pending + cr.credits_posted;
         let mut amount = t.amount;
-        if t.flags & TransferFlags::BALANCING_DEBIT != 0 {
+        if t.flags().balancing_debit() {
             amount = amount.min(dr.credits_posted.saturating_sub(dr_debits));
         }
-        if t.flags & TransferFlags::BALANCING_CREDIT != 0 {
+        if t.flags().balancing_credit() {
             amount = amount.min(cr.debits_posted.saturating_sub(cr_credits));
         }
         if pending {
@@ -1088,17 +1080,13 @@ impl Ledger {
         if expires_at > TIMESTAMP_MAX {
             return Err(S::OverflowsTimeout);
         }
-        if dr.flags & AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
-            && dr_debits_after > dr.credits_posted
-        {
+        if dr.flags().debits_must_not_exceed_credits() && dr_debits_after > dr.credits_posted {
             return Err(S::ExceedsCredits);
         }
-        if cr.flags & AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
-            && cr_credits_after > cr.debits_posted
-        {
+        if cr.flags().credits_must_not_exceed_debits() && cr_credits_after > cr.debits_posted {
             return Err(S::ExceedsDebits);
         }
-        self.check_capacity(pending, dr.flags, cr.flags)?;
+        self.check_capacity(pending, dr.flags(), cr.flags())?;
 
         // Commit (4.1).
         self.record_account(debit);
@@ -1109,7 +1097,7 @@ impl Ledger {
         } else {
             dr.debits_posted += amount;
         }
-        if t.flags & TransferFlags::CLOSING_DEBIT != 0 {
+        if t.flags().closing_debit() {
             dr.flags |= AccountFlags::CLOSED;
         }
         let cr = &mut self.accounts[credit as usize];
@@ -1118,7 +1106,7 @@ impl Ledger {
         } else {
             cr.credits_posted += amount;
         }
-        if t.flags & TransferFlags::CLOSING_CREDIT != 0 {
+        if t.flags().closing_credit() {
             cr.flags |= AccountFlags::CLOSED;
         }
         let status = if pending {
@@ -1152,8 +1140,8 @@ impl Ledger {
     fn check_capacity(
         &self,
         pending: bool,
-        debit_flags: u16,
-        credit_flags: u16,
+        debit_flags: AccountFlags,
+        credit_flags: AccountFlags,
     ) -> Result<(), CreateTransferStatus> {
         if self.transfers.len() + self.reserve.0 >= self.config.transfers_max as usize {
             return Err(CreateTransferStatus::TransfersCapacityExceeded);
@@ -1161,8 +1149,7 @@ impl Ledger {
         if pending && self.pending_count >= self.config.transfers_pending_max {
             return Err(CreateTransferStatus::PendingTransfersCapacityExceeded);
         }
-        let rows = usize::from(debit_flags & AccountFlags::HISTORY != 0)
-            + usize::from(credit_flags & AccountFlags::HISTORY != 0);
+        let rows = usize::from(debit_flags.history()) + usize::from(credit_flags.history());
         if self.balances.len() + rows + self.reserve.1 > self.config.account_balances_max as usize {
             return Err(CreateTransferStatus::AccountBalancesCapacityExceeded);
         }
@@ -1197,7 +1184,7 @@ impl Ledger {
         self.transfer_index.insert_at(vacancy, position);
         self.record(Undo::TransferCreated { debit, credit });
         for account in [debit, credit] {
-            if self.accounts[account as usize].flags & AccountFlags::HISTORY != 0 {
+            if self.accounts[account as usize].flags().history() {
                 self.insert_balance_row(account, position, stored.timestamp);
             }
         }
@@ -1229,14 +1216,14 @@ impl Ledger {
         vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
-        let post = t.flags & TransferFlags::POST_PENDING_TRANSFER != 0;
-        let void = t.flags & TransferFlags::VOID_PENDING_TRANSFER != 0;
+        let post = t.flags().post_pending_transfer();
+        let void = t.flags().void_pending_transfer();
         let exclusive = TransferFlags::PENDING
             | TransferFlags::BALANCING_DEBIT
             | TransferFlags::BALANCING_CREDIT
             | TransferFlags::CLOSING_DEBIT
             | TransferFlags::CLOSING_CREDIT;
-        if (post && void) || t.flags & exclusive != 0 {
+        if (post && void) || t.flags().any(exclusive) {
             return Err(S::FlagsAreMutuallyExclusive);
         }
         if t.pending_id == 0 {
@@ -1256,7 +1243,7 @@ impl Ledger {
             return Err(S::PendingTransferNotFound);
         };
         let p = self.transfers[pending as usize];
-        if p.flags & TransferFlags::PENDING == 0 {
+        if !p.flags().pending() {
             return Err(S::PendingTransferNotPending);
         }
         if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
@@ -1299,7 +1286,7 @@ impl Ledger {
         if p.timeout > 0 && p.timestamp + u64::from(p.timeout) * NS_PER_SECOND <= timestamp {
             return Err(S::PendingTransferExpired);
         }
-        if t.flags & TransferFlags::IMPORTED != 0
+        if t.flags().imported()
             && (timestamp <= self.transfers_timestamp_max()
                 || self.account_has_timestamp(timestamp))
         {
@@ -1311,13 +1298,13 @@ impl Ledger {
         let credit = self
             .account_position(p.credit_account_id)
             .expect("pending's credit account");
-        let dr_flags = self.accounts[debit as usize].flags;
-        let cr_flags = self.accounts[credit as usize].flags;
+        let dr_flags = self.accounts[debit as usize].flags();
+        let cr_flags = self.accounts[credit as usize].flags();
         // Voids are allowed on closed accounts (they release funds and may reopen them).
-        if !void && dr_flags & AccountFlags::CLOSED != 0 {
+        if !void && dr_flags.closed() {
             return Err(S::DebitAccountAlreadyClosed);
         }
-        if !void && cr_flags & AccountFlags::CLOSED != 0 {
+        if !void && cr_flags.closed() {
             return Err(S::CreditAccountAlreadyClosed);
         }
         self.check_capacity(false, dr_flags, cr_flags)?;
@@ -1375,12 +1362,12 @@ impl Ledger {
     fn release_pending(&mut self, p: &Transfer, debit: u32, credit: u32) {
         let dr = &mut self.accounts[debit as usize];
         dr.debits_pending -= p.amount;
-        if p.flags & TransferFlags::CLOSING_DEBIT != 0 {
+        if p.flags().closing_debit() {
             dr.flags &= !AccountFlags::CLOSED;
         }
         let cr = &mut self.accounts[credit as usize];
         cr.credits_pending -= p.amount;
-        if p.flags & TransferFlags::CLOSING_CREDIT != 0 {
+        if p.flags().closing_credit() {
             cr.flags &= !AccountFlags::CLOSED;
         }
     }
@@ -1511,14 +1498,14 @@ impl Ledger {
             let credits = a.credits_pending.checked_add(a.credits_posted);
             assert!(debits.is_some(), "account {} debits overflow", a.id);
             assert!(credits.is_some(), "account {} credits overflow", a.id);
-            if a.flags & AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 {
+            if a.flags().debits_must_not_exceed_credits() {
                 assert!(
                     debits.unwrap_or(u128::MAX) <= a.credits_posted,
                     "account {}",
                     a.id
                 );
             }
-            if a.flags & AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 {
+            if a.flags().credits_must_not_exceed_debits() {
                 assert!(
                     credits.unwrap_or(u128::MAX) <= a.debits_posted,
                     "account {}",
@@ -1570,7 +1557,7 @@ impl Ledger {
                 self.transfer_position_in(t.id, is_settlement(t)),
                 Some(position as u32)
             );
-            let is_pending = t.flags & TransferFlags::PENDING != 0;
+            let is_pending = t.flags().pending();
             assert_eq!(is_pending, meta.status != PendingStatus::None);
             if meta.status == PendingStatus::Pending {
                 pending_count += 1;
@@ -1749,7 +1736,7 @@ mod tests {
 
         fn closed(&self, id: u128) -> bool {
             let a = &self.ledger.accounts[self.ledger.account_position(id).unwrap() as usize];
-            a.flags & AccountFlags::CLOSED != 0
+            a.flags().closed()
         }
 
         fn amount(&self, id: u128) -> u128 {

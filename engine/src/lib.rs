@@ -7,6 +7,8 @@
 //! `ledger.rs` (creates, expiry, invariants) and `query.rs` (reads).
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod flags;
 pub mod account;
 pub mod book;
 mod digest;
