@@ -186,20 +186,63 @@ pub(crate) fn is_settlement(t: &Transfer) -> bool {
     t.flags().settlement()
 }
 
+/// Why an event failed the batch-level checks 3-4 of docs/ledger.md (Evaluation order). Each
+/// failure has a status of the same name in both `CreateAccountStatus` and
+/// `CreateTransferStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchFailure {
+    /// The batch is imported but this event is not.
+    ImportedEventExpected,
+    /// This event is imported but the batch is not.
+    ImportedEventNotExpected,
+    /// A non-imported event carries a timestamp.
+    TimestampMustBeZero,
+    /// An imported timestamp is zero or above `TIMESTAMP_MAX`.
+    ImportedEventTimestampOutOfRange,
+    /// An imported timestamp is not below the event's slot.
+    ImportedEventTimestampMustNotAdvance,
+}
+
+/// Maps each `BatchFailure` to the status of the same name in a create status type.
+macro_rules! batch_failure_into {
+    ($($status:ident),*) => {$(
+        impl From<BatchFailure> for $status {
+            fn from(failure: BatchFailure) -> Self {
+                match failure {
+                    BatchFailure::ImportedEventExpected => Self::ImportedEventExpected,
+                    BatchFailure::ImportedEventNotExpected => Self::ImportedEventNotExpected,
+                    BatchFailure::TimestampMustBeZero => Self::TimestampMustBeZero,
+                    BatchFailure::ImportedEventTimestampOutOfRange => {
+                        Self::ImportedEventTimestampOutOfRange
+                    }
+                    BatchFailure::ImportedEventTimestampMustNotAdvance => {
+                        Self::ImportedEventTimestampMustNotAdvance
+                    }
+                }
+            }
+        }
+    )*};
+}
+
+batch_failure_into!(CreateAccountStatus, CreateTransferStatus);
+
 /// Batch-level checks 3-4 of docs/ledger.md (Evaluation order), shared by accounts and transfers.
-/// Returns 0 if the event passes, else 1 (`expected`), 2 (`not_expected`), 3 (`must_be_zero`),
-/// 4 (`out_of_range`) or 5 (`must_not_advance`) for the caller to map to its status type.
 #[inline(always)]
-fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot: u64) -> u8 {
+fn batch_check(
+    event_imported: bool,
+    batch_imported: bool,
+    timestamp: u64,
+    slot: u64,
+) -> Result<(), BatchFailure> {
     if batch_imported && !event_imported {
-        return 1;
+        return Err(BatchFailure::ImportedEventExpected);
     }
     if !batch_imported && event_imported {
-        return 2;
+        return Err(BatchFailure::ImportedEventNotExpected);
     }
     if event_imported {
         if timestamp == 0 || timestamp > TIMESTAMP_MAX {
-            return 4;
+            return Err(BatchFailure::ImportedEventTimestampOutOfRange);
         }
         // Sharp edge (docs/ledger.md): the reference compares against the batch
         // timestamp T but then asserts that the imported timestamp is at most the event's own
@@ -207,12 +250,12 @@ fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot:
         // slot instead: such an event is rejected with `must_not_advance`, and every imported
         // timestamp stays strictly below its slot (and so below every later slot).
         if timestamp >= slot {
-            return 5;
+            return Err(BatchFailure::ImportedEventTimestampMustNotAdvance);
         }
     } else if timestamp != 0 {
-        return 3;
+        return Err(BatchFailure::TimestampMustBeZero);
     }
-    0
+    Ok(())
 }
 
 /// The linked chain of one batch, shared by `create_accounts` and `create_transfers`.
@@ -530,15 +573,8 @@ impl Ledger {
             } else {
                 let event_imported = event.flags().imported();
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    0 => self.create_account(event, slot),
-                    1 => (CreateAccountStatus::ImportedEventExpected, slot),
-                    2 => (CreateAccountStatus::ImportedEventNotExpected, slot),
-                    3 => (CreateAccountStatus::TimestampMustBeZero, slot),
-                    4 => (CreateAccountStatus::ImportedEventTimestampOutOfRange, slot),
-                    _ => (
-                        CreateAccountStatus::ImportedEventTimestampMustNotAdvance,
-                        slot,
-                    ),
+                    Ok(()) => self.create_account(event, slot),
+                    Err(failure) => (failure.into(), slot),
                 }
             };
             results[index] = CreateResult {
@@ -671,15 +707,8 @@ impl Ledger {
             } else {
                 let event_imported = event.flags().imported();
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    0 => self.create_transfer(event, slot, self.resolved[index], true),
-                    1 => (CreateTransferStatus::ImportedEventExpected, slot),
-                    2 => (CreateTransferStatus::ImportedEventNotExpected, slot),
-                    3 => (CreateTransferStatus::TimestampMustBeZero, slot),
-                    4 => (CreateTransferStatus::ImportedEventTimestampOutOfRange, slot),
-                    _ => (
-                        CreateTransferStatus::ImportedEventTimestampMustNotAdvance,
-                        slot,
-                    ),
+                    Ok(()) => self.create_transfer(event, slot, self.resolved[index], true),
+                    Err(failure) => (failure.into(), slot),
                 }
             };
             if status != CreateTransferStatus::Created {
