@@ -9,6 +9,8 @@
 
 #[macro_use]
 mod flags;
+#[macro_use]
+pub mod result;
 pub mod account;
 pub mod book;
 mod digest;
@@ -21,7 +23,6 @@ pub mod market;
 mod operation;
 pub mod order;
 mod query;
-pub mod result;
 pub mod transfer;
 mod wire;
 
