@@ -36,6 +36,10 @@ pub use order::{OrderState, OrderStatus};
 pub use result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
 pub use transfer::{QueryFilter, QueryFilterFlags, Transfer, TransferFlags};
 
+/// "No position" in the engine's arrays: the end of a list, a free slot's link, a transfer or
+/// order not queued for expiry.
+pub(crate) const NO_POSITION: u32 = u32::MAX;
+
 use digest::Digest;
 use exchange::Exchange;
 use ledger::Ledger;

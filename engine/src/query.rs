@@ -9,9 +9,10 @@
 //! newest surplus and pushes the rest, which are then reversed in place.
 
 use crate::account::{Account, AccountBalance, AccountFilter, AccountFilterFlags};
-use crate::ledger::{Ledger, NONE};
+use crate::ledger::Ledger;
 use crate::limits::TIMESTAMP_MAX;
 use crate::transfer::{QueryFilter, Transfer};
+use crate::NO_POSITION;
 
 /// Whether an optional timestamp bound is valid (0 = unbounded).
 fn timestamp_bound_valid(timestamp: u64) -> bool {
@@ -88,7 +89,7 @@ impl Ledger {
         mut visit: impl FnMut(u32, &Transfer) -> bool,
     ) {
         let mut cursor = newest;
-        while cursor != NONE {
+        while cursor != NO_POSITION {
             let t = &self.transfers[cursor as usize];
             if t.timestamp < timestamp_min {
                 return;
@@ -189,10 +190,13 @@ impl Ledger {
         let mut row = self.account_meta[account as usize].balance_newest;
         let newest = self.account_meta[account as usize].transfer_newest;
         self.select_account_transfers(filter, newest, results_max, |position, _| {
-            while row != NONE && self.balances[row as usize].transfer > position {
+            while row != NO_POSITION && self.balances[row as usize].transfer > position {
                 row = self.balances[row as usize].previous;
             }
-            assert!(row != NONE, "every transfer of a history account has a row");
+            assert!(
+                row != NO_POSITION,
+                "every transfer of a history account has a row"
+            );
             let balance = &self.balances[row as usize];
             assert_eq!(balance.transfer, position);
             out.push(AccountBalance {
