@@ -661,6 +661,14 @@ impl Ledger {
             timestamp,
             ..*account
         });
+        // Postcondition: the stored record is the input with its timestamp.
+        assert_eq!(
+            self.accounts[position as usize],
+            Account {
+                timestamp,
+                ..*account
+            }
+        );
         self.account_meta.push(AccountMeta {
             transfer_newest: NO_POSITION,
             balance_newest: NO_POSITION,
@@ -1141,6 +1149,10 @@ impl Ledger {
         }
         self.check_capacity(pending, debit_account.flags(), credit_account.flags())?;
 
+        assert!(amount <= t.amount);
+        let debit_before = self.accounts[debit as usize];
+        let credit_before = self.accounts[credit as usize];
+
         // Commit (4.1).
         self.record_account(debit);
         self.record_account(credit);
@@ -1173,6 +1185,33 @@ impl Ledger {
             ..*t
         };
         let position = self.insert_transfer(&stored, debit, credit, status, vacancy);
+        // Postconditions: the debits of one account and the credits of the other moved by
+        // exactly `amount` (pending or posted, as the flag says), and the stored record is the
+        // input with its amount and timestamp.
+        let (moved_pending, moved_posted) = if pending { (amount, 0) } else { (0, amount) };
+        let debit_after = &self.accounts[debit as usize];
+        assert_eq!(
+            debit_after.debits_pending,
+            debit_before.debits_pending + moved_pending
+        );
+        assert_eq!(
+            debit_after.debits_posted,
+            debit_before.debits_posted + moved_posted
+        );
+        assert_eq!(debit_after.credits_pending, debit_before.credits_pending);
+        assert_eq!(debit_after.credits_posted, debit_before.credits_posted);
+        let credit_after = &self.accounts[credit as usize];
+        assert_eq!(
+            credit_after.credits_pending,
+            credit_before.credits_pending + moved_pending
+        );
+        assert_eq!(
+            credit_after.credits_posted,
+            credit_before.credits_posted + moved_posted
+        );
+        assert_eq!(credit_after.debits_pending, credit_before.debits_pending);
+        assert_eq!(credit_after.debits_posted, credit_before.debits_posted);
+        assert_eq!(self.transfers[position as usize], stored);
         if pending {
             self.pending_count += 1;
             if t.timeout > 0 {
@@ -1365,6 +1404,11 @@ impl Ledger {
         }
         self.check_capacity(false, dr_flags, cr_flags)?;
 
+        assert!(amount <= pending_transfer.amount);
+        assert!(!post || !void);
+        let debit_before = self.accounts[debit as usize];
+        let credit_before = self.accounts[credit as usize];
+
         // Commit (4.3). No overflow or limit checks: moving pending to posted cannot overflow
         // or break a limit (5.3).
         self.record_account(debit);
@@ -1409,7 +1453,29 @@ impl Ledger {
             flags: t.flags,
             timestamp,
         };
-        self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
+        let position = self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
+        // Postconditions: the whole pending amount left the pending sums of both accounts, and
+        // a post added exactly `amount` to their posted sums (a void adds nothing).
+        let posted = if post { amount } else { 0 };
+        let debit_after = &self.accounts[debit as usize];
+        assert_eq!(
+            debit_after.debits_pending,
+            debit_before.debits_pending - pending_transfer.amount
+        );
+        assert_eq!(
+            debit_after.debits_posted,
+            debit_before.debits_posted + posted
+        );
+        let credit_after = &self.accounts[credit as usize];
+        assert_eq!(
+            credit_after.credits_pending,
+            credit_before.credits_pending - pending_transfer.amount
+        );
+        assert_eq!(
+            credit_after.credits_posted,
+            credit_before.credits_posted + posted
+        );
+        assert_eq!(self.transfers[position as usize], stored);
         Ok(())
     }
 
