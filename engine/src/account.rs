@@ -60,6 +60,12 @@ const _: () = assert!(offset_of!(Account, flags) == 118);
 const _: () = assert!(offset_of!(Account, timestamp) == 120);
 
 impl Account {
+    /// The typed view of `flags`.
+    #[inline(always)]
+    #[must_use]
+    pub const fn flags(&self) -> AccountFlags {
+        AccountFlags(self.flags)
+    }
     /// Encoded size in bytes.
     pub const SIZE: usize = 128;
 
@@ -100,8 +106,26 @@ impl Account {
     }
 }
 
-/// Bits of `Account::flags`.
-pub struct AccountFlags;
+/// Bits of `Account::flags`; `Account::flags()` gives this typed view with a predicate per bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountFlags(pub u16);
+
+flag_predicates!(AccountFlags(u16) {
+    /// `LINKED` is set.
+    linked = LINKED;
+    /// `DEBITS_MUST_NOT_EXCEED_CREDITS` is set.
+    debits_must_not_exceed_credits = DEBITS_MUST_NOT_EXCEED_CREDITS;
+    /// `CREDITS_MUST_NOT_EXCEED_DEBITS` is set.
+    credits_must_not_exceed_debits = CREDITS_MUST_NOT_EXCEED_DEBITS;
+    /// `HISTORY` is set.
+    history = HISTORY;
+    /// `IMPORTED` is set.
+    imported = IMPORTED;
+    /// `CLOSED` is set.
+    closed = CLOSED;
+    /// A `PADDING` bit is set.
+    padding = PADDING;
+});
 
 impl AccountFlags {
     /// Chain this event with the next one in the batch: all succeed or none.
@@ -237,6 +261,12 @@ impl Default for AccountFilter {
 }
 
 impl AccountFilter {
+    /// The typed view of `flags`.
+    #[inline(always)]
+    #[must_use]
+    pub const fn flags(&self) -> AccountFilterFlags {
+        AccountFilterFlags(self.flags)
+    }
     /// Encoded size in bytes.
     pub const SIZE: usize = 128;
 
@@ -273,8 +303,20 @@ impl AccountFilter {
     }
 }
 
-/// Bits of `AccountFilter::flags`.
-pub struct AccountFilterFlags;
+/// Bits of `AccountFilter::flags`; `AccountFilter::flags()` gives this typed view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountFilterFlags(pub u32);
+
+flag_predicates!(AccountFilterFlags(u32) {
+    /// `DEBITS` is set.
+    debits = DEBITS;
+    /// `CREDITS` is set.
+    credits = CREDITS;
+    /// `REVERSED` is set.
+    reversed = REVERSED;
+    /// A `PADDING` bit is set.
+    padding = PADDING;
+});
 
 impl AccountFilterFlags {
     /// Select transfers that debit the account.

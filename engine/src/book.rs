@@ -41,9 +41,7 @@
 use crate::market::Market;
 use crate::order::{check_order, BookLevel, Fill, Order, OrderAmend};
 use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
-
-/// The null link of the slab lists.
-const NIL: u32 = u32::MAX;
+use crate::NO_POSITION;
 
 /// A resting order as the book keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,24 +195,25 @@ pub struct AmendOutcome {
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     order: RestingOrder,
-    /// The level slot holding this order; `NIL` while the slot is free.
+    /// The level slot holding this order; `NO_POSITION` while the slot is free.
     level: u32,
     prev: u32,
     /// The next order of the level, or the next free slot.
     next: u32,
     /// The book the order rests in.
     book: u32,
-    /// The order's position in the expiry heap; `NIL` when it has no expiry or the slot is free.
+    /// The order's position in the expiry heap; `NO_POSITION` when it has no expiry or the
+    /// slot is free.
     heap: u32,
 }
 
 const SLOT_EMPTY: Slot = Slot {
     order: ORDER_EMPTY,
-    level: NIL,
-    prev: NIL,
-    next: NIL,
-    book: NIL,
-    heap: NIL,
+    level: NO_POSITION,
+    prev: NO_POSITION,
+    next: NO_POSITION,
+    book: NO_POSITION,
+    heap: NO_POSITION,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -237,10 +236,10 @@ const LEVEL_EMPTY: Level = Level {
     price: 0,
     quantity: 0,
     count: 0,
-    head: NIL,
-    tail: NIL,
-    better: NIL,
-    worse: NIL,
+    head: NO_POSITION,
+    tail: NO_POSITION,
+    better: NO_POSITION,
+    worse: NO_POSITION,
     side: Side::Buy,
     active: false,
 };
@@ -254,8 +253,8 @@ struct Ladder {
 }
 
 const LADDER_EMPTY: Ladder = Ladder {
-    best: NIL,
-    worst: NIL,
+    best: NO_POSITION,
+    worst: NO_POSITION,
     count: 0,
 };
 
@@ -323,16 +322,16 @@ impl Books {
     ///
     /// If `orders_max`, `levels_max` or `book_levels_max` is 0 or does not fit the `u32` links.
     pub fn new(books_max: u32, orders_max: u32, levels_max: u32, book_levels_max: u32) -> Books {
-        assert!(orders_max > 0 && orders_max < NIL);
-        assert!(levels_max > 0 && levels_max < NIL);
+        assert!(orders_max > 0 && orders_max < NO_POSITION);
+        assert!(levels_max > 0 && levels_max < NO_POSITION);
         assert!(book_levels_max > 0);
-        assert!(books_max < NIL);
+        assert!(books_max < NO_POSITION);
         let mut slots = vec![SLOT_EMPTY; orders_max as usize];
         for (index, slot) in slots.iter_mut().enumerate() {
             slot.next = if index + 1 < orders_max as usize {
                 index as u32 + 1
             } else {
-                NIL
+                NO_POSITION
             };
         }
         let mut levels = vec![LEVEL_EMPTY; levels_max as usize];
@@ -340,7 +339,7 @@ impl Books {
             level.head = if index + 1 < levels_max as usize {
                 index as u32 + 1
             } else {
-                NIL
+                NO_POSITION
             };
         }
         Books {
@@ -387,7 +386,7 @@ impl Books {
                 next: if index + 1 < orders {
                     index as u32 + 1
                 } else {
-                    NIL
+                    NO_POSITION
                 },
                 ..SLOT_EMPTY
             };
@@ -398,7 +397,7 @@ impl Books {
                 head: if index + 1 < levels {
                     index as u32 + 1
                 } else {
-                    NIL
+                    NO_POSITION
                 },
                 ..LEVEL_EMPTY
             };
@@ -463,7 +462,7 @@ impl Books {
 
     fn best(&self, book: u32, side: Side) -> Option<u64> {
         let level = self.books[book as usize].ladders[side_index(side)].best;
-        (level != NIL).then(|| self.levels[level as usize].price)
+        (level != NO_POSITION).then(|| self.levels[level as usize].price)
     }
 
     /// The highest bid price of a book, O(1).
@@ -793,7 +792,7 @@ impl Books {
         for ladder in &self.books[book as usize].ladders {
             let mut level = ladder.best;
             let mut taken = 0;
-            while level != NIL && taken < depth {
+            while level != NO_POSITION && taken < depth {
                 if out.len() == out.capacity() {
                     return;
                 }
@@ -815,9 +814,9 @@ impl Books {
     /// then time), never growing `out` beyond its capacity.
     pub fn resting(&self, book: u32, side: Side, out: &mut Vec<RestingOrder>) {
         let mut level = self.books[book as usize].ladders[side_index(side)].best;
-        while level != NIL {
+        while level != NO_POSITION {
             let mut slot = self.levels[level as usize].head;
-            while slot != NIL {
+            while slot != NO_POSITION {
                 if out.len() == out.capacity() {
                     return;
                 }
@@ -844,14 +843,14 @@ impl Books {
             let mut book_orders = 0u32;
             for (side, ladder) in [Side::Buy, Side::Sell].into_iter().zip(&state.ladders) {
                 let mut count = 0u32;
-                let mut previous = NIL;
+                let mut previous = NO_POSITION;
                 let mut level_index = ladder.best;
-                while level_index != NIL {
+                while level_index != NO_POSITION {
                     let level = &self.levels[level_index as usize];
                     assert!(level.active);
                     assert_eq!(level.side, side);
                     assert_eq!(level.better, previous);
-                    if previous != NIL {
+                    if previous != NO_POSITION {
                         let better_price = self.levels[previous as usize].price;
                         assert!(better(side, better_price, level.price), "ladder order");
                     }
@@ -863,9 +862,9 @@ impl Books {
                     count += 1;
                     let mut orders = 0u32;
                     let mut quantity = 0u128;
-                    let mut prev = NIL;
+                    let mut prev = NO_POSITION;
                     let mut slot = level.head;
-                    while slot != NIL {
+                    while slot != NO_POSITION {
                         assert!(!visited[slot as usize], "order slot {slot} reachable twice");
                         visited[slot as usize] = true;
                         let entry = &self.slots[slot as usize];
@@ -881,7 +880,7 @@ impl Books {
                             expiring += 1;
                             assert_eq!(self.heap[entry.heap as usize], slot);
                         } else {
-                            assert_eq!(entry.heap, NIL);
+                            assert_eq!(entry.heap, NO_POSITION);
                         }
                         orders += 1;
                         quantity += u128::from(entry.order.remaining());
@@ -919,18 +918,18 @@ impl Books {
         }
         let mut free = 0u32;
         let mut slot = self.orders_free;
-        while slot != NIL {
+        while slot != NO_POSITION {
             assert!(!visited[slot as usize], "free order slot {slot} in use");
             visited[slot as usize] = true;
-            assert_eq!(self.slots[slot as usize].level, NIL);
-            assert_eq!(self.slots[slot as usize].heap, NIL);
+            assert_eq!(self.slots[slot as usize].level, NO_POSITION);
+            assert_eq!(self.slots[slot as usize].heap, NO_POSITION);
             free += 1;
             slot = self.slots[slot as usize].next;
         }
         assert_eq!(free, self.orders_max() - self.orders_count);
         let mut free = 0u32;
         let mut level = self.levels_free;
-        while level != NIL {
+        while level != NO_POSITION {
             assert!(!self.levels[level as usize].active);
             free += 1;
             assert!(free <= self.levels_max());
@@ -960,13 +959,13 @@ impl Books {
         let mut budget = taker.budget;
         let opposite = side_index(taker.side.opposite());
         let mut level_index = self.books[book as usize].ladders[opposite].best;
-        while level_index != NIL {
+        while level_index != NO_POSITION {
             let level = &self.levels[level_index as usize];
             if !taker.crosses(level.price) {
                 break;
             }
             let mut slot = level.head;
-            while slot != NIL {
+            while slot != NO_POSITION {
                 let entry = &self.slots[slot as usize];
                 slot = entry.next;
                 if entry.order.base_account_id == taker.owner {
@@ -1010,7 +1009,7 @@ impl Books {
                 return false;
             }
             let level_index = self.books[book as usize].ladders[opposite].best;
-            if level_index == NIL {
+            if level_index == NO_POSITION {
                 return false;
             }
             let price = self.levels[level_index as usize].price;
@@ -1020,7 +1019,7 @@ impl Books {
             // Walk the level's queue; removing its last order frees the level, and the outer
             // loop then moves to the next best price.
             let mut slot = self.levels[level_index as usize].head;
-            while slot != NIL && taker.remaining > 0 {
+            while slot != NO_POSITION && taker.remaining > 0 {
                 let maker = self.slots[slot as usize].order;
                 let next = self.slots[slot as usize].next;
                 if maker.base_account_id == taker.owner {
@@ -1085,7 +1084,7 @@ impl Books {
     /// Puts a new resting order at the back of its level in book `book`.
     fn insert(&mut self, book: u32, order: RestingOrder) {
         let slot = self.orders_free;
-        assert_ne!(slot, NIL, "capacity is checked before matching");
+        assert_ne!(slot, NO_POSITION, "capacity is checked before matching");
         self.orders_free = self.slots[slot as usize].next;
         self.orders_count += 1;
         self.books[book as usize].orders_count += 1;
@@ -1108,9 +1107,9 @@ impl Books {
     /// Frees an unlinked slot: out of the index and the heap, back on the free list.
     fn release_slot(&mut self, slot: u32) {
         let entry = self.slots[slot as usize];
-        assert_eq!(entry.level, NIL, "unlinked before freed");
+        assert_eq!(entry.level, NO_POSITION, "unlinked before freed");
         self.index.remove(entry.order.id);
-        if entry.heap != NIL {
+        if entry.heap != NO_POSITION {
             self.heap_remove(entry.heap);
         }
         self.books[entry.book as usize].orders_count -= 1;
@@ -1130,7 +1129,10 @@ impl Books {
             Some(level_index) => level_index,
             None => {
                 let level_index = self.levels_free;
-                assert_ne!(level_index, NIL, "capacity is checked before matching");
+                assert_ne!(
+                    level_index, NO_POSITION,
+                    "capacity is checked before matching"
+                );
                 self.levels_free = self.levels[level_index as usize].head;
                 self.levels[level_index as usize] = Level {
                     price: order.price,
@@ -1147,18 +1149,18 @@ impl Books {
         let level = &mut self.levels[level_index as usize];
         let tail = level.tail;
         level.tail = slot;
-        if tail == NIL {
+        if tail == NO_POSITION {
             level.head = slot;
         }
         level.count += 1;
         level.quantity += u128::from(order.remaining());
-        if tail != NIL {
+        if tail != NO_POSITION {
             self.slots[tail as usize].next = slot;
         }
         let entry = &mut self.slots[slot as usize];
         entry.level = level_index;
         entry.prev = tail;
-        entry.next = NIL;
+        entry.next = NO_POSITION;
     }
 
     /// Takes the order in `slot` out of its level's queue, freeing the level when it empties.
@@ -1171,17 +1173,17 @@ impl Books {
             book,
             ..
         } = self.slots[slot as usize];
-        assert_ne!(level_index, NIL);
-        if prev != NIL {
+        assert_ne!(level_index, NO_POSITION);
+        if prev != NO_POSITION {
             self.slots[prev as usize].next = next;
         }
-        if next != NIL {
+        if next != NO_POSITION {
             self.slots[next as usize].prev = prev;
         }
         let entry = &mut self.slots[slot as usize];
-        entry.level = NIL;
-        entry.prev = NIL;
-        entry.next = NIL;
+        entry.level = NO_POSITION;
+        entry.prev = NO_POSITION;
+        entry.next = NO_POSITION;
         let level = &mut self.levels[level_index as usize];
         if level.head == slot {
             level.head = next;
@@ -1193,7 +1195,7 @@ impl Books {
         level.quantity -= u128::from(order.remaining());
         if level.count == 0 {
             assert_eq!(level.quantity, 0);
-            assert_eq!(level.head, NIL);
+            assert_eq!(level.head, NO_POSITION);
             self.ladder_remove(book, order.side, level_index);
             self.prices.remove(price_key(book, order.side, order.price));
             self.levels[level_index as usize] = Level {
@@ -1211,15 +1213,15 @@ impl Books {
     fn ladder_insert(&mut self, book: u32, side: Side, level_index: u32) {
         let price = self.levels[level_index as usize].price;
         let ladder = self.books[book as usize].ladders[side_index(side)];
-        let (before, after) = if ladder.best == NIL {
-            (NIL, NIL)
+        let (before, after) = if ladder.best == NO_POSITION {
+            (NO_POSITION, NO_POSITION)
         } else {
             let best_price = self.levels[ladder.best as usize].price;
             let worst_price = self.levels[ladder.worst as usize].price;
             if better(side, price, best_price) {
-                (NIL, ladder.best)
+                (NO_POSITION, ladder.best)
             } else if better(side, worst_price, price) {
-                (ladder.worst, NIL)
+                (ladder.worst, NO_POSITION)
             } else if price.abs_diff(best_price) <= price.abs_diff(worst_price) {
                 // From the best: the first level this price beats.
                 let mut cursor = ladder.best;
@@ -1241,13 +1243,13 @@ impl Books {
         level.worse = after;
         let ladder = &mut self.books[book as usize].ladders[side_index(side)];
         ladder.count += 1;
-        if before == NIL {
+        if before == NO_POSITION {
             ladder.best = level_index;
         } else {
             self.levels[before as usize].worse = level_index;
         }
         let ladder = &mut self.books[book as usize].ladders[side_index(side)];
-        if after == NIL {
+        if after == NO_POSITION {
             ladder.worst = level_index;
         } else {
             self.levels[after as usize].better = level_index;
@@ -1258,13 +1260,13 @@ impl Books {
         let Level { better, worse, .. } = self.levels[level_index as usize];
         let ladder = &mut self.books[book as usize].ladders[side_index(side)];
         ladder.count -= 1;
-        if better == NIL {
+        if better == NO_POSITION {
             ladder.best = worse;
         } else {
             self.levels[better as usize].worse = worse;
         }
         let ladder = &mut self.books[book as usize].ladders[side_index(side)];
-        if worse == NIL {
+        if worse == NO_POSITION {
             ladder.worst = better;
         } else {
             self.levels[worse as usize].better = better;
@@ -1295,7 +1297,7 @@ impl Books {
     fn heap_remove(&mut self, position: u32) {
         let position = position as usize;
         let removed = self.heap[position];
-        self.slots[removed as usize].heap = NIL;
+        self.slots[removed as usize].heap = NO_POSITION;
         let last = self.heap.pop().expect("the removed entry is in the heap");
         if position < self.heap.len() {
             self.heap_set(position, last);
@@ -1455,7 +1457,7 @@ impl OrderIndex {
         let cells = (orders_max as usize * 2).next_power_of_two().max(2);
         OrderIndex {
             keys: vec![0; cells],
-            slots: vec![NIL; cells],
+            slots: vec![NO_POSITION; cells],
             mask: cells - 1,
             count: 0,
         }
@@ -1489,7 +1491,7 @@ impl OrderIndex {
 
     fn clear(&mut self) {
         self.keys.fill(0);
-        self.slots.fill(NIL);
+        self.slots.fill(NO_POSITION);
         self.count = 0;
     }
 
@@ -1516,7 +1518,7 @@ impl OrderIndex {
     fn remove(&mut self, id: u128) {
         let mut hole = self.find(id).expect("removed order ids are indexed");
         self.keys[hole] = 0;
-        self.slots[hole] = NIL;
+        self.slots[hole] = NO_POSITION;
         self.count -= 1;
         // Backward-shift deletion: pull later entries of the run into the hole unless their home
         // lies cyclically in (hole, cell], so every key stays reachable from its home.
@@ -1537,7 +1539,7 @@ impl OrderIndex {
                 self.keys[hole] = key;
                 self.slots[hole] = self.slots[cell];
                 self.keys[cell] = 0;
-                self.slots[cell] = NIL;
+                self.slots[cell] = NO_POSITION;
                 hole = cell;
             }
         }

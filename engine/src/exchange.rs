@@ -67,7 +67,7 @@
 //! BOOK_LEVELS_MAX)` price levels. A market costs a few hundred bytes until orders rest in it,
 //! and neither `create_markets` nor order commands allocate.
 
-use crate::account::{Account, AccountFlags};
+use crate::account::Account;
 use crate::book::{BookEvent, Books, RestingOrder};
 use crate::digest::Digest;
 use crate::index::IdIndex;
@@ -400,9 +400,9 @@ impl Exchange {
             let transfer = self.hold_transfer(market, &order, amount);
             self.chain.push(transfer);
             let history = |id: u128| {
-                ledger.account_position(id).is_some_and(|position| {
-                    ledger.accounts[position as usize].flags & AccountFlags::HISTORY != 0
-                })
+                ledger
+                    .account_position(id)
+                    .is_some_and(|position| ledger.accounts[position as usize].flags().history())
             };
             Hold {
                 transfer: transfer.id,

@@ -9,7 +9,7 @@
 //! The key `(expires_at, timestamp)` is unique (timestamps are), so the order in which entries
 //! leave the queue is fully determined whatever the heap's internal layout.
 
-use crate::ledger::NONE;
+use crate::NO_POSITION;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ExpiryEntry {
@@ -51,10 +51,10 @@ impl ExpiryQueue {
         self.heap.clear();
     }
 
-    /// Adds an entry. `positions[entry.transfer]` must be `NONE` (not queued).
+    /// Adds an entry. `positions[entry.transfer]` must be `NO_POSITION` (not queued).
     pub(crate) fn insert(&mut self, entry: ExpiryEntry, positions: &mut [u32]) {
         assert!(self.heap.len() < self.heap.capacity(), "expiry queue full");
-        assert_eq!(positions[entry.transfer as usize], NONE);
+        assert_eq!(positions[entry.transfer as usize], NO_POSITION);
         self.heap.push(entry);
         let index = self.heap.len() - 1;
         positions[entry.transfer as usize] = index as u32;
@@ -64,14 +64,14 @@ impl ExpiryQueue {
     /// Removes the entry of `transfer`, which must be queued.
     pub(crate) fn remove(&mut self, transfer: u32, positions: &mut [u32]) -> ExpiryEntry {
         let index = positions[transfer as usize];
-        assert_ne!(index, NONE, "transfer is not queued for expiry");
+        assert_ne!(index, NO_POSITION, "transfer is not queued for expiry");
         let index = index as usize;
         let entry = self.heap[index];
         assert_eq!(entry.transfer, transfer);
         let last = self.heap.len() - 1;
         self.swap(index, last, positions);
         self.heap.pop();
-        positions[transfer as usize] = NONE;
+        positions[transfer as usize] = NO_POSITION;
         if index < self.heap.len() {
             self.sift_down(index, positions);
             self.sift_up(index, positions);
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn pops_in_key_order_with_removals() {
-        let mut positions = vec![NONE; 64];
+        let mut positions = vec![NO_POSITION; 64];
         let mut queue = ExpiryQueue::new(64);
         let mut seed = 7u64;
         for transfer in 0..64u32 {
@@ -157,6 +157,6 @@ mod tests {
             previous = top.key();
             queue.remove(top.transfer, &mut positions);
         }
-        assert!(positions.iter().all(|position| *position == NONE));
+        assert!(positions.iter().all(|position| *position == NO_POSITION));
     }
 }

@@ -32,9 +32,7 @@ use crate::index::{IdIndex, Vacancy};
 use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};
 use crate::result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
 use crate::transfer::{Transfer, TransferFlags};
-
-/// "No position": the end of a list, an unqueued transfer.
-pub(crate) const NONE: u32 = u32::MAX;
+use crate::NO_POSITION;
 
 /// Marks transfer index entries that point into `orphans` rather than `transfers`.
 const ORPHAN_BIT: u32 = 1 << 31;
@@ -58,7 +56,7 @@ pub(crate) enum PendingStatus {
     Expired = 4,
 }
 
-/// Per-account list heads (positions of the newest entries, or `NONE`).
+/// Per-account list heads (positions of the newest entries, or `NO_POSITION`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AccountMeta {
     pub(crate) transfer_newest: u32,
@@ -133,7 +131,7 @@ pub(crate) struct Ledger {
     account_index: IdIndex,
     pub(crate) transfers: Vec<Transfer>,
     pub(crate) transfer_meta: Vec<TransferMeta>,
-    /// Heap positions for `expiry`, parallel to `transfers` (`NONE` when not queued).
+    /// Heap positions for `expiry`, parallel to `transfers` (`NO_POSITION` when not queued).
     expiry_positions: Vec<u32>,
     transfer_index: IdIndex,
     orphans: Vec<u128>,
@@ -155,7 +153,7 @@ pub(crate) struct Ledger {
     /// applied to engine-made transfers).
     pub(crate) reserve: (usize, usize),
     /// Account positions `(debit, credit)` of each event of the current create_transfers
-    /// batch (`NONE`: not found), resolved before the batch is applied.
+    /// batch (`NO_POSITION`: not found), resolved before the batch is applied.
     resolved: Vec<(u32, u32)>,
 }
 
@@ -175,31 +173,74 @@ fn transfer_matches(
     if position & ORPHAN_BIT != 0 {
         !settlement && orphans[(position & !ORPHAN_BIT) as usize] == id
     } else {
-        let t = &transfers[position as usize];
-        t.id == id && is_settlement(t) == settlement
+        let transfer = &transfers[position as usize];
+        transfer.id == id && is_settlement(transfer) == settlement
     }
 }
 
-/// Whether `t` was made by the matching side (its id is in the settlement namespace).
+/// Whether `transfer` was made by the matching side (its id is in the settlement namespace).
 #[inline(always)]
-pub(crate) fn is_settlement(t: &Transfer) -> bool {
-    t.flags & TransferFlags::SETTLEMENT != 0
+pub(crate) fn is_settlement(transfer: &Transfer) -> bool {
+    transfer.flags().settlement()
 }
+
+/// Why an event failed the batch-level checks 3-4 of docs/ledger.md (Evaluation order). Each
+/// failure has a status of the same name in both `CreateAccountStatus` and
+/// `CreateTransferStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchFailure {
+    /// The batch is imported but this event is not.
+    ImportedEventExpected,
+    /// This event is imported but the batch is not.
+    ImportedEventNotExpected,
+    /// A non-imported event carries a timestamp.
+    TimestampMustBeZero,
+    /// An imported timestamp is zero or above `TIMESTAMP_MAX`.
+    ImportedEventTimestampOutOfRange,
+    /// An imported timestamp is not below the event's slot.
+    ImportedEventTimestampMustNotAdvance,
+}
+
+/// Maps each `BatchFailure` to the status of the same name in a create status type.
+macro_rules! batch_failure_into {
+    ($($status:ident),*) => {$(
+        impl From<BatchFailure> for $status {
+            fn from(failure: BatchFailure) -> Self {
+                match failure {
+                    BatchFailure::ImportedEventExpected => Self::ImportedEventExpected,
+                    BatchFailure::ImportedEventNotExpected => Self::ImportedEventNotExpected,
+                    BatchFailure::TimestampMustBeZero => Self::TimestampMustBeZero,
+                    BatchFailure::ImportedEventTimestampOutOfRange => {
+                        Self::ImportedEventTimestampOutOfRange
+                    }
+                    BatchFailure::ImportedEventTimestampMustNotAdvance => {
+                        Self::ImportedEventTimestampMustNotAdvance
+                    }
+                }
+            }
+        }
+    )*};
+}
+
+batch_failure_into!(CreateAccountStatus, CreateTransferStatus);
 
 /// Batch-level checks 3-4 of docs/ledger.md (Evaluation order), shared by accounts and transfers.
-/// Returns 0 if the event passes, else 1 (`expected`), 2 (`not_expected`), 3 (`must_be_zero`),
-/// 4 (`out_of_range`) or 5 (`must_not_advance`) for the caller to map to its status type.
 #[inline(always)]
-fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot: u64) -> u8 {
+fn batch_check(
+    event_imported: bool,
+    batch_imported: bool,
+    timestamp: u64,
+    slot: u64,
+) -> Result<(), BatchFailure> {
     if batch_imported && !event_imported {
-        return 1;
+        return Err(BatchFailure::ImportedEventExpected);
     }
     if !batch_imported && event_imported {
-        return 2;
+        return Err(BatchFailure::ImportedEventNotExpected);
     }
     if event_imported {
         if timestamp == 0 || timestamp > TIMESTAMP_MAX {
-            return 4;
+            return Err(BatchFailure::ImportedEventTimestampOutOfRange);
         }
         // Sharp edge (docs/ledger.md): the reference compares against the batch
         // timestamp T but then asserts that the imported timestamp is at most the event's own
@@ -207,12 +248,12 @@ fn batch_check(event_imported: bool, batch_imported: bool, timestamp: u64, slot:
         // slot instead: such an event is rejected with `must_not_advance`, and every imported
         // timestamp stays strictly below its slot (and so below every later slot).
         if timestamp >= slot {
-            return 5;
+            return Err(BatchFailure::ImportedEventTimestampMustNotAdvance);
         }
     } else if timestamp != 0 {
-        return 3;
+        return Err(BatchFailure::TimestampMustBeZero);
     }
-    0
+    Ok(())
 }
 
 /// The linked chain of one batch, shared by `create_accounts` and `create_transfers`.
@@ -435,8 +476,8 @@ impl Ledger {
                 Undo::AccountCreated => {
                     let account = self.accounts.pop().expect("undo matches a created account");
                     let meta = self.account_meta.pop().expect("meta parallels accounts");
-                    assert_eq!(meta.transfer_newest, NONE);
-                    assert_eq!(meta.balance_newest, NONE);
+                    assert_eq!(meta.transfer_newest, NO_POSITION);
+                    assert_eq!(meta.balance_newest, NO_POSITION);
                     let position = self.accounts.len() as u32;
                     self.account_index.remove_newest(account.id, position);
                 }
@@ -459,7 +500,7 @@ impl Ledger {
                     let transfer = self.transfers.pop().expect("undo matches a transfer");
                     let meta = self.transfer_meta.pop().expect("meta parallels transfers");
                     let expiry_position = self.expiry_positions.pop().expect("parallel");
-                    assert_eq!(expiry_position, NONE);
+                    assert_eq!(expiry_position, NO_POSITION);
                     let position = self.transfers.len() as u32;
                     assert_eq!(self.account_meta[debit as usize].transfer_newest, position);
                     assert_eq!(self.account_meta[credit as usize].transfer_newest, position);
@@ -517,28 +558,21 @@ impl Ledger {
             return;
         };
         let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags & AccountFlags::IMPORTED != 0;
+        let batch_imported = first.flags().imported();
         let mut chain = ChainState::default();
         for (index, event) in events.iter().enumerate() {
             let slot = base + index as u64 + 1;
-            let linked = event.flags & AccountFlags::LINKED != 0;
+            let linked = event.flags().linked();
             self.chain_enter(&mut chain, index, linked);
             let (status, result_timestamp) = if linked && index + 1 == events.len() {
                 (CreateAccountStatus::LinkedEventChainOpen, slot)
             } else if chain.broken {
                 (CreateAccountStatus::LinkedEventFailed, slot)
             } else {
-                let event_imported = event.flags & AccountFlags::IMPORTED != 0;
+                let event_imported = event.flags().imported();
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    0 => self.create_account(event, slot),
-                    1 => (CreateAccountStatus::ImportedEventExpected, slot),
-                    2 => (CreateAccountStatus::ImportedEventNotExpected, slot),
-                    3 => (CreateAccountStatus::TimestampMustBeZero, slot),
-                    4 => (CreateAccountStatus::ImportedEventTimestampOutOfRange, slot),
-                    _ => (
-                        CreateAccountStatus::ImportedEventTimestampMustNotAdvance,
-                        slot,
-                    ),
+                    Ok(()) => self.create_account(event, slot),
+                    Err(failure) => (failure.into(), slot),
                 }
             };
             results[index] = CreateResult {
@@ -555,54 +589,54 @@ impl Ledger {
         assert!(!self.undo_active);
     }
 
-    fn create_account(&mut self, a: &Account, slot: u64) -> (CreateAccountStatus, u64) {
+    fn create_account(&mut self, account: &Account, slot: u64) -> (CreateAccountStatus, u64) {
         use CreateAccountStatus as S;
-        if a.reserved != 0 {
+        if account.reserved != 0 {
             return (S::ReservedField, slot);
         }
-        if a.flags & AccountFlags::PADDING != 0 {
+        if account.flags().padding() {
             return (S::ReservedFlag, slot);
         }
-        if a.id == 0 {
+        if account.id == 0 {
             return (S::IdMustNotBeZero, slot);
         }
-        if a.id == u128::MAX {
+        if account.id == u128::MAX {
             return (S::IdMustNotBeIntMax, slot);
         }
-        if let Some(position) = self.account_position(a.id) {
-            let e = &self.accounts[position as usize];
-            let status = if a.flags != e.flags {
+        if let Some(position) = self.account_position(account.id) {
+            let existing = &self.accounts[position as usize];
+            let status = if account.flags != existing.flags {
                 S::ExistsWithDifferentFlags
-            } else if a.user_data_128 != e.user_data_128 {
+            } else if account.user_data_128 != existing.user_data_128 {
                 S::ExistsWithDifferentUserData128
-            } else if a.user_data_64 != e.user_data_64 {
+            } else if account.user_data_64 != existing.user_data_64 {
                 S::ExistsWithDifferentUserData64
-            } else if a.user_data_32 != e.user_data_32 {
+            } else if account.user_data_32 != existing.user_data_32 {
                 S::ExistsWithDifferentUserData32
-            } else if a.ledger != e.ledger {
+            } else if account.ledger != existing.ledger {
                 S::ExistsWithDifferentLedger
-            } else if a.code != e.code {
+            } else if account.code != existing.code {
                 S::ExistsWithDifferentCode
             } else {
-                return (S::Exists, e.timestamp);
+                return (S::Exists, existing.timestamp);
             };
             return (status, slot);
         }
-        let limits = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS
-            | AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS;
-        let failure = if a.flags & limits == limits {
+        let failure = if account.flags().debits_must_not_exceed_credits()
+            && account.flags().credits_must_not_exceed_debits()
+        {
             Some(S::FlagsAreMutuallyExclusive)
-        } else if a.debits_pending != 0 {
+        } else if account.debits_pending != 0 {
             Some(S::DebitsPendingMustBeZero)
-        } else if a.debits_posted != 0 {
+        } else if account.debits_posted != 0 {
             Some(S::DebitsPostedMustBeZero)
-        } else if a.credits_pending != 0 {
+        } else if account.credits_pending != 0 {
             Some(S::CreditsPendingMustBeZero)
-        } else if a.credits_posted != 0 {
+        } else if account.credits_posted != 0 {
             Some(S::CreditsPostedMustBeZero)
-        } else if a.ledger == 0 {
+        } else if account.ledger == 0 {
             Some(S::LedgerMustNotBeZero)
-        } else if a.code == 0 {
+        } else if account.code == 0 {
             Some(S::CodeMustNotBeZero)
         } else {
             None
@@ -610,8 +644,8 @@ impl Ledger {
         if let Some(status) = failure {
             return (status, slot);
         }
-        let imported = a.flags & AccountFlags::IMPORTED != 0;
-        let timestamp = if imported { a.timestamp } else { slot };
+        let imported = account.flags().imported();
+        let timestamp = if imported { account.timestamp } else { slot };
         if imported
             && (timestamp <= self.accounts_timestamp_max()
                 || self.transfer_has_timestamp(timestamp))
@@ -623,12 +657,23 @@ impl Ledger {
         }
         assert!(timestamp > self.accounts_timestamp_max());
         let position = self.accounts.len() as u32;
-        self.accounts.push(Account { timestamp, ..*a });
-        self.account_meta.push(AccountMeta {
-            transfer_newest: NONE,
-            balance_newest: NONE,
+        self.accounts.push(Account {
+            timestamp,
+            ..*account
         });
-        self.account_index.insert(a.id, position);
+        // Postcondition: the stored record is the input with its timestamp.
+        assert_eq!(
+            self.accounts[position as usize],
+            Account {
+                timestamp,
+                ..*account
+            }
+        );
+        self.account_meta.push(AccountMeta {
+            transfer_newest: NO_POSITION,
+            balance_newest: NO_POSITION,
+        });
+        self.account_index.insert(account.id, position);
         self.record(Undo::AccountCreated);
         (S::Created, timestamp)
     }
@@ -651,7 +696,7 @@ impl Ledger {
             return;
         };
         let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags & TransferFlags::IMPORTED != 0;
+        let batch_imported = first.flags().imported();
         // Resolve the accounts of each chunk of events before applying it (see
         // `resolve_accounts`).
         self.resolved.clear();
@@ -662,24 +707,17 @@ impl Ledger {
                 self.resolve_accounts(&events[index..end]);
             }
             let slot = base + index as u64 + 1;
-            let linked = event.flags & TransferFlags::LINKED != 0;
+            let linked = event.flags().linked();
             self.chain_enter(&mut chain, index, linked);
             let (mut status, result_timestamp) = if linked && index + 1 == events.len() {
                 (CreateTransferStatus::LinkedEventChainOpen, slot)
             } else if chain.broken {
                 (CreateTransferStatus::LinkedEventFailed, slot)
             } else {
-                let event_imported = event.flags & TransferFlags::IMPORTED != 0;
+                let event_imported = event.flags().imported();
                 match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    0 => self.create_transfer(event, slot, self.resolved[index], true),
-                    1 => (CreateTransferStatus::ImportedEventExpected, slot),
-                    2 => (CreateTransferStatus::ImportedEventNotExpected, slot),
-                    3 => (CreateTransferStatus::TimestampMustBeZero, slot),
-                    4 => (CreateTransferStatus::ImportedEventTimestampOutOfRange, slot),
-                    _ => (
-                        CreateTransferStatus::ImportedEventTimestampMustNotAdvance,
-                        slot,
-                    ),
+                    Ok(()) => self.create_transfer(event, slot, self.resolved[index], true),
+                    Err(failure) => (failure.into(), slot),
                 }
             };
             if status != CreateTransferStatus::Created {
@@ -745,16 +783,13 @@ impl Ledger {
     ) -> Result<(), (usize, CreateTransferStatus)> {
         self.chain_begin();
         for (index, event) in events.iter().enumerate() {
-            assert_eq!(
-                event.flags & (TransferFlags::LINKED | TransferFlags::IMPORTED),
-                0
-            );
+            assert!(!event.flags().linked() && !event.flags().imported());
             let debit = self
                 .account_position(event.debit_account_id)
-                .unwrap_or(NONE);
+                .unwrap_or(NO_POSITION);
             let credit = self
                 .account_position(event.credit_account_id)
-                .unwrap_or(NONE);
+                .unwrap_or(NO_POSITION);
             let slot = first_timestamp + index as u64;
             let (status, _) = self.create_transfer(event, slot, (debit, credit), false);
             if status != CreateTransferStatus::Created {
@@ -792,12 +827,12 @@ impl Ledger {
         for event in events {
             let debit = self
                 .account_position(event.debit_account_id)
-                .unwrap_or(NONE);
+                .unwrap_or(NO_POSITION);
             let credit = self
                 .account_position(event.credit_account_id)
-                .unwrap_or(NONE);
+                .unwrap_or(NO_POSITION);
             for position in [debit, credit] {
-                if position != NONE {
+                if position != NO_POSITION {
                     let account = &self.accounts[position as usize];
                     let meta = &self.account_meta[position as usize];
                     touched ^= u64::from(account.ledger) ^ u64::from(meta.transfer_newest);
@@ -825,7 +860,7 @@ impl Ledger {
     #[inline(always)]
     fn create_transfer(
         &mut self,
-        t: &Transfer,
+        transfer: &Transfer,
         slot: u64,
         accounts: (u32, u32),
         client: bool,
@@ -838,20 +873,20 @@ impl Ledger {
         } else {
             TransferFlags::PADDING & !TransferFlags::SETTLEMENT
         };
-        if t.flags & padding != 0 {
+        if transfer.flags().any(padding) {
             return (S::ReservedFlag, slot);
         }
-        let settlement = is_settlement(t);
+        let settlement = is_settlement(transfer);
         debug_assert_eq!(settlement, !client);
-        if t.id == 0 {
+        if transfer.id == 0 {
             return (S::IdMustNotBeZero, slot);
         }
-        if t.id == u128::MAX {
+        if transfer.id == u128::MAX {
             return (S::IdMustNotBeIntMax, slot);
         }
-        let vacancy = match self.transfer_lookup(t.id, settlement) {
+        let vacancy = match self.transfer_lookup(transfer.id, settlement) {
             TransferLookup::Found(position) => {
-                let status = self.transfer_exists(t, position);
+                let status = self.transfer_exists(transfer, position);
                 let timestamp = if status == S::Exists {
                     self.transfers[position as usize].timestamp
                 } else {
@@ -862,18 +897,17 @@ impl Ledger {
             TransferLookup::Orphan => return (S::IdAlreadyFailed, slot),
             TransferLookup::Missing(vacancy) => vacancy,
         };
-        let timestamp = if t.flags & TransferFlags::IMPORTED != 0 {
-            t.timestamp
+        let timestamp = if transfer.flags().imported() {
+            transfer.timestamp
         } else {
             slot
         };
-        let outcome = if t.flags
-            & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER)
-            != 0
+        let outcome = if transfer.flags().post_pending_transfer()
+            || transfer.flags().void_pending_transfer()
         {
-            self.post_or_void_transfer(t, timestamp, vacancy)
+            self.post_or_void_transfer(transfer, timestamp, vacancy)
         } else {
-            self.regular_transfer(t, timestamp, accounts, vacancy)
+            self.regular_transfer(transfer, timestamp, accounts, vacancy)
         };
         match outcome {
             Ok(()) => (S::Created, timestamp),
@@ -882,92 +916,107 @@ impl Ledger {
     }
 
     /// Idempotency comparison against the stored transfer at `position` (3.4).
-    fn transfer_exists(&self, t: &Transfer, position: u32) -> CreateTransferStatus {
+    fn transfer_exists(&self, transfer: &Transfer, position: u32) -> CreateTransferStatus {
         use CreateTransferStatus as S;
-        let e = &self.transfers[position as usize];
-        if t.flags != e.flags {
+        let existing = &self.transfers[position as usize];
+        if transfer.flags != existing.flags {
             return S::ExistsWithDifferentFlags;
         }
-        if t.pending_id != e.pending_id {
+        if transfer.pending_id != existing.pending_id {
             return S::ExistsWithDifferentPendingId;
         }
-        if t.timeout != e.timeout {
+        if transfer.timeout != existing.timeout {
             return S::ExistsWithDifferentTimeout;
         }
         let resolves =
-            e.flags & (TransferFlags::POST_PENDING_TRANSFER | TransferFlags::VOID_PENDING_TRANSFER);
-        if resolves == 0 {
-            if t.debit_account_id != e.debit_account_id {
+            existing.flags().post_pending_transfer() || existing.flags().void_pending_transfer();
+        if !resolves {
+            if transfer.debit_account_id != existing.debit_account_id {
                 return S::ExistsWithDifferentDebitAccountId;
             }
-            if t.credit_account_id != e.credit_account_id {
+            if transfer.credit_account_id != existing.credit_account_id {
                 return S::ExistsWithDifferentCreditAccountId;
             }
-            let balancing = TransferFlags::BALANCING_DEBIT | TransferFlags::BALANCING_CREDIT;
             // A balancing amount is an upper bound: any bound at least the amount moved matches.
-            let amount_differs = if e.flags & balancing != 0 {
-                t.amount < e.amount
-            } else {
-                t.amount != e.amount
-            };
+            let amount_differs =
+                if existing.flags().balancing_debit() || existing.flags().balancing_credit() {
+                    transfer.amount < existing.amount
+                } else {
+                    transfer.amount != existing.amount
+                };
             if amount_differs {
                 return S::ExistsWithDifferentAmount;
             }
-            if t.user_data_128 != e.user_data_128 {
+            if transfer.user_data_128 != existing.user_data_128 {
                 return S::ExistsWithDifferentUserData128;
             }
-            if t.user_data_64 != e.user_data_64 {
+            if transfer.user_data_64 != existing.user_data_64 {
                 return S::ExistsWithDifferentUserData64;
             }
-            if t.user_data_32 != e.user_data_32 {
+            if transfer.user_data_32 != existing.user_data_32 {
                 return S::ExistsWithDifferentUserData32;
             }
-            if t.ledger != e.ledger {
+            if transfer.ledger != existing.ledger {
                 return S::ExistsWithDifferentLedger;
             }
-            if t.code != e.code {
+            if transfer.code != existing.code {
                 return S::ExistsWithDifferentCode;
             }
             return S::Exists;
         }
         let pending = self
-            .transfer_position_in(e.pending_id, is_settlement(e))
+            .transfer_position_in(existing.pending_id, is_settlement(existing))
             .expect("a stored post/void's pending");
-        let p = &self.transfers[pending as usize];
-        if t.debit_account_id != 0 && t.debit_account_id != e.debit_account_id {
+        let pending_transfer = &self.transfers[pending as usize];
+        if transfer.debit_account_id != 0 && transfer.debit_account_id != existing.debit_account_id
+        {
             return S::ExistsWithDifferentDebitAccountId;
         }
-        if t.credit_account_id != 0 && t.credit_account_id != e.credit_account_id {
+        if transfer.credit_account_id != 0
+            && transfer.credit_account_id != existing.credit_account_id
+        {
             return S::ExistsWithDifferentCreditAccountId;
         }
-        let amount_differs = if e.flags & TransferFlags::VOID_PENDING_TRANSFER != 0 {
-            if t.amount == 0 {
-                e.amount != p.amount
+        let amount_differs = if existing.flags().void_pending_transfer() {
+            if transfer.amount == 0 {
+                existing.amount != pending_transfer.amount
             } else {
-                t.amount != e.amount
+                transfer.amount != existing.amount
             }
-        } else if t.amount == u128::MAX {
-            e.amount != p.amount
+        } else if transfer.amount == u128::MAX {
+            existing.amount != pending_transfer.amount
         } else {
-            t.amount != e.amount
+            transfer.amount != existing.amount
         };
         if amount_differs {
             return S::ExistsWithDifferentAmount;
         }
         // Zero user data means "inherited from the pending transfer".
-        if inherited_differs(t.user_data_128, e.user_data_128, p.user_data_128) {
+        if inherited_differs(
+            transfer.user_data_128,
+            existing.user_data_128,
+            pending_transfer.user_data_128,
+        ) {
             return S::ExistsWithDifferentUserData128;
         }
-        if inherited_differs(t.user_data_64, e.user_data_64, p.user_data_64) {
+        if inherited_differs(
+            transfer.user_data_64,
+            existing.user_data_64,
+            pending_transfer.user_data_64,
+        ) {
             return S::ExistsWithDifferentUserData64;
         }
-        if inherited_differs(t.user_data_32, e.user_data_32, p.user_data_32) {
+        if inherited_differs(
+            transfer.user_data_32,
+            existing.user_data_32,
+            pending_transfer.user_data_32,
+        ) {
             return S::ExistsWithDifferentUserData32;
         }
-        if t.ledger != 0 && t.ledger != e.ledger {
+        if transfer.ledger != 0 && transfer.ledger != existing.ledger {
             return S::ExistsWithDifferentLedger;
         }
-        if t.code != 0 && t.code != e.code {
+        if transfer.code != 0 && transfer.code != existing.code {
             return S::ExistsWithDifferentCode;
         }
         S::Exists
@@ -1001,12 +1050,12 @@ impl Ledger {
         if t.pending_id != 0 {
             return Err(S::PendingIdMustBeZero);
         }
-        let pending = t.flags & TransferFlags::PENDING != 0;
+        let pending = t.flags().pending();
         if !pending {
             if t.timeout != 0 {
                 return Err(S::TimeoutReservedForPendingTransfer);
             }
-            if t.flags & (TransferFlags::CLOSING_DEBIT | TransferFlags::CLOSING_CREDIT) != 0 {
+            if t.flags().closing_debit() || t.flags().closing_credit() {
                 return Err(S::ClosingTransferMustBePending);
             }
         }
@@ -1016,64 +1065,64 @@ impl Ledger {
         if t.code == 0 {
             return Err(S::CodeMustNotBeZero);
         }
-        if debit == NONE {
+        if debit == NO_POSITION {
             return Err(S::DebitAccountNotFound);
         }
-        if credit == NONE {
+        if credit == NO_POSITION {
             return Err(S::CreditAccountNotFound);
         }
         assert_ne!(debit, credit); // Distinct ids map to distinct positions.
-        let dr = &self.accounts[debit as usize];
-        let cr = &self.accounts[credit as usize];
-        if dr.ledger != cr.ledger {
+        let debit_account = &self.accounts[debit as usize];
+        let credit_account = &self.accounts[credit as usize];
+        if debit_account.ledger != credit_account.ledger {
             return Err(S::AccountsMustHaveTheSameLedger);
         }
-        if t.ledger != dr.ledger {
+        if t.ledger != debit_account.ledger {
             return Err(S::TransferMustHaveTheSameLedgerAsAccounts);
         }
-        if t.flags & TransferFlags::IMPORTED != 0 {
+        if t.flags().imported() {
             if timestamp <= self.transfers_timestamp_max() || self.account_has_timestamp(timestamp)
             {
                 return Err(S::ImportedEventTimestampMustNotRegress);
             }
-            if timestamp <= dr.timestamp {
+            if timestamp <= debit_account.timestamp {
                 return Err(S::ImportedEventTimestampMustPostdateDebitAccount);
             }
-            if timestamp <= cr.timestamp {
+            if timestamp <= credit_account.timestamp {
                 return Err(S::ImportedEventTimestampMustPostdateCreditAccount);
             }
             if t.timeout != 0 {
                 return Err(S::ImportedEventTimeoutMustBeZero);
             }
         }
-        if dr.flags & AccountFlags::CLOSED != 0 {
+        if debit_account.flags().closed() {
             return Err(S::DebitAccountAlreadyClosed);
         }
-        if cr.flags & AccountFlags::CLOSED != 0 {
+        if credit_account.flags().closed() {
             return Err(S::CreditAccountAlreadyClosed);
         }
         // Both sums are kept at most u128::MAX by the overflow checks below.
-        let dr_debits = dr.debits_pending + dr.debits_posted;
-        let cr_credits = cr.credits_pending + cr.credits_posted;
+        let dr_debits = debit_account.debits_pending + debit_account.debits_posted;
+        let cr_credits = credit_account.credits_pending + credit_account.credits_posted;
         let mut amount = t.amount;
-        if t.flags & TransferFlags::BALANCING_DEBIT != 0 {
-            amount = amount.min(dr.credits_posted.saturating_sub(dr_debits));
+        if t.flags().balancing_debit() {
+            amount = amount.min(debit_account.credits_posted.saturating_sub(dr_debits));
         }
-        if t.flags & TransferFlags::BALANCING_CREDIT != 0 {
-            amount = amount.min(cr.debits_posted.saturating_sub(cr_credits));
+        if t.flags().balancing_credit() {
+            amount = amount.min(credit_account.debits_posted.saturating_sub(cr_credits));
         }
         if pending {
-            if dr.debits_pending.checked_add(amount).is_none() {
+            if debit_account.debits_pending.checked_add(amount).is_none() {
                 return Err(S::OverflowsDebitsPending);
             }
-            if cr.credits_pending.checked_add(amount).is_none() {
+            if credit_account.credits_pending.checked_add(amount).is_none() {
                 return Err(S::OverflowsCreditsPending);
             }
         }
-        if dr.debits_posted.checked_add(amount).is_none() {
+        if debit_account.debits_posted.checked_add(amount).is_none() {
             return Err(S::OverflowsDebitsPosted);
         }
-        if cr.credits_posted.checked_add(amount).is_none() {
+        if credit_account.credits_posted.checked_add(amount).is_none() {
             return Err(S::OverflowsCreditsPosted);
         }
         let Some(dr_debits_after) = dr_debits.checked_add(amount) else {
@@ -1088,38 +1137,42 @@ impl Ledger {
         if expires_at > TIMESTAMP_MAX {
             return Err(S::OverflowsTimeout);
         }
-        if dr.flags & AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0
-            && dr_debits_after > dr.credits_posted
+        if debit_account.flags().debits_must_not_exceed_credits()
+            && dr_debits_after > debit_account.credits_posted
         {
             return Err(S::ExceedsCredits);
         }
-        if cr.flags & AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0
-            && cr_credits_after > cr.debits_posted
+        if credit_account.flags().credits_must_not_exceed_debits()
+            && cr_credits_after > credit_account.debits_posted
         {
             return Err(S::ExceedsDebits);
         }
-        self.check_capacity(pending, dr.flags, cr.flags)?;
+        self.check_capacity(pending, debit_account.flags(), credit_account.flags())?;
+
+        assert!(amount <= t.amount);
+        let debit_before = self.accounts[debit as usize];
+        let credit_before = self.accounts[credit as usize];
 
         // Commit (4.1).
         self.record_account(debit);
         self.record_account(credit);
-        let dr = &mut self.accounts[debit as usize];
+        let debit_account = &mut self.accounts[debit as usize];
         if pending {
-            dr.debits_pending += amount;
+            debit_account.debits_pending += amount;
         } else {
-            dr.debits_posted += amount;
+            debit_account.debits_posted += amount;
         }
-        if t.flags & TransferFlags::CLOSING_DEBIT != 0 {
-            dr.flags |= AccountFlags::CLOSED;
+        if t.flags().closing_debit() {
+            debit_account.flags |= AccountFlags::CLOSED;
         }
-        let cr = &mut self.accounts[credit as usize];
+        let credit_account = &mut self.accounts[credit as usize];
         if pending {
-            cr.credits_pending += amount;
+            credit_account.credits_pending += amount;
         } else {
-            cr.credits_posted += amount;
+            credit_account.credits_posted += amount;
         }
-        if t.flags & TransferFlags::CLOSING_CREDIT != 0 {
-            cr.flags |= AccountFlags::CLOSED;
+        if t.flags().closing_credit() {
+            credit_account.flags |= AccountFlags::CLOSED;
         }
         let status = if pending {
             PendingStatus::Pending
@@ -1132,6 +1185,33 @@ impl Ledger {
             ..*t
         };
         let position = self.insert_transfer(&stored, debit, credit, status, vacancy);
+        // Postconditions: the debits of one account and the credits of the other moved by
+        // exactly `amount` (pending or posted, as the flag says), and the stored record is the
+        // input with its amount and timestamp.
+        let (moved_pending, moved_posted) = if pending { (amount, 0) } else { (0, amount) };
+        let debit_after = &self.accounts[debit as usize];
+        assert_eq!(
+            debit_after.debits_pending,
+            debit_before.debits_pending + moved_pending
+        );
+        assert_eq!(
+            debit_after.debits_posted,
+            debit_before.debits_posted + moved_posted
+        );
+        assert_eq!(debit_after.credits_pending, debit_before.credits_pending);
+        assert_eq!(debit_after.credits_posted, debit_before.credits_posted);
+        let credit_after = &self.accounts[credit as usize];
+        assert_eq!(
+            credit_after.credits_pending,
+            credit_before.credits_pending + moved_pending
+        );
+        assert_eq!(
+            credit_after.credits_posted,
+            credit_before.credits_posted + moved_posted
+        );
+        assert_eq!(credit_after.debits_pending, credit_before.debits_pending);
+        assert_eq!(credit_after.debits_posted, credit_before.debits_posted);
+        assert_eq!(self.transfers[position as usize], stored);
         if pending {
             self.pending_count += 1;
             if t.timeout > 0 {
@@ -1152,8 +1232,8 @@ impl Ledger {
     fn check_capacity(
         &self,
         pending: bool,
-        debit_flags: u16,
-        credit_flags: u16,
+        debit_flags: AccountFlags,
+        credit_flags: AccountFlags,
     ) -> Result<(), CreateTransferStatus> {
         if self.transfers.len() + self.reserve.0 >= self.config.transfers_max as usize {
             return Err(CreateTransferStatus::TransfersCapacityExceeded);
@@ -1161,8 +1241,7 @@ impl Ledger {
         if pending && self.pending_count >= self.config.transfers_pending_max {
             return Err(CreateTransferStatus::PendingTransfersCapacityExceeded);
         }
-        let rows = usize::from(debit_flags & AccountFlags::HISTORY != 0)
-            + usize::from(credit_flags & AccountFlags::HISTORY != 0);
+        let rows = usize::from(debit_flags.history()) + usize::from(credit_flags.history());
         if self.balances.len() + rows + self.reserve.1 > self.config.account_balances_max as usize {
             return Err(CreateTransferStatus::AccountBalancesCapacityExceeded);
         }
@@ -1193,11 +1272,11 @@ impl Ledger {
             credit_previous,
             status,
         });
-        self.expiry_positions.push(NONE);
+        self.expiry_positions.push(NO_POSITION);
         self.transfer_index.insert_at(vacancy, position);
         self.record(Undo::TransferCreated { debit, credit });
         for account in [debit, credit] {
-            if self.accounts[account as usize].flags & AccountFlags::HISTORY != 0 {
+            if self.accounts[account as usize].flags().history() {
                 self.insert_balance_row(account, position, stored.timestamp);
             }
         }
@@ -1229,14 +1308,14 @@ impl Ledger {
         vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
-        let post = t.flags & TransferFlags::POST_PENDING_TRANSFER != 0;
-        let void = t.flags & TransferFlags::VOID_PENDING_TRANSFER != 0;
+        let post = t.flags().post_pending_transfer();
+        let void = t.flags().void_pending_transfer();
         let exclusive = TransferFlags::PENDING
             | TransferFlags::BALANCING_DEBIT
             | TransferFlags::BALANCING_CREDIT
             | TransferFlags::CLOSING_DEBIT
             | TransferFlags::CLOSING_CREDIT;
-        if (post && void) || t.flags & exclusive != 0 {
+        if (post && void) || t.flags().any(exclusive) {
             return Err(S::FlagsAreMutuallyExclusive);
         }
         if t.pending_id == 0 {
@@ -1255,37 +1334,37 @@ impl Ledger {
         let Some(pending) = self.transfer_position_in(t.pending_id, is_settlement(t)) else {
             return Err(S::PendingTransferNotFound);
         };
-        let p = self.transfers[pending as usize];
-        if p.flags & TransferFlags::PENDING == 0 {
+        let pending_transfer = self.transfers[pending as usize];
+        if !pending_transfer.flags().pending() {
             return Err(S::PendingTransferNotPending);
         }
-        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
+        if t.debit_account_id != 0 && t.debit_account_id != pending_transfer.debit_account_id {
             return Err(S::PendingTransferHasDifferentDebitAccountId);
         }
-        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
+        if t.credit_account_id != 0 && t.credit_account_id != pending_transfer.credit_account_id {
             return Err(S::PendingTransferHasDifferentCreditAccountId);
         }
-        if t.ledger != 0 && t.ledger != p.ledger {
+        if t.ledger != 0 && t.ledger != pending_transfer.ledger {
             return Err(S::PendingTransferHasDifferentLedger);
         }
-        if t.code != 0 && t.code != p.code {
+        if t.code != 0 && t.code != pending_transfer.code {
             return Err(S::PendingTransferHasDifferentCode);
         }
         let amount = if post {
             if t.amount == u128::MAX {
-                p.amount
+                pending_transfer.amount
             } else {
                 t.amount
             }
         } else if t.amount == 0 {
-            p.amount
+            pending_transfer.amount
         } else {
             t.amount
         };
-        if amount > p.amount {
+        if amount > pending_transfer.amount {
             return Err(S::ExceedsPendingTransferAmount);
         }
-        if void && amount < p.amount {
+        if void && amount < pending_transfer.amount {
             return Err(S::PendingTransferHasDifferentAmount);
         }
         match self.transfer_meta[pending as usize].status {
@@ -1296,37 +1375,45 @@ impl Ledger {
             PendingStatus::None => unreachable!("a pending transfer has a pending status"),
         }
         // Due but not yet swept: refused all the same (4.4). The sum was bounded at creation.
-        if p.timeout > 0 && p.timestamp + u64::from(p.timeout) * NS_PER_SECOND <= timestamp {
+        if pending_transfer.timeout > 0
+            && pending_transfer.timestamp + u64::from(pending_transfer.timeout) * NS_PER_SECOND
+                <= timestamp
+        {
             return Err(S::PendingTransferExpired);
         }
-        if t.flags & TransferFlags::IMPORTED != 0
+        if t.flags().imported()
             && (timestamp <= self.transfers_timestamp_max()
                 || self.account_has_timestamp(timestamp))
         {
             return Err(S::ImportedEventTimestampMustNotRegress);
         }
         let debit = self
-            .account_position(p.debit_account_id)
+            .account_position(pending_transfer.debit_account_id)
             .expect("pending's debit account");
         let credit = self
-            .account_position(p.credit_account_id)
+            .account_position(pending_transfer.credit_account_id)
             .expect("pending's credit account");
-        let dr_flags = self.accounts[debit as usize].flags;
-        let cr_flags = self.accounts[credit as usize].flags;
+        let dr_flags = self.accounts[debit as usize].flags();
+        let cr_flags = self.accounts[credit as usize].flags();
         // Voids are allowed on closed accounts (they release funds and may reopen them).
-        if !void && dr_flags & AccountFlags::CLOSED != 0 {
+        if !void && dr_flags.closed() {
             return Err(S::DebitAccountAlreadyClosed);
         }
-        if !void && cr_flags & AccountFlags::CLOSED != 0 {
+        if !void && cr_flags.closed() {
             return Err(S::CreditAccountAlreadyClosed);
         }
         self.check_capacity(false, dr_flags, cr_flags)?;
+
+        assert!(amount <= pending_transfer.amount);
+        assert!(!post || !void);
+        let debit_before = self.accounts[debit as usize];
+        let credit_before = self.accounts[credit as usize];
 
         // Commit (4.3). No overflow or limit checks: moving pending to posted cannot overflow
         // or break a limit (5.3).
         self.record_account(debit);
         self.record_account(credit);
-        self.release_pending(&p, debit, credit);
+        self.release_pending(&pending_transfer, debit, credit);
         if post {
             self.accounts[debit as usize].debits_posted += amount;
             self.accounts[credit as usize].credits_posted += amount;
@@ -1341,47 +1428,69 @@ impl Ledger {
         );
         let stored = Transfer {
             id: t.id,
-            debit_account_id: p.debit_account_id,
-            credit_account_id: p.credit_account_id,
+            debit_account_id: pending_transfer.debit_account_id,
+            credit_account_id: pending_transfer.credit_account_id,
             amount,
             pending_id: t.pending_id,
             user_data_128: if t.user_data_128 == 0 {
-                p.user_data_128
+                pending_transfer.user_data_128
             } else {
                 t.user_data_128
             },
             user_data_64: if t.user_data_64 == 0 {
-                p.user_data_64
+                pending_transfer.user_data_64
             } else {
                 t.user_data_64
             },
             user_data_32: if t.user_data_32 == 0 {
-                p.user_data_32
+                pending_transfer.user_data_32
             } else {
                 t.user_data_32
             },
             timeout: 0,
-            ledger: p.ledger,
-            code: p.code,
+            ledger: pending_transfer.ledger,
+            code: pending_transfer.code,
             flags: t.flags,
             timestamp,
         };
-        self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
+        let position = self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
+        // Postconditions: the whole pending amount left the pending sums of both accounts, and
+        // a post added exactly `amount` to their posted sums (a void adds nothing).
+        let posted = if post { amount } else { 0 };
+        let debit_after = &self.accounts[debit as usize];
+        assert_eq!(
+            debit_after.debits_pending,
+            debit_before.debits_pending - pending_transfer.amount
+        );
+        assert_eq!(
+            debit_after.debits_posted,
+            debit_before.debits_posted + posted
+        );
+        let credit_after = &self.accounts[credit as usize];
+        assert_eq!(
+            credit_after.credits_pending,
+            credit_before.credits_pending - pending_transfer.amount
+        );
+        assert_eq!(
+            credit_after.credits_posted,
+            credit_before.credits_posted + posted
+        );
+        assert_eq!(self.transfers[position as usize], stored);
         Ok(())
     }
 
     /// Removes a pending transfer's reservation and reopens accounts it closed (void, expiry;
     /// for a post the accounts cannot be closed by it).
-    fn release_pending(&mut self, p: &Transfer, debit: u32, credit: u32) {
-        let dr = &mut self.accounts[debit as usize];
-        dr.debits_pending -= p.amount;
-        if p.flags & TransferFlags::CLOSING_DEBIT != 0 {
-            dr.flags &= !AccountFlags::CLOSED;
+    fn release_pending(&mut self, pending_transfer: &Transfer, debit: u32, credit: u32) {
+        let debit_account = &mut self.accounts[debit as usize];
+        debit_account.debits_pending -= pending_transfer.amount;
+        if pending_transfer.flags().closing_debit() {
+            debit_account.flags &= !AccountFlags::CLOSED;
         }
-        let cr = &mut self.accounts[credit as usize];
-        cr.credits_pending -= p.amount;
-        if p.flags & TransferFlags::CLOSING_CREDIT != 0 {
-            cr.flags &= !AccountFlags::CLOSED;
+        let credit_account = &mut self.accounts[credit as usize];
+        credit_account.credits_pending -= pending_transfer.amount;
+        if pending_transfer.flags().closing_credit() {
+            credit_account.flags &= !AccountFlags::CLOSED;
         }
     }
 
@@ -1425,14 +1534,14 @@ impl Ledger {
             let expiry_timestamp = base + u64::from(expired) + 1;
             // Expiries create no transfer object (4.4); their timestamp is only consumed.
             assert!(expiry_timestamp > next.timestamp);
-            let p = self.transfers[next.transfer as usize];
+            let pending_transfer = self.transfers[next.transfer as usize];
             let debit = self
-                .account_position(p.debit_account_id)
+                .account_position(pending_transfer.debit_account_id)
                 .expect("debit account");
             let credit = self
-                .account_position(p.credit_account_id)
+                .account_position(pending_transfer.credit_account_id)
                 .expect("credit account");
-            self.release_pending(&p, debit, credit);
+            self.release_pending(&pending_transfer, debit, credit);
             self.resolve(next.transfer, PendingStatus::Expired);
             self.expired_count += 1;
             expired += 1;
@@ -1446,32 +1555,38 @@ impl Ledger {
     pub(crate) fn state_hash(&self) -> u128 {
         let mut digest = Digest::new();
         digest.u64(self.accounts.len() as u64);
-        for a in &self.accounts {
-            digest.u128(a.id);
-            digest.u128(a.debits_pending);
-            digest.u128(a.debits_posted);
-            digest.u128(a.credits_pending);
-            digest.u128(a.credits_posted);
-            digest.u128(a.user_data_128);
-            digest.u64(a.user_data_64);
-            digest.u64(u64::from(a.user_data_32) | (u64::from(a.reserved) << 32));
-            digest
-                .u64(u64::from(a.ledger) | (u64::from(a.code) << 32) | (u64::from(a.flags) << 48));
-            digest.u64(a.timestamp);
+        for account in &self.accounts {
+            digest.u128(account.id);
+            digest.u128(account.debits_pending);
+            digest.u128(account.debits_posted);
+            digest.u128(account.credits_pending);
+            digest.u128(account.credits_posted);
+            digest.u128(account.user_data_128);
+            digest.u64(account.user_data_64);
+            digest.u64(u64::from(account.user_data_32) | (u64::from(account.reserved) << 32));
+            digest.u64(
+                u64::from(account.ledger)
+                    | (u64::from(account.code) << 32)
+                    | (u64::from(account.flags) << 48),
+            );
+            digest.u64(account.timestamp);
         }
         digest.u64(self.transfers.len() as u64);
-        for (t, meta) in self.transfers.iter().zip(&self.transfer_meta) {
-            digest.u128(t.id);
-            digest.u128(t.debit_account_id);
-            digest.u128(t.credit_account_id);
-            digest.u128(t.amount);
-            digest.u128(t.pending_id);
-            digest.u128(t.user_data_128);
-            digest.u64(t.user_data_64);
-            digest.u64(u64::from(t.user_data_32) | (u64::from(t.timeout) << 32));
-            digest
-                .u64(u64::from(t.ledger) | (u64::from(t.code) << 32) | (u64::from(t.flags) << 48));
-            digest.u64(t.timestamp);
+        for (transfer, meta) in self.transfers.iter().zip(&self.transfer_meta) {
+            digest.u128(transfer.id);
+            digest.u128(transfer.debit_account_id);
+            digest.u128(transfer.credit_account_id);
+            digest.u128(transfer.amount);
+            digest.u128(transfer.pending_id);
+            digest.u128(transfer.user_data_128);
+            digest.u64(transfer.user_data_64);
+            digest.u64(u64::from(transfer.user_data_32) | (u64::from(transfer.timeout) << 32));
+            digest.u64(
+                u64::from(transfer.ledger)
+                    | (u64::from(transfer.code) << 32)
+                    | (u64::from(transfer.flags) << 48),
+            );
+            digest.u64(transfer.timestamp);
             digest.u64(meta.status as u64);
         }
         digest.u64(self.orphans.len() as u64);
@@ -1511,14 +1626,14 @@ impl Ledger {
             let credits = a.credits_pending.checked_add(a.credits_posted);
             assert!(debits.is_some(), "account {} debits overflow", a.id);
             assert!(credits.is_some(), "account {} credits overflow", a.id);
-            if a.flags & AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS != 0 {
+            if a.flags().debits_must_not_exceed_credits() {
                 assert!(
                     debits.unwrap_or(u128::MAX) <= a.credits_posted,
                     "account {}",
                     a.id
                 );
             }
-            if a.flags & AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS != 0 {
+            if a.flags().credits_must_not_exceed_debits() {
                 assert!(
                     credits.unwrap_or(u128::MAX) <= a.debits_posted,
                     "account {}",
@@ -1562,25 +1677,27 @@ impl Ledger {
         let mut pending_count = 0u32;
         let mut queued = 0usize;
         let mut pending_sum = 0u128;
-        for (position, (t, meta)) in self.transfers.iter().zip(&self.transfer_meta).enumerate() {
+        for (position, (transfer, meta)) in
+            self.transfers.iter().zip(&self.transfer_meta).enumerate()
+        {
             if position > 0 {
-                assert!(t.timestamp > self.transfers[position - 1].timestamp);
+                assert!(transfer.timestamp > self.transfers[position - 1].timestamp);
             }
             assert_eq!(
-                self.transfer_position_in(t.id, is_settlement(t)),
+                self.transfer_position_in(transfer.id, is_settlement(transfer)),
                 Some(position as u32)
             );
-            let is_pending = t.flags & TransferFlags::PENDING != 0;
+            let is_pending = transfer.flags().pending();
             assert_eq!(is_pending, meta.status != PendingStatus::None);
             if meta.status == PendingStatus::Pending {
                 pending_count += 1;
-                pending_sum = pending_sum.wrapping_add(t.amount);
-                if t.timeout > 0 {
+                pending_sum = pending_sum.wrapping_add(transfer.amount);
+                if transfer.timeout > 0 {
                     queued += 1;
-                    assert_ne!(self.expiry_positions[position], NONE);
+                    assert_ne!(self.expiry_positions[position], NO_POSITION);
                 }
             } else {
-                assert_eq!(self.expiry_positions[position], NONE);
+                assert_eq!(self.expiry_positions[position], NO_POSITION);
             }
         }
         assert_eq!(pending_count, self.pending_count);
@@ -1597,9 +1714,9 @@ impl Ledger {
         for (position, id) in self.orphans.iter().enumerate() {
             let transfers = &self.transfers;
             let orphans = &self.orphans;
-            let found = self
-                .transfer_index
-                .find_with(*id, |p| transfer_matches(transfers, orphans, p, *id, false));
+            let found = self.transfer_index.find_with(*id, |pending_transfer| {
+                transfer_matches(transfers, orphans, pending_transfer, *id, false)
+            });
             assert_eq!(found, Some(position as u32 | ORPHAN_BIT));
         }
         assert_eq!(
@@ -1619,24 +1736,24 @@ impl Ledger {
             let meta = &self.account_meta[position];
             let mut previous_timestamp = u64::MAX;
             let mut cursor = meta.transfer_newest;
-            while cursor != NONE {
-                let t = &self.transfers[cursor as usize];
-                assert!(t.timestamp < previous_timestamp);
-                previous_timestamp = t.timestamp;
+            while cursor != NO_POSITION {
+                let transfer = &self.transfers[cursor as usize];
+                assert!(transfer.timestamp < previous_timestamp);
+                previous_timestamp = transfer.timestamp;
                 links += 1;
-                cursor = if t.debit_account_id == a.id {
+                cursor = if transfer.debit_account_id == a.id {
                     self.transfer_meta[cursor as usize].debit_previous
                 } else {
-                    assert_eq!(t.credit_account_id, a.id);
+                    assert_eq!(transfer.credit_account_id, a.id);
                     self.transfer_meta[cursor as usize].credit_previous
                 };
             }
             let mut cursor = meta.balance_newest;
-            while cursor != NONE {
+            while cursor != NO_POSITION {
                 let row = &self.balances[cursor as usize];
-                let t = &self.transfers[row.transfer as usize];
-                assert!(t.debit_account_id == a.id || t.credit_account_id == a.id);
-                assert_eq!(row.timestamp, t.timestamp);
+                let transfer = &self.transfers[row.transfer as usize];
+                assert!(transfer.debit_account_id == a.id || transfer.credit_account_id == a.id);
+                assert_eq!(row.timestamp, transfer.timestamp);
                 rows += 1;
                 cursor = row.previous;
             }
@@ -1749,7 +1866,7 @@ mod tests {
 
         fn closed(&self, id: u128) -> bool {
             let a = &self.ledger.accounts[self.ledger.account_position(id).unwrap() as usize];
-            a.flags & AccountFlags::CLOSED != 0
+            a.flags().closed()
         }
 
         fn amount(&self, id: u128) -> u128 {

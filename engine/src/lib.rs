@@ -7,6 +7,10 @@
 //! `ledger.rs` (creates, expiry, invariants) and `query.rs` (reads).
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod flags;
+#[macro_use]
+pub mod result;
 pub mod account;
 pub mod book;
 mod digest;
@@ -20,7 +24,6 @@ pub mod market;
 mod operation;
 pub mod order;
 mod query;
-pub mod result;
 pub mod transfer;
 mod wire;
 
@@ -34,6 +37,10 @@ pub use order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, Orde
 pub use order::{OrderState, OrderStatus};
 pub use result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
 pub use transfer::{QueryFilter, QueryFilterFlags, Transfer, TransferFlags};
+
+/// "No position" in the engine's arrays: the end of a list, a free slot's link, a transfer or
+/// order not queued for expiry.
+pub(crate) const NO_POSITION: u32 = u32::MAX;
 
 use digest::Digest;
 use exchange::Exchange;

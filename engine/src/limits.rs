@@ -1,9 +1,26 @@
 //! Named limits of the engine. Every capacity is chosen when the engine is created; nothing grows
 //! afterwards.
 
-/// The most events one request may carry: a 1 MiB frame less its 64-byte header holds 8,191
-/// events of 128 bytes.
-pub const BATCH_EVENTS_MAX: u32 = 8191;
+/// Size in bytes of the largest request or reply frame, header included (1 MiB).
+pub const FRAME_SIZE_MAX: usize = 1 << 20;
+
+/// Size in bytes of a frame header.
+pub const FRAME_HEADER_SIZE: usize = 64;
+
+/// Size in bytes of the largest event a request carries (accounts, transfers, orders and
+/// markets are all 128 bytes on the wire).
+pub const EVENT_SIZE_MAX: usize = 128;
+
+/// The most events one request may carry: as many of the largest events as fit in the body of
+/// the largest frame (8,191).
+pub const BATCH_EVENTS_MAX: u32 = ((FRAME_SIZE_MAX - FRAME_HEADER_SIZE) / EVENT_SIZE_MAX) as u32;
+
+const _: () = {
+    use crate::{Account, Market, Order, Transfer};
+    assert!(Account::SIZE <= EVENT_SIZE_MAX && Transfer::SIZE <= EVENT_SIZE_MAX);
+    assert!(Order::SIZE <= EVENT_SIZE_MAX && Market::SIZE <= EVENT_SIZE_MAX);
+    assert!(BATCH_EVENTS_MAX == 8191);
+};
 
 /// The largest timestamp (the top bit of a u64 stays clear, as in the reference ledger).
 pub const TIMESTAMP_MAX: u64 = (1 << 63) - 1;

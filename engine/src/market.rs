@@ -97,122 +97,58 @@ impl Market {
     }
 }
 
-/// Result codes of `create_markets`. Numbers are stable wire values; new codes are appended.
-///
-/// Check order, first failing check wins: `timestamp_must_be_zero`, `reserved_flag`,
-/// `id_must_not_be_zero`, `id_must_not_be_int_max`, `base_ledger_must_not_be_zero`,
-/// `quote_ledger_must_not_be_zero`, `ledgers_must_be_different`, `lot_size_must_not_be_zero`,
-/// `tick_size_must_not_be_zero`, `code_must_not_be_zero` (these are `check_market`); then in
-/// the engine `exists` or `exists_with_different_fields`, `fee_account_not_found`,
-/// `fee_account_ledger_must_be_quote`, `base_escrow_account_not_found`,
-/// `base_escrow_account_ledger_must_be_base`, `quote_escrow_account_not_found`,
-/// `quote_escrow_account_ledger_must_be_quote`, and last `markets_capacity_exceeded`.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CreateMarketStatus {
-    /// The market was created.
-    Created = 0xFFFF_FFFF,
-    /// The engine field `timestamp` is not 0.
-    TimestampMustBeZero = 1100,
-    /// `flags` sets an undefined bit.
-    ReservedFlag = 1101,
-    /// `id` is 0.
-    IdMustNotBeZero = 1102,
-    /// `id` is `u32::MAX`.
-    IdMustNotBeIntMax = 1103,
-    /// `base_ledger` is 0.
-    BaseLedgerMustNotBeZero = 1104,
-    /// `quote_ledger` is 0.
-    QuoteLedgerMustNotBeZero = 1105,
-    /// `base_ledger` equals `quote_ledger`.
-    LedgersMustBeDifferent = 1106,
-    /// `lot_size` is 0.
-    LotSizeMustNotBeZero = 1107,
-    /// `tick_size` is 0.
-    TickSizeMustNotBeZero = 1108,
-    /// `code` is 0.
-    CodeMustNotBeZero = 1109,
-    /// A market with this id and the same fields exists.
-    Exists = 1110,
-    /// A market with this id but different fields exists.
-    ExistsWithDifferentFields = 1111,
-    /// `fee_account_id` names no account.
-    FeeAccountNotFound = 1112,
-    /// The fee account is not on the quote ledger.
-    FeeAccountLedgerMustBeQuote = 1113,
-    /// `base_escrow_account_id` names no account.
-    BaseEscrowAccountNotFound = 1114,
-    /// The base escrow account is not on the base ledger.
-    BaseEscrowAccountLedgerMustBeBase = 1115,
-    /// `quote_escrow_account_id` names no account.
-    QuoteEscrowAccountNotFound = 1116,
-    /// The quote escrow account is not on the quote ledger.
-    QuoteEscrowAccountLedgerMustBeQuote = 1117,
-    /// The engine holds `markets_max` markets.
-    MarketsCapacityExceeded = 1118,
-}
-
-impl CreateMarketStatus {
-    /// Every status, in number order (`Created` first).
-    pub const ALL: [CreateMarketStatus; 20] = [
-        CreateMarketStatus::Created,
-        CreateMarketStatus::TimestampMustBeZero,
-        CreateMarketStatus::ReservedFlag,
-        CreateMarketStatus::IdMustNotBeZero,
-        CreateMarketStatus::IdMustNotBeIntMax,
-        CreateMarketStatus::BaseLedgerMustNotBeZero,
-        CreateMarketStatus::QuoteLedgerMustNotBeZero,
-        CreateMarketStatus::LedgersMustBeDifferent,
-        CreateMarketStatus::LotSizeMustNotBeZero,
-        CreateMarketStatus::TickSizeMustNotBeZero,
-        CreateMarketStatus::CodeMustNotBeZero,
-        CreateMarketStatus::Exists,
-        CreateMarketStatus::ExistsWithDifferentFields,
-        CreateMarketStatus::FeeAccountNotFound,
-        CreateMarketStatus::FeeAccountLedgerMustBeQuote,
-        CreateMarketStatus::BaseEscrowAccountNotFound,
-        CreateMarketStatus::BaseEscrowAccountLedgerMustBeBase,
-        CreateMarketStatus::QuoteEscrowAccountNotFound,
-        CreateMarketStatus::QuoteEscrowAccountLedgerMustBeQuote,
-        CreateMarketStatus::MarketsCapacityExceeded,
-    ];
-
-    /// The snake_case name used in logs and client libraries.
-    pub fn name(self) -> &'static str {
-        match self {
-            CreateMarketStatus::Created => "created",
-            CreateMarketStatus::TimestampMustBeZero => "timestamp_must_be_zero",
-            CreateMarketStatus::ReservedFlag => "reserved_flag",
-            CreateMarketStatus::IdMustNotBeZero => "id_must_not_be_zero",
-            CreateMarketStatus::IdMustNotBeIntMax => "id_must_not_be_int_max",
-            CreateMarketStatus::BaseLedgerMustNotBeZero => "base_ledger_must_not_be_zero",
-            CreateMarketStatus::QuoteLedgerMustNotBeZero => "quote_ledger_must_not_be_zero",
-            CreateMarketStatus::LedgersMustBeDifferent => "ledgers_must_be_different",
-            CreateMarketStatus::LotSizeMustNotBeZero => "lot_size_must_not_be_zero",
-            CreateMarketStatus::TickSizeMustNotBeZero => "tick_size_must_not_be_zero",
-            CreateMarketStatus::CodeMustNotBeZero => "code_must_not_be_zero",
-            CreateMarketStatus::Exists => "exists",
-            CreateMarketStatus::ExistsWithDifferentFields => "exists_with_different_fields",
-            CreateMarketStatus::FeeAccountNotFound => "fee_account_not_found",
-            CreateMarketStatus::FeeAccountLedgerMustBeQuote => "fee_account_ledger_must_be_quote",
-            CreateMarketStatus::BaseEscrowAccountNotFound => "base_escrow_account_not_found",
-            CreateMarketStatus::BaseEscrowAccountLedgerMustBeBase => {
-                "base_escrow_account_ledger_must_be_base"
-            }
-            CreateMarketStatus::QuoteEscrowAccountNotFound => "quote_escrow_account_not_found",
-            CreateMarketStatus::QuoteEscrowAccountLedgerMustBeQuote => {
-                "quote_escrow_account_ledger_must_be_quote"
-            }
-            CreateMarketStatus::MarketsCapacityExceeded => "markets_capacity_exceeded",
-        }
-    }
-
-    /// Parses a wire value; `None` for numbers that name no status.
-    pub fn from_u32(value: u32) -> Option<CreateMarketStatus> {
-        CreateMarketStatus::ALL
-            .iter()
-            .copied()
-            .find(|status| *status as u32 == value)
+status_enum! {
+    /// Result codes of `create_markets`. Numbers are stable wire values; new codes are appended.
+    ///
+    /// Check order, first failing check wins: `timestamp_must_be_zero`, `reserved_flag`,
+    /// `id_must_not_be_zero`, `id_must_not_be_int_max`, `base_ledger_must_not_be_zero`,
+    /// `quote_ledger_must_not_be_zero`, `ledgers_must_be_different`, `lot_size_must_not_be_zero`,
+    /// `tick_size_must_not_be_zero`, `code_must_not_be_zero` (these are `check_market`); then in
+    /// the engine `exists` or `exists_with_different_fields`, `fee_account_not_found`,
+    /// `fee_account_ledger_must_be_quote`, `base_escrow_account_not_found`,
+    /// `base_escrow_account_ledger_must_be_base`, `quote_escrow_account_not_found`,
+    /// `quote_escrow_account_ledger_must_be_quote`, and last `markets_capacity_exceeded`.
+    pub enum CreateMarketStatus {
+        /// The market was created.
+        Created = 0xFFFF_FFFF => "created",
+        /// The engine field `timestamp` is not 0.
+        TimestampMustBeZero = 1100 => "timestamp_must_be_zero",
+        /// `flags` sets an undefined bit.
+        ReservedFlag = 1101 => "reserved_flag",
+        /// `id` is 0.
+        IdMustNotBeZero = 1102 => "id_must_not_be_zero",
+        /// `id` is `u32::MAX`.
+        IdMustNotBeIntMax = 1103 => "id_must_not_be_int_max",
+        /// `base_ledger` is 0.
+        BaseLedgerMustNotBeZero = 1104 => "base_ledger_must_not_be_zero",
+        /// `quote_ledger` is 0.
+        QuoteLedgerMustNotBeZero = 1105 => "quote_ledger_must_not_be_zero",
+        /// `base_ledger` equals `quote_ledger`.
+        LedgersMustBeDifferent = 1106 => "ledgers_must_be_different",
+        /// `lot_size` is 0.
+        LotSizeMustNotBeZero = 1107 => "lot_size_must_not_be_zero",
+        /// `tick_size` is 0.
+        TickSizeMustNotBeZero = 1108 => "tick_size_must_not_be_zero",
+        /// `code` is 0.
+        CodeMustNotBeZero = 1109 => "code_must_not_be_zero",
+        /// A market with this id and the same fields exists.
+        Exists = 1110 => "exists",
+        /// A market with this id but different fields exists.
+        ExistsWithDifferentFields = 1111 => "exists_with_different_fields",
+        /// `fee_account_id` names no account.
+        FeeAccountNotFound = 1112 => "fee_account_not_found",
+        /// The fee account is not on the quote ledger.
+        FeeAccountLedgerMustBeQuote = 1113 => "fee_account_ledger_must_be_quote",
+        /// `base_escrow_account_id` names no account.
+        BaseEscrowAccountNotFound = 1114 => "base_escrow_account_not_found",
+        /// The base escrow account is not on the base ledger.
+        BaseEscrowAccountLedgerMustBeBase = 1115 => "base_escrow_account_ledger_must_be_base",
+        /// `quote_escrow_account_id` names no account.
+        QuoteEscrowAccountNotFound = 1116 => "quote_escrow_account_not_found",
+        /// The quote escrow account is not on the quote ledger.
+        QuoteEscrowAccountLedgerMustBeQuote = 1117 => "quote_escrow_account_ledger_must_be_quote",
+        /// The engine holds `markets_max` markets.
+        MarketsCapacityExceeded = 1118 => "markets_capacity_exceeded",
     }
 }
 
@@ -363,7 +299,7 @@ mod tests {
         for (index, status) in CreateMarketStatus::ALL.iter().enumerate().skip(1) {
             assert_eq!(*status as u32, 1099 + index as u32, "{}", status.name());
         }
-        for status in CreateMarketStatus::ALL {
+        for &status in CreateMarketStatus::ALL {
             assert_eq!(CreateMarketStatus::from_u32(status as u32), Some(status));
         }
     }

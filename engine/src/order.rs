@@ -133,242 +133,133 @@ impl SelfTrade {
     }
 }
 
-/// Result codes of `place_orders`, `cancel_orders` and `amend_orders`. Numbers are stable wire
-/// values; new codes are appended.
-///
-/// Check order. `place_orders`, first failing check wins:
-/// 1. `order_id_must_not_be_zero`, `order_id_must_not_be_int_max`;
-/// 2. `market_not_found` (engine);
-/// 3. `side_invalid`, `time_in_force_invalid`, `self_trade_invalid`;
-/// 4. `price_must_not_be_zero` (limit kinds) or `price_must_be_zero` (market),
-///    `price_not_multiple_of_tick`;
-/// 5. `quantity_must_not_be_zero`, `quantity_not_multiple_of_lot`;
-/// 6. `quote_budget_must_be_zero` (all but market buys) or `quote_budget_must_not_be_zero`
-///    (market buys);
-/// 7. `timeout_reserved_for_resting_orders` (timeout on IOC, FOK or market);
-/// 8. engine fields: `filled_quantity_must_be_zero`, `state_must_be_zero`,
-///    `timestamp_must_be_zero`;
-/// 9. `fees_overflow` (maker or taker fee x lots above u64);
-/// 10. `exists`, `exists_with_different_fields` (engine);
-/// 11. `base_account_not_found`, `quote_account_not_found`,
-///     `base_account_ledger_must_match_market`, `quote_account_ledger_must_match_market`
-///     (engine);
-/// 12. `overflows_debits_pending`, `exceeds_credits` (the hold, engine);
-/// 13. book: `post_only_would_take`, `fill_or_kill_not_filled`, `orders_capacity_exceeded`,
-///     `book_levels_capacity_exceeded` (capacity only when the order would rest);
-/// 14. `fills_capacity_exceeded` (engine fill store).
-///
-/// Steps 1 and 3..=9 are `check_order`; step 13 is `Book::place`.
-///
-/// `cancel_orders`: `order_id_must_not_be_zero`, `order_id_must_not_be_int_max`,
-/// `order_not_found`, `order_not_resting`.
-///
-/// `amend_orders`: `order_id_must_not_be_zero`, `order_id_must_not_be_int_max`,
-/// `reserved_field`, `order_not_found`, `order_not_resting`, `amend_price_not_multiple_of_tick`,
-/// `amend_quantity_not_multiple_of_lot`, `amend_quantity_below_filled`, then the hold checks
-/// (`overflows_debits_pending`, `exceeds_credits`), then `post_only_would_take` and
-/// `book_levels_capacity_exceeded`.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OrderStatus {
-    /// The command was applied: the order was placed (whatever it then traded), canceled or
-    /// amended.
-    Ok = 0xFFFF_FFFF,
-    /// `id` is 0.
-    OrderIdMustNotBeZero = 1000,
-    /// `id` is `u128::MAX`.
-    OrderIdMustNotBeIntMax = 1001,
-    /// No market has this id.
-    MarketNotFound = 1002,
-    /// `side` is not 1 or 2.
-    SideInvalid = 1003,
-    /// `time_in_force` is not 1..=5.
-    TimeInForceInvalid = 1004,
-    /// `self_trade` is not 0..=2.
-    SelfTradeInvalid = 1005,
-    /// A reserved field is not zero.
-    ReservedField = 1006,
-    /// A limit order (GTC, IOC, FOK, post-only) has price 0.
-    PriceMustNotBeZero = 1007,
-    /// A market order has a price.
-    PriceMustBeZero = 1008,
-    /// `price` is not a multiple of the market's `tick_size`.
-    PriceNotMultipleOfTick = 1009,
-    /// `quantity` is 0.
-    QuantityMustNotBeZero = 1010,
-    /// `quantity` is not a multiple of the market's `lot_size`.
-    QuantityNotMultipleOfLot = 1011,
-    /// A quote budget on anything but a market buy.
-    QuoteBudgetMustBeZero = 1012,
-    /// A market buy without a quote budget.
-    QuoteBudgetMustNotBeZero = 1013,
-    /// A timeout on an IOC, FOK or market order.
-    TimeoutReservedForRestingOrders = 1014,
-    /// The engine field `filled_quantity` is not 0.
-    FilledQuantityMustBeZero = 1015,
-    /// The engine field `state` is not 0.
-    StateMustBeZero = 1016,
-    /// The engine field `timestamp` is not 0.
-    TimestampMustBeZero = 1017,
-    /// The maker or taker fee times the order's lots does not fit in u64.
-    FeesOverflow = 1018,
-    /// An order with this id and the same fields exists.
-    Exists = 1019,
-    /// An order with this id but different fields exists.
-    ExistsWithDifferentFields = 1020,
-    /// `base_account_id` names no account.
-    BaseAccountNotFound = 1021,
-    /// `quote_account_id` names no account.
-    QuoteAccountNotFound = 1022,
-    /// The base account is not on the market's base ledger.
-    BaseAccountLedgerMustMatchMarket = 1023,
-    /// The quote account is not on the market's quote ledger.
-    QuoteAccountLedgerMustMatchMarket = 1024,
-    /// The hold would overflow the account's `debits_pending`.
-    OverflowsDebitsPending = 1025,
-    /// The hold would break the account's `debits_must_not_exceed_credits` limit.
-    ExceedsCredits = 1026,
-    /// A post-only order (placed or amended) would take liquidity.
-    PostOnlyWouldTake = 1027,
-    /// A fill-or-kill order cannot fill its whole quantity now.
-    FillOrKillNotFilled = 1028,
-    /// The order would rest but the book holds `orders_max` orders.
-    OrdersCapacityExceeded = 1029,
-    /// The order would rest at a new price but the book holds `levels_max` levels.
-    BookLevelsCapacityExceeded = 1030,
-    /// No order has this id (in this book, for the book's operations).
-    OrderNotFound = 1031,
-    /// The order exists but is no longer resting.
-    OrderNotResting = 1032,
-    /// The amended price is not a multiple of the market's `tick_size`.
-    AmendPriceNotMultipleOfTick = 1033,
-    /// The amended quantity is not a multiple of the market's `lot_size`.
-    AmendQuantityNotMultipleOfLot = 1034,
-    /// The amended total quantity is not above the filled quantity (use cancel instead).
-    AmendQuantityBelowFilled = 1035,
-    /// The engine's fill store is full.
-    FillsCapacityExceeded = 1036,
-    /// The ledger lacks room for the transfers one order command may make.
-    TransfersCapacityExceeded = 1037,
-    /// A trader account is closed, so the hold was refused.
-    AccountClosed = 1038,
-    /// The ledger refused the hold for another reason (the escrow account's flags or an
-    /// overflow of its balances).
-    HoldRefused = 1039,
-    /// A fill-or-kill order or an amend would take more resting orders than one command may.
-    FillsPerOrderExceeded = 1040,
-    /// The ledger refused a fill's legs (an account closed or limited since the order was
-    /// placed); the orders involved were canceled and their holds released.
-    SettlementFailed = 1041,
-}
-
-impl OrderStatus {
-    /// Every status, in number order (`Ok` first).
-    pub const ALL: [OrderStatus; 43] = [
-        OrderStatus::Ok,
-        OrderStatus::OrderIdMustNotBeZero,
-        OrderStatus::OrderIdMustNotBeIntMax,
-        OrderStatus::MarketNotFound,
-        OrderStatus::SideInvalid,
-        OrderStatus::TimeInForceInvalid,
-        OrderStatus::SelfTradeInvalid,
-        OrderStatus::ReservedField,
-        OrderStatus::PriceMustNotBeZero,
-        OrderStatus::PriceMustBeZero,
-        OrderStatus::PriceNotMultipleOfTick,
-        OrderStatus::QuantityMustNotBeZero,
-        OrderStatus::QuantityNotMultipleOfLot,
-        OrderStatus::QuoteBudgetMustBeZero,
-        OrderStatus::QuoteBudgetMustNotBeZero,
-        OrderStatus::TimeoutReservedForRestingOrders,
-        OrderStatus::FilledQuantityMustBeZero,
-        OrderStatus::StateMustBeZero,
-        OrderStatus::TimestampMustBeZero,
-        OrderStatus::FeesOverflow,
-        OrderStatus::Exists,
-        OrderStatus::ExistsWithDifferentFields,
-        OrderStatus::BaseAccountNotFound,
-        OrderStatus::QuoteAccountNotFound,
-        OrderStatus::BaseAccountLedgerMustMatchMarket,
-        OrderStatus::QuoteAccountLedgerMustMatchMarket,
-        OrderStatus::OverflowsDebitsPending,
-        OrderStatus::ExceedsCredits,
-        OrderStatus::PostOnlyWouldTake,
-        OrderStatus::FillOrKillNotFilled,
-        OrderStatus::OrdersCapacityExceeded,
-        OrderStatus::BookLevelsCapacityExceeded,
-        OrderStatus::OrderNotFound,
-        OrderStatus::OrderNotResting,
-        OrderStatus::AmendPriceNotMultipleOfTick,
-        OrderStatus::AmendQuantityNotMultipleOfLot,
-        OrderStatus::AmendQuantityBelowFilled,
-        OrderStatus::FillsCapacityExceeded,
-        OrderStatus::TransfersCapacityExceeded,
-        OrderStatus::AccountClosed,
-        OrderStatus::HoldRefused,
-        OrderStatus::FillsPerOrderExceeded,
-        OrderStatus::SettlementFailed,
-    ];
-
-    /// The snake_case name used in logs and client libraries.
-    pub fn name(self) -> &'static str {
-        match self {
-            OrderStatus::Ok => "ok",
-            OrderStatus::OrderIdMustNotBeZero => "order_id_must_not_be_zero",
-            OrderStatus::OrderIdMustNotBeIntMax => "order_id_must_not_be_int_max",
-            OrderStatus::MarketNotFound => "market_not_found",
-            OrderStatus::SideInvalid => "side_invalid",
-            OrderStatus::TimeInForceInvalid => "time_in_force_invalid",
-            OrderStatus::SelfTradeInvalid => "self_trade_invalid",
-            OrderStatus::ReservedField => "reserved_field",
-            OrderStatus::PriceMustNotBeZero => "price_must_not_be_zero",
-            OrderStatus::PriceMustBeZero => "price_must_be_zero",
-            OrderStatus::PriceNotMultipleOfTick => "price_not_multiple_of_tick",
-            OrderStatus::QuantityMustNotBeZero => "quantity_must_not_be_zero",
-            OrderStatus::QuantityNotMultipleOfLot => "quantity_not_multiple_of_lot",
-            OrderStatus::QuoteBudgetMustBeZero => "quote_budget_must_be_zero",
-            OrderStatus::QuoteBudgetMustNotBeZero => "quote_budget_must_not_be_zero",
-            OrderStatus::TimeoutReservedForRestingOrders => "timeout_reserved_for_resting_orders",
-            OrderStatus::FilledQuantityMustBeZero => "filled_quantity_must_be_zero",
-            OrderStatus::StateMustBeZero => "state_must_be_zero",
-            OrderStatus::TimestampMustBeZero => "timestamp_must_be_zero",
-            OrderStatus::FeesOverflow => "fees_overflow",
-            OrderStatus::Exists => "exists",
-            OrderStatus::ExistsWithDifferentFields => "exists_with_different_fields",
-            OrderStatus::BaseAccountNotFound => "base_account_not_found",
-            OrderStatus::QuoteAccountNotFound => "quote_account_not_found",
-            OrderStatus::BaseAccountLedgerMustMatchMarket => {
-                "base_account_ledger_must_match_market"
-            }
-            OrderStatus::QuoteAccountLedgerMustMatchMarket => {
-                "quote_account_ledger_must_match_market"
-            }
-            OrderStatus::OverflowsDebitsPending => "overflows_debits_pending",
-            OrderStatus::ExceedsCredits => "exceeds_credits",
-            OrderStatus::PostOnlyWouldTake => "post_only_would_take",
-            OrderStatus::FillOrKillNotFilled => "fill_or_kill_not_filled",
-            OrderStatus::OrdersCapacityExceeded => "orders_capacity_exceeded",
-            OrderStatus::BookLevelsCapacityExceeded => "book_levels_capacity_exceeded",
-            OrderStatus::OrderNotFound => "order_not_found",
-            OrderStatus::OrderNotResting => "order_not_resting",
-            OrderStatus::AmendPriceNotMultipleOfTick => "amend_price_not_multiple_of_tick",
-            OrderStatus::AmendQuantityNotMultipleOfLot => "amend_quantity_not_multiple_of_lot",
-            OrderStatus::AmendQuantityBelowFilled => "amend_quantity_below_filled",
-            OrderStatus::FillsCapacityExceeded => "fills_capacity_exceeded",
-            OrderStatus::TransfersCapacityExceeded => "transfers_capacity_exceeded",
-            OrderStatus::AccountClosed => "account_closed",
-            OrderStatus::HoldRefused => "hold_refused",
-            OrderStatus::FillsPerOrderExceeded => "fills_per_order_exceeded",
-            OrderStatus::SettlementFailed => "settlement_failed",
-        }
-    }
-
-    /// Parses a wire value; `None` for numbers that name no status.
-    pub fn from_u32(value: u32) -> Option<OrderStatus> {
-        OrderStatus::ALL
-            .iter()
-            .copied()
-            .find(|status| *status as u32 == value)
+status_enum! {
+    /// Result codes of `place_orders`, `cancel_orders` and `amend_orders`. Numbers are stable wire
+    /// values; new codes are appended.
+    ///
+    /// Check order. `place_orders`, first failing check wins:
+    /// 1. `order_id_must_not_be_zero`, `order_id_must_not_be_int_max`;
+    /// 2. `market_not_found` (engine);
+    /// 3. `side_invalid`, `time_in_force_invalid`, `self_trade_invalid`;
+    /// 4. `price_must_not_be_zero` (limit kinds) or `price_must_be_zero` (market),
+    ///    `price_not_multiple_of_tick`;
+    /// 5. `quantity_must_not_be_zero`, `quantity_not_multiple_of_lot`;
+    /// 6. `quote_budget_must_be_zero` (all but market buys) or `quote_budget_must_not_be_zero`
+    ///    (market buys);
+    /// 7. `timeout_reserved_for_resting_orders` (timeout on IOC, FOK or market);
+    /// 8. engine fields: `filled_quantity_must_be_zero`, `state_must_be_zero`,
+    ///    `timestamp_must_be_zero`;
+    /// 9. `fees_overflow` (maker or taker fee x lots above u64);
+    /// 10. `exists`, `exists_with_different_fields` (engine);
+    /// 11. `base_account_not_found`, `quote_account_not_found`,
+    ///     `base_account_ledger_must_match_market`, `quote_account_ledger_must_match_market`
+    ///     (engine);
+    /// 12. `overflows_debits_pending`, `exceeds_credits` (the hold, engine);
+    /// 13. book: `post_only_would_take`, `fill_or_kill_not_filled`, `orders_capacity_exceeded`,
+    ///     `book_levels_capacity_exceeded` (capacity only when the order would rest);
+    /// 14. `fills_capacity_exceeded` (engine fill store).
+    ///
+    /// Steps 1 and 3..=9 are `check_order`; step 13 is `Book::place`.
+    ///
+    /// `cancel_orders`: `order_id_must_not_be_zero`, `order_id_must_not_be_int_max`,
+    /// `order_not_found`, `order_not_resting`.
+    ///
+    /// `amend_orders`: `order_id_must_not_be_zero`, `order_id_must_not_be_int_max`,
+    /// `reserved_field`, `order_not_found`, `order_not_resting`,
+    /// `amend_price_not_multiple_of_tick`, `amend_quantity_not_multiple_of_lot`,
+    /// `amend_quantity_below_filled`, then the hold checks
+    /// (`overflows_debits_pending`, `exceeds_credits`), then `post_only_would_take` and
+    /// `book_levels_capacity_exceeded`.
+    pub enum OrderStatus {
+        /// The command was applied: the order was placed (whatever it then traded), canceled or
+        /// amended.
+        Ok = 0xFFFF_FFFF => "ok",
+        /// `id` is 0.
+        OrderIdMustNotBeZero = 1000 => "order_id_must_not_be_zero",
+        /// `id` is `u128::MAX`.
+        OrderIdMustNotBeIntMax = 1001 => "order_id_must_not_be_int_max",
+        /// No market has this id.
+        MarketNotFound = 1002 => "market_not_found",
+        /// `side` is not 1 or 2.
+        SideInvalid = 1003 => "side_invalid",
+        /// `time_in_force` is not 1..=5.
+        TimeInForceInvalid = 1004 => "time_in_force_invalid",
+        /// `self_trade` is not 0..=2.
+        SelfTradeInvalid = 1005 => "self_trade_invalid",
+        /// A reserved field is not zero.
+        ReservedField = 1006 => "reserved_field",
+        /// A limit order (GTC, IOC, FOK, post-only) has price 0.
+        PriceMustNotBeZero = 1007 => "price_must_not_be_zero",
+        /// A market order has a price.
+        PriceMustBeZero = 1008 => "price_must_be_zero",
+        /// `price` is not a multiple of the market's `tick_size`.
+        PriceNotMultipleOfTick = 1009 => "price_not_multiple_of_tick",
+        /// `quantity` is 0.
+        QuantityMustNotBeZero = 1010 => "quantity_must_not_be_zero",
+        /// `quantity` is not a multiple of the market's `lot_size`.
+        QuantityNotMultipleOfLot = 1011 => "quantity_not_multiple_of_lot",
+        /// A quote budget on anything but a market buy.
+        QuoteBudgetMustBeZero = 1012 => "quote_budget_must_be_zero",
+        /// A market buy without a quote budget.
+        QuoteBudgetMustNotBeZero = 1013 => "quote_budget_must_not_be_zero",
+        /// A timeout on an IOC, FOK or market order.
+        TimeoutReservedForRestingOrders = 1014 => "timeout_reserved_for_resting_orders",
+        /// The engine field `filled_quantity` is not 0.
+        FilledQuantityMustBeZero = 1015 => "filled_quantity_must_be_zero",
+        /// The engine field `state` is not 0.
+        StateMustBeZero = 1016 => "state_must_be_zero",
+        /// The engine field `timestamp` is not 0.
+        TimestampMustBeZero = 1017 => "timestamp_must_be_zero",
+        /// The maker or taker fee times the order's lots does not fit in u64.
+        FeesOverflow = 1018 => "fees_overflow",
+        /// An order with this id and the same fields exists.
+        Exists = 1019 => "exists",
+        /// An order with this id but different fields exists.
+        ExistsWithDifferentFields = 1020 => "exists_with_different_fields",
+        /// `base_account_id` names no account.
+        BaseAccountNotFound = 1021 => "base_account_not_found",
+        /// `quote_account_id` names no account.
+        QuoteAccountNotFound = 1022 => "quote_account_not_found",
+        /// The base account is not on the market's base ledger.
+        BaseAccountLedgerMustMatchMarket = 1023 => "base_account_ledger_must_match_market",
+        /// The quote account is not on the market's quote ledger.
+        QuoteAccountLedgerMustMatchMarket = 1024 => "quote_account_ledger_must_match_market",
+        /// The hold would overflow the account's `debits_pending`.
+        OverflowsDebitsPending = 1025 => "overflows_debits_pending",
+        /// The hold would break the account's `debits_must_not_exceed_credits` limit.
+        ExceedsCredits = 1026 => "exceeds_credits",
+        /// A post-only order (placed or amended) would take liquidity.
+        PostOnlyWouldTake = 1027 => "post_only_would_take",
+        /// A fill-or-kill order cannot fill its whole quantity now.
+        FillOrKillNotFilled = 1028 => "fill_or_kill_not_filled",
+        /// The order would rest but the book holds `orders_max` orders.
+        OrdersCapacityExceeded = 1029 => "orders_capacity_exceeded",
+        /// The order would rest at a new price but the book holds `levels_max` levels.
+        BookLevelsCapacityExceeded = 1030 => "book_levels_capacity_exceeded",
+        /// No order has this id (in this book, for the book's operations).
+        OrderNotFound = 1031 => "order_not_found",
+        /// The order exists but is no longer resting.
+        OrderNotResting = 1032 => "order_not_resting",
+        /// The amended price is not a multiple of the market's `tick_size`.
+        AmendPriceNotMultipleOfTick = 1033 => "amend_price_not_multiple_of_tick",
+        /// The amended quantity is not a multiple of the market's `lot_size`.
+        AmendQuantityNotMultipleOfLot = 1034 => "amend_quantity_not_multiple_of_lot",
+        /// The amended total quantity is not above the filled quantity (use cancel instead).
+        AmendQuantityBelowFilled = 1035 => "amend_quantity_below_filled",
+        /// The engine's fill store is full.
+        FillsCapacityExceeded = 1036 => "fills_capacity_exceeded",
+        /// The ledger lacks room for the transfers one order command may make.
+        TransfersCapacityExceeded = 1037 => "transfers_capacity_exceeded",
+        /// A trader account is closed, so the hold was refused.
+        AccountClosed = 1038 => "account_closed",
+        /// The ledger refused the hold for another reason (the escrow account's flags or an
+        /// overflow of its balances).
+        HoldRefused = 1039 => "hold_refused",
+        /// A fill-or-kill order or an amend would take more resting orders than one command may.
+        FillsPerOrderExceeded = 1040 => "fills_per_order_exceeded",
+        /// The ledger refused a fill's legs (an account closed or limited since the order was
+        /// placed); the orders involved were canceled and their holds released.
+        SettlementFailed = 1041 => "settlement_failed",
     }
 }
 
@@ -1058,7 +949,7 @@ mod tests {
         for (index, status) in OrderStatus::ALL.iter().enumerate().skip(1) {
             assert_eq!(*status as u32, 999 + index as u32, "{}", status.name());
         }
-        for status in OrderStatus::ALL {
+        for &status in OrderStatus::ALL {
             assert_eq!(OrderStatus::from_u32(status as u32), Some(status));
             let same = OrderStatus::ALL
                 .iter()

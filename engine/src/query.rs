@@ -8,10 +8,11 @@
 //! newest-first lists without extra memory: one pass counts the matches, a second pass skips the
 //! newest surplus and pushes the rest, which are then reversed in place.
 
-use crate::account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
-use crate::ledger::{Ledger, NONE};
+use crate::account::{Account, AccountBalance, AccountFilter, AccountFilterFlags};
+use crate::ledger::Ledger;
 use crate::limits::TIMESTAMP_MAX;
-use crate::transfer::{QueryFilter, QueryFilterFlags, Transfer};
+use crate::transfer::{QueryFilter, Transfer};
+use crate::NO_POSITION;
 
 /// Whether an optional timestamp bound is valid (0 = unbounded).
 fn timestamp_bound_valid(timestamp: u64) -> bool {
@@ -34,7 +35,7 @@ fn account_filter_valid(filter: &AccountFilter) -> bool {
         && filter.reserved.iter().all(|byte| *byte == 0)
         && range_valid(filter.timestamp_min, filter.timestamp_max)
         && filter.limit != 0
-        && filter.flags & AccountFilterFlags::PADDING == 0
+        && !filter.flags().padding()
         && filter.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS) != 0
 }
 
@@ -42,7 +43,7 @@ fn query_filter_valid(filter: &QueryFilter) -> bool {
     filter.reserved.iter().all(|byte| *byte == 0)
         && range_valid(filter.timestamp_min, filter.timestamp_max)
         && filter.limit != 0
-        && filter.flags & QueryFilterFlags::PADDING == 0
+        && !filter.flags().padding()
 }
 
 impl Ledger {
@@ -70,10 +71,8 @@ impl Ledger {
 
     /// Whether transfer `t` matches the filter's side and field conditions for `account_id`.
     fn account_transfer_matches(filter: &AccountFilter, t: &Transfer) -> bool {
-        let side = (filter.flags & AccountFilterFlags::DEBITS != 0
-            && t.debit_account_id == filter.account_id)
-            || (filter.flags & AccountFilterFlags::CREDITS != 0
-                && t.credit_account_id == filter.account_id);
+        let side = (filter.flags().debits() && t.debit_account_id == filter.account_id)
+            || (filter.flags().credits() && t.credit_account_id == filter.account_id);
         side && (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
             && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
             && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
@@ -90,7 +89,7 @@ impl Ledger {
         mut visit: impl FnMut(u32, &Transfer) -> bool,
     ) {
         let mut cursor = newest;
-        while cursor != NONE {
+        while cursor != NO_POSITION {
             let t = &self.transfers[cursor as usize];
             if t.timestamp < timestamp_min {
                 return;
@@ -124,7 +123,7 @@ impl Ledger {
         if results_max == 0 {
             return 0;
         }
-        if filter.flags & AccountFilterFlags::REVERSED != 0 {
+        if filter.flags().reversed() {
             self.walk_account_transfers(filter.account_id, newest, filter.timestamp_min, |p, t| {
                 if matches(t) {
                     emit(p, t);
@@ -165,7 +164,7 @@ impl Ledger {
         let newest = self.account_meta[account as usize].transfer_newest;
         let results_max = self.results_max(filter.limit, out.capacity());
         self.select_account_transfers(filter, newest, results_max, |_, t| out.push(*t));
-        if filter.flags & AccountFilterFlags::REVERSED == 0 {
+        if !filter.flags().reversed() {
             out.reverse();
         }
     }
@@ -182,7 +181,7 @@ impl Ledger {
         let Some(account) = self.account_position(filter.account_id) else {
             return;
         };
-        if self.accounts[account as usize].flags & AccountFlags::HISTORY == 0 {
+        if !self.accounts[account as usize].flags().history() {
             return;
         }
         let results_max = self.results_max(filter.limit, out.capacity());
@@ -191,10 +190,13 @@ impl Ledger {
         let mut row = self.account_meta[account as usize].balance_newest;
         let newest = self.account_meta[account as usize].transfer_newest;
         self.select_account_transfers(filter, newest, results_max, |position, _| {
-            while row != NONE && self.balances[row as usize].transfer > position {
+            while row != NO_POSITION && self.balances[row as usize].transfer > position {
                 row = self.balances[row as usize].previous;
             }
-            assert!(row != NONE, "every transfer of a history account has a row");
+            assert!(
+                row != NO_POSITION,
+                "every transfer of a history account has a row"
+            );
             let balance = &self.balances[row as usize];
             assert_eq!(balance.transfer, position);
             out.push(AccountBalance {
@@ -206,7 +208,7 @@ impl Ledger {
                 reserved: [0; 56],
             });
         });
-        if filter.flags & AccountFilterFlags::REVERSED == 0 {
+        if !filter.flags().reversed() {
             out.reverse();
         }
     }
@@ -225,7 +227,7 @@ impl Ledger {
                 && (filter.code == 0 || a.code == filter.code)
         };
         let range = timestamp_range(&self.accounts, filter, |a| a.timestamp);
-        let reversed = filter.flags & QueryFilterFlags::REVERSED != 0;
+        let reversed = filter.flags().reversed();
         collect(&self.accounts[range], reversed, results_max, selected, out);
     }
 
@@ -243,7 +245,7 @@ impl Ledger {
                 && (filter.code == 0 || t.code == filter.code)
         };
         let range = timestamp_range(&self.transfers, filter, |t| t.timestamp);
-        let reversed = filter.flags & QueryFilterFlags::REVERSED != 0;
+        let reversed = filter.flags().reversed();
         collect(&self.transfers[range], reversed, results_max, selected, out);
     }
 }

@@ -68,7 +68,7 @@ macro_rules! status_enum {
             /// Every status, in declaration (numeric) order.
             pub const ALL: &'static [$name] = &[ $( $name::$variant, )* ];
 
-            /// The reference's snake_case name, e.g. `"exceeds_credits"`.
+            /// The snake_case name used in docs, logs and clients, e.g. `"exceeds_credits"`.
             pub fn name(self) -> &'static str {
                 match self {
                     $( $name::$variant => $text, )*

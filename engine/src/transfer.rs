@@ -57,6 +57,12 @@ const _: () = assert!(offset_of!(Transfer, flags) == 118);
 const _: () = assert!(offset_of!(Transfer, timestamp) == 120);
 
 impl Transfer {
+    /// The typed view of `flags`.
+    #[inline(always)]
+    #[must_use]
+    pub const fn flags(&self) -> TransferFlags {
+        TransferFlags(self.flags)
+    }
     /// Encoded size in bytes.
     pub const SIZE: usize = 128;
 
@@ -99,8 +105,33 @@ impl Transfer {
     }
 }
 
-/// Bits of `Transfer::flags`.
-pub struct TransferFlags;
+/// Bits of `Transfer::flags`; `Transfer::flags()` gives this typed view with a predicate per
+/// bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferFlags(pub u16);
+
+flag_predicates!(TransferFlags(u16) {
+    /// `LINKED` is set.
+    linked = LINKED;
+    /// `PENDING` is set.
+    pending = PENDING;
+    /// `POST_PENDING_TRANSFER` is set.
+    post_pending_transfer = POST_PENDING_TRANSFER;
+    /// `VOID_PENDING_TRANSFER` is set.
+    void_pending_transfer = VOID_PENDING_TRANSFER;
+    /// `BALANCING_DEBIT` is set.
+    balancing_debit = BALANCING_DEBIT;
+    /// `BALANCING_CREDIT` is set.
+    balancing_credit = BALANCING_CREDIT;
+    /// `CLOSING_DEBIT` is set.
+    closing_debit = CLOSING_DEBIT;
+    /// `CLOSING_CREDIT` is set.
+    closing_credit = CLOSING_CREDIT;
+    /// `IMPORTED` is set.
+    imported = IMPORTED;
+    /// `SETTLEMENT` is set: the matching side made this transfer.
+    settlement = SETTLEMENT;
+});
 
 impl TransferFlags {
     /// Chain this event with the next one in the batch: all succeed or none.
@@ -166,6 +197,12 @@ const _: () = assert!(offset_of!(QueryFilter, limit) == 56);
 const _: () = assert!(offset_of!(QueryFilter, flags) == 60);
 
 impl QueryFilter {
+    /// The typed view of `flags`.
+    #[inline(always)]
+    #[must_use]
+    pub const fn flags(&self) -> QueryFilterFlags {
+        QueryFilterFlags(self.flags)
+    }
     /// Encoded size in bytes.
     pub const SIZE: usize = 64;
 
@@ -202,8 +239,16 @@ impl QueryFilter {
     }
 }
 
-/// Bits of `QueryFilter::flags`.
-pub struct QueryFilterFlags;
+/// Bits of `QueryFilter::flags`; `QueryFilter::flags()` gives this typed view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryFilterFlags(pub u32);
+
+flag_predicates!(QueryFilterFlags(u32) {
+    /// `REVERSED` is set.
+    reversed = REVERSED;
+    /// A `PADDING` bit is set.
+    padding = PADDING;
+});
 
 impl QueryFilterFlags {
     /// Newest first.

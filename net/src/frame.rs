@@ -15,9 +15,9 @@ use std::fmt;
 use clearline_engine::Operation;
 
 /// Size in bytes of a frame header.
-pub const HEADER_SIZE: usize = 64;
+pub const HEADER_SIZE: usize = clearline_engine::limits::FRAME_HEADER_SIZE;
 /// Size in bytes of the largest frame, header included.
-pub const FRAME_SIZE_MAX: usize = 1_048_576;
+pub const FRAME_SIZE_MAX: usize = clearline_engine::limits::FRAME_SIZE_MAX;
 /// Size in bytes of the largest body.
 pub const BODY_SIZE_MAX: usize = FRAME_SIZE_MAX - HEADER_SIZE;
 /// The magic number: the bytes `C L R 1` read as a little-endian u32.
