@@ -38,6 +38,7 @@
 //! caller settles them through the ledger. The books know no accounts beyond their ids and hold
 //! no funds. `Book` is the single-book view of the same code, with pools of its own.
 
+use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::market::Market;
 use crate::order::{check_order, BookLevel, Fill, Order, OrderAmend};
 use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
@@ -1579,6 +1580,516 @@ fn affordable(budget: u128, price: u64, market: &Market) -> u64 {
     let lots = budget / lot_cost(price, market);
     let quantity = lots.saturating_mul(u128::from(market.lot_size));
     u64::try_from(quantity).unwrap_or(u64::MAX)
+}
+
+/// Writes a slab's free list (see `Books::checkpoint_write`): the nodes before its untouched
+/// tail (`tail..len`, linked in increasing order to the end), then `tail`. `next` gives a free
+/// node's successor and `free` tells free nodes from used ones.
+fn checkpoint_write_free_list(
+    writer: &mut ImageWriter,
+    len: usize,
+    head: u32,
+    free: impl Fn(usize) -> bool,
+    next: impl Fn(usize) -> u32,
+) -> std::io::Result<()> {
+    let mut tail = len;
+    while tail > 0 {
+        let expected = if tail == len {
+            NO_POSITION
+        } else {
+            tail as u32
+        };
+        if !free(tail - 1) || next(tail - 1) != expected {
+            break;
+        }
+        tail -= 1;
+    }
+    let mut prefix = 0usize;
+    let mut node = head;
+    while node != NO_POSITION && (node as usize) < tail {
+        prefix += 1;
+        assert!(prefix <= len, "free list has a cycle");
+        node = next(node as usize);
+    }
+    assert!(node == NO_POSITION || node as usize == tail);
+    writer.count(prefix)?;
+    let mut node = head;
+    for _ in 0..prefix {
+        writer.u32(node)?;
+        node = next(node as usize);
+    }
+    writer.count(tail)
+}
+
+/// Reads a free list written by `checkpoint_write_free_list` into a slab of `len` nodes whose
+/// used nodes are already in place and whose nodes from `tail` on are still linked as
+/// `Books::new` made them; returns the list's head. `node(position, None)` checks that a node
+/// is free and not yet listed and marks it; `node(position, Some(next))` sets its successor.
+fn checkpoint_read_free_list(
+    reader: &mut ImageReader,
+    store: &'static str,
+    flag: &'static str,
+    len: usize,
+    mut node: impl FnMut(usize, Option<u32>) -> bool,
+) -> Result<u32, CheckpointError> {
+    let prefix = reader.count(store, len, flag)?;
+    let mut nodes = [NO_POSITION; 2];
+    let mut head = NO_POSITION;
+    for _ in 0..prefix {
+        let position = reader.u32()?;
+        if position as usize >= len {
+            return Err(CheckpointError::CapacityExceeded {
+                store,
+                count: u64::from(position) + 1,
+                capacity: len as u64,
+                flag,
+            });
+        }
+        if !node(position as usize, None) {
+            return Err(reader.invalid(store, "a free slot is in use or listed twice"));
+        }
+        nodes = [nodes[1], position];
+        if nodes[0] == NO_POSITION {
+            head = position;
+        } else {
+            node(nodes[0] as usize, Some(position));
+        }
+    }
+    let tail = (reader.u32()? as usize).min(len);
+    for position in tail..len {
+        if !node(position, None) {
+            return Err(reader.invalid(store, "a slot of the free tail is in use"));
+        }
+    }
+    let tail = if tail == len {
+        NO_POSITION
+    } else {
+        tail as u32
+    };
+    match nodes[1] {
+        NO_POSITION => head = tail,
+        last => {
+            node(last as usize, Some(tail));
+        }
+    }
+    Ok(head)
+}
+
+/// The checkpoint image of the books (see checkpoint.rs): the book states, the used order and
+/// level slots with their numbers, the two free lists, the two hash indexes cell by cell and
+/// the expiry heap in heap order. Free slots are stored empty, so only their links are written.
+impl Books {
+    pub(crate) fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
+        let Books {
+            books,
+            slots,
+            orders_free,
+            orders_count,
+            levels,
+            levels_free,
+            levels_count,
+            book_levels_max: _,
+            index,
+            prices,
+            heap,
+        } = self;
+        writer.count(books.len())?;
+        let mut bytes = [0u8; Market::SIZE];
+        for book in books {
+            let BookState {
+                market,
+                ladders,
+                orders_count,
+            } = book;
+            market.encode(&mut bytes);
+            writer.bytes(&bytes)?;
+            for ladder in ladders {
+                let Ladder { best, worst, count } = ladder;
+                writer.u32(*best)?;
+                writer.u32(*worst)?;
+                writer.u32(*count)?;
+            }
+            writer.u32(*orders_count)?;
+        }
+        writer.count(slots.len())?;
+        writer.u32(*orders_count)?;
+        for (position, slot) in slots.iter().enumerate() {
+            let Slot {
+                order,
+                level,
+                prev,
+                next,
+                book,
+                heap,
+            } = slot;
+            if *level == NO_POSITION {
+                continue;
+            }
+            let RestingOrder {
+                id,
+                base_account_id,
+                quote_account_id,
+                price,
+                quantity,
+                filled_quantity,
+                expires_at,
+                side,
+                time_in_force,
+                self_trade,
+            } = order;
+            writer.u32(position as u32)?;
+            writer.u128(*id)?;
+            writer.u128(*base_account_id)?;
+            writer.u128(*quote_account_id)?;
+            writer.u64(*price)?;
+            writer.u64(*quantity)?;
+            writer.u64(*filled_quantity)?;
+            writer.u64(*expires_at)?;
+            writer.u8(*side as u8)?;
+            writer.u8(*time_in_force as u8)?;
+            writer.u8(*self_trade as u8)?;
+            writer.u32(*level)?;
+            writer.u32(*prev)?;
+            writer.u32(*next)?;
+            writer.u32(*book)?;
+            writer.u32(*heap)?;
+        }
+        let free = |position: usize| slots[position].level == NO_POSITION;
+        let next = |position: usize| slots[position].next;
+        checkpoint_write_free_list(writer, slots.len(), *orders_free, free, next)?;
+        writer.count(levels.len())?;
+        writer.u32(*levels_count)?;
+        for (position, level) in levels.iter().enumerate() {
+            let Level {
+                price,
+                quantity,
+                count,
+                head,
+                tail,
+                better,
+                worse,
+                side,
+                active,
+            } = level;
+            if !active {
+                continue;
+            }
+            writer.u32(position as u32)?;
+            writer.u64(*price)?;
+            writer.u128(*quantity)?;
+            writer.u32(*count)?;
+            writer.u32(*head)?;
+            writer.u32(*tail)?;
+            writer.u32(*better)?;
+            writer.u32(*worse)?;
+            writer.u8(*side as u8)?;
+        }
+        let free = |position: usize| !levels[position].active;
+        let next = |position: usize| levels[position].head;
+        checkpoint_write_free_list(writer, levels.len(), *levels_free, free, next)?;
+        index.checkpoint_write(writer)?;
+        prices.checkpoint_write(writer)?;
+        writer.count(heap.len())?;
+        for slot in heap {
+            writer.u32(*slot)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the image written by `checkpoint_write` into these empty books; `markets` are the
+    /// exchange's markets, one per book.
+    pub(crate) fn checkpoint_read(
+        &mut self,
+        reader: &mut ImageReader,
+        markets: &[Market],
+    ) -> Result<(), CheckpointError> {
+        assert!(self.books.is_empty() && self.orders_count == 0 && self.levels_count == 0);
+        let (slots_len, levels_len) = (self.slots.len(), self.levels.len());
+        let count = reader.count("books", self.books.capacity(), "--markets-max")?;
+        if count != markets.len() {
+            return Err(reader.invalid("books", "the books do not match the markets"));
+        }
+        for _ in 0..count {
+            let bytes = reader.record::<{ Market::SIZE }>()?;
+            let market = Market::decode(&bytes);
+            if market.lot_size == 0 || market.tick_size == 0 {
+                return Err(reader.invalid("books", "a market has no lot or tick size"));
+            }
+            let mut ladders = [LADDER_EMPTY; 2];
+            for ladder in &mut ladders {
+                ladder.best = reader.link("books", levels_len)?;
+                ladder.worst = reader.link("books", levels_len)?;
+                ladder.count = reader.u32()?;
+            }
+            let orders_count = reader.u32()?;
+            self.books.push(BookState {
+                market,
+                ladders,
+                orders_count,
+            });
+        }
+        // Order slots.
+        reader.u32()?;
+        let count = reader.count("resting orders", slots_len, "--orders-max")?;
+        let mut previous: Option<usize> = None;
+        for _ in 0..count {
+            let position = reader.u32()? as usize;
+            if previous.is_some_and(|previous| position <= previous) {
+                return Err(reader.invalid("resting orders", "slot numbers out of order"));
+            }
+            previous = Some(position);
+            if position >= slots_len {
+                return Err(CheckpointError::CapacityExceeded {
+                    store: "order slots",
+                    count: position as u64 + 1,
+                    capacity: slots_len as u64,
+                    flag: "--orders-max",
+                });
+            }
+            let order = checkpoint_read_resting_order(reader)?;
+            if order.id == 0 || order.filled_quantity >= order.quantity {
+                return Err(reader.invalid("resting orders", "an order has no id or remainder"));
+            }
+            let level = reader.position("resting orders", levels_len)?;
+            let prev = reader.link("resting orders", slots_len)?;
+            let next = reader.link("resting orders", slots_len)?;
+            let book = reader.position("resting orders", self.books.len())?;
+            let heap = reader.link("resting orders", slots_len)?;
+            self.slots[position] = Slot {
+                order,
+                level,
+                prev,
+                next,
+                book,
+                heap,
+            };
+        }
+        self.orders_count = count as u32;
+        let slots = &mut self.slots;
+        // A listed free slot is marked by `prev = 0` until the list is read.
+        self.orders_free = checkpoint_read_free_list(
+            reader,
+            "order slots",
+            "--orders-max",
+            slots_len,
+            |position, next| {
+                let slot = &mut slots[position];
+                if let Some(next) = next {
+                    slot.next = next;
+                    return true;
+                }
+                let claimed = slot.level == NO_POSITION && slot.prev == NO_POSITION;
+                slot.prev = 0;
+                claimed
+            },
+        )?;
+        for slot in self.slots.iter_mut() {
+            if slot.level == NO_POSITION {
+                if slot.prev != 0 {
+                    return Err(reader.invalid("order slots", "a free slot is not listed"));
+                }
+                slot.prev = NO_POSITION;
+            }
+        }
+        // Price levels.
+        reader.u32()?;
+        let count = reader.count("price levels", levels_len, "--orders-max")?;
+        let mut previous: Option<usize> = None;
+        for _ in 0..count {
+            let position = reader.u32()? as usize;
+            if previous.is_some_and(|previous| position <= previous) {
+                return Err(reader.invalid("price levels", "level numbers out of order"));
+            }
+            previous = Some(position);
+            if position >= levels_len {
+                return Err(CheckpointError::CapacityExceeded {
+                    store: "price level slots",
+                    count: position as u64 + 1,
+                    capacity: levels_len as u64,
+                    flag: "--orders-max",
+                });
+            }
+            let price = reader.u64()?;
+            let quantity = reader.u128()?;
+            let count = reader.u32()?;
+            let head = reader.position("price levels", slots_len)?;
+            let tail = reader.position("price levels", slots_len)?;
+            let better = reader.link("price levels", levels_len)?;
+            let worse = reader.link("price levels", levels_len)?;
+            let Some(side) = Side::from_u8(reader.u8()?) else {
+                return Err(reader.invalid("price levels", "unknown side"));
+            };
+            self.levels[position] = Level {
+                price,
+                quantity,
+                count,
+                head,
+                tail,
+                better,
+                worse,
+                side,
+                active: true,
+            };
+        }
+        self.levels_count = count as u32;
+        let levels = &mut self.levels;
+        // A listed free level is marked by `tail = 0` until the list is read.
+        self.levels_free = checkpoint_read_free_list(
+            reader,
+            "price level slots",
+            "--orders-max",
+            levels_len,
+            |position, next| {
+                let level = &mut levels[position];
+                if let Some(next) = next {
+                    level.head = next;
+                    return true;
+                }
+                let claimed = !level.active && level.tail == NO_POSITION;
+                level.tail = 0;
+                claimed
+            },
+        )?;
+        for level in self.levels.iter_mut() {
+            if !level.active {
+                if level.tail != 0 {
+                    return Err(reader.invalid("price levels", "a free level is not listed"));
+                }
+                level.tail = NO_POSITION;
+            }
+        }
+        for slot in &self.slots {
+            if slot.level != NO_POSITION && !self.levels[slot.level as usize].active {
+                return Err(reader.invalid("resting orders", "an order rests on a free level"));
+            }
+        }
+        let slots = &self.slots;
+        self.index
+            .checkpoint_read(reader, "resting order index", slots_len, |slot| {
+                slots
+                    .get(slot as usize)
+                    .is_some_and(|slot| slot.level != NO_POSITION)
+            })?;
+        let levels = &self.levels;
+        self.prices
+            .checkpoint_read(reader, "price index", levels_len, |level| {
+                levels.get(level as usize).is_some_and(|level| level.active)
+            })?;
+        let count = reader.count("order expiry heap", self.heap.capacity(), "--orders-max")?;
+        for _ in 0..count {
+            let slot = reader.position("order expiry heap", slots_len)?;
+            if self.slots[slot as usize].level == NO_POSITION {
+                return Err(reader.invalid("order expiry heap", "a free slot is queued"));
+            }
+            self.heap.push(slot);
+        }
+        for slot in &self.slots {
+            if slot.heap != NO_POSITION && slot.heap as usize >= self.heap.len() {
+                return Err(reader.invalid("resting orders", "a heap position is out of range"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the fields of a resting order in the order `Books::checkpoint_write` writes them.
+fn checkpoint_read_resting_order(
+    reader: &mut ImageReader,
+) -> Result<RestingOrder, CheckpointError> {
+    const STORE: &str = "resting orders";
+    let id = reader.u128()?;
+    let base_account_id = reader.u128()?;
+    let quote_account_id = reader.u128()?;
+    let price = reader.u64()?;
+    let quantity = reader.u64()?;
+    let filled_quantity = reader.u64()?;
+    let expires_at = reader.u64()?;
+    let Some(side) = Side::from_u8(reader.u8()?) else {
+        return Err(reader.invalid(STORE, "unknown side"));
+    };
+    let Some(time_in_force) = TimeInForce::from_u8(reader.u8()?) else {
+        return Err(reader.invalid(STORE, "unknown time in force"));
+    };
+    let Some(self_trade) = SelfTrade::from_u8(reader.u8()?) else {
+        return Err(reader.invalid(STORE, "unknown self-trade rule"));
+    };
+    Ok(RestingOrder {
+        id,
+        base_account_id,
+        quote_account_id,
+        price,
+        quantity,
+        filled_quantity,
+        expires_at,
+        side,
+        time_in_force,
+        self_trade,
+    })
+}
+
+/// The checkpoint image of an order-id or price index: the cell count, the entry count, then
+/// each occupied cell's number, key and value in cell order.
+impl OrderIndex {
+    fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
+        let OrderIndex {
+            keys,
+            slots,
+            mask: _,
+            count,
+        } = self;
+        writer.count(keys.len())?;
+        writer.u32(*count)?;
+        for (cell, (key, slot)) in keys.iter().zip(slots).enumerate() {
+            if *key != 0 {
+                writer.u32(cell as u32)?;
+                writer.u128(*key)?;
+                writer.u32(*slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an index into this empty one; `valid(value)` checks each value. When the cell
+    /// count differs from the image's, the entries are inserted again in cell order.
+    fn checkpoint_read(
+        &mut self,
+        reader: &mut ImageReader,
+        store: &'static str,
+        capacity: usize,
+        valid: impl Fn(u32) -> bool,
+    ) -> Result<(), CheckpointError> {
+        assert_eq!(self.count, 0);
+        let cells = reader.u32()? as usize;
+        let count = reader.count(store, capacity, "--orders-max")?;
+        if count > cells / 2 || count > self.keys.len() / 2 {
+            return Err(reader.invalid(store, "more entries than the table holds"));
+        }
+        let same_table = cells == self.keys.len();
+        let mut previous: Option<usize> = None;
+        for _ in 0..count {
+            let cell = reader.u32()? as usize;
+            let key = reader.u128()?;
+            let slot = reader.u32()?;
+            if cell >= cells || previous.is_some_and(|previous| cell <= previous) {
+                return Err(reader.invalid(store, "cell numbers out of order or range"));
+            }
+            previous = Some(cell);
+            if key == 0 || !valid(slot) {
+                return Err(reader.invalid(store, "an entry has no key or a bad value"));
+            }
+            if self.find(key).is_some() {
+                return Err(reader.invalid(store, "a key is indexed twice"));
+            }
+            if same_table {
+                self.keys[cell] = key;
+                self.slots[cell] = slot;
+                self.count += 1;
+            } else {
+                self.insert(key, slot);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

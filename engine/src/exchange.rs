@@ -69,6 +69,7 @@
 
 use crate::account::Account;
 use crate::book::{BookEvent, Books, RestingOrder};
+use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::digest::Digest;
 use crate::index::IdIndex;
 use crate::ledger::Ledger;
@@ -1261,5 +1262,113 @@ impl Exchange {
             })
             .map(|fill| u128::from(fill.taker_fee) + u128::from(fill.maker_fee))
             .sum()
+    }
+}
+
+/// The checkpoint image of the matching side (see checkpoint.rs). The settlement buffers
+/// (`events`, `chain`, `window`, `expired`, `touched`) carry nothing from one command to the
+/// next and are not written.
+impl Exchange {
+    pub(crate) fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
+        let Exchange {
+            markets,
+            books,
+            market_index,
+            orders,
+            holds,
+            order_index,
+            fills,
+            serial,
+            release_transfers,
+            release_rows,
+            events: _,
+            chain: _,
+            window: _,
+            expired: _,
+            touched: _,
+        } = self;
+        let mut bytes = [0u8; 128];
+        writer.count(markets.len())?;
+        for market in markets {
+            market.encode(&mut bytes);
+            writer.bytes(&bytes)?;
+        }
+        writer.count(orders.len())?;
+        assert_eq!(holds.len(), orders.len());
+        for (order, hold) in orders.iter().zip(holds) {
+            order.encode(&mut bytes);
+            writer.bytes(&bytes)?;
+            let Hold {
+                transfer,
+                amount,
+                rows,
+            } = hold;
+            writer.u128(*transfer)?;
+            writer.u128(*amount)?;
+            writer.u8(*rows)?;
+        }
+        writer.count(fills.len())?;
+        for fill in fills {
+            fill.encode(&mut bytes);
+            writer.bytes(&bytes)?;
+        }
+        market_index.checkpoint_write(writer)?;
+        order_index.checkpoint_write(writer)?;
+        writer.u64(*serial)?;
+        writer.u32(*release_transfers)?;
+        writer.u32(*release_rows)?;
+        books.checkpoint_write(writer)
+    }
+
+    /// Reads the image written by `checkpoint_write` into this empty exchange.
+    pub(crate) fn checkpoint_read(
+        &mut self,
+        reader: &mut ImageReader,
+    ) -> Result<(), CheckpointError> {
+        assert!(self.markets.is_empty() && self.orders.is_empty());
+        let mut bytes: [u8; 128];
+        let count = reader.count("markets", self.markets.capacity(), "--markets-max")?;
+        for _ in 0..count {
+            bytes = reader.record()?;
+            let market = Market::decode(&bytes);
+            if market.lot_size == 0 || market.tick_size == 0 {
+                return Err(reader.invalid("markets", "a market has no lot or tick size"));
+            }
+            self.markets.push(market);
+        }
+        let count = reader.count("orders", self.orders.capacity(), "--orders-max")?;
+        for _ in 0..count {
+            bytes = reader.record()?;
+            self.orders.push(Order::decode(&bytes));
+            let transfer = reader.u128()?;
+            let amount = reader.u128()?;
+            let rows = reader.u8()?;
+            self.holds.push(Hold {
+                transfer,
+                amount,
+                rows,
+            });
+        }
+        let count = reader.count("fills", self.fills.capacity(), "--fills-max")?;
+        for _ in 0..count {
+            bytes = reader.record()?;
+            self.fills.push(Fill::decode(&bytes));
+        }
+        let markets = &self.markets;
+        self.market_index
+            .checkpoint_read(reader, "market index", |position| {
+                markets
+                    .get(position as usize)
+                    .map(|market| u128::from(market.id))
+            })?;
+        let orders = &self.orders;
+        self.order_index
+            .checkpoint_read(reader, "order index", |position| {
+                orders.get(position as usize).map(|order| order.id)
+            })?;
+        self.serial = reader.u64()?;
+        self.release_transfers = reader.u32()?;
+        self.release_rows = reader.u32()?;
+        self.books.checkpoint_read(reader, &self.markets)
     }
 }

@@ -9,6 +9,7 @@
 //! The key `(expires_at, timestamp)` is unique (timestamps are), so the order in which entries
 //! leave the queue is fully determined whatever the heap's internal layout.
 
+use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::NO_POSITION;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +124,52 @@ impl ExpiryQueue {
                 assert!(self.heap[(index - 1) / 2].key() < entry.key());
             }
         }
+    }
+}
+
+/// The checkpoint image of the queue (see checkpoint.rs): the heap's entries in heap order.
+impl ExpiryQueue {
+    pub(crate) fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
+        let ExpiryQueue { heap } = self;
+        writer.count(heap.len())?;
+        for entry in heap {
+            let ExpiryEntry {
+                expires_at,
+                timestamp,
+                transfer,
+            } = entry;
+            writer.u64(*expires_at)?;
+            writer.u64(*timestamp)?;
+            writer.u32(*transfer)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the heap into this empty queue and fills `positions` (all `NO_POSITION`, one per
+    /// stored transfer) with each queued transfer's heap position.
+    pub(crate) fn checkpoint_read(
+        &mut self,
+        reader: &mut ImageReader,
+        positions: &mut [u32],
+    ) -> Result<(), CheckpointError> {
+        const STORE: &str = "pending expiry queue";
+        assert!(self.heap.is_empty());
+        let count = reader.count(STORE, self.heap.capacity(), "--transfers-pending-max")?;
+        for index in 0..count {
+            let expires_at = reader.u64()?;
+            let timestamp = reader.u64()?;
+            let transfer = reader.position(STORE, positions.len())?;
+            if positions[transfer as usize] != NO_POSITION {
+                return Err(reader.invalid(STORE, "a transfer is queued twice"));
+            }
+            positions[transfer as usize] = index as u32;
+            self.heap.push(ExpiryEntry {
+                expires_at,
+                timestamp,
+                transfer,
+            });
+        }
+        Ok(())
     }
 }
 

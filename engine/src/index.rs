@@ -17,6 +17,8 @@
 //!
 //! The index does not store ids; the caller passes `key_of` to read the id at a position.
 
+use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
+
 /// Slots of 64 consecutive ids stay adjacent.
 const BLOCK_SHIFT: u32 = 6;
 const BLOCK_MASK: u128 = (1 << BLOCK_SHIFT) - 1;
@@ -207,6 +209,69 @@ impl IdIndex {
             .iter()
             .filter(|slot| **slot as u32 != 0)
             .map(|slot| (*slot as u32) - 1)
+    }
+}
+
+/// The checkpoint image of an index (see checkpoint.rs): the table size, the entry count, then
+/// each occupied slot's number and contents in slot order.
+impl IdIndex {
+    pub(crate) fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
+        let IdIndex {
+            slots,
+            mask: _,
+            entries_count,
+            entries_max: _,
+        } = self;
+        writer.count(slots.len())?;
+        writer.u32(*entries_count)?;
+        for (index, slot) in slots.iter().enumerate() {
+            if *slot as u32 != 0 {
+                writer.u32(index as u32)?;
+                writer.u64(*slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an image written by `checkpoint_write` into this empty index. `key_of(position)`
+    /// gives the id stored at a position, or `None` when the position is out of range. When
+    /// the table size differs from the image's, the entries are inserted again in slot order.
+    pub(crate) fn checkpoint_read(
+        &mut self,
+        reader: &mut ImageReader,
+        store: &'static str,
+        key_of: impl Fn(u32) -> Option<u128>,
+    ) -> Result<(), CheckpointError> {
+        assert_eq!(self.entries_count, 0);
+        let slots_count = reader.u32()? as usize;
+        let entries_count = reader.u32()?;
+        if entries_count > self.entries_max || entries_count as usize >= slots_count {
+            return Err(reader.invalid(store, "more entries than the table holds"));
+        }
+        let same_table = slots_count == self.slots.len();
+        let mut previous: Option<usize> = None;
+        for _ in 0..entries_count {
+            let index = reader.u32()? as usize;
+            let slot = reader.u64()?;
+            if index >= slots_count || previous.is_some_and(|previous| index <= previous) {
+                return Err(reader.invalid(store, "slot numbers out of order or range"));
+            }
+            previous = Some(index);
+            let stored = slot as u32;
+            let Some(id) = stored.checked_sub(1).and_then(&key_of) else {
+                return Err(reader.invalid(store, "an entry points past its store"));
+            };
+            if same_table {
+                if home_and_tag(id).1 != (slot >> 32) as u32 {
+                    return Err(reader.invalid(store, "an entry's tag does not match its id"));
+                }
+                self.slots[index] = slot;
+                self.entries_count += 1;
+            } else {
+                self.insert(id, stored - 1);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -26,6 +26,7 @@
 //! `checked_add`; assertions guard our own invariants.
 
 use crate::account::{Account, AccountFlags};
+use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::digest::Digest;
 use crate::expiry::{ExpiryEntry, ExpiryQueue};
 use crate::index::{IdIndex, Vacancy};
@@ -1768,6 +1769,208 @@ impl Ledger {
 
     pub(crate) fn expiry_next(&self) -> Option<u64> {
         self.expiry.peek().map(|entry| entry.expires_at)
+    }
+}
+
+/// The checkpoint image of the ledger (see checkpoint.rs). Each record store is its count and
+/// its records in position order; the expiry queue's position table is not written, it is the
+/// inverse of the heap and is rebuilt from it. The undo log and the batch's resolved accounts
+/// are empty between commands and are not written.
+impl Ledger {
+    pub(crate) fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
+        let Ledger {
+            config: _,
+            accounts,
+            account_meta,
+            account_index,
+            transfers,
+            transfer_meta,
+            expiry_positions: _,
+            transfer_index,
+            orphans,
+            orphans_max: _,
+            balances,
+            expiry,
+            pending_count,
+            expired_count,
+            undo: _,
+            undo_active,
+            undo_pending_count: _,
+            reserve,
+            resolved: _,
+        } = self;
+        assert!(!undo_active, "checkpoint inside a linked chain");
+        let mut bytes = [0u8; 128];
+        writer.count(accounts.len())?;
+        for account in accounts {
+            account.encode(&mut bytes);
+            writer.bytes(&bytes)?;
+        }
+        writer.count(transfers.len())?;
+        for transfer in transfers {
+            transfer.encode(&mut bytes);
+            writer.bytes(&bytes)?;
+        }
+        assert_eq!(transfer_meta.len(), transfers.len());
+        for meta in transfer_meta {
+            let TransferMeta {
+                debit_previous,
+                credit_previous,
+                status,
+            } = meta;
+            writer.u32(*debit_previous)?;
+            writer.u32(*credit_previous)?;
+            writer.u8(*status as u8)?;
+        }
+        writer.count(orphans.len())?;
+        for id in orphans {
+            writer.u128(*id)?;
+        }
+        writer.count(balances.len())?;
+        for row in balances {
+            let BalanceRow {
+                debits_pending,
+                debits_posted,
+                credits_pending,
+                credits_posted,
+                timestamp,
+                transfer,
+                previous,
+            } = row;
+            writer.u128(*debits_pending)?;
+            writer.u128(*debits_posted)?;
+            writer.u128(*credits_pending)?;
+            writer.u128(*credits_posted)?;
+            writer.u64(*timestamp)?;
+            writer.u32(*transfer)?;
+            writer.u32(*previous)?;
+        }
+        assert_eq!(account_meta.len(), accounts.len());
+        for meta in account_meta {
+            let AccountMeta {
+                transfer_newest,
+                balance_newest,
+            } = meta;
+            writer.u32(*transfer_newest)?;
+            writer.u32(*balance_newest)?;
+        }
+        account_index.checkpoint_write(writer)?;
+        transfer_index.checkpoint_write(writer)?;
+        expiry.checkpoint_write(writer)?;
+        writer.u32(*pending_count)?;
+        writer.u64(*expired_count)?;
+        writer.u64(reserve.0 as u64)?;
+        writer.u64(reserve.1 as u64)
+    }
+
+    /// Reads the image written by `checkpoint_write` into this empty ledger.
+    pub(crate) fn checkpoint_read(
+        &mut self,
+        reader: &mut ImageReader,
+    ) -> Result<(), CheckpointError> {
+        assert!(self.accounts.is_empty() && self.transfers.is_empty());
+        let mut bytes: [u8; 128];
+        let count = reader.count("accounts", self.accounts.capacity(), "--accounts-max")?;
+        for _ in 0..count {
+            bytes = reader.record()?;
+            self.accounts.push(Account::decode(&bytes));
+        }
+        let count = reader.count("transfers", self.transfers.capacity(), "--transfers-max")?;
+        for _ in 0..count {
+            bytes = reader.record()?;
+            self.transfers.push(Transfer::decode(&bytes));
+        }
+        for _ in 0..count {
+            let debit_previous = reader.link("transfer links", count)?;
+            let credit_previous = reader.link("transfer links", count)?;
+            let status = match reader.u8()? {
+                0 => PendingStatus::None,
+                1 => PendingStatus::Pending,
+                2 => PendingStatus::Posted,
+                3 => PendingStatus::Voided,
+                4 => PendingStatus::Expired,
+                _ => return Err(reader.invalid("transfer links", "unknown pending status")),
+            };
+            self.transfer_meta.push(TransferMeta {
+                debit_previous,
+                credit_previous,
+                status,
+            });
+            self.expiry_positions.push(NO_POSITION);
+        }
+        let count = reader.count("burned transfer ids", self.orphans_max, "--transfers-max")?;
+        for _ in 0..count {
+            self.orphans.push(reader.u128()?);
+        }
+        let count = reader.count(
+            "balance history rows",
+            self.balances.capacity(),
+            "--account-balances-max",
+        )?;
+        for _ in 0..count {
+            let debits_pending = reader.u128()?;
+            let debits_posted = reader.u128()?;
+            let credits_pending = reader.u128()?;
+            let credits_posted = reader.u128()?;
+            let timestamp = reader.u64()?;
+            let transfer = reader.position("balance history rows", self.transfers.len())?;
+            let previous = reader.link("balance history rows", count)?;
+            self.balances.push(BalanceRow {
+                debits_pending,
+                debits_posted,
+                credits_pending,
+                credits_posted,
+                timestamp,
+                transfer,
+                previous,
+            });
+        }
+        for _ in 0..self.accounts.len() {
+            let transfer_newest = reader.link("account list heads", self.transfers.len())?;
+            let balance_newest = reader.link("account list heads", self.balances.len())?;
+            self.account_meta.push(AccountMeta {
+                transfer_newest,
+                balance_newest,
+            });
+        }
+        let accounts = &self.accounts;
+        self.account_index
+            .checkpoint_read(reader, "account index", |position| {
+                accounts.get(position as usize).map(|account| account.id)
+            })?;
+        let (transfers, orphans) = (&self.transfers, &self.orphans);
+        self.transfer_index
+            .checkpoint_read(reader, "transfer index", |position| {
+                if position & ORPHAN_BIT != 0 {
+                    orphans.get((position & !ORPHAN_BIT) as usize).copied()
+                } else {
+                    transfers.get(position as usize).map(|transfer| transfer.id)
+                }
+            })?;
+        self.expiry
+            .checkpoint_read(reader, &mut self.expiry_positions)?;
+        self.pending_count = reader.u32()?;
+        let pending = self.transfer_meta.iter();
+        let pending = pending.filter(|meta| meta.status == PendingStatus::Pending);
+        if pending.count() != self.pending_count as usize {
+            return Err(reader.invalid("transfers", "pending count does not match statuses"));
+        }
+        if self.pending_count > self.config.transfers_pending_max {
+            return Err(CheckpointError::CapacityExceeded {
+                store: "unresolved pending transfers",
+                count: u64::from(self.pending_count),
+                capacity: u64::from(self.config.transfers_pending_max),
+                flag: "--transfers-pending-max",
+            });
+        }
+        self.expired_count = reader.u64()?;
+        let reserve_transfers = reader.u64()?;
+        let reserve_rows = reader.u64()?;
+        self.reserve = (
+            usize::try_from(reserve_transfers).unwrap_or(usize::MAX),
+            usize::try_from(reserve_rows).unwrap_or(usize::MAX),
+        );
+        Ok(())
     }
 }
 

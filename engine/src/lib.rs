@@ -13,6 +13,7 @@ mod flags;
 pub mod result;
 pub mod account;
 pub mod book;
+mod checkpoint;
 mod digest;
 mod exchange;
 mod expiry;
@@ -28,6 +29,7 @@ pub mod transfer;
 mod wire;
 
 pub use account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
+pub use checkpoint::{CheckpointError, CHECKPOINT_FORMAT_VERSION};
 pub use exchange::{BOOK_LEVELS_MAX, FILLS_PER_ORDER_MAX, SETTLEMENT_ID_BIT};
 pub use id_filter::{IdFilter, ID_FILTER_BITS_PER_ID};
 pub use limits::{Config, BATCH_EVENTS_MAX, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};

@@ -1,0 +1,700 @@
+//! The checkpoint image: an engine loaded from an image has the writer's state hash, writes
+//! the same image again, and answers every later request byte for byte as the writer does
+//! (ledger, two-phase transfers and expiry, burned ids, history, imported events, markets,
+//! resting orders, good-till-time expiry, fills, amends and cancels). Images that do not fit
+//! the configuration, come from another version, or were cut, extended or damaged are refused
+//! with an error or load as some engine, and never panic.
+
+mod common;
+
+use clearline_engine::{
+    Account, AccountFilter, AccountFilterFlags, AccountFlags, BookFilter, CheckpointError, Config,
+    Engine, FillFilter, Market, Operation, Order, OrderAmend, QueryFilter, Transfer, TransferFlags,
+    CHECKPOINT_FORMAT_VERSION,
+};
+use clearline_test_support::ledger::{accounts, workload, Request as LedgerRequest};
+use clearline_test_support::Rng;
+
+use common::SECOND;
+
+const BASE_LEDGER: u32 = 2;
+const QUOTE_LEDGER: u32 = 3;
+const FEE: u128 = 1001;
+const BASE_ESCROW: u128 = 1002;
+const QUOTE_ESCROW: u128 = 1003;
+const BASE_SOURCE: u128 = 1004;
+const QUOTE_SOURCE: u128 = 1005;
+const TRADERS: u32 = 4;
+const MARKETS: [u32; 2] = [1, 2];
+const LOT: u64 = 10;
+const TICK: u64 = 5;
+
+/// The reply buffer size `Engine::execute` requires.
+const REPLY_SIZE: usize = (1 << 20) - 64;
+
+/// Small capacities: quick to allocate, ample for the workload.
+fn config() -> Config {
+    Config {
+        accounts_max: 256,
+        transfers_max: 16_384,
+        transfers_pending_max: 2048,
+        account_balances_max: 16_384,
+        batch_events_max: 256,
+        query_results_max: 256,
+        markets_max: 4,
+        orders_max: 2048,
+        fills_max: 8192,
+    }
+}
+
+/// One request as the server hands it to the engine.
+struct Request {
+    operation: Operation,
+    timestamp: u64,
+    body: Vec<u8>,
+}
+
+fn base_account(trader: u32) -> u128 {
+    1100 + u128::from(trader)
+}
+
+fn quote_account(trader: u32) -> u128 {
+    1200 + u128::from(trader)
+}
+
+fn account(id: u128, ledger: u32, flags: u16) -> Account {
+    Account {
+        id,
+        ledger,
+        code: 1,
+        flags,
+        ..Account::default()
+    }
+}
+
+fn transfer(id: u128, debit: u128, credit: u128, amount: u128, ledger: u32) -> Transfer {
+    Transfer {
+        id,
+        debit_account_id: debit,
+        credit_account_id: credit,
+        amount,
+        ledger,
+        code: 1,
+        ..Transfer::default()
+    }
+}
+
+fn encode<T, const SIZE: usize>(items: &[T], encode: fn(&T, &mut [u8; SIZE])) -> Vec<u8> {
+    let mut body = vec![0u8; items.len() * SIZE];
+    for (item, chunk) in items.iter().zip(body.chunks_exact_mut(SIZE)) {
+        encode(item, chunk.try_into().expect("chunk of SIZE"));
+    }
+    body
+}
+
+/// Builds requests with the batch timestamps the server would assign: each write gets a
+/// timestamp past the previous one by its slots plus `step_ns`.
+struct Builder {
+    requests: Vec<Request>,
+    now: u64,
+}
+
+impl Builder {
+    fn push(&mut self, operation: Operation, body: Vec<u8>, step_ns: u64) {
+        let count = (body.len() / operation.event_size().max(1)) as u32;
+        self.now += operation.timestamp_slots(count) + step_ns;
+        self.requests.push(Request {
+            operation,
+            timestamp: self.now,
+            body,
+        });
+    }
+
+    fn accounts(&mut self, accounts: &[Account]) {
+        self.push(
+            Operation::CreateAccounts,
+            encode(accounts, Account::encode),
+            1,
+        );
+    }
+
+    fn transfers(&mut self, transfers: &[Transfer], step_ns: u64) {
+        self.push(
+            Operation::CreateTransfers,
+            encode(transfers, Transfer::encode),
+            step_ns,
+        );
+    }
+
+    /// The reads of every kind, so replies cover what the stores hold.
+    fn queries(&mut self, rng: &mut Rng) {
+        let ids: Vec<u8> = (0..8u128)
+            .flat_map(|index| (1 + u128::from(rng.below(70)) + index).to_le_bytes())
+            .collect();
+        self.push(Operation::LookupAccounts, ids.clone(), 0);
+        self.push(Operation::LookupTransfers, ids, 0);
+        let history = AccountFilter {
+            account_id: 1 + 8 * u128::from(rng.below(8)),
+            limit: 64,
+            flags: AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS,
+            ..AccountFilter::default()
+        };
+        for operation in [
+            Operation::GetAccountTransfers,
+            Operation::GetAccountBalances,
+        ] {
+            self.push(operation, encode(&[history], AccountFilter::encode), 0);
+        }
+        let query = QueryFilter {
+            ledger: 1,
+            limit: 64,
+            ..QueryFilter::default()
+        };
+        self.push(
+            Operation::QueryTransfers,
+            encode(&[query], QueryFilter::encode),
+            0,
+        );
+        let market = MARKETS[rng.below(2) as usize];
+        let book = BookFilter {
+            market,
+            depth: 16,
+            reserved: [0; 56],
+        };
+        self.push(Operation::GetBook, encode(&[book], BookFilter::encode), 0);
+        let fills = FillFilter {
+            market,
+            limit: 64,
+            ..FillFilter::default()
+        };
+        self.push(Operation::GetFills, encode(&[fills], FillFilter::encode), 0);
+        let orders: Vec<u8> = (0..8u128)
+            .flat_map(|_| (1 + u128::from(rng.below(400))).to_le_bytes())
+            .collect();
+        self.push(Operation::LookupOrders, orders, 0);
+    }
+}
+
+/// A random order command of the matching side's flow.
+fn order_request(builder: &mut Builder, rng: &mut Rng, next_order: &mut u128) {
+    let roll = rng.below(100);
+    if roll < 60 || *next_order < 4 {
+        let count = 1 + rng.below(3);
+        let mut orders = Vec::new();
+        for _ in 0..count {
+            let trader = 1 + rng.below(u64::from(TRADERS)) as u32;
+            let side = 1 + rng.below(2) as u8;
+            let time_in_force = [1u8, 1, 1, 2, 3, 4, 5][rng.below(7) as usize];
+            let mut order = Order {
+                id: *next_order,
+                base_account_id: base_account(trader),
+                quote_account_id: quote_account(trader),
+                price: if time_in_force == 5 {
+                    0
+                } else {
+                    (18 + rng.below(5)) * TICK
+                },
+                quantity: (1 + rng.below(6)) * LOT,
+                market: MARKETS[rng.below(2) as usize],
+                side,
+                time_in_force,
+                self_trade: rng.below(3) as u8,
+                ..Order::default()
+            };
+            if time_in_force == 5 && side == 1 {
+                order.quote_budget = 50 + rng.below(800);
+            }
+            if (time_in_force == 1 || time_in_force == 4) && rng.below(3) == 0 {
+                order.timeout = 1 + rng.below(3) as u32;
+            }
+            *next_order += 1;
+            orders.push(order);
+        }
+        builder.push(Operation::PlaceOrders, encode(&orders, Order::encode), 1);
+    } else if roll < 75 {
+        let id = 1 + u128::from(rng.below(*next_order as u64));
+        builder.push(Operation::CancelOrders, id.to_le_bytes().to_vec(), 1);
+    } else if roll < 95 {
+        let amend = OrderAmend {
+            order_id: 1 + u128::from(rng.below(*next_order as u64)),
+            price: if rng.below(2) == 0 {
+                0
+            } else {
+                (18 + rng.below(5)) * TICK
+            },
+            quantity: rng.below(7) * LOT,
+            reserved: [0; 32],
+        };
+        let body = encode(&[amend], OrderAmend::encode);
+        builder.push(Operation::AmendOrders, body, 1);
+    } else {
+        builder.push(Operation::Pulse, Vec::new(), SECOND);
+    }
+}
+
+/// The mixed workload: imported accounts and transfers, the ledger workload of the test
+/// support crate (pending with timeouts, posts, voids, chains, balancing, closing, burned
+/// ids, history accounts), two markets with a random order flow (every time in force,
+/// good-till-time, self-trade modes, cancels, amends), pulses and reads of every kind.
+fn requests(seed: u64) -> Vec<Request> {
+    let mut builder = Builder {
+        requests: Vec::new(),
+        now: 1 << 40,
+    };
+    let mut rng = Rng::new(seed);
+    // Imported events keep the timestamps they carry.
+    let mut imported: Vec<Account> = (0..4u64)
+        .map(|index| {
+            let mut account = account(5001 + u128::from(index), 1, AccountFlags::IMPORTED);
+            account.timestamp = 1 + index;
+            account
+        })
+        .collect();
+    imported[1].flags |= AccountFlags::HISTORY;
+    builder.accounts(&imported);
+    let imported: Vec<Transfer> = (0..2u64)
+        .map(|index| Transfer {
+            flags: TransferFlags::IMPORTED,
+            timestamp: 10 + index,
+            ..transfer(5101 + u128::from(index), 5001, 5002, 7, 1)
+        })
+        .collect();
+    builder.transfers(&imported, 1);
+    builder.accounts(&accounts());
+    let mut matching = vec![
+        account(FEE, QUOTE_LEDGER, 0),
+        account(BASE_ESCROW, BASE_LEDGER, 0),
+        account(QUOTE_ESCROW, QUOTE_LEDGER, 0),
+        account(BASE_SOURCE, BASE_LEDGER, 0),
+        account(QUOTE_SOURCE, QUOTE_LEDGER, 0),
+    ];
+    for trader in 1..=TRADERS {
+        let history = if trader == 1 {
+            AccountFlags::HISTORY
+        } else {
+            0
+        };
+        matching.push(account(base_account(trader), BASE_LEDGER, history));
+        matching.push(account(quote_account(trader), QUOTE_LEDGER, history));
+    }
+    builder.accounts(&matching);
+    let markets: Vec<Market> = MARKETS
+        .iter()
+        .map(|id| Market {
+            id: *id,
+            base_ledger: BASE_LEDGER,
+            quote_ledger: QUOTE_LEDGER,
+            lot_size: LOT,
+            tick_size: TICK,
+            maker_fee: 1,
+            taker_fee: 2,
+            fee_account_id: FEE,
+            base_escrow_account_id: BASE_ESCROW,
+            quote_escrow_account_id: QUOTE_ESCROW,
+            code: 1,
+            ..Market::default()
+        })
+        .collect();
+    builder.push(
+        Operation::CreateMarkets,
+        encode(&markets, Market::encode),
+        1,
+    );
+    let mut funding = Vec::new();
+    for trader in 1..=TRADERS {
+        let id = 6000 + u128::from(trader) * 2;
+        funding.push(transfer(id, BASE_SOURCE, base_account(trader), 20_000, 2));
+        funding.push(transfer(
+            id + 1,
+            QUOTE_SOURCE,
+            quote_account(trader),
+            20_000,
+            3,
+        ));
+    }
+    builder.transfers(&funding, 1);
+    let mut next_order = 1u128;
+    for (index, request) in workload(seed, 80).into_iter().enumerate() {
+        match request {
+            LedgerRequest::Transfers(batch) => builder.transfers(&batch, SECOND / 3),
+            LedgerRequest::Pulse => builder.push(Operation::Pulse, Vec::new(), SECOND / 3),
+        }
+        for _ in 0..3 {
+            order_request(&mut builder, &mut rng, &mut next_order);
+        }
+        if index % 8 == 0 {
+            builder.queries(&mut rng);
+        }
+    }
+    builder.requests
+}
+
+/// Applies `requests` and returns every reply.
+fn apply(engine: &mut Engine, requests: &[Request], reply: &mut [u8]) -> Vec<Vec<u8>> {
+    requests
+        .iter()
+        .map(|request| {
+            let size = engine.execute(request.operation, request.timestamp, &request.body, reply);
+            reply[..size].to_vec()
+        })
+        .collect()
+}
+
+fn image(engine: &Engine) -> Vec<u8> {
+    let mut image = Vec::new();
+    engine
+        .checkpoint_write(&mut image)
+        .expect("a Vec never fails");
+    image
+}
+
+/// Loads an image that must load.
+fn load(config: &Config, image: &[u8]) -> Engine {
+    match Engine::from_checkpoint(config, image) {
+        Ok(engine) => engine,
+        Err(error) => panic!("the image does not load: {error}"),
+    }
+}
+
+/// Runs `requests[split..]` on `original` and `loaded` and checks that every reply and the
+/// final state agree.
+fn assert_same_future(original: &mut Engine, loaded: &mut Engine, requests: &[Request]) {
+    let mut reply = vec![0u8; REPLY_SIZE];
+    for (index, request) in requests.iter().enumerate() {
+        let size = original.execute(
+            request.operation,
+            request.timestamp,
+            &request.body,
+            &mut reply,
+        );
+        let expected = reply[..size].to_vec();
+        let size = loaded.execute(
+            request.operation,
+            request.timestamp,
+            &request.body,
+            &mut reply,
+        );
+        assert_eq!(
+            reply[..size],
+            expected[..],
+            "request {index} ({:?}) answers differently after loading",
+            request.operation
+        );
+    }
+    assert_eq!(original.state_hash(), loaded.state_hash());
+    loaded.verify();
+}
+
+#[test]
+fn loaded_engine_answers_every_later_request_alike() {
+    let config = config();
+    let requests = requests(0xC4EC);
+    let mut reply = vec![0u8; REPLY_SIZE];
+    let middle = requests.len() / 2;
+    for split in [0, 1, 8, middle, requests.len() * 5 / 6, requests.len()] {
+        let mut original = Engine::new(&config);
+        apply(&mut original, &requests[..split], &mut reply);
+        let written = image(&original);
+        let mut loaded = load(&config, &written);
+        assert_eq!(loaded.state_hash(), original.state_hash(), "split {split}");
+        assert_eq!(loaded.timestamp_last(), original.timestamp_last());
+        assert_eq!(loaded.pending_count(), original.pending_count());
+        assert_eq!(loaded.expiry_next(), original.expiry_next());
+        // Every store is written as it is, so the loaded engine's image is the same bytes.
+        assert!(image(&loaded) == written, "split {split}: images differ");
+        loaded.verify();
+        if split == middle {
+            // The middle of the workload holds every kind of state the image must carry.
+            assert!(original.pending_count() > 0, "pending transfers");
+            assert!(original.expiry_next().is_some(), "queued expiries");
+            let mut levels = Vec::with_capacity(64);
+            let mut fills = Vec::with_capacity(256);
+            let mut resting = 0;
+            for market in MARKETS {
+                let filter = BookFilter {
+                    market,
+                    depth: 16,
+                    reserved: [0; 56],
+                };
+                original.get_book(&filter, &mut levels);
+                resting += levels.len();
+                let filter = FillFilter {
+                    market,
+                    limit: 256,
+                    ..FillFilter::default()
+                };
+                original.get_fills(&filter, &mut fills);
+                assert!(!fills.is_empty(), "fills in market {market}");
+            }
+            assert!(resting > 0, "resting orders");
+        }
+        assert_same_future(&mut original, &mut loaded, &requests[split..]);
+    }
+}
+
+#[test]
+fn loads_under_larger_capacities() {
+    let config = config();
+    let requests = requests(0xB16);
+    let mut reply = vec![0u8; REPLY_SIZE];
+    let split = requests.len() / 2;
+    let mut original = Engine::new(&config);
+    apply(&mut original, &requests[..split], &mut reply);
+    let written = image(&original);
+    let larger = Config {
+        accounts_max: 1000,
+        transfers_max: 50_000,
+        transfers_pending_max: 5000,
+        account_balances_max: 40_000,
+        batch_events_max: 8191,
+        query_results_max: 8191,
+        markets_max: 9,
+        orders_max: 5000,
+        fills_max: 9000,
+    };
+    let mut loaded = load(&larger, &written);
+    assert_eq!(loaded.config(), &larger);
+    assert_eq!(loaded.state_hash(), original.state_hash());
+    loaded.verify();
+    assert_same_future(&mut original, &mut loaded, &requests[split..]);
+    // And back again: the larger engine's image loads under the first capacities.
+    let again = load(&config, &image(&loaded));
+    assert_eq!(again.state_hash(), original.state_hash());
+    again.verify();
+}
+
+#[test]
+fn refuses_images_larger_than_the_configuration() {
+    let config = config();
+    let requests = requests(7);
+    let mut reply = vec![0u8; REPLY_SIZE];
+    let mut engine = Engine::new(&config);
+    apply(&mut engine, &requests, &mut reply);
+    let written = image(&engine);
+    let transfers = engine.transfers_count();
+    let small = Config {
+        transfers_max: transfers - 1,
+        ..config
+    };
+    let error = Engine::from_checkpoint(&small, &written).err();
+    assert_eq!(
+        error,
+        Some(CheckpointError::CapacityExceeded {
+            store: "transfers",
+            count: u64::from(transfers),
+            capacity: u64::from(transfers - 1),
+            flag: "--transfers-max",
+        })
+    );
+    let message = error.map(|error| error.to_string()).unwrap_or_default();
+    assert!(message.contains("--transfers-max"), "{message}");
+    let small = Config {
+        accounts_max: engine.accounts_count() - 1,
+        ..config
+    };
+    let message = match Engine::from_checkpoint(&small, &written) {
+        Err(error) => error.to_string(),
+        Ok(_) => String::from("loaded"),
+    };
+    assert!(
+        message.contains("accounts") && message.contains("--accounts-max"),
+        "{message}"
+    );
+    let small = Config {
+        orders_max: 3,
+        ..config
+    };
+    let message = match Engine::from_checkpoint(&small, &written) {
+        Err(error) => error.to_string(),
+        Ok(_) => String::from("loaded"),
+    };
+    assert!(message.contains("--orders-max"), "{message}");
+}
+
+#[test]
+fn refuses_foreign_cut_and_extended_images() {
+    let config = config();
+    let mut engine = Engine::new(&config);
+    let mut reply = vec![0u8; REPLY_SIZE];
+    apply(&mut engine, &requests(11)[..40], &mut reply);
+    let written = image(&engine);
+    assert_eq!(&written[..8], b"CLCKPT\0\0");
+    assert_eq!(
+        written[8..12],
+        CHECKPOINT_FORMAT_VERSION.to_le_bytes(),
+        "the version follows the magic"
+    );
+    let trailer = u64::from_le_bytes(written[written.len() - 8..].try_into().unwrap());
+    assert_eq!(
+        trailer,
+        written.len() as u64 - 8,
+        "the image ends with its size"
+    );
+
+    let mut foreign = written.clone();
+    foreign[0] = b'X';
+    assert_eq!(
+        Engine::from_checkpoint(&config, &foreign).err(),
+        Some(CheckpointError::MagicMismatch)
+    );
+    let mut newer = written.clone();
+    newer[8..12].copy_from_slice(&(CHECKPOINT_FORMAT_VERSION + 1).to_le_bytes());
+    let error = Engine::from_checkpoint(&config, &newer).err();
+    assert_eq!(
+        error,
+        Some(CheckpointError::VersionMismatch {
+            found: CHECKPOINT_FORMAT_VERSION + 1
+        })
+    );
+    assert!(error.unwrap().to_string().contains("version"));
+    for size in [0, 5, 12, written.len() / 2, written.len() - 1] {
+        let error = Engine::from_checkpoint(&config, &written[..size]).err();
+        assert!(error.is_some(), "an image cut to {size} bytes loads");
+    }
+    let mut extended = written.clone();
+    extended.extend_from_slice(&[0; 16]);
+    // The last eight bytes are now zeros, so the trailer says the image is 8 bytes long.
+    assert_eq!(
+        Engine::from_checkpoint(&config, &extended).err(),
+        Some(CheckpointError::LengthMismatch {
+            size: written.len() as u64 + 16,
+            expected: 8,
+        })
+    );
+    let mut doubled = written.clone();
+    doubled.extend_from_slice(&written);
+    let error = Engine::from_checkpoint(&config, &doubled).err();
+    assert!(
+        error.is_some_and(|error| error.to_string().contains("trailer")),
+        "an image followed by another loads"
+    );
+    // A body cut short under a trailer that agrees is caught by the fields themselves.
+    let mut cut = written[..written.len() - 100].to_vec();
+    let size = cut.len() as u64;
+    cut.extend_from_slice(&size.to_le_bytes());
+    let error = Engine::from_checkpoint(&config, &cut).err();
+    assert!(
+        matches!(error, Some(CheckpointError::Truncated { .. })),
+        "{error:?}"
+    );
+}
+
+/// Sets the trailer of a damaged image to its body's size, so loading reaches the fields.
+fn with_trailer(mut body: Vec<u8>) -> Vec<u8> {
+    let size = body.len() as u64;
+    body.extend_from_slice(&size.to_le_bytes());
+    body
+}
+
+#[test]
+fn damaged_images_load_or_fail_but_never_panic() {
+    let config = config();
+    let mut engine = Engine::new(&config);
+    let mut reply = vec![0u8; REPLY_SIZE];
+    let requests = requests(0xF11D);
+    apply(&mut engine, &requests[..requests.len() / 2], &mut reply);
+    let written = image(&engine);
+    let body = &written[..written.len() - 8];
+    let mut rng = Rng::new(0xDA3A6E);
+    let (mut loaded, mut refused) = (0u32, 0u32);
+    for round in 0..1500u32 {
+        let damaged = match round % 4 {
+            // Flips anywhere, the trailer included.
+            0 => {
+                let mut damaged = written.clone();
+                for _ in 0..1 + rng.below(3) {
+                    let at = rng.below(damaged.len() as u64) as usize;
+                    damaged[at] ^= 1 << rng.below(8);
+                }
+                damaged
+            }
+            // Flips in the body, under an intact trailer.
+            1 => {
+                let mut damaged = body.to_vec();
+                let at = rng.below(damaged.len() as u64) as usize;
+                damaged[at] = match rng.below(3) {
+                    0 => 0xFF,
+                    1 => 0,
+                    _ => damaged[at] ^ (1 << rng.below(8)),
+                };
+                with_trailer(damaged)
+            }
+            // Cut short, under a trailer that agrees.
+            2 => with_trailer(body[..rng.below(body.len() as u64) as usize].to_vec()),
+            // Extended, under a trailer that agrees.
+            _ => {
+                let mut damaged = body.to_vec();
+                for _ in 0..1 + rng.below(40) {
+                    damaged.push(rng.below(256) as u8);
+                }
+                with_trailer(damaged)
+            }
+        };
+        match Engine::from_checkpoint(&config, &damaged) {
+            Ok(_) => {
+                loaded += 1;
+                assert!(
+                    round % 4 < 2,
+                    "round {round}: a cut or extended image loaded"
+                );
+            }
+            Err(error) => {
+                refused += 1;
+                assert!(!error.to_string().is_empty());
+            }
+        }
+    }
+    assert!(refused > 750, "{refused} refused, {loaded} loaded");
+    assert!(loaded > 0, "flips inside unchecked values load");
+}
+
+/// Image size and write time for an engine holding 1 M transfers (a figure, not a limit).
+#[test]
+#[allow(clippy::disallowed_methods)] // Measures the writer; the engine itself reads no clock.
+fn image_of_a_million_transfers() {
+    const TRANSFERS: u32 = 1_000_000;
+    let config = Config {
+        accounts_max: 1024,
+        transfers_max: TRANSFERS,
+        transfers_pending_max: 1024,
+        account_balances_max: 1024,
+        batch_events_max: 8190,
+        query_results_max: 256,
+        markets_max: 1,
+        orders_max: 1,
+        fills_max: 1,
+    };
+    let mut engine = Engine::new(&config);
+    let accounts: Vec<Account> = (1..=64).map(|id| account(id, 1, 0)).collect();
+    let mut results = vec![Default::default(); 8190];
+    let mut now = 1u64 << 40;
+    engine.create_accounts(now, &accounts, &mut results[..64]);
+    let mut next = 1u128;
+    while engine.transfers_count() < TRANSFERS {
+        let count = (TRANSFERS - engine.transfers_count()).min(8190) as usize;
+        let batch: Vec<Transfer> = (0..count as u128)
+            .map(|index| transfer(next + index, 1 + index % 64, 1 + (index + 1) % 64, 1, 1))
+            .collect();
+        next += count as u128;
+        now += 10_000;
+        engine.create_transfers(now, &batch, &mut results[..count]);
+    }
+    let mut sink = std::io::sink();
+    let started = std::time::Instant::now();
+    engine
+        .checkpoint_write(&mut sink)
+        .expect("a sink never fails");
+    let elapsed = started.elapsed();
+    let written = image(&engine);
+    let per_transfer = written.len() as f64 / f64::from(TRANSFERS);
+    println!(
+        "checkpoint image of {TRANSFERS} transfers: {} bytes ({per_transfer:.1} bytes per \
+         transfer), written to a sink in {:.1} ms",
+        written.len(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    // A transfer's record is 128 bytes; links, status and its index entry add a little.
+    assert!((128.0..200.0).contains(&per_transfer), "{per_transfer}");
+    let loaded = load(&config, &written);
+    assert_eq!(loaded.state_hash(), engine.state_hash());
+}
