@@ -43,6 +43,15 @@ fn write_log(dir: &Path, backend: Backend, count: u64) -> Vec<(u64, u64)> {
     places
 }
 
+/// Opens a new journal (mmap) in `dir` and appends records 1 to `count`.
+fn open_with_records(dir: &Path, count: u64) -> Journal {
+    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
+    for sequence in 1..=count {
+        journal.append(sequence * 10, &body(sequence)).unwrap();
+    }
+    journal
+}
+
 fn patch(dir: &Path, segment: u64, offset: u64, bytes: &[u8]) {
     let file = OpenOptions::new()
         .write(true)
@@ -190,10 +199,7 @@ fn truncated_segment_file_is_refused() {
 fn snapshot_round_trip_and_fallback_to_the_previous_one() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
-    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
-    for sequence in 1..=100 {
-        journal.append(sequence * 10, &body(sequence)).unwrap();
-    }
+    let mut journal = open_with_records(dir, 100);
     journal.write_snapshot(40, 400, b"state at 40").unwrap();
     journal.write_snapshot(70, 700, b"state at 70").unwrap();
     journal.write_snapshot(90, 900, b"state at 90").unwrap();
@@ -248,10 +254,7 @@ fn snapshot_round_trip_and_fallback_to_the_previous_one() {
 fn inspect_lists_segments_records_and_snapshots() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
-    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
-    for sequence in 1..=700 {
-        journal.append(sequence * 10, &body(sequence)).unwrap();
-    }
+    let mut journal = open_with_records(dir, 700);
     journal.write_snapshot(500, 5000, b"image").unwrap();
     journal.close().unwrap();
     let report = inspect(dir).unwrap();
