@@ -10,15 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clearline_engine::Operation;
-use clearline_net::{start, FrameStatus, Header, ServerConfig, BODY_SIZE_MAX, HEADER_SIZE};
-use support::{assert_closed, client, frame_bytes, raw, Harness};
-
-fn lookup_served(client: &mut clearline_net::Client) {
-    let reply = client
-        .request(Operation::LookupAccounts, &[1u8; 16])
-        .expect("served");
-    assert_eq!(reply.status(), FrameStatus::Ok);
-}
+use clearline_net::{start, Header, ServerConfig, BODY_SIZE_MAX, HEADER_SIZE};
+use support::{assert_closed, client, frame_bytes, lookup_served, raw, Harness};
 
 #[test]
 fn config_limits_are_validated() {
