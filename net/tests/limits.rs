@@ -10,8 +10,29 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clearline_engine::Operation;
-use clearline_net::{start, Header, ServerConfig, BODY_SIZE_MAX, HEADER_SIZE};
+use clearline_net::{start, Client, Header, ServerConfig, BODY_SIZE_MAX, HEADER_SIZE};
 use support::{assert_closed, client, frame_bytes, lookup_served, raw, Harness};
+
+/// A server with `config` and `count` connected clients, each served once.
+fn served_clients(config: ServerConfig, count: usize) -> (Harness, Vec<Client>) {
+    let harness = Harness::with(config);
+    let mut clients: Vec<_> = (0..count).map(|_| client(harness.addr)).collect();
+    for client in &mut clients {
+        lookup_served(client);
+    }
+    (harness, clients)
+}
+
+/// Closes the last of `clients` (the first connection to close on this server) and checks that
+/// a new connection is then accepted and served.
+fn closed_connection_makes_room(harness: &Harness, clients: &mut Vec<Client>) {
+    clients.pop();
+    harness.wait_stats("a connection to close", |stats| {
+        stats.connections_closed == 1
+    });
+    let mut late = client(harness.addr);
+    lookup_served(&mut late);
+}
 
 #[test]
 fn config_limits_are_validated() {
@@ -45,11 +66,7 @@ fn config_limits_are_validated() {
 fn connections_over_the_limit_are_refused_while_existing_ones_work() {
     let mut config = support::config();
     config.connections_max = 4;
-    let harness = Harness::with(config);
-    let mut clients: Vec<_> = (0..4).map(|_| client(harness.addr)).collect();
-    for client in &mut clients {
-        lookup_served(client);
-    }
+    let (harness, mut clients) = served_clients(config, 4);
     for _ in 0..3 {
         let mut extra = raw(harness.addr);
         assert_closed(&mut extra);
@@ -59,12 +76,7 @@ fn connections_over_the_limit_are_refused_while_existing_ones_work() {
         lookup_served(client);
     }
     // A slot freed by a closed connection is reused (under a new generation).
-    clients.pop();
-    harness.wait_stats("a connection to close", |stats| {
-        stats.connections_closed == 1
-    });
-    let mut late = client(harness.addr);
-    lookup_served(&mut late);
+    closed_connection_makes_room(&harness, &mut clients);
     for client in &mut clients {
         lookup_served(client);
     }
@@ -303,19 +315,10 @@ fn idle_connections_close_but_ones_awaiting_replies_do_not() {
 fn connections_over_the_per_address_cap_are_refused() {
     let mut config = support::config();
     config.connections_per_address_max = 2;
-    let harness = Harness::with(config);
-    let mut clients: Vec<_> = (0..2).map(|_| client(harness.addr)).collect();
-    for client in &mut clients {
-        lookup_served(client);
-    }
+    let (harness, mut clients) = served_clients(config, 2);
     let mut extra = raw(harness.addr);
     assert_closed(&mut extra);
     assert_eq!(harness.stats().connections_refused_address, 1);
     assert_eq!(harness.stats().connections_refused, 0, "the table has room");
-    clients.pop();
-    harness.wait_stats("a connection to close", |stats| {
-        stats.connections_closed == 1
-    });
-    let mut late = client(harness.addr);
-    lookup_served(&mut late);
+    closed_connection_makes_room(&harness, &mut clients);
 }
