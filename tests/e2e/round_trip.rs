@@ -11,8 +11,8 @@ use clearline_net::{Client, FrameStatus, PIPELINE_DEPTH_CLIENT};
 
 use crate::support::{
     account, accounts, balances, connect, data_dir, encode_accounts, encode_ids, encode_query,
-    encode_transfers, repl, request_ok, results, transfer, transfers, wait_until, Options, Server,
-    CODE, LEDGER,
+    encode_transfers, repl_script, request_ok, results, transfer, transfers, wait_until, Options,
+    Server, CODE, LEDGER,
 };
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
@@ -379,17 +379,6 @@ fn every_operation_pipelining_and_restart_keep_state() {
 
 #[test]
 fn repl_prints_result_names() {
-    let data = data_dir();
-    let server = Server::start(data.path(), &Options::new("none"));
-    let output = repl(
-        server.addr,
-        "create_accounts id=1 ledger=700 code=10, id=2 ledger=700 code=10; \
-         create_transfers id=1 debit_account_id=1 credit_account_id=1 amount=5 ledger=700 \
-         code=10, id=2 debit_account_id=1 credit_account_id=9 amount=5 ledger=700 code=10, \
-         id=3 debit_account_id=1 credit_account_id=2 amount=5 ledger=700 code=10; \
-         lookup_accounts id=2;",
-    );
-    let lines: Vec<&str> = output.lines().collect();
     let expected = [
         "account id=1: created",
         "account id=2: created",
@@ -397,12 +386,15 @@ fn repl_prints_result_names() {
         "transfer id=2: credit_account_not_found",
         "transfer id=3: created",
     ];
-    for (line, prefix) in lines.iter().zip(expected) {
-        assert!(
-            line.starts_with(prefix),
-            "`{line}` starts with `{prefix}`\n{output}"
-        );
-    }
+    let (_data, server, output) = repl_script(
+        "create_accounts id=1 ledger=700 code=10, id=2 ledger=700 code=10; \
+         create_transfers id=1 debit_account_id=1 credit_account_id=1 amount=5 ledger=700 \
+         code=10, id=2 debit_account_id=1 credit_account_id=9 amount=5 ledger=700 code=10, \
+         id=3 debit_account_id=1 credit_account_id=2 amount=5 ledger=700 code=10; \
+         lookup_accounts id=2;",
+        &expected,
+    );
+    let lines: Vec<&str> = output.lines().collect();
     assert!(lines.len() > expected.len(), "lookup printed\n{output}");
     let account_line = lines[expected.len()];
     assert!(
