@@ -38,24 +38,21 @@ fn closed_connection_makes_room(harness: &Harness, clients: &mut Vec<Client>) {
 fn config_limits_are_validated() {
     let addr = "127.0.0.1:0".parse().expect("an address");
     assert_eq!(ServerConfig::new(addr).validate(), Ok(()));
-    let mut config = ServerConfig::new(addr);
-    config.requests_in_flight_max = 15;
-    assert_eq!(
-        config.validate().map_err(|e| e.0),
-        Err("requests_in_flight_max")
-    );
-    let mut config = ServerConfig::new(addr);
-    config.input_size_max = HEADER_SIZE - 1;
-    assert_eq!(config.validate().map_err(|e| e.0), Err("input_size_max"));
-    let mut config = ServerConfig::new(addr);
-    config.connections_per_address_max = 0;
-    assert_eq!(
-        config.validate().map_err(|e| e.0),
-        Err("connections_per_address_max")
-    );
-    let mut config = ServerConfig::new(addr);
-    config.idle_timeout = Duration::ZERO;
-    assert_eq!(config.validate().map_err(|e| e.0), Err("idle_timeout"));
+    // Each row: the limit `validate` names and a change that puts it out of range.
+    type Change = fn(&mut ServerConfig);
+    let out_of_range: [(&str, Change); 4] = [
+        ("requests_in_flight_max", |c| c.requests_in_flight_max = 15),
+        ("input_size_max", |c| c.input_size_max = HEADER_SIZE - 1),
+        ("connections_per_address_max", |c| {
+            c.connections_per_address_max = 0
+        }),
+        ("idle_timeout", |c| c.idle_timeout = Duration::ZERO),
+    ];
+    for (name, change) in out_of_range {
+        let mut config = ServerConfig::new(addr);
+        change(&mut config);
+        assert_eq!(config.validate().map_err(|e| e.0), Err(name));
+    }
     let mut config = ServerConfig::new(addr);
     config.connections_max = 0;
     let error = start(&config, Default::default()).expect_err("refused");
