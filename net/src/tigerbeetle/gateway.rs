@@ -1090,7 +1090,6 @@ mod tests {
     use crate::channel::CoreSide;
     use crate::config::ServerConfig;
     use crate::server::{start as start_server, ServerHandle};
-    use crate::tigerbeetle::header::{Command, Frame};
     use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::thread::JoinHandle;
@@ -1205,23 +1204,7 @@ mod tests {
         operation: u8,
         parent: u128,
     ) -> RequestHeader {
-        RequestHeader {
-            frame: Frame {
-                checksum: 0,
-                checksum_body: 0,
-                size: 0,
-                view: 0,
-                release: RELEASE,
-                command: Command::Request,
-            },
-            parent,
-            client,
-            session,
-            timestamp: 0,
-            request: number,
-            operation,
-            previous_request_latency: 0,
-        }
+        RequestHeader::for_test(client, session, number, operation, parent)
     }
 
     fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {
