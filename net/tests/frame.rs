@@ -310,22 +310,26 @@ fn reply_checks() {
         let result = check_reply_header(&seal(with_body, &[0u8; 16]));
         assert_eq!(result, Err(ReplyInvalid::BodySizeInvalid));
     }
-    let unknown = Header {
-        status: 10,
-        ..Header::zeroed()
-    };
-    assert_eq!(
-        check_reply_header(&seal(unknown, &[])),
-        Err(ReplyInvalid::StatusUnknown(10))
-    );
-    let pulse = Header {
-        operation: 128,
-        ..Header::zeroed()
-    };
-    assert_eq!(
-        check_reply_header(&seal(pulse, &[])),
-        Err(ReplyInvalid::OperationUnknown(128))
-    );
+    // An unknown status, and the pulse (not a client operation).
+    let refusals = [
+        (
+            Header {
+                status: 10,
+                ..Header::zeroed()
+            },
+            ReplyInvalid::StatusUnknown(10),
+        ),
+        (
+            Header {
+                operation: 128,
+                ..Header::zeroed()
+            },
+            ReplyInvalid::OperationUnknown(128),
+        ),
+    ];
+    for (header, refusal) in refusals {
+        assert_eq!(check_reply_header(&seal(header, &[])), Err(refusal));
+    }
     let mut flipped = seal(ok, &[0u8; 256]);
     flipped[20] ^= 1;
     let result = check_reply_header(&flipped);
