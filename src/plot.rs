@@ -444,6 +444,15 @@ mod tests {
     use super::*;
 
     /// Asserts that each of `labels` is the text of one of `texts`.
+    /// A curve without references.
+    fn plain<'a>(label: &str, histogram: &'a Histogram<u64>) -> Curve<'a> {
+        Curve {
+            label: label.into(),
+            histogram,
+            references: Vec::new(),
+        }
+    }
+
     fn assert_has_labels(texts: &[(String, f64)], labels: &[&str]) {
         for label in labels {
             assert!(
@@ -536,11 +545,7 @@ mod tests {
         assert!(p50 > p90 && p90 > p99 && p99 > p999 && p999 > p9999 && p9999 > max);
         assert!(p9999 - max >= 25.0, "p99.99 at y {p9999}, max at y {max}");
         // On a linear axis the same run flattens: p50 to p99.9 within a few pixels.
-        let curve = Curve {
-            label: "request latency".into(),
-            histogram: &histogram,
-            references: Vec::new(),
-        };
+        let curve = plain("request latency", &histogram);
         let linear = render("linear", &[curve], PlotScale::Linear).expect("renders");
         let [p50_linear, _, p99_linear, _, _, max_linear] = mark_heights(&linear);
         assert!(p50_linear - p99_linear < 4.0, "{p50_linear} {p99_linear}");
@@ -555,18 +560,14 @@ mod tests {
                 .1
         };
         assert!(label_y("p50 ") - label_y("p99 ") >= 30.0);
-        assert!(
-            texts.iter().any(|(text, _)| text == "max 72.2 ms"),
-            "{texts:?}"
-        );
+        assert_has_labels(&texts, &["max 72.2 ms"]);
         // The y axis is labeled in microseconds below 1 ms and in milliseconds above.
-        for tick in ["100 us", "200 us", "500 us", "1 ms", "10 ms", "50 ms"] {
-            assert!(
-                texts.iter().any(|(text, _)| text == tick),
-                "no {tick} in {texts:?}"
-            );
-        }
-        // The x axis names the percentiles, the legend the curve and both references.
+        assert_has_labels(
+            &texts,
+            &["100 us", "200 us", "500 us", "1 ms", "10 ms", "50 ms"],
+        );
+        // The x axis names the percentiles, the legend the curve and both references, and the
+        // title stands above.
         assert_has_labels(
             &texts,
             &[
@@ -577,29 +578,18 @@ mod tests {
                 "max",
                 "one disk sync, p50",
                 "loopback echo, p50",
+                "1 transfer per request",
             ],
         );
-        assert!(texts
-            .iter()
-            .any(|(text, _)| text == "1 transfer per request"));
     }
 
     #[test]
     fn linear_scale_spans_zero_to_the_maximum() {
         let histogram = run_with_a_huge_maximum();
-        let curve = Curve {
-            label: "run".into(),
-            histogram: &histogram,
-            references: Vec::new(),
-        };
+        let curve = plain("run", &histogram);
         let svg = render("linear", &[curve], PlotScale::Linear).expect("renders");
         let (_, texts) = circles_and_texts(&svg);
-        for tick in ["0 ns", "20 ms", "60 ms"] {
-            assert!(
-                texts.iter().any(|(text, _)| text == tick),
-                "no {tick} in {texts:?}"
-            );
-        }
+        assert_has_labels(&texts, &["0 ns", "20 ms", "60 ms"]);
     }
 
     #[test]
@@ -610,11 +600,7 @@ mod tests {
             slow.record(1_000_000 + value * 1_000).expect("in range");
         }
         let curves = [
-            Curve {
-                label: "sync none".into(),
-                histogram: &fast,
-                references: Vec::new(),
-            },
+            plain("sync none", &fast),
             Curve {
                 label: "sync data".into(),
                 histogram: &slow,
@@ -644,11 +630,7 @@ mod tests {
     #[test]
     fn empty_histogram_still_draws_axes() {
         let empty = crate::benchmark::histogram();
-        let curve = Curve {
-            label: "nothing".into(),
-            histogram: &empty,
-            references: Vec::new(),
-        };
+        let curve = plain("nothing", &empty);
         let svg = render("empty", &[curve], PlotScale::Log).expect("renders");
         assert!(svg.contains("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));

@@ -28,12 +28,7 @@ impl FileStorage {
     /// `WouldBlock` when the lock is held elsewhere; any I/O error.
     pub fn open(dir: &Path) -> io::Result<FileStorage> {
         fs::create_dir_all(dir)?;
-        let lock = lock_directory(dir, true)?;
-        Ok(FileStorage {
-            dir: dir.to_owned(),
-            read_only: false,
-            _lock: lock,
-        })
+        FileStorage::locked(dir, false)
     }
 
     /// Opens an existing `dir` read-only under a shared lock (so a running writer, which holds
@@ -49,11 +44,15 @@ impl FileStorage {
                 "no such journal directory",
             ));
         }
-        let lock = lock_directory(dir, false)?;
+        FileStorage::locked(dir, true)
+    }
+
+    /// Takes the lock of the existing `dir`: shared when `read_only`, else exclusive.
+    fn locked(dir: &Path, read_only: bool) -> io::Result<FileStorage> {
         Ok(FileStorage {
             dir: dir.to_owned(),
-            read_only: true,
-            _lock: lock,
+            read_only,
+            _lock: lock_directory(dir, !read_only)?,
         })
     }
 
@@ -94,13 +93,7 @@ impl Storage for FileStorage {
 
     fn write_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.refuse_if_read_only()?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.dir.join(name))?;
-        file.write_all_at(bytes, 0)?;
-        file.sync_all()
+        write_file_synced(&self.dir.join(name), bytes)
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
@@ -121,6 +114,17 @@ impl Storage for FileStorage {
     fn describe(&self) -> String {
         self.dir.display().to_string()
     }
+}
+
+/// Creates or replaces the file at `path` with `bytes` and syncs it (not its directory).
+pub(crate) fn write_file_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_all()
 }
 
 struct FileSegment {

@@ -235,13 +235,7 @@ impl Storage for MmapStorage {
     }
 
     fn write_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(self.dir.join(name))?;
-        file.write_all_at(bytes, 0)?;
-        file.sync_all()
+        crate::file::write_file_synced(&self.dir.join(name), bytes)
     }
 
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {

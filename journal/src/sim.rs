@@ -517,12 +517,19 @@ impl SegmentSync for SimSync {
 mod tests {
     use super::*;
 
+    /// A disk seeded with `seed` holding segment "a" (4 KiB, starting with `header`), whose
+    /// directory entry is durable.
+    fn segment_a(seed: u64, header: &[u8]) -> (SimDisk, SimStorage, Box<dyn Segment>) {
+        let disk = SimDisk::new(seed);
+        let mut storage = SimStorage::open(&disk).unwrap();
+        let segment = storage.create("a", 4096, header).unwrap();
+        storage.sync_directory().unwrap();
+        (disk, storage, segment)
+    }
+
     #[test]
     fn unsynced_writes_may_be_lost_and_synced_writes_survive() {
-        let disk = SimDisk::new(1);
-        let mut storage = SimStorage::open(&disk).unwrap();
-        let mut segment = storage.create("a", 4096, b"head").unwrap();
-        storage.sync_directory().unwrap();
+        let (disk, storage, mut segment) = segment_a(1, b"head");
         segment.write(512, &[7u8; 512]).unwrap();
         segment.syncer().sync(512, 512).unwrap();
         segment.write(1024, &[9u8; 1024]).unwrap();
@@ -556,10 +563,7 @@ mod tests {
 
     #[test]
     fn failed_sync_loses_its_pages() {
-        let disk = SimDisk::new(4);
-        let mut storage = SimStorage::open(&disk).unwrap();
-        let mut segment = storage.create("a", 4096, b"").unwrap();
-        storage.sync_directory().unwrap();
+        let (disk, storage, mut segment) = segment_a(4, b"");
         segment.write(0, &[5u8; 512]).unwrap();
         disk.fail_syncs(1);
         assert!(segment.syncer().sync(0, 512).is_err());

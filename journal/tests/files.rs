@@ -9,6 +9,7 @@ use clearline_journal::{
     inspect, record_size, segment_file_name, snapshot_file_name, verify, Backend, Journal,
     JournalConfig, JournalError, SyncMode, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
 };
+use tempfile::TempDir;
 
 fn config(backend: Backend) -> JournalConfig {
     JournalConfig {
@@ -26,9 +27,11 @@ fn body(sequence: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Writes `count` records, all durable, and returns where each one starts.
-fn write_log(dir: &Path, backend: Backend, count: u64) -> Vec<(u64, u64)> {
-    let (mut journal, _) = Journal::open(dir, &config(backend)).unwrap();
+/// Writes `count` records, all durable, in a new temporary directory; returns the directory
+/// and where each record starts.
+fn write_log(backend: Backend, count: u64) -> (TempDir, Vec<(u64, u64)>) {
+    let temporary = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(temporary.path(), &config(backend)).unwrap();
     let mut places = Vec::new();
     for sequence in 1..=count {
         let record = body(sequence);
@@ -40,7 +43,16 @@ fn write_log(dir: &Path, backend: Backend, count: u64) -> Vec<(u64, u64)> {
         }
     }
     journal.close().unwrap();
-    places
+    (temporary, places)
+}
+
+/// Opens a new journal (mmap) in `dir` and appends records 1 to `count`.
+fn open_with_records(dir: &Path, count: u64) -> Journal {
+    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
+    for sequence in 1..=count {
+        journal.append(sequence * 10, &body(sequence)).unwrap();
+    }
+    journal
 }
 
 fn patch(dir: &Path, segment: u64, offset: u64, bytes: &[u8]) {
@@ -62,9 +74,8 @@ fn read(dir: &Path, segment: u64, offset: u64, size: usize) -> Vec<u8> {
 #[test]
 fn records_round_trip_on_both_backends_across_segments() {
     for backend in [Backend::Mmap, Backend::File] {
-        let temporary = tempfile::tempdir().unwrap();
+        let (temporary, places) = write_log(backend, 1200);
         let dir = temporary.path();
-        let places = write_log(dir, backend, 1200);
         assert!(
             places.last().unwrap().0 >= 1,
             "the log spans several segments"
@@ -114,9 +125,8 @@ fn second_open_is_refused_with_the_directory_named() {
 
 #[test]
 fn torn_tail_is_truncated_by_file_surgery() {
-    let temporary = tempfile::tempdir().unwrap();
+    let (temporary, places) = write_log(Backend::Mmap, 300);
     let dir = temporary.path();
-    let places = write_log(dir, Backend::Mmap, 300);
     // Tear the last record (sequence 300, never covered by a later watermark): zero the second
     // half of its header, as if the write had stopped in the middle.
     let (segment, offset) = places[299];
@@ -144,9 +154,8 @@ fn torn_tail_is_truncated_by_file_surgery() {
 
 #[test]
 fn flipped_bit_in_the_middle_is_refused_with_its_place() {
-    let temporary = tempfile::tempdir().unwrap();
+    let (temporary, places) = write_log(Backend::Mmap, 300);
     let dir = temporary.path();
-    let places = write_log(dir, Backend::Mmap, 300);
     let (segment, offset) = places[149];
     let mut byte = read(dir, segment, offset + RECORD_HEADER_SIZE + 3, 1);
     byte[0] ^= 0x10;
@@ -172,9 +181,8 @@ fn flipped_bit_in_the_middle_is_refused_with_its_place() {
 
 #[test]
 fn truncated_segment_file_is_refused() {
-    let temporary = tempfile::tempdir().unwrap();
+    let (temporary, _) = write_log(Backend::Mmap, 100);
     let dir = temporary.path();
-    write_log(dir, Backend::Mmap, 100);
     let file = OpenOptions::new()
         .write(true)
         .open(dir.join(segment_file_name(0)))
@@ -190,10 +198,7 @@ fn truncated_segment_file_is_refused() {
 fn snapshot_round_trip_and_fallback_to_the_previous_one() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
-    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
-    for sequence in 1..=100 {
-        journal.append(sequence * 10, &body(sequence)).unwrap();
-    }
+    let mut journal = open_with_records(dir, 100);
     journal.write_snapshot(40, 400, b"state at 40").unwrap();
     journal.write_snapshot(70, 700, b"state at 70").unwrap();
     journal.write_snapshot(90, 900, b"state at 90").unwrap();
@@ -248,10 +253,7 @@ fn snapshot_round_trip_and_fallback_to_the_previous_one() {
 fn inspect_lists_segments_records_and_snapshots() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
-    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
-    for sequence in 1..=700 {
-        journal.append(sequence * 10, &body(sequence)).unwrap();
-    }
+    let mut journal = open_with_records(dir, 700);
     journal.write_snapshot(500, 5000, b"image").unwrap();
     journal.close().unwrap();
     let report = inspect(dir).unwrap();

@@ -411,6 +411,21 @@ fn failed_sync_is_fatal_and_never_acknowledges_more() {
     assert!(bodies.contains(b"before".as_slice()));
 }
 
+/// Appends `body` to an empty journal until it refuses, which must be `StorageFull` within
+/// 1,000 records; returns the last sequence appended and the error.
+fn append_until_full(journal: &mut Journal, body: &[u8]) -> (u64, JournalError) {
+    let mut appended = 0u64;
+    let error = loop {
+        match journal.append((appended + 1) * 10, body) {
+            Ok(sequence) => appended = sequence,
+            Err(error) => break error,
+        }
+        assert!(appended < 1000, "the storage limit must be reached");
+    };
+    assert!(matches!(error, JournalError::StorageFull { .. }), "{error}");
+    (appended, error)
+}
+
 /// Row 4: a full disk gives a clean error, keeps earlier data, and writing resumes once space
 /// is freed.
 #[test]
@@ -419,15 +434,7 @@ fn storage_full_is_a_clean_error_and_writing_resumes() {
     disk.set_space_max(Some(4 * SEGMENT_SIZE_MIN + 8192));
     let (mut journal, _) = open(&disk, SyncMode::Manual).unwrap();
     let body = vec![0xab; 3000];
-    let mut appended = 0u64;
-    let error = loop {
-        match journal.append((appended + 1) * 10, &body) {
-            Ok(sequence) => appended = sequence,
-            Err(error) => break error,
-        }
-        assert!(appended < 1000, "the space limit must be reached");
-    };
-    assert!(matches!(error, JournalError::StorageFull { .. }), "{error}");
+    let (appended, error) = append_until_full(&mut journal, &body);
     assert!(error.to_string().contains("storage full"), "{error}");
     journal.sync().unwrap();
     // Earlier records are intact and readable, and the same error repeats without harm.
@@ -469,15 +476,7 @@ fn segments_max_bounds_the_journal_like_a_full_disk() {
     };
     let (mut journal, _) = open_bounded(&disk).unwrap();
     let body = vec![0xcd; 1000];
-    let mut appended = 0u64;
-    let error = loop {
-        match journal.append((appended + 1) * 10, &body) {
-            Ok(sequence) => appended = sequence,
-            Err(error) => break error,
-        }
-        assert!(appended < 1000, "the segment limit must be reached");
-    };
-    assert!(matches!(error, JournalError::StorageFull { .. }), "{error}");
+    let (mut appended, _) = append_until_full(&mut journal, &body);
     assert!(appended > 0);
     // Then the smallest records, until not even a record header fits in the first segment.
     while let Ok(sequence) = journal.append((appended + 1) * 10, &[]) {

@@ -12,7 +12,7 @@
 //! Holds no socket and no connection; the event loop in `server.rs` owns those.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use clearline_engine::Operation;
@@ -256,21 +256,22 @@ impl Shared {
         // pushed request before it sleeps, or this sees `core_waiting` and notifies.
         fence(Ordering::SeqCst);
         if self.core_waiting.load(Ordering::SeqCst) {
-            let _guard = self
-                .core_mutex
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let _guard = self.lock_core();
             self.core_condvar.notify_one();
         }
     }
 
     /// Wakes the core even if it did not say it was waiting (it checks `stopped`).
     pub(crate) fn notify_core_always(&self) {
-        let _guard = self
-            .core_mutex
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let _guard = self.lock_core();
         self.core_condvar.notify_all();
+    }
+
+    /// Locks the mutex the core sleeps on (a panic while it was held leaves nothing to repair).
+    fn lock_core(&self) -> MutexGuard<'_, ()> {
+        self.core_mutex
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     pub(crate) fn wake_net_if_paused(&self) {
@@ -325,11 +326,7 @@ impl CoreSide {
         if !self.shared.requests.is_empty() {
             return true;
         }
-        let guard = self
-            .shared
-            .core_mutex
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let guard = self.shared.lock_core();
         self.shared.core_waiting.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if !self.shared.requests.is_empty() {

@@ -5,6 +5,7 @@
 //! - [`server`]: [`start`] binds and spawns the net thread, returning a [`ServerHandle`] for the
 //!   owner and a [`CoreSide`] for the core thread.
 //! - `config.rs`: [`ServerConfig`], the server's limits and their defaults.
+//! - `loop_thread.rs`: what the server and the TigerBeetle gateway share as loops on a thread.
 //! - `channel.rs`: what crosses between the net thread and the core ([`Request`], [`Reply`]),
 //!   the queues and the wakeups ([`CoreSide`], [`Injector`], [`NetWaker`]).
 //! - [`client`]: [`Client`], blocking, with pipelining.
@@ -94,6 +95,7 @@ mod config;
 mod connection;
 pub mod echo;
 pub mod frame;
+mod loop_thread;
 mod reply_memory;
 pub mod server;
 pub mod tigerbeetle;

@@ -24,12 +24,11 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll};
 use socket2::{SockRef, TcpKeepalive};
 
 use crate::channel::{ConnectionId, CoreSide, NetWaker, ServerStats, Shared};
@@ -37,11 +36,11 @@ use crate::channel::{ConnectionId, CoreSide, NetWaker, ServerStats, Shared};
 use crate::channel::{Reply, Request};
 use crate::config::ServerConfig;
 use crate::connection::{Connection, LoopState, Pause, ReadOutcome, WriteOutcome};
+use crate::loop_thread::{
+    connection_token, listen, loop_handle_impls, poll_events, register_connection, LoopThread,
+    Source,
+};
 use crate::reply_memory::ReplyMemory;
-
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-const CONNECTION_TOKEN_FIRST: usize = 2;
 
 /// How often the loop looks again while some connection waits for the core to free room.
 const CORE_RECHECK_INTERVAL: Duration = Duration::from_millis(1);
@@ -58,7 +57,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
+    thread: LoopThread,
 }
 
 impl ServerHandle {
@@ -87,36 +86,14 @@ impl ServerHandle {
     ///
     /// The poller's error if the net thread failed.
     pub fn shutdown(&self) -> io::Result<()> {
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take();
-        let Some(thread) = thread else {
-            return Ok(());
-        };
-        self.shared.shutdown.store(true, Ordering::Release);
-        self.shared.wake_net();
-        match thread.join() {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::other("the net thread panicked")),
-        }
+        self.thread.stop(|| {
+            self.shared.shutdown.store(true, Ordering::Release);
+            self.shared.wake_net();
+        })
     }
 }
 
-impl Drop for ServerHandle {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
-
-impl std::fmt::Debug for ServerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
-            .field("local_addr", &self.local_addr)
-            .finish()
-    }
-}
+loop_handle_impls!(ServerHandle);
 
 /// Binds `config.addr` and starts the net thread.
 ///
@@ -133,27 +110,25 @@ pub fn start(
     config
         .validate()
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mut listener = TcpListener::bind(config.addr)?;
-    let local_addr = listener.local_addr()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-
-    let shared = Arc::new(Shared::new(config, waker, durable));
-    let mut event_loop = EventLoop::new(config.clone(), poll, listener, Arc::clone(&shared));
-    let thread = std::thread::Builder::new()
-        .name("clearline-net".to_string())
-        .spawn(move || {
-            let result = event_loop.run();
-            event_loop.shared.stopped.store(true, Ordering::Release);
-            event_loop.shared.notify_core_always();
-            result
-        })?;
+    let listening = listen(config.addr)?;
+    let local_addr = listening.local_addr;
+    let shared = Arc::new(Shared::new(config, Arc::new(listening.waker), durable));
+    let mut event_loop = EventLoop::new(
+        config.clone(),
+        listening.poll,
+        listening.listener,
+        Arc::clone(&shared),
+    );
+    let thread = LoopThread::spawn("clearline-net", "net", move || {
+        let result = event_loop.run();
+        event_loop.shared.stopped.store(true, Ordering::Release);
+        event_loop.shared.notify_core_always();
+        result
+    })?;
     let handle = ServerHandle {
         local_addr,
         shared: Arc::clone(&shared),
-        thread: Mutex::new(Some(thread)),
+        thread,
     };
     Ok((handle, CoreSide { shared }))
 }
@@ -234,18 +209,13 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
+            poll_events(&mut self.poll, &mut events, timeout)?;
             self.state.now = Instant::now();
             for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(),
-                    WAKER => {}
-                    Token(token) => {
-                        let index = (token - CONNECTION_TOKEN_FIRST) as u32;
+                match Source::of(event.token()) {
+                    Source::Listener => self.accept(),
+                    Source::Waker => {}
+                    Source::Connection(index) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read(index);
                         }
@@ -367,20 +337,12 @@ impl EventLoop {
                 .fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let _ = stream.set_nodelay(true);
         let keepalive = TcpKeepalive::new()
             .with_time(KEEPALIVE_TIME)
             .with_interval(KEEPALIVE_INTERVAL);
         // Best effort: a socket without keepalive still has the idle and stall deadlines.
         let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let token = Token(index as usize + CONNECTION_TOKEN_FIRST);
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, token, interest)
-            .is_err()
-        {
+        if register_connection(&self.poll, &mut stream, index).is_err() {
             self.slots_free.push(index);
             return;
         }
@@ -459,7 +421,7 @@ impl EventLoop {
         };
         if connection.reading {
             connection.reading = false;
-            let token = Token(index as usize + CONNECTION_TOKEN_FIRST);
+            let token = connection_token(index);
             // Only writable interest is left: the socket is not read until room frees, and
             // the client's sends block once the kernel buffers fill.
             let _ =
@@ -494,7 +456,7 @@ impl EventLoop {
                 }
                 if !connection.reading {
                     connection.reading = true;
-                    let token = Token(*index as usize + CONNECTION_TOKEN_FIRST);
+                    let token = connection_token(*index);
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     let _ =
                         self.poll
@@ -618,23 +580,18 @@ impl EventLoop {
                 && connection.partial_since.is_none()
                 && !connection.closing
                 && now.duration_since(connection.active_last) > self.config.idle_timeout;
-            if partial_expired {
-                self.shared
-                    .stats
-                    .connections_closed_partial_frame
-                    .fetch_add(1, Ordering::Relaxed);
-                self.close(index);
+            let stats = &self.shared.stats;
+            let expired = if partial_expired {
+                Some(&stats.connections_closed_partial_frame)
             } else if stall_expired {
-                self.shared
-                    .stats
-                    .connections_closed_reply_stall
-                    .fetch_add(1, Ordering::Relaxed);
-                self.close(index);
+                Some(&stats.connections_closed_reply_stall)
             } else if idle_expired {
-                self.shared
-                    .stats
-                    .connections_closed_idle
-                    .fetch_add(1, Ordering::Relaxed);
+                Some(&stats.connections_closed_idle)
+            } else {
+                None
+            };
+            if let Some(counter) = expired {
+                counter.fetch_add(1, Ordering::Relaxed);
                 self.close(index);
             }
         }

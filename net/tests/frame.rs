@@ -227,34 +227,23 @@ fn checks_run_in_protocol_order() {
         h.operation = 200;
         h.count = 0;
     };
-    assert_eq!(
-        check_changed(everything_wrong),
-        rejected(FrameStatus::MagicInvalid, Close)
-    );
-    assert_eq!(
-        check_changed(|h| {
+    // Each row fixes one more field and names the check that fails next.
+    type Fix = fn(&mut Header);
+    let fixes: [(Fix, FrameStatus, Action); 4] = [
+        (|_| {}, FrameStatus::MagicInvalid, Close),
+        (|h| h.magic = MAGIC, FrameStatus::VersionUnsupported, Close),
+        (|h| h.version = 1, FrameStatus::HeaderReservedNotZero, Close),
+        (|h| h.reserved[0] = 0, FrameStatus::OperationUnknown, Keep),
+    ];
+    for (step, &(_, status, action)) in fixes.iter().enumerate() {
+        let changed = check_changed(|h| {
             everything_wrong(h);
-            h.magic = MAGIC;
-        }),
-        rejected(FrameStatus::VersionUnsupported, Close)
-    );
-    assert_eq!(
-        check_changed(|h| {
-            everything_wrong(h);
-            h.magic = MAGIC;
-            h.version = 1;
-        }),
-        rejected(FrameStatus::HeaderReservedNotZero, Close)
-    );
-    assert_eq!(
-        check_changed(|h| {
-            everything_wrong(h);
-            h.magic = MAGIC;
-            h.version = 1;
-            h.reserved[0] = 0;
-        }),
-        rejected(FrameStatus::OperationUnknown, Keep)
-    );
+            for (fix, _, _) in &fixes[..=step] {
+                fix(h);
+            }
+        });
+        assert_eq!(changed, rejected(status, action), "after {step} fixes");
+    }
     // A body checksum is not looked at when the size is wrong.
     assert_eq!(
         check_changed(|h| {
@@ -321,22 +310,26 @@ fn reply_checks() {
         let result = check_reply_header(&seal(with_body, &[0u8; 16]));
         assert_eq!(result, Err(ReplyInvalid::BodySizeInvalid));
     }
-    let unknown = Header {
-        status: 10,
-        ..Header::zeroed()
-    };
-    assert_eq!(
-        check_reply_header(&seal(unknown, &[])),
-        Err(ReplyInvalid::StatusUnknown(10))
-    );
-    let pulse = Header {
-        operation: 128,
-        ..Header::zeroed()
-    };
-    assert_eq!(
-        check_reply_header(&seal(pulse, &[])),
-        Err(ReplyInvalid::OperationUnknown(128))
-    );
+    // An unknown status, and the pulse (not a client operation).
+    let refusals = [
+        (
+            Header {
+                status: 10,
+                ..Header::zeroed()
+            },
+            ReplyInvalid::StatusUnknown(10),
+        ),
+        (
+            Header {
+                operation: 128,
+                ..Header::zeroed()
+            },
+            ReplyInvalid::OperationUnknown(128),
+        ),
+    ];
+    for (header, refusal) in refusals {
+        assert_eq!(check_reply_header(&seal(header, &[])), Err(refusal));
+    }
     let mut flipped = seal(ok, &[0u8; 256]);
     flipped[20] ^= 1;
     let result = check_reply_header(&flipped);

@@ -10,38 +10,49 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clearline_engine::Operation;
-use clearline_net::{start, FrameStatus, Header, ServerConfig, BODY_SIZE_MAX, HEADER_SIZE};
-use support::{assert_closed, client, frame_bytes, raw, Harness};
+use clearline_net::{start, Client, Header, ServerConfig, BODY_SIZE_MAX, HEADER_SIZE};
+use support::{assert_closed, client, frame_bytes, lookup_served, raw, Harness};
 
-fn lookup_served(client: &mut clearline_net::Client) {
-    let reply = client
-        .request(Operation::LookupAccounts, &[1u8; 16])
-        .expect("served");
-    assert_eq!(reply.status(), FrameStatus::Ok);
+/// A server with `config` and `count` connected clients, each served once.
+fn served_clients(config: ServerConfig, count: usize) -> (Harness, Vec<Client>) {
+    let harness = Harness::with(config);
+    let mut clients: Vec<_> = (0..count).map(|_| client(harness.addr)).collect();
+    for client in &mut clients {
+        lookup_served(client);
+    }
+    (harness, clients)
+}
+
+/// Closes the last of `clients` (the first connection to close on this server) and checks that
+/// a new connection is then accepted and served.
+fn closed_connection_makes_room(harness: &Harness, clients: &mut Vec<Client>) {
+    clients.pop();
+    harness.wait_stats("a connection to close", |stats| {
+        stats.connections_closed == 1
+    });
+    let mut late = client(harness.addr);
+    lookup_served(&mut late);
 }
 
 #[test]
 fn config_limits_are_validated() {
     let addr = "127.0.0.1:0".parse().expect("an address");
     assert_eq!(ServerConfig::new(addr).validate(), Ok(()));
-    let mut config = ServerConfig::new(addr);
-    config.requests_in_flight_max = 15;
-    assert_eq!(
-        config.validate().map_err(|e| e.0),
-        Err("requests_in_flight_max")
-    );
-    let mut config = ServerConfig::new(addr);
-    config.input_size_max = HEADER_SIZE - 1;
-    assert_eq!(config.validate().map_err(|e| e.0), Err("input_size_max"));
-    let mut config = ServerConfig::new(addr);
-    config.connections_per_address_max = 0;
-    assert_eq!(
-        config.validate().map_err(|e| e.0),
-        Err("connections_per_address_max")
-    );
-    let mut config = ServerConfig::new(addr);
-    config.idle_timeout = Duration::ZERO;
-    assert_eq!(config.validate().map_err(|e| e.0), Err("idle_timeout"));
+    // Each row: the limit `validate` names and a change that puts it out of range.
+    type Change = fn(&mut ServerConfig);
+    let out_of_range: [(&str, Change); 4] = [
+        ("requests_in_flight_max", |c| c.requests_in_flight_max = 15),
+        ("input_size_max", |c| c.input_size_max = HEADER_SIZE - 1),
+        ("connections_per_address_max", |c| {
+            c.connections_per_address_max = 0
+        }),
+        ("idle_timeout", |c| c.idle_timeout = Duration::ZERO),
+    ];
+    for (name, change) in out_of_range {
+        let mut config = ServerConfig::new(addr);
+        change(&mut config);
+        assert_eq!(config.validate().map_err(|e| e.0), Err(name));
+    }
     let mut config = ServerConfig::new(addr);
     config.connections_max = 0;
     let error = start(&config, Default::default()).expect_err("refused");
@@ -52,11 +63,7 @@ fn config_limits_are_validated() {
 fn connections_over_the_limit_are_refused_while_existing_ones_work() {
     let mut config = support::config();
     config.connections_max = 4;
-    let harness = Harness::with(config);
-    let mut clients: Vec<_> = (0..4).map(|_| client(harness.addr)).collect();
-    for client in &mut clients {
-        lookup_served(client);
-    }
+    let (harness, mut clients) = served_clients(config, 4);
     for _ in 0..3 {
         let mut extra = raw(harness.addr);
         assert_closed(&mut extra);
@@ -66,12 +73,7 @@ fn connections_over_the_limit_are_refused_while_existing_ones_work() {
         lookup_served(client);
     }
     // A slot freed by a closed connection is reused (under a new generation).
-    clients.pop();
-    harness.wait_stats("a connection to close", |stats| {
-        stats.connections_closed == 1
-    });
-    let mut late = client(harness.addr);
-    lookup_served(&mut late);
+    closed_connection_makes_room(&harness, &mut clients);
     for client in &mut clients {
         lookup_served(client);
     }
@@ -310,19 +312,10 @@ fn idle_connections_close_but_ones_awaiting_replies_do_not() {
 fn connections_over_the_per_address_cap_are_refused() {
     let mut config = support::config();
     config.connections_per_address_max = 2;
-    let harness = Harness::with(config);
-    let mut clients: Vec<_> = (0..2).map(|_| client(harness.addr)).collect();
-    for client in &mut clients {
-        lookup_served(client);
-    }
+    let (harness, mut clients) = served_clients(config, 2);
     let mut extra = raw(harness.addr);
     assert_closed(&mut extra);
     assert_eq!(harness.stats().connections_refused_address, 1);
     assert_eq!(harness.stats().connections_refused, 0, "the table has room");
-    clients.pop();
-    harness.wait_stats("a connection to close", |stats| {
-        stats.connections_closed == 1
-    });
-    let mut late = client(harness.addr);
-    lookup_served(&mut late);
+    closed_connection_makes_room(&harness, &mut clients);
 }

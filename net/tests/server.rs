@@ -11,7 +11,10 @@ use std::time::Duration;
 use clearline_engine::Operation;
 use clearline_net::{ClientError, FrameStatus, Header, BODY_SIZE_MAX, HEADER_SIZE};
 use clearline_test_support::Rng;
-use support::{assert_closed, client, frame_bytes, raw, read_reply, send_lossy, Harness};
+use support::{
+    assert_closed, assert_ok, client, frame_bytes, lookup_served, raw, read_reply, send_lossy,
+    Harness,
+};
 
 #[test]
 fn round_trip_of_every_operation() {
@@ -226,10 +229,7 @@ fn bad_frames_get_their_status_while_another_connection_is_served() {
                 bad.name
             );
         }
-        let reply = good_client
-            .request(Operation::LookupAccounts, &[1u8; 16])
-            .expect("served");
-        assert_eq!(reply.status(), FrameStatus::Ok);
+        lookup_served(&mut good_client);
     }
     assert_eq!(
         harness.control.popped.load(Ordering::Relaxed) as usize,
@@ -258,10 +258,7 @@ fn random_bytes_never_stop_the_server() {
             );
         }
         assert_closed(&mut stream);
-        let reply = good_client
-            .request(Operation::LookupOrders, &[2u8; 16])
-            .expect("served");
-        assert_eq!(reply.status(), FrameStatus::Ok);
+        assert_ok(&mut good_client, Operation::LookupOrders, &[2u8; 16]);
     }
 }
 
@@ -346,10 +343,7 @@ fn storage_full_from_the_core_has_an_empty_body_and_keeps_the_connection() {
     assert_eq!(reply.status(), FrameStatus::StorageFull);
     assert!(reply.body.is_empty());
     harness.control.status.store(0, Ordering::Release);
-    let reply = client
-        .request(Operation::LookupAccounts, &[1u8; 16])
-        .expect("a reply");
-    assert_eq!(reply.status(), FrameStatus::Ok);
+    lookup_served(&mut client);
 }
 
 #[test]

@@ -23,21 +23,29 @@ const REPLY_TIMEOUT_MS: u64 = 500;
 /// The account every well-behaved request looks up.
 const HEALTHY_ACCOUNT: u128 = 1;
 
-/// A server with small limits, account 1 created, and a well-behaved client.
-fn start(data: &std::path::Path) -> (Server, Client) {
+/// A server with small limits on a new data directory (returned to keep it), account 1
+/// created, and a well-behaved client.
+fn start() -> (tempfile::TempDir, Server, Client) {
+    let data = data_dir();
     let options = Options::new("none")
         .flag("connections-max", CONNECTIONS_MAX)
         .flag("partial-frame-timeout-ms", PARTIAL_FRAME_TIMEOUT_MS)
         .flag("reply-timeout-ms", REPLY_TIMEOUT_MS)
         .flag("requests-in-flight-max", 16);
-    let server = Server::start(data, &options);
+    let server = Server::start(data.path(), &options);
     let mut healthy = server.client();
     create_all(
         &mut healthy,
         Operation::CreateAccounts,
         &encode_accounts(&[account(HEALTHY_ACCOUNT, LEDGER, 0)]),
     );
-    (server, healthy)
+    (data, server, healthy)
+}
+
+/// At the end of a test: the server still runs and still serves the healthy client.
+fn assert_still_serving(server: &mut Server, healthy: &mut Client, after: &str) {
+    server.assert_running(after);
+    assert_served(healthy, HEALTHY_ACCOUNT, "at the end");
 }
 
 /// Sends a lookup of the healthy account on a raw stream; whether an ok reply came back.
@@ -55,8 +63,7 @@ fn probe(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn connections_over_the_limit_are_closed_while_existing_ones_work() {
-    let data = data_dir();
-    let (mut server, mut healthy) = start(data.path());
+    let (_data, mut server, mut healthy) = start();
     let mut others: Vec<TcpStream> = (1..CONNECTIONS_MAX)
         .map(|_| raw(server.addr, SOCKET_TIMEOUT))
         .collect();
@@ -94,14 +101,12 @@ fn connections_over_the_limit_are_closed_while_existing_ones_work() {
             probe(&mut stream)
         },
     );
-    server.assert_running("after the connection limit");
-    assert_served(&mut healthy, HEALTHY_ACCOUNT, "at the end");
+    assert_still_serving(&mut server, &mut healthy, "after the connection limit");
 }
 
 #[test]
 fn partial_and_trickling_frames_are_closed_after_the_deadline() {
-    let data = data_dir();
-    let (mut server, mut healthy) = start(data.path());
+    let (_data, mut server, mut healthy) = start();
     let mut idle = raw(server.addr, SOCKET_TIMEOUT);
     assert!(probe(&mut idle), "the idle connection is served once");
 
@@ -143,14 +148,12 @@ fn partial_and_trickling_frames_are_closed_after_the_deadline() {
         probe(&mut idle),
         "an idle connection with no partial frame is kept"
     );
-    server.assert_running("after partial frames");
-    assert_served(&mut healthy, HEALTHY_ACCOUNT, "at the end");
+    assert_still_serving(&mut server, &mut healthy, "after partial frames");
 }
 
 #[test]
 fn client_that_never_reads_is_closed_while_others_are_served() {
-    let data = data_dir();
-    let (mut server, mut healthy) = start(data.path());
+    let (_data, mut server, mut healthy) = start();
     // 8,000 accounts, so one lookup request has a reply of about 1 MiB.
     let ids: Vec<u128> = (1_000..9_000).collect();
     let new_accounts: Vec<_> = ids.iter().map(|id| account(*id, LEDGER, 0)).collect();
@@ -205,6 +208,5 @@ fn client_that_never_reads_is_closed_while_others_are_served() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    server.assert_running("after the non-reading client");
-    assert_served(&mut healthy, HEALTHY_ACCOUNT, "at the end");
+    assert_still_serving(&mut server, &mut healthy, "after the non-reading client");
 }

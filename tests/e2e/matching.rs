@@ -13,7 +13,7 @@ use clearline_net::Client;
 
 use crate::support::{
     account, accounts, data_dir, encode, encode_accounts, encode_ids, encode_query,
-    encode_transfers, repl, request_ok, results, transfer, transfers, Options, Server,
+    encode_transfers, repl_script, request_ok, results, transfer, transfers, Options, Server,
 };
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
@@ -833,28 +833,6 @@ fn every_matching_operation_round_trips() {
 
 #[test]
 fn repl_places_orders_and_prints_the_book() {
-    let data = data_dir();
-    let server = Server::start(data.path(), &Options::new("none"));
-    let output = repl(
-        server.addr,
-        "create_accounts id=1 ledger=1 code=10, id=2 ledger=2 code=10, id=3 ledger=2 code=10, \
-         id=4 ledger=1 code=10, id=5 ledger=2 code=10, id=10 ledger=1 code=10, \
-         id=11 ledger=2 code=10; \
-         create_transfers id=1 debit_account_id=1 credit_account_id=10 amount=1000 ledger=1 \
-         code=10, id=2 debit_account_id=2 credit_account_id=11 amount=100000 ledger=2 code=10; \
-         create_markets id=1 base_ledger=1 quote_ledger=2 lot_size=10 tick_size=5 maker_fee=1 \
-         taker_fee=2 fee_account_id=3 base_escrow_account_id=4 quote_escrow_account_id=5 \
-         code=9, id=2 base_ledger=1 quote_ledger=1 lot_size=10 tick_size=5 fee_account_id=3 \
-         base_escrow_account_id=4 quote_escrow_account_id=5 code=9; \
-         place_orders id=1 market=1 side=buy time_in_force=gtc price=100 quantity=30 \
-         base_account_id=10 quote_account_id=11, id=2 market=1 side=buy time_in_force=gtc \
-         price=95 quantity=20 base_account_id=10 quote_account_id=11, id=3 market=1 side=sell \
-         time_in_force=gtc price=120 quantity=40 base_account_id=10 quote_account_id=11, \
-         id=4 market=1 side=sell time_in_force=gtc price=121 quantity=10 base_account_id=10 \
-         quote_account_id=11; \
-         get_book market=1 depth=10;",
-    );
-    let lines: Vec<&str> = output.lines().collect();
     let prefixes = [
         "account id=1: created",
         "account id=2: created",
@@ -872,17 +850,31 @@ fn repl_places_orders_and_prints_the_book() {
         "order id=3: ok state=resting filled_quantity=0 fills=0 quote_traded=0",
         "order id=4: price_not_multiple_of_tick",
     ];
+    let (_data, server, output) = repl_script(
+        "create_accounts id=1 ledger=1 code=10, id=2 ledger=2 code=10, id=3 ledger=2 code=10, \
+         id=4 ledger=1 code=10, id=5 ledger=2 code=10, id=10 ledger=1 code=10, \
+         id=11 ledger=2 code=10; \
+         create_transfers id=1 debit_account_id=1 credit_account_id=10 amount=1000 ledger=1 \
+         code=10, id=2 debit_account_id=2 credit_account_id=11 amount=100000 ledger=2 code=10; \
+         create_markets id=1 base_ledger=1 quote_ledger=2 lot_size=10 tick_size=5 maker_fee=1 \
+         taker_fee=2 fee_account_id=3 base_escrow_account_id=4 quote_escrow_account_id=5 \
+         code=9, id=2 base_ledger=1 quote_ledger=1 lot_size=10 tick_size=5 fee_account_id=3 \
+         base_escrow_account_id=4 quote_escrow_account_id=5 code=9; \
+         place_orders id=1 market=1 side=buy time_in_force=gtc price=100 quantity=30 \
+         base_account_id=10 quote_account_id=11, id=2 market=1 side=buy time_in_force=gtc \
+         price=95 quantity=20 base_account_id=10 quote_account_id=11, id=3 market=1 side=sell \
+         time_in_force=gtc price=120 quantity=40 base_account_id=10 quote_account_id=11, \
+         id=4 market=1 side=sell time_in_force=gtc price=121 quantity=10 base_account_id=10 \
+         quote_account_id=11; \
+         get_book market=1 depth=10;",
+        &prefixes,
+    );
+    let lines: Vec<&str> = output.lines().collect();
     assert_eq!(
         lines.len(),
         prefixes.len() + 3,
         "a line per result and per level\n{output}"
     );
-    for (line, prefix) in lines.iter().zip(prefixes) {
-        assert!(
-            line.starts_with(prefix),
-            "`{line}` starts with `{prefix}`\n{output}"
-        );
-    }
     let levels: Vec<Vec<&str>> = lines[prefixes.len()..]
         .iter()
         .map(|line| line.split_whitespace().collect())

@@ -30,6 +30,15 @@ fn request_record(operation: Operation, count: u32, events: &[u8]) -> Vec<u8> {
     body
 }
 
+/// The record of a request that creates the one account `id`.
+fn create_account_record(id: u128) -> Vec<u8> {
+    request_record(
+        Operation::CreateAccounts,
+        1,
+        &encode_accounts(&[account(id, LEDGER, 0)]),
+    )
+}
+
 /// Writes `records` (timestamp, body) as the journal of the data directory `data`.
 fn write_journal(data: &Path, records: &[(u64, Vec<u8>)]) {
     let config = JournalConfig {
@@ -97,46 +106,26 @@ fn second_offset(first_body_size: usize) -> String {
     format!("offset {offset}")
 }
 
+/// A journal of one good record and then `second` (at `timestamp`) is refused at the second
+/// record, with `what` in the message.
+fn assert_second_record_refused(timestamp: u64, second: Vec<u8>, what: &str) {
+    let data = data_dir();
+    let first = create_account_record(1);
+    let offset = second_offset(first.len());
+    write_journal(data.path(), &[(1_000_000_000, first), (timestamp, second)]);
+    assert_refused(data.path(), &["sequence 2", "segment 0", &offset, what]);
+}
+
 #[test]
 fn start_refuses_a_record_that_fails_an_engine_invariant() {
-    let data = data_dir();
-    let first = request_record(
-        Operation::CreateAccounts,
-        1,
-        &encode_accounts(&[account(1, LEDGER, 0)]),
-    );
-    let second = request_record(
-        Operation::CreateAccounts,
-        1,
-        &encode_accounts(&[account(2, LEDGER, 0)]),
-    );
-    let offset = second_offset(first.len());
-    write_journal(
-        data.path(),
-        &[(1_000_000_000, first), (TIMESTAMP_MAX + 1, second)],
-    );
-    assert_refused(
-        data.path(),
-        &["sequence 2", "segment 0", &offset, "create_accounts"],
+    assert_second_record_refused(
+        TIMESTAMP_MAX + 1,
+        create_account_record(2),
+        "create_accounts",
     );
 }
 
 #[test]
 fn start_refuses_a_record_that_is_not_a_request() {
-    let data = data_dir();
-    let first = request_record(
-        Operation::CreateAccounts,
-        1,
-        &encode_accounts(&[account(1, LEDGER, 0)]),
-    );
-    let offset = second_offset(first.len());
-    let not_a_request = vec![99u8; 16];
-    write_journal(
-        data.path(),
-        &[(1_000_000_000, first), (2_000_000_000, not_a_request)],
-    );
-    assert_refused(
-        data.path(),
-        &["sequence 2", "segment 0", &offset, "unknown operation 99"],
-    );
+    assert_second_record_refused(2_000_000_000, vec![99u8; 16], "unknown operation 99");
 }

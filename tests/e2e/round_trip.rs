@@ -11,8 +11,8 @@ use clearline_net::{Client, FrameStatus, PIPELINE_DEPTH_CLIENT};
 
 use crate::support::{
     account, accounts, balances, connect, data_dir, encode_accounts, encode_ids, encode_query,
-    encode_transfers, repl, request_ok, results, transfer, transfers, wait_until, Options, Server,
-    CODE, LEDGER,
+    encode_transfers, repl_script, request_ok, results, transfer, transfers, wait_until, Options,
+    Server, CODE, LEDGER,
 };
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
@@ -203,53 +203,63 @@ fn check_reads(client: &mut Client, ledger: &Ledger, pipelined: &[u128]) {
     );
     assert_eq!(reply.count(), 0);
 
-    // query_accounts: by ledger, and by user data.
-    let by_ledger = QueryFilter {
-        ledger: LEDGER,
-        limit: 100,
-        ..QueryFilter::default()
-    };
-    assert_eq!(
-        queried_ids(client, Operation::QueryAccounts, &by_ledger),
-        [1, 2, 3]
-    );
-    let by_user_data = QueryFilter {
-        user_data_128: 77,
-        limit: 100,
-        ..QueryFilter::default()
-    };
-    let listed = queried_ids(client, Operation::QueryAccounts, &by_user_data);
-    assert_eq!(listed, [1]);
-    let all = QueryFilter {
-        limit: 100,
-        ..QueryFilter::default()
-    };
-    let listed = queried_ids(client, Operation::QueryAccounts, &all);
-    assert_eq!(listed, ledger.account_ids);
-
-    // query_transfers: by code, reversed, limited; by user_data_64.
-    let reversed = QueryFilter {
-        code: CODE,
-        limit: 2,
-        flags: QueryFilterFlags::REVERSED,
-        ..QueryFilter::default()
-    };
-    let listed = queried_ids(client, Operation::QueryTransfers, &reversed);
-    let expected: Vec<u128> = pipelined
+    // query_accounts: by ledger, by user data, all; query_transfers: by code, reversed,
+    // limited, and by user_data_64. What the reversed query lists first:
+    let newest_two: Vec<u128> = pipelined
         .iter()
         .rev()
         .copied()
         .chain([103, 102])
         .take(2)
         .collect();
-    assert_eq!(listed, expected);
-    let by_user_data = QueryFilter {
-        user_data_64: 5,
-        limit: 10,
+    let limit = |limit| QueryFilter {
+        limit,
         ..QueryFilter::default()
     };
-    let listed = queried_ids(client, Operation::QueryTransfers, &by_user_data);
-    assert_eq!(listed, [102]);
+    let queries = [
+        (
+            Operation::QueryAccounts,
+            QueryFilter {
+                ledger: LEDGER,
+                ..limit(100)
+            },
+            vec![1, 2, 3],
+        ),
+        (
+            Operation::QueryAccounts,
+            QueryFilter {
+                user_data_128: 77,
+                ..limit(100)
+            },
+            vec![1],
+        ),
+        (
+            Operation::QueryAccounts,
+            limit(100),
+            ledger.account_ids.clone(),
+        ),
+        (
+            Operation::QueryTransfers,
+            QueryFilter {
+                code: CODE,
+                flags: QueryFilterFlags::REVERSED,
+                ..limit(2)
+            },
+            newest_two,
+        ),
+        (
+            Operation::QueryTransfers,
+            QueryFilter {
+                user_data_64: 5,
+                ..limit(10)
+            },
+            vec![102],
+        ),
+    ];
+    for (operation, filter, expected) in queries {
+        let listed = queried_ids(client, operation, &filter);
+        assert_eq!(listed, expected, "{} {filter:?}", operation.name());
+    }
 }
 
 /// The ids a `query_accounts` or `query_transfers` request with `filter` lists, in order.
@@ -379,17 +389,6 @@ fn every_operation_pipelining_and_restart_keep_state() {
 
 #[test]
 fn repl_prints_result_names() {
-    let data = data_dir();
-    let server = Server::start(data.path(), &Options::new("none"));
-    let output = repl(
-        server.addr,
-        "create_accounts id=1 ledger=700 code=10, id=2 ledger=700 code=10; \
-         create_transfers id=1 debit_account_id=1 credit_account_id=1 amount=5 ledger=700 \
-         code=10, id=2 debit_account_id=1 credit_account_id=9 amount=5 ledger=700 code=10, \
-         id=3 debit_account_id=1 credit_account_id=2 amount=5 ledger=700 code=10; \
-         lookup_accounts id=2;",
-    );
-    let lines: Vec<&str> = output.lines().collect();
     let expected = [
         "account id=1: created",
         "account id=2: created",
@@ -397,12 +396,15 @@ fn repl_prints_result_names() {
         "transfer id=2: credit_account_not_found",
         "transfer id=3: created",
     ];
-    for (line, prefix) in lines.iter().zip(expected) {
-        assert!(
-            line.starts_with(prefix),
-            "`{line}` starts with `{prefix}`\n{output}"
-        );
-    }
+    let (_data, server, output) = repl_script(
+        "create_accounts id=1 ledger=700 code=10, id=2 ledger=700 code=10; \
+         create_transfers id=1 debit_account_id=1 credit_account_id=1 amount=5 ledger=700 \
+         code=10, id=2 debit_account_id=1 credit_account_id=9 amount=5 ledger=700 code=10, \
+         id=3 debit_account_id=1 credit_account_id=2 amount=5 ledger=700 code=10; \
+         lookup_accounts id=2;",
+        &expected,
+    );
+    let lines: Vec<&str> = output.lines().collect();
     assert!(lines.len() > expected.len(), "lookup printed\n{output}");
     let account_line = lines[expected.len()];
     assert!(

@@ -582,22 +582,27 @@ pub fn create_all(client: &mut Client, operation: Operation, events: &[u8]) {
     );
 }
 
-/// Looks accounts up; every id must be found.
+/// Looks accounts up, in chunks of at most 8,191 ids; returns the ones found.
 pub fn lookup_accounts(client: &mut Client, ids: &[u128]) -> Vec<Account> {
-    let mut found = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(8191) {
-        let reply = request_ok(client, Operation::LookupAccounts, &encode_ids(chunk));
-        found.extend(accounts(&reply.body));
-    }
-    found
+    lookup(client, Operation::LookupAccounts, ids, accounts)
 }
 
 /// Looks transfers up, in chunks of at most 8,191 ids; returns the ones found.
 pub fn lookup_transfers(client: &mut Client, ids: &[u128]) -> Vec<Transfer> {
+    lookup(client, Operation::LookupTransfers, ids, transfers)
+}
+
+/// Sends `operation` over `ids` in chunks of at most 8,191 and decodes what each reply found.
+fn lookup<T>(
+    client: &mut Client,
+    operation: Operation,
+    ids: &[u128],
+    decode: fn(&[u8]) -> Vec<T>,
+) -> Vec<T> {
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(8191) {
-        let reply = request_ok(client, Operation::LookupTransfers, &encode_ids(chunk));
-        found.extend(transfers(&reply.body));
+        let reply = request_ok(client, operation, &encode_ids(chunk));
+        found.extend(decode(&reply.body));
     }
     found
 }
@@ -702,4 +707,22 @@ pub fn repl(addr: std::net::SocketAddr, text: &str) -> String {
         &["repl", "--addr", &addr, "--command", text],
         Duration::from_secs(20),
     )
+}
+
+/// Starts a server (sync `none`) of its own, runs `script` through `clearline repl` and checks
+/// that the output begins with one line starting with each of `prefixes`, in order. Returns the
+/// data directory and the server, still running, and the whole output for further checks.
+pub fn repl_script(script: &str, prefixes: &[&str]) -> (tempfile::TempDir, Server, String) {
+    let data = data_dir();
+    let server = Server::start(data.path(), &Options::new("none"));
+    let output = repl(server.addr, script);
+    let lines: Vec<&str> = output.lines().collect();
+    assert!(lines.len() >= prefixes.len(), "a line per result\n{output}");
+    for (line, prefix) in lines.iter().zip(prefixes) {
+        assert!(
+            line.starts_with(prefix),
+            "`{line}` starts with `{prefix}`\n{output}"
+        );
+    }
+    (data, server, output)
 }

@@ -8,7 +8,7 @@
 //! on a fresh machine; `.ci/run` installs it up front.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -349,6 +349,15 @@ fn tigerbeetle_documented_example_runs() {
 
 // Raw-socket checks: what a well-behaved client never sends, and exact replies.
 
+/// Opens a raw connection to `addr` and sends `registration` with its 256-byte body.
+fn registered(addr: SocketAddr, registration: Raw) -> TcpStream {
+    let mut stream = raw(addr, Duration::from_secs(10));
+    stream
+        .write_all(&registration.bytes(&[0u8; 256]))
+        .expect("write");
+    stream
+}
+
 /// A request message as a client builds it.
 struct Raw {
     cluster: u128,
@@ -418,9 +427,7 @@ fn tigerbeetle_raw_protocol_rules() {
     assert!(closed_within(&mut garbage, Duration::from_secs(10)));
 
     // Registration, then the same registration again: the stored reply, byte for byte.
-    let mut stream = raw(addr, Duration::from_secs(10));
-    let register = REGISTER.bytes(&[0u8; 256]);
-    stream.write_all(&register).expect("write");
+    let mut stream = registered(addr, REGISTER);
     let reply = read_message(&mut stream).expect("the registration reply");
     assert_eq!(reply[114], 8, "a reply");
     assert_eq!(reply.len(), 320);
@@ -428,7 +435,9 @@ fn tigerbeetle_raw_protocol_rules() {
     assert_eq!(limit, 1_048_320, "the announced batch size limit");
     let session = u64::from_le_bytes(reply[216..224].try_into().expect("8 bytes"));
     assert!(session > 0);
-    stream.write_all(&register).expect("write");
+    stream
+        .write_all(&REGISTER.bytes(&[0u8; 256]))
+        .expect("write");
     assert_eq!(read_message(&mut stream).as_ref(), Some(&reply));
 
     // A request from a client that never registered, with a session this server would have
@@ -494,25 +503,21 @@ fn tigerbeetle_raw_protocol_rules() {
     assert_eq!(eviction[255], 4);
 
     // Another cluster id: closed.
-    let mut other = raw(addr, Duration::from_secs(10));
     let wrong_cluster = Raw {
         cluster: 5,
         client: 0x78,
         ..REGISTER
-    }
-    .bytes(&[0u8; 256]);
-    other.write_all(&wrong_cluster).expect("write");
+    };
+    let mut other = registered(addr, wrong_cluster);
     assert!(closed_within(&mut other, Duration::from_secs(10)));
 
     // A client built from source sends release 65535.0.0: accepted, and echoed in the reply.
-    let mut source_built = raw(addr, Duration::from_secs(10));
-    let register = Raw {
+    let source_built_register = Raw {
         client: 0x79,
         release: 0xFFFF_0000,
         ..REGISTER
-    }
-    .bytes(&[0u8; 256]);
-    source_built.write_all(&register).expect("write");
+    };
+    let mut source_built = registered(addr, source_built_register);
     let reply = read_message(&mut source_built).expect("the registration reply");
     assert_eq!(&reply[108..112], &0xFFFF_0000u32.to_le_bytes());
     server.assert_running("after bad input on the tigerbeetle port");
@@ -525,10 +530,7 @@ fn tigerbeetle_connection_limit() {
     let options = Options::new("data").flag("tigerbeetle-connections-max", 1);
     let mut server = start(dir.path(), port, options);
     let addr = format!("127.0.0.1:{port}").parse().expect("address");
-    let mut first = raw(addr, Duration::from_secs(10));
-    first
-        .write_all(&REGISTER.bytes(&[0u8; 256]))
-        .expect("write");
+    let mut first = registered(addr, REGISTER);
     assert!(
         read_message(&mut first).is_some(),
         "the first connection is served"

@@ -27,27 +27,25 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clearline_engine::Operation;
 use crossbeam_queue::ArrayQueue;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Waker};
 
 use crate::channel::{ConnectionId, Injector, Reply, Request};
 use crate::frame::{FrameStatus, Header};
+use crate::loop_thread::{
+    listen, loop_handle_impls, poll_events, register_connection, LoopThread, Source,
+};
 use crate::tigerbeetle::header::{
     self, check_frame, eviction, pong, EvictionReason, Frame, HeaderError, PingHeader, ReplyHeader,
     RequestHeader, BODY_SIZE_MAX, HEADER_SIZE, MESSAGE_SIZE_MAX, RELEASE,
 };
 use crate::tigerbeetle::multi_batch::{encode_trailer, Batches};
 use crate::tigerbeetle::session::{Decision, SessionTable};
-
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-const CONNECTION_TOKEN_FIRST: usize = 2;
 
 /// Events (and results) per request for creates and lookups, and results per query reply:
 /// what fits TigerBeetle's largest body with one batch.
@@ -233,7 +231,7 @@ pub struct GatewayHandle {
     stats: Arc<StatsCounters>,
     link: Arc<CoreLink>,
     shutdown: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
+    thread: LoopThread,
 }
 
 impl GatewayHandle {
@@ -259,36 +257,14 @@ impl GatewayHandle {
     ///
     /// The poller's error if the thread failed.
     pub fn shutdown(&self) -> io::Result<()> {
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .take();
-        let Some(thread) = thread else {
-            return Ok(());
-        };
-        self.shutdown.store(true, Ordering::Release);
-        self.link.wake();
-        match thread.join() {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::other("the gateway thread panicked")),
-        }
+        self.thread.stop(|| {
+            self.shutdown.store(true, Ordering::Release);
+            self.link.wake();
+        })
     }
 }
 
-impl Drop for GatewayHandle {
-    fn drop(&mut self) {
-        let _ = self.shutdown();
-    }
-}
-
-impl std::fmt::Debug for GatewayHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayHandle")
-            .field("local_addr", &self.local_addr)
-            .finish()
-    }
-}
+loop_handle_impls!(GatewayHandle);
 
 /// Binds `config.addr` and starts the gateway thread. Requests go to the core through
 /// `injector`; replies are sent once `durable` covers them. The core must push every reply to
@@ -309,37 +285,30 @@ pub fn start(
             format!("tigerbeetle limit {name} is out of range"),
         )
     })?;
-    let poll = Poll::new()?;
-    let waker = Waker::new(poll.registry(), WAKER)?;
-    let mut listener = TcpListener::bind(config.addr)?;
-    let local_addr = listener.local_addr()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let listening = listen(config.addr)?;
     let link = Arc::new(CoreLink {
         replies: ArrayQueue::new(config.batches_at_core_max),
-        waker,
+        waker: listening.waker,
     });
     let shutdown = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(StatsCounters::default());
     let mut gateway = Gateway::new(
         Arc::clone(&stats),
         config.clone(),
-        poll,
-        listener,
+        listening.poll,
+        listening.listener,
         injector,
         durable,
         Arc::clone(&link),
         Arc::clone(&shutdown),
     );
-    let thread = std::thread::Builder::new()
-        .name("clearline-tigerbeetle".to_string())
-        .spawn(move || gateway.run())?;
+    let thread = LoopThread::spawn("clearline-tigerbeetle", "gateway", move || gateway.run())?;
     Ok(GatewayHandle {
-        local_addr,
+        local_addr: listening.local_addr,
         stats,
         link,
         shutdown,
-        thread: Mutex::new(Some(thread)),
+        thread,
     })
 }
 
@@ -508,18 +477,13 @@ impl Gateway {
             } else {
                 CORE_RETRY_INTERVAL
             };
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return Err(error),
-            }
+            poll_events(&mut self.poll, &mut events, Some(timeout))?;
             self.now = Instant::now();
             for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept(),
-                    WAKER => {}
-                    Token(token) => {
-                        let index = (token - CONNECTION_TOKEN_FIRST) as u32;
+                match Source::of(event.token()) {
+                    Source::Listener => self.accept(),
+                    Source::Waker => {}
+                    Source::Connection(index) => {
                         if event.is_writable() || event.is_write_closed() {
                             self.flush(index);
                         }
@@ -573,15 +537,7 @@ impl Gateway {
                     let Some(index) = self.free.pop() else {
                         continue; // Every slot is taken: the drop closes it.
                     };
-                    let _ = stream.set_nodelay(true);
-                    let token = Token(index as usize + CONNECTION_TOKEN_FIRST);
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, token, interest)
-                        .is_err()
-                    {
+                    if register_connection(&self.poll, &mut stream, index).is_err() {
                         self.free.push(index);
                         continue;
                     }
@@ -1134,9 +1090,9 @@ mod tests {
     use crate::channel::CoreSide;
     use crate::config::ServerConfig;
     use crate::server::{start as start_server, ServerHandle};
-    use crate::tigerbeetle::header::{Command, Frame};
     use std::io::{Read, Write};
     use std::net::TcpStream;
+    use std::thread::JoinHandle;
 
     /// A gateway over a stand-in core that answers every create event with `created` and the
     /// batch's index as the timestamp, so tests can see which batch a result came from.
@@ -1248,23 +1204,7 @@ mod tests {
         operation: u8,
         parent: u128,
     ) -> RequestHeader {
-        RequestHeader {
-            frame: Frame {
-                checksum: 0,
-                checksum_body: 0,
-                size: 0,
-                view: 0,
-                release: RELEASE,
-                command: Command::Request,
-            },
-            parent,
-            client,
-            session,
-            timestamp: 0,
-            request: number,
-            operation,
-            previous_request_latency: 0,
-        }
+        RequestHeader::for_test(client, session, number, operation, parent)
     }
 
     fn read_message(stream: &mut TcpStream) -> Option<Vec<u8>> {

@@ -194,6 +194,37 @@ pub struct RequestHeader {
     pub previous_request_latency: u32,
 }
 
+#[cfg(test)]
+impl RequestHeader {
+    /// A request of `client`'s `session` with number `request` after `parent`, the frame
+    /// fields and the rest zero (what the encoder fills in or clients leave 0).
+    pub(crate) fn for_test(
+        client: u128,
+        session: u64,
+        request: u32,
+        operation: u8,
+        parent: u128,
+    ) -> RequestHeader {
+        RequestHeader {
+            frame: Frame {
+                checksum: 0,
+                checksum_body: 0,
+                size: 0,
+                view: 0,
+                release: RELEASE,
+                command: Command::Request,
+            },
+            parent,
+            client,
+            session,
+            timestamp: 0,
+            request,
+            operation,
+            previous_request_latency: 0,
+        }
+    }
+}
+
 impl RequestHeader {
     /// Decodes the command-specific part of a request whose frame passed [`check_frame`].
     ///
@@ -453,21 +484,8 @@ mod tests {
 
     fn request(body: &[u8]) -> [u8; HEADER_SIZE] {
         RequestHeader {
-            frame: Frame {
-                checksum: 0,
-                checksum_body: 0,
-                size: 0,
-                view: 0,
-                release: RELEASE,
-                command: Command::Request,
-            },
-            parent: 0x55,
-            client: 0x1234,
-            session: 9,
-            timestamp: 0,
-            request: 3,
-            operation: 146,
             previous_request_latency: 77,
+            ..RequestHeader::for_test(0x1234, 9, 3, 146, 0x55)
         }
         .encode(0, body)
     }

@@ -300,29 +300,27 @@ impl SessionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tigerbeetle::header::{Command, Frame, RELEASE};
 
     const CONNECTION: (u32, u32) = (0, 0);
     const OP_FIRST: u64 = 1_000;
 
     fn request(client: u128, session: u64, number: u32, parent: u128, sum: u128) -> RequestHeader {
-        RequestHeader {
-            frame: Frame {
-                checksum: sum,
-                checksum_body: 0,
-                size: 256,
-                view: 0,
-                release: RELEASE,
-                command: Command::Request,
-            },
-            parent,
-            client,
-            session,
-            timestamp: 0,
-            request: number,
-            operation: if number == 0 { OPERATION_REGISTER } else { 146 },
-            previous_request_latency: 0,
-        }
+        let operation = if number == 0 { OPERATION_REGISTER } else { 146 };
+        let mut header = RequestHeader::for_test(client, session, number, operation, parent);
+        header.frame.checksum = sum;
+        header.frame.size = 256;
+        header
+    }
+
+    /// What `table` decides on a request of client 9 (see [`request`]) from `CONNECTION`.
+    fn decide(
+        table: &mut SessionTable,
+        session: u64,
+        number: u32,
+        parent: u128,
+        sum: u128,
+    ) -> Decision {
+        table.decide(&request(9, session, number, parent, sum), CONNECTION)
     }
 
     fn registered(table: &mut SessionTable, client: u128, op: u64) {
@@ -336,38 +334,20 @@ mod tests {
         let mut table = SessionTable::new(4, OP_FIRST);
         registered(&mut table, 9, OP_FIRST);
         // A repeated registration gets the stored reply.
-        assert_eq!(
-            table.decide(&request(9, 0, 0, 0, 77), CONNECTION),
-            Decision::Resend
-        );
+        assert_eq!(decide(&mut table, 0, 0, 0, 77), Decision::Resend);
         // Wrong parent, skipped number: dropped.
-        assert_eq!(
-            table.decide(&request(9, OP_FIRST, 1, 499, 1), CONNECTION),
-            Decision::Drop
-        );
-        assert_eq!(
-            table.decide(&request(9, OP_FIRST, 2, 500, 1), CONNECTION),
-            Decision::Drop
-        );
+        assert_eq!(decide(&mut table, OP_FIRST, 1, 499, 1), Decision::Drop);
+        assert_eq!(decide(&mut table, OP_FIRST, 2, 500, 1), Decision::Drop);
         let first = request(9, OP_FIRST, 1, 500, 1);
         assert_eq!(table.decide(&first, CONNECTION), Decision::Execute);
         // Its repeat while executing is dropped, not queued.
         assert_eq!(table.decide(&first, CONNECTION), Decision::Drop);
         table.finish(9, vec![2], 600);
         assert_eq!(table.decide(&first, CONNECTION), Decision::Resend);
-        assert_eq!(
-            table.decide(&request(9, OP_FIRST, 1, 500, 2), CONNECTION),
-            Decision::Drop
-        );
-        assert_eq!(
-            table.decide(&request(9, OP_FIRST, 2, 600, 3), CONNECTION),
-            Decision::Execute
-        );
+        assert_eq!(decide(&mut table, OP_FIRST, 1, 500, 2), Decision::Drop);
+        assert_eq!(decide(&mut table, OP_FIRST, 2, 600, 3), Decision::Execute);
         table.abandon(9);
-        assert_eq!(
-            table.decide(&request(9, OP_FIRST, 2, 600, 3), CONNECTION),
-            Decision::Execute
-        );
+        assert_eq!(decide(&mut table, OP_FIRST, 2, 600, 3), Decision::Execute);
     }
 
     #[test]
@@ -375,7 +355,7 @@ mod tests {
         let mut table = SessionTable::new(1, OP_FIRST);
         registered(&mut table, 9, OP_FIRST + 1);
         assert_eq!(
-            table.decide(&request(9, OP_FIRST, 1, 500, 1), CONNECTION),
+            decide(&mut table, OP_FIRST, 1, 500, 1),
             Decision::Evict(EvictionReason::SessionTooLow)
         );
         let mut other_release = request(9, OP_FIRST + 1, 1, 500, 1);
@@ -387,7 +367,7 @@ mod tests {
         // A second client takes the only slot; the first is gone.
         registered(&mut table, 10, OP_FIRST + 2);
         assert_eq!(
-            table.decide(&request(9, OP_FIRST + 1, 1, 500, 1), CONNECTION),
+            decide(&mut table, OP_FIRST + 1, 1, 500, 1),
             Decision::Evict(EvictionReason::NoSession)
         );
         assert!(table.ping_evicts(9, OP_FIRST + 1));
@@ -400,10 +380,7 @@ mod tests {
         let resumed = request(9, 5, 7, 321, 1);
         assert_eq!(table.decide(&resumed, CONNECTION), Decision::Execute);
         table.finish(9, vec![3], 700);
-        assert_eq!(
-            table.decide(&request(9, 5, 8, 700, 2), CONNECTION),
-            Decision::Execute
-        );
+        assert_eq!(decide(&mut table, 5, 8, 700, 2), Decision::Execute);
         assert!(!table.ping_evicts(11, 5));
     }
 }

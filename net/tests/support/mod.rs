@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use clearline_engine::Operation;
 use clearline_net::{
     check_reply_body, check_reply_header, start, Client, FrameStatus, Header, NetWaker, Reply,
     ServerConfig, ServerHandle, ServerStats, BODY_SIZE_MAX, HEADER_SIZE,
@@ -167,6 +168,17 @@ pub fn client(addr: SocketAddr) -> Client {
         .set_timeout(Some(SOCKET_TIMEOUT))
         .expect("sets timeouts");
     client
+}
+
+/// Sends `operation` with `body` and checks that the reply is `Ok`.
+pub fn assert_ok(client: &mut Client, operation: Operation, body: &[u8]) {
+    let reply = client.request(operation, body).expect("served");
+    assert_eq!(reply.status(), FrameStatus::Ok, "{}", operation.name());
+}
+
+/// A well-behaved request: a lookup of one account, answered `Ok`.
+pub fn lookup_served(client: &mut Client) {
+    assert_ok(client, Operation::LookupAccounts, &[1u8; 16]);
 }
 
 pub fn raw(addr: SocketAddr) -> TcpStream {
