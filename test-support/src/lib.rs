@@ -1,5 +1,6 @@
 //! Support shared by clearline's tests and benches: one seeded random number generator
-//! ([`Rng`]) and one workload generator for ledger transfers ([`ledger`]).
+//! ([`Rng`]), one workload generator for ledger transfers ([`ledger`]) and one for the
+//! exchange-core order mix ([`orders`]).
 //!
 //! Everything here is deterministic: the same seed gives the same numbers and the same workload
 //! on every run and machine, so a failing seed replays exactly. It reads no clock and no
@@ -9,6 +10,7 @@
 //! own unit tests do not use it either, because it links the engine as an ordinary library.
 
 pub mod ledger;
+pub mod orders;
 mod rng;
 
 pub use rng::Rng;
