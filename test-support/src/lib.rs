@@ -6,8 +6,10 @@
 //! on every run and machine, so a failing seed replays exactly. It reads no clock and no
 //! environment.
 //!
-//! Not for production: only dev-dependencies name this crate (`publish = false`). The engine's
-//! own unit tests do not use it either, because it links the engine as an ordinary library.
+//! Not for production: the engine and the servers never use it. Tests and benches take it as a
+//! dev-dependency; the binary takes it for `clearline benchmark --orders`, which sends the order
+//! mix, so the benchmark and the benches run the same flow. The engine's own unit tests do not
+//! use it, because it links the engine as an ordinary library.
 
 pub mod ledger;
 pub mod orders;
