@@ -3,7 +3,8 @@
 //!
 //! The flow follows exchange-core's single-book benchmark: about 1,000 resting orders over 750
 //! price levels, 1,000 accounts, commands 9% GTC, 3% IOC, 6% cancel and 82% move (amend to a
-//! new price), generated up front from a seed. `lobster` has no amend, so a move is a cancel
+//! new price), generated up front from a seed by `clearline_test_support::orders`, the same
+//! generator `clearline benchmark --orders` sends. `lobster` has no amend, so a move is a cancel
 //! plus a new limit order with the same id and the remaining quantity.
 //!
 //! `engine_settled` runs the same commands through an `Engine` with one market (fee account and
@@ -19,260 +20,38 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use clearline_engine::book::{Book, BookEvent};
-use clearline_engine::market::Market;
-use clearline_engine::order::{Order, OrderAmend, Side, TimeInForce};
+use clearline_engine::order::{Order, Side, TimeInForce};
 use clearline_engine::{Account, AccountFlags, Config, CreateResult, Engine, FillFilter};
 use clearline_engine::{Fill, Operation, OrderResult, OrderState, Transfer};
 use clearline_engine::{FILLS_PER_ORDER_MAX, SLOTS_PER_ORDER_EVENT};
+use clearline_test_support::orders::{market, market_accounts, trader_accounts};
+use clearline_test_support::orders::{OrderCommand, OrderFlow, BASE_LEDGER, QUOTE_LEDGER};
+use clearline_test_support::orders::{
+    BOOK_LEVELS_MAX, BOOK_ORDERS_MAX, PREFILL_ORDERS, TRADERS_MAX,
+};
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use hdrhistogram::Histogram;
 
 const SEED: u64 = 0x5EED_0001;
-const ACCOUNTS: u64 = 1_000;
-const MID: u64 = 100_000;
-const HALF_RANGE: u64 = 375;
-const PREFILL_LEVELS: u64 = 750;
-const PREFILL_ORDERS: u64 = 1_000;
 const COMMANDS: usize = 200_000;
-const ORDERS_MAX: u32 = 1 << 16;
-const LEVELS_MAX: u32 = 4_096;
 
-fn market() -> Market {
-    Market {
-        id: 1,
-        base_ledger: 1,
-        quote_ledger: 2,
-        lot_size: 1,
-        tick_size: 1,
-        maker_fee: 1,
-        taker_fee: 2,
-        code: 1,
-        ..Market::default()
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Command {
-    Place(Order),
-    Cancel(u128),
-    /// A move: the new price, with the side and remaining quantity for `lobster`'s re-add.
-    Move {
-        amend: OrderAmend,
-        side: Side,
-        remaining: u64,
-    },
-}
-
+/// The flow, generated up front: the prefill and the commands.
 struct Workload {
     prefill: Vec<Order>,
-    commands: Vec<Command>,
+    commands: Vec<OrderCommand>,
 }
 
-fn limit(id: u128, account: u64, side: Side, tif: TimeInForce, price: u64, qty: u64) -> Order {
-    Order {
-        id,
-        market: 1,
-        base_account_id: u128::from(account),
-        quote_account_id: u128::from(account) + 1_000_000,
-        price,
-        quantity: qty,
-        side: side as u8,
-        time_in_force: tif as u8,
-        self_trade: 1,
-        ..Order::default()
-    }
-}
-
-/// A passive price on `side`: within `HALF_RANGE` ticks of the middle, never crossing it.
-fn passive(rng: &mut Rng, side: Side) -> u64 {
-    match side {
-        Side::Buy => MID - 1 - rng.below(HALF_RANGE),
-        Side::Sell => MID + 1 + rng.below(HALF_RANGE),
-    }
-}
-
-/// Keeps `live` (resting ids, for random picks) in step with the book after a command.
-fn track(book: &Book, id: u128, live: &mut Vec<u128>, position: &mut HashMap<u128, usize>) {
-    let resting = book.order(id).is_some();
-    match (resting, position.get(&id).copied()) {
-        (true, None) => {
-            position.insert(id, live.len());
-            live.push(id);
-        }
-        (false, Some(at)) => {
-            position.remove(&id);
-            live.swap_remove(at);
-            if at < live.len() {
-                position.insert(live[at], at);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Generates the flow by running it on a book, so cancels and moves target live orders.
 fn workload(seed: u64, count: usize) -> Workload {
-    let mut rng = Rng(seed);
-    let mut book = Book::new(&market(), ORDERS_MAX, LEVELS_MAX);
-    let mut events = Vec::with_capacity(ORDERS_MAX as usize);
-    let mut live: Vec<u128> = Vec::new();
-    let mut position: HashMap<u128, usize> = HashMap::new();
-    let mut next_id = 1u128;
-    let mut prefill = Vec::new();
-    for index in 0..PREFILL_ORDERS {
-        let side = if index % 2 == 0 {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
-        let offset = if index < PREFILL_LEVELS {
-            index / 2
-        } else {
-            rng.below(PREFILL_LEVELS / 2)
-        };
-        let price = match side {
-            Side::Buy => MID - 1 - offset,
-            Side::Sell => MID + 1 + offset,
-        };
-        let account = 1 + rng.below(ACCOUNTS);
-        let qty = 1 + rng.below(10);
-        prefill.push(limit(
-            next_id,
-            account,
-            side,
-            TimeInForce::GoodTillCancel,
-            price,
-            qty,
-        ));
-        next_id += 1;
-    }
-    for order in &prefill {
-        book.place(order, 0, &mut events);
-        track(&book, order.id, &mut live, &mut position);
-    }
-    let mut commands = Vec::with_capacity(count);
-    while commands.len() < count {
-        events.clear();
-        let roll = rng.below(100);
-        let side = if rng.below(2) == 0 {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
-        let account = 1 + rng.below(ACCOUNTS);
-        // Keep about PREFILL_ORDERS resting, as exchange-core's generator does: a cancel of a
-        // thin book becomes a GTC and a GTC into a thick book becomes a cancel.
-        let thin = live.len() < PREFILL_ORDERS as usize * 9 / 10;
-        let thick = live.len() > PREFILL_ORDERS as usize * 11 / 10;
-        let roll = match roll {
-            0..=8 if thick => 12,
-            12..=17 if thin => 0,
-            _ => roll,
-        };
-        let command = if roll < 9 || live.is_empty() {
-            // GTC: mostly passive; one in five crosses the spread by a few ticks.
-            let price = if rng.below(5) == 0 {
-                match side {
-                    Side::Buy => book.best_ask().unwrap_or(MID + 1) + rng.below(3),
-                    Side::Sell => book
-                        .best_bid()
-                        .unwrap_or(MID - 1)
-                        .saturating_sub(rng.below(3)),
-                }
-            } else {
-                passive(&mut rng, side)
-            };
-            let tif = TimeInForce::GoodTillCancel;
-            let order = limit(next_id, account, side, tif, price.max(1), 1 + rng.below(10));
-            next_id += 1;
-            Command::Place(order)
-        } else if roll < 12 {
-            let price = match side {
-                Side::Buy => book.best_ask().unwrap_or(MID + 1) + rng.below(2),
-                Side::Sell => book
-                    .best_bid()
-                    .unwrap_or(MID - 1)
-                    .saturating_sub(rng.below(2)),
-            };
-            let tif = TimeInForce::ImmediateOrCancel;
-            let order = limit(next_id, account, side, tif, price.max(1), 1 + rng.below(2));
-            next_id += 1;
-            Command::Place(order)
-        } else if roll < 18 {
-            Command::Cancel(live[rng.below(live.len() as u64) as usize])
-        } else {
-            let id = live[rng.below(live.len() as u64) as usize];
-            let order = book.order(id).expect("live orders rest");
-            // Mostly a passive move on its own side; rarely across the spread (it trades).
-            let price = if rng.below(50) == 0 {
-                match order.side {
-                    Side::Buy => book.best_ask().unwrap_or(MID + 1),
-                    Side::Sell => book.best_bid().unwrap_or(MID - 1),
-                }
-            } else {
-                passive(&mut rng, order.side)
-            };
-            let amend = OrderAmend {
-                order_id: id,
-                price,
-                quantity: 0,
-                reserved: [0; 32],
-            };
-            Command::Move {
-                amend,
-                side: order.side,
-                remaining: order.remaining(),
-            }
-        };
-        match command {
-            Command::Place(order) => {
-                book.place(&order, 0, &mut events);
-                track(&book, order.id, &mut live, &mut position);
-            }
-            Command::Cancel(id) => {
-                book.cancel(id);
-                track(&book, id, &mut live, &mut position);
-            }
-            Command::Move { amend, .. } => {
-                if amend.price == book.order(amend.order_id).map_or(0, |o| o.price) {
-                    continue; // Not a move.
-                }
-                book.amend(&amend, &mut events);
-                track(&book, amend.order_id, &mut live, &mut position);
-            }
-        }
-        for event in &events {
-            let id = match event {
-                BookEvent::Fill(fill) => fill.maker.id,
-                BookEvent::SelfTradeCanceled(order) => order.id,
-            };
-            track(&book, id, &mut live, &mut position);
-        }
-        commands.push(command);
-    }
+    let mut flow = OrderFlow::new(seed, TRADERS_MAX);
+    let prefill = flow.prefill().to_vec();
+    let commands = (0..count).map(|_| flow.next_command()).collect();
     Workload { prefill, commands }
 }
 
 /// The book with the prefill applied; allocation happens here, outside the measurement.
 fn prefilled(workload: &Workload) -> (Book, Vec<BookEvent>) {
-    let mut book = Book::new(&market(), ORDERS_MAX, LEVELS_MAX);
-    let mut events = Vec::with_capacity(ORDERS_MAX as usize);
+    let mut book = Book::new(&market(), BOOK_ORDERS_MAX, BOOK_LEVELS_MAX);
+    let mut events = Vec::with_capacity(BOOK_ORDERS_MAX as usize);
     for order in &workload.prefill {
         book.place(order, 0, &mut events);
         events.clear();
@@ -281,19 +60,19 @@ fn prefilled(workload: &Workload) -> (Book, Vec<BookEvent>) {
 }
 
 #[inline]
-fn apply(book: &mut Book, events: &mut Vec<BookEvent>, command: &Command) -> u32 {
+fn apply(book: &mut Book, events: &mut Vec<BookEvent>, command: &OrderCommand) -> u32 {
     events.clear();
     match command {
-        Command::Place(order) => book.place(order, 0, events).fill_count,
-        Command::Cancel(id) => u32::from(book.cancel(*id).is_some()),
-        Command::Move { amend, .. } => book.amend(amend, events).execution.fill_count,
+        OrderCommand::Place(order) => book.place(order, 0, events).fill_count,
+        OrderCommand::Cancel(id) => u32::from(book.cancel(*id).is_some()),
+        OrderCommand::Amend { amend, .. } => book.amend(amend, events).execution.fill_count,
     }
 }
 
 fn lobster_book(workload: &Workload) -> lobster::OrderBook {
-    let mut book = lobster::OrderBook::new(ORDERS_MAX as usize, 16, false);
+    let mut book = lobster::OrderBook::new(BOOK_ORDERS_MAX as usize, 16, false);
     for order in &workload.prefill {
-        lobster_apply(&mut book, &Command::Place(*order));
+        lobster_apply(&mut book, &OrderCommand::Place(*order));
     }
     book
 }
@@ -306,10 +85,10 @@ fn lobster_side(side: Side) -> lobster::Side {
 }
 
 #[inline]
-fn lobster_apply(book: &mut lobster::OrderBook, command: &Command) -> bool {
+fn lobster_apply(book: &mut lobster::OrderBook, command: &OrderCommand) -> bool {
     use lobster::{OrderEvent, OrderType};
     let event = match command {
-        Command::Place(order) => {
+        OrderCommand::Place(order) => {
             let side = lobster_side(Side::from_u8(order.side).expect("valid"));
             let event = book.execute(OrderType::Limit {
                 id: order.id,
@@ -323,8 +102,8 @@ fn lobster_apply(book: &mut lobster::OrderBook, command: &Command) -> bool {
             }
             event
         }
-        Command::Cancel(id) => book.execute(OrderType::Cancel { id: *id }),
-        Command::Move {
+        OrderCommand::Cancel(id) => book.execute(OrderType::Cancel { id: *id }),
+        OrderCommand::Amend {
             amend,
             side,
             remaining,
@@ -344,15 +123,10 @@ fn lobster_apply(book: &mut lobster::OrderBook, command: &Command) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The engine with ledger settlement
 
-const BASE_LEDGER: u32 = 1;
-const QUOTE_LEDGER: u32 = 2;
-const FEE_ACCOUNT: u128 = 10_000_001;
-const BASE_ESCROW: u128 = 10_000_002;
-const QUOTE_ESCROW: u128 = 10_000_003;
 const BASE_SOURCE: u128 = 10_000_004;
 const QUOTE_SOURCE: u128 = 10_000_005;
 /// Per trader and asset: far more than any trader's holds in this flow (a buy of 10 lots near
-/// `MID` holds about 10^6 quote).
+/// `MID_PRICE` holds about 10^6 quote).
 const FUNDS: u128 = 1 << 60;
 /// The engine timestamp before the setup (any value well above the setup's slots).
 const START: u64 = 1 << 40;
@@ -362,21 +136,12 @@ const OK: u32 = u32::MAX;
 /// new hold; per command the hold, the taker's void and new hold, and an amend's extra void.
 const TRANSFERS_PER_COMMAND_MAX: u64 = FILLS_PER_ORDER_MAX as u64 * 6 + 4;
 
-fn settled_market() -> Market {
-    Market {
-        fee_account_id: FEE_ACCOUNT,
-        base_escrow_account_id: BASE_ESCROW,
-        quote_escrow_account_id: QUOTE_ESCROW,
-        ..market()
-    }
-}
-
 /// A config with room for `transfers` transfers, `fills` fills and `orders` orders, plus the
 /// free block the engine requires before each order command.
 fn settled_config(transfers: u64, fills: u64, orders: u64) -> Config {
     let block = SLOTS_PER_ORDER_EVENT;
     Config {
-        accounts_max: 2 * ACCOUNTS as u32 + 16,
+        accounts_max: 2 * TRADERS_MAX as u32 + 16,
         transfers_max: (transfers + 2 * block) as u32,
         transfers_pending_max: 2 * PREFILL_ORDERS as u32 + 16_384,
         account_balances_max: 4 * block as u32,
@@ -392,29 +157,27 @@ fn settled_config(transfers: u64, fills: u64, orders: u64) -> Config {
 fn settled_setup(engine: &mut Engine, workload: &Workload) -> u64 {
     engine.clear();
     let mut now = START;
-    let account = |id: u128, ledger: u32, flags: u16| Account {
+    let source = |id: u128, ledger: u32| Account {
         id,
         ledger,
         code: 1,
-        flags,
         ..Account::default()
     };
-    let mut accounts = vec![
-        account(FEE_ACCOUNT, QUOTE_LEDGER, 0),
-        account(BASE_ESCROW, BASE_LEDGER, 0),
-        account(QUOTE_ESCROW, QUOTE_LEDGER, 0),
-        account(BASE_SOURCE, BASE_LEDGER, 0),
-        account(QUOTE_SOURCE, QUOTE_LEDGER, 0),
-    ];
+    let mut accounts = market_accounts().to_vec();
+    accounts.push(source(BASE_SOURCE, BASE_LEDGER));
+    accounts.push(source(QUOTE_SOURCE, QUOTE_LEDGER));
+    let traders_first = accounts.len();
     let limited = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
-    let traders = 1..=u128::from(ACCOUNTS);
-    accounts.extend(traders.clone().map(|t| account(t, BASE_LEDGER, limited)));
-    accounts.extend(traders.map(|t| account(t + 1_000_000, QUOTE_LEDGER, limited)));
+    let traders = trader_accounts(TRADERS_MAX).into_iter();
+    accounts.extend(traders.map(|trader| Account {
+        flags: limited,
+        ..trader
+    }));
     let mut results = vec![CreateResult::default(); accounts.len()];
     now += Operation::CreateAccounts.timestamp_slots(accounts.len() as u32);
     engine.create_accounts(now, &accounts, &mut results);
     assert!(results.iter().all(|r| r.status == OK), "accounts created");
-    let funding: Vec<Transfer> = accounts[5..]
+    let funding: Vec<Transfer> = accounts[traders_first..]
         .iter()
         .enumerate()
         .map(|(index, trader)| {
@@ -440,7 +203,7 @@ fn settled_setup(engine: &mut Engine, workload: &Workload) -> u64 {
     assert!(results.iter().all(|r| r.status == OK), "traders funded");
     let mut results = [CreateResult::default()];
     now += Operation::CreateMarkets.timestamp_slots(1);
-    engine.create_markets(now, &[settled_market()], &mut results);
+    engine.create_markets(now, &[market()], &mut results);
     assert_eq!(results[0].status, OK, "market created");
     for order in &workload.prefill {
         let mut results = [OrderResult::default()];
@@ -455,27 +218,27 @@ fn settled_setup(engine: &mut Engine, workload: &Workload) -> u64 {
 #[inline]
 /// Applies one command at the next batch timestamp; leaves `now` at the last timestamp the
 /// engine used (an order event uses one more per ledger transfer it makes).
-fn settled_apply(engine: &mut Engine, now: &mut u64, command: &Command) -> u32 {
+fn settled_apply(engine: &mut Engine, now: &mut u64, command: &OrderCommand) -> u32 {
     let status = settled_apply_at(engine, now, command);
     *now = (*now).max(engine.timestamp_last());
     status
 }
 
-fn settled_apply_at(engine: &mut Engine, now: &mut u64, command: &Command) -> u32 {
+fn settled_apply_at(engine: &mut Engine, now: &mut u64, command: &OrderCommand) -> u32 {
     match command {
-        Command::Place(order) => {
+        OrderCommand::Place(order) => {
             let mut results = [OrderResult::default()];
             *now += Operation::PlaceOrders.timestamp_slots(1);
             engine.place_orders(*now, std::slice::from_ref(order), &mut results);
             results[0].status
         }
-        Command::Cancel(id) => {
+        OrderCommand::Cancel(id) => {
             let mut results = [CreateResult::default()];
             *now += Operation::CancelOrders.timestamp_slots(1);
             engine.cancel_orders(*now, &[*id], &mut results);
             results[0].status
         }
-        Command::Move { amend, .. } => {
+        OrderCommand::Amend { amend, .. } => {
             let mut results = [CreateResult::default()];
             *now += Operation::AmendOrders.timestamp_slots(1);
             engine.amend_orders(*now, std::slice::from_ref(amend), &mut results);
@@ -511,7 +274,7 @@ fn settled_check(workload: &Workload, config: &Config) -> SettledStats {
         let status = settled_apply(&mut engine, &mut now, command);
         per_command_max = per_command_max.max(u64::from(engine.transfers_count()) - before);
         *statuses.entry(status).or_default() += 1;
-        if let Command::Place(order) = command {
+        if let OrderCommand::Place(order) = command {
             ids.push(order.id);
         }
         let filter = FillFilter {
@@ -553,7 +316,7 @@ fn settled_check(workload: &Workload, config: &Config) -> SettledStats {
 /// and orders the flow creates, and the config adds a quarter on top of each.
 fn settled_sized(workload: &Workload) -> Config {
     let commands = workload.commands.len() as u64;
-    let setup = 4 * ACCOUNTS + PREFILL_ORDERS;
+    let setup = 4 * TRADERS_MAX + PREFILL_ORDERS;
     let generous = settled_config(setup + 8 * commands, commands, setup + commands);
     let probe = settled_check(workload, &generous);
     let margin = |n: u64| n + n / 4;
@@ -619,7 +382,7 @@ fn throughput(c: &mut Criterion, workload: &Workload, config: &Config) {
         b.iter(|| {
             let mut sum = 0u64;
             for command in &workload.commands {
-                if let Command::Place(order) = black_box(command) {
+                if let OrderCommand::Place(order) = black_box(command) {
                     sum = sum.wrapping_add(order.price);
                 }
             }
@@ -672,7 +435,7 @@ fn throughput(c: &mut Criterion, workload: &Workload, config: &Config) {
 }
 
 /// Open loop at `rate` commands per second; returns the latency histogram in nanoseconds.
-fn open_loop(workload: &Workload, rate: u64, mut run: impl FnMut(&Command)) -> Histogram<u64> {
+fn open_loop(workload: &Workload, rate: u64, mut run: impl FnMut(&OrderCommand)) -> Histogram<u64> {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
     let gap_ns = 1_000_000_000 / rate;
     let start = Instant::now() + Duration::from_millis(1);
@@ -741,7 +504,7 @@ fn main() {
     let (mut fills, mut trading) = (0u64, 0usize);
     for command in &workload.commands {
         let count = apply(&mut book, &mut events, command);
-        if !matches!(command, Command::Cancel(_)) {
+        if !matches!(command, OrderCommand::Cancel(_)) {
             fills += u64::from(count);
             trading += usize::from(count > 0);
         }
@@ -756,13 +519,13 @@ fn main() {
         fills,
         100.0 * trading as f64 / workload.commands.len() as f64,
     );
-    let mix = |f: fn(&Command) -> bool| workload.commands.iter().filter(|c| f(c)).count();
+    let mix = |f: fn(&OrderCommand) -> bool| workload.commands.iter().filter(|c| f(c)).count();
     println!(
         "mix: gtc {} ioc {} cancel {} move {}",
-        mix(|c| matches!(c, Command::Place(o) if o.time_in_force == 1)),
-        mix(|c| matches!(c, Command::Place(o) if o.time_in_force == 2)),
-        mix(|c| matches!(c, Command::Cancel(_))),
-        mix(|c| matches!(c, Command::Move { .. })),
+        mix(|c| matches!(c, OrderCommand::Place(o) if o.time_in_force == 1)),
+        mix(|c| matches!(c, OrderCommand::Place(o) if o.time_in_force == 2)),
+        mix(|c| matches!(c, OrderCommand::Cancel(_))),
+        mix(|c| matches!(c, OrderCommand::Amend { .. })),
     );
     let config = settled_sized(&workload);
     settled_report(&workload, &config);
