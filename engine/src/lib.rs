@@ -10,6 +10,8 @@
 #[macro_use]
 mod flags;
 #[macro_use]
+mod wire;
+#[macro_use]
 pub mod result;
 pub mod account;
 pub mod book;
@@ -25,7 +27,6 @@ mod operation;
 pub mod order;
 mod query;
 pub mod transfer;
-mod wire;
 
 pub use account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
 pub use exchange::{BOOK_LEVELS_MAX, FILLS_PER_ORDER_MAX, SETTLEMENT_ID_BIT};

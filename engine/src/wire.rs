@@ -1,9 +1,10 @@
-//! Little-endian field access for the fixed-size wire records.
+//! Little-endian field access for the fixed-size wire records, and `wire_record!`, which declares
+//! one.
 //!
 //! Every record type encodes and decodes itself field by field with these helpers, in safe code,
-//! so the byte layout is written down once per type and never depends on the host's endianness
-//! or on `repr(C)` padding rules. Offsets are constants chosen by the caller; a wrong offset is a
-//! bug and panics on the slice bounds check.
+//! so the byte layout is written down once per type (each field's offset next to the field in its
+//! `wire_record!`) and never depends on the host's endianness or on `repr(C)` padding rules. A
+//! wrong offset fails the compile-time `offset_of` check.
 
 #[inline(always)]
 pub(crate) fn read_u128(bytes: &[u8], offset: usize) -> u128 {
@@ -51,6 +52,115 @@ pub(crate) fn write_u32(bytes: &mut [u8], offset: usize, value: u32) {
 #[inline(always)]
 pub(crate) fn write_u16(bytes: &mut [u8], offset: usize, value: u16) {
     bytes[offset..offset + 2].copy_from_slice(&value.to_le_bytes());
+}
+
+/// A fixed-width field of a wire record: how it reads and writes itself at a byte offset, and its
+/// zero value (every record's `Default`).
+pub(crate) trait WireField: Copy {
+    /// All bits zero.
+    const ZERO: Self;
+    /// Reads the field at `offset`, little-endian.
+    fn read(bytes: &[u8], offset: usize) -> Self;
+    /// Writes the field at `offset`, little-endian.
+    fn write(self, bytes: &mut [u8], offset: usize);
+}
+
+impl WireField for u8 {
+    const ZERO: u8 = 0;
+    #[inline(always)]
+    fn read(bytes: &[u8], offset: usize) -> u8 {
+        bytes[offset]
+    }
+    #[inline(always)]
+    fn write(self, bytes: &mut [u8], offset: usize) {
+        bytes[offset] = self;
+    }
+}
+
+/// Implements `WireField` for unsigned integers through their `read_*` and `write_*` helpers.
+macro_rules! wire_integer {
+    ($($int:ty: $read:ident, $write:ident;)*) => {
+        $(
+            impl WireField for $int {
+                const ZERO: $int = 0;
+                #[inline(always)]
+                fn read(bytes: &[u8], offset: usize) -> $int {
+                    $read(bytes, offset)
+                }
+                #[inline(always)]
+                fn write(self, bytes: &mut [u8], offset: usize) {
+                    $write(bytes, offset, self);
+                }
+            }
+        )*
+    };
+}
+
+wire_integer! {
+    u16: read_u16, write_u16;
+    u32: read_u32, write_u32;
+    u64: read_u64, write_u64;
+    u128: read_u128, write_u128;
+}
+
+/// Reserved and padding bytes, copied as they are.
+impl<const N: usize> WireField for [u8; N] {
+    const ZERO: [u8; N] = [0; N];
+    #[inline(always)]
+    fn read(bytes: &[u8], offset: usize) -> [u8; N] {
+        let mut field = [0u8; N];
+        field.copy_from_slice(&bytes[offset..offset + N]);
+        field
+    }
+    #[inline(always)]
+    fn write(self, bytes: &mut [u8], offset: usize) {
+        bytes[offset..offset + N].copy_from_slice(&self);
+    }
+}
+
+/// Declares a wire record: the struct with every field's byte offset written next to it, and from
+/// that one list the compile-time size and offset checks, `SIZE`, `encode`, `decode` and an
+/// all-zero `Default`. The offsets are those of docs/protocol.md section 6; the checks make a
+/// wrong one fail to compile, and the golden tests pin the bytes.
+macro_rules! wire_record {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident($size:literal bytes) {
+            $( $(#[$field_meta:meta])* pub $field:ident: $ty:tt @ $offset:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        const _: () = assert!(core::mem::size_of::<$name>() == $size);
+        $( const _: () = assert!(core::mem::offset_of!($name, $field) == $offset); )*
+
+        impl Default for $name {
+            fn default() -> $name {
+                $name { $( $field: <$ty as $crate::wire::WireField>::ZERO, )* }
+            }
+        }
+
+        impl $name {
+            /// Encoded size in bytes.
+            pub const SIZE: usize = $size;
+
+            /// Writes the little-endian encoding.
+            #[inline]
+            pub fn encode(&self, bytes: &mut [u8; $size]) {
+                $( $crate::wire::WireField::write(self.$field, bytes, $offset); )*
+            }
+
+            /// Reads the little-endian encoding. Never fails: every byte pattern decodes to some
+            /// record (enum bytes, flags and reserved fields are checked where it is validated).
+            #[inline]
+            pub fn decode(bytes: &[u8; $size]) -> $name {
+                $name { $( $field: $crate::wire::WireField::read(bytes, $offset), )* }
+            }
+        }
+    };
 }
 
 /// Golden-test helper: bytes `0, 1, 2, ...` of a field written as one little-endian integer,
