@@ -43,6 +43,8 @@ pub use transfer::{QueryFilter, QueryFilterFlags, Transfer, TransferFlags};
 /// order not queued for expiry.
 pub(crate) const NO_POSITION: u32 = u32::MAX;
 
+use core::mem;
+
 use digest::Digest;
 use exchange::Exchange;
 use ledger::Ledger;
@@ -435,6 +437,33 @@ impl Engine {
         self.exchange.verify(&self.ledger);
     }
 
+    /// One write request: decodes `body` into the event buffer that `buffers` picks out of the
+    /// scratch space, gives `apply` the events and a default result per event, and encodes the
+    /// results into `reply`; returns the bytes written. The buffers are borrowed out of the
+    /// scratch space and put back, so nothing is allocated.
+    fn write_batch<Event, Result: Clone + Default, const EVENT: usize, const RESULT: usize>(
+        &mut self,
+        body: &[u8],
+        reply: &mut [u8],
+        buffers: fn(&mut Scratch) -> (&mut Vec<Event>, &mut Vec<Result>),
+        decode: fn(&[u8; EVENT]) -> Event,
+        encode: fn(&Result, &mut [u8; RESULT]),
+        apply: impl FnOnce(&mut Engine, &[Event], &mut [Result]),
+    ) -> usize {
+        let count = body.len() / EVENT;
+        assert!(count <= self.ledger.config.batch_events_max as usize);
+        let (events, results) = buffers(&mut self.scratch);
+        let (mut events, mut results) = (mem::take(events), mem::take(results));
+        decode_events(body, &mut events, decode);
+        results.clear();
+        results.resize(count, Result::default());
+        apply(self, &events, &mut results);
+        let written = encode_items(&results, reply, encode);
+        let (events_slot, results_slot) = buffers(&mut self.scratch);
+        (*events_slot, *results_slot) = (events, results);
+        written
+    }
+
     /// Applies one request. `body` holds `count` events of `operation.event_size()` bytes (the
     /// caller has validated sizes); writes the reply items into `reply` and returns the bytes
     /// written. `reply` is at least 1 MiB - 64. Never panics on any body content.
@@ -456,43 +485,30 @@ impl Engine {
         let (_, events_max) = operation.events_range();
         assert!(count <= events_max as usize);
         match operation {
-            Operation::CreateAccounts => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.accounts;
-                events.clear();
-                for chunk in body.chunks_exact(Account::SIZE) {
-                    events.push(Account::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                results.resize(count, CreateResult::default());
-                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
-                self.ledger.create_accounts(timestamp, events, results);
-                encode_results(results, reply)
-            }
-            Operation::CreateTransfers => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.transfers;
-                events.clear();
-                for chunk in body.chunks_exact(Transfer::SIZE) {
-                    events.push(Transfer::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                results.resize(count, CreateResult::default());
-                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
-                self.ledger.reserve = self.exchange.release_needs();
-                self.ledger.create_transfers(timestamp, events, results);
-                encode_results(results, reply)
-            }
+            Operation::CreateAccounts => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.accounts, &mut scratch.results),
+                Account::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.create_accounts(timestamp, events, results),
+            ),
+            Operation::CreateTransfers => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.transfers, &mut scratch.results),
+                Transfer::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.create_transfers(timestamp, events, results),
+            ),
             Operation::LookupAccounts => {
-                decode_ids(body, &mut self.scratch.ids);
+                decode_events(body, &mut self.scratch.ids, decode_id);
                 self.ledger
                     .lookup_accounts(&self.scratch.ids, &mut self.scratch.accounts);
                 encode_items(&self.scratch.accounts, reply, Account::encode)
             }
             Operation::LookupTransfers => {
-                decode_ids(body, &mut self.scratch.ids);
+                decode_events(body, &mut self.scratch.ids, decode_id);
                 self.ledger
                     .lookup_transfers(&self.scratch.ids, &mut self.scratch.transfers);
                 encode_items(&self.scratch.transfers, reply, Transfer::encode)
@@ -531,99 +547,40 @@ impl Engine {
                 self.exchange.pulse(&mut self.ledger, timestamp, used);
                 0
             }
-            Operation::CreateMarkets => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.markets;
-                events.clear();
-                for chunk in body.chunks_exact(Market::SIZE) {
-                    events.push(Market::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                results.resize(count, CreateResult::default());
-                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
-                self.exchange
-                    .create_markets(&self.ledger, timestamp, events, results);
-                encode_results(results, reply)
-            }
-            Operation::PlaceOrders => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.orders;
-                events.clear();
-                for chunk in body.chunks_exact(Order::SIZE) {
-                    events.push(Order::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.order_results;
-                results.clear();
-                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-                let clock = &mut self.clock;
-                Engine::order_events(
-                    clock,
-                    exchange,
-                    ledger,
-                    timestamp,
-                    count,
-                    |x, l, i, block| {
-                        results.push(x.place(l, block, &events[i]));
-                    },
-                );
-                encode_items(results, reply, OrderResult::encode)
-            }
-            Operation::CancelOrders => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                decode_ids(body, &mut self.scratch.ids);
-                let results = &mut self.scratch.results;
-                results.clear();
-                let ids = &self.scratch.ids;
-                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-                let clock = &mut self.clock;
-                Engine::order_events(
-                    clock,
-                    exchange,
-                    ledger,
-                    timestamp,
-                    count,
-                    |x, l, i, block| {
-                        let status = x.cancel(l, block, ids[i]);
-                        results.push(CreateResult {
-                            timestamp: block,
-                            status: status as u32,
-                            reserved: 0,
-                        });
-                    },
-                );
-                encode_results(results, reply)
-            }
-            Operation::AmendOrders => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.amends;
-                events.clear();
-                for chunk in body.chunks_exact(OrderAmend::SIZE) {
-                    events.push(OrderAmend::decode(chunk.try_into().expect("chunk of 64")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-                let clock = &mut self.clock;
-                Engine::order_events(
-                    clock,
-                    exchange,
-                    ledger,
-                    timestamp,
-                    count,
-                    |x, l, i, block| {
-                        let status = x.amend(l, block, &events[i]);
-                        results.push(CreateResult {
-                            timestamp: block,
-                            status: status as u32,
-                            reserved: 0,
-                        });
-                    },
-                );
-                encode_results(results, reply)
-            }
+            Operation::CreateMarkets => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.markets, &mut scratch.results),
+                Market::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.create_markets(timestamp, events, results),
+            ),
+            Operation::PlaceOrders => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.orders, &mut scratch.order_results),
+                Order::decode,
+                OrderResult::encode,
+                |engine, events, results| engine.place_orders(timestamp, events, results),
+            ),
+            Operation::CancelOrders => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.ids, &mut scratch.results),
+                decode_id,
+                CreateResult::encode,
+                |engine, ids, results| engine.cancel_orders(timestamp, ids, results),
+            ),
+            Operation::AmendOrders => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.amends, &mut scratch.results),
+                OrderAmend::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.amend_orders(timestamp, events, results),
+            ),
             Operation::LookupOrders => {
-                decode_ids(body, &mut self.scratch.ids);
+                decode_events(body, &mut self.scratch.ids, decode_id);
                 let out = &mut self.scratch.orders;
                 self.exchange.lookup_orders(&self.scratch.ids, out);
                 encode_items(out, reply, Order::encode)
@@ -657,24 +614,22 @@ fn batch_timestamp(clock: &mut u64, timestamp: u64, slots: u64) -> u64 {
     effective
 }
 
-fn decode_ids(body: &[u8], ids: &mut Vec<u128>) {
-    ids.clear();
-    assert!(body.len() / 16 <= ids.capacity());
-    for chunk in body.chunks_exact(16) {
-        ids.push(u128::from_le_bytes(chunk.try_into().expect("chunk of 16")));
+/// Clears `events` and decodes every whole event of `body` into it, within its capacity.
+fn decode_events<Event, const SIZE: usize>(
+    body: &[u8],
+    events: &mut Vec<Event>,
+    decode: fn(&[u8; SIZE]) -> Event,
+) {
+    events.clear();
+    assert!(body.len() / SIZE <= events.capacity());
+    for chunk in body.chunks_exact(SIZE) {
+        events.push(decode(chunk.try_into().expect("chunk of SIZE")));
     }
 }
 
-fn encode_results(results: &[CreateResult], reply: &mut [u8]) -> usize {
-    let size = results.len() * CreateResult::SIZE;
-    assert!(reply.len() >= size);
-    for (result, chunk) in results
-        .iter()
-        .zip(reply.chunks_exact_mut(CreateResult::SIZE))
-    {
-        result.encode(chunk.try_into().expect("chunk of 16"));
-    }
-    size
+/// Decodes one 16-byte little-endian id.
+fn decode_id(bytes: &[u8; 16]) -> u128 {
+    u128::from_le_bytes(*bytes)
 }
 
 fn encode_items<T, const SIZE: usize>(
