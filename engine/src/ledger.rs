@@ -256,6 +256,131 @@ fn batch_check(
     Ok(())
 }
 
+/// What `Ledger::create_batch` needs to know of one kind of create: its event, its status codes
+/// and the steps that differ between accounts and transfers.
+trait BatchKind {
+    type Event;
+    type Status: Copy + PartialEq + From<BatchFailure>;
+    const CREATED: Self::Status;
+    const LINKED_EVENT_CHAIN_OPEN: Self::Status;
+    const LINKED_EVENT_FAILED: Self::Status;
+
+    fn code(status: Self::Status) -> u32;
+    fn linked(event: &Self::Event) -> bool;
+    fn imported(event: &Self::Event) -> bool;
+    fn timestamp(event: &Self::Event) -> u64;
+
+    /// Runs before event `index` is looked at.
+    fn prepare(_ledger: &mut Ledger, _events: &[Self::Event], _index: usize) {}
+
+    /// Checks and applies an event that passed the chain and batch checks.
+    fn create(
+        ledger: &mut Ledger,
+        index: usize,
+        event: &Self::Event,
+        slot: u64,
+    ) -> (Self::Status, u64);
+
+    /// The status a failed event reports, given the status of its failing check.
+    fn failure(_ledger: &mut Ledger, status: Self::Status) -> Self::Status {
+        status
+    }
+
+    /// Runs after a failed event's chain was rolled back.
+    fn after_rollback(_ledger: &mut Ledger, _event: &Self::Event, _status: Self::Status) {}
+}
+
+struct AccountCreate;
+
+impl BatchKind for AccountCreate {
+    type Event = Account;
+    type Status = CreateAccountStatus;
+    const CREATED: CreateAccountStatus = CreateAccountStatus::Created;
+    const LINKED_EVENT_CHAIN_OPEN: CreateAccountStatus = CreateAccountStatus::LinkedEventChainOpen;
+    const LINKED_EVENT_FAILED: CreateAccountStatus = CreateAccountStatus::LinkedEventFailed;
+
+    fn code(status: CreateAccountStatus) -> u32 {
+        status as u32
+    }
+    fn linked(account: &Account) -> bool {
+        account.flags().linked()
+    }
+    fn imported(account: &Account) -> bool {
+        account.flags().imported()
+    }
+    fn timestamp(account: &Account) -> u64 {
+        account.timestamp
+    }
+    fn create(
+        ledger: &mut Ledger,
+        _index: usize,
+        account: &Account,
+        slot: u64,
+    ) -> (CreateAccountStatus, u64) {
+        ledger.create_account(account, slot)
+    }
+}
+
+struct TransferCreate;
+
+impl BatchKind for TransferCreate {
+    type Event = Transfer;
+    type Status = CreateTransferStatus;
+    const CREATED: CreateTransferStatus = CreateTransferStatus::Created;
+    const LINKED_EVENT_CHAIN_OPEN: CreateTransferStatus =
+        CreateTransferStatus::LinkedEventChainOpen;
+    const LINKED_EVENT_FAILED: CreateTransferStatus = CreateTransferStatus::LinkedEventFailed;
+
+    fn code(status: CreateTransferStatus) -> u32 {
+        status as u32
+    }
+    fn linked(transfer: &Transfer) -> bool {
+        transfer.flags().linked()
+    }
+    fn imported(transfer: &Transfer) -> bool {
+        transfer.flags().imported()
+    }
+    fn timestamp(transfer: &Transfer) -> u64 {
+        transfer.timestamp
+    }
+    /// Resolves the accounts of each chunk of events before applying it (see
+    /// `Ledger::resolve_accounts`).
+    fn prepare(ledger: &mut Ledger, transfers: &[Transfer], index: usize) {
+        if index == 0 {
+            ledger.resolved.clear();
+        }
+        if index % RESOLVE_CHUNK == 0 {
+            let end = (index + RESOLVE_CHUNK).min(transfers.len());
+            ledger.resolve_accounts(&transfers[index..end]);
+        }
+    }
+    fn create(
+        ledger: &mut Ledger,
+        index: usize,
+        transfer: &Transfer,
+        slot: u64,
+    ) -> (CreateTransferStatus, u64) {
+        let accounts = ledger.resolved[index];
+        ledger.create_transfer(transfer, slot, accounts, true)
+    }
+    fn failure(ledger: &mut Ledger, status: CreateTransferStatus) -> CreateTransferStatus {
+        if status.is_transient() && ledger.orphans.len() >= ledger.orphans_max {
+            // Defined by clearline: with the store of burned ids full, the event fails with the
+            // (non-transient) capacity code and its id stays usable.
+            CreateTransferStatus::TransfersCapacityExceeded
+        } else {
+            status
+        }
+    }
+    fn after_rollback(ledger: &mut Ledger, transfer: &Transfer, status: CreateTransferStatus) {
+        if status.is_transient() {
+            // After the rollback, as in the reference: the chain's other members stay
+            // reusable, only the failing id is burned.
+            ledger.burn(transfer.id);
+        }
+    }
+}
+
 /// The linked chain of one batch, shared by `create_accounts` and `create_transfers`.
 #[derive(Default)]
 struct ChainState {
@@ -549,44 +674,7 @@ impl Ledger {
         events: &[Account],
         results: &mut [CreateResult],
     ) {
-        assert_eq!(events.len(), results.len());
-        assert!(events.len() <= self.config.batch_events_max as usize);
-        assert!(timestamp <= TIMESTAMP_MAX);
-        assert!(timestamp >= events.len() as u64);
-        assert!(!self.undo_active);
-        let Some(first) = events.first() else {
-            return;
-        };
-        let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags().imported();
-        let mut chain = ChainState::default();
-        for (index, event) in events.iter().enumerate() {
-            let slot = base + index as u64 + 1;
-            let linked = event.flags().linked();
-            self.chain_enter(&mut chain, index, linked);
-            let (status, result_timestamp) = if linked && index + 1 == events.len() {
-                (CreateAccountStatus::LinkedEventChainOpen, slot)
-            } else if chain.broken {
-                (CreateAccountStatus::LinkedEventFailed, slot)
-            } else {
-                let event_imported = event.flags().imported();
-                match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    Ok(()) => self.create_account(event, slot),
-                    Err(failure) => (failure.into(), slot),
-                }
-            };
-            results[index] = CreateResult {
-                timestamp: result_timestamp,
-                status: status as u32,
-                reserved: 0,
-            };
-            if status != CreateAccountStatus::Created {
-                let failed = CreateAccountStatus::LinkedEventFailed as u32;
-                self.chain_fail(&mut chain, results, index, failed);
-            }
-            self.chain_leave(&mut chain, linked);
-        }
-        assert!(!self.undo_active);
+        self.create_batch::<AccountCreate>(timestamp, events, results);
     }
 
     fn create_account(&mut self, account: &Account, slot: u64) -> (CreateAccountStatus, u64) {
@@ -687,6 +775,19 @@ impl Ledger {
         events: &[Transfer],
         results: &mut [CreateResult],
     ) {
+        self.create_batch::<TransferCreate>(timestamp, events, results);
+    }
+
+    /// The batch loop of `create_accounts` and `create_transfers`: event `i` of `n` gets slot
+    /// `timestamp - n + i + 1`; the linked-chain and batch-level checks (docs/ledger.md,
+    /// Evaluation order, 1-4) come first, then `Kind::create`. A failing member of a chain
+    /// rolls the chain back and fails its other members with `linked_event_failed`.
+    fn create_batch<Kind: BatchKind>(
+        &mut self,
+        timestamp: u64,
+        events: &[Kind::Event],
+        results: &mut [CreateResult],
+    ) {
         assert_eq!(events.len(), results.len());
         assert!(events.len() <= self.config.batch_events_max as usize);
         assert!(timestamp <= TIMESTAMP_MAX);
@@ -696,49 +797,33 @@ impl Ledger {
             return;
         };
         let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags().imported();
-        // Resolve the accounts of each chunk of events before applying it (see
-        // `resolve_accounts`).
-        self.resolved.clear();
+        let batch_imported = Kind::imported(first);
         let mut chain = ChainState::default();
         for (index, event) in events.iter().enumerate() {
-            if index % RESOLVE_CHUNK == 0 {
-                let end = (index + RESOLVE_CHUNK).min(events.len());
-                self.resolve_accounts(&events[index..end]);
-            }
+            Kind::prepare(self, events, index);
             let slot = base + index as u64 + 1;
-            let linked = event.flags().linked();
+            let linked = Kind::linked(event);
             self.chain_enter(&mut chain, index, linked);
             let (mut status, result_timestamp) = if linked && index + 1 == events.len() {
-                (CreateTransferStatus::LinkedEventChainOpen, slot)
+                (Kind::LINKED_EVENT_CHAIN_OPEN, slot)
             } else if chain.broken {
-                (CreateTransferStatus::LinkedEventFailed, slot)
+                (Kind::LINKED_EVENT_FAILED, slot)
             } else {
-                let event_imported = event.flags().imported();
-                match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    Ok(()) => self.create_transfer(event, slot, self.resolved[index], true),
+                let event_imported = Kind::imported(event);
+                match batch_check(event_imported, batch_imported, Kind::timestamp(event), slot) {
+                    Ok(()) => Kind::create(self, index, event, slot),
                     Err(failure) => (failure.into(), slot),
                 }
             };
-            if status != CreateTransferStatus::Created {
-                let mut burn = status.is_transient();
-                if burn && self.orphans.len() >= self.orphans_max {
-                    // Defined by clearline: with the store of burned ids full, the event fails
-                    // with the (non-transient) capacity code and its id stays usable.
-                    status = CreateTransferStatus::TransfersCapacityExceeded;
-                    burn = false;
-                }
-                let failed = CreateTransferStatus::LinkedEventFailed as u32;
+            if status != Kind::CREATED {
+                status = Kind::failure(self, status);
+                let failed = Kind::code(Kind::LINKED_EVENT_FAILED);
                 self.chain_fail(&mut chain, results, index, failed);
-                if burn {
-                    // After the rollback, as in the reference: the chain's other members stay
-                    // reusable, only the failing id is burned.
-                    self.burn(event.id);
-                }
+                Kind::after_rollback(self, event, status);
             }
             results[index] = CreateResult {
                 timestamp: result_timestamp,
-                status: status as u32,
+                status: Kind::code(status),
                 reserved: 0,
             };
             self.chain_leave(&mut chain, linked);
