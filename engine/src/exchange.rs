@@ -75,6 +75,7 @@ use crate::ledger::Ledger;
 use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX};
 use crate::market::{check_market, CreateMarketStatus, Market};
 use crate::operation::SLOTS_PER_ORDER_EVENT;
+use crate::order::{amended_price_and_quantity, check_amend};
 use crate::order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, OrderResult};
 use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use crate::result::{CreateResult, CreateTransferStatus};
@@ -932,14 +933,8 @@ impl Exchange {
         block: u64,
         amend: &OrderAmend,
     ) -> OrderStatus {
-        if amend.order_id == 0 {
-            return OrderStatus::OrderIdMustNotBeZero;
-        }
-        if amend.order_id == u128::MAX {
-            return OrderStatus::OrderIdMustNotBeIntMax;
-        }
-        if amend.reserved != [0; 32] {
-            return OrderStatus::ReservedField;
+        if let Some(status) = check_amend(amend) {
+            return status;
         }
         let Some(position) = self.order_position(amend.order_id) else {
             return OrderStatus::OrderNotFound;
@@ -950,31 +945,14 @@ impl Exchange {
         }
         let book_position = self.market_position(before.market).expect("stored market");
         let market = self.markets[book_position];
-        if amend.price % market.tick_size != 0 {
-            return OrderStatus::AmendPriceNotMultipleOfTick;
-        }
-        if amend.quantity % market.lot_size != 0 {
-            return OrderStatus::AmendQuantityNotMultipleOfLot;
-        }
-        let price = if amend.price == 0 {
-            before.price
-        } else {
-            amend.price
+        let (price, quantity) = match amended_price_and_quantity(
+            amend,
+            &market,
+            (before.price, before.quantity, before.filled_quantity),
+        ) {
+            Ok(amended) => amended,
+            Err(status) => return status,
         };
-        let quantity = if amend.quantity == 0 {
-            before.quantity
-        } else {
-            amend.quantity
-        };
-        if quantity <= before.filled_quantity {
-            return OrderStatus::AmendQuantityBelowFilled;
-        }
-        let lots = quantity / market.lot_size;
-        if market.taker_fee.checked_mul(lots).is_none()
-            || market.maker_fee.checked_mul(lots).is_none()
-        {
-            return OrderStatus::FeesOverflow;
-        }
         if let Some(status) = self.room_status(ledger) {
             return status;
         }

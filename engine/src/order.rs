@@ -318,12 +318,60 @@ pub fn check_order(order: &Order, market: &Market) -> Option<OrderStatus> {
     if order.timestamp != 0 {
         return Some(OrderStatus::TimestampMustBeZero);
     }
-    let lots = order.quantity / market.lot_size;
-    if market.taker_fee.checked_mul(lots).is_none() || market.maker_fee.checked_mul(lots).is_none()
-    {
+    if fees_overflow(market, order.quantity) {
         return Some(OrderStatus::FeesOverflow);
     }
     None
+}
+
+/// Whether the maker or the taker fee of `quantity` base units in `market` overflows u64.
+fn fees_overflow(market: &Market, quantity: u64) -> bool {
+    let lots = quantity / market.lot_size;
+    market.taker_fee.checked_mul(lots).is_none() || market.maker_fee.checked_mul(lots).is_none()
+}
+
+/// The amend checks that need no order (`OrderStatus`'s check order for `amend_orders`): the id
+/// and the reserved bytes. Returns `None` when they pass.
+pub fn check_amend(amend: &OrderAmend) -> Option<OrderStatus> {
+    if amend.order_id == 0 {
+        return Some(OrderStatus::OrderIdMustNotBeZero);
+    }
+    if amend.order_id == u128::MAX {
+        return Some(OrderStatus::OrderIdMustNotBeIntMax);
+    }
+    if amend.reserved != [0; 32] {
+        return Some(OrderStatus::ReservedField);
+    }
+    None
+}
+
+/// The price and total quantity `amend` gives a resting order of `market` that has `price`,
+/// `quantity` and `filled_quantity` (a zero field keeps the order's), or the amend check on them
+/// that fails: tick, lot, below the filled quantity, fees overflow.
+pub fn amended_price_and_quantity(
+    amend: &OrderAmend,
+    market: &Market,
+    (price, quantity, filled_quantity): (u64, u64, u64),
+) -> Result<(u64, u64), OrderStatus> {
+    if amend.price % market.tick_size != 0 {
+        return Err(OrderStatus::AmendPriceNotMultipleOfTick);
+    }
+    if amend.quantity % market.lot_size != 0 {
+        return Err(OrderStatus::AmendQuantityNotMultipleOfLot);
+    }
+    let price = if amend.price == 0 { price } else { amend.price };
+    let quantity = if amend.quantity == 0 {
+        quantity
+    } else {
+        amend.quantity
+    };
+    if quantity <= filled_quantity {
+        return Err(OrderStatus::AmendQuantityBelowFilled);
+    }
+    if fees_overflow(market, quantity) {
+        return Err(OrderStatus::FeesOverflow);
+    }
+    Ok((price, quantity))
 }
 
 wire_record! {

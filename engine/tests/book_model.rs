@@ -11,7 +11,8 @@ use std::process::Command as Process;
 
 use clearline_engine::book::{Book, BookEvent, Execution, RestingOrder};
 use clearline_engine::market::Market;
-use clearline_engine::order::{check_order, BookLevel, Order, OrderAmend};
+use clearline_engine::order::{amended_price_and_quantity, check_amend, check_order};
+use clearline_engine::order::{BookLevel, Order, OrderAmend};
 use clearline_engine::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use clearline_test_support::Rng;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -228,10 +229,10 @@ impl Model {
 
     fn place(&mut self, order: &Order, expires_at: u64, events: &mut Events) -> Execution {
         if let Some(status) = check_order(order, &self.market) {
-            return rejected(status);
+            return Execution::rejected(status);
         }
         if self.find(order.id).is_some() {
-            return rejected(OrderStatus::Exists);
+            return Execution::rejected(OrderStatus::Exists);
         }
         let side = Side::from_u8(order.side).unwrap();
         let time_in_force = TimeInForce::from_u8(order.time_in_force).unwrap();
@@ -246,7 +247,7 @@ impl Model {
                 .best_opposite(side)
                 .is_some_and(|p| Model::crosses(side, limit, p))
         {
-            return rejected(OrderStatus::PostOnlyWouldTake);
+            return Execution::rejected(OrderStatus::PostOnlyWouldTake);
         }
         let run = |model: &mut Model, execution: &mut Execution, events: &mut Events| {
             model.take(
@@ -262,9 +263,13 @@ impl Model {
             )
         };
         if time_in_force == TimeInForce::FillOrKill {
-            let (remaining, _) = run(&mut self.clone(), &mut accepted(), &mut Vec::new());
+            let (remaining, _) = run(
+                &mut self.clone(),
+                &mut Execution::accepted(),
+                &mut Vec::new(),
+            );
             if remaining > 0 {
-                return rejected(OrderStatus::FillOrKillNotFilled);
+                return Execution::rejected(OrderStatus::FillOrKillNotFilled);
             }
         }
         if time_in_force.may_rest() {
@@ -272,9 +277,13 @@ impl Model {
             let level_short = self.levels_count() == self.levels_max
                 && !self.side(side).contains_key(&order.price);
             if slot_short || level_short {
-                let (remaining, stopped) = run(&mut self.clone(), &mut accepted(), &mut Vec::new());
+                let (remaining, stopped) = run(
+                    &mut self.clone(),
+                    &mut Execution::accepted(),
+                    &mut Vec::new(),
+                );
                 if remaining > 0 && !stopped {
-                    return rejected(if slot_short {
+                    return Execution::rejected(if slot_short {
                         OrderStatus::OrdersCapacityExceeded
                     } else {
                         OrderStatus::BookLevelsCapacityExceeded
@@ -282,7 +291,7 @@ impl Model {
                 }
             }
         }
-        let mut execution = accepted();
+        let mut execution = Execution::accepted();
         let (remaining, stopped) = run(self, &mut execution, events);
         execution.remaining = remaining;
         execution.state = Some(if stopped {
@@ -310,38 +319,18 @@ impl Model {
     }
 
     fn amend(&mut self, amend: &OrderAmend, events: &mut Events) -> Execution {
-        if amend.order_id == 0 {
-            return rejected(OrderStatus::OrderIdMustNotBeZero);
-        }
-        if amend.order_id == u128::MAX {
-            return rejected(OrderStatus::OrderIdMustNotBeIntMax);
-        }
-        if amend.reserved != [0; 32] {
-            return rejected(OrderStatus::ReservedField);
+        if let Some(status) = check_amend(amend) {
+            return Execution::rejected(status);
         }
         let Some(before) = self.find(amend.order_id) else {
-            return rejected(OrderStatus::OrderNotFound);
+            return Execution::rejected(OrderStatus::OrderNotFound);
         };
-        if amend.price % TICK != 0 {
-            return rejected(OrderStatus::AmendPriceNotMultipleOfTick);
-        }
-        if amend.quantity % LOT != 0 {
-            return rejected(OrderStatus::AmendQuantityNotMultipleOfLot);
-        }
-        let price = if amend.price == 0 {
-            before.price
-        } else {
-            amend.price
+        let current = (before.price, before.quantity, before.filled_quantity);
+        let (price, quantity) = match amended_price_and_quantity(amend, &market(), current) {
+            Ok(amended) => amended,
+            Err(status) => return Execution::rejected(status),
         };
-        let quantity = if amend.quantity == 0 {
-            before.quantity
-        } else {
-            amend.quantity
-        };
-        if quantity <= before.filled_quantity {
-            return rejected(OrderStatus::AmendQuantityBelowFilled);
-        }
-        let mut execution = accepted();
+        let mut execution = Execution::accepted();
         execution.state = Some(OrderState::Resting);
         execution.remaining = quantity - before.filled_quantity;
         if price == before.price {
@@ -362,7 +351,7 @@ impl Model {
                 .best_opposite(side)
                 .is_some_and(|p| Model::crosses(side, price, p))
         {
-            return rejected(OrderStatus::PostOnlyWouldTake);
+            return Execution::rejected(OrderStatus::PostOnlyWouldTake);
         }
         let remaining = quantity - before.filled_quantity;
         let run = |model: &mut Model, execution: &mut Execution, events: &mut Events| {
@@ -385,9 +374,9 @@ impl Model {
         if level_short {
             let mut dry = self.clone();
             dry.take_out(before.id);
-            let (left, stopped) = run(&mut dry, &mut accepted(), &mut Vec::new());
+            let (left, stopped) = run(&mut dry, &mut Execution::accepted(), &mut Vec::new());
             if left > 0 && !stopped {
-                return rejected(OrderStatus::BookLevelsCapacityExceeded);
+                return Execution::rejected(OrderStatus::BookLevelsCapacityExceeded);
             }
         }
         self.take_out(before.id);
@@ -451,26 +440,6 @@ impl Model {
             .take(depth)
             .map(|entry| level(Side::Sell, entry));
         bids.chain(asks).collect()
-    }
-}
-
-fn rejected(status: OrderStatus) -> Execution {
-    Execution {
-        status,
-        state: None,
-        filled_quantity: 0,
-        quote_traded: 0,
-        taker_fees: 0,
-        fill_count: 0,
-        self_trade_cancels: 0,
-        remaining: 0,
-    }
-}
-
-fn accepted() -> Execution {
-    Execution {
-        status: OrderStatus::Ok,
-        ..rejected(OrderStatus::OrderNotFound)
     }
 }
 
