@@ -1140,30 +1140,18 @@ impl Exchange {
 
     pub(crate) fn digest(&self, digest: &mut Digest) {
         digest.u64(self.markets.len() as u64);
-        for m in &self.markets {
-            let mut bytes = [0u8; Market::SIZE];
-            m.encode(&mut bytes);
-            for chunk in bytes.chunks_exact(16) {
-                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
-            }
+        for market in &self.markets {
+            digest.record(|bytes| market.encode(bytes));
         }
         digest.u64(self.orders.len() as u64);
         for (order, hold) in self.orders.iter().zip(&self.holds) {
-            let mut bytes = [0u8; Order::SIZE];
-            order.encode(&mut bytes);
-            for chunk in bytes.chunks_exact(16) {
-                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
-            }
+            digest.record(|bytes| order.encode(bytes));
             digest.u128(hold.transfer);
             digest.u128(hold.amount);
         }
         digest.u64(self.fills.len() as u64);
         for fill in &self.fills {
-            let mut bytes = [0u8; Fill::SIZE];
-            fill.encode(&mut bytes);
-            for chunk in bytes.chunks_exact(16) {
-                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
-            }
+            digest.record(|bytes| fill.encode(bytes));
         }
         digest.u64(self.serial);
         for book in 0..self.markets.len() as u32 {

@@ -1641,37 +1641,11 @@ impl Ledger {
         let mut digest = Digest::new();
         digest.u64(self.accounts.len() as u64);
         for account in &self.accounts {
-            digest.u128(account.id);
-            digest.u128(account.debits_pending);
-            digest.u128(account.debits_posted);
-            digest.u128(account.credits_pending);
-            digest.u128(account.credits_posted);
-            digest.u128(account.user_data_128);
-            digest.u64(account.user_data_64);
-            digest.u64(u64::from(account.user_data_32) | (u64::from(account.reserved) << 32));
-            digest.u64(
-                u64::from(account.ledger)
-                    | (u64::from(account.code) << 32)
-                    | (u64::from(account.flags) << 48),
-            );
-            digest.u64(account.timestamp);
+            digest.record(|bytes| account.encode(bytes));
         }
         digest.u64(self.transfers.len() as u64);
         for (transfer, meta) in self.transfers.iter().zip(&self.transfer_meta) {
-            digest.u128(transfer.id);
-            digest.u128(transfer.debit_account_id);
-            digest.u128(transfer.credit_account_id);
-            digest.u128(transfer.amount);
-            digest.u128(transfer.pending_id);
-            digest.u128(transfer.user_data_128);
-            digest.u64(transfer.user_data_64);
-            digest.u64(u64::from(transfer.user_data_32) | (u64::from(transfer.timeout) << 32));
-            digest.u64(
-                u64::from(transfer.ledger)
-                    | (u64::from(transfer.code) << 32)
-                    | (u64::from(transfer.flags) << 48),
-            );
-            digest.u64(transfer.timestamp);
+            digest.record(|bytes| transfer.encode(bytes));
             digest.u64(meta.status as u64);
         }
         digest.u64(self.orphans.len() as u64);
