@@ -25,15 +25,18 @@
 // `criterion_group!` generates a public function without documentation.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clearline_engine::Transfer;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use redb::{ReadableDatabase, TableDefinition};
+use support::temporary_dir;
 
 const RUN_TRANSFERS: usize = 1_000_000;
 const RANGE_LIMIT: usize = 8_190;
@@ -46,16 +49,6 @@ const TIMESTAMP_FIRST: u64 = 1 << 40;
 const REDB_RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
 const REDB_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ids");
 const REDB_ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
-
-fn bench_root() -> PathBuf {
-    std::env::var_os("CLEARLINE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
-}
-
-fn temporary_dir() -> tempfile::TempDir {
-    let root = bench_root();
-    std::fs::create_dir_all(&root).expect("benchmark directory");
-    tempfile::tempdir_in(root).expect("temporary directory")
-}
 
 /// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014):
 /// deterministic, so every run of the bench loads the same data.
