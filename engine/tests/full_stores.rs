@@ -5,22 +5,19 @@
 //! order's hold is exactly what it needs, and expired or canceled orders hold nothing.
 
 use clearline_engine::{
-    Account, AccountFlags, Config, CreateResult, CreateTransferStatus, Engine, Market, Order,
-    OrderResult, OrderState, OrderStatus, Transfer, TransferFlags,
+    AccountFlags, Config, CreateResult, CreateTransferStatus, Engine, Order, OrderResult,
+    OrderState, OrderStatus, Transfer, TransferFlags,
 };
 
-const BASE: u32 = 1;
-const QUOTE: u32 = 2;
-const FEE: u128 = 3;
-const BASE_ESCROW: u128 = 4;
-const QUOTE_ESCROW: u128 = 5;
-const BASE_SOURCE: u128 = 6;
-const QUOTE_SOURCE: u128 = 7;
+mod common;
+
+use common::market::QUOTE_SOURCE;
+use common::market::{account, market, market_accounts, BASE, BASE_SOURCE, MARKET, QUOTE};
+
 const SELLER: u128 = 10;
 const SELLER_QUOTE: u128 = 11;
 const BUYER: u128 = 12;
 const BUYER_QUOTE: u128 = 13;
-const MARKET: u32 = 1;
 const SECOND: u64 = 1_000_000_000;
 const STEP: u64 = 1 << 24;
 const CREATED: u32 = u32::MAX;
@@ -29,16 +26,6 @@ struct H {
     engine: Engine,
     now: u64,
     next_id: u128,
-}
-
-fn account(id: u128, ledger: u32, flags: u16) -> Account {
-    Account {
-        id,
-        ledger,
-        code: 1,
-        flags,
-        ..Account::default()
-    }
 }
 
 impl H {
@@ -50,17 +37,13 @@ impl H {
             next_id: 1_000,
         };
         let trader = if history { AccountFlags::HISTORY } else { 0 };
-        let accounts = [
-            account(FEE, QUOTE, 0),
-            account(BASE_ESCROW, BASE, 0),
-            account(QUOTE_ESCROW, QUOTE, 0),
-            account(BASE_SOURCE, BASE, 0),
-            account(QUOTE_SOURCE, QUOTE, 0),
+        let mut accounts = market_accounts().to_vec();
+        accounts.extend([
             account(SELLER, BASE, trader),
             account(SELLER_QUOTE, QUOTE, trader),
             account(BUYER, BASE, trader),
             account(BUYER_QUOTE, QUOTE, trader),
-        ];
+        ]);
         let mut results = vec![CreateResult::default(); accounts.len()];
         h.now += STEP;
         h.engine.create_accounts(h.now, &accounts, &mut results);
@@ -72,18 +55,7 @@ impl H {
         for (debit, credit, ledger) in funds {
             assert_eq!(h.transfer(debit, credit, ledger, 1 << 40, 0, 0), CREATED);
         }
-        let market = Market {
-            id: MARKET,
-            base_ledger: BASE,
-            quote_ledger: QUOTE,
-            lot_size: 1,
-            tick_size: 1,
-            fee_account_id: FEE,
-            base_escrow_account_id: BASE_ESCROW,
-            quote_escrow_account_id: QUOTE_ESCROW,
-            code: 9,
-            ..Market::default()
-        };
+        let market = market(1, 1, 0, 0);
         let mut results = [CreateResult::default()];
         h.now += STEP;
         h.engine.create_markets(h.now, &[market], &mut results);
