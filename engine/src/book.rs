@@ -1259,10 +1259,10 @@ impl Books {
 
     // Expiry heap: slots ordered by `(expires_at, id)`, each slot knowing its position.
 
-    fn heap_less(&self, a: u32, b: u32) -> bool {
-        let a = &self.slots[a as usize].order;
-        let b = &self.slots[b as usize].order;
-        (a.expires_at, a.id) < (b.expires_at, b.id)
+    fn heap_less(&self, first: u32, second: u32) -> bool {
+        let first = &self.slots[first as usize].order;
+        let second = &self.slots[second as usize].order;
+        (first.expires_at, first.id) < (second.expires_at, second.id)
     }
 
     fn heap_set(&mut self, position: usize, slot: u32) {

@@ -580,14 +580,14 @@ impl Ledger {
     #[inline(always)]
     fn record_account(&mut self, account: u32) {
         if self.undo_active {
-            let a = &self.accounts[account as usize];
+            let stored = &self.accounts[account as usize];
             let entry = Undo::AccountChanged {
                 account,
-                flags: a.flags,
-                debits_pending: a.debits_pending,
-                debits_posted: a.debits_posted,
-                credits_pending: a.credits_pending,
-                credits_posted: a.credits_posted,
+                flags: stored.flags,
+                debits_pending: stored.debits_pending,
+                debits_posted: stored.debits_posted,
+                credits_pending: stored.credits_pending,
+                credits_posted: stored.credits_posted,
             };
             self.record(entry);
         }
@@ -614,12 +614,12 @@ impl Ledger {
                     credits_pending,
                     credits_posted,
                 } => {
-                    let a = &mut self.accounts[account as usize];
-                    a.flags = flags;
-                    a.debits_pending = debits_pending;
-                    a.debits_posted = debits_posted;
-                    a.credits_pending = credits_pending;
-                    a.credits_posted = credits_posted;
+                    let stored = &mut self.accounts[account as usize];
+                    stored.flags = flags;
+                    stored.debits_pending = debits_pending;
+                    stored.debits_posted = debits_posted;
+                    stored.credits_pending = credits_pending;
+                    stored.credits_posted = credits_posted;
                 }
                 Undo::TransferCreated { debit, credit } => {
                     let transfer = self.transfers.pop().expect("undo matches a transfer");
@@ -656,11 +656,11 @@ impl Ledger {
     }
 
     fn expiry_entry(&self, transfer: u32) -> ExpiryEntry {
-        let t = &self.transfers[transfer as usize];
-        assert!(t.timeout > 0);
+        let pending = &self.transfers[transfer as usize];
+        assert!(pending.timeout > 0);
         ExpiryEntry {
-            expires_at: t.timestamp + u64::from(t.timeout) * NS_PER_SECOND,
-            timestamp: t.timestamp,
+            expires_at: pending.timestamp + u64::from(pending.timeout) * NS_PER_SECOND,
+            timestamp: pending.timestamp,
             transfer,
         }
     }
@@ -1111,43 +1111,43 @@ impl Ledger {
     #[inline(always)]
     fn regular_transfer(
         &mut self,
-        t: &Transfer,
+        transfer: &Transfer,
         timestamp: u64,
         (debit, credit): (u32, u32),
         vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
-        if t.debit_account_id == 0 {
+        if transfer.debit_account_id == 0 {
             return Err(S::DebitAccountIdMustNotBeZero);
         }
-        if t.debit_account_id == u128::MAX {
+        if transfer.debit_account_id == u128::MAX {
             return Err(S::DebitAccountIdMustNotBeIntMax);
         }
-        if t.credit_account_id == 0 {
+        if transfer.credit_account_id == 0 {
             return Err(S::CreditAccountIdMustNotBeZero);
         }
-        if t.credit_account_id == u128::MAX {
+        if transfer.credit_account_id == u128::MAX {
             return Err(S::CreditAccountIdMustNotBeIntMax);
         }
-        if t.debit_account_id == t.credit_account_id {
+        if transfer.debit_account_id == transfer.credit_account_id {
             return Err(S::AccountsMustBeDifferent);
         }
-        if t.pending_id != 0 {
+        if transfer.pending_id != 0 {
             return Err(S::PendingIdMustBeZero);
         }
-        let pending = t.flags().pending();
+        let pending = transfer.flags().pending();
         if !pending {
-            if t.timeout != 0 {
+            if transfer.timeout != 0 {
                 return Err(S::TimeoutReservedForPendingTransfer);
             }
-            if t.flags().closing_debit() || t.flags().closing_credit() {
+            if transfer.flags().closing_debit() || transfer.flags().closing_credit() {
                 return Err(S::ClosingTransferMustBePending);
             }
         }
-        if t.ledger == 0 {
+        if transfer.ledger == 0 {
             return Err(S::LedgerMustNotBeZero);
         }
-        if t.code == 0 {
+        if transfer.code == 0 {
             return Err(S::CodeMustNotBeZero);
         }
         if debit == NO_POSITION {
@@ -1162,10 +1162,10 @@ impl Ledger {
         if debit_account.ledger != credit_account.ledger {
             return Err(S::AccountsMustHaveTheSameLedger);
         }
-        if t.ledger != debit_account.ledger {
+        if transfer.ledger != debit_account.ledger {
             return Err(S::TransferMustHaveTheSameLedgerAsAccounts);
         }
-        if t.flags().imported() {
+        if transfer.flags().imported() {
             if timestamp <= self.transfers_timestamp_max() || self.account_has_timestamp(timestamp)
             {
                 return Err(S::ImportedEventTimestampMustNotRegress);
@@ -1176,7 +1176,7 @@ impl Ledger {
             if timestamp <= credit_account.timestamp {
                 return Err(S::ImportedEventTimestampMustPostdateCreditAccount);
             }
-            if t.timeout != 0 {
+            if transfer.timeout != 0 {
                 return Err(S::ImportedEventTimeoutMustBeZero);
             }
         }
@@ -1189,11 +1189,11 @@ impl Ledger {
         // Both sums are kept at most u128::MAX by the overflow checks below.
         let dr_debits = debit_account.debits_pending + debit_account.debits_posted;
         let cr_credits = credit_account.credits_pending + credit_account.credits_posted;
-        let mut amount = t.amount;
-        if t.flags().balancing_debit() {
+        let mut amount = transfer.amount;
+        if transfer.flags().balancing_debit() {
             amount = amount.min(debit_account.credits_posted.saturating_sub(dr_debits));
         }
-        if t.flags().balancing_credit() {
+        if transfer.flags().balancing_credit() {
             amount = amount.min(credit_account.debits_posted.saturating_sub(cr_credits));
         }
         if pending {
@@ -1218,7 +1218,7 @@ impl Ledger {
         };
         // `timestamp <= TIMESTAMP_MAX < 2^63` and the timeout in ns is below 2^63, so the sum
         // fits in u64; it must also fit in the 63 bits of a timestamp.
-        let expires_at = timestamp + u64::from(t.timeout) * NS_PER_SECOND;
+        let expires_at = timestamp + u64::from(transfer.timeout) * NS_PER_SECOND;
         if expires_at > TIMESTAMP_MAX {
             return Err(S::OverflowsTimeout);
         }
@@ -1234,7 +1234,7 @@ impl Ledger {
         }
         self.check_capacity(pending, debit_account.flags(), credit_account.flags())?;
 
-        assert!(amount <= t.amount);
+        assert!(amount <= transfer.amount);
         let debit_before = self.accounts[debit as usize];
         let credit_before = self.accounts[credit as usize];
 
@@ -1247,7 +1247,7 @@ impl Ledger {
         } else {
             debit_account.debits_posted += amount;
         }
-        if t.flags().closing_debit() {
+        if transfer.flags().closing_debit() {
             debit_account.flags |= AccountFlags::CLOSED;
         }
         let credit_account = &mut self.accounts[credit as usize];
@@ -1256,7 +1256,7 @@ impl Ledger {
         } else {
             credit_account.credits_posted += amount;
         }
-        if t.flags().closing_credit() {
+        if transfer.flags().closing_credit() {
             credit_account.flags |= AccountFlags::CLOSED;
         }
         let status = if pending {
@@ -1267,7 +1267,7 @@ impl Ledger {
         let stored = Transfer {
             amount,
             timestamp,
-            ..*t
+            ..*transfer
         };
         let position = self.insert_transfer(&stored, debit, credit, status, vacancy);
         // Postconditions: the debits of one account and the credits of the other moved by
@@ -1299,7 +1299,7 @@ impl Ledger {
         assert_eq!(self.transfers[position as usize], stored);
         if pending {
             self.pending_count += 1;
-            if t.timeout > 0 {
+            if transfer.timeout > 0 {
                 let entry = ExpiryEntry {
                     expires_at,
                     timestamp,
@@ -1370,12 +1370,12 @@ impl Ledger {
 
     fn insert_balance_row(&mut self, account: u32, transfer: u32, timestamp: u64) {
         assert!(self.balances.len() < self.balances.capacity());
-        let a = &self.accounts[account as usize];
+        let stored = &self.accounts[account as usize];
         let row = BalanceRow {
-            debits_pending: a.debits_pending,
-            debits_posted: a.debits_posted,
-            credits_pending: a.credits_pending,
-            credits_posted: a.credits_posted,
+            debits_pending: stored.debits_pending,
+            debits_posted: stored.debits_posted,
+            credits_pending: stored.credits_pending,
+            credits_posted: stored.credits_posted,
             timestamp,
             transfer,
             previous: self.account_meta[account as usize].balance_newest,
@@ -1388,63 +1388,68 @@ impl Ledger {
     /// The post/void path (3.3) for a transfer whose id is new.
     fn post_or_void_transfer(
         &mut self,
-        t: &Transfer,
+        transfer: &Transfer,
         timestamp: u64,
         vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
-        let post = t.flags().post_pending_transfer();
-        let void = t.flags().void_pending_transfer();
+        let post = transfer.flags().post_pending_transfer();
+        let void = transfer.flags().void_pending_transfer();
         let exclusive = TransferFlags::PENDING
             | TransferFlags::BALANCING_DEBIT
             | TransferFlags::BALANCING_CREDIT
             | TransferFlags::CLOSING_DEBIT
             | TransferFlags::CLOSING_CREDIT;
-        if (post && void) || t.flags().any(exclusive) {
+        if (post && void) || transfer.flags().any(exclusive) {
             return Err(S::FlagsAreMutuallyExclusive);
         }
-        if t.pending_id == 0 {
+        if transfer.pending_id == 0 {
             return Err(S::PendingIdMustNotBeZero);
         }
-        if t.pending_id == u128::MAX {
+        if transfer.pending_id == u128::MAX {
             return Err(S::PendingIdMustNotBeIntMax);
         }
-        if t.pending_id == t.id {
+        if transfer.pending_id == transfer.id {
             return Err(S::PendingIdMustBeDifferent);
         }
-        if t.timeout != 0 {
+        if transfer.timeout != 0 {
             return Err(S::TimeoutReservedForPendingTransfer);
         }
         // Burned ids count as not found.
-        let Some(pending) = self.transfer_position_in(t.pending_id, is_settlement(t)) else {
+        let Some(pending) = self.transfer_position_in(transfer.pending_id, is_settlement(transfer))
+        else {
             return Err(S::PendingTransferNotFound);
         };
         let pending_transfer = self.transfers[pending as usize];
         if !pending_transfer.flags().pending() {
             return Err(S::PendingTransferNotPending);
         }
-        if t.debit_account_id != 0 && t.debit_account_id != pending_transfer.debit_account_id {
+        if transfer.debit_account_id != 0
+            && transfer.debit_account_id != pending_transfer.debit_account_id
+        {
             return Err(S::PendingTransferHasDifferentDebitAccountId);
         }
-        if t.credit_account_id != 0 && t.credit_account_id != pending_transfer.credit_account_id {
+        if transfer.credit_account_id != 0
+            && transfer.credit_account_id != pending_transfer.credit_account_id
+        {
             return Err(S::PendingTransferHasDifferentCreditAccountId);
         }
-        if t.ledger != 0 && t.ledger != pending_transfer.ledger {
+        if transfer.ledger != 0 && transfer.ledger != pending_transfer.ledger {
             return Err(S::PendingTransferHasDifferentLedger);
         }
-        if t.code != 0 && t.code != pending_transfer.code {
+        if transfer.code != 0 && transfer.code != pending_transfer.code {
             return Err(S::PendingTransferHasDifferentCode);
         }
         let amount = if post {
-            if t.amount == u128::MAX {
+            if transfer.amount == u128::MAX {
                 pending_transfer.amount
             } else {
-                t.amount
+                transfer.amount
             }
-        } else if t.amount == 0 {
+        } else if transfer.amount == 0 {
             pending_transfer.amount
         } else {
-            t.amount
+            transfer.amount
         };
         if amount > pending_transfer.amount {
             return Err(S::ExceedsPendingTransferAmount);
@@ -1466,7 +1471,7 @@ impl Ledger {
         {
             return Err(S::PendingTransferExpired);
         }
-        if t.flags().imported()
+        if transfer.flags().imported()
             && (timestamp <= self.transfers_timestamp_max()
                 || self.account_has_timestamp(timestamp))
         {
@@ -1512,30 +1517,30 @@ impl Ledger {
             },
         );
         let stored = Transfer {
-            id: t.id,
+            id: transfer.id,
             debit_account_id: pending_transfer.debit_account_id,
             credit_account_id: pending_transfer.credit_account_id,
             amount,
-            pending_id: t.pending_id,
-            user_data_128: if t.user_data_128 == 0 {
+            pending_id: transfer.pending_id,
+            user_data_128: if transfer.user_data_128 == 0 {
                 pending_transfer.user_data_128
             } else {
-                t.user_data_128
+                transfer.user_data_128
             },
-            user_data_64: if t.user_data_64 == 0 {
+            user_data_64: if transfer.user_data_64 == 0 {
                 pending_transfer.user_data_64
             } else {
-                t.user_data_64
+                transfer.user_data_64
             },
-            user_data_32: if t.user_data_32 == 0 {
+            user_data_32: if transfer.user_data_32 == 0 {
                 pending_transfer.user_data_32
             } else {
-                t.user_data_32
+                transfer.user_data_32
             },
             timeout: 0,
             ledger: pending_transfer.ledger,
             code: pending_transfer.code,
-            flags: t.flags,
+            flags: transfer.flags,
             timestamp,
         };
         let position = self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
