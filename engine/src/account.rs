@@ -180,24 +180,24 @@ impl AccountFilterFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{identity_bytes, pattern_u128, pattern_u16, pattern_u32, pattern_u64};
+    use crate::wire::{identity_bytes, pattern};
 
     #[test]
     fn account_golden_bytes() {
         let account = Account {
-            id: pattern_u128(0),
-            debits_pending: pattern_u128(16),
-            debits_posted: pattern_u128(32),
-            credits_pending: pattern_u128(48),
-            credits_posted: pattern_u128(64),
-            user_data_128: pattern_u128(80),
-            user_data_64: pattern_u64(96),
-            user_data_32: pattern_u32(104),
-            reserved: pattern_u32(108),
-            ledger: pattern_u32(112),
-            code: pattern_u16(116),
-            flags: pattern_u16(118),
-            timestamp: pattern_u64(120),
+            id: pattern(0),
+            debits_pending: pattern(16),
+            debits_posted: pattern(32),
+            credits_pending: pattern(48),
+            credits_posted: pattern(64),
+            user_data_128: pattern(80),
+            user_data_64: pattern(96),
+            user_data_32: pattern(104),
+            reserved: pattern(108),
+            ledger: pattern(112),
+            code: pattern(116),
+            flags: pattern(118),
+            timestamp: pattern(120),
         };
         let mut bytes = [0u8; 128];
         account.encode(&mut bytes);
@@ -230,11 +230,11 @@ mod tests {
             *byte = 72 + index as u8;
         }
         let balance = AccountBalance {
-            debits_pending: pattern_u128(0),
-            debits_posted: pattern_u128(16),
-            credits_pending: pattern_u128(32),
-            credits_posted: pattern_u128(48),
-            timestamp: pattern_u64(64),
+            debits_pending: pattern(0),
+            debits_posted: pattern(16),
+            credits_pending: pattern(32),
+            credits_posted: pattern(48),
+            timestamp: pattern(64),
             reserved,
         };
         let mut bytes = [0u8; 128];
@@ -250,16 +250,16 @@ mod tests {
             *byte = 46 + index as u8;
         }
         let filter = AccountFilter {
-            account_id: pattern_u128(0),
-            user_data_128: pattern_u128(16),
-            user_data_64: pattern_u64(32),
-            user_data_32: pattern_u32(40),
-            code: pattern_u16(44),
+            account_id: pattern(0),
+            user_data_128: pattern(16),
+            user_data_64: pattern(32),
+            user_data_32: pattern(40),
+            code: pattern(44),
             reserved,
-            timestamp_min: pattern_u64(104),
-            timestamp_max: pattern_u64(112),
-            limit: pattern_u32(120),
-            flags: pattern_u32(124),
+            timestamp_min: pattern(104),
+            timestamp_max: pattern(112),
+            limit: pattern(120),
+            flags: pattern(124),
         };
         let mut bytes = [0u8; 128];
         filter.encode(&mut bytes);

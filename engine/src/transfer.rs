@@ -169,24 +169,24 @@ impl QueryFilterFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{identity_bytes, pattern_u128, pattern_u16, pattern_u32, pattern_u64};
+    use crate::wire::{identity_bytes, pattern};
 
     #[test]
     fn transfer_golden_bytes() {
         let transfer = Transfer {
-            id: pattern_u128(0),
-            debit_account_id: pattern_u128(16),
-            credit_account_id: pattern_u128(32),
-            amount: pattern_u128(48),
-            pending_id: pattern_u128(64),
-            user_data_128: pattern_u128(80),
-            user_data_64: pattern_u64(96),
-            user_data_32: pattern_u32(104),
-            timeout: pattern_u32(108),
-            ledger: pattern_u32(112),
-            code: pattern_u16(116),
-            flags: pattern_u16(118),
-            timestamp: pattern_u64(120),
+            id: pattern(0),
+            debit_account_id: pattern(16),
+            credit_account_id: pattern(32),
+            amount: pattern(48),
+            pending_id: pattern(64),
+            user_data_128: pattern(80),
+            user_data_64: pattern(96),
+            user_data_32: pattern(104),
+            timeout: pattern(108),
+            ledger: pattern(112),
+            code: pattern(116),
+            flags: pattern(118),
+            timestamp: pattern(120),
         };
         let mut bytes = [0u8; 128];
         transfer.encode(&mut bytes);
@@ -215,16 +215,16 @@ mod tests {
     #[test]
     fn query_filter_golden_bytes() {
         let filter = QueryFilter {
-            user_data_128: pattern_u128(0),
-            user_data_64: pattern_u64(16),
-            user_data_32: pattern_u32(24),
-            ledger: pattern_u32(28),
-            code: pattern_u16(32),
+            user_data_128: pattern(0),
+            user_data_64: pattern(16),
+            user_data_32: pattern(24),
+            ledger: pattern(28),
+            code: pattern(32),
             reserved: [34, 35, 36, 37, 38, 39],
-            timestamp_min: pattern_u64(40),
-            timestamp_max: pattern_u64(48),
-            limit: pattern_u32(56),
-            flags: pattern_u32(60),
+            timestamp_min: pattern(40),
+            timestamp_max: pattern(48),
+            limit: pattern(56),
+            flags: pattern(60),
         };
         let mut bytes = [0u8; 64];
         filter.encode(&mut bytes);
