@@ -46,51 +46,24 @@ wire_record! {
 
 const _: () = assert!(align_of::<Account>() == 64);
 
-impl Account {
-    /// The typed view of `flags`.
-    #[inline(always)]
-    #[must_use]
-    pub const fn flags(&self) -> AccountFlags {
-        AccountFlags(self.flags)
+flags! {
+    /// Bits of `Account::flags`; `Account::flags()` gives this typed view with a predicate per bit.
+    pub struct AccountFlags(u16) for Account {
+        /// Chain this event with the next one in the batch: all succeed or none.
+        LINKED = 1 << 0, linked;
+        /// Reject transfers that would make pending plus posted debits exceed posted credits.
+        DEBITS_MUST_NOT_EXCEED_CREDITS = 1 << 1, debits_must_not_exceed_credits;
+        /// Reject transfers that would make pending plus posted credits exceed posted debits.
+        CREDITS_MUST_NOT_EXCEED_DEBITS = 1 << 2, credits_must_not_exceed_debits;
+        /// Keep the balance after every transfer, for `get_account_balances`.
+        HISTORY = 1 << 3, history;
+        /// The account carries a client-supplied historical timestamp.
+        IMPORTED = 1 << 4, imported;
+        /// The account rejects new transfers (voids of pending transfers are still allowed).
+        CLOSED = 1 << 5, closed;
+        /// Bits with no meaning; they must be zero.
+        PADDING = !0x3F, padding;
     }
-}
-
-/// Bits of `Account::flags`; `Account::flags()` gives this typed view with a predicate per bit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AccountFlags(pub u16);
-
-flag_predicates!(AccountFlags(u16) {
-    /// `LINKED` is set.
-    linked = LINKED;
-    /// `DEBITS_MUST_NOT_EXCEED_CREDITS` is set.
-    debits_must_not_exceed_credits = DEBITS_MUST_NOT_EXCEED_CREDITS;
-    /// `CREDITS_MUST_NOT_EXCEED_DEBITS` is set.
-    credits_must_not_exceed_debits = CREDITS_MUST_NOT_EXCEED_DEBITS;
-    /// `HISTORY` is set.
-    history = HISTORY;
-    /// `IMPORTED` is set.
-    imported = IMPORTED;
-    /// `CLOSED` is set.
-    closed = CLOSED;
-    /// A `PADDING` bit is set.
-    padding = PADDING;
-});
-
-impl AccountFlags {
-    /// Chain this event with the next one in the batch: all succeed or none.
-    pub const LINKED: u16 = 1 << 0;
-    /// Reject transfers that would make pending plus posted debits exceed posted credits.
-    pub const DEBITS_MUST_NOT_EXCEED_CREDITS: u16 = 1 << 1;
-    /// Reject transfers that would make pending plus posted credits exceed posted debits.
-    pub const CREDITS_MUST_NOT_EXCEED_DEBITS: u16 = 1 << 2;
-    /// Keep the balance after every transfer, for `get_account_balances`.
-    pub const HISTORY: u16 = 1 << 3;
-    /// The account carries a client-supplied historical timestamp.
-    pub const IMPORTED: u16 = 1 << 4;
-    /// The account rejects new transfers (voids of pending transfers are still allowed).
-    pub const CLOSED: u16 = 1 << 5;
-    /// Bits with no meaning; they must be zero.
-    pub const PADDING: u16 = !0x3F;
 }
 
 wire_record! {
@@ -142,39 +115,18 @@ wire_record! {
     }
 }
 
-impl AccountFilter {
-    /// The typed view of `flags`.
-    #[inline(always)]
-    #[must_use]
-    pub const fn flags(&self) -> AccountFilterFlags {
-        AccountFilterFlags(self.flags)
+flags! {
+    /// Bits of `AccountFilter::flags`; `AccountFilter::flags()` gives this typed view.
+    pub struct AccountFilterFlags(u32) for AccountFilter {
+        /// Select transfers that debit the account.
+        DEBITS = 1, debits;
+        /// Select transfers that credit the account.
+        CREDITS = 2, credits;
+        /// Newest first.
+        REVERSED = 4, reversed;
+        /// Bits with no meaning; a filter with any of them set selects nothing.
+        PADDING = !0x7, padding;
     }
-}
-
-/// Bits of `AccountFilter::flags`; `AccountFilter::flags()` gives this typed view.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AccountFilterFlags(pub u32);
-
-flag_predicates!(AccountFilterFlags(u32) {
-    /// `DEBITS` is set.
-    debits = DEBITS;
-    /// `CREDITS` is set.
-    credits = CREDITS;
-    /// `REVERSED` is set.
-    reversed = REVERSED;
-    /// A `PADDING` bit is set.
-    padding = PADDING;
-});
-
-impl AccountFilterFlags {
-    /// Select transfers that debit the account.
-    pub const DEBITS: u32 = 1;
-    /// Select transfers that credit the account.
-    pub const CREDITS: u32 = 2;
-    /// Newest first.
-    pub const REVERSED: u32 = 4;
-    /// Bits with no meaning; a filter with any of them set selects nothing.
-    pub const PADDING: u32 = !0x7;
 }
 
 #[cfg(test)]

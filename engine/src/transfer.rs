@@ -45,69 +45,36 @@ wire_record! {
 
 const _: () = assert!(align_of::<Transfer>() == 64);
 
-impl Transfer {
-    /// The typed view of `flags`.
-    #[inline(always)]
-    #[must_use]
-    pub const fn flags(&self) -> TransferFlags {
-        TransferFlags(self.flags)
+flags! {
+    /// Bits of `Transfer::flags`; `Transfer::flags()` gives this typed view with a predicate per
+    /// bit.
+    pub struct TransferFlags(u16) for Transfer {
+        /// Chain this event with the next one in the batch: all succeed or none.
+        LINKED = 1 << 0, linked;
+        /// Reserve the amount (debits/credits pending) until posted, voided or expired.
+        PENDING = 1 << 1, pending;
+        /// Post (some or all of) the pending transfer `pending_id`.
+        POST_PENDING_TRANSFER = 1 << 2, post_pending_transfer;
+        /// Void the pending transfer `pending_id`.
+        VOID_PENDING_TRANSFER = 1 << 3, void_pending_transfer;
+        /// Clamp the amount so the debit account's debits do not exceed its credits.
+        BALANCING_DEBIT = 1 << 4, balancing_debit;
+        /// Clamp the amount so the credit account's credits do not exceed its debits.
+        BALANCING_CREDIT = 1 << 5, balancing_credit;
+        /// Close the debit account while this pending transfer is unresolved.
+        CLOSING_DEBIT = 1 << 6, closing_debit;
+        /// Close the credit account while this pending transfer is unresolved.
+        CLOSING_CREDIT = 1 << 7, closing_credit;
+        /// The transfer carries a client-supplied historical timestamp.
+        IMPORTED = 1 << 8, imported;
+        /// Bits with no meaning; they must be zero in client transfers.
+        PADDING = !0x1FF;
+        /// Set on the transfers the matching side makes (holds, their voids, the legs and fees of
+        /// fills) and on no other: their ids are a namespace of their own, apart from client ids,
+        /// so this flag tells the two apart where both appear (account transfers, queries). A
+        /// client transfer with this bit fails with `reserved_flag` (it is one of `PADDING`).
+        SETTLEMENT = 1 << 15, settlement;
     }
-}
-
-/// Bits of `Transfer::flags`; `Transfer::flags()` gives this typed view with a predicate per
-/// bit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TransferFlags(pub u16);
-
-flag_predicates!(TransferFlags(u16) {
-    /// `LINKED` is set.
-    linked = LINKED;
-    /// `PENDING` is set.
-    pending = PENDING;
-    /// `POST_PENDING_TRANSFER` is set.
-    post_pending_transfer = POST_PENDING_TRANSFER;
-    /// `VOID_PENDING_TRANSFER` is set.
-    void_pending_transfer = VOID_PENDING_TRANSFER;
-    /// `BALANCING_DEBIT` is set.
-    balancing_debit = BALANCING_DEBIT;
-    /// `BALANCING_CREDIT` is set.
-    balancing_credit = BALANCING_CREDIT;
-    /// `CLOSING_DEBIT` is set.
-    closing_debit = CLOSING_DEBIT;
-    /// `CLOSING_CREDIT` is set.
-    closing_credit = CLOSING_CREDIT;
-    /// `IMPORTED` is set.
-    imported = IMPORTED;
-    /// `SETTLEMENT` is set: the matching side made this transfer.
-    settlement = SETTLEMENT;
-});
-
-impl TransferFlags {
-    /// Chain this event with the next one in the batch: all succeed or none.
-    pub const LINKED: u16 = 1 << 0;
-    /// Reserve the amount (debits/credits pending) until posted, voided or expired.
-    pub const PENDING: u16 = 1 << 1;
-    /// Post (some or all of) the pending transfer `pending_id`.
-    pub const POST_PENDING_TRANSFER: u16 = 1 << 2;
-    /// Void the pending transfer `pending_id`.
-    pub const VOID_PENDING_TRANSFER: u16 = 1 << 3;
-    /// Clamp the amount so the debit account's debits do not exceed its credits.
-    pub const BALANCING_DEBIT: u16 = 1 << 4;
-    /// Clamp the amount so the credit account's credits do not exceed its debits.
-    pub const BALANCING_CREDIT: u16 = 1 << 5;
-    /// Close the debit account while this pending transfer is unresolved.
-    pub const CLOSING_DEBIT: u16 = 1 << 6;
-    /// Close the credit account while this pending transfer is unresolved.
-    pub const CLOSING_CREDIT: u16 = 1 << 7;
-    /// The transfer carries a client-supplied historical timestamp.
-    pub const IMPORTED: u16 = 1 << 8;
-    /// Bits with no meaning; they must be zero in client transfers.
-    pub const PADDING: u16 = !0x1FF;
-    /// Set on the transfers the matching side makes (holds, their voids, the legs and fees of
-    /// fills) and on no other: their ids are a namespace of their own, apart from client ids,
-    /// so this flag tells the two apart where both appear (account transfers, queries). A
-    /// client transfer with this bit fails with `reserved_flag` (it is one of `PADDING`).
-    pub const SETTLEMENT: u16 = 1 << 15;
 }
 
 wire_record! {
@@ -139,31 +106,14 @@ wire_record! {
     }
 }
 
-impl QueryFilter {
-    /// The typed view of `flags`.
-    #[inline(always)]
-    #[must_use]
-    pub const fn flags(&self) -> QueryFilterFlags {
-        QueryFilterFlags(self.flags)
+flags! {
+    /// Bits of `QueryFilter::flags`; `QueryFilter::flags()` gives this typed view.
+    pub struct QueryFilterFlags(u32) for QueryFilter {
+        /// Newest first.
+        REVERSED = 1, reversed;
+        /// Bits with no meaning; a filter with any of them set selects nothing.
+        PADDING = !0x1, padding;
     }
-}
-
-/// Bits of `QueryFilter::flags`; `QueryFilter::flags()` gives this typed view.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueryFilterFlags(pub u32);
-
-flag_predicates!(QueryFilterFlags(u32) {
-    /// `REVERSED` is set.
-    reversed = REVERSED;
-    /// A `PADDING` bit is set.
-    padding = PADDING;
-});
-
-impl QueryFilterFlags {
-    /// Newest first.
-    pub const REVERSED: u32 = 1;
-    /// Bits with no meaning; a filter with any of them set selects nothing.
-    pub const PADDING: u32 = !0x1;
 }
 
 #[cfg(test)]
