@@ -239,22 +239,31 @@ fn order_expiry_with_the_history_store_full() {
     assert_eq!(h.debits_pending(SELLER), 0);
 }
 
-#[test]
-fn transfer_expiry_with_the_transfer_and_pending_stores_full() {
+/// A harness whose pending store is full of 1 s pending transfers and whose transfer store is
+/// then filled with single-phase ones, after `resting` sells rested; returns it after the pulse
+/// 2 s later, which expires more than 1,000 of them and leaves the buyer nothing pending.
+fn expire_full_transfer_stores(resting: u128) -> H {
     let config = Config {
         transfers_pending_max: 1500,
         ..small()
     };
     let mut h = H::new(config, false);
-    rest_sells(&mut h, 8);
-    // Pending transfers of 1 s fill the pending store, then single-phase ones the rest.
+    if resting > 0 {
+        rest_sells(&mut h, resting);
+    }
     assert_eq!(h.fill_transfers(TransferFlags::PENDING, 1), PENDING_FULL);
     assert_eq!(h.fill_transfers(0, 0), TRANSFERS_FULL);
     assert!(h.debits_pending(BUYER_QUOTE) > 1000);
-    // Both kinds are due in the same pulse.
     let expired = h.pulse_after(2);
     assert!(expired > 1000, "{expired}");
     assert_eq!(h.debits_pending(BUYER_QUOTE), 0);
+    h
+}
+
+#[test]
+fn transfer_expiry_with_the_transfer_and_pending_stores_full() {
+    // Both kinds are due in the same pulse.
+    let h = expire_full_transfer_stores(8);
     for id in 1..=8 {
         assert_eq!(h.state(id), EXPIRED);
     }
@@ -263,15 +272,7 @@ fn transfer_expiry_with_the_transfer_and_pending_stores_full() {
 
 #[test]
 fn transfer_expiry_alone_with_every_store_full() {
-    let config = Config {
-        transfers_pending_max: 1500,
-        ..small()
-    };
-    let mut h = H::new(config, false);
-    assert_eq!(h.fill_transfers(TransferFlags::PENDING, 1), PENDING_FULL);
-    assert_eq!(h.fill_transfers(0, 0), TRANSFERS_FULL);
-    assert!(h.pulse_after(2) > 1000);
-    assert_eq!(h.debits_pending(BUYER_QUOTE), 0);
+    expire_full_transfer_stores(0);
 }
 
 #[test]
