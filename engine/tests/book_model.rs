@@ -898,12 +898,18 @@ fn market_sell_takes_any_price_and_market_buy_stops_at_its_budget() {
     assert_eq!(s.fills(), vec![(2, 100, 10), (3, 105, 10)]);
 }
 
-#[test]
-fn self_trade_cancel_incoming_stops_before_the_own_order() {
+/// Owner 2 buys 90 up to 105 against `with_asks`, where its own order 2 rests second at 100.
+fn self_trade_buy(mode: SelfTrade) -> (Scenario, Execution) {
     let mut s = with_asks();
     let mut taker = gtc(10, 2, Side::Buy, 105, 90);
-    taker.self_trade = SelfTrade::CancelIncoming as u8;
+    taker.self_trade = mode as u8;
     let execution = s.place(taker);
+    (s, execution)
+}
+
+#[test]
+fn self_trade_cancel_incoming_stops_before_the_own_order() {
+    let (s, execution) = self_trade_buy(SelfTrade::CancelIncoming);
     assert_eq!(s.fills(), vec![(1, 100, 20)]);
     assert!(s.canceled().is_empty());
     assert_eq!(execution.state, Some(OrderState::Canceled));
@@ -914,10 +920,7 @@ fn self_trade_cancel_incoming_stops_before_the_own_order() {
 
 #[test]
 fn self_trade_cancel_resting_removes_the_own_order_and_keeps_matching() {
-    let mut s = with_asks();
-    let mut taker = gtc(10, 2, Side::Buy, 105, 90);
-    taker.self_trade = SelfTrade::CancelResting as u8;
-    let execution = s.place(taker);
+    let (s, execution) = self_trade_buy(SelfTrade::CancelResting);
     assert_eq!(s.fills(), vec![(1, 100, 20), (3, 105, 40)]);
     assert_eq!(s.canceled(), vec![2]);
     assert_eq!(execution.state, Some(OrderState::Resting));
@@ -928,15 +931,22 @@ fn self_trade_cancel_resting_removes_the_own_order_and_keeps_matching() {
 
 #[test]
 fn self_trade_cancel_both_removes_both() {
-    let mut s = with_asks();
-    let mut taker = gtc(10, 2, Side::Buy, 105, 90);
-    taker.self_trade = SelfTrade::CancelBoth as u8;
-    let execution = s.place(taker);
+    let (s, execution) = self_trade_buy(SelfTrade::CancelBoth);
     assert_eq!(s.fills(), vec![(1, 100, 20)]);
     assert_eq!(s.canceled(), vec![2]);
     assert_eq!(execution.state, Some(OrderState::Canceled));
     assert_eq!((s.book.order(2), s.book.order(10)), (None, None));
     assert_eq!(s.book.best_ask(), Some(105));
+}
+
+/// An amend of order `id` to `price` and total `quantity` (0 keeps either).
+fn amend(id: u128, price: u64, quantity: u64) -> OrderAmend {
+    OrderAmend {
+        order_id: id,
+        price,
+        quantity,
+        ..OrderAmend::default()
+    }
 }
 
 #[test]
@@ -949,12 +959,6 @@ fn amend_quantity_down_keeps_priority_and_up_or_price_loses_it() {
         asks.iter()
             .map(|o| (o.id, o.price, o.quantity))
             .collect::<Vec<_>>()
-    };
-    let amend = |id, price, quantity| OrderAmend {
-        order_id: id,
-        price,
-        quantity,
-        ..Default::default()
     };
     let outcome = s.book.amend(&amend(1, 0, 10), &mut s.events);
     assert_eq!(outcome.execution.status, OrderStatus::Ok);
@@ -983,12 +987,6 @@ fn amend_of_a_partly_filled_order_counts_the_filled_quantity() {
     s.place(gtc(10, 9, Side::Buy, 100, 10));
     s.place(gtc(11, 8, Side::Buy, 95, 50));
     assert_eq!(s.book.order(1).unwrap().filled_quantity, 10);
-    let amend = |id, price, quantity| OrderAmend {
-        order_id: id,
-        price,
-        quantity,
-        ..Default::default()
-    };
     let outcome = s.book.amend(&amend(1, 0, 10), &mut s.events);
     assert_eq!(
         outcome.execution.status,
@@ -1053,32 +1051,18 @@ fn expiry_removes_due_orders_earliest_first() {
 fn capacity_is_checked_before_the_book_changes() {
     let mut book = Book::new(&market(), 2, 2);
     let mut events = Vec::with_capacity(16);
-    assert_eq!(
-        book.place(&gtc(1, 1, Side::Sell, 100, 10), 0, &mut events)
-            .status,
-        OrderStatus::Ok
-    );
-    assert_eq!(
-        book.place(&gtc(2, 2, Side::Sell, 105, 10), 0, &mut events)
-            .status,
-        OrderStatus::Ok
-    );
-    let status = book
-        .place(&gtc(3, 3, Side::Buy, 95, 10), 0, &mut events)
-        .status;
-    assert_eq!(status, OrderStatus::OrdersCapacityExceeded);
+    // Places `gtc(id, owner, side, price, 10)`.
+    let mut place = |id: u128, owner: u128, side: Side, price: u64| {
+        book.place(&gtc(id, owner, side, price, 10), 0, &mut events)
+    };
+    assert_eq!(place(1, 1, Side::Sell, 100).status, OrderStatus::Ok);
+    assert_eq!(place(2, 2, Side::Sell, 105).status, OrderStatus::Ok);
+    let full = OrderStatus::OrdersCapacityExceeded;
+    assert_eq!(place(3, 3, Side::Buy, 95).status, full);
     // An order that fills completely needs no slot, even in a full book.
-    let execution = book.place(&gtc(4, 3, Side::Buy, 100, 10), 0, &mut events);
-    assert_eq!(execution.state, Some(OrderState::Filled));
-    assert_eq!(
-        book.place(&gtc(5, 4, Side::Sell, 110, 10), 0, &mut events)
-            .status,
-        OrderStatus::Ok
-    );
-    let status = book
-        .place(&gtc(6, 3, Side::Sell, 115, 10), 0, &mut events)
-        .status;
-    assert_eq!(status, OrderStatus::OrdersCapacityExceeded);
+    assert_eq!(place(4, 3, Side::Buy, 100).state, Some(OrderState::Filled));
+    assert_eq!(place(5, 4, Side::Sell, 110).status, OrderStatus::Ok);
+    assert_eq!(place(6, 3, Side::Sell, 115).status, full);
     book.verify();
 }
 
