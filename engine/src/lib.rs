@@ -132,17 +132,24 @@ impl Engine {
         self.clock
     }
 
-    /// Runs the `count` events of an order write at batch timestamp `timestamp`: `event(i,
-    /// first)` handles event `i` whose timestamps start at `first`. Each event uses
-    /// `max(1, transfers made)` timestamps; the clock ends at the last one used.
+    /// Runs the `count` events of an order write (with room for `results` results) at batch
+    /// timestamp `timestamp`: `event(exchange, ledger, i, first)` handles event `i` whose
+    /// timestamps start at `first`. Each event uses `max(1, transfers made)` timestamps; the
+    /// clock ends at the last one used.
+    ///
+    /// # Panics
+    ///
+    /// If `results != count`, there are more than `batch_events_max` events, or `timestamp` is
+    /// below the request's timestamp slots or above `TIMESTAMP_MAX`.
     fn order_events(
-        clock: &mut u64,
-        exchange: &mut Exchange,
-        ledger: &mut Ledger,
+        &mut self,
         timestamp: u64,
-        count: usize,
+        (count, results): (usize, usize),
         mut event: impl FnMut(&mut Exchange, &mut Ledger, usize, u64),
     ) {
+        assert_eq!(count, results);
+        assert!(count <= self.ledger.config.batch_events_max as usize);
+        let (clock, exchange, ledger) = (&mut self.clock, &mut self.exchange, &mut self.ledger);
         assert!(timestamp <= TIMESTAMP_MAX);
         assert!(
             timestamp >= count as u64,
@@ -251,20 +258,10 @@ impl Engine {
     /// If `results.len() != events.len()`, there are more than `batch_events_max` events, or
     /// `timestamp` is below the request's timestamp slots or above `TIMESTAMP_MAX`.
     pub fn place_orders(&mut self, timestamp: u64, events: &[Order], results: &mut [OrderResult]) {
-        assert_eq!(events.len(), results.len());
-        assert!(events.len() <= self.ledger.config.batch_events_max as usize);
-        let count = events.len();
-        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-        Engine::order_events(
-            &mut self.clock,
-            exchange,
-            ledger,
-            timestamp,
-            count,
-            |exchange, ledger, index, block| {
-                results[index] = exchange.place(ledger, block, &events[index]);
-            },
-        );
+        let counts = (events.len(), results.len());
+        self.order_events(timestamp, counts, |exchange, ledger, index, block| {
+            results[index] = exchange.place(ledger, block, &events[index]);
+        });
     }
 
     /// Cancels resting orders, releasing their holds; one result per id (`OrderStatus` codes).
@@ -273,25 +270,11 @@ impl Engine {
     ///
     /// As `place_orders`.
     pub fn cancel_orders(&mut self, timestamp: u64, ids: &[u128], results: &mut [CreateResult]) {
-        assert_eq!(ids.len(), results.len());
-        assert!(ids.len() <= self.ledger.config.batch_events_max as usize);
-        let count = ids.len();
-        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-        Engine::order_events(
-            &mut self.clock,
-            exchange,
-            ledger,
-            timestamp,
-            count,
-            |exchange, ledger, index, block| {
-                let status = exchange.cancel(ledger, block, ids[index]);
-                results[index] = CreateResult {
-                    timestamp: block,
-                    status: status as u32,
-                    reserved: 0,
-                };
-            },
-        );
+        let counts = (ids.len(), results.len());
+        self.order_events(timestamp, counts, |exchange, ledger, index, block| {
+            let status = exchange.cancel(ledger, block, ids[index]);
+            results[index] = order_command_result(block, status);
+        });
     }
 
     /// Amends resting orders (new price and/or quantity, holds swapped); one result per event.
@@ -305,25 +288,11 @@ impl Engine {
         events: &[OrderAmend],
         results: &mut [CreateResult],
     ) {
-        assert_eq!(events.len(), results.len());
-        assert!(events.len() <= self.ledger.config.batch_events_max as usize);
-        let count = events.len();
-        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-        Engine::order_events(
-            &mut self.clock,
-            exchange,
-            ledger,
-            timestamp,
-            count,
-            |exchange, ledger, index, block| {
-                let status = exchange.amend(ledger, block, &events[index]);
-                results[index] = CreateResult {
-                    timestamp: block,
-                    status: status as u32,
-                    reserved: 0,
-                };
-            },
-        );
+        let counts = (events.len(), results.len());
+        self.order_events(timestamp, counts, |exchange, ledger, index, block| {
+            let status = exchange.amend(ledger, block, &events[index]);
+            results[index] = order_command_result(block, status);
+        });
     }
 
     /// Clears `out` and pushes the orders found, in the order of `ids` (at most its capacity).
@@ -612,6 +581,15 @@ fn batch_timestamp(clock: &mut u64, timestamp: u64, slots: u64) -> u64 {
         .min(TIMESTAMP_MAX);
     *clock = effective;
     effective
+}
+
+/// The result of a cancel or amend whose timestamps start at `block`.
+fn order_command_result(block: u64, status: OrderStatus) -> CreateResult {
+    CreateResult {
+        timestamp: block,
+        status: status as u32,
+        reserved: 0,
+    }
 }
 
 /// Clears `events` and decodes every whole event of `body` into it, within its capacity.
