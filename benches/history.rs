@@ -25,15 +25,19 @@
 // `criterion_group!` generates a public function without documentation.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clearline_engine::Transfer;
+use clearline_test_support::Rng;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use redb::{ReadableDatabase, TableDefinition};
+use support::temporary_dir;
 
 const RUN_TRANSFERS: usize = 1_000_000;
 const RANGE_LIMIT: usize = 8_190;
@@ -47,37 +51,14 @@ const REDB_RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("record
 const REDB_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ids");
 const REDB_ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 
-fn bench_root() -> PathBuf {
-    std::env::var_os("CLEARLINE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
+/// 128 random bits: two draws, the first one high.
+fn next_u128(rng: &mut Rng) -> u128 {
+    (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())
 }
 
-fn temporary_dir() -> tempfile::TempDir {
-    let root = bench_root();
-    std::fs::create_dir_all(&root).expect("benchmark directory");
-    tempfile::tempdir_in(root).expect("temporary directory")
-}
-
-/// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014):
-/// deterministic, so every run of the bench loads the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn next_u128(&mut self) -> u128 {
-        (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64())
-    }
-
-    /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// Uniform in [0, 1).
+fn next_f64(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// How transfers pick their accounts.
@@ -111,7 +92,7 @@ impl Accounts {
         match self {
             Accounts::Uniform { count } => u128::from(rng.next_u64() % count) + 1,
             Accounts::Zipfian { cdf } => {
-                let u = rng.next_f64();
+                let u = next_f64(rng);
                 cdf.partition_point(|&p| p < u).min(cdf.len() - 1) as u128 + 1
             }
         }
@@ -130,7 +111,7 @@ struct Generator {
 impl Generator {
     fn new(accounts: Accounts) -> Generator {
         Generator {
-            rng: Rng(0x00C1_EA41_14E0),
+            rng: Rng::new(0x00C1_EA41_14E0),
             accounts,
             timestamp: TIMESTAMP_FIRST,
             ids_present: Vec::new(),
@@ -140,7 +121,7 @@ impl Generator {
     fn run(&mut self) -> Vec<Transfer> {
         let mut run = Vec::with_capacity(RUN_TRANSFERS);
         for index in 0..RUN_TRANSFERS {
-            let id = self.rng.next_u128() | 1;
+            let id = next_u128(&mut self.rng) | 1;
             let debit_account_id = self.accounts.pick(&mut self.rng);
             let mut credit_account_id = self.accounts.pick(&mut self.rng);
             if credit_account_id == debit_account_id {
@@ -508,7 +489,7 @@ fn bench_store(c: &mut Criterion, shape: &Shape, store: &dyn Store) {
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
     group.throughput(Throughput::Elements(1));
-    let mut rng = Rng(0x5EED);
+    let mut rng = Rng::new(0x5EED);
     let ids_present = std::mem::take(&mut generator.ids_present);
     group.bench_function("lookup_present", |b| {
         b.iter(|| {
@@ -518,7 +499,7 @@ fn bench_store(c: &mut Criterion, shape: &Shape, store: &dyn Store) {
         })
     });
     group.bench_function("lookup_absent", |b| {
-        b.iter(|| assert!(store.lookup(rng.next_u128() | 1).is_none()))
+        b.iter(|| assert!(store.lookup(next_u128(&mut rng) | 1).is_none()))
     });
     let mut queries = 0u64;
     let mut results = 0u64;

@@ -8,30 +8,22 @@
 // `criterion_group!` generates a public function without documentation.
 #![allow(missing_docs)]
 
+mod support;
+
 use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clearline_journal::{Journal, JournalConfig, SyncMode};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use support::temporary_dir;
 
 const SMALL_BODY_SIZE: usize = 128;
 const LARGE_BODY_SIZE: usize = 1 << 20;
 const SEGMENT_SIZE: u64 = 64 << 20;
 const REPLAY_RECORDS: u64 = 500_000;
 const SYNC_SAMPLES: usize = 200;
-
-fn bench_root() -> PathBuf {
-    std::env::var_os("CLEARLINE_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
-}
-
-fn temporary_dir() -> tempfile::TempDir {
-    let root = bench_root();
-    std::fs::create_dir_all(&root).expect("benchmark directory");
-    tempfile::tempdir_in(root).expect("temporary directory")
-}
 
 fn config(sync: SyncMode) -> JournalConfig {
     JournalConfig {

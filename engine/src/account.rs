@@ -5,351 +5,151 @@
 //! padding, 128 bytes, u128 fields 16-byte aligned); compile-time checks pin sizes and offsets,
 //! and golden tests pin the bytes. This file knows nothing about validation rules.
 
-use core::mem::{align_of, offset_of, size_of};
+use core::mem::align_of;
 
-use crate::wire::{
-    read_u128, read_u16, read_u32, read_u64, write_u128, write_u16, write_u32, write_u64,
-};
-
-/// An account: four balances and immutable identity fields. Only the balances and the `closed`
-/// flag change after creation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-// Aligned to a cache line (the layout is unchanged): a 128-byte record in a dense store then
-// spans exactly two lines instead of three.
-#[repr(C, align(64))]
-pub struct Account {
-    /// Client-chosen id, unique among accounts; never 0 or `u128::MAX`.
-    pub id: u128,
-    /// Amount reserved by pending transfers debiting this account.
-    pub debits_pending: u128,
-    /// Amount posted to the debit side.
-    pub debits_posted: u128,
-    /// Amount reserved by pending transfers crediting this account.
-    pub credits_pending: u128,
-    /// Amount posted to the credit side.
-    pub credits_posted: u128,
-    /// Opaque, queryable (0 means none).
-    pub user_data_128: u128,
-    /// Opaque, queryable (0 means none).
-    pub user_data_64: u64,
-    /// Opaque, queryable (0 means none).
-    pub user_data_32: u32,
-    /// Must be zero.
-    pub reserved: u32,
-    /// Partition of accounts that may transact with each other; never 0.
-    pub ledger: u32,
-    /// Chart-of-accounts type; never 0.
-    pub code: u16,
-    /// `AccountFlags` bits.
-    pub flags: u16,
-    /// Creation time in nanoseconds, set by the engine (or by the client for `imported`).
-    pub timestamp: u64,
+wire_record! {
+    /// An account: four balances and immutable identity fields. Only the balances and the `closed`
+    /// flag change after creation.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    // Aligned to a cache line (the layout is unchanged): a 128-byte record in a dense store then
+    // spans exactly two lines instead of three.
+    #[repr(C, align(64))]
+    pub struct Account(128 bytes) {
+        /// Client-chosen id, unique among accounts; never 0 or `u128::MAX`.
+        pub id: u128 @ 0,
+        /// Amount reserved by pending transfers debiting this account.
+        pub debits_pending: u128 @ 16,
+        /// Amount posted to the debit side.
+        pub debits_posted: u128 @ 32,
+        /// Amount reserved by pending transfers crediting this account.
+        pub credits_pending: u128 @ 48,
+        /// Amount posted to the credit side.
+        pub credits_posted: u128 @ 64,
+        /// Opaque, queryable (0 means none).
+        pub user_data_128: u128 @ 80,
+        /// Opaque, queryable (0 means none).
+        pub user_data_64: u64 @ 96,
+        /// Opaque, queryable (0 means none).
+        pub user_data_32: u32 @ 104,
+        /// Must be zero.
+        pub reserved: u32 @ 108,
+        /// Partition of accounts that may transact with each other; never 0.
+        pub ledger: u32 @ 112,
+        /// Chart-of-accounts type; never 0.
+        pub code: u16 @ 116,
+        /// `AccountFlags` bits.
+        pub flags: u16 @ 118,
+        /// Creation time in nanoseconds, set by the engine (or by the client for `imported`).
+        pub timestamp: u64 @ 120,
+    }
 }
 
-const _: () = assert!(size_of::<Account>() == 128);
 const _: () = assert!(align_of::<Account>() == 64);
-const _: () = assert!(offset_of!(Account, debits_pending) == 16);
-const _: () = assert!(offset_of!(Account, credits_posted) == 64);
-const _: () = assert!(offset_of!(Account, user_data_128) == 80);
-const _: () = assert!(offset_of!(Account, user_data_64) == 96);
-const _: () = assert!(offset_of!(Account, user_data_32) == 104);
-const _: () = assert!(offset_of!(Account, reserved) == 108);
-const _: () = assert!(offset_of!(Account, ledger) == 112);
-const _: () = assert!(offset_of!(Account, code) == 116);
-const _: () = assert!(offset_of!(Account, flags) == 118);
-const _: () = assert!(offset_of!(Account, timestamp) == 120);
 
-impl Account {
-    /// The typed view of `flags`.
-    #[inline(always)]
-    #[must_use]
-    pub const fn flags(&self) -> AccountFlags {
-        AccountFlags(self.flags)
-    }
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 128;
-
-    /// Writes the little-endian encoding.
-    pub fn encode(&self, bytes: &mut [u8; 128]) {
-        write_u128(bytes, 0, self.id);
-        write_u128(bytes, 16, self.debits_pending);
-        write_u128(bytes, 32, self.debits_posted);
-        write_u128(bytes, 48, self.credits_pending);
-        write_u128(bytes, 64, self.credits_posted);
-        write_u128(bytes, 80, self.user_data_128);
-        write_u64(bytes, 96, self.user_data_64);
-        write_u32(bytes, 104, self.user_data_32);
-        write_u32(bytes, 108, self.reserved);
-        write_u32(bytes, 112, self.ledger);
-        write_u16(bytes, 116, self.code);
-        write_u16(bytes, 118, self.flags);
-        write_u64(bytes, 120, self.timestamp);
-    }
-
-    /// Reads the little-endian encoding. Every byte pattern decodes to some account.
-    pub fn decode(bytes: &[u8; 128]) -> Account {
-        Account {
-            id: read_u128(bytes, 0),
-            debits_pending: read_u128(bytes, 16),
-            debits_posted: read_u128(bytes, 32),
-            credits_pending: read_u128(bytes, 48),
-            credits_posted: read_u128(bytes, 64),
-            user_data_128: read_u128(bytes, 80),
-            user_data_64: read_u64(bytes, 96),
-            user_data_32: read_u32(bytes, 104),
-            reserved: read_u32(bytes, 108),
-            ledger: read_u32(bytes, 112),
-            code: read_u16(bytes, 116),
-            flags: read_u16(bytes, 118),
-            timestamp: read_u64(bytes, 120),
-        }
+flags! {
+    /// Bits of `Account::flags`; `Account::flags()` gives this typed view with a predicate per bit.
+    pub struct AccountFlags(u16) for Account {
+        /// Chain this event with the next one in the batch: all succeed or none.
+        LINKED = 1 << 0, linked;
+        /// Reject transfers that would make pending plus posted debits exceed posted credits.
+        DEBITS_MUST_NOT_EXCEED_CREDITS = 1 << 1, debits_must_not_exceed_credits;
+        /// Reject transfers that would make pending plus posted credits exceed posted debits.
+        CREDITS_MUST_NOT_EXCEED_DEBITS = 1 << 2, credits_must_not_exceed_debits;
+        /// Keep the balance after every transfer, for `get_account_balances`.
+        HISTORY = 1 << 3, history;
+        /// The account carries a client-supplied historical timestamp.
+        IMPORTED = 1 << 4, imported;
+        /// The account rejects new transfers (voids of pending transfers are still allowed).
+        CLOSED = 1 << 5, closed;
+        /// Bits with no meaning; they must be zero.
+        PADDING = !0x3F, padding;
     }
 }
 
-/// Bits of `Account::flags`; `Account::flags()` gives this typed view with a predicate per bit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AccountFlags(pub u16);
-
-flag_predicates!(AccountFlags(u16) {
-    /// `LINKED` is set.
-    linked = LINKED;
-    /// `DEBITS_MUST_NOT_EXCEED_CREDITS` is set.
-    debits_must_not_exceed_credits = DEBITS_MUST_NOT_EXCEED_CREDITS;
-    /// `CREDITS_MUST_NOT_EXCEED_DEBITS` is set.
-    credits_must_not_exceed_debits = CREDITS_MUST_NOT_EXCEED_DEBITS;
-    /// `HISTORY` is set.
-    history = HISTORY;
-    /// `IMPORTED` is set.
-    imported = IMPORTED;
-    /// `CLOSED` is set.
-    closed = CLOSED;
-    /// A `PADDING` bit is set.
-    padding = PADDING;
-});
-
-impl AccountFlags {
-    /// Chain this event with the next one in the batch: all succeed or none.
-    pub const LINKED: u16 = 1 << 0;
-    /// Reject transfers that would make pending plus posted debits exceed posted credits.
-    pub const DEBITS_MUST_NOT_EXCEED_CREDITS: u16 = 1 << 1;
-    /// Reject transfers that would make pending plus posted credits exceed posted debits.
-    pub const CREDITS_MUST_NOT_EXCEED_DEBITS: u16 = 1 << 2;
-    /// Keep the balance after every transfer, for `get_account_balances`.
-    pub const HISTORY: u16 = 1 << 3;
-    /// The account carries a client-supplied historical timestamp.
-    pub const IMPORTED: u16 = 1 << 4;
-    /// The account rejects new transfers (voids of pending transfers are still allowed).
-    pub const CLOSED: u16 = 1 << 5;
-    /// Bits with no meaning; they must be zero.
-    pub const PADDING: u16 = !0x3F;
-}
-
-/// The balances of an account right after one transfer (a row of its history).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct AccountBalance {
-    /// `Account::debits_pending` after the transfer.
-    pub debits_pending: u128,
-    /// `Account::debits_posted` after the transfer.
-    pub debits_posted: u128,
-    /// `Account::credits_pending` after the transfer.
-    pub credits_pending: u128,
-    /// `Account::credits_posted` after the transfer.
-    pub credits_posted: u128,
-    /// Timestamp of the transfer that produced this balance.
-    pub timestamp: u64,
-    /// Zero.
-    pub reserved: [u8; 56],
-}
-
-const _: () = assert!(size_of::<AccountBalance>() == 128);
-const _: () = assert!(offset_of!(AccountBalance, credits_posted) == 48);
-const _: () = assert!(offset_of!(AccountBalance, timestamp) == 64);
-const _: () = assert!(offset_of!(AccountBalance, reserved) == 72);
-
-impl Default for AccountBalance {
-    fn default() -> AccountBalance {
-        AccountBalance {
-            debits_pending: 0,
-            debits_posted: 0,
-            credits_pending: 0,
-            credits_posted: 0,
-            timestamp: 0,
-            reserved: [0; 56],
-        }
+wire_record! {
+    /// The balances of an account right after one transfer (a row of its history).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct AccountBalance(128 bytes) {
+        /// `Account::debits_pending` after the transfer.
+        pub debits_pending: u128 @ 0,
+        /// `Account::debits_posted` after the transfer.
+        pub debits_posted: u128 @ 16,
+        /// `Account::credits_pending` after the transfer.
+        pub credits_pending: u128 @ 32,
+        /// `Account::credits_posted` after the transfer.
+        pub credits_posted: u128 @ 48,
+        /// Timestamp of the transfer that produced this balance.
+        pub timestamp: u64 @ 64,
+        /// Zero.
+        pub reserved: [u8; 56] @ 72,
     }
 }
 
-impl AccountBalance {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 128;
-
-    /// Writes the little-endian encoding.
-    pub fn encode(&self, bytes: &mut [u8; 128]) {
-        write_u128(bytes, 0, self.debits_pending);
-        write_u128(bytes, 16, self.debits_posted);
-        write_u128(bytes, 32, self.credits_pending);
-        write_u128(bytes, 48, self.credits_posted);
-        write_u64(bytes, 64, self.timestamp);
-        bytes[72..128].copy_from_slice(&self.reserved);
-    }
-
-    /// Reads the little-endian encoding.
-    pub fn decode(bytes: &[u8; 128]) -> AccountBalance {
-        let mut reserved = [0u8; 56];
-        reserved.copy_from_slice(&bytes[72..128]);
-        AccountBalance {
-            debits_pending: read_u128(bytes, 0),
-            debits_posted: read_u128(bytes, 16),
-            credits_pending: read_u128(bytes, 32),
-            credits_posted: read_u128(bytes, 48),
-            timestamp: read_u64(bytes, 64),
-            reserved,
-        }
-    }
-}
-
-/// Selects transfers (or balance rows) of one account: `get_account_transfers` and
-/// `get_account_balances`. Zero fields do not filter; an invalid filter selects nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub struct AccountFilter {
-    /// The account; never 0 or `u128::MAX`.
-    pub account_id: u128,
-    /// Transfer `user_data_128` to match, or 0.
-    pub user_data_128: u128,
-    /// Transfer `user_data_64` to match, or 0.
-    pub user_data_64: u64,
-    /// Transfer `user_data_32` to match, or 0.
-    pub user_data_32: u32,
-    /// Transfer `code` to match, or 0.
-    pub code: u16,
-    /// Must be zero.
-    pub reserved: [u8; 58],
-    /// Smallest timestamp, inclusive (0: unbounded).
-    pub timestamp_min: u64,
-    /// Largest timestamp, inclusive (0: unbounded).
-    pub timestamp_max: u64,
-    /// The most results wanted; not 0.
-    pub limit: u32,
-    /// `AccountFilterFlags` bits.
-    pub flags: u32,
-}
-
-const _: () = assert!(size_of::<AccountFilter>() == 128);
-const _: () = assert!(offset_of!(AccountFilter, code) == 44);
-const _: () = assert!(offset_of!(AccountFilter, reserved) == 46);
-const _: () = assert!(offset_of!(AccountFilter, timestamp_min) == 104);
-const _: () = assert!(offset_of!(AccountFilter, limit) == 120);
-const _: () = assert!(offset_of!(AccountFilter, flags) == 124);
-
-impl Default for AccountFilter {
-    fn default() -> AccountFilter {
-        AccountFilter {
-            account_id: 0,
-            user_data_128: 0,
-            user_data_64: 0,
-            user_data_32: 0,
-            code: 0,
-            reserved: [0; 58],
-            timestamp_min: 0,
-            timestamp_max: 0,
-            limit: 0,
-            flags: 0,
-        }
+wire_record! {
+    /// Selects transfers (or balance rows) of one account: `get_account_transfers` and
+    /// `get_account_balances`. Zero fields do not filter; an invalid filter selects nothing.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct AccountFilter(128 bytes) {
+        /// The account; never 0 or `u128::MAX`.
+        pub account_id: u128 @ 0,
+        /// Transfer `user_data_128` to match, or 0.
+        pub user_data_128: u128 @ 16,
+        /// Transfer `user_data_64` to match, or 0.
+        pub user_data_64: u64 @ 32,
+        /// Transfer `user_data_32` to match, or 0.
+        pub user_data_32: u32 @ 40,
+        /// Transfer `code` to match, or 0.
+        pub code: u16 @ 44,
+        /// Must be zero.
+        pub reserved: [u8; 58] @ 46,
+        /// Smallest timestamp, inclusive (0: unbounded).
+        pub timestamp_min: u64 @ 104,
+        /// Largest timestamp, inclusive (0: unbounded).
+        pub timestamp_max: u64 @ 112,
+        /// The most results wanted; not 0.
+        pub limit: u32 @ 120,
+        /// `AccountFilterFlags` bits.
+        pub flags: u32 @ 124,
     }
 }
 
-impl AccountFilter {
-    /// The typed view of `flags`.
-    #[inline(always)]
-    #[must_use]
-    pub const fn flags(&self) -> AccountFilterFlags {
-        AccountFilterFlags(self.flags)
+flags! {
+    /// Bits of `AccountFilter::flags`; `AccountFilter::flags()` gives this typed view.
+    pub struct AccountFilterFlags(u32) for AccountFilter {
+        /// Select transfers that debit the account.
+        DEBITS = 1, debits;
+        /// Select transfers that credit the account.
+        CREDITS = 2, credits;
+        /// Newest first.
+        REVERSED = 4, reversed;
+        /// Bits with no meaning; a filter with any of them set selects nothing.
+        PADDING = !0x7, padding;
     }
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 128;
-
-    /// Writes the little-endian encoding.
-    pub fn encode(&self, bytes: &mut [u8; 128]) {
-        write_u128(bytes, 0, self.account_id);
-        write_u128(bytes, 16, self.user_data_128);
-        write_u64(bytes, 32, self.user_data_64);
-        write_u32(bytes, 40, self.user_data_32);
-        write_u16(bytes, 44, self.code);
-        bytes[46..104].copy_from_slice(&self.reserved);
-        write_u64(bytes, 104, self.timestamp_min);
-        write_u64(bytes, 112, self.timestamp_max);
-        write_u32(bytes, 120, self.limit);
-        write_u32(bytes, 124, self.flags);
-    }
-
-    /// Reads the little-endian encoding.
-    pub fn decode(bytes: &[u8; 128]) -> AccountFilter {
-        let mut reserved = [0u8; 58];
-        reserved.copy_from_slice(&bytes[46..104]);
-        AccountFilter {
-            account_id: read_u128(bytes, 0),
-            user_data_128: read_u128(bytes, 16),
-            user_data_64: read_u64(bytes, 32),
-            user_data_32: read_u32(bytes, 40),
-            code: read_u16(bytes, 44),
-            reserved,
-            timestamp_min: read_u64(bytes, 104),
-            timestamp_max: read_u64(bytes, 112),
-            limit: read_u32(bytes, 120),
-            flags: read_u32(bytes, 124),
-        }
-    }
-}
-
-/// Bits of `AccountFilter::flags`; `AccountFilter::flags()` gives this typed view.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AccountFilterFlags(pub u32);
-
-flag_predicates!(AccountFilterFlags(u32) {
-    /// `DEBITS` is set.
-    debits = DEBITS;
-    /// `CREDITS` is set.
-    credits = CREDITS;
-    /// `REVERSED` is set.
-    reversed = REVERSED;
-    /// A `PADDING` bit is set.
-    padding = PADDING;
-});
-
-impl AccountFilterFlags {
-    /// Select transfers that debit the account.
-    pub const DEBITS: u32 = 1;
-    /// Select transfers that credit the account.
-    pub const CREDITS: u32 = 2;
-    /// Newest first.
-    pub const REVERSED: u32 = 4;
-    /// Bits with no meaning; a filter with any of them set selects nothing.
-    pub const PADDING: u32 = !0x7;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{identity_bytes, pattern_u128, pattern_u16, pattern_u32, pattern_u64};
+    use crate::wire::{identity_bytes, pattern};
 
     #[test]
     fn account_golden_bytes() {
         let account = Account {
-            id: pattern_u128(0),
-            debits_pending: pattern_u128(16),
-            debits_posted: pattern_u128(32),
-            credits_pending: pattern_u128(48),
-            credits_posted: pattern_u128(64),
-            user_data_128: pattern_u128(80),
-            user_data_64: pattern_u64(96),
-            user_data_32: pattern_u32(104),
-            reserved: pattern_u32(108),
-            ledger: pattern_u32(112),
-            code: pattern_u16(116),
-            flags: pattern_u16(118),
-            timestamp: pattern_u64(120),
+            id: pattern(0),
+            debits_pending: pattern(16),
+            debits_posted: pattern(32),
+            credits_pending: pattern(48),
+            credits_posted: pattern(64),
+            user_data_128: pattern(80),
+            user_data_64: pattern(96),
+            user_data_32: pattern(104),
+            reserved: pattern(108),
+            ledger: pattern(112),
+            code: pattern(116),
+            flags: pattern(118),
+            timestamp: pattern(120),
         };
         let mut bytes = [0u8; 128];
         account.encode(&mut bytes);
@@ -382,11 +182,11 @@ mod tests {
             *byte = 72 + index as u8;
         }
         let balance = AccountBalance {
-            debits_pending: pattern_u128(0),
-            debits_posted: pattern_u128(16),
-            credits_pending: pattern_u128(32),
-            credits_posted: pattern_u128(48),
-            timestamp: pattern_u64(64),
+            debits_pending: pattern(0),
+            debits_posted: pattern(16),
+            credits_pending: pattern(32),
+            credits_posted: pattern(48),
+            timestamp: pattern(64),
             reserved,
         };
         let mut bytes = [0u8; 128];
@@ -402,16 +202,16 @@ mod tests {
             *byte = 46 + index as u8;
         }
         let filter = AccountFilter {
-            account_id: pattern_u128(0),
-            user_data_128: pattern_u128(16),
-            user_data_64: pattern_u64(32),
-            user_data_32: pattern_u32(40),
-            code: pattern_u16(44),
+            account_id: pattern(0),
+            user_data_128: pattern(16),
+            user_data_64: pattern(32),
+            user_data_32: pattern(40),
+            code: pattern(44),
             reserved,
-            timestamp_min: pattern_u64(104),
-            timestamp_max: pattern_u64(112),
-            limit: pattern_u32(120),
-            flags: pattern_u32(124),
+            timestamp_min: pattern(104),
+            timestamp_max: pattern(112),
+            limit: pattern(120),
+            flags: pattern(124),
         };
         let mut bytes = [0u8; 128];
         filter.encode(&mut bytes);

@@ -40,7 +40,8 @@
 
 use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::market::Market;
-use crate::order::{check_order, BookLevel, Fill, Order, OrderAmend};
+use crate::order::{amended_price_and_quantity, check_amend, check_order};
+use crate::order::{BookLevel, Fill, Order, OrderAmend};
 use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use crate::NO_POSITION;
 
@@ -162,7 +163,12 @@ pub struct Execution {
 }
 
 impl Execution {
-    fn rejected(status: OrderStatus) -> Execution {
+    /// A rejection with `status`: nothing changed.
+    ///
+    /// # Panics
+    ///
+    /// If `status` is `Ok`.
+    pub fn rejected(status: OrderStatus) -> Execution {
         assert_ne!(status, OrderStatus::Ok);
         Execution {
             status,
@@ -176,7 +182,8 @@ impl Execution {
         }
     }
 
-    fn accepted() -> Execution {
+    /// An accepted command that has not traded, rested or released anything yet.
+    pub fn accepted() -> Execution {
         Execution {
             status: OrderStatus::Ok,
             ..Execution::rejected(OrderStatus::OrderNotFound)
@@ -651,44 +658,21 @@ impl Books {
             before,
             execution: Execution::rejected(status),
         };
-        if amend.order_id == 0 {
-            return rejected(None, OrderStatus::OrderIdMustNotBeZero);
-        }
-        if amend.order_id == u128::MAX {
-            return rejected(None, OrderStatus::OrderIdMustNotBeIntMax);
-        }
-        if amend.reserved != [0; 32] {
-            return rejected(None, OrderStatus::ReservedField);
+        if let Some(status) = check_amend(amend) {
+            return rejected(None, status);
         }
         let Some(slot) = self.slot_of(book, amend.order_id) else {
             return rejected(None, OrderStatus::OrderNotFound);
         };
         let before = self.slots[slot as usize].order;
-        if amend.price % market.tick_size != 0 {
-            return rejected(Some(before), OrderStatus::AmendPriceNotMultipleOfTick);
-        }
-        if amend.quantity % market.lot_size != 0 {
-            return rejected(Some(before), OrderStatus::AmendQuantityNotMultipleOfLot);
-        }
-        let price = if amend.price == 0 {
-            before.price
-        } else {
-            amend.price
+        let (price, quantity) = match amended_price_and_quantity(
+            amend,
+            &market,
+            (before.price, before.quantity, before.filled_quantity),
+        ) {
+            Ok(amended) => amended,
+            Err(status) => return rejected(Some(before), status),
         };
-        let quantity = if amend.quantity == 0 {
-            before.quantity
-        } else {
-            amend.quantity
-        };
-        if quantity <= before.filled_quantity {
-            return rejected(Some(before), OrderStatus::AmendQuantityBelowFilled);
-        }
-        let lots = quantity / market.lot_size;
-        if market.taker_fee.checked_mul(lots).is_none()
-            || market.maker_fee.checked_mul(lots).is_none()
-        {
-            return rejected(Some(before), OrderStatus::FeesOverflow);
-        }
         let mut execution = Execution::accepted();
         execution.state = Some(OrderState::Resting);
         execution.remaining = quantity - before.filled_quantity;
@@ -1276,10 +1260,10 @@ impl Books {
 
     // Expiry heap: slots ordered by `(expires_at, id)`, each slot knowing its position.
 
-    fn heap_less(&self, a: u32, b: u32) -> bool {
-        let a = &self.slots[a as usize].order;
-        let b = &self.slots[b as usize].order;
-        (a.expires_at, a.id) < (b.expires_at, b.id)
+    fn heap_less(&self, first: u32, second: u32) -> bool {
+        let first = &self.slots[first as usize].order;
+        let second = &self.slots[second as usize].order;
+        (first.expires_at, first.id) < (second.expires_at, second.id)
     }
 
     fn heap_set(&mut self, position: usize, slot: u32) {

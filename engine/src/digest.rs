@@ -36,6 +36,15 @@ impl Digest {
         self.u64((word >> 64) as u64);
     }
 
+    /// Absorbs a wire record that `encode` writes: its bytes as 16-byte little-endian words.
+    pub(crate) fn record<const SIZE: usize>(&mut self, encode: impl FnOnce(&mut [u8; SIZE])) {
+        let mut bytes = [0u8; SIZE];
+        encode(&mut bytes);
+        for chunk in bytes.chunks_exact(16) {
+            self.u128(u128::from_le_bytes(chunk.try_into().expect("chunk of 16")));
+        }
+    }
+
     pub(crate) fn finish(&self) -> u128 {
         let mut a = self.lane_a ^ self.words_count.wrapping_mul(MULTIPLIER_B);
         let mut b = self.lane_b ^ a.rotate_left(32);

@@ -76,6 +76,7 @@ use crate::ledger::Ledger;
 use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX};
 use crate::market::{check_market, CreateMarketStatus, Market};
 use crate::operation::SLOTS_PER_ORDER_EVENT;
+use crate::order::{amended_price_and_quantity, check_amend};
 use crate::order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, OrderResult};
 use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use crate::result::{CreateResult, CreateTransferStatus};
@@ -933,14 +934,8 @@ impl Exchange {
         block: u64,
         amend: &OrderAmend,
     ) -> OrderStatus {
-        if amend.order_id == 0 {
-            return OrderStatus::OrderIdMustNotBeZero;
-        }
-        if amend.order_id == u128::MAX {
-            return OrderStatus::OrderIdMustNotBeIntMax;
-        }
-        if amend.reserved != [0; 32] {
-            return OrderStatus::ReservedField;
+        if let Some(status) = check_amend(amend) {
+            return status;
         }
         let Some(position) = self.order_position(amend.order_id) else {
             return OrderStatus::OrderNotFound;
@@ -951,31 +946,14 @@ impl Exchange {
         }
         let book_position = self.market_position(before.market).expect("stored market");
         let market = self.markets[book_position];
-        if amend.price % market.tick_size != 0 {
-            return OrderStatus::AmendPriceNotMultipleOfTick;
-        }
-        if amend.quantity % market.lot_size != 0 {
-            return OrderStatus::AmendQuantityNotMultipleOfLot;
-        }
-        let price = if amend.price == 0 {
-            before.price
-        } else {
-            amend.price
+        let (price, quantity) = match amended_price_and_quantity(
+            amend,
+            &market,
+            (before.price, before.quantity, before.filled_quantity),
+        ) {
+            Ok(amended) => amended,
+            Err(status) => return status,
         };
-        let quantity = if amend.quantity == 0 {
-            before.quantity
-        } else {
-            amend.quantity
-        };
-        if quantity <= before.filled_quantity {
-            return OrderStatus::AmendQuantityBelowFilled;
-        }
-        let lots = quantity / market.lot_size;
-        if market.taker_fee.checked_mul(lots).is_none()
-            || market.maker_fee.checked_mul(lots).is_none()
-        {
-            return OrderStatus::FeesOverflow;
-        }
         if let Some(status) = self.room_status(ledger) {
             return status;
         }
@@ -1163,30 +1141,18 @@ impl Exchange {
 
     pub(crate) fn digest(&self, digest: &mut Digest) {
         digest.u64(self.markets.len() as u64);
-        for m in &self.markets {
-            let mut bytes = [0u8; Market::SIZE];
-            m.encode(&mut bytes);
-            for chunk in bytes.chunks_exact(16) {
-                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
-            }
+        for market in &self.markets {
+            digest.record(|bytes| market.encode(bytes));
         }
         digest.u64(self.orders.len() as u64);
         for (order, hold) in self.orders.iter().zip(&self.holds) {
-            let mut bytes = [0u8; Order::SIZE];
-            order.encode(&mut bytes);
-            for chunk in bytes.chunks_exact(16) {
-                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
-            }
+            digest.record(|bytes| order.encode(bytes));
             digest.u128(hold.transfer);
             digest.u128(hold.amount);
         }
         digest.u64(self.fills.len() as u64);
         for fill in &self.fills {
-            let mut bytes = [0u8; Fill::SIZE];
-            fill.encode(&mut bytes);
-            for chunk in bytes.chunks_exact(16) {
-                digest.u128(u128::from_le_bytes(chunk.try_into().expect("16")));
-            }
+            digest.record(|bytes| fill.encode(bytes));
         }
         digest.u64(self.serial);
         for book in 0..self.markets.len() as u32 {

@@ -6,18 +6,34 @@
 //! flags by mistake. The named bit constants stay on the newtypes for the wire code, the repl and
 //! tests that build records by hand.
 
-/// Declares a predicate per named bit on a flags newtype `$ty($bits)`.
-macro_rules! flag_predicates {
-    ($ty:ident($bits:ty) { $($(#[$doc:meta])* $predicate:ident = $bit:ident;)* }) => {
+/// Declares a flags newtype `$ty($bits)` for the `flags` field of `$record`: a constant per named
+/// bit (or mask), a predicate for each one that names it, `any` and `bits`, and
+/// `$record::flags()`, the typed view. Each bit is named once, next to its value.
+macro_rules! flags {
+    (
+        $(#[$meta:meta])*
+        pub struct $ty:ident($bits:ty) for $record:ident {
+            $( $(#[$doc:meta])* $bit:ident = $value:expr $(, $predicate:ident)?; )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $ty(pub $bits);
+
         impl $ty {
             $(
                 $(#[$doc])*
+                pub const $bit: $bits = $value;
+            )*
+
+            $($(
+                #[doc = concat!("Whether `", stringify!($bit), "` is set (any of its bits).")]
                 #[inline(always)]
                 #[must_use]
                 pub const fn $predicate(self) -> bool {
                     self.0 & Self::$bit != 0
                 }
-            )*
+            )?)*
 
             /// Whether any bit of `mask` is set.
             #[inline(always)]
@@ -31,6 +47,15 @@ macro_rules! flag_predicates {
             #[must_use]
             pub const fn bits(self) -> $bits {
                 self.0
+            }
+        }
+
+        impl $record {
+            /// The typed view of `flags`.
+            #[inline(always)]
+            #[must_use]
+            pub const fn flags(&self) -> $ty {
+                $ty(self.flags)
             }
         }
     };

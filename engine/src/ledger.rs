@@ -257,6 +257,131 @@ fn batch_check(
     Ok(())
 }
 
+/// What `Ledger::create_batch` needs to know of one kind of create: its event, its status codes
+/// and the steps that differ between accounts and transfers.
+trait BatchKind {
+    type Event;
+    type Status: Copy + PartialEq + From<BatchFailure>;
+    const CREATED: Self::Status;
+    const LINKED_EVENT_CHAIN_OPEN: Self::Status;
+    const LINKED_EVENT_FAILED: Self::Status;
+
+    fn code(status: Self::Status) -> u32;
+    fn linked(event: &Self::Event) -> bool;
+    fn imported(event: &Self::Event) -> bool;
+    fn timestamp(event: &Self::Event) -> u64;
+
+    /// Runs before event `index` is looked at.
+    fn prepare(_ledger: &mut Ledger, _events: &[Self::Event], _index: usize) {}
+
+    /// Checks and applies an event that passed the chain and batch checks.
+    fn create(
+        ledger: &mut Ledger,
+        index: usize,
+        event: &Self::Event,
+        slot: u64,
+    ) -> (Self::Status, u64);
+
+    /// The status a failed event reports, given the status of its failing check.
+    fn failure(_ledger: &mut Ledger, status: Self::Status) -> Self::Status {
+        status
+    }
+
+    /// Runs after a failed event's chain was rolled back.
+    fn after_rollback(_ledger: &mut Ledger, _event: &Self::Event, _status: Self::Status) {}
+}
+
+struct AccountCreate;
+
+impl BatchKind for AccountCreate {
+    type Event = Account;
+    type Status = CreateAccountStatus;
+    const CREATED: CreateAccountStatus = CreateAccountStatus::Created;
+    const LINKED_EVENT_CHAIN_OPEN: CreateAccountStatus = CreateAccountStatus::LinkedEventChainOpen;
+    const LINKED_EVENT_FAILED: CreateAccountStatus = CreateAccountStatus::LinkedEventFailed;
+
+    fn code(status: CreateAccountStatus) -> u32 {
+        status as u32
+    }
+    fn linked(account: &Account) -> bool {
+        account.flags().linked()
+    }
+    fn imported(account: &Account) -> bool {
+        account.flags().imported()
+    }
+    fn timestamp(account: &Account) -> u64 {
+        account.timestamp
+    }
+    fn create(
+        ledger: &mut Ledger,
+        _index: usize,
+        account: &Account,
+        slot: u64,
+    ) -> (CreateAccountStatus, u64) {
+        ledger.create_account(account, slot)
+    }
+}
+
+struct TransferCreate;
+
+impl BatchKind for TransferCreate {
+    type Event = Transfer;
+    type Status = CreateTransferStatus;
+    const CREATED: CreateTransferStatus = CreateTransferStatus::Created;
+    const LINKED_EVENT_CHAIN_OPEN: CreateTransferStatus =
+        CreateTransferStatus::LinkedEventChainOpen;
+    const LINKED_EVENT_FAILED: CreateTransferStatus = CreateTransferStatus::LinkedEventFailed;
+
+    fn code(status: CreateTransferStatus) -> u32 {
+        status as u32
+    }
+    fn linked(transfer: &Transfer) -> bool {
+        transfer.flags().linked()
+    }
+    fn imported(transfer: &Transfer) -> bool {
+        transfer.flags().imported()
+    }
+    fn timestamp(transfer: &Transfer) -> u64 {
+        transfer.timestamp
+    }
+    /// Resolves the accounts of each chunk of events before applying it (see
+    /// `Ledger::resolve_accounts`).
+    fn prepare(ledger: &mut Ledger, transfers: &[Transfer], index: usize) {
+        if index == 0 {
+            ledger.resolved.clear();
+        }
+        if index % RESOLVE_CHUNK == 0 {
+            let end = (index + RESOLVE_CHUNK).min(transfers.len());
+            ledger.resolve_accounts(&transfers[index..end]);
+        }
+    }
+    fn create(
+        ledger: &mut Ledger,
+        index: usize,
+        transfer: &Transfer,
+        slot: u64,
+    ) -> (CreateTransferStatus, u64) {
+        let accounts = ledger.resolved[index];
+        ledger.create_transfer(transfer, slot, accounts, true)
+    }
+    fn failure(ledger: &mut Ledger, status: CreateTransferStatus) -> CreateTransferStatus {
+        if status.is_transient() && ledger.orphans.len() >= ledger.orphans_max {
+            // Defined by clearline: with the store of burned ids full, the event fails with the
+            // (non-transient) capacity code and its id stays usable.
+            CreateTransferStatus::TransfersCapacityExceeded
+        } else {
+            status
+        }
+    }
+    fn after_rollback(ledger: &mut Ledger, transfer: &Transfer, status: CreateTransferStatus) {
+        if status.is_transient() {
+            // After the rollback, as in the reference: the chain's other members stay
+            // reusable, only the failing id is burned.
+            ledger.burn(transfer.id);
+        }
+    }
+}
+
 /// The linked chain of one batch, shared by `create_accounts` and `create_transfers`.
 #[derive(Default)]
 struct ChainState {
@@ -456,14 +581,14 @@ impl Ledger {
     #[inline(always)]
     fn record_account(&mut self, account: u32) {
         if self.undo_active {
-            let a = &self.accounts[account as usize];
+            let stored = &self.accounts[account as usize];
             let entry = Undo::AccountChanged {
                 account,
-                flags: a.flags,
-                debits_pending: a.debits_pending,
-                debits_posted: a.debits_posted,
-                credits_pending: a.credits_pending,
-                credits_posted: a.credits_posted,
+                flags: stored.flags,
+                debits_pending: stored.debits_pending,
+                debits_posted: stored.debits_posted,
+                credits_pending: stored.credits_pending,
+                credits_posted: stored.credits_posted,
             };
             self.record(entry);
         }
@@ -490,12 +615,12 @@ impl Ledger {
                     credits_pending,
                     credits_posted,
                 } => {
-                    let a = &mut self.accounts[account as usize];
-                    a.flags = flags;
-                    a.debits_pending = debits_pending;
-                    a.debits_posted = debits_posted;
-                    a.credits_pending = credits_pending;
-                    a.credits_posted = credits_posted;
+                    let stored = &mut self.accounts[account as usize];
+                    stored.flags = flags;
+                    stored.debits_pending = debits_pending;
+                    stored.debits_posted = debits_posted;
+                    stored.credits_pending = credits_pending;
+                    stored.credits_posted = credits_posted;
                 }
                 Undo::TransferCreated { debit, credit } => {
                     let transfer = self.transfers.pop().expect("undo matches a transfer");
@@ -532,11 +657,11 @@ impl Ledger {
     }
 
     fn expiry_entry(&self, transfer: u32) -> ExpiryEntry {
-        let t = &self.transfers[transfer as usize];
-        assert!(t.timeout > 0);
+        let pending = &self.transfers[transfer as usize];
+        assert!(pending.timeout > 0);
         ExpiryEntry {
-            expires_at: t.timestamp + u64::from(t.timeout) * NS_PER_SECOND,
-            timestamp: t.timestamp,
+            expires_at: pending.timestamp + u64::from(pending.timeout) * NS_PER_SECOND,
+            timestamp: pending.timestamp,
             transfer,
         }
     }
@@ -550,44 +675,7 @@ impl Ledger {
         events: &[Account],
         results: &mut [CreateResult],
     ) {
-        assert_eq!(events.len(), results.len());
-        assert!(events.len() <= self.config.batch_events_max as usize);
-        assert!(timestamp <= TIMESTAMP_MAX);
-        assert!(timestamp >= events.len() as u64);
-        assert!(!self.undo_active);
-        let Some(first) = events.first() else {
-            return;
-        };
-        let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags().imported();
-        let mut chain = ChainState::default();
-        for (index, event) in events.iter().enumerate() {
-            let slot = base + index as u64 + 1;
-            let linked = event.flags().linked();
-            self.chain_enter(&mut chain, index, linked);
-            let (status, result_timestamp) = if linked && index + 1 == events.len() {
-                (CreateAccountStatus::LinkedEventChainOpen, slot)
-            } else if chain.broken {
-                (CreateAccountStatus::LinkedEventFailed, slot)
-            } else {
-                let event_imported = event.flags().imported();
-                match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    Ok(()) => self.create_account(event, slot),
-                    Err(failure) => (failure.into(), slot),
-                }
-            };
-            results[index] = CreateResult {
-                timestamp: result_timestamp,
-                status: status as u32,
-                reserved: 0,
-            };
-            if status != CreateAccountStatus::Created {
-                let failed = CreateAccountStatus::LinkedEventFailed as u32;
-                self.chain_fail(&mut chain, results, index, failed);
-            }
-            self.chain_leave(&mut chain, linked);
-        }
-        assert!(!self.undo_active);
+        self.create_batch::<AccountCreate>(timestamp, events, results);
     }
 
     fn create_account(&mut self, account: &Account, slot: u64) -> (CreateAccountStatus, u64) {
@@ -688,6 +776,19 @@ impl Ledger {
         events: &[Transfer],
         results: &mut [CreateResult],
     ) {
+        self.create_batch::<TransferCreate>(timestamp, events, results);
+    }
+
+    /// The batch loop of `create_accounts` and `create_transfers`: event `i` of `n` gets slot
+    /// `timestamp - n + i + 1`; the linked-chain and batch-level checks (docs/ledger.md,
+    /// Evaluation order, 1-4) come first, then `Kind::create`. A failing member of a chain
+    /// rolls the chain back and fails its other members with `linked_event_failed`.
+    fn create_batch<Kind: BatchKind>(
+        &mut self,
+        timestamp: u64,
+        events: &[Kind::Event],
+        results: &mut [CreateResult],
+    ) {
         assert_eq!(events.len(), results.len());
         assert!(events.len() <= self.config.batch_events_max as usize);
         assert!(timestamp <= TIMESTAMP_MAX);
@@ -697,49 +798,33 @@ impl Ledger {
             return;
         };
         let base = timestamp - events.len() as u64;
-        let batch_imported = first.flags().imported();
-        // Resolve the accounts of each chunk of events before applying it (see
-        // `resolve_accounts`).
-        self.resolved.clear();
+        let batch_imported = Kind::imported(first);
         let mut chain = ChainState::default();
         for (index, event) in events.iter().enumerate() {
-            if index % RESOLVE_CHUNK == 0 {
-                let end = (index + RESOLVE_CHUNK).min(events.len());
-                self.resolve_accounts(&events[index..end]);
-            }
+            Kind::prepare(self, events, index);
             let slot = base + index as u64 + 1;
-            let linked = event.flags().linked();
+            let linked = Kind::linked(event);
             self.chain_enter(&mut chain, index, linked);
             let (mut status, result_timestamp) = if linked && index + 1 == events.len() {
-                (CreateTransferStatus::LinkedEventChainOpen, slot)
+                (Kind::LINKED_EVENT_CHAIN_OPEN, slot)
             } else if chain.broken {
-                (CreateTransferStatus::LinkedEventFailed, slot)
+                (Kind::LINKED_EVENT_FAILED, slot)
             } else {
-                let event_imported = event.flags().imported();
-                match batch_check(event_imported, batch_imported, event.timestamp, slot) {
-                    Ok(()) => self.create_transfer(event, slot, self.resolved[index], true),
+                let event_imported = Kind::imported(event);
+                match batch_check(event_imported, batch_imported, Kind::timestamp(event), slot) {
+                    Ok(()) => Kind::create(self, index, event, slot),
                     Err(failure) => (failure.into(), slot),
                 }
             };
-            if status != CreateTransferStatus::Created {
-                let mut burn = status.is_transient();
-                if burn && self.orphans.len() >= self.orphans_max {
-                    // Defined by clearline: with the store of burned ids full, the event fails
-                    // with the (non-transient) capacity code and its id stays usable.
-                    status = CreateTransferStatus::TransfersCapacityExceeded;
-                    burn = false;
-                }
-                let failed = CreateTransferStatus::LinkedEventFailed as u32;
+            if status != Kind::CREATED {
+                status = Kind::failure(self, status);
+                let failed = Kind::code(Kind::LINKED_EVENT_FAILED);
                 self.chain_fail(&mut chain, results, index, failed);
-                if burn {
-                    // After the rollback, as in the reference: the chain's other members stay
-                    // reusable, only the failing id is burned.
-                    self.burn(event.id);
-                }
+                Kind::after_rollback(self, event, status);
             }
             results[index] = CreateResult {
                 timestamp: result_timestamp,
-                status: status as u32,
+                status: Kind::code(status),
                 reserved: 0,
             };
             self.chain_leave(&mut chain, linked);
@@ -1027,43 +1112,43 @@ impl Ledger {
     #[inline(always)]
     fn regular_transfer(
         &mut self,
-        t: &Transfer,
+        transfer: &Transfer,
         timestamp: u64,
         (debit, credit): (u32, u32),
         vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
-        if t.debit_account_id == 0 {
+        if transfer.debit_account_id == 0 {
             return Err(S::DebitAccountIdMustNotBeZero);
         }
-        if t.debit_account_id == u128::MAX {
+        if transfer.debit_account_id == u128::MAX {
             return Err(S::DebitAccountIdMustNotBeIntMax);
         }
-        if t.credit_account_id == 0 {
+        if transfer.credit_account_id == 0 {
             return Err(S::CreditAccountIdMustNotBeZero);
         }
-        if t.credit_account_id == u128::MAX {
+        if transfer.credit_account_id == u128::MAX {
             return Err(S::CreditAccountIdMustNotBeIntMax);
         }
-        if t.debit_account_id == t.credit_account_id {
+        if transfer.debit_account_id == transfer.credit_account_id {
             return Err(S::AccountsMustBeDifferent);
         }
-        if t.pending_id != 0 {
+        if transfer.pending_id != 0 {
             return Err(S::PendingIdMustBeZero);
         }
-        let pending = t.flags().pending();
+        let pending = transfer.flags().pending();
         if !pending {
-            if t.timeout != 0 {
+            if transfer.timeout != 0 {
                 return Err(S::TimeoutReservedForPendingTransfer);
             }
-            if t.flags().closing_debit() || t.flags().closing_credit() {
+            if transfer.flags().closing_debit() || transfer.flags().closing_credit() {
                 return Err(S::ClosingTransferMustBePending);
             }
         }
-        if t.ledger == 0 {
+        if transfer.ledger == 0 {
             return Err(S::LedgerMustNotBeZero);
         }
-        if t.code == 0 {
+        if transfer.code == 0 {
             return Err(S::CodeMustNotBeZero);
         }
         if debit == NO_POSITION {
@@ -1078,10 +1163,10 @@ impl Ledger {
         if debit_account.ledger != credit_account.ledger {
             return Err(S::AccountsMustHaveTheSameLedger);
         }
-        if t.ledger != debit_account.ledger {
+        if transfer.ledger != debit_account.ledger {
             return Err(S::TransferMustHaveTheSameLedgerAsAccounts);
         }
-        if t.flags().imported() {
+        if transfer.flags().imported() {
             if timestamp <= self.transfers_timestamp_max() || self.account_has_timestamp(timestamp)
             {
                 return Err(S::ImportedEventTimestampMustNotRegress);
@@ -1092,7 +1177,7 @@ impl Ledger {
             if timestamp <= credit_account.timestamp {
                 return Err(S::ImportedEventTimestampMustPostdateCreditAccount);
             }
-            if t.timeout != 0 {
+            if transfer.timeout != 0 {
                 return Err(S::ImportedEventTimeoutMustBeZero);
             }
         }
@@ -1105,11 +1190,11 @@ impl Ledger {
         // Both sums are kept at most u128::MAX by the overflow checks below.
         let dr_debits = debit_account.debits_pending + debit_account.debits_posted;
         let cr_credits = credit_account.credits_pending + credit_account.credits_posted;
-        let mut amount = t.amount;
-        if t.flags().balancing_debit() {
+        let mut amount = transfer.amount;
+        if transfer.flags().balancing_debit() {
             amount = amount.min(debit_account.credits_posted.saturating_sub(dr_debits));
         }
-        if t.flags().balancing_credit() {
+        if transfer.flags().balancing_credit() {
             amount = amount.min(credit_account.debits_posted.saturating_sub(cr_credits));
         }
         if pending {
@@ -1134,7 +1219,7 @@ impl Ledger {
         };
         // `timestamp <= TIMESTAMP_MAX < 2^63` and the timeout in ns is below 2^63, so the sum
         // fits in u64; it must also fit in the 63 bits of a timestamp.
-        let expires_at = timestamp + u64::from(t.timeout) * NS_PER_SECOND;
+        let expires_at = timestamp + u64::from(transfer.timeout) * NS_PER_SECOND;
         if expires_at > TIMESTAMP_MAX {
             return Err(S::OverflowsTimeout);
         }
@@ -1150,7 +1235,7 @@ impl Ledger {
         }
         self.check_capacity(pending, debit_account.flags(), credit_account.flags())?;
 
-        assert!(amount <= t.amount);
+        assert!(amount <= transfer.amount);
         let debit_before = self.accounts[debit as usize];
         let credit_before = self.accounts[credit as usize];
 
@@ -1163,7 +1248,7 @@ impl Ledger {
         } else {
             debit_account.debits_posted += amount;
         }
-        if t.flags().closing_debit() {
+        if transfer.flags().closing_debit() {
             debit_account.flags |= AccountFlags::CLOSED;
         }
         let credit_account = &mut self.accounts[credit as usize];
@@ -1172,7 +1257,7 @@ impl Ledger {
         } else {
             credit_account.credits_posted += amount;
         }
-        if t.flags().closing_credit() {
+        if transfer.flags().closing_credit() {
             credit_account.flags |= AccountFlags::CLOSED;
         }
         let status = if pending {
@@ -1183,7 +1268,7 @@ impl Ledger {
         let stored = Transfer {
             amount,
             timestamp,
-            ..*t
+            ..*transfer
         };
         let position = self.insert_transfer(&stored, debit, credit, status, vacancy);
         // Postconditions: the debits of one account and the credits of the other moved by
@@ -1215,7 +1300,7 @@ impl Ledger {
         assert_eq!(self.transfers[position as usize], stored);
         if pending {
             self.pending_count += 1;
-            if t.timeout > 0 {
+            if transfer.timeout > 0 {
                 let entry = ExpiryEntry {
                     expires_at,
                     timestamp,
@@ -1286,12 +1371,12 @@ impl Ledger {
 
     fn insert_balance_row(&mut self, account: u32, transfer: u32, timestamp: u64) {
         assert!(self.balances.len() < self.balances.capacity());
-        let a = &self.accounts[account as usize];
+        let stored = &self.accounts[account as usize];
         let row = BalanceRow {
-            debits_pending: a.debits_pending,
-            debits_posted: a.debits_posted,
-            credits_pending: a.credits_pending,
-            credits_posted: a.credits_posted,
+            debits_pending: stored.debits_pending,
+            debits_posted: stored.debits_posted,
+            credits_pending: stored.credits_pending,
+            credits_posted: stored.credits_posted,
             timestamp,
             transfer,
             previous: self.account_meta[account as usize].balance_newest,
@@ -1304,63 +1389,68 @@ impl Ledger {
     /// The post/void path (3.3) for a transfer whose id is new.
     fn post_or_void_transfer(
         &mut self,
-        t: &Transfer,
+        transfer: &Transfer,
         timestamp: u64,
         vacancy: Vacancy,
     ) -> Result<(), CreateTransferStatus> {
         use CreateTransferStatus as S;
-        let post = t.flags().post_pending_transfer();
-        let void = t.flags().void_pending_transfer();
+        let post = transfer.flags().post_pending_transfer();
+        let void = transfer.flags().void_pending_transfer();
         let exclusive = TransferFlags::PENDING
             | TransferFlags::BALANCING_DEBIT
             | TransferFlags::BALANCING_CREDIT
             | TransferFlags::CLOSING_DEBIT
             | TransferFlags::CLOSING_CREDIT;
-        if (post && void) || t.flags().any(exclusive) {
+        if (post && void) || transfer.flags().any(exclusive) {
             return Err(S::FlagsAreMutuallyExclusive);
         }
-        if t.pending_id == 0 {
+        if transfer.pending_id == 0 {
             return Err(S::PendingIdMustNotBeZero);
         }
-        if t.pending_id == u128::MAX {
+        if transfer.pending_id == u128::MAX {
             return Err(S::PendingIdMustNotBeIntMax);
         }
-        if t.pending_id == t.id {
+        if transfer.pending_id == transfer.id {
             return Err(S::PendingIdMustBeDifferent);
         }
-        if t.timeout != 0 {
+        if transfer.timeout != 0 {
             return Err(S::TimeoutReservedForPendingTransfer);
         }
         // Burned ids count as not found.
-        let Some(pending) = self.transfer_position_in(t.pending_id, is_settlement(t)) else {
+        let Some(pending) = self.transfer_position_in(transfer.pending_id, is_settlement(transfer))
+        else {
             return Err(S::PendingTransferNotFound);
         };
         let pending_transfer = self.transfers[pending as usize];
         if !pending_transfer.flags().pending() {
             return Err(S::PendingTransferNotPending);
         }
-        if t.debit_account_id != 0 && t.debit_account_id != pending_transfer.debit_account_id {
+        if transfer.debit_account_id != 0
+            && transfer.debit_account_id != pending_transfer.debit_account_id
+        {
             return Err(S::PendingTransferHasDifferentDebitAccountId);
         }
-        if t.credit_account_id != 0 && t.credit_account_id != pending_transfer.credit_account_id {
+        if transfer.credit_account_id != 0
+            && transfer.credit_account_id != pending_transfer.credit_account_id
+        {
             return Err(S::PendingTransferHasDifferentCreditAccountId);
         }
-        if t.ledger != 0 && t.ledger != pending_transfer.ledger {
+        if transfer.ledger != 0 && transfer.ledger != pending_transfer.ledger {
             return Err(S::PendingTransferHasDifferentLedger);
         }
-        if t.code != 0 && t.code != pending_transfer.code {
+        if transfer.code != 0 && transfer.code != pending_transfer.code {
             return Err(S::PendingTransferHasDifferentCode);
         }
         let amount = if post {
-            if t.amount == u128::MAX {
+            if transfer.amount == u128::MAX {
                 pending_transfer.amount
             } else {
-                t.amount
+                transfer.amount
             }
-        } else if t.amount == 0 {
+        } else if transfer.amount == 0 {
             pending_transfer.amount
         } else {
-            t.amount
+            transfer.amount
         };
         if amount > pending_transfer.amount {
             return Err(S::ExceedsPendingTransferAmount);
@@ -1382,7 +1472,7 @@ impl Ledger {
         {
             return Err(S::PendingTransferExpired);
         }
-        if t.flags().imported()
+        if transfer.flags().imported()
             && (timestamp <= self.transfers_timestamp_max()
                 || self.account_has_timestamp(timestamp))
         {
@@ -1428,30 +1518,30 @@ impl Ledger {
             },
         );
         let stored = Transfer {
-            id: t.id,
+            id: transfer.id,
             debit_account_id: pending_transfer.debit_account_id,
             credit_account_id: pending_transfer.credit_account_id,
             amount,
-            pending_id: t.pending_id,
-            user_data_128: if t.user_data_128 == 0 {
+            pending_id: transfer.pending_id,
+            user_data_128: if transfer.user_data_128 == 0 {
                 pending_transfer.user_data_128
             } else {
-                t.user_data_128
+                transfer.user_data_128
             },
-            user_data_64: if t.user_data_64 == 0 {
+            user_data_64: if transfer.user_data_64 == 0 {
                 pending_transfer.user_data_64
             } else {
-                t.user_data_64
+                transfer.user_data_64
             },
-            user_data_32: if t.user_data_32 == 0 {
+            user_data_32: if transfer.user_data_32 == 0 {
                 pending_transfer.user_data_32
             } else {
-                t.user_data_32
+                transfer.user_data_32
             },
             timeout: 0,
             ledger: pending_transfer.ledger,
             code: pending_transfer.code,
-            flags: t.flags,
+            flags: transfer.flags,
             timestamp,
         };
         let position = self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
@@ -1557,37 +1647,11 @@ impl Ledger {
         let mut digest = Digest::new();
         digest.u64(self.accounts.len() as u64);
         for account in &self.accounts {
-            digest.u128(account.id);
-            digest.u128(account.debits_pending);
-            digest.u128(account.debits_posted);
-            digest.u128(account.credits_pending);
-            digest.u128(account.credits_posted);
-            digest.u128(account.user_data_128);
-            digest.u64(account.user_data_64);
-            digest.u64(u64::from(account.user_data_32) | (u64::from(account.reserved) << 32));
-            digest.u64(
-                u64::from(account.ledger)
-                    | (u64::from(account.code) << 32)
-                    | (u64::from(account.flags) << 48),
-            );
-            digest.u64(account.timestamp);
+            digest.record(|bytes| account.encode(bytes));
         }
         digest.u64(self.transfers.len() as u64);
         for (transfer, meta) in self.transfers.iter().zip(&self.transfer_meta) {
-            digest.u128(transfer.id);
-            digest.u128(transfer.debit_account_id);
-            digest.u128(transfer.credit_account_id);
-            digest.u128(transfer.amount);
-            digest.u128(transfer.pending_id);
-            digest.u128(transfer.user_data_128);
-            digest.u64(transfer.user_data_64);
-            digest.u64(u64::from(transfer.user_data_32) | (u64::from(transfer.timeout) << 32));
-            digest.u64(
-                u64::from(transfer.ledger)
-                    | (u64::from(transfer.code) << 32)
-                    | (u64::from(transfer.flags) << 48),
-            );
-            digest.u64(transfer.timestamp);
+            digest.record(|bytes| transfer.encode(bytes));
             digest.u64(meta.status as u64);
         }
         digest.u64(self.orphans.len() as u64);

@@ -10,6 +10,8 @@
 #[macro_use]
 mod flags;
 #[macro_use]
+mod wire;
+#[macro_use]
 pub mod result;
 pub mod account;
 pub mod book;
@@ -26,7 +28,6 @@ mod operation;
 pub mod order;
 mod query;
 pub mod transfer;
-mod wire;
 
 pub use account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
 pub use checkpoint::{CheckpointError, CHECKPOINT_FORMAT_VERSION};
@@ -43,6 +44,8 @@ pub use transfer::{QueryFilter, QueryFilterFlags, Transfer, TransferFlags};
 /// "No position" in the engine's arrays: the end of a list, a free slot's link, a transfer or
 /// order not queued for expiry.
 pub(crate) const NO_POSITION: u32 = u32::MAX;
+
+use core::mem;
 
 use digest::Digest;
 use exchange::Exchange;
@@ -131,17 +134,24 @@ impl Engine {
         self.clock
     }
 
-    /// Runs the `count` events of an order write at batch timestamp `timestamp`: `event(i,
-    /// first)` handles event `i` whose timestamps start at `first`. Each event uses
-    /// `max(1, transfers made)` timestamps; the clock ends at the last one used.
+    /// Runs the `count` events of an order write (with room for `results` results) at batch
+    /// timestamp `timestamp`: `event(exchange, ledger, i, first)` handles event `i` whose
+    /// timestamps start at `first`. Each event uses `max(1, transfers made)` timestamps; the
+    /// clock ends at the last one used.
+    ///
+    /// # Panics
+    ///
+    /// If `results != count`, there are more than `batch_events_max` events, or `timestamp` is
+    /// below the request's timestamp slots or above `TIMESTAMP_MAX`.
     fn order_events(
-        clock: &mut u64,
-        exchange: &mut Exchange,
-        ledger: &mut Ledger,
+        &mut self,
         timestamp: u64,
-        count: usize,
+        (count, results): (usize, usize),
         mut event: impl FnMut(&mut Exchange, &mut Ledger, usize, u64),
     ) {
+        assert_eq!(count, results);
+        assert!(count <= self.ledger.config.batch_events_max as usize);
+        let (clock, exchange, ledger) = (&mut self.clock, &mut self.exchange, &mut self.ledger);
         assert!(timestamp <= TIMESTAMP_MAX);
         assert!(
             timestamp >= count as u64,
@@ -250,20 +260,10 @@ impl Engine {
     /// If `results.len() != events.len()`, there are more than `batch_events_max` events, or
     /// `timestamp` is below the request's timestamp slots or above `TIMESTAMP_MAX`.
     pub fn place_orders(&mut self, timestamp: u64, events: &[Order], results: &mut [OrderResult]) {
-        assert_eq!(events.len(), results.len());
-        assert!(events.len() <= self.ledger.config.batch_events_max as usize);
-        let count = events.len();
-        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-        Engine::order_events(
-            &mut self.clock,
-            exchange,
-            ledger,
-            timestamp,
-            count,
-            |exchange, ledger, index, block| {
-                results[index] = exchange.place(ledger, block, &events[index]);
-            },
-        );
+        let counts = (events.len(), results.len());
+        self.order_events(timestamp, counts, |exchange, ledger, index, block| {
+            results[index] = exchange.place(ledger, block, &events[index]);
+        });
     }
 
     /// Cancels resting orders, releasing their holds; one result per id (`OrderStatus` codes).
@@ -272,25 +272,11 @@ impl Engine {
     ///
     /// As `place_orders`.
     pub fn cancel_orders(&mut self, timestamp: u64, ids: &[u128], results: &mut [CreateResult]) {
-        assert_eq!(ids.len(), results.len());
-        assert!(ids.len() <= self.ledger.config.batch_events_max as usize);
-        let count = ids.len();
-        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-        Engine::order_events(
-            &mut self.clock,
-            exchange,
-            ledger,
-            timestamp,
-            count,
-            |exchange, ledger, index, block| {
-                let status = exchange.cancel(ledger, block, ids[index]);
-                results[index] = CreateResult {
-                    timestamp: block,
-                    status: status as u32,
-                    reserved: 0,
-                };
-            },
-        );
+        let counts = (ids.len(), results.len());
+        self.order_events(timestamp, counts, |exchange, ledger, index, block| {
+            let status = exchange.cancel(ledger, block, ids[index]);
+            results[index] = order_command_result(block, status);
+        });
     }
 
     /// Amends resting orders (new price and/or quantity, holds swapped); one result per event.
@@ -304,25 +290,11 @@ impl Engine {
         events: &[OrderAmend],
         results: &mut [CreateResult],
     ) {
-        assert_eq!(events.len(), results.len());
-        assert!(events.len() <= self.ledger.config.batch_events_max as usize);
-        let count = events.len();
-        let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-        Engine::order_events(
-            &mut self.clock,
-            exchange,
-            ledger,
-            timestamp,
-            count,
-            |exchange, ledger, index, block| {
-                let status = exchange.amend(ledger, block, &events[index]);
-                results[index] = CreateResult {
-                    timestamp: block,
-                    status: status as u32,
-                    reserved: 0,
-                };
-            },
-        );
+        let counts = (events.len(), results.len());
+        self.order_events(timestamp, counts, |exchange, ledger, index, block| {
+            let status = exchange.amend(ledger, block, &events[index]);
+            results[index] = order_command_result(block, status);
+        });
     }
 
     /// Clears `out` and pushes the orders found, in the order of `ids` (at most its capacity).
@@ -436,6 +408,33 @@ impl Engine {
         self.exchange.verify(&self.ledger);
     }
 
+    /// One write request: decodes `body` into the event buffer that `buffers` picks out of the
+    /// scratch space, gives `apply` the events and a default result per event, and encodes the
+    /// results into `reply`; returns the bytes written. The buffers are borrowed out of the
+    /// scratch space and put back, so nothing is allocated.
+    fn write_batch<Event, Result: Clone + Default, const EVENT: usize, const RESULT: usize>(
+        &mut self,
+        body: &[u8],
+        reply: &mut [u8],
+        buffers: fn(&mut Scratch) -> (&mut Vec<Event>, &mut Vec<Result>),
+        decode: fn(&[u8; EVENT]) -> Event,
+        encode: fn(&Result, &mut [u8; RESULT]),
+        apply: impl FnOnce(&mut Engine, &[Event], &mut [Result]),
+    ) -> usize {
+        let count = body.len() / EVENT;
+        assert!(count <= self.ledger.config.batch_events_max as usize);
+        let (events, results) = buffers(&mut self.scratch);
+        let (mut events, mut results) = (mem::take(events), mem::take(results));
+        decode_events(body, &mut events, decode);
+        results.clear();
+        results.resize(count, Result::default());
+        apply(self, &events, &mut results);
+        let written = encode_items(&results, reply, encode);
+        let (events_slot, results_slot) = buffers(&mut self.scratch);
+        (*events_slot, *results_slot) = (events, results);
+        written
+    }
+
     /// Applies one request. `body` holds `count` events of `operation.event_size()` bytes (the
     /// caller has validated sizes); writes the reply items into `reply` and returns the bytes
     /// written. `reply` is at least 1 MiB - 64. Never panics on any body content.
@@ -457,43 +456,30 @@ impl Engine {
         let (_, events_max) = operation.events_range();
         assert!(count <= events_max as usize);
         match operation {
-            Operation::CreateAccounts => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.accounts;
-                events.clear();
-                for chunk in body.chunks_exact(Account::SIZE) {
-                    events.push(Account::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                results.resize(count, CreateResult::default());
-                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
-                self.ledger.create_accounts(timestamp, events, results);
-                encode_results(results, reply)
-            }
-            Operation::CreateTransfers => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.transfers;
-                events.clear();
-                for chunk in body.chunks_exact(Transfer::SIZE) {
-                    events.push(Transfer::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                results.resize(count, CreateResult::default());
-                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
-                self.ledger.reserve = self.exchange.release_needs();
-                self.ledger.create_transfers(timestamp, events, results);
-                encode_results(results, reply)
-            }
+            Operation::CreateAccounts => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.accounts, &mut scratch.results),
+                Account::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.create_accounts(timestamp, events, results),
+            ),
+            Operation::CreateTransfers => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.transfers, &mut scratch.results),
+                Transfer::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.create_transfers(timestamp, events, results),
+            ),
             Operation::LookupAccounts => {
-                decode_ids(body, &mut self.scratch.ids);
+                decode_events(body, &mut self.scratch.ids, decode_id);
                 self.ledger
                     .lookup_accounts(&self.scratch.ids, &mut self.scratch.accounts);
                 encode_items(&self.scratch.accounts, reply, Account::encode)
             }
             Operation::LookupTransfers => {
-                decode_ids(body, &mut self.scratch.ids);
+                decode_events(body, &mut self.scratch.ids, decode_id);
                 self.ledger
                     .lookup_transfers(&self.scratch.ids, &mut self.scratch.transfers);
                 encode_items(&self.scratch.transfers, reply, Transfer::encode)
@@ -532,99 +518,40 @@ impl Engine {
                 self.exchange.pulse(&mut self.ledger, timestamp, used);
                 0
             }
-            Operation::CreateMarkets => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.markets;
-                events.clear();
-                for chunk in body.chunks_exact(Market::SIZE) {
-                    events.push(Market::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                results.resize(count, CreateResult::default());
-                let timestamp = batch_timestamp(&mut self.clock, timestamp, count as u64);
-                self.exchange
-                    .create_markets(&self.ledger, timestamp, events, results);
-                encode_results(results, reply)
-            }
-            Operation::PlaceOrders => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.orders;
-                events.clear();
-                for chunk in body.chunks_exact(Order::SIZE) {
-                    events.push(Order::decode(chunk.try_into().expect("chunk of 128")));
-                }
-                let results = &mut self.scratch.order_results;
-                results.clear();
-                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-                let clock = &mut self.clock;
-                Engine::order_events(
-                    clock,
-                    exchange,
-                    ledger,
-                    timestamp,
-                    count,
-                    |x, l, i, block| {
-                        results.push(x.place(l, block, &events[i]));
-                    },
-                );
-                encode_items(results, reply, OrderResult::encode)
-            }
-            Operation::CancelOrders => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                decode_ids(body, &mut self.scratch.ids);
-                let results = &mut self.scratch.results;
-                results.clear();
-                let ids = &self.scratch.ids;
-                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-                let clock = &mut self.clock;
-                Engine::order_events(
-                    clock,
-                    exchange,
-                    ledger,
-                    timestamp,
-                    count,
-                    |x, l, i, block| {
-                        let status = x.cancel(l, block, ids[i]);
-                        results.push(CreateResult {
-                            timestamp: block,
-                            status: status as u32,
-                            reserved: 0,
-                        });
-                    },
-                );
-                encode_results(results, reply)
-            }
-            Operation::AmendOrders => {
-                assert!(count <= self.ledger.config.batch_events_max as usize);
-                let events = &mut self.scratch.amends;
-                events.clear();
-                for chunk in body.chunks_exact(OrderAmend::SIZE) {
-                    events.push(OrderAmend::decode(chunk.try_into().expect("chunk of 64")));
-                }
-                let results = &mut self.scratch.results;
-                results.clear();
-                let (exchange, ledger) = (&mut self.exchange, &mut self.ledger);
-                let clock = &mut self.clock;
-                Engine::order_events(
-                    clock,
-                    exchange,
-                    ledger,
-                    timestamp,
-                    count,
-                    |x, l, i, block| {
-                        let status = x.amend(l, block, &events[i]);
-                        results.push(CreateResult {
-                            timestamp: block,
-                            status: status as u32,
-                            reserved: 0,
-                        });
-                    },
-                );
-                encode_results(results, reply)
-            }
+            Operation::CreateMarkets => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.markets, &mut scratch.results),
+                Market::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.create_markets(timestamp, events, results),
+            ),
+            Operation::PlaceOrders => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.orders, &mut scratch.order_results),
+                Order::decode,
+                OrderResult::encode,
+                |engine, events, results| engine.place_orders(timestamp, events, results),
+            ),
+            Operation::CancelOrders => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.ids, &mut scratch.results),
+                decode_id,
+                CreateResult::encode,
+                |engine, ids, results| engine.cancel_orders(timestamp, ids, results),
+            ),
+            Operation::AmendOrders => self.write_batch(
+                body,
+                reply,
+                |scratch| (&mut scratch.amends, &mut scratch.results),
+                OrderAmend::decode,
+                CreateResult::encode,
+                |engine, events, results| engine.amend_orders(timestamp, events, results),
+            ),
             Operation::LookupOrders => {
-                decode_ids(body, &mut self.scratch.ids);
+                decode_events(body, &mut self.scratch.ids, decode_id);
                 let out = &mut self.scratch.orders;
                 self.exchange.lookup_orders(&self.scratch.ids, out);
                 encode_items(out, reply, Order::encode)
@@ -658,24 +585,31 @@ fn batch_timestamp(clock: &mut u64, timestamp: u64, slots: u64) -> u64 {
     effective
 }
 
-fn decode_ids(body: &[u8], ids: &mut Vec<u128>) {
-    ids.clear();
-    assert!(body.len() / 16 <= ids.capacity());
-    for chunk in body.chunks_exact(16) {
-        ids.push(u128::from_le_bytes(chunk.try_into().expect("chunk of 16")));
+/// The result of a cancel or amend whose timestamps start at `block`.
+fn order_command_result(block: u64, status: OrderStatus) -> CreateResult {
+    CreateResult {
+        timestamp: block,
+        status: status as u32,
+        reserved: 0,
     }
 }
 
-fn encode_results(results: &[CreateResult], reply: &mut [u8]) -> usize {
-    let size = results.len() * CreateResult::SIZE;
-    assert!(reply.len() >= size);
-    for (result, chunk) in results
-        .iter()
-        .zip(reply.chunks_exact_mut(CreateResult::SIZE))
-    {
-        result.encode(chunk.try_into().expect("chunk of 16"));
+/// Clears `events` and decodes every whole event of `body` into it, within its capacity.
+fn decode_events<Event, const SIZE: usize>(
+    body: &[u8],
+    events: &mut Vec<Event>,
+    decode: fn(&[u8; SIZE]) -> Event,
+) {
+    events.clear();
+    assert!(body.len() / SIZE <= events.capacity());
+    for chunk in body.chunks_exact(SIZE) {
+        events.push(decode(chunk.try_into().expect("chunk of SIZE")));
     }
-    size
+}
+
+/// Decodes one 16-byte little-endian id.
+fn decode_id(bytes: &[u8; 16]) -> u128 {
+    u128::from_le_bytes(*bytes)
 }
 
 fn encode_items<T, const SIZE: usize>(

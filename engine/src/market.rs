@@ -1,99 +1,46 @@
 //! Markets: the wire record that defines a tradable pair (base ledger against quote ledger) and
 //! the result codes of `create_markets`.
 //!
-//! Layout byte for byte docs/protocol.md section 6.7 (128 bytes, little-endian, hand-encoded).
+//! Layout byte for byte docs/protocol.md section 6.7 (128 bytes, little-endian, declared with
+//! `wire_record!`).
 //! `check_market` validates what the record alone decides; account look-ups (fee and escrow
 //! accounts) and the market store are the engine's.
 
-use core::mem::{offset_of, size_of};
-
-use crate::wire::{read_u128, read_u16, read_u32, read_u64};
-use crate::wire::{write_u128, write_u16, write_u32, write_u64};
-
-/// A market: base asset against quote asset, each a ledger (128 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Market {
-    /// Receives maker and taker fees; on the quote ledger.
-    pub fee_account_id: u128,
-    /// Holds base reserved by resting sells; on the base ledger.
-    pub base_escrow_account_id: u128,
-    /// Holds quote reserved by resting buys; on the quote ledger.
-    pub quote_escrow_account_id: u128,
-    /// Opaque client data.
-    pub user_data_128: u128,
-    /// Base units per lot, >= 1.
-    pub lot_size: u64,
-    /// Quote units per price step, >= 1.
-    pub tick_size: u64,
-    /// Quote units per lot charged to the maker of a fill.
-    pub maker_fee: u64,
-    /// Quote units per lot charged to the taker of a fill.
-    pub taker_fee: u64,
-    /// Not 0 or `u32::MAX`.
-    pub id: u32,
-    /// The ledger of the base asset.
-    pub base_ledger: u32,
-    /// The ledger of the quote asset; not the base ledger.
-    pub quote_ledger: u32,
-    /// The transfer code of settlement legs; not 0.
-    pub code: u16,
-    /// None defined yet; must be 0.
-    pub flags: u16,
-    /// Opaque client data.
-    pub user_data_64: u64,
-    /// Engine: when the market was created.
-    pub timestamp: u64,
-}
-
-const _: () = assert!(size_of::<Market>() == Market::SIZE);
-const _: () = assert!(offset_of!(Market, lot_size) == 64);
-const _: () = assert!(offset_of!(Market, id) == 96);
-const _: () = assert!(offset_of!(Market, code) == 108);
-const _: () = assert!(offset_of!(Market, timestamp) == 120);
-
-impl Market {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 128;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; Market::SIZE]) {
-        write_u128(bytes, 0, self.fee_account_id);
-        write_u128(bytes, 16, self.base_escrow_account_id);
-        write_u128(bytes, 32, self.quote_escrow_account_id);
-        write_u128(bytes, 48, self.user_data_128);
-        write_u64(bytes, 64, self.lot_size);
-        write_u64(bytes, 72, self.tick_size);
-        write_u64(bytes, 80, self.maker_fee);
-        write_u64(bytes, 88, self.taker_fee);
-        write_u32(bytes, 96, self.id);
-        write_u32(bytes, 100, self.base_ledger);
-        write_u32(bytes, 104, self.quote_ledger);
-        write_u16(bytes, 108, self.code);
-        write_u16(bytes, 110, self.flags);
-        write_u64(bytes, 112, self.user_data_64);
-        write_u64(bytes, 120, self.timestamp);
-    }
-
-    /// Reads a record; never fails.
-    pub fn decode(bytes: &[u8; Market::SIZE]) -> Market {
-        Market {
-            fee_account_id: read_u128(bytes, 0),
-            base_escrow_account_id: read_u128(bytes, 16),
-            quote_escrow_account_id: read_u128(bytes, 32),
-            user_data_128: read_u128(bytes, 48),
-            lot_size: read_u64(bytes, 64),
-            tick_size: read_u64(bytes, 72),
-            maker_fee: read_u64(bytes, 80),
-            taker_fee: read_u64(bytes, 88),
-            id: read_u32(bytes, 96),
-            base_ledger: read_u32(bytes, 100),
-            quote_ledger: read_u32(bytes, 104),
-            code: read_u16(bytes, 108),
-            flags: read_u16(bytes, 110),
-            user_data_64: read_u64(bytes, 112),
-            timestamp: read_u64(bytes, 120),
-        }
+wire_record! {
+    /// A market: base asset against quote asset, each a ledger (128 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Market(128 bytes) {
+        /// Receives maker and taker fees; on the quote ledger.
+        pub fee_account_id: u128 @ 0,
+        /// Holds base reserved by resting sells; on the base ledger.
+        pub base_escrow_account_id: u128 @ 16,
+        /// Holds quote reserved by resting buys; on the quote ledger.
+        pub quote_escrow_account_id: u128 @ 32,
+        /// Opaque client data.
+        pub user_data_128: u128 @ 48,
+        /// Base units per lot, >= 1.
+        pub lot_size: u64 @ 64,
+        /// Quote units per price step, >= 1.
+        pub tick_size: u64 @ 72,
+        /// Quote units per lot charged to the maker of a fill.
+        pub maker_fee: u64 @ 80,
+        /// Quote units per lot charged to the taker of a fill.
+        pub taker_fee: u64 @ 88,
+        /// Not 0 or `u32::MAX`.
+        pub id: u32 @ 96,
+        /// The ledger of the base asset.
+        pub base_ledger: u32 @ 100,
+        /// The ledger of the quote asset; not the base ledger.
+        pub quote_ledger: u32 @ 104,
+        /// The transfer code of settlement legs; not 0.
+        pub code: u16 @ 108,
+        /// None defined yet; must be 0.
+        pub flags: u16 @ 110,
+        /// Opaque client data.
+        pub user_data_64: u64 @ 112,
+        /// Engine: when the market was created.
+        pub timestamp: u64 @ 120,
     }
 }
 

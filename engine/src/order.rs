@@ -1,18 +1,15 @@
 //! Orders: the wire records of the matching side (Order, OrderResult, OrderAmend, Fill,
 //! BookFilter, BookLevel, FillFilter), their enums, and the order result codes.
 //!
-//! Layouts are byte for byte docs/protocol.md section 6: little-endian, `#[repr(C)]`, sizes and key
-//! offsets checked at compile time, encoded and decoded by hand. Decoding never fails: enum
+//! Layouts are byte for byte docs/protocol.md section 6: little-endian, `#[repr(C)]`, declared
+//! with `wire_record!` (sizes and offsets checked at compile time). Decoding never fails: enum
 //! fields stay raw `u8` in the records and are parsed with `from_u8` when validated, so a bad
 //! byte becomes a result code, never a panic.
 //!
 //! Does not touch accounts or books; `check_order` validates only what the record and its market
 //! decide (codes 1003..=1018).
 
-use core::mem::{offset_of, size_of};
-
 use crate::market::Market;
-use crate::wire::{read_u128, read_u32, read_u64, write_u128, write_u32, write_u64};
 
 /// The side of an order.
 #[repr(u8)]
@@ -321,439 +318,241 @@ pub fn check_order(order: &Order, market: &Market) -> Option<OrderStatus> {
     if order.timestamp != 0 {
         return Some(OrderStatus::TimestampMustBeZero);
     }
-    let lots = order.quantity / market.lot_size;
-    if market.taker_fee.checked_mul(lots).is_none() || market.maker_fee.checked_mul(lots).is_none()
-    {
+    if fees_overflow(market, order.quantity) {
         return Some(OrderStatus::FeesOverflow);
     }
     None
 }
 
-fn read_array<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
-    let mut field = [0u8; N];
-    field.copy_from_slice(&bytes[offset..offset + N]);
-    field
+/// Whether the maker or the taker fee of `quantity` base units in `market` overflows u64.
+fn fees_overflow(market: &Market, quantity: u64) -> bool {
+    let lots = quantity / market.lot_size;
+    market.taker_fee.checked_mul(lots).is_none() || market.maker_fee.checked_mul(lots).is_none()
 }
 
-/// An order as placed by a client and as stored by the engine (128 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Order {
-    /// Client-chosen, unique among orders; not 0 or `u128::MAX`.
-    pub id: u128,
-    /// The trader's account on the base ledger; also identifies the owner for self-trade
-    /// prevention.
-    pub base_account_id: u128,
-    /// The trader's account on the quote ledger.
-    pub quote_account_id: u128,
-    /// Opaque client data.
-    pub user_data_128: u128,
-    /// Quote units per lot, a multiple of the tick; 0 for market orders.
-    pub price: u64,
-    /// Base units, a multiple of the lot.
-    pub quantity: u64,
-    /// Market buys only: the most quote to spend, fees included.
-    pub quote_budget: u64,
-    /// Engine: base units traded so far.
-    pub filled_quantity: u64,
-    /// Opaque client data.
-    pub user_data_64: u64,
-    /// The market id.
-    pub market: u32,
-    /// Seconds; good-till-time when not 0 (GTC and post-only only).
-    pub timeout: u32,
-    /// Opaque client data.
-    pub user_data_32: u32,
-    /// `Side` as u8.
-    pub side: u8,
-    /// `TimeInForce` as u8.
-    pub time_in_force: u8,
-    /// Engine: `OrderState` as u8.
-    pub state: u8,
-    /// `SelfTrade` as u8.
-    pub self_trade: u8,
-    /// Engine: when the order was placed.
-    pub timestamp: u64,
-}
-
-const _: () = assert!(size_of::<Order>() == Order::SIZE);
-const _: () = assert!(offset_of!(Order, price) == 64);
-const _: () = assert!(offset_of!(Order, market) == 104);
-const _: () = assert!(offset_of!(Order, side) == 116);
-const _: () = assert!(offset_of!(Order, self_trade) == 119);
-const _: () = assert!(offset_of!(Order, timestamp) == 120);
-
-impl Order {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 128;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; Order::SIZE]) {
-        write_u128(bytes, 0, self.id);
-        write_u128(bytes, 16, self.base_account_id);
-        write_u128(bytes, 32, self.quote_account_id);
-        write_u128(bytes, 48, self.user_data_128);
-        write_u64(bytes, 64, self.price);
-        write_u64(bytes, 72, self.quantity);
-        write_u64(bytes, 80, self.quote_budget);
-        write_u64(bytes, 88, self.filled_quantity);
-        write_u64(bytes, 96, self.user_data_64);
-        write_u32(bytes, 104, self.market);
-        write_u32(bytes, 108, self.timeout);
-        write_u32(bytes, 112, self.user_data_32);
-        bytes[116] = self.side;
-        bytes[117] = self.time_in_force;
-        bytes[118] = self.state;
-        bytes[119] = self.self_trade;
-        write_u64(bytes, 120, self.timestamp);
+/// The amend checks that need no order (`OrderStatus`'s check order for `amend_orders`): the id
+/// and the reserved bytes. Returns `None` when they pass.
+pub fn check_amend(amend: &OrderAmend) -> Option<OrderStatus> {
+    if amend.order_id == 0 {
+        return Some(OrderStatus::OrderIdMustNotBeZero);
     }
+    if amend.order_id == u128::MAX {
+        return Some(OrderStatus::OrderIdMustNotBeIntMax);
+    }
+    if amend.reserved != [0; 32] {
+        return Some(OrderStatus::ReservedField);
+    }
+    None
+}
 
-    /// Reads a record; never fails (enum bytes are validated later).
-    pub fn decode(bytes: &[u8; Order::SIZE]) -> Order {
-        Order {
-            id: read_u128(bytes, 0),
-            base_account_id: read_u128(bytes, 16),
-            quote_account_id: read_u128(bytes, 32),
-            user_data_128: read_u128(bytes, 48),
-            price: read_u64(bytes, 64),
-            quantity: read_u64(bytes, 72),
-            quote_budget: read_u64(bytes, 80),
-            filled_quantity: read_u64(bytes, 88),
-            user_data_64: read_u64(bytes, 96),
-            market: read_u32(bytes, 104),
-            timeout: read_u32(bytes, 108),
-            user_data_32: read_u32(bytes, 112),
-            side: bytes[116],
-            time_in_force: bytes[117],
-            state: bytes[118],
-            self_trade: bytes[119],
-            timestamp: read_u64(bytes, 120),
-        }
+/// The price and total quantity `amend` gives a resting order of `market` that has `price`,
+/// `quantity` and `filled_quantity` (a zero field keeps the order's), or the amend check on them
+/// that fails: tick, lot, below the filled quantity, fees overflow.
+pub fn amended_price_and_quantity(
+    amend: &OrderAmend,
+    market: &Market,
+    (price, quantity, filled_quantity): (u64, u64, u64),
+) -> Result<(u64, u64), OrderStatus> {
+    if amend.price % market.tick_size != 0 {
+        return Err(OrderStatus::AmendPriceNotMultipleOfTick);
+    }
+    if amend.quantity % market.lot_size != 0 {
+        return Err(OrderStatus::AmendQuantityNotMultipleOfLot);
+    }
+    let price = if amend.price == 0 { price } else { amend.price };
+    let quantity = if amend.quantity == 0 {
+        quantity
+    } else {
+        amend.quantity
+    };
+    if quantity <= filled_quantity {
+        return Err(OrderStatus::AmendQuantityBelowFilled);
+    }
+    if fees_overflow(market, quantity) {
+        return Err(OrderStatus::FeesOverflow);
+    }
+    Ok((price, quantity))
+}
+
+wire_record! {
+    /// An order as placed by a client and as stored by the engine (128 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Order(128 bytes) {
+        /// Client-chosen, unique among orders; not 0 or `u128::MAX`.
+        pub id: u128 @ 0,
+        /// The trader's account on the base ledger; also identifies the owner for self-trade
+        /// prevention.
+        pub base_account_id: u128 @ 16,
+        /// The trader's account on the quote ledger.
+        pub quote_account_id: u128 @ 32,
+        /// Opaque client data.
+        pub user_data_128: u128 @ 48,
+        /// Quote units per lot, a multiple of the tick; 0 for market orders.
+        pub price: u64 @ 64,
+        /// Base units, a multiple of the lot.
+        pub quantity: u64 @ 72,
+        /// Market buys only: the most quote to spend, fees included.
+        pub quote_budget: u64 @ 80,
+        /// Engine: base units traded so far.
+        pub filled_quantity: u64 @ 88,
+        /// Opaque client data.
+        pub user_data_64: u64 @ 96,
+        /// The market id.
+        pub market: u32 @ 104,
+        /// Seconds; good-till-time when not 0 (GTC and post-only only).
+        pub timeout: u32 @ 108,
+        /// Opaque client data.
+        pub user_data_32: u32 @ 112,
+        /// `Side` as u8.
+        pub side: u8 @ 116,
+        /// `TimeInForce` as u8.
+        pub time_in_force: u8 @ 117,
+        /// Engine: `OrderState` as u8.
+        pub state: u8 @ 118,
+        /// `SelfTrade` as u8.
+        pub self_trade: u8 @ 119,
+        /// Engine: when the order was placed.
+        pub timestamp: u64 @ 120,
     }
 }
 
-/// What happened to one placed order (64 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OrderResult {
-    /// The order's id.
-    pub order_id: u128,
-    /// The order's engine timestamp.
-    pub timestamp: u64,
-    /// `OrderStatus` as u32 (`0xFFFF_FFFF` = placed).
-    pub status: u32,
-    /// `OrderState` as u8 after the command; 0 when rejected.
-    pub state: u8,
-    /// Zero.
-    pub reserved: [u8; 3],
-    /// Base units traded by this command.
-    pub filled_quantity: u64,
-    /// Fills this order took part in during this command.
-    pub fill_count: u32,
-    /// Zero.
-    pub reserved_fill: u32,
-    /// Quote moved by this order's fills, fees excluded.
-    pub quote_traded: u128,
-}
-
-const _: () = assert!(size_of::<OrderResult>() == OrderResult::SIZE);
-const _: () = assert!(offset_of!(OrderResult, state) == 28);
-const _: () = assert!(offset_of!(OrderResult, filled_quantity) == 32);
-const _: () = assert!(offset_of!(OrderResult, quote_traded) == 48);
-
-impl OrderResult {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 64;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; OrderResult::SIZE]) {
-        write_u128(bytes, 0, self.order_id);
-        write_u64(bytes, 16, self.timestamp);
-        write_u32(bytes, 24, self.status);
-        bytes[28] = self.state;
-        bytes[29..32].copy_from_slice(&self.reserved);
-        write_u64(bytes, 32, self.filled_quantity);
-        write_u32(bytes, 40, self.fill_count);
-        write_u32(bytes, 44, self.reserved_fill);
-        write_u128(bytes, 48, self.quote_traded);
-    }
-
-    /// Reads a record; never fails.
-    pub fn decode(bytes: &[u8; OrderResult::SIZE]) -> OrderResult {
-        OrderResult {
-            order_id: read_u128(bytes, 0),
-            timestamp: read_u64(bytes, 16),
-            status: read_u32(bytes, 24),
-            state: bytes[28],
-            reserved: read_array(bytes, 29),
-            filled_quantity: read_u64(bytes, 32),
-            fill_count: read_u32(bytes, 40),
-            reserved_fill: read_u32(bytes, 44),
-            quote_traded: read_u128(bytes, 48),
-        }
+wire_record! {
+    /// What happened to one placed order (64 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct OrderResult(64 bytes) {
+        /// The order's id.
+        pub order_id: u128 @ 0,
+        /// The order's engine timestamp.
+        pub timestamp: u64 @ 16,
+        /// `OrderStatus` as u32 (`0xFFFF_FFFF` = placed).
+        pub status: u32 @ 24,
+        /// `OrderState` as u8 after the command; 0 when rejected.
+        pub state: u8 @ 28,
+        /// Zero.
+        pub reserved: [u8; 3] @ 29,
+        /// Base units traded by this command.
+        pub filled_quantity: u64 @ 32,
+        /// Fills this order took part in during this command.
+        pub fill_count: u32 @ 40,
+        /// Zero.
+        pub reserved_fill: u32 @ 44,
+        /// Quote moved by this order's fills, fees excluded.
+        pub quote_traded: u128 @ 48,
     }
 }
 
-/// A change to a resting order (64 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OrderAmend {
-    /// The resting order's id.
-    pub order_id: u128,
-    /// The new price; 0 keeps the price.
-    pub price: u64,
-    /// The new total quantity (filled included); 0 keeps the quantity.
-    pub quantity: u64,
-    /// Zero.
-    pub reserved: [u8; 32],
-}
-
-const _: () = assert!(size_of::<OrderAmend>() == OrderAmend::SIZE);
-const _: () = assert!(offset_of!(OrderAmend, reserved) == 32);
-
-impl OrderAmend {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 64;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; OrderAmend::SIZE]) {
-        write_u128(bytes, 0, self.order_id);
-        write_u64(bytes, 16, self.price);
-        write_u64(bytes, 24, self.quantity);
-        bytes[32..64].copy_from_slice(&self.reserved);
-    }
-
-    /// Reads a record; never fails.
-    pub fn decode(bytes: &[u8; OrderAmend::SIZE]) -> OrderAmend {
-        OrderAmend {
-            order_id: read_u128(bytes, 0),
-            price: read_u64(bytes, 16),
-            quantity: read_u64(bytes, 24),
-            reserved: read_array(bytes, 32),
-        }
+wire_record! {
+    /// A change to a resting order (64 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct OrderAmend(64 bytes) {
+        /// The resting order's id.
+        pub order_id: u128 @ 0,
+        /// The new price; 0 keeps the price.
+        pub price: u64 @ 16,
+        /// The new total quantity (filled included); 0 keeps the quantity.
+        pub quantity: u64 @ 24,
+        /// Zero.
+        pub reserved: [u8; 32] @ 32,
     }
 }
 
-/// One trade between a taker and a maker (128 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Fill {
-    /// The incoming order.
-    pub taker_order_id: u128,
-    /// The resting order.
-    pub maker_order_id: u128,
-    /// `price x lots`: quote moved from buyer to seller, fees excluded.
-    pub quote_amount: u128,
-    /// The maker's price, quote units per lot.
-    pub price: u64,
-    /// Base units traded.
-    pub quantity: u64,
-    /// Quote charged to the taker: `taker_fee x lots`.
-    pub taker_fee: u64,
-    /// Quote charged to the maker: `maker_fee x lots`.
-    pub maker_fee: u64,
-    /// Fill number, engine-wide.
-    pub sequence: u64,
-    /// The market id.
-    pub market: u32,
-    /// The taker's `Side` as u8.
-    pub taker_side: u8,
-    /// Zero.
-    pub reserved: [u8; 27],
-    /// Engine timestamp of the command that made the fill.
-    pub timestamp: u64,
-}
-
-const _: () = assert!(size_of::<Fill>() == Fill::SIZE);
-const _: () = assert!(offset_of!(Fill, price) == 48);
-const _: () = assert!(offset_of!(Fill, market) == 88);
-const _: () = assert!(offset_of!(Fill, taker_side) == 92);
-const _: () = assert!(offset_of!(Fill, timestamp) == 120);
-
-impl Fill {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 128;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; Fill::SIZE]) {
-        write_u128(bytes, 0, self.taker_order_id);
-        write_u128(bytes, 16, self.maker_order_id);
-        write_u128(bytes, 32, self.quote_amount);
-        write_u64(bytes, 48, self.price);
-        write_u64(bytes, 56, self.quantity);
-        write_u64(bytes, 64, self.taker_fee);
-        write_u64(bytes, 72, self.maker_fee);
-        write_u64(bytes, 80, self.sequence);
-        write_u32(bytes, 88, self.market);
-        bytes[92] = self.taker_side;
-        bytes[93..120].copy_from_slice(&self.reserved);
-        write_u64(bytes, 120, self.timestamp);
-    }
-
-    /// Reads a record; never fails.
-    pub fn decode(bytes: &[u8; Fill::SIZE]) -> Fill {
-        Fill {
-            taker_order_id: read_u128(bytes, 0),
-            maker_order_id: read_u128(bytes, 16),
-            quote_amount: read_u128(bytes, 32),
-            price: read_u64(bytes, 48),
-            quantity: read_u64(bytes, 56),
-            taker_fee: read_u64(bytes, 64),
-            maker_fee: read_u64(bytes, 72),
-            sequence: read_u64(bytes, 80),
-            market: read_u32(bytes, 88),
-            taker_side: bytes[92],
-            reserved: read_array(bytes, 93),
-            timestamp: read_u64(bytes, 120),
-        }
+wire_record! {
+    /// One trade between a taker and a maker (128 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Fill(128 bytes) {
+        /// The incoming order.
+        pub taker_order_id: u128 @ 0,
+        /// The resting order.
+        pub maker_order_id: u128 @ 16,
+        /// `price x lots`: quote moved from buyer to seller, fees excluded.
+        pub quote_amount: u128 @ 32,
+        /// The maker's price, quote units per lot.
+        pub price: u64 @ 48,
+        /// Base units traded.
+        pub quantity: u64 @ 56,
+        /// Quote charged to the taker: `taker_fee x lots`.
+        pub taker_fee: u64 @ 64,
+        /// Quote charged to the maker: `maker_fee x lots`.
+        pub maker_fee: u64 @ 72,
+        /// Fill number, engine-wide.
+        pub sequence: u64 @ 80,
+        /// The market id.
+        pub market: u32 @ 88,
+        /// The taker's `Side` as u8.
+        pub taker_side: u8 @ 92,
+        /// Zero.
+        pub reserved: [u8; 27] @ 93,
+        /// Engine timestamp of the command that made the fill.
+        pub timestamp: u64 @ 120,
     }
 }
 
-/// A request for the L2 book (64 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BookFilter {
-    /// The market id.
-    pub market: u32,
-    /// Levels per side, 1..=4,095.
-    pub depth: u32,
-    /// Zero.
-    pub reserved: [u8; 56],
-}
-
-impl Default for BookFilter {
-    fn default() -> BookFilter {
-        BookFilter {
-            market: 0,
-            depth: 0,
-            reserved: [0; 56],
-        }
+wire_record! {
+    /// A request for the L2 book (64 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct BookFilter(64 bytes) {
+        /// The market id.
+        pub market: u32 @ 0,
+        /// Levels per side, 1..=4,095.
+        pub depth: u32 @ 4,
+        /// Zero.
+        pub reserved: [u8; 56] @ 8,
     }
 }
-
-const _: () = assert!(size_of::<BookFilter>() == BookFilter::SIZE);
-const _: () = assert!(offset_of!(BookFilter, reserved) == 8);
 
 impl BookFilter {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 64;
     /// The most levels per side one request may ask for.
     pub const DEPTH_MAX: u32 = 4095;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; BookFilter::SIZE]) {
-        write_u32(bytes, 0, self.market);
-        write_u32(bytes, 4, self.depth);
-        bytes[8..64].copy_from_slice(&self.reserved);
-    }
-
-    /// Reads a record; never fails.
-    pub fn decode(bytes: &[u8; BookFilter::SIZE]) -> BookFilter {
-        BookFilter {
-            market: read_u32(bytes, 0),
-            depth: read_u32(bytes, 4),
-            reserved: read_array(bytes, 8),
-        }
-    }
 }
 
-/// One price level of the L2 book (32 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BookLevel {
-    /// Quote units per lot.
-    pub price: u64,
-    /// Unfilled base units resting at this price (saturates at `u64::MAX`).
-    pub quantity: u64,
-    /// Orders resting at this price.
-    pub order_count: u32,
-    /// `Side` as u8.
-    pub side: u8,
-    /// Zero.
-    pub reserved: [u8; 11],
-}
-
-const _: () = assert!(size_of::<BookLevel>() == BookLevel::SIZE);
-const _: () = assert!(offset_of!(BookLevel, side) == 20);
-
-impl BookLevel {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 32;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; BookLevel::SIZE]) {
-        write_u64(bytes, 0, self.price);
-        write_u64(bytes, 8, self.quantity);
-        write_u32(bytes, 16, self.order_count);
-        bytes[20] = self.side;
-        bytes[21..32].copy_from_slice(&self.reserved);
-    }
-
-    /// Reads a record; never fails.
-    pub fn decode(bytes: &[u8; BookLevel::SIZE]) -> BookLevel {
-        BookLevel {
-            price: read_u64(bytes, 0),
-            quantity: read_u64(bytes, 8),
-            order_count: read_u32(bytes, 16),
-            side: bytes[20],
-            reserved: read_array(bytes, 21),
-        }
+wire_record! {
+    /// One price level of the L2 book (32 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct BookLevel(32 bytes) {
+        /// Quote units per lot.
+        pub price: u64 @ 0,
+        /// Unfilled base units resting at this price (saturates at `u64::MAX`).
+        pub quantity: u64 @ 8,
+        /// Orders resting at this price.
+        pub order_count: u32 @ 16,
+        /// `Side` as u8.
+        pub side: u8 @ 20,
+        /// Zero.
+        pub reserved: [u8; 11] @ 21,
     }
 }
 
-/// A request for fills of a market or of one order in a time range (64 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FillFilter {
-    /// 0 = every order of the market.
-    pub order_id: u128,
-    /// The market id.
-    pub market: u32,
-    /// The most fills to return.
-    pub limit: u32,
-    /// Inclusive lower bound.
-    pub timestamp_min: u64,
-    /// Inclusive upper bound; 0 = unbounded.
-    pub timestamp_max: u64,
-    /// `FillFilter::REVERSED` and nothing else.
-    pub flags: u32,
-    /// Zero.
-    pub reserved: [u8; 20],
+wire_record! {
+    /// A request for fills of a market or of one order in a time range (64 bytes).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct FillFilter(64 bytes) {
+        /// 0 = every order of the market.
+        pub order_id: u128 @ 0,
+        /// The market id.
+        pub market: u32 @ 16,
+        /// The most fills to return.
+        pub limit: u32 @ 20,
+        /// Inclusive lower bound.
+        pub timestamp_min: u64 @ 24,
+        /// Inclusive upper bound; 0 = unbounded.
+        pub timestamp_max: u64 @ 32,
+        /// `FillFilter::REVERSED` and nothing else.
+        pub flags: u32 @ 40,
+        /// Zero.
+        pub reserved: [u8; 20] @ 44,
+    }
 }
-
-const _: () = assert!(size_of::<FillFilter>() == FillFilter::SIZE);
-const _: () = assert!(offset_of!(FillFilter, flags) == 40);
-const _: () = assert!(offset_of!(FillFilter, reserved) == 44);
 
 impl FillFilter {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 64;
     /// Flag bit 0: newest first.
     pub const REVERSED: u32 = 1;
-
-    /// Writes the record little-endian.
-    pub fn encode(&self, bytes: &mut [u8; FillFilter::SIZE]) {
-        write_u128(bytes, 0, self.order_id);
-        write_u32(bytes, 16, self.market);
-        write_u32(bytes, 20, self.limit);
-        write_u64(bytes, 24, self.timestamp_min);
-        write_u64(bytes, 32, self.timestamp_max);
-        write_u32(bytes, 40, self.flags);
-        bytes[44..64].copy_from_slice(&self.reserved);
-    }
-
-    /// Reads a record; never fails.
-    pub fn decode(bytes: &[u8; FillFilter::SIZE]) -> FillFilter {
-        FillFilter {
-            order_id: read_u128(bytes, 0),
-            market: read_u32(bytes, 16),
-            limit: read_u32(bytes, 20),
-            timestamp_min: read_u64(bytes, 24),
-            timestamp_max: read_u64(bytes, 32),
-            flags: read_u32(bytes, 40),
-            reserved: read_array(bytes, 44),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -69,36 +69,36 @@ impl Ledger {
         }
     }
 
-    /// Whether transfer `t` matches the filter's side and field conditions for `account_id`.
-    fn account_transfer_matches(filter: &AccountFilter, t: &Transfer) -> bool {
-        let side = (filter.flags().debits() && t.debit_account_id == filter.account_id)
-            || (filter.flags().credits() && t.credit_account_id == filter.account_id);
-        side && (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
-            && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
-            && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
-            && (filter.code == 0 || t.code == filter.code)
+    /// Whether `transfer` matches the filter's side and field conditions for `account_id`.
+    fn account_transfer_matches(filter: &AccountFilter, transfer: &Transfer) -> bool {
+        let side = (filter.flags().debits() && transfer.debit_account_id == filter.account_id)
+            || (filter.flags().credits() && transfer.credit_account_id == filter.account_id);
+        side && (filter.user_data_128 == 0 || transfer.user_data_128 == filter.user_data_128)
+            && (filter.user_data_64 == 0 || transfer.user_data_64 == filter.user_data_64)
+            && (filter.user_data_32 == 0 || transfer.user_data_32 == filter.user_data_32)
+            && (filter.code == 0 || transfer.code == filter.code)
     }
 
-    /// Visits the account's transfers newest first, stopping below `timestamp_min`; `visit`
-    /// returns false to stop early.
+    /// Visits the transfers of `filter.account_id` newest first, stopping below
+    /// `filter.timestamp_min`; `visit` returns false to stop early.
     fn walk_account_transfers(
         &self,
-        account_id: u128,
+        filter: &AccountFilter,
         newest: u32,
-        timestamp_min: u64,
         mut visit: impl FnMut(u32, &Transfer) -> bool,
     ) {
+        let (account_id, timestamp_min) = (filter.account_id, filter.timestamp_min);
         let mut cursor = newest;
         while cursor != NO_POSITION {
-            let t = &self.transfers[cursor as usize];
-            if t.timestamp < timestamp_min {
+            let transfer = &self.transfers[cursor as usize];
+            if transfer.timestamp < timestamp_min {
                 return;
             }
-            if !visit(cursor, t) {
+            if !visit(cursor, transfer) {
                 return;
             }
             let meta = &self.transfer_meta[cursor as usize];
-            cursor = if t.debit_account_id == account_id {
+            cursor = if transfer.debit_account_id == account_id {
                 meta.debit_previous
             } else {
                 meta.credit_previous
@@ -115,36 +115,33 @@ impl Ledger {
         results_max: usize,
         mut emit: impl FnMut(u32, &Transfer),
     ) -> usize {
-        let matches = |t: &Transfer| {
-            in_range(t.timestamp, filter.timestamp_min, filter.timestamp_max)
-                && Self::account_transfer_matches(filter, t)
+        let matches = |transfer: &Transfer| {
+            in_range(
+                transfer.timestamp,
+                filter.timestamp_min,
+                filter.timestamp_max,
+            ) && Self::account_transfer_matches(filter, transfer)
         };
-        let mut emitted = 0usize;
         if results_max == 0 {
             return 0;
         }
-        if filter.flags().reversed() {
-            self.walk_account_transfers(filter.account_id, newest, filter.timestamp_min, |p, t| {
-                if matches(t) {
-                    emit(p, t);
-                    emitted += 1;
-                }
-                emitted < results_max
+        // The walk is newest first; oldest first skips the newest matches beyond the limit.
+        let mut skip = 0usize;
+        if !filter.flags().reversed() {
+            let mut matched = 0usize;
+            self.walk_account_transfers(filter, newest, |_, transfer| {
+                matched += usize::from(matches(transfer));
+                true
             });
-            return emitted;
+            skip = matched.saturating_sub(results_max);
         }
-        let mut matched = 0usize;
-        self.walk_account_transfers(filter.account_id, newest, filter.timestamp_min, |_, t| {
-            matched += usize::from(matches(t));
-            true
-        });
-        let mut skip = matched.saturating_sub(results_max);
-        self.walk_account_transfers(filter.account_id, newest, filter.timestamp_min, |p, t| {
-            if matches(t) {
+        let mut emitted = 0usize;
+        self.walk_account_transfers(filter, newest, |position, transfer| {
+            if matches(transfer) {
                 if skip > 0 {
                     skip -= 1;
                 } else {
-                    emit(p, t);
+                    emit(position, transfer);
                     emitted += 1;
                 }
             }
@@ -163,7 +160,9 @@ impl Ledger {
         };
         let newest = self.account_meta[account as usize].transfer_newest;
         let results_max = self.results_max(filter.limit, out.capacity());
-        self.select_account_transfers(filter, newest, results_max, |_, t| out.push(*t));
+        self.select_account_transfers(filter, newest, results_max, |_, transfer| {
+            out.push(*transfer)
+        });
         if !filter.flags().reversed() {
             out.reverse();
         }
@@ -214,41 +213,62 @@ impl Ledger {
     }
 
     pub(crate) fn query_accounts(&self, filter: &QueryFilter, out: &mut Vec<Account>) {
-        out.clear();
-        if !query_filter_valid(filter) {
-            return;
-        }
-        let results_max = self.results_max(filter.limit, out.capacity());
-        let selected = |a: &Account| {
-            (filter.user_data_128 == 0 || a.user_data_128 == filter.user_data_128)
-                && (filter.user_data_64 == 0 || a.user_data_64 == filter.user_data_64)
-                && (filter.user_data_32 == 0 || a.user_data_32 == filter.user_data_32)
-                && (filter.ledger == 0 || a.ledger == filter.ledger)
-                && (filter.code == 0 || a.code == filter.code)
-        };
-        let range = timestamp_range(&self.accounts, filter, |a| a.timestamp);
-        let reversed = filter.flags().reversed();
-        collect(&self.accounts[range], reversed, results_max, selected, out);
+        self.query(&self.accounts, filter, out);
     }
 
     pub(crate) fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
+        self.query(&self.transfers, filter, out);
+    }
+
+    /// Clears `out` and pushes the records of the timestamp-sorted `store` that `filter`
+    /// selects, in its order, at most `results_max`.
+    fn query<Record: Queried>(
+        &self,
+        store: &[Record],
+        filter: &QueryFilter,
+        out: &mut Vec<Record>,
+    ) {
         out.clear();
         if !query_filter_valid(filter) {
             return;
         }
         let results_max = self.results_max(filter.limit, out.capacity());
-        let selected = |t: &Transfer| {
-            (filter.user_data_128 == 0 || t.user_data_128 == filter.user_data_128)
-                && (filter.user_data_64 == 0 || t.user_data_64 == filter.user_data_64)
-                && (filter.user_data_32 == 0 || t.user_data_32 == filter.user_data_32)
-                && (filter.ledger == 0 || t.ledger == filter.ledger)
-                && (filter.code == 0 || t.code == filter.code)
+        let selected = |record: &Record| {
+            let (user_data_128, user_data_64, user_data_32, ledger, code) = record.query_fields();
+            (filter.user_data_128 == 0 || user_data_128 == filter.user_data_128)
+                && (filter.user_data_64 == 0 || user_data_64 == filter.user_data_64)
+                && (filter.user_data_32 == 0 || user_data_32 == filter.user_data_32)
+                && (filter.ledger == 0 || ledger == filter.ledger)
+                && (filter.code == 0 || code == filter.code)
         };
-        let range = timestamp_range(&self.transfers, filter, |t| t.timestamp);
+        let range = timestamp_range(store, filter, Record::timestamp);
         let reversed = filter.flags().reversed();
-        collect(&self.transfers[range], reversed, results_max, selected, out);
+        collect(&store[range], reversed, results_max, selected, out);
     }
 }
+
+/// A record that `query_accounts` or `query_transfers` selects with a `QueryFilter`.
+trait Queried: Copy {
+    /// `(user_data_128, user_data_64, user_data_32, ledger, code)`.
+    fn query_fields(&self) -> (u128, u64, u32, u32, u16);
+    fn timestamp(&self) -> u64;
+}
+
+/// Accounts and transfers name the queried fields alike.
+macro_rules! queried {
+    ($($record:ty),*) => {$(
+        impl Queried for $record {
+            fn query_fields(&self) -> (u128, u64, u32, u32, u16) {
+                (self.user_data_128, self.user_data_64, self.user_data_32, self.ledger, self.code)
+            }
+            fn timestamp(&self) -> u64 {
+                self.timestamp
+            }
+        }
+    )*};
+}
+
+queried!(Account, Transfer);
 
 /// The index range of a timestamp-sorted store within the filter's bounds.
 fn timestamp_range<T>(

@@ -6,49 +6,24 @@
 //! not transient: they do not burn the id, a retry after capacity is freed may succeed. The
 //! declaration order here is numeric; the order in which the ledger checks them is in ledger.rs.
 
-use core::mem::{offset_of, size_of};
-
-use crate::wire::{read_u32, read_u64, write_u32, write_u64};
-
-/// The result of one create event: the status and the timestamp it refers to (the object's for
-/// `created`/`exists`, else the event's slot, see docs/ledger.md, Timestamps).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
-pub struct CreateResult {
-    /// Timestamp of the object or of the event's slot.
-    pub timestamp: u64,
-    /// A `CreateAccountStatus` or `CreateTransferStatus` number.
-    pub status: u32,
-    /// Zero.
-    pub reserved: u32,
+wire_record! {
+    /// The result of one create event: the status and the timestamp it refers to (the object's for
+    /// `created`/`exists`, else the event's slot, see docs/ledger.md, Timestamps).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct CreateResult(16 bytes) {
+        /// Timestamp of the object or of the event's slot.
+        pub timestamp: u64 @ 0,
+        /// A `CreateAccountStatus` or `CreateTransferStatus` number.
+        pub status: u32 @ 8,
+        /// Zero.
+        pub reserved: u32 @ 12,
+    }
 }
 
-const _: () = assert!(size_of::<CreateResult>() == 16);
-const _: () = assert!(offset_of!(CreateResult, status) == 8);
-const _: () = assert!(offset_of!(CreateResult, reserved) == 12);
-
 impl CreateResult {
-    /// Encoded size in bytes.
-    pub const SIZE: usize = 16;
     /// The status number of `created`, for both accounts and transfers.
     pub const STATUS_CREATED: u32 = 0xFFFF_FFFF;
-
-    /// Writes the little-endian encoding.
-    #[inline]
-    pub fn encode(&self, bytes: &mut [u8; 16]) {
-        write_u64(bytes, 0, self.timestamp);
-        write_u32(bytes, 8, self.status);
-        write_u32(bytes, 12, self.reserved);
-    }
-
-    /// Reads the little-endian encoding.
-    pub fn decode(bytes: &[u8; 16]) -> CreateResult {
-        CreateResult {
-            timestamp: read_u64(bytes, 0),
-            status: read_u32(bytes, 8),
-            reserved: read_u32(bytes, 12),
-        }
-    }
 }
 
 macro_rules! status_enum {

@@ -11,7 +11,8 @@ use std::process::Command as Process;
 
 use clearline_engine::book::{Book, BookEvent, Execution, RestingOrder};
 use clearline_engine::market::Market;
-use clearline_engine::order::{check_order, BookLevel, Order, OrderAmend};
+use clearline_engine::order::{amended_price_and_quantity, check_amend, check_order};
+use clearline_engine::order::{BookLevel, Order, OrderAmend};
 use clearline_engine::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use clearline_test_support::Rng;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -228,10 +229,10 @@ impl Model {
 
     fn place(&mut self, order: &Order, expires_at: u64, events: &mut Events) -> Execution {
         if let Some(status) = check_order(order, &self.market) {
-            return rejected(status);
+            return Execution::rejected(status);
         }
         if self.find(order.id).is_some() {
-            return rejected(OrderStatus::Exists);
+            return Execution::rejected(OrderStatus::Exists);
         }
         let side = Side::from_u8(order.side).unwrap();
         let time_in_force = TimeInForce::from_u8(order.time_in_force).unwrap();
@@ -246,7 +247,7 @@ impl Model {
                 .best_opposite(side)
                 .is_some_and(|p| Model::crosses(side, limit, p))
         {
-            return rejected(OrderStatus::PostOnlyWouldTake);
+            return Execution::rejected(OrderStatus::PostOnlyWouldTake);
         }
         let run = |model: &mut Model, execution: &mut Execution, events: &mut Events| {
             model.take(
@@ -262,9 +263,13 @@ impl Model {
             )
         };
         if time_in_force == TimeInForce::FillOrKill {
-            let (remaining, _) = run(&mut self.clone(), &mut accepted(), &mut Vec::new());
+            let (remaining, _) = run(
+                &mut self.clone(),
+                &mut Execution::accepted(),
+                &mut Vec::new(),
+            );
             if remaining > 0 {
-                return rejected(OrderStatus::FillOrKillNotFilled);
+                return Execution::rejected(OrderStatus::FillOrKillNotFilled);
             }
         }
         if time_in_force.may_rest() {
@@ -272,9 +277,13 @@ impl Model {
             let level_short = self.levels_count() == self.levels_max
                 && !self.side(side).contains_key(&order.price);
             if slot_short || level_short {
-                let (remaining, stopped) = run(&mut self.clone(), &mut accepted(), &mut Vec::new());
+                let (remaining, stopped) = run(
+                    &mut self.clone(),
+                    &mut Execution::accepted(),
+                    &mut Vec::new(),
+                );
                 if remaining > 0 && !stopped {
-                    return rejected(if slot_short {
+                    return Execution::rejected(if slot_short {
                         OrderStatus::OrdersCapacityExceeded
                     } else {
                         OrderStatus::BookLevelsCapacityExceeded
@@ -282,7 +291,7 @@ impl Model {
                 }
             }
         }
-        let mut execution = accepted();
+        let mut execution = Execution::accepted();
         let (remaining, stopped) = run(self, &mut execution, events);
         execution.remaining = remaining;
         execution.state = Some(if stopped {
@@ -310,38 +319,18 @@ impl Model {
     }
 
     fn amend(&mut self, amend: &OrderAmend, events: &mut Events) -> Execution {
-        if amend.order_id == 0 {
-            return rejected(OrderStatus::OrderIdMustNotBeZero);
-        }
-        if amend.order_id == u128::MAX {
-            return rejected(OrderStatus::OrderIdMustNotBeIntMax);
-        }
-        if amend.reserved != [0; 32] {
-            return rejected(OrderStatus::ReservedField);
+        if let Some(status) = check_amend(amend) {
+            return Execution::rejected(status);
         }
         let Some(before) = self.find(amend.order_id) else {
-            return rejected(OrderStatus::OrderNotFound);
+            return Execution::rejected(OrderStatus::OrderNotFound);
         };
-        if amend.price % TICK != 0 {
-            return rejected(OrderStatus::AmendPriceNotMultipleOfTick);
-        }
-        if amend.quantity % LOT != 0 {
-            return rejected(OrderStatus::AmendQuantityNotMultipleOfLot);
-        }
-        let price = if amend.price == 0 {
-            before.price
-        } else {
-            amend.price
+        let current = (before.price, before.quantity, before.filled_quantity);
+        let (price, quantity) = match amended_price_and_quantity(amend, &market(), current) {
+            Ok(amended) => amended,
+            Err(status) => return Execution::rejected(status),
         };
-        let quantity = if amend.quantity == 0 {
-            before.quantity
-        } else {
-            amend.quantity
-        };
-        if quantity <= before.filled_quantity {
-            return rejected(OrderStatus::AmendQuantityBelowFilled);
-        }
-        let mut execution = accepted();
+        let mut execution = Execution::accepted();
         execution.state = Some(OrderState::Resting);
         execution.remaining = quantity - before.filled_quantity;
         if price == before.price {
@@ -362,7 +351,7 @@ impl Model {
                 .best_opposite(side)
                 .is_some_and(|p| Model::crosses(side, price, p))
         {
-            return rejected(OrderStatus::PostOnlyWouldTake);
+            return Execution::rejected(OrderStatus::PostOnlyWouldTake);
         }
         let remaining = quantity - before.filled_quantity;
         let run = |model: &mut Model, execution: &mut Execution, events: &mut Events| {
@@ -385,9 +374,9 @@ impl Model {
         if level_short {
             let mut dry = self.clone();
             dry.take_out(before.id);
-            let (left, stopped) = run(&mut dry, &mut accepted(), &mut Vec::new());
+            let (left, stopped) = run(&mut dry, &mut Execution::accepted(), &mut Vec::new());
             if left > 0 && !stopped {
-                return rejected(OrderStatus::BookLevelsCapacityExceeded);
+                return Execution::rejected(OrderStatus::BookLevelsCapacityExceeded);
             }
         }
         self.take_out(before.id);
@@ -451,26 +440,6 @@ impl Model {
             .take(depth)
             .map(|entry| level(Side::Sell, entry));
         bids.chain(asks).collect()
-    }
-}
-
-fn rejected(status: OrderStatus) -> Execution {
-    Execution {
-        status,
-        state: None,
-        filled_quantity: 0,
-        quote_traded: 0,
-        taker_fees: 0,
-        fill_count: 0,
-        self_trade_cancels: 0,
-        remaining: 0,
-    }
-}
-
-fn accepted() -> Execution {
-    Execution {
-        status: OrderStatus::Ok,
-        ..rejected(OrderStatus::OrderNotFound)
     }
 }
 
@@ -929,12 +898,18 @@ fn market_sell_takes_any_price_and_market_buy_stops_at_its_budget() {
     assert_eq!(s.fills(), vec![(2, 100, 10), (3, 105, 10)]);
 }
 
-#[test]
-fn self_trade_cancel_incoming_stops_before_the_own_order() {
+/// Owner 2 buys 90 up to 105 against `with_asks`, where its own order 2 rests second at 100.
+fn self_trade_buy(mode: SelfTrade) -> (Scenario, Execution) {
     let mut s = with_asks();
     let mut taker = gtc(10, 2, Side::Buy, 105, 90);
-    taker.self_trade = SelfTrade::CancelIncoming as u8;
+    taker.self_trade = mode as u8;
     let execution = s.place(taker);
+    (s, execution)
+}
+
+#[test]
+fn self_trade_cancel_incoming_stops_before_the_own_order() {
+    let (s, execution) = self_trade_buy(SelfTrade::CancelIncoming);
     assert_eq!(s.fills(), vec![(1, 100, 20)]);
     assert!(s.canceled().is_empty());
     assert_eq!(execution.state, Some(OrderState::Canceled));
@@ -945,10 +920,7 @@ fn self_trade_cancel_incoming_stops_before_the_own_order() {
 
 #[test]
 fn self_trade_cancel_resting_removes_the_own_order_and_keeps_matching() {
-    let mut s = with_asks();
-    let mut taker = gtc(10, 2, Side::Buy, 105, 90);
-    taker.self_trade = SelfTrade::CancelResting as u8;
-    let execution = s.place(taker);
+    let (s, execution) = self_trade_buy(SelfTrade::CancelResting);
     assert_eq!(s.fills(), vec![(1, 100, 20), (3, 105, 40)]);
     assert_eq!(s.canceled(), vec![2]);
     assert_eq!(execution.state, Some(OrderState::Resting));
@@ -959,15 +931,22 @@ fn self_trade_cancel_resting_removes_the_own_order_and_keeps_matching() {
 
 #[test]
 fn self_trade_cancel_both_removes_both() {
-    let mut s = with_asks();
-    let mut taker = gtc(10, 2, Side::Buy, 105, 90);
-    taker.self_trade = SelfTrade::CancelBoth as u8;
-    let execution = s.place(taker);
+    let (s, execution) = self_trade_buy(SelfTrade::CancelBoth);
     assert_eq!(s.fills(), vec![(1, 100, 20)]);
     assert_eq!(s.canceled(), vec![2]);
     assert_eq!(execution.state, Some(OrderState::Canceled));
     assert_eq!((s.book.order(2), s.book.order(10)), (None, None));
     assert_eq!(s.book.best_ask(), Some(105));
+}
+
+/// An amend of order `id` to `price` and total `quantity` (0 keeps either).
+fn amend(id: u128, price: u64, quantity: u64) -> OrderAmend {
+    OrderAmend {
+        order_id: id,
+        price,
+        quantity,
+        ..OrderAmend::default()
+    }
 }
 
 #[test]
@@ -980,12 +959,6 @@ fn amend_quantity_down_keeps_priority_and_up_or_price_loses_it() {
         asks.iter()
             .map(|o| (o.id, o.price, o.quantity))
             .collect::<Vec<_>>()
-    };
-    let amend = |id, price, quantity| OrderAmend {
-        order_id: id,
-        price,
-        quantity,
-        ..Default::default()
     };
     let outcome = s.book.amend(&amend(1, 0, 10), &mut s.events);
     assert_eq!(outcome.execution.status, OrderStatus::Ok);
@@ -1014,12 +987,6 @@ fn amend_of_a_partly_filled_order_counts_the_filled_quantity() {
     s.place(gtc(10, 9, Side::Buy, 100, 10));
     s.place(gtc(11, 8, Side::Buy, 95, 50));
     assert_eq!(s.book.order(1).unwrap().filled_quantity, 10);
-    let amend = |id, price, quantity| OrderAmend {
-        order_id: id,
-        price,
-        quantity,
-        ..Default::default()
-    };
     let outcome = s.book.amend(&amend(1, 0, 10), &mut s.events);
     assert_eq!(
         outcome.execution.status,
@@ -1084,32 +1051,18 @@ fn expiry_removes_due_orders_earliest_first() {
 fn capacity_is_checked_before_the_book_changes() {
     let mut book = Book::new(&market(), 2, 2);
     let mut events = Vec::with_capacity(16);
-    assert_eq!(
-        book.place(&gtc(1, 1, Side::Sell, 100, 10), 0, &mut events)
-            .status,
-        OrderStatus::Ok
-    );
-    assert_eq!(
-        book.place(&gtc(2, 2, Side::Sell, 105, 10), 0, &mut events)
-            .status,
-        OrderStatus::Ok
-    );
-    let status = book
-        .place(&gtc(3, 3, Side::Buy, 95, 10), 0, &mut events)
-        .status;
-    assert_eq!(status, OrderStatus::OrdersCapacityExceeded);
+    // Places `gtc(id, owner, side, price, 10)`.
+    let mut place = |id: u128, owner: u128, side: Side, price: u64| {
+        book.place(&gtc(id, owner, side, price, 10), 0, &mut events)
+    };
+    assert_eq!(place(1, 1, Side::Sell, 100).status, OrderStatus::Ok);
+    assert_eq!(place(2, 2, Side::Sell, 105).status, OrderStatus::Ok);
+    let full = OrderStatus::OrdersCapacityExceeded;
+    assert_eq!(place(3, 3, Side::Buy, 95).status, full);
     // An order that fills completely needs no slot, even in a full book.
-    let execution = book.place(&gtc(4, 3, Side::Buy, 100, 10), 0, &mut events);
-    assert_eq!(execution.state, Some(OrderState::Filled));
-    assert_eq!(
-        book.place(&gtc(5, 4, Side::Sell, 110, 10), 0, &mut events)
-            .status,
-        OrderStatus::Ok
-    );
-    let status = book
-        .place(&gtc(6, 3, Side::Sell, 115, 10), 0, &mut events)
-        .status;
-    assert_eq!(status, OrderStatus::OrdersCapacityExceeded);
+    assert_eq!(place(4, 3, Side::Buy, 100).state, Some(OrderState::Filled));
+    assert_eq!(place(5, 4, Side::Sell, 110).status, OrderStatus::Ok);
+    assert_eq!(place(6, 3, Side::Sell, 115).status, full);
     book.verify();
 }
 

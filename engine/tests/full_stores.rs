@@ -5,22 +5,19 @@
 //! order's hold is exactly what it needs, and expired or canceled orders hold nothing.
 
 use clearline_engine::{
-    Account, AccountFlags, Config, CreateResult, CreateTransferStatus, Engine, Market, Order,
-    OrderResult, OrderState, OrderStatus, Transfer, TransferFlags,
+    AccountFlags, Config, CreateResult, CreateTransferStatus, Engine, Order, OrderResult,
+    OrderState, OrderStatus, Transfer, TransferFlags,
 };
 
-const BASE: u32 = 1;
-const QUOTE: u32 = 2;
-const FEE: u128 = 3;
-const BASE_ESCROW: u128 = 4;
-const QUOTE_ESCROW: u128 = 5;
-const BASE_SOURCE: u128 = 6;
-const QUOTE_SOURCE: u128 = 7;
+mod common;
+
+use common::market::QUOTE_SOURCE;
+use common::market::{account, market, market_accounts, BASE, BASE_SOURCE, MARKET, QUOTE};
+
 const SELLER: u128 = 10;
 const SELLER_QUOTE: u128 = 11;
 const BUYER: u128 = 12;
 const BUYER_QUOTE: u128 = 13;
-const MARKET: u32 = 1;
 const SECOND: u64 = 1_000_000_000;
 const STEP: u64 = 1 << 24;
 const CREATED: u32 = u32::MAX;
@@ -29,16 +26,6 @@ struct H {
     engine: Engine,
     now: u64,
     next_id: u128,
-}
-
-fn account(id: u128, ledger: u32, flags: u16) -> Account {
-    Account {
-        id,
-        ledger,
-        code: 1,
-        flags,
-        ..Account::default()
-    }
 }
 
 impl H {
@@ -50,17 +37,13 @@ impl H {
             next_id: 1_000,
         };
         let trader = if history { AccountFlags::HISTORY } else { 0 };
-        let accounts = [
-            account(FEE, QUOTE, 0),
-            account(BASE_ESCROW, BASE, 0),
-            account(QUOTE_ESCROW, QUOTE, 0),
-            account(BASE_SOURCE, BASE, 0),
-            account(QUOTE_SOURCE, QUOTE, 0),
+        let mut accounts = market_accounts().to_vec();
+        accounts.extend([
             account(SELLER, BASE, trader),
             account(SELLER_QUOTE, QUOTE, trader),
             account(BUYER, BASE, trader),
             account(BUYER_QUOTE, QUOTE, trader),
-        ];
+        ]);
         let mut results = vec![CreateResult::default(); accounts.len()];
         h.now += STEP;
         h.engine.create_accounts(h.now, &accounts, &mut results);
@@ -72,18 +55,7 @@ impl H {
         for (debit, credit, ledger) in funds {
             assert_eq!(h.transfer(debit, credit, ledger, 1 << 40, 0, 0), CREATED);
         }
-        let market = Market {
-            id: MARKET,
-            base_ledger: BASE,
-            quote_ledger: QUOTE,
-            lot_size: 1,
-            tick_size: 1,
-            fee_account_id: FEE,
-            base_escrow_account_id: BASE_ESCROW,
-            quote_escrow_account_id: QUOTE_ESCROW,
-            code: 9,
-            ..Market::default()
-        };
+        let market = market(1, 1, 0, 0);
         let mut results = [CreateResult::default()];
         h.now += STEP;
         h.engine.create_markets(h.now, &[market], &mut results);
@@ -267,22 +239,31 @@ fn order_expiry_with_the_history_store_full() {
     assert_eq!(h.debits_pending(SELLER), 0);
 }
 
-#[test]
-fn transfer_expiry_with_the_transfer_and_pending_stores_full() {
+/// A harness whose pending store is full of 1 s pending transfers and whose transfer store is
+/// then filled with single-phase ones, after `resting` sells rested; returns it after the pulse
+/// 2 s later, which expires more than 1,000 of them and leaves the buyer nothing pending.
+fn expire_full_transfer_stores(resting: u128) -> H {
     let config = Config {
         transfers_pending_max: 1500,
         ..small()
     };
     let mut h = H::new(config, false);
-    rest_sells(&mut h, 8);
-    // Pending transfers of 1 s fill the pending store, then single-phase ones the rest.
+    if resting > 0 {
+        rest_sells(&mut h, resting);
+    }
     assert_eq!(h.fill_transfers(TransferFlags::PENDING, 1), PENDING_FULL);
     assert_eq!(h.fill_transfers(0, 0), TRANSFERS_FULL);
     assert!(h.debits_pending(BUYER_QUOTE) > 1000);
-    // Both kinds are due in the same pulse.
     let expired = h.pulse_after(2);
     assert!(expired > 1000, "{expired}");
     assert_eq!(h.debits_pending(BUYER_QUOTE), 0);
+    h
+}
+
+#[test]
+fn transfer_expiry_with_the_transfer_and_pending_stores_full() {
+    // Both kinds are due in the same pulse.
+    let h = expire_full_transfer_stores(8);
     for id in 1..=8 {
         assert_eq!(h.state(id), EXPIRED);
     }
@@ -291,15 +272,7 @@ fn transfer_expiry_with_the_transfer_and_pending_stores_full() {
 
 #[test]
 fn transfer_expiry_alone_with_every_store_full() {
-    let config = Config {
-        transfers_pending_max: 1500,
-        ..small()
-    };
-    let mut h = H::new(config, false);
-    assert_eq!(h.fill_transfers(TransferFlags::PENDING, 1), PENDING_FULL);
-    assert_eq!(h.fill_transfers(0, 0), TRANSFERS_FULL);
-    assert!(h.pulse_after(2) > 1000);
-    assert_eq!(h.debits_pending(BUYER_QUOTE), 0);
+    expire_full_transfer_stores(0);
 }
 
 #[test]

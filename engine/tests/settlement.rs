@@ -3,22 +3,19 @@
 //! the ledger's balances after every command.
 
 use clearline_engine::{
-    Account, AccountFlags, Config, CreateResult, CreateTransferStatus, Engine, Market, Order,
-    OrderAmend, OrderResult, OrderState, OrderStatus, Transfer, TransferFlags,
+    Account, AccountFlags, Config, CreateResult, CreateTransferStatus, Engine, Order, OrderAmend,
+    OrderResult, OrderState, OrderStatus, Transfer, TransferFlags,
 };
 use clearline_engine::{AccountFilter, AccountFilterFlags};
 use clearline_engine::{BookFilter, BookLevel, Fill, FillFilter, SETTLEMENT_ID_BIT};
 use clearline_engine::{Operation, SLOTS_PER_ORDER_EVENT};
 use clearline_test_support::Rng;
 
-const BASE: u32 = 1;
-const QUOTE: u32 = 2;
-const FEE: u128 = 3;
-const BASE_ESCROW: u128 = 4;
-const QUOTE_ESCROW: u128 = 5;
-const BASE_SOURCE: u128 = 6;
-const QUOTE_SOURCE: u128 = 7;
-const MARKET: u32 = 1;
+mod common;
+
+use common::market::QUOTE_SOURCE;
+use common::market::{account, market, market_accounts, BASE, BASE_SOURCE, FEE, MARKET, QUOTE};
+
 const LOT: u64 = 10;
 const TICK: u64 = 5;
 const MAKER_FEE: u64 = 1;
@@ -56,13 +53,7 @@ impl H {
             traders,
             orders: Vec::new(),
         };
-        let mut accounts = vec![
-            account(FEE, QUOTE, 0),
-            account(BASE_ESCROW, BASE, 0),
-            account(QUOTE_ESCROW, QUOTE, 0),
-            account(BASE_SOURCE, BASE, 0),
-            account(QUOTE_SOURCE, QUOTE, 0),
-        ];
+        let mut accounts = market_accounts().to_vec();
         let limited = AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS;
         for trader in 1..=traders {
             accounts.push(account(base_account(trader), BASE, limited));
@@ -76,20 +67,7 @@ impl H {
             h.fund(base_account(trader), BASE, funds);
             h.fund(quote_account(trader), QUOTE, funds);
         }
-        let market = Market {
-            id: MARKET,
-            base_ledger: BASE,
-            quote_ledger: QUOTE,
-            lot_size: LOT,
-            tick_size: TICK,
-            maker_fee: MAKER_FEE,
-            taker_fee: TAKER_FEE,
-            fee_account_id: FEE,
-            base_escrow_account_id: BASE_ESCROW,
-            quote_escrow_account_id: QUOTE_ESCROW,
-            code: 9,
-            ..Market::default()
-        };
+        let market = market(LOT, TICK, MAKER_FEE, TAKER_FEE);
         let mut results = [CreateResult::default()];
         h.now += 1 << 20;
         h.engine.create_markets(h.now, &[market], &mut results);
@@ -230,16 +208,6 @@ impl H {
         if let (Some(bid), Some(ask)) = (bid, ask) {
             assert!(bid.price < ask.price);
         }
-    }
-}
-
-fn account(id: u128, ledger: u32, flags: u16) -> Account {
-    Account {
-        id,
-        ledger,
-        code: 1,
-        flags,
-        ..Account::default()
     }
 }
 

@@ -497,3 +497,66 @@ pub fn check_statuses<S: Status>(operation: &str, results: &[CreateResult], expe
             .collect::<Vec<_>>()
     );
 }
+
+/// One market between two ledgers with its fee, escrow and funding accounts, shared by the
+/// settlement and full-store tests.
+pub mod market {
+    use clearline_engine::{Account, Market};
+
+    /// The base ledger.
+    pub const BASE: u32 = 1;
+    /// The quote ledger.
+    pub const QUOTE: u32 = 2;
+    /// The fee account (quote ledger).
+    pub const FEE: u128 = 3;
+    /// The escrow of resting sells (base ledger).
+    pub const BASE_ESCROW: u128 = 4;
+    /// The escrow of resting buys (quote ledger).
+    pub const QUOTE_ESCROW: u128 = 5;
+    /// Funds traders' base accounts.
+    pub const BASE_SOURCE: u128 = 6;
+    /// Funds traders' quote accounts.
+    pub const QUOTE_SOURCE: u128 = 7;
+    /// The market's id.
+    pub const MARKET: u32 = 1;
+
+    /// An account on `ledger` with code 1.
+    pub fn account(id: u128, ledger: u32, flags: u16) -> Account {
+        Account {
+            id,
+            ledger,
+            code: 1,
+            flags,
+            ..Account::default()
+        }
+    }
+
+    /// The market's own accounts: fee, both escrows and both funding sources, without flags.
+    pub fn market_accounts() -> [Account; 5] {
+        [
+            account(FEE, QUOTE, 0),
+            account(BASE_ESCROW, BASE, 0),
+            account(QUOTE_ESCROW, QUOTE, 0),
+            account(BASE_SOURCE, BASE, 0),
+            account(QUOTE_SOURCE, QUOTE, 0),
+        ]
+    }
+
+    /// The market record, settling with transfer code 9.
+    pub fn market(lot_size: u64, tick_size: u64, maker_fee: u64, taker_fee: u64) -> Market {
+        Market {
+            id: MARKET,
+            base_ledger: BASE,
+            quote_ledger: QUOTE,
+            lot_size,
+            tick_size,
+            maker_fee,
+            taker_fee,
+            fee_account_id: FEE,
+            base_escrow_account_id: BASE_ESCROW,
+            quote_escrow_account_id: QUOTE_ESCROW,
+            code: 9,
+            ..Market::default()
+        }
+    }
+}
