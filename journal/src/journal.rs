@@ -382,11 +382,6 @@ fn checkpoint_child(
 /// The error for a checkpoint child that did not exit 0.
 fn child_error(exit: ChildExit, file: &str, directory: &str) -> JournalError {
     let reason = match exit {
-        ChildExit::Code(0) => {
-            return JournalError::Config {
-                reason: "unreachable",
-            }
-        }
         ChildExit::Code(EXIT_STORAGE_FULL) => {
             return JournalError::StorageFull {
                 directory: directory.to_owned(),
@@ -1009,6 +1004,10 @@ impl Journal {
     /// may not), writes `checkpoint-S.ckpt.tmp`, fsyncs it and exits. This thread returns at
     /// once; [`Journal::checkpoint_poll`] finishes the checkpoint. On storage without a
     /// directory (the simulated one) the image is written in process instead.
+    ///
+    /// The kernel kills the child when the thread that called this exits (PR_SET_PDEATHSIG
+    /// follows the thread, not the process): call it from a thread that lives as long as the
+    /// journal, such as the core thread, and finish with `checkpoint_poll` or `close` there.
     ///
     /// Returns `None` when the newest checkpoint already covers every written record.
     ///
