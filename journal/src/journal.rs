@@ -418,8 +418,9 @@ impl Journal {
     ///
     /// [`JournalError::Locked`] when another process holds the directory,
     /// [`JournalError::Corruption`] when recovery finds damaged acknowledged data,
-    /// [`JournalError::StorageFull`] when the first segments cannot be allocated, and I/O
-    /// errors.
+    /// [`JournalError::RetiredUncovered`] when the first segments were retired and no valid
+    /// checkpoint covers them, [`JournalError::StorageFull`] when the first segments cannot be
+    /// allocated, and I/O errors.
     pub fn open(dir: &Path, config: &JournalConfig) -> Result<(Journal, Recovery), JournalError> {
         let directory = dir.display().to_string();
         let storage: Box<dyn Storage> =
