@@ -141,12 +141,27 @@ fn names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Opens the journal in `dir`, waiting while it is locked: a checkpoint child another test of
+/// this process forks inherits every open descriptor, this journal's lock included, until its
+/// first instructions close them, which a loaded machine can delay.
+fn reopen(dir: &Path, config: &JournalConfig) -> Result<(Journal, Recovery), JournalError> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match Journal::open(dir, config) {
+            Err(JournalError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
 #[test]
 fn checkpoint_in_a_forked_child_then_reopen_replays_only_after_it() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
     let config = config(Backend::Mmap, SyncMode::Data);
-    let (mut journal, _) = Journal::open(dir, &config).unwrap();
+    let (mut journal, _) = reopen(dir, &config).unwrap();
     append_up_to(&mut journal, 100);
     let size = 3 << 20;
     let sequence = journal.written_sequence();
@@ -166,7 +181,7 @@ fn checkpoint_in_a_forked_child_then_reopen_replays_only_after_it() {
     append_up_to(&mut journal, 150);
     journal.close().unwrap();
 
-    let (journal, recovery) = Journal::open(dir, &config).unwrap();
+    let (journal, recovery) = reopen(dir, &config).unwrap();
     let checkpoint = recovery.checkpoint.clone().unwrap();
     assert_eq!((checkpoint.sequence, checkpoint.timestamp), (100, 1000));
     assert!(
@@ -186,7 +201,7 @@ fn checkpoint_in_a_forked_child_then_reopen_replays_only_after_it() {
 fn only_one_checkpoint_runs_at_a_time_and_a_killed_child_leaves_no_file() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
-    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap, SyncMode::Data)).unwrap();
+    let (mut journal, _) = reopen(dir, &config(Backend::Mmap, SyncMode::Data)).unwrap();
     append_up_to(&mut journal, 10);
     let mut stalled = |_: &mut dyn Write| -> io::Result<()> {
         loop {
@@ -229,7 +244,7 @@ fn only_one_checkpoint_runs_at_a_time_and_a_killed_child_leaves_no_file() {
 fn a_failing_image_writer_leaves_no_file_and_the_next_checkpoint_works() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
-    let (mut journal, _) = Journal::open(dir, &config(Backend::File, SyncMode::Data)).unwrap();
+    let (mut journal, _) = reopen(dir, &config(Backend::File, SyncMode::Data)).unwrap();
     append_up_to(&mut journal, 20);
     let mut failing = |out: &mut dyn Write| -> io::Result<()> {
         out.write_all(&[7u8; 5000])?;
@@ -251,7 +266,7 @@ fn a_failing_image_writer_leaves_no_file_and_the_next_checkpoint_works() {
     start(&mut journal, 5000);
     finish(&mut journal);
     journal.close().unwrap();
-    let (journal, recovery) = Journal::open(dir, &config(Backend::File, SyncMode::Data)).unwrap();
+    let (journal, recovery) = reopen(dir, &config(Backend::File, SyncMode::Data)).unwrap();
     assert_eq!(recovery.checkpoint.unwrap().image, image(20, 5000));
     journal.close().unwrap();
 }
@@ -259,7 +274,7 @@ fn a_failing_image_writer_leaves_no_file_and_the_next_checkpoint_works() {
 /// Three checkpoints at 300, 600 and 900 with segments of 53 records: returns the journal's
 /// directory state after the third, with the journal closed.
 fn three_checkpoints(dir: &Path, config: &JournalConfig) -> (CheckpointDone, CheckpointDone) {
-    let (mut journal, _) = Journal::open(dir, config).unwrap();
+    let (mut journal, _) = reopen(dir, config).unwrap();
     append_up_to(&mut journal, 300);
     start(&mut journal, 4000);
     assert_eq!(finish(&mut journal).retired, None);
@@ -322,7 +337,7 @@ fn retirement_deletes_the_segments_both_checkpoints_cover() {
     assert_eq!(verified.records, 950 - first_kept + 1);
     assert_eq!(verified.checkpoints.len(), 2);
 
-    let (mut journal, recovery) = Journal::open(dir, &config).unwrap();
+    let (mut journal, recovery) = reopen(dir, &config).unwrap();
     assert_eq!(recovery.checkpoint.as_ref().unwrap().sequence, 900);
     assert_eq!(recovery.checkpoint_previous.as_ref().unwrap().sequence, 600);
     assert_eq!(recovery.retired_segments, last_retired + 1);
@@ -340,7 +355,7 @@ fn retirement_deletes_the_segments_both_checkpoints_cover() {
     // The journal keeps going on the retired prefix.
     append_up_to(&mut journal, 1000);
     journal.close().unwrap();
-    let (journal, recovery) = Journal::open(dir, &config).unwrap();
+    let (journal, recovery) = reopen(dir, &config).unwrap();
     assert_eq!(recovery.last_sequence, 1000);
     journal.close().unwrap();
 }
@@ -410,7 +425,7 @@ fn corrupt_newest_checkpoint_falls_back_to_the_previous_and_its_journal() {
     bytes[last] ^= 1;
     fs::write(&path, &bytes).unwrap();
 
-    let (journal, recovery) = Journal::open(dir, &config).unwrap();
+    let (journal, recovery) = reopen(dir, &config).unwrap();
     let checkpoint = recovery.checkpoint.clone().unwrap();
     assert_eq!(checkpoint.sequence, 600);
     assert_eq!(checkpoint.image, image(600, 4000));
@@ -438,7 +453,7 @@ fn a_retired_prefix_without_a_covering_checkpoint_is_refused() {
         "segments before {first_segment} were retired but no checkpoint covers sequence {}",
         first_kept - 1
     );
-    let error = Journal::open(dir, &config).err().expect("refused");
+    let error = reopen(dir, &config).err().expect("refused");
     assert!(
         matches!(error, JournalError::RetiredUncovered { .. }),
         "{error}"
@@ -456,7 +471,7 @@ fn crash_between_child_exit_and_rename_keeps_every_record() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
     let config = config(Backend::Mmap, SyncMode::Manual);
-    let (mut journal, _) = Journal::open(dir, &config).unwrap();
+    let (mut journal, _) = reopen(dir, &config).unwrap();
     append_up_to(&mut journal, 100);
     journal.sync().unwrap();
     start(&mut journal, 2000);
@@ -487,7 +502,7 @@ fn crash_between_child_exit_and_rename_keeps_every_record() {
     let temporary_name = format!("{}.tmp", checkpoint_file_name(200));
     assert!(dir.join(&temporary_name).exists());
 
-    let (journal, recovery) = Journal::open(dir, &config).unwrap();
+    let (journal, recovery) = reopen(dir, &config).unwrap();
     assert!(!dir.join(&temporary_name).exists());
     assert!(!dir.join(checkpoint_file_name(200)).exists());
     assert_eq!(recovery.checkpoint.unwrap().sequence, 100);
@@ -584,7 +599,7 @@ fn storage_full_while_writing_a_checkpoint_is_reported_and_not_fatal() {
 /// The checkpointing process of the parent-death test: open, append, start a checkpoint whose
 /// child never finishes, report the child's pid, and wait to be killed.
 fn checkpointing_parent(dir: &Path) {
-    let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap, SyncMode::Data)).unwrap();
+    let (mut journal, _) = reopen(dir, &config(Backend::Mmap, SyncMode::Data)).unwrap();
     append_up_to(&mut journal, 10);
     journal.sync().unwrap();
     let mut stalled = |_: &mut dyn Write| -> io::Result<()> {
