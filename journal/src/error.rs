@@ -47,7 +47,7 @@ pub enum JournalError {
         /// The journal directory.
         directory: String,
     },
-    /// The device is full: a new segment or snapshot could not be allocated. Nothing was
+    /// The device is full: a new segment or checkpoint could not be allocated. Nothing was
     /// written; data written before is intact; retrying after space is freed works.
     StorageFull {
         /// The journal directory.
@@ -58,9 +58,9 @@ pub enum JournalError {
     SyncFailed,
     /// The journal is damaged; starting would lose or invent acknowledged data.
     Corruption(Corruption),
-    /// A snapshot file is damaged (verify reports it; recovery falls back to an older one).
-    SnapshotInvalid {
-        /// The snapshot file name.
+    /// A checkpoint file is damaged (verify reports it; recovery falls back to an older one).
+    CheckpointInvalid {
+        /// The checkpoint file name.
         file: String,
         /// What failed validation.
         reason: &'static str,
@@ -77,14 +77,42 @@ pub enum JournalError {
         /// Which rule was broken.
         reason: &'static str,
     },
-    /// A snapshot was requested for a sequence that has not been written.
-    SnapshotSequenceAboveWritten {
+    /// A checkpoint was requested for a sequence that has not been written.
+    CheckpointSequenceAboveWritten {
         /// The requested sequence.
         sequence: u64,
         /// The highest written sequence.
         written: u64,
     },
-    /// The directory holds no journal: no segment file and no snapshot (the offline tools
+    /// A checkpoint is already being written; only one runs at a time.
+    CheckpointRunning {
+        /// The sequence it covers.
+        sequence: u64,
+    },
+    /// Writing a checkpoint failed (the child exited with an error or was killed); its
+    /// temporary file was removed. Not fatal: the previous checkpoints and the journal are
+    /// intact, and the next checkpoint tries again.
+    CheckpointFailed {
+        /// The checkpoint file that was not written.
+        file: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The first segments were retired, and no valid checkpoint covers the records they held.
+    RetiredUncovered {
+        /// The first segment id still present.
+        segment: u64,
+        /// The last sequence that is gone (the first kept record's sequence minus one).
+        sequence: u64,
+    },
+    /// Records were asked for that were retired with their segments.
+    Retired {
+        /// The sequence asked for.
+        sequence: u64,
+        /// The first sequence the journal still holds.
+        first: u64,
+    },
+    /// The directory holds no journal: no segment file and no checkpoint (the offline tools
     /// report this instead of checking nothing).
     NoJournal {
         /// The directory that was searched.
@@ -146,8 +174,8 @@ impl fmt::Display for JournalError {
             JournalError::Corruption(corruption) => {
                 write!(f, "{corruption}; refusing to start")
             }
-            JournalError::SnapshotInvalid { file, reason } => {
-                write!(f, "snapshot {file} is invalid: {reason}")
+            JournalError::CheckpointInvalid { file, reason } => {
+                write!(f, "checkpoint {file} is invalid: {reason}")
             }
             JournalError::BodySizeAboveMax { size, max } => {
                 write!(
@@ -156,10 +184,29 @@ impl fmt::Display for JournalError {
                 )
             }
             JournalError::Config { reason } => write!(f, "journal configuration: {reason}"),
-            JournalError::SnapshotSequenceAboveWritten { sequence, written } => write!(
+            JournalError::CheckpointSequenceAboveWritten { sequence, written } => write!(
                 f,
-                "snapshot requested at sequence {sequence}, but only {written} records are \
+                "checkpoint requested at sequence {sequence}, but only {written} records are \
                  written"
+            ),
+            JournalError::CheckpointRunning { sequence } => write!(
+                f,
+                "a checkpoint at sequence {sequence} is still being written; one runs at a time"
+            ),
+            JournalError::CheckpointFailed { file, reason } => write!(
+                f,
+                "checkpoint {file} was not written: {reason}; the previous checkpoints and the \
+                 journal are intact"
+            ),
+            JournalError::RetiredUncovered { segment, sequence } => write!(
+                f,
+                "segments before {segment} were retired but no checkpoint covers sequence \
+                 {sequence}; restore the checkpoint files or the archived segments"
+            ),
+            JournalError::Retired { sequence, first } => write!(
+                f,
+                "sequence {sequence} was retired with its segment; the journal starts at \
+                 sequence {first}"
             ),
             JournalError::NoJournal { directory } => write!(
                 f,

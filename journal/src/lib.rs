@@ -1,4 +1,5 @@
-//! The clearline journal: segment files, checksummed records, group commit, replay and snapshots.
+//! The clearline journal: segment files, checksummed records, group commit, replay, checkpoint
+//! files written by a forked child, and retirement of the segments they cover.
 //!
 //! It knows records and bytes, not accounts or orders. The on-disk format is drawn in
 //! `journal/FORMAT.md`; the rules it follows are J1-J14 of `docs/durability.md`.
@@ -23,18 +24,20 @@ mod storage;
 mod tools;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::{Corruption, JournalError};
 pub use file::FileStorage;
-pub use journal::{Durability, Journal};
+pub use journal::{Durability, Journal, CHECKPOINT_BUFFER_SIZE};
+pub use mmap::ChildExit;
 pub use mmap::MmapStorage;
 pub use record::{
-    record_size, FORMAT_VERSION, RECORD_ALIGNMENT, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
-    SEGMENT_SIZE_MIN, SNAPSHOT_HEADER_SIZE,
+    record_size, CHECKPOINT_HEADER_SIZE, FORMAT_VERSION, RECORD_ALIGNMENT, RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
 };
 pub use storage::{Segment, SegmentSync, Storage};
-pub use tools::{inspect, verify, InspectReport, SegmentSummary, SnapshotSummary, VerifyReport};
+pub use tools::{inspect, verify, CheckpointSummary, InspectReport, SegmentSummary, VerifyReport};
 
 /// When records become durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,9 @@ pub struct JournalConfig {
     pub segments_max: u64,
     /// Storage implementation.
     pub backend: Backend,
+    /// Where retired segments go: `None` deletes them; a directory receives them (renamed when
+    /// it is on the same file system, else copied, synced and then removed from the journal).
+    pub archive: Option<PathBuf>,
 }
 
 impl Default for JournalConfig {
@@ -83,6 +89,7 @@ impl Default for JournalConfig {
             body_size_max: BODY_SIZE_MAX_DEFAULT,
             segments_max: u64::MAX,
             backend: Backend::Mmap,
+            archive: None,
         }
     }
 }
@@ -144,15 +151,74 @@ pub struct RecordView<'a> {
     pub offset: u64,
 }
 
-/// The newest valid snapshot found at open.
+/// A checkpoint with its image, as recovery or [`Journal::load_checkpoint`] returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct Checkpoint {
     /// The image is the state after records 1..=sequence.
     pub sequence: u64,
     /// Timestamp of record `sequence`.
     pub timestamp: u64,
     /// The opaque state image.
     pub image: Vec<u8>,
+}
+
+/// A valid checkpoint file, without its image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// The image is the state after records 1..=sequence.
+    pub sequence: u64,
+    /// Timestamp of record `sequence`.
+    pub timestamp: u64,
+    /// Image size in bytes.
+    pub image_size: u64,
+}
+
+/// What [`Journal::checkpoint_start`] started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointStarted {
+    /// The checkpoint covers records 1..=sequence.
+    pub sequence: u64,
+    /// Timestamp of record `sequence`.
+    pub timestamp: u64,
+    /// Process id of the child writing it (0 when written in process, on simulated storage).
+    pub pid: u32,
+    /// How long the caller's thread was paused (the fork).
+    pub pause: Duration,
+}
+
+/// What [`Journal::checkpoint_poll`] finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointDone {
+    /// The checkpoint covers records 1..=sequence.
+    pub sequence: u64,
+    /// Timestamp of record `sequence`.
+    pub timestamp: u64,
+    /// Image size in bytes.
+    pub image_size: u64,
+    /// Time from the start of the checkpoint to its verified file.
+    pub elapsed: Duration,
+    /// Ids of the segments retired (deleted or archived) after it, first and last.
+    pub retired: Option<(u64, u64)>,
+    /// The first sequence the journal still holds.
+    pub first_sequence: u64,
+}
+
+impl fmt::Display for CheckpointDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "checkpoint at sequence {} ({} bytes) in {:?}",
+            self.sequence, self.image_size, self.elapsed
+        )?;
+        if let Some((first, last)) = self.retired {
+            write!(
+                f,
+                "; retired segments {first}-{last}, first kept sequence {}",
+                self.first_sequence
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What recovery dropped: a torn tail that no watermark covers (never acknowledged).
@@ -186,15 +252,23 @@ impl fmt::Display for Truncation {
 /// What [`Journal::open`] recovered.
 #[derive(Clone, Debug)]
 pub struct Recovery {
-    /// The newest valid snapshot, if any; replay records after its sequence on top of it.
-    pub snapshot: Option<Snapshot>,
-    /// Newer snapshot files that failed validation and were skipped (name: reason).
-    pub snapshots_rejected: Vec<String>,
-    /// Records after the snapshot (or all records when there is none).
+    /// The newest valid checkpoint, if any; replay records after its sequence on top of it.
+    pub checkpoint: Option<Checkpoint>,
+    /// The valid checkpoint before it, if the journal still holds the records after it: when
+    /// the caller cannot use the newest image, it loads this one with
+    /// [`Journal::load_checkpoint`] and replays from its sequence + 1.
+    pub checkpoint_previous: Option<CheckpointInfo>,
+    /// Newer checkpoint files that failed validation and were skipped (name: reason).
+    pub checkpoints_rejected: Vec<String>,
+    /// Records after the checkpoint (or all records when there is none).
     pub records: u64,
+    /// The first sequence the journal holds (above 1 when older segments were retired).
+    pub first_sequence: u64,
+    /// Segments retired before this open: ids `0..retired_segments` are gone.
+    pub retired_segments: u64,
     /// Sequence of the last record.
     pub last_sequence: u64,
-    /// Timestamp of the last record (or of the snapshot; 0 for an empty journal).
+    /// Timestamp of the last record (or of the checkpoint; 0 for an empty journal).
     pub last_timestamp: u64,
     /// The torn tail that was truncated, if any; callers should log it.
     pub truncated: Option<Truncation>,
@@ -204,22 +278,30 @@ pub struct Recovery {
 
 impl fmt::Display for Recovery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.snapshot {
-            Some(snapshot) => write!(
+        match &self.checkpoint {
+            Some(checkpoint) => write!(
                 f,
-                "snapshot at sequence {} ({} bytes), ",
-                snapshot.sequence,
-                snapshot.image.len()
+                "checkpoint at sequence {} ({} bytes), ",
+                checkpoint.sequence,
+                checkpoint.image.len()
             )?,
-            None => write!(f, "no snapshot, ")?,
+            None => write!(f, "no checkpoint, ")?,
         }
         write!(
             f,
             "{} records after it, last sequence {}, last timestamp {}, in {:?}",
             self.records, self.last_sequence, self.last_timestamp, self.elapsed
         )?;
-        for rejected in &self.snapshots_rejected {
-            write!(f, "; skipped snapshot {rejected}")?;
+        if self.retired_segments > 0 {
+            write!(
+                f,
+                "; segments 0-{} retired, first kept sequence {}",
+                self.retired_segments - 1,
+                self.first_sequence
+            )?;
+        }
+        for rejected in &self.checkpoints_rejected {
+            write!(f, "; skipped checkpoint {rejected}")?;
         }
         if let Some(truncation) = &self.truncated {
             write!(f, "; {truncation}")?;
@@ -233,9 +315,9 @@ pub fn segment_file_name(id: u64) -> String {
     format!("segment-{id:016}.log")
 }
 
-/// The file name of the snapshot covering `sequence`.
-pub fn snapshot_file_name(sequence: u64) -> String {
-    format!("snapshot-{sequence:020}.snap")
+/// The file name of the checkpoint covering `sequence`.
+pub fn checkpoint_file_name(sequence: u64) -> String {
+    format!("checkpoint-{sequence:020}.ckpt")
 }
 
 fn parse_number(name: &str, prefix: &str, suffix: &str, digits: usize) -> Option<u64> {
@@ -250,8 +332,8 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     parse_number(name, "segment-", ".log", 16)
 }
 
-pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
-    parse_number(name, "snapshot-", ".snap", 20)
+pub(crate) fn parse_checkpoint_name(name: &str) -> Option<u64> {
+    parse_number(name, "checkpoint-", ".ckpt", 20)
 }
 
 #[cfg(test)]
@@ -261,7 +343,7 @@ mod tests {
     #[test]
     fn file_names_round_trip() {
         assert_eq!(parse_segment_name(&segment_file_name(42)), Some(42));
-        assert_eq!(parse_snapshot_name(&snapshot_file_name(7)), Some(7));
+        assert_eq!(parse_checkpoint_name(&checkpoint_file_name(7)), Some(7));
         assert_eq!(parse_segment_name("segment-1.log"), None);
         assert_eq!(parse_segment_name("segment-0000000000000001.log.tmp"), None);
     }

@@ -1,5 +1,6 @@
 //! The only module of the project with `unsafe` code: the memory-mapped segment storage and the
-//! few operating-system calls the journal needs (flock, fallocate, posix_fadvise).
+//! few operating-system calls the journal needs (flock, fallocate, posix_fadvise, and fork,
+//! prctl, getppid, waitpid, kill and _exit for the checkpoint child).
 //!
 //! Soundness rests on two facts, kept here and nowhere else:
 //! - the directory lock (`flock` on `DIR/lock`) is held for as long as any mapping lives, so no
@@ -20,6 +21,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -320,4 +322,138 @@ impl SegmentSync for MmapSync {
         check_range(offset, size as usize, self.size)?;
         self.map.flush_range(offset as usize, size as usize)
     }
+}
+
+/// A child process started by [`fork_child`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildProcess {
+    pid: libc::pid_t,
+}
+
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildExit {
+    /// It called `_exit` with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// Exit code of a checkpoint child whose parent was gone before it could arm PDEATHSIG.
+pub const EXIT_PARENT_GONE: i32 = 90;
+/// Exit code of a checkpoint child that panicked.
+pub const EXIT_PANIC: i32 = 91;
+
+impl ChildProcess {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.pid.unsigned_abs()
+    }
+
+    /// Whether the child has ended, without blocking (waitpid with WNOHANG). Once it returns
+    /// `Some`, the child is reaped and must not be polled or killed again.
+    ///
+    /// # Errors
+    ///
+    /// Any error of waitpid (ECHILD when the child was already reaped).
+    pub fn poll(&self) -> io::Result<Option<ChildExit>> {
+        self.wait_with(libc::WNOHANG)
+    }
+
+    /// Waits for the child to end and reaps it.
+    ///
+    /// # Errors
+    ///
+    /// Any error of waitpid.
+    pub fn wait(&self) -> io::Result<ChildExit> {
+        loop {
+            if let Some(exit) = self.wait_with(0)? {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// Sends SIGKILL (the child is not reaped; call [`ChildProcess::wait`] after).
+    pub fn kill(&self) {
+        // SAFETY: kill takes a process id and a signal number and touches no memory of ours;
+        // the pid is our own unreaped child, so it cannot have been reused by another process.
+        let _ = unsafe { libc::kill(self.pid, libc::SIGKILL) };
+    }
+
+    fn wait_with(&self, options: libc::c_int) -> io::Result<Option<ChildExit>> {
+        let mut status: libc::c_int = 0;
+        loop {
+            // SAFETY: waitpid writes the status into the integer we pass a valid pointer to;
+            // the pid is our own child.
+            let result = unsafe { libc::waitpid(self.pid, &mut status, options) };
+            if result == 0 {
+                return Ok(None);
+            }
+            if result == self.pid {
+                if libc::WIFEXITED(status) {
+                    return Ok(Some(ChildExit::Code(libc::WEXITSTATUS(status))));
+                }
+                if libc::WIFSIGNALED(status) {
+                    return Ok(Some(ChildExit::Signal(libc::WTERMSIG(status))));
+                }
+                // Stopped or continued: not an end; keep waiting (or report running).
+                if options & libc::WNOHANG != 0 {
+                    return Ok(None);
+                }
+                continue;
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Forks a child process that runs `child` and exits with the code it returns; returns the
+/// child and how long the fork took (the caller's pause).
+///
+/// In the child only the calling thread exists, and other threads may have held locks (the
+/// allocator's among them) at the moment of the fork. So `child` must not allocate, lock, print
+/// or unwind into the caller: it runs under `catch_unwind`, and the child leaves through
+/// `_exit`, which runs no destructor and no exit handler, so nothing of the parent's state (the
+/// journal's mappings, buffered output, temporary directories of tests) is touched on the way
+/// out. Before `child` runs, the child asks the kernel to SIGKILL it when the parent dies
+/// (PR_SET_PDEATHSIG), and exits with [`EXIT_PARENT_GONE`] if the parent is already gone: a
+/// child never outlives its parent, so it never keeps the directory lock or a listening socket
+/// it inherited.
+///
+/// # Errors
+///
+/// Any error of fork (EAGAIN, ENOMEM).
+pub fn fork_child(child: &mut dyn FnMut() -> i32) -> io::Result<(ChildProcess, Duration)> {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    let started = Instant::now();
+    // SAFETY: fork has no memory-safety preconditions of its own; what makes the child sound is
+    // that it only runs `child` (which by this function's contract neither allocates nor locks)
+    // and async-signal-safe calls, then `_exit`s without returning into the caller.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        child_main(parent, child);
+    }
+    Ok((ChildProcess { pid }, started.elapsed()))
+}
+
+fn child_main(parent: libc::pid_t, child: &mut dyn FnMut() -> i32) -> ! {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes integer arguments only and is
+    // async-signal-safe; getppid has no preconditions.
+    let armed = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } == 0
+        && unsafe { libc::getppid() } == parent;
+    let code = if armed {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(EXIT_PANIC)
+    } else {
+        EXIT_PARENT_GONE
+    };
+    // SAFETY: _exit ends the process at once without running destructors or exit handlers,
+    // which is exactly what a forked child of a multi-threaded process must do.
+    unsafe { libc::_exit(code) }
 }

@@ -1,4 +1,4 @@
-//! The on-disk layouts of the journal: segment header, record header and snapshot header, with
+//! The on-disk layouts of the journal: segment header, record header and checkpoint header, with
 //! their encoders, decoders and checksums (drawn byte by byte in `journal/FORMAT.md`).
 //!
 //! Invariants:
@@ -21,8 +21,8 @@ pub const RECORD_HEADER_SIZE: u64 = 128;
 pub const RECORD_ALIGNMENT: u64 = 64;
 /// Size of the block at the start of every segment file; records start after it.
 pub const SEGMENT_HEADER_SIZE: u64 = 4096;
-/// Size of the snapshot file header; the image follows it.
-pub const SNAPSHOT_HEADER_SIZE: u64 = 128;
+/// Size of the checkpoint file header; the image follows it.
+pub const CHECKPOINT_HEADER_SIZE: u64 = 128;
 /// Smallest segment size accepted by the configuration.
 pub const SEGMENT_SIZE_MIN: u64 = 64 * 1024;
 
@@ -30,8 +30,8 @@ pub const SEGMENT_SIZE_MIN: u64 = 64 * 1024;
 pub const RECORD_MAGIC: u64 = u64::from_le_bytes(*b"CLJREC01");
 /// "CLJSEG01" as a little-endian u64.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"CLJSEG01");
-/// "CLJSNP01" as a little-endian u64.
-pub const SNAPSHOT_MAGIC: u64 = u64::from_le_bytes(*b"CLJSNP01");
+/// "CLJCKP01" as a little-endian u64.
+pub const CHECKPOINT_MAGIC: u64 = u64::from_le_bytes(*b"CLJCKP01");
 
 /// Offset of the magic in a record header (used to find candidate records when scanning).
 pub const RECORD_MAGIC_OFFSET: usize = 48;
@@ -256,12 +256,12 @@ impl SegmentHeader {
     }
 }
 
-/// The decoded fields of a snapshot file header.
+/// The decoded fields of a checkpoint file header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SnapshotHeader {
-    /// Journal generation the snapshot belongs to.
+pub struct CheckpointHeader {
+    /// Journal generation the checkpoint belongs to.
     pub generation: u64,
-    /// The snapshot holds the state after applying records 1..=sequence.
+    /// The checkpoint holds the state after applying records 1..=sequence.
     pub sequence: u64,
     /// Timestamp of the record `sequence`, as given by the caller.
     pub timestamp: u64,
@@ -273,11 +273,11 @@ pub struct SnapshotHeader {
     pub image_checksum: u128,
 }
 
-impl SnapshotHeader {
+impl CheckpointHeader {
     /// Encodes the header.
-    pub fn encode(&self, bytes: &mut [u8; SNAPSHOT_HEADER_SIZE as usize]) {
+    pub fn encode(&self, bytes: &mut [u8; CHECKPOINT_HEADER_SIZE as usize]) {
         bytes.fill(0);
-        put_u64(bytes, 16, SNAPSHOT_MAGIC);
+        put_u64(bytes, 16, CHECKPOINT_MAGIC);
         bytes[24..26].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         put_u64(bytes, 32, self.generation);
         put_u64(bytes, 40, self.sequence);
@@ -289,26 +289,40 @@ impl SnapshotHeader {
         put_u128(bytes, 0, checksum);
     }
 
-    /// Decodes a whole snapshot file and validates header and image; returns the header and the
+    /// Decodes a whole checkpoint file and validates header and image; returns the header and the
     /// image bytes.
-    pub fn decode(file: &[u8]) -> Result<(SnapshotHeader, &[u8]), Invalid> {
-        if (file.len() as u64) < SNAPSHOT_HEADER_SIZE {
-            return Err("snapshot file shorter than its header");
+    pub fn decode(file: &[u8]) -> Result<(CheckpointHeader, &[u8]), Invalid> {
+        let header = CheckpointHeader::decode_header(file)?;
+        let image = &file[CHECKPOINT_HEADER_SIZE as usize..];
+        if image.len() as u64 != header.image_size {
+            return Err("checkpoint image size does not match the file size");
         }
-        let bytes = &file[..SNAPSHOT_HEADER_SIZE as usize];
+        if xxh3_128(image) != header.image_checksum {
+            return Err("checkpoint image checksum mismatch");
+        }
+        Ok((header, image))
+    }
+
+    /// Decodes and validates the header alone (the first 128 bytes of `file`); the caller
+    /// checks the image's size and checksum.
+    pub fn decode_header(file: &[u8]) -> Result<CheckpointHeader, Invalid> {
+        if (file.len() as u64) < CHECKPOINT_HEADER_SIZE {
+            return Err("checkpoint file shorter than its header");
+        }
+        let bytes = &file[..CHECKPOINT_HEADER_SIZE as usize];
         if u128_at(bytes, 0) != xxh3_128(&bytes[16..]) {
-            return Err("snapshot header checksum mismatch");
+            return Err("checkpoint header checksum mismatch");
         }
-        if u64_at(bytes, 16) != SNAPSHOT_MAGIC {
-            return Err("bad snapshot magic");
+        if u64_at(bytes, 16) != CHECKPOINT_MAGIC {
+            return Err("bad checkpoint magic");
         }
         if u16_at(bytes, 24) != FORMAT_VERSION {
-            return Err("unknown snapshot format version");
+            return Err("unknown checkpoint format version");
         }
         if !all_zero(&bytes[26..32]) || !all_zero(&bytes[96..128]) {
-            return Err("reserved snapshot header bytes are not zero");
+            return Err("reserved checkpoint header bytes are not zero");
         }
-        let header = SnapshotHeader {
+        let header = CheckpointHeader {
             generation: u64_at(bytes, 32),
             sequence: u64_at(bytes, 40),
             timestamp: u64_at(bytes, 48),
@@ -316,14 +330,7 @@ impl SnapshotHeader {
             image_size: u64_at(bytes, 72),
             image_checksum: u128_at(bytes, 80),
         };
-        let image = &file[SNAPSHOT_HEADER_SIZE as usize..];
-        if image.len() as u64 != header.image_size {
-            return Err("snapshot image size does not match the file size");
-        }
-        if xxh3_128(image) != header.image_checksum {
-            return Err("snapshot image checksum mismatch");
-        }
-        Ok((header, image))
+        Ok(header)
     }
 }
 
@@ -401,7 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn segment_and_snapshot_headers_round_trip() {
+    fn segment_and_checkpoint_headers_round_trip() {
         let segment = SegmentHeader {
             generation: 3,
             segment: 4,
@@ -414,7 +421,7 @@ mod tests {
         assert!(SegmentHeader::decode(&block[..128]).is_err());
 
         let image = b"state image";
-        let snapshot = SnapshotHeader {
+        let checkpoint = CheckpointHeader {
             generation: 3,
             sequence: 10,
             timestamp: 99,
@@ -423,15 +430,15 @@ mod tests {
             image_checksum: xxh3_128(image),
         };
         let mut header = [0u8; 128];
-        snapshot.encode(&mut header);
+        checkpoint.encode(&mut header);
         let mut file = header.to_vec();
         file.extend_from_slice(image);
-        let (decoded, decoded_image) = SnapshotHeader::decode(&file).unwrap();
-        assert_eq!(decoded, snapshot);
+        let (decoded, decoded_image) = CheckpointHeader::decode(&file).unwrap();
+        assert_eq!(decoded, checkpoint);
         assert_eq!(decoded_image, image);
         let last = file.len() - 1;
         file[last] ^= 0x80;
-        assert!(SnapshotHeader::decode(&file).is_err());
+        assert!(CheckpointHeader::decode(&file).is_err());
     }
 
     #[test]

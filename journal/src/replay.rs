@@ -6,7 +6,7 @@
 //!   generation, segment, offset, size bound, sequence (= the expected one), hash chain link and
 //!   body checksum have all been checked, in that order (verify on read);
 //! - the first invalid record at sequence `s` is corruption when `s` is at or below the highest
-//!   watermark seen (or the snapshot's sequence), or when any valid record after it carries a
+//!   watermark seen (or the checkpoint's sequence), or when any valid record after it carries a
 //!   watermark at or above `s`; otherwise it is a torn tail that was never acknowledged;
 //! - classification reads only; zeroing the tail is a separate step whose repetition after a
 //!   crash gives the same classification (idempotent recovery).
@@ -222,20 +222,16 @@ impl<'a> Walker<'a> {
 
 /// Where to start reading to reach `sequence` (>= 1): the last segment whose first record is
 /// valid with a sequence at or below it; the start of the log when there is none.
+///
+/// `start` is the cursor of the first kept record: sequence 1 at the start of segment 0, or,
+/// when older segments were retired, the first record of the first segment kept.
 pub(crate) fn locate(
     segments: &[OpenSegment],
     generation: u64,
     body_size_max: u64,
     sequence: u64,
+    start: Cursor,
 ) -> Result<Cursor, JournalError> {
-    let start = Cursor {
-        position: Position {
-            index: 0,
-            offset: SEGMENT_HEADER_SIZE,
-        },
-        sequence: 1,
-        previous_checksum: 0,
-    };
     let mut walker = Walker::new(segments, generation, body_size_max, start);
     for index in (1..segments.len()).rev() {
         let position = Position {
@@ -255,7 +251,30 @@ pub(crate) fn locate(
     Ok(start)
 }
 
-/// The hash chain anchor of a snapshot: records up to `sequence` are covered by it.
+/// The header of the first record of segment `index`, if one validates there.
+///
+/// # Errors
+///
+/// I/O errors.
+pub(crate) fn first_record(
+    segments: &[OpenSegment],
+    generation: u64,
+    body_size_max: u64,
+    index: usize,
+) -> Result<Option<RecordHeader>, JournalError> {
+    let start = Cursor {
+        position: Position {
+            index,
+            offset: SEGMENT_HEADER_SIZE,
+        },
+        sequence: 0,
+        previous_checksum: 0,
+    };
+    let mut walker = Walker::new(segments, generation, body_size_max, start);
+    Ok(walker.header_at(start.position)?.ok())
+}
+
+/// The hash chain anchor of a checkpoint: records up to `sequence` are covered by it.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Anchor {
     pub sequence: u64,
@@ -275,13 +294,13 @@ pub(crate) struct Scan {
     pub watermark_max: u64,
     /// Non-zero bytes after the end that recovery must zero, if any.
     pub tail: Option<Truncation>,
-    /// Checksums of records whose sequence is in `wanted` (for checking snapshots).
+    /// Checksums of records whose sequence is in `wanted` (for checking checkpoints).
     pub checksums: Vec<(u64, u128)>,
 }
 
 /// Scans from `start` to the end of the valid log and classifies what follows it.
 ///
-/// `wanted` lists sequences whose header checksums the caller wants (snapshot anchors).
+/// `wanted` lists sequences whose header checksums the caller wants (checkpoint anchors).
 ///
 /// # Errors
 ///
@@ -348,8 +367,8 @@ fn check_anchor(
         segment: segments[at.position.index].id,
         offset: at.position.offset,
         sequence: anchor.sequence,
-        reason: "record does not match the snapshot's chain checksum",
-        evidence: "the snapshot covers sequence",
+        reason: "record does not match the checkpoint's chain checksum",
+        evidence: "the checkpoint covers sequence",
         evidence_sequence: anchor.sequence,
     }))
 }
@@ -379,7 +398,7 @@ fn classify(
     };
     if cursor.sequence <= watermark_max {
         return Err(corruption(
-            "it was acknowledged: an earlier record or snapshot reports durable up to",
+            "it was acknowledged: an earlier record or checkpoint reports durable up to",
             watermark_max,
         ));
     }

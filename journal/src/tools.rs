@@ -1,5 +1,5 @@
-//! Offline tools over a journal directory: `verify` (check every record and snapshot, fail on
-//! the first problem) and `inspect` (describe segments, records and snapshots).
+//! Offline tools over a journal directory: `verify` (check every record and checkpoint, fail on
+//! the first problem) and `inspect` (describe segments, records and checkpoints).
 //!
 //! Both are read-only: they use the plain-file storage under a shared lock, so they refuse to
 //! run while a writer holds the directory, and they never truncate a torn tail (they report
@@ -9,12 +9,12 @@ use std::fmt;
 use std::path::Path;
 
 use crate::error::JournalError;
-use crate::journal::{load_segments, load_snapshots, log_start};
+use crate::journal::{load_checkpoints, load_segments, log_start};
 use crate::record::{RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::replay::{scan, Anchor, OpenSegment};
 use crate::storage::Storage;
 use crate::{
-    parse_snapshot_name, segment_file_name, FileStorage, Truncation, BODY_SIZE_MAX_DEFAULT,
+    parse_checkpoint_name, segment_file_name, FileStorage, Truncation, BODY_SIZE_MAX_DEFAULT,
 };
 
 /// Largest body the offline tools accept: the format's limit (a u32), bounded by segment size.
@@ -50,8 +50,8 @@ pub struct VerifyReport {
     pub last_sequence: u64,
     /// Highest durable watermark carried by any record.
     pub watermark_max: u64,
-    /// Valid snapshots (sequence), newest first.
-    pub snapshots: Vec<u64>,
+    /// Valid checkpoints (sequence), newest first.
+    pub checkpoints: Vec<u64>,
     /// The unacknowledged torn tail that the next open would truncate, if any.
     pub torn_tail: Option<Truncation>,
 }
@@ -66,11 +66,15 @@ impl fmt::Display for VerifyReport {
             self.records, self.last_sequence
         )?;
         writeln!(f, "  highest watermark:  {}", self.watermark_max)?;
-        if self.snapshots.is_empty() {
-            writeln!(f, "  snapshots:          none")?;
+        if self.checkpoints.is_empty() {
+            writeln!(f, "  checkpoints:          none")?;
         } else {
-            let list: Vec<String> = self.snapshots.iter().map(u64::to_string).collect();
-            writeln!(f, "  snapshots (valid):  at sequences {}", list.join(", "))?;
+            let list: Vec<String> = self.checkpoints.iter().map(u64::to_string).collect();
+            writeln!(
+                f,
+                "  checkpoints (valid):  at sequences {}",
+                list.join(", ")
+            )?;
         }
         match &self.torn_tail {
             Some(tail) => writeln!(f, "  torn tail:          the next open will have {tail}"),
@@ -80,24 +84,24 @@ impl fmt::Display for VerifyReport {
 }
 
 /// Checks every record of the journal in `dir` (header, body, sequence, hash chain, and the
-/// watermark rule for the tail) and every snapshot, without changing anything.
+/// watermark rule for the tail) and every checkpoint, without changing anything.
 ///
 /// # Errors
 ///
 /// The first problem: [`JournalError::NoJournal`] when `dir` holds no segment file,
 /// [`JournalError::Corruption`] naming segment, offset and sequence,
-/// [`JournalError::SnapshotInvalid`], [`JournalError::Locked`] while a writer runs, I/O errors.
+/// [`JournalError::CheckpointInvalid`], [`JournalError::Locked`] while a writer runs, I/O errors.
 pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
     let (mut storage, names) = open_read_only(dir)?;
     let (generation, segments) = load_segments(&mut storage, &names)?;
-    let snapshots = load_snapshots(&mut storage, &names, generation);
+    let checkpoints = load_checkpoints(&mut storage, &names, generation);
     let mut report = VerifyReport {
         directory: dir.display().to_string(),
         segments: segments.len() as u64,
         records: 0,
         last_sequence: 0,
         watermark_max: 0,
-        snapshots: snapshots
+        checkpoints: checkpoints
             .valid
             .iter()
             .map(|(header, _, _)| header.sequence)
@@ -105,10 +109,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
         torn_tail: None,
     };
     let Some(generation) = generation else {
-        if let Some(rejected) = snapshots.rejected.first() {
-            return Err(JournalError::SnapshotInvalid {
+        if let Some(rejected) = checkpoints.rejected.first() {
+            return Err(JournalError::CheckpointInvalid {
                 file: rejected.clone(),
-                reason: "snapshot without any segment",
+                reason: "checkpoint without any segment",
             });
         }
         // Nothing to check is not a healthy journal: never report OK for it.
@@ -116,14 +120,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
             directory: report.directory,
         });
     };
-    let anchor = snapshots
+    let anchor = checkpoints
         .valid
         .first()
         .map_or(Anchor::default(), |(header, _, _)| Anchor {
             sequence: header.sequence,
             chain_checksum: header.chain_checksum,
         });
-    let wanted: Vec<u64> = report.snapshots.clone();
+    let wanted: Vec<u64> = report.checkpoints.clone();
     let result = scan(
         &segments,
         generation,
@@ -136,22 +140,22 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
     report.last_sequence = result.end.sequence - 1;
     report.watermark_max = result.watermark_max;
     report.torn_tail = result.tail;
-    for (header, _, name) in &snapshots.valid {
+    for (header, _, name) in &checkpoints.valid {
         let matches = (header.sequence == 0 && header.chain_checksum == 0)
             || result
                 .checksums
                 .contains(&(header.sequence, header.chain_checksum));
         if !matches {
-            return Err(JournalError::SnapshotInvalid {
+            return Err(JournalError::CheckpointInvalid {
                 file: name.clone(),
                 reason: "does not match the journal's record at its sequence",
             });
         }
     }
-    if let Some(rejected) = snapshots.rejected.first() {
+    if let Some(rejected) = checkpoints.rejected.first() {
         let (file, _) = rejected.split_once(':').unwrap_or((rejected, ""));
         let reason = "fails validation (see inspect)";
-        return Err(JournalError::SnapshotInvalid {
+        return Err(JournalError::CheckpointInvalid {
             file: file.to_owned(),
             reason,
         });
@@ -178,9 +182,9 @@ pub struct SegmentSummary {
     pub stopped: Option<&'static str>,
 }
 
-/// One snapshot file as `inspect` sees it.
+/// One checkpoint file as `inspect` sees it.
 #[derive(Clone, Debug)]
-pub struct SnapshotSummary {
+pub struct CheckpointSummary {
     /// File name and, when invalid, why.
     pub description: String,
     /// Whether it validates.
@@ -196,8 +200,8 @@ pub struct InspectReport {
     pub generation: Option<u64>,
     /// Segments in id order.
     pub segments: Vec<SegmentSummary>,
-    /// Snapshots, newest first.
-    pub snapshots: Vec<SnapshotSummary>,
+    /// Checkpoints, newest first.
+    pub checkpoints: Vec<CheckpointSummary>,
     /// The result of [`verify`] in one line.
     pub verdict: String,
 }
@@ -237,39 +241,41 @@ impl fmt::Display for InspectReport {
             }
             writeln!(f)?;
         }
-        if self.snapshots.is_empty() {
-            writeln!(f, "  no snapshots")?;
+        if self.checkpoints.is_empty() {
+            writeln!(f, "  no checkpoints")?;
         }
-        for snapshot in &self.snapshots {
-            let state = if snapshot.valid { "valid" } else { "INVALID" };
-            writeln!(f, "  {}  {state}", snapshot.description)?;
+        for checkpoint in &self.checkpoints {
+            let state = if checkpoint.valid { "valid" } else { "INVALID" };
+            writeln!(f, "  {}  {state}", checkpoint.description)?;
         }
         writeln!(f, "  verify: {}", self.verdict)
     }
 }
 
 /// Describes the journal in `dir`: segments with record counts, sequence and time ranges,
-/// snapshots, and the verify verdict. Damage is described, not returned as an error.
+/// checkpoints, and the verify verdict. Damage is described, not returned as an error.
 ///
 /// # Errors
 ///
-/// [`JournalError::NoJournal`] when `dir` holds neither segments nor snapshots,
+/// [`JournalError::NoJournal`] when `dir` holds neither segments nor checkpoints,
 /// [`JournalError::Locked`] while a writer runs, corruption of segment headers (the walk cannot
 /// start), and I/O errors.
 pub fn inspect(dir: &Path) -> Result<InspectReport, JournalError> {
     let (mut storage, names) = open_read_only(dir)?;
     let (generation, segments) = load_segments(&mut storage, &names)?;
-    let snapshot_found = names.iter().any(|name| parse_snapshot_name(name).is_some());
-    if generation.is_none() && !snapshot_found {
+    let checkpoint_found = names
+        .iter()
+        .any(|name| parse_checkpoint_name(name).is_some());
+    if generation.is_none() && !checkpoint_found {
         return Err(JournalError::NoJournal {
             directory: dir.display().to_string(),
         });
     }
-    let loaded = load_snapshots(&mut storage, &names, generation);
-    let mut snapshots: Vec<SnapshotSummary> = loaded
+    let loaded = load_checkpoints(&mut storage, &names, generation);
+    let mut checkpoints: Vec<CheckpointSummary> = loaded
         .valid
         .iter()
-        .map(|(header, image, name)| SnapshotSummary {
+        .map(|(header, image, name)| CheckpointSummary {
             description: format!(
                 "{name}: sequence {}, timestamp {}, image {} bytes",
                 header.sequence,
@@ -279,7 +285,7 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, JournalError> {
             valid: true,
         })
         .collect();
-    snapshots.extend(loaded.rejected.iter().map(|description| SnapshotSummary {
+    checkpoints.extend(loaded.rejected.iter().map(|description| CheckpointSummary {
         description: description.clone(),
         valid: false,
     }));
@@ -306,7 +312,7 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, JournalError> {
         directory: dir.display().to_string(),
         generation,
         segments: summaries,
-        snapshots,
+        checkpoints,
         verdict,
     })
 }

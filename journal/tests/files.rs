@@ -1,12 +1,12 @@
 //! Tests on real files (mmap and plain-file backends): lock refusal, file surgery (torn tail,
-//! flipped bit, truncated segment), snapshots with fallback, and the offline tools.
+//! flipped bit, truncated segment), checkpoints with fallback, and the offline tools.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use clearline_journal::{
-    inspect, record_size, segment_file_name, snapshot_file_name, verify, Backend, Journal,
+    checkpoint_file_name, inspect, record_size, segment_file_name, verify, Backend, Journal,
     JournalConfig, JournalError, SyncMode, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
 };
 
@@ -187,72 +187,72 @@ fn truncated_segment_file_is_refused() {
 }
 
 #[test]
-fn snapshot_round_trip_and_fallback_to_the_previous_one() {
+fn checkpoint_round_trip_and_fallback_to_the_previous_one() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
     let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
     for sequence in 1..=100 {
         journal.append(sequence * 10, &body(sequence)).unwrap();
     }
-    journal.write_snapshot(40, 400, b"state at 40").unwrap();
-    journal.write_snapshot(70, 700, b"state at 70").unwrap();
-    journal.write_snapshot(90, 900, b"state at 90").unwrap();
+    journal.write_checkpoint(40, 400, b"state at 40").unwrap();
+    journal.write_checkpoint(70, 700, b"state at 70").unwrap();
+    journal.write_checkpoint(90, 900, b"state at 90").unwrap();
     journal.close().unwrap();
     // The newest two are kept; older ones were removed after the newest verified.
-    assert!(!dir.join(snapshot_file_name(40)).exists());
-    assert!(dir.join(snapshot_file_name(70)).exists());
+    assert!(!dir.join(checkpoint_file_name(40)).exists());
+    assert!(dir.join(checkpoint_file_name(70)).exists());
 
     let (journal, recovery) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
-    let snapshot = recovery.snapshot.clone().unwrap();
-    assert_eq!((snapshot.sequence, snapshot.timestamp), (90, 900));
-    assert_eq!(snapshot.image, b"state at 90");
+    let checkpoint = recovery.checkpoint.clone().unwrap();
+    assert_eq!((checkpoint.sequence, checkpoint.timestamp), (90, 900));
+    assert_eq!(checkpoint.image, b"state at 90");
     assert_eq!(recovery.records, 10);
     let mut replayed = Vec::new();
     journal
-        .replay(snapshot.sequence + 1, |record| {
+        .replay(checkpoint.sequence + 1, |record| {
             replayed.push(record.sequence)
         })
         .unwrap();
     assert_eq!(replayed, (91..=100).collect::<Vec<u64>>());
     journal.close().unwrap();
 
-    // Corrupt the newest snapshot: recovery falls back to the previous one; verify reports it.
-    let path = dir.join(snapshot_file_name(90));
+    // Corrupt the newest checkpoint: recovery falls back to the previous one; verify reports it.
+    let path = dir.join(checkpoint_file_name(90));
     let mut bytes = fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&path, &bytes).unwrap();
     let error = verify(dir).unwrap_err();
     assert!(
-        matches!(error, JournalError::SnapshotInvalid { .. }),
+        matches!(error, JournalError::CheckpointInvalid { .. }),
         "{error}"
     );
     assert!(
-        error.to_string().contains(&snapshot_file_name(90)),
+        error.to_string().contains(&checkpoint_file_name(90)),
         "{error}"
     );
     let (journal, recovery) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
-    let snapshot = recovery.snapshot.clone().unwrap();
-    assert_eq!(snapshot.sequence, 70);
-    assert_eq!(snapshot.image, b"state at 70");
+    let checkpoint = recovery.checkpoint.clone().unwrap();
+    assert_eq!(checkpoint.sequence, 70);
+    assert_eq!(checkpoint.image, b"state at 70");
     assert_eq!(recovery.records, 30);
-    assert_eq!(recovery.snapshots_rejected.len(), 1);
+    assert_eq!(recovery.checkpoints_rejected.len(), 1);
     assert!(
-        recovery.to_string().contains("skipped snapshot"),
+        recovery.to_string().contains("skipped checkpoint"),
         "{recovery}"
     );
     journal.close().unwrap();
 }
 
 #[test]
-fn inspect_lists_segments_records_and_snapshots() {
+fn inspect_lists_segments_records_and_checkpoints() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
     let (mut journal, _) = Journal::open(dir, &config(Backend::Mmap)).unwrap();
     for sequence in 1..=700 {
         journal.append(sequence * 10, &body(sequence)).unwrap();
     }
-    journal.write_snapshot(500, 5000, b"image").unwrap();
+    journal.write_checkpoint(500, 5000, b"image").unwrap();
     journal.close().unwrap();
     let report = inspect(dir).unwrap();
     let records: u64 = report.segments.iter().map(|segment| segment.records).sum();
