@@ -69,14 +69,15 @@ sees when it is reached.";
 /// Offline journal tools.
 #[derive(Subcommand, Debug)]
 pub enum JournalCommand {
-    /// Check every record and snapshot; exit 0 if all are intact, 1 with the first problem
+    /// Check every record and checkpoint (a journal whose first segments were retired is
+    /// checked from its first kept record); exit 0 if all are intact, 1 with the first problem
     /// (a directory without any journal segment is a problem, never OK).
     Verify {
         /// The data directory (as given to `start --data`) or its `journal` folder.
         dir: PathBuf,
     },
-    /// Print segments, record counts, sequence and time ranges, and snapshots; exit 1 when the
-    /// directory holds no journal.
+    /// Print segments, record counts, sequence and time ranges, checkpoints and the retired
+    /// segments; exit 1 when the directory holds no journal.
     Inspect {
         /// The data directory (as given to `start --data`) or its `journal` folder.
         dir: PathBuf,

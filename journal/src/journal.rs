@@ -382,11 +382,6 @@ fn checkpoint_child(
 /// The error for a checkpoint child that did not exit 0.
 fn child_error(exit: ChildExit, file: &str, directory: &str) -> JournalError {
     let reason = match exit {
-        ChildExit::Code(0) => {
-            return JournalError::Config {
-                reason: "unreachable",
-            }
-        }
         ChildExit::Code(EXIT_STORAGE_FULL) => {
             return JournalError::StorageFull {
                 directory: directory.to_owned(),
@@ -423,8 +418,9 @@ impl Journal {
     ///
     /// [`JournalError::Locked`] when another process holds the directory,
     /// [`JournalError::Corruption`] when recovery finds damaged acknowledged data,
-    /// [`JournalError::StorageFull`] when the first segments cannot be allocated, and I/O
-    /// errors.
+    /// [`JournalError::RetiredUncovered`] when the first segments were retired and no valid
+    /// checkpoint covers them, [`JournalError::StorageFull`] when the first segments cannot be
+    /// allocated, and I/O errors.
     pub fn open(dir: &Path, config: &JournalConfig) -> Result<(Journal, Recovery), JournalError> {
         let directory = dir.display().to_string();
         let storage: Box<dyn Storage> =
@@ -490,7 +486,7 @@ impl Journal {
                 .map_err(|error| JournalError::io("syncing the directory", &directory, error))?;
         }
         let (generation, segments) = load_segments(&mut *storage, &names)?;
-        let checkpoints = load_checkpoints(&mut *storage, &names, generation);
+        let mut checkpoints = load_checkpoints(&mut *storage, &names, generation);
         let checkpoint_found = names
             .iter()
             .any(|name| parse_checkpoint_name(name).is_some());
@@ -538,7 +534,7 @@ impl Journal {
         if journal.segments.is_empty() {
             journal.create_segment(0)?;
         }
-        let mut recovery = journal.recover(&checkpoints)?;
+        let mut recovery = journal.recover(&mut checkpoints)?;
         journal.ensure_spare()?;
         journal.shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -565,63 +561,20 @@ impl Journal {
 
     /// Recovery: pick the newest valid checkpoint, check that the journal still reaches it when
     /// older segments were retired, scan from it, decide the tail, zero a torn tail.
-    fn recover(&mut self, checkpoints: &Checkpoints) -> Result<Recovery, JournalError> {
+    fn recover(&mut self, checkpoints: &mut Checkpoints) -> Result<Recovery, JournalError> {
         let body_size_max = self.config.body_size_max;
         let first_id = self.segments[0].id;
-        let head = if first_id == 0 {
-            None
-        } else {
-            first_record(&self.segments, self.generation, body_size_max, 0)?
-        };
         let newest = checkpoints.valid.first();
-        if first_id > 0 {
-            let covered = match (newest, head) {
-                (None, _) => false,
-                (Some((checkpoint, _, _)), Some(head)) => head.sequence <= checkpoint.sequence + 1,
-                (Some(_), None) => true,
-            };
-            if !covered {
-                return Err(JournalError::RetiredUncovered {
-                    segment: first_id,
-                    sequence: head.map_or(0, |head| head.sequence - 1),
-                });
-            }
-        }
-        let (checkpoint, anchor) = match newest {
-            Some((header, image, _)) => (
-                Some(Checkpoint {
-                    sequence: header.sequence,
-                    timestamp: header.timestamp,
-                    image: image.clone(),
-                }),
-                Anchor {
-                    sequence: header.sequence,
-                    chain_checksum: header.chain_checksum,
-                },
-            ),
-            None => (None, Anchor::default()),
-        };
-        let base = match head {
-            _ if first_id == 0 => log_start(),
-            Some(head) => Cursor {
-                position: Position {
-                    index: 0,
-                    offset: SEGMENT_HEADER_SIZE,
-                },
-                sequence: head.sequence,
-                previous_checksum: head.previous_checksum,
-            },
-            // The first kept segment holds no valid record yet: the log continues there, after
-            // the checkpoint.
-            None => Cursor {
-                position: Position {
-                    index: 0,
-                    offset: SEGMENT_HEADER_SIZE,
-                },
-                sequence: anchor.sequence + 1,
-                previous_checksum: anchor.chain_checksum,
-            },
-        };
+        let (base, anchor) = log_base(&self.segments, self.generation, body_size_max, newest)?;
+        // The image moves to the caller (it may be large: no copy).
+        let checkpoint = checkpoints
+            .valid
+            .first_mut()
+            .map(|(header, image, _)| Checkpoint {
+                sequence: header.sequence,
+                timestamp: header.timestamp,
+                image: std::mem::take(image),
+            });
         self.first_sequence = base.sequence;
         self.first_previous = base.previous_checksum;
         let start = locate(
@@ -1053,6 +1006,10 @@ impl Journal {
     /// once; [`Journal::checkpoint_poll`] finishes the checkpoint. On storage without a
     /// directory (the simulated one) the image is written in process instead.
     ///
+    /// The kernel kills the child when the thread that called this exits (PR_SET_PDEATHSIG
+    /// follows the thread, not the process): call it from a thread that lives as long as the
+    /// journal, such as the core thread, and finish with `checkpoint_poll` or `close` there.
+    ///
     /// Returns `None` when the newest checkpoint already covers every written record.
     ///
     /// # Errors
@@ -1106,8 +1063,9 @@ impl Journal {
                         JournalError::io("creating a checkpoint", &temporary, error)
                     })?;
                 let buffer = &mut self.image_buffer;
-                let forked =
-                    fork_child(&mut || checkpoint_child(&file, buffer, header, write_image));
+                let forked = fork_child(&file, &mut || {
+                    checkpoint_child(&file, buffer, header, write_image)
+                });
                 drop(file);
                 let (child, pause) = forked.map_err(|error| {
                     let _ = fs::remove_file(&path);
@@ -1695,9 +1653,14 @@ pub(crate) fn load_checkpoints(
                 }
                 Ok((header, _)) if header.sequence != sequence => "file name and sequence differ",
                 Ok((header, image)) => {
-                    checkpoints
-                        .valid
-                        .push((header, image.to_vec(), name.clone()));
+                    // Only the newest image is handed to the caller; the others are checked
+                    // and described, and loaded again on demand (`Journal::load_checkpoint`).
+                    let image = if checkpoints.valid.is_empty() {
+                        image.to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    checkpoints.valid.push((header, image, name.clone()));
                     continue;
                 }
             },
@@ -1705,6 +1668,64 @@ pub(crate) fn load_checkpoints(
         checkpoints.rejected.push(format!("{name}: {reason}"));
     }
     checkpoints
+}
+
+/// Where the log the journal holds starts, and the anchor of the newest valid checkpoint. The
+/// log starts at sequence 1 in segment 0; once older segments were retired, at the first record
+/// of the first segment kept, which the checkpoint must reach (its sequence + 1 or later is
+/// retired only after it). The hash chain stays verified: the scan from there must pass the
+/// checkpoint's record with its chain checksum, or start right after it with that checksum as
+/// the previous one.
+///
+/// # Errors
+///
+/// [`JournalError::RetiredUncovered`] when segments were retired and no valid checkpoint
+/// covers the records they held; I/O errors.
+pub(crate) fn log_base(
+    segments: &[OpenSegment],
+    generation: u64,
+    body_size_max: u64,
+    newest: Option<&(CheckpointHeader, Vec<u8>, String)>,
+) -> Result<(Cursor, Anchor), JournalError> {
+    let anchor = newest.map_or(Anchor::default(), |(header, _, _)| Anchor {
+        sequence: header.sequence,
+        chain_checksum: header.chain_checksum,
+    });
+    let first_id = segments[0].id;
+    if first_id == 0 {
+        return Ok((log_start(), anchor));
+    }
+    let head = first_record(segments, generation, body_size_max, 0)?;
+    let covered = match (newest, head) {
+        (None, _) => false,
+        (Some((checkpoint, _, _)), Some(head)) => head.sequence <= checkpoint.sequence + 1,
+        (Some(_), None) => true,
+    };
+    if !covered {
+        return Err(JournalError::RetiredUncovered {
+            segment: first_id,
+            sequence: head.map_or(0, |head| head.sequence - 1),
+        });
+    }
+    let position = Position {
+        index: 0,
+        offset: SEGMENT_HEADER_SIZE,
+    };
+    let base = match head {
+        Some(head) => Cursor {
+            position,
+            sequence: head.sequence,
+            previous_checksum: head.previous_checksum,
+        },
+        // The first kept segment holds no valid record yet: the log continues there, right
+        // after the checkpoint.
+        None => Cursor {
+            position,
+            sequence: anchor.sequence + 1,
+            previous_checksum: anchor.chain_checksum,
+        },
+    };
+    Ok((base, anchor))
 }
 
 /// The start cursor of a whole-log scan.

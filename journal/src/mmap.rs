@@ -411,7 +411,8 @@ impl ChildProcess {
 }
 
 /// Forks a child process that runs `child` and exits with the code it returns; returns the
-/// child and how long the fork took (the caller's pause).
+/// child and how long the fork took (the caller's pause). The child closes every inherited
+/// file descriptor except 0, 1, 2 and `keep` (the file it writes) before `child` runs.
 ///
 /// In the child only the calling thread exists, and other threads may have held locks (the
 /// allocator's among them) at the moment of the fork. So `child` must not allocate, lock, print
@@ -420,13 +421,18 @@ impl ChildProcess {
 /// journal's mappings, buffered output, temporary directories of tests) is touched on the way
 /// out. Before `child` runs, the child asks the kernel to SIGKILL it when the parent dies
 /// (PR_SET_PDEATHSIG), and exits with [`EXIT_PARENT_GONE`] if the parent is already gone: a
-/// child never outlives its parent, so it never keeps the directory lock or a listening socket
-/// it inherited.
+/// child never outlives its parent. Closing the inherited descriptors means it does not hold
+/// the directory lock, a listening socket or another journal's files even while it runs (a lock
+/// taken with flock stays with the parent's descriptor).
 ///
 /// # Errors
 ///
 /// Any error of fork (EAGAIN, ENOMEM).
-pub fn fork_child(child: &mut dyn FnMut() -> i32) -> io::Result<(ChildProcess, Duration)> {
+pub fn fork_child(
+    keep: &File,
+    child: &mut dyn FnMut() -> i32,
+) -> io::Result<(ChildProcess, Duration)> {
+    let keep = keep.as_raw_fd();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     let started = Instant::now();
@@ -438,12 +444,13 @@ pub fn fork_child(child: &mut dyn FnMut() -> i32) -> io::Result<(ChildProcess, D
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        child_main(parent, child);
+        child_main(parent, keep, child);
     }
     Ok((ChildProcess { pid }, started.elapsed()))
 }
 
-fn child_main(parent: libc::pid_t, child: &mut dyn FnMut() -> i32) -> ! {
+fn child_main(parent: libc::pid_t, keep: libc::c_int, child: &mut dyn FnMut() -> i32) -> ! {
+    close_descriptors_except(keep);
     // SAFETY: prctl with PR_SET_PDEATHSIG takes integer arguments only and is
     // async-signal-safe; getppid has no preconditions.
     let armed = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } == 0
@@ -456,4 +463,29 @@ fn child_main(parent: libc::pid_t, child: &mut dyn FnMut() -> i32) -> ! {
     // SAFETY: _exit ends the process at once without running destructors or exit handlers,
     // which is exactly what a forked child of a multi-threaded process must do.
     unsafe { libc::_exit(code) }
+}
+
+/// Closes every file descriptor above 2 except `keep` (in a forked child: close_range is a
+/// plain system call, async-signal-safe). Falls back to closing one by one up to 4096 on
+/// kernels without close_range.
+fn close_descriptors_except(keep: libc::c_int) {
+    let close_range = |first: libc::c_int, last: libc::c_uint| -> bool {
+        if first < 0 || first.unsigned_abs() > last {
+            return true;
+        }
+        // SAFETY: close_range takes integers and closes descriptors; the child uses none of
+        // them afterwards (it writes only through `keep`), and no Rust object in the child is
+        // dropped later (the child leaves through _exit), so nothing closes them again.
+        unsafe { libc::syscall(libc::SYS_close_range, first.unsigned_abs(), last, 0) == 0 }
+    };
+    let below = keep > 3 && close_range(3, (keep - 1).unsigned_abs());
+    let above = close_range(keep + 1, libc::c_uint::MAX);
+    if (keep > 3 && !below) || !above {
+        for fd in 3..4096 {
+            if fd != keep {
+                // SAFETY: as above; closing a descriptor that is not open only returns EBADF.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
 }

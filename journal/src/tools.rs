@@ -1,5 +1,6 @@
 //! Offline tools over a journal directory: `verify` (check every record and checkpoint, fail on
-//! the first problem) and `inspect` (describe segments, records and checkpoints).
+//! the first problem) and `inspect` (describe segments, records, checkpoints and what was
+//! retired).
 //!
 //! Both are read-only: they use the plain-file storage under a shared lock, so they refuse to
 //! run while a writer holds the directory, and they never truncate a torn tail (they report
@@ -9,12 +10,13 @@ use std::fmt;
 use std::path::Path;
 
 use crate::error::JournalError;
-use crate::journal::{load_checkpoints, load_segments, log_start};
+use crate::journal::{load_checkpoints, load_segments, log_base};
 use crate::record::{RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
-use crate::replay::{scan, Anchor, OpenSegment};
+use crate::replay::{scan, OpenSegment};
 use crate::storage::Storage;
 use crate::{
-    parse_checkpoint_name, segment_file_name, FileStorage, Truncation, BODY_SIZE_MAX_DEFAULT,
+    parse_checkpoint_name, segment_file_name, CheckpointInfo, FileStorage, Truncation,
+    BODY_SIZE_MAX_DEFAULT,
 };
 
 /// Largest body the offline tools accept: the format's limit (a u32), bounded by segment size.
@@ -46,12 +48,16 @@ pub struct VerifyReport {
     pub segments: u64,
     /// Records checked (header, body, chain).
     pub records: u64,
+    /// Sequence of the first record present (above 1 once segments were retired).
+    pub first_sequence: u64,
+    /// Segments retired: ids `0..retired_segments` are gone.
+    pub retired_segments: u64,
     /// Sequence of the last valid record.
     pub last_sequence: u64,
     /// Highest durable watermark carried by any record.
     pub watermark_max: u64,
-    /// Valid checkpoints (sequence), newest first.
-    pub checkpoints: Vec<u64>,
+    /// Valid checkpoints, newest first.
+    pub checkpoints: Vec<CheckpointInfo>,
     /// The unacknowledged torn tail that the next open would truncate, if any.
     pub torn_tail: Option<Truncation>,
 }
@@ -62,18 +68,23 @@ impl fmt::Display for VerifyReport {
         writeln!(f, "  segments checked:   {}", self.segments)?;
         writeln!(
             f,
-            "  records checked:    {} (sequences 1..={})",
-            self.records, self.last_sequence
+            "  records checked:    {} (sequences {}..={})",
+            self.records, self.first_sequence, self.last_sequence
+        )?;
+        writeln!(
+            f,
+            "  retired:            {}",
+            retired_line(self.retired_segments, self.first_sequence)
         )?;
         writeln!(f, "  highest watermark:  {}", self.watermark_max)?;
         if self.checkpoints.is_empty() {
-            writeln!(f, "  checkpoints:          none")?;
-        } else {
-            let list: Vec<String> = self.checkpoints.iter().map(u64::to_string).collect();
+            writeln!(f, "  checkpoints:        none")?;
+        }
+        for checkpoint in &self.checkpoints {
             writeln!(
                 f,
-                "  checkpoints (valid):  at sequences {}",
-                list.join(", ")
+                "  checkpoint:         sequence {}, timestamp {}, image {} bytes, valid",
+                checkpoint.sequence, checkpoint.timestamp, checkpoint.image_size
             )?;
         }
         match &self.torn_tail {
@@ -81,6 +92,17 @@ impl fmt::Display for VerifyReport {
             None => writeln!(f, "  torn tail:          none"),
         }
     }
+}
+
+/// "segments 0-7 retired; first kept sequence N", or "none".
+fn retired_line(retired_segments: u64, first_sequence: u64) -> String {
+    if retired_segments == 0 {
+        return "none".to_owned();
+    }
+    format!(
+        "segments 0-{} retired; first kept sequence {first_sequence}",
+        retired_segments - 1
+    )
 }
 
 /// Checks every record of the journal in `dir` (header, body, sequence, hash chain, and the
@@ -99,12 +121,18 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
         directory: dir.display().to_string(),
         segments: segments.len() as u64,
         records: 0,
+        first_sequence: 1,
+        retired_segments: 0,
         last_sequence: 0,
         watermark_max: 0,
         checkpoints: checkpoints
             .valid
             .iter()
-            .map(|(header, _, _)| header.sequence)
+            .map(|(header, _, _)| CheckpointInfo {
+                sequence: header.sequence,
+                timestamp: header.timestamp,
+                image_size: header.image_size,
+            })
             .collect(),
         torn_tail: None,
     };
@@ -120,35 +148,47 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
             directory: report.directory,
         });
     };
-    let anchor = checkpoints
-        .valid
-        .first()
-        .map_or(Anchor::default(), |(header, _, _)| Anchor {
-            sequence: header.sequence,
-            chain_checksum: header.chain_checksum,
-        });
-    let wanted: Vec<u64> = report.checkpoints.clone();
+    let (base, anchor) = log_base(
+        &segments,
+        generation,
+        TOOL_BODY_SIZE_MAX,
+        checkpoints.valid.first(),
+    )?;
+    report.first_sequence = base.sequence;
+    report.retired_segments = segments[0].id;
+    let wanted: Vec<u64> = report
+        .checkpoints
+        .iter()
+        .map(|checkpoint| checkpoint.sequence)
+        .collect();
     let result = scan(
         &segments,
         generation,
         TOOL_BODY_SIZE_MAX,
-        log_start(),
+        base,
         anchor,
         &wanted,
     )?;
-    report.records = result.end.sequence - 1;
+    report.records = result.end.sequence - base.sequence;
     report.last_sequence = result.end.sequence - 1;
     report.watermark_max = result.watermark_max;
     report.torn_tail = result.tail;
     for (header, _, name) in &checkpoints.valid {
         let matches = (header.sequence == 0 && header.chain_checksum == 0)
+            || (header.sequence + 1 == base.sequence
+                && header.chain_checksum == base.previous_checksum)
             || result
                 .checksums
                 .contains(&(header.sequence, header.chain_checksum));
         if !matches {
+            let reason = if header.sequence + 1 < base.sequence {
+                "covers records that were retired: the journal no longer reaches it"
+            } else {
+                "does not match the journal's record at its sequence"
+            };
             return Err(JournalError::CheckpointInvalid {
                 file: name.clone(),
-                reason: "does not match the journal's record at its sequence",
+                reason,
             });
         }
     }
@@ -202,6 +242,10 @@ pub struct InspectReport {
     pub segments: Vec<SegmentSummary>,
     /// Checkpoints, newest first.
     pub checkpoints: Vec<CheckpointSummary>,
+    /// Segments retired: ids `0..retired_segments` are gone.
+    pub retired_segments: u64,
+    /// Sequence of the first record of the first segment present, if it holds one.
+    pub first_sequence: Option<u64>,
     /// The result of [`verify`] in one line.
     pub verdict: String,
 }
@@ -220,6 +264,11 @@ impl fmt::Display for InspectReport {
             self.segments.len(),
             records
         )?;
+        match (self.retired_segments, self.first_sequence) {
+            (0, _) => writeln!(f, "  retired: none")?,
+            (retired, Some(first)) => writeln!(f, "  retired: {}", retired_line(retired, first))?,
+            (retired, None) => writeln!(f, "  retired: segments 0-{} retired", retired - 1)?,
+        }
         for segment in &self.segments {
             write!(
                 f,
@@ -275,12 +324,10 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, JournalError> {
     let mut checkpoints: Vec<CheckpointSummary> = loaded
         .valid
         .iter()
-        .map(|(header, image, name)| CheckpointSummary {
+        .map(|(header, _, name)| CheckpointSummary {
             description: format!(
                 "{name}: sequence {}, timestamp {}, image {} bytes",
-                header.sequence,
-                header.timestamp,
-                image.len()
+                header.sequence, header.timestamp, header.image_size
             ),
             valid: true,
         })
@@ -308,11 +355,18 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, JournalError> {
         },
         Err(error) => format!("FAILED: {error}"),
     };
+    let retired_segments = summaries.first().map_or(0, |segment| segment.id);
+    let first_sequence = summaries
+        .first()
+        .and_then(|segment| segment.sequences)
+        .map(|(first, _)| first);
     Ok(InspectReport {
         directory: dir.display().to_string(),
         generation,
         segments: summaries,
         checkpoints,
+        retired_segments,
+        first_sequence,
         verdict,
     })
 }
