@@ -18,7 +18,7 @@ use clearline_net::{Client, FrameStatus};
 
 use crate::support::{
     account, connect, data_dir, encode_accounts, encode_transfers, lookup_accounts,
-    lookup_transfers, request_ok, results, seed, transfer, wait_until, Options, Rng, Server,
+    lookup_transfers, request_ok, results, seed, transfer, Options, Rng, Server,
 };
 
 /// Kills (and restarts) of the server, unless `CLEARLINE_CRASH_KILLS` says otherwise.
@@ -26,8 +26,9 @@ const KILLS: usize = 100;
 /// Journal MiB between two checkpoints: small, so that kills land before, during and after
 /// checkpoints and the segment retirements that follow them.
 const CHECKPOINT_INTERVAL_MIB: u64 = 1;
-/// Every this many cycles, the kill waits until a checkpoint has finished.
-const CHECKPOINT_CYCLES: usize = 10;
+/// Journal segment size: small (the least allowed, rounded up to 64 KiB), so checkpoints
+/// retire segments within the test.
+const SEGMENT_SIZE: u64 = 1_114_112;
 /// Accounts 1..=ACCOUNTS; odd ids on ledger 1, even ids on ledger 2.
 const ACCOUNTS: u64 = 64;
 /// Requests the client keeps in flight.
@@ -44,7 +45,10 @@ fn kills() -> usize {
             let kills: usize = value
                 .parse()
                 .expect("CLEARLINE_CRASH_KILLS is a number of kills");
-            assert!((1..=130).contains(&kills), "CLEARLINE_CRASH_KILLS is 1 to 130");
+            assert!(
+                (1..=130).contains(&kills),
+                "CLEARLINE_CRASH_KILLS is 1 to 130"
+            );
             kills
         }
         Err(_) => KILLS,
@@ -377,8 +381,9 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
     let data = data_dir();
     let started = Instant::now();
     let kills = kills();
-    let options =
-        Options::new("data").flag("checkpoint-interval-mib", CHECKPOINT_INTERVAL_MIB);
+    let options = Options::new("data")
+        .flag("checkpoint-interval-mib", CHECKPOINT_INTERVAL_MIB)
+        .flag("segment-size", SEGMENT_SIZE);
     let mut server = Server::start(data.path(), &options);
     {
         let mut client = server.client();
@@ -406,13 +411,6 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
         let connection = server.client();
         let client = std::thread::spawn(move || drive(connection, id_first, run_seed));
         std::thread::sleep(Duration::from_millis(rng.range(1, run_time_ms)));
-        if cycle % CHECKPOINT_CYCLES == 0 {
-            // Let one checkpoint finish (it starts as soon as an interval of journal waits
-            // after the last one), so that later kills meet retired segments.
-            wait_until(Duration::from_secs(60), "a checkpoint finishes", || {
-                server.output().contains("clearline: checkpoint at sequence")
-            });
-        }
         server.assert_running(&format!("before kill {cycle}"));
         server.kill();
         let run = client.join().expect("the client thread does not panic");
