@@ -108,6 +108,8 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 data: dir.clone(),
                 addr: "127.0.0.1:0".parse().expect("valid address"),
                 sync: args.sync,
+                checkpoint_interval_mib: crate::cli::CHECKPOINT_INTERVAL_MIB,
+                archive: None,
                 limits,
                 tigerbeetle: crate::cli::TigerBeetleArgs::default(),
             };

@@ -58,6 +58,9 @@ pub enum Command {
     Journal(JournalCommand),
 }
 
+/// Default of `--checkpoint-interval-mib`: one default journal segment.
+pub const CHECKPOINT_INTERVAL_MIB: u64 = 1024;
+
 /// Printed after `clearline start --help`.
 const START_AFTER_HELP: &str = "Every capacity is fixed at start-up; nothing grows while the \
 server runs. docs/limits.md lists each limit, its default, its memory cost and what a client \
@@ -104,6 +107,17 @@ pub struct StartArgs {
     /// on a machine crash.
     #[arg(long, value_enum, default_value_t = SyncMode::Data)]
     pub sync: SyncMode,
+    /// Write a checkpoint of the engine's state each time the journal has grown by this many
+    /// MiB since the last one (0: never). A restart loads the newest valid checkpoint and
+    /// replays only the journal after it, and journal segments that the two newest checkpoints
+    /// cover are retired. The core pauses only to fork the process that writes the file
+    /// (docs/durability.md, "Checkpoints").
+    #[arg(long, default_value_t = CHECKPOINT_INTERVAL_MIB, value_name = "MIB")]
+    pub checkpoint_interval_mib: u64,
+    /// Move retired journal segments into DIR (created if missing) instead of deleting them,
+    /// to keep every request for audit. Nothing in DIR is read by the server again.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
     /// Engine capacities and network limits.
     #[command(flatten)]
     pub limits: Limits,

@@ -196,6 +196,28 @@ pub struct Core {
     record: Vec<u8>,
     /// Wall-clock time (ns) at which the core next considers a pulse.
     pulse_next_ns: u64,
+    checkpoints: Checkpoints,
+}
+
+impl Checkpoints {
+    fn last_pause_ms(&self) -> f64 {
+        self.last_pause.as_secs_f64() * 1e3
+    }
+}
+
+/// When the core starts a checkpoint, and what checkpoints cost it so far.
+#[derive(Debug, Default)]
+struct Checkpoints {
+    /// Journal bytes between two checkpoints (0: never).
+    interval_bytes: u64,
+    /// Journal bytes appended since the last checkpoint started.
+    bytes_since: u64,
+    /// The longest pause a checkpoint start caused the core (the fork).
+    pause_longest: Duration,
+    /// The pause of the newest checkpoint start.
+    last_pause: Duration,
+    /// Whether a failure was reported and not yet followed by a success (said once).
+    failing: bool,
 }
 
 /// What recovery did, for the start-up message.
@@ -205,6 +227,70 @@ pub struct Replayed {
     pub records: u64,
     /// Timestamp of the last record.
     pub timestamp_last: u64,
+    /// Sequence of the checkpoint the engine was loaded from, if any.
+    pub checkpoint: Option<u64>,
+}
+
+/// The engine recovery starts from: the newest valid checkpoint's image, else the one before
+/// it, else an empty engine when the journal still starts at its first record. Returns the
+/// checkpoint's sequence and timestamp with it.
+///
+/// # Errors
+/// No usable checkpoint while the journal's first records were retired (the state before them
+/// is nowhere else).
+fn engine_from_checkpoint(
+    config: &Config,
+    journal: &mut Journal,
+    recovery: &Recovery,
+) -> Result<(Engine, Option<(u64, u64)>), String> {
+    for rejected in &recovery.checkpoints_rejected {
+        warn!("clearline: skipped checkpoint {rejected}");
+    }
+    let mut refusals = Vec::new();
+    if let Some(checkpoint) = &recovery.checkpoint {
+        match Engine::from_checkpoint(config, &checkpoint.image) {
+            Ok(engine) => return Ok((engine, Some((checkpoint.sequence, checkpoint.timestamp)))),
+            Err(error) => refusals.push(format!("sequence {}: {error}", checkpoint.sequence)),
+        }
+    }
+    if let Some(previous) = &recovery.checkpoint_previous {
+        let loaded = journal
+            .load_checkpoint(previous.sequence)
+            .map_err(|error| error.to_string())
+            .and_then(|checkpoint| {
+                Engine::from_checkpoint(config, &checkpoint.image)
+                    .map(|engine| (engine, checkpoint.sequence, checkpoint.timestamp))
+                    .map_err(|error| error.to_string())
+            });
+        match loaded {
+            Ok((engine, sequence, timestamp)) => {
+                warn!(
+                    "clearline: the newest checkpoint cannot be loaded ({}); recovering from \
+                     the previous one, at sequence {sequence}",
+                    refusals.join("; ")
+                );
+                return Ok((engine, Some((sequence, timestamp))));
+            }
+            Err(error) => refusals.push(format!("sequence {}: {error}", previous.sequence)),
+        }
+    }
+    if refusals.is_empty() || journal.first_sequence() <= 1 {
+        if !refusals.is_empty() {
+            warn!(
+                "clearline: no checkpoint can be loaded ({}); replaying the whole journal",
+                refusals.join("; ")
+            );
+        }
+        return Ok((Engine::new(config), None));
+    }
+    Err(format!(
+        "no checkpoint can be loaded ({}) and the journal before sequence {} was retired, so \
+         the state cannot be rebuilt; start with capacities at least those the checkpoint was \
+         written with, or restore the retired segments from --archive (docs/durability.md, \
+         \"Checkpoints\")",
+        refusals.join("; "),
+        journal.first_sequence()
+    ))
 }
 
 impl Core {
@@ -218,18 +304,23 @@ impl Core {
     pub fn recover(
         config: &Config,
         data: &Path,
-        journal: Journal,
+        mut journal: Journal,
         recovery: &Recovery,
+        checkpoint_interval_bytes: u64,
     ) -> Result<(Core, Replayed), Box<dyn std::error::Error + Send + Sync>> {
-        let mut engine = Engine::new(config);
+        let (mut engine, checkpoint) = engine_from_checkpoint(config, &mut journal, recovery)?;
+        let replay_from = checkpoint.map_or(1, |(sequence, _)| sequence + 1);
         let mut reply = vec![0u8; REPLY_SIZE_MAX];
-        let mut timestamp_last = 0u64;
+        let mut timestamp_last = checkpoint.map_or(0, |(_, timestamp)| timestamp);
         let mut records = 0u64;
+        // Journal after the checkpoint: it counts towards the next one, so a server that is
+        // restarted often still checkpoints.
+        let mut replayed_bytes = 0u64;
         let mut failure = None;
         let place = Arc::new(ReplayPlace::new(data));
         let guard = ReplayPanicGuard::install(Arc::clone(&place));
         journal
-            .replay(1, |view| {
+            .replay(replay_from, |view| {
                 if failure.is_some() {
                     return;
                 }
@@ -245,6 +336,7 @@ impl Core {
                         engine.execute(operation, view.timestamp, events, &mut reply);
                         timestamp_last = timestamp_last.max(view.timestamp);
                         records += 1;
+                        replayed_bytes += view.body.len() as u64;
                     }
                     Err(error) => {
                         let problem = format!("the body is not a request ({error})");
@@ -265,12 +357,18 @@ impl Core {
             timestamp_last,
             record,
             pulse_next_ns: 0,
+            checkpoints: Checkpoints {
+                interval_bytes: checkpoint_interval_bytes,
+                bytes_since: replayed_bytes,
+                ..Checkpoints::default()
+            },
         };
         Ok((
             core,
             Replayed {
                 records,
                 timestamp_last,
+                checkpoint: checkpoint.map(|(sequence, _)| sequence),
             },
         ))
     }
@@ -314,6 +412,69 @@ impl Core {
         Ok(true)
     }
 
+    /// Finishes a checkpoint whose file is written, and starts one when the journal has grown
+    /// by the interval since the last. Call it at a batch boundary: every journaled record is
+    /// applied, so the engine's state is the state after the last written sequence. A failed
+    /// checkpoint stops nothing (the journal still holds every record); it is reported and
+    /// tried again at the next interval.
+    ///
+    /// # Errors
+    /// A failed journal sync: the server must stop.
+    pub fn checkpoint_tick(&mut self) -> Result<(), JournalError> {
+        match self.journal.checkpoint_poll() {
+            Ok(Some(done)) => {
+                self.checkpoints.failing = false;
+                say!(
+                    "clearline: {done}; core pause at its start {:.3} ms (longest {:.3} ms)",
+                    self.checkpoints.last_pause_ms(),
+                    self.checkpoints.pause_longest.as_secs_f64() * 1e3
+                );
+            }
+            Ok(None) => {}
+            Err(JournalError::SyncFailed) => return Err(JournalError::SyncFailed),
+            Err(error) => self.checkpoint_failed(&error),
+        }
+        let due = self.checkpoints.interval_bytes > 0
+            && self.checkpoints.bytes_since >= self.checkpoints.interval_bytes
+            && !self.journal.checkpoint_running();
+        if !due {
+            return Ok(());
+        }
+        let engine = &self.engine;
+        match self
+            .journal
+            .checkpoint_start(&mut |out| engine.checkpoint_write(out))
+        {
+            Ok(started) => {
+                self.checkpoints.bytes_since = 0;
+                if let Some(started) = started {
+                    self.checkpoints.last_pause = started.pause;
+                    self.checkpoints.pause_longest =
+                        self.checkpoints.pause_longest.max(started.pause);
+                }
+                Ok(())
+            }
+            Err(JournalError::SyncFailed) => Err(JournalError::SyncFailed),
+            Err(error) => {
+                // Wait a whole interval before the next try, so a full disk is not hammered.
+                self.checkpoints.bytes_since = 0;
+                self.checkpoint_failed(&error);
+                Ok(())
+            }
+        }
+    }
+
+    fn checkpoint_failed(&mut self, error: &JournalError) {
+        if !self.checkpoints.failing {
+            self.checkpoints.failing = true;
+            warn!(
+                "clearline: a checkpoint failed: {error}; the journal keeps every record, \
+                 recovery replays more of it, and the next checkpoint is tried after \
+                 --checkpoint-interval-mib more journal"
+            );
+        }
+    }
+
     /// Applies one validated request; writes the reply into `reply`.
     ///
     /// # Errors
@@ -352,6 +513,7 @@ impl Core {
                 });
             }
         };
+        self.checkpoints.bytes_since += self.record.len() as u64;
         let reply_size = self.engine.execute(operation, timestamp, events, reply);
         Ok(Applied {
             timestamp,
@@ -426,6 +588,12 @@ pub fn core_loop(
         // answers what it has popped until the net thread has ended; `stop` is only for a server
         // whose net thread is already gone.
         if core_side.is_stopped() || stop.load(Ordering::Acquire) {
+            if !core.checkpoints.pause_longest.is_zero() {
+                say!(
+                    "clearline: the longest core pause for a checkpoint was {:.3} ms",
+                    core.checkpoints.pause_longest.as_secs_f64() * 1e3
+                );
+            }
             return Ok(core.into_journal());
         }
         match core.pulse_if_due(&mut scratch) {
@@ -436,6 +604,9 @@ pub fn core_loop(
                 return Err(format!("journal append of a pulse failed: {error}"));
             }
         }
+        // A batch boundary: every journaled record is applied.
+        core.checkpoint_tick()
+            .map_err(|error| format!("checkpoint: {error}; stopping"))?;
         if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
             continue;
         }

@@ -146,6 +146,7 @@ impl Server {
                 SyncMode::Data => clearline_journal::SyncMode::Data,
                 SyncMode::None => clearline_journal::SyncMode::None,
             },
+            archive: args.archive.clone(),
             ..JournalConfig::default()
         };
         journal_config.check().map_err(|error| {
@@ -178,11 +179,24 @@ impl Server {
         if let Some(truncation) = &recovery.truncated {
             warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
-        let (mut core, replayed) = Core::recover(&config, &args.data, journal, &recovery)?;
+        let checkpoint_interval_bytes = args.checkpoint_interval_mib.saturating_mul(1 << 20);
+        let (mut core, replayed) = Core::recover(
+            &config,
+            &args.data,
+            journal,
+            &recovery,
+            checkpoint_interval_bytes,
+        )?;
         if announce {
+            let what = match replayed.checkpoint {
+                Some(sequence) => format!(
+                    "the checkpoint at sequence {sequence} and {} journal records after it",
+                    replayed.records
+                ),
+                None => format!("{} records", replayed.records),
+            };
             say!(
-                "clearline: recovered {} records (last timestamp {}) from {} in {:.3} s",
-                replayed.records,
+                "clearline: recovered {what} (last timestamp {}) from {} in {:.3} s",
                 replayed.timestamp_last,
                 journal_dir.display(),
                 started.elapsed().as_secs_f64()

@@ -1,6 +1,8 @@
 //! Crash safety of the real binary (docs/durability.md rows 1 and 9): a client pipelines
 //! batches of transfers while the server (`--sync data`) is SIGKILLed at seeded random moments,
-//! [`KILLS`] times, each time restarted on the same data directory.
+//! [`KILLS`] times, each time restarted on the same data directory. Checkpoints are written
+//! every MiB of journal, so kills also land while a checkpoint is written, renamed and while
+//! the segments it covers are retired.
 //!
 //! After every restart: each transfer the client saw acknowledged is there with the same fields
 //! and timestamp, and a retry with the same id and body returns `exists` (or the same failure);
@@ -19,14 +21,59 @@ use crate::support::{
     lookup_transfers, request_ok, results, seed, transfer, Options, Rng, Server,
 };
 
-/// Kills (and restarts) of the server.
-const KILLS: usize = 40;
+/// Kills (and restarts) of the server, unless `CLEARLINE_CRASH_KILLS` says otherwise.
+const KILLS: usize = 100;
+/// Journal MiB between two checkpoints: small, so that kills land before, during and after
+/// checkpoints and the segment retirements that follow them.
+const CHECKPOINT_INTERVAL_MIB: u64 = 1;
+/// Journal segment size: small (the least allowed, rounded up to 64 KiB), so checkpoints
+/// retire segments within the test.
+const SEGMENT_SIZE: u64 = 1_114_112;
 /// Accounts 1..=ACCOUNTS; odd ids on ledger 1, even ids on ledger 2.
 const ACCOUNTS: u64 = 64;
 /// Requests the client keeps in flight.
 const WINDOW: usize = 4;
-/// Transfers one run between two kills sends at most (the engine holds 200,000).
-const RUN_TRANSFERS_MAX: u64 = 4_000;
+/// Transfers one run between two kills sends at most (the engine holds 200,000, and `KILLS`
+/// runs must fit).
+const RUN_TRANSFERS_MAX: u64 = 1_500;
+
+/// The number of kills: `CLEARLINE_CRASH_KILLS` when set (CI may run fewer, a soak more),
+/// else [`KILLS`]. At most 130, so that every run's transfers fit the engine.
+fn kills() -> usize {
+    match std::env::var("CLEARLINE_CRASH_KILLS") {
+        Ok(value) => {
+            let kills: usize = value
+                .parse()
+                .expect("CLEARLINE_CRASH_KILLS is a number of kills");
+            assert!(
+                (1..=130).contains(&kills),
+                "CLEARLINE_CRASH_KILLS is 1 to 130"
+            );
+            kills
+        }
+        Err(_) => KILLS,
+    }
+}
+
+/// Checkpoint files and the id of the first journal segment left in `journal`.
+fn checkpoints_and_first_segment(journal: &std::path::Path) -> (usize, u64) {
+    let mut checkpoints = 0;
+    let mut first_segment = u64::MAX;
+    for entry in std::fs::read_dir(journal).expect("the journal directory lists") {
+        let name = entry.expect("an entry").file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("checkpoint-") && name.ends_with(".ckpt") {
+            checkpoints += 1;
+        }
+        if let Some(id) = name
+            .strip_prefix("segment-")
+            .and_then(|rest| rest.strip_suffix(".log"))
+        {
+            first_segment = first_segment.min(id.parse().expect("a segment id"));
+        }
+    }
+    (checkpoints, first_segment)
+}
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
 const EXISTS: u32 = CreateTransferStatus::Exists as u32;
@@ -333,7 +380,11 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
     let mut rng = Rng::new(seed);
     let data = data_dir();
     let started = Instant::now();
-    let mut server = Server::start(data.path(), &Options::new("data"));
+    let kills = kills();
+    let options = Options::new("data")
+        .flag("checkpoint-interval-mib", CHECKPOINT_INTERVAL_MIB)
+        .flag("segment-size", SEGMENT_SIZE);
+    let mut server = Server::start(data.path(), &options);
     {
         let mut client = server.client();
         let new_accounts: Vec<_> = (1..=u128::from(ACCOUNTS))
@@ -353,7 +404,7 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
     let mut kills_under_load = 0;
     // Kills land uniformly within the time a run takes, learned from runs that finished first.
     let mut run_time_ms = 200;
-    for cycle in 1..=KILLS {
+    for cycle in 1..=kills {
         let run_seed = rng.next_u64();
         let id_first = next_id;
         // Connected before the thread starts, so even an early kill finds the connection.
@@ -404,11 +455,19 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
     let status = server.terminate();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     eprintln!(
-        "crash: {KILLS} kills ({kills_under_load} under load), {acked_total} transfers \
+        "crash: {kills} kills ({kills_under_load} under load), {acked_total} transfers \
          acknowledged, {in_flight_total} in flight at a kill, {} created, {:.1} s",
         known.created.len(),
         started.elapsed().as_secs_f64()
     );
     assert!(acked_total > 0, "the client got some acknowledgements");
+    // The kills crossed checkpoints and retirements (with the default count: the journal
+    // grows by several checkpoint intervals and segments).
+    let (checkpoints, first_segment) = checkpoints_and_first_segment(&data.path().join("journal"));
+    eprintln!("crash: {checkpoints} checkpoint files kept, first segment left {first_segment}");
+    if kills >= KILLS {
+        assert!(checkpoints >= 1, "checkpoints were written");
+        assert!(first_segment > 0, "segments were retired");
+    }
     assert!(in_flight_total > 0, "some kills caught requests in flight");
 }

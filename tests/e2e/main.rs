@@ -2,7 +2,10 @@
 //! blocking client and raw sockets, one module per topic.
 //!
 //! - `round_trip`: every ledger operation, pipelining, reply headers, restart, the repl.
-//! - `crash`: SIGKILL under load, restart, nothing acknowledged lost or applied twice.
+//! - `crash`: SIGKILL under load, across checkpoints and segment retirements, restart, nothing
+//!   acknowledged lost or applied twice.
+//! - `checkpoint`: checkpoints bound recovery, retire segments (into `--archive`), and a damaged
+//!   newest checkpoint falls back to the previous one.
 //! - `bad_input`: every malformed frame gets its status or a close; others stay served.
 //! - `replay_refusal`: start-up refuses a journal record it cannot apply, naming the record.
 //! - `storage_full`: a full journal answers writes with `storage_full`, serves reads and
@@ -21,6 +24,7 @@
 
 mod bad_input;
 mod benchmark;
+mod checkpoint;
 mod crash;
 mod exhaustion;
 mod journal_tools;

@@ -45,14 +45,18 @@ impl Options {
     pub fn new(sync: &'static str) -> Options {
         Options {
             sync,
-            extra: Vec::new(),
+            extra: vec!["--segment-size".to_string(), "8388608".to_string()],
             stdout_closed_after_start: false,
         }
     }
 
-    /// Adds `--name value`.
+    /// Adds `--name value`, replacing an earlier value of the same flag.
     pub fn flag(mut self, name: &str, value: impl ToString) -> Options {
-        self.extra.push(format!("--{name}"));
+        let flag = format!("--{name}");
+        if let Some(at) = self.extra.iter().position(|given| *given == flag) {
+            self.extra.drain(at..at + 2);
+        }
+        self.extra.push(flag);
         self.extra.push(value.to_string());
         self
     }
@@ -95,7 +99,6 @@ impl Server {
                 "--fills-max",
                 "1000",
             ])
-            .args(["--segment-size", "8388608"])
             .args(&options.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
