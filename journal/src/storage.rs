@@ -1,5 +1,5 @@
 //! The storage trait the journal runs on: a directory of named files, segment files of fixed
-//! size that are read, written and synced by range, and whole small files (snapshots).
+//! size that are read, written and synced by range, and whole small files (checkpoints).
 //!
 //! Three implementations: [`crate::MmapStorage`] (production: fallocate, shared mapping, msync),
 //! [`crate::FileStorage`] (plain pread/pwrite/fdatasync: read-only tools and a fallback) and
