@@ -421,19 +421,7 @@ impl Core {
     /// # Errors
     /// A failed journal sync: the server must stop.
     pub fn checkpoint_tick(&mut self) -> Result<(), JournalError> {
-        match self.journal.checkpoint_poll() {
-            Ok(Some(done)) => {
-                self.checkpoints.failing = false;
-                say!(
-                    "clearline: {done}; core pause at its start {:.3} ms (longest {:.3} ms)",
-                    self.checkpoints.last_pause_ms(),
-                    self.checkpoints.pause_longest.as_secs_f64() * 1e3
-                );
-            }
-            Ok(None) => {}
-            Err(JournalError::SyncFailed) => return Err(JournalError::SyncFailed),
-            Err(error) => self.checkpoint_failed(&error),
-        }
+        self.checkpoint_poll()?;
         let due = self.checkpoints.interval_bytes > 0
             && self.checkpoints.bytes_since >= self.checkpoints.interval_bytes
             && !self.journal.checkpoint_running();
@@ -462,6 +450,40 @@ impl Core {
                 Ok(())
             }
         }
+    }
+
+    /// Finishes the running checkpoint if its file is written and its sequence durable.
+    /// Returns whether a checkpoint is still running.
+    fn checkpoint_poll(&mut self) -> Result<bool, JournalError> {
+        match self.journal.checkpoint_poll() {
+            Ok(Some(done)) => {
+                self.checkpoints.failing = false;
+                say!(
+                    "clearline: {done}; core pause at its start {:.3} ms (longest {:.3} ms)",
+                    self.checkpoints.last_pause_ms(),
+                    self.checkpoints.pause_longest.as_secs_f64() * 1e3
+                );
+            }
+            Ok(None) => {}
+            Err(JournalError::SyncFailed) => return Err(JournalError::SyncFailed),
+            Err(error) => self.checkpoint_failed(&error),
+        }
+        Ok(self.journal.checkpoint_running())
+    }
+
+    /// Waits, on this thread, for a running checkpoint to finish before the core stops: the
+    /// child writing it is killed when the thread that forked it (this one) ends.
+    ///
+    /// # Errors
+    /// A failed journal sync.
+    pub fn checkpoint_finish(&mut self) -> Result<(), JournalError> {
+        while self.checkpoint_poll()? {
+            if self.journal.durability().failed() {
+                return Err(JournalError::SyncFailed);
+            }
+            std::thread::sleep(CHECKPOINT_FINISH_POLL);
+        }
+        Ok(())
     }
 
     fn checkpoint_failed(&mut self, error: &JournalError) {
@@ -523,6 +545,9 @@ impl Core {
         })
     }
 }
+
+/// How often a stopping core looks whether the running checkpoint has finished.
+const CHECKPOINT_FINISH_POLL: Duration = Duration::from_millis(5);
 
 /// How long the core sleeps waiting for requests before it looks at the clock (pulses) again.
 const CORE_IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -588,6 +613,8 @@ pub fn core_loop(
         // answers what it has popped until the net thread has ended; `stop` is only for a server
         // whose net thread is already gone.
         if core_side.is_stopped() || stop.load(Ordering::Acquire) {
+            core.checkpoint_finish()
+                .map_err(|error| format!("checkpoint: {error}; stopping"))?;
             if !core.checkpoints.pause_longest.is_zero() {
                 say!(
                     "clearline: the longest core pause for a checkpoint was {:.3} ms",
