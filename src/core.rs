@@ -199,12 +199,6 @@ pub struct Core {
     checkpoints: Checkpoints,
 }
 
-impl Checkpoints {
-    fn last_pause_ms(&self) -> f64 {
-        self.last_pause.as_secs_f64() * 1e3
-    }
-}
-
 /// When the core starts a checkpoint, and what checkpoints cost it so far.
 #[derive(Debug, Default)]
 struct Checkpoints {
@@ -218,6 +212,12 @@ struct Checkpoints {
     last_pause: Duration,
     /// Whether a failure was reported and not yet followed by a success (said once).
     failing: bool,
+}
+
+impl Checkpoints {
+    fn last_pause_ms(&self) -> f64 {
+        self.last_pause.as_secs_f64() * 1e3
+    }
 }
 
 /// What recovery did, for the start-up message.
@@ -287,7 +287,7 @@ fn engine_from_checkpoint(
         "no checkpoint can be loaded ({}) and the journal before sequence {} was retired, so \
          the state cannot be rebuilt; start with capacities at least those the checkpoint was \
          written with, or restore the retired segments from --archive (docs/durability.md, \
-         \"Checkpoints\")",
+         \"Checkpoints, retirement and disk use\")",
         refusals.join("; "),
         journal.first_sequence()
     ))
