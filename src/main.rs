@@ -31,6 +31,11 @@ macro_rules! warn {
     }};
 }
 
+/// Large allocations (the engine's stores) on transparent huge pages: the fork that starts a
+/// checkpoint copies the page tables, and pauses the core for that long (docs/durability.md).
+#[global_allocator]
+static ALLOCATOR: clearline_journal::HugePageAllocator = clearline_journal::HugePageAllocator;
+
 mod benchmark;
 mod benchmark_orders;
 mod cli;

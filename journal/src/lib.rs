@@ -31,6 +31,7 @@ pub use error::{Corruption, JournalError};
 pub use file::FileStorage;
 pub use journal::{Durability, Journal, CHECKPOINT_BUFFER_SIZE};
 pub use mmap::ChildExit;
+pub use mmap::HugePageAllocator;
 pub use mmap::MmapStorage;
 pub use record::{
     record_size, CHECKPOINT_HEADER_SIZE, FORMAT_VERSION, RECORD_ALIGNMENT, RECORD_HEADER_SIZE,
