@@ -111,7 +111,7 @@ pub struct StartArgs {
     /// MiB since the last one (0: never). A restart loads the newest valid checkpoint and
     /// replays only the journal after it, and journal segments that the two newest checkpoints
     /// cover are retired. The core pauses only to fork the process that writes the file
-    /// (docs/durability.md, "Checkpoints").
+    /// (docs/durability.md, "Checkpoints, retirement and disk use").
     #[arg(long, default_value_t = CHECKPOINT_INTERVAL_MIB, value_name = "MIB")]
     pub checkpoint_interval_mib: u64,
     /// Move retired journal segments into DIR (created if missing) instead of deleting them,
