@@ -631,11 +631,7 @@ impl Journal {
         self.checkpoints = checkpoints
             .valid
             .iter()
-            .map(|(header, _, _)| CheckpointInfo {
-                sequence: header.sequence,
-                timestamp: header.timestamp,
-                image_size: header.image_size,
-            })
+            .map(|(header, _, _)| header.info())
             .filter(|info| info.sequence + 1 >= first_sequence)
             .take(2)
             .collect();
@@ -1217,11 +1213,7 @@ impl Journal {
                 return Err(error);
             }
         };
-        let info = CheckpointInfo {
-            sequence: header.sequence,
-            timestamp: header.timestamp,
-            image_size: header.image_size,
-        };
+        let info = header.info();
         self.checkpoints
             .retain(|other| other.sequence != info.sequence);
         self.checkpoints.push(info);

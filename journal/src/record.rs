@@ -274,6 +274,15 @@ pub struct CheckpointHeader {
 }
 
 impl CheckpointHeader {
+    /// What the journal lists of a valid checkpoint with this header.
+    pub fn info(&self) -> crate::CheckpointInfo {
+        crate::CheckpointInfo {
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            image_size: self.image_size,
+        }
+    }
+
     /// Encodes the header.
     pub fn encode(&self, bytes: &mut [u8; CHECKPOINT_HEADER_SIZE as usize]) {
         bytes.fill(0);

@@ -128,11 +128,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
         checkpoints: checkpoints
             .valid
             .iter()
-            .map(|(header, _, _)| CheckpointInfo {
-                sequence: header.sequence,
-                timestamp: header.timestamp,
-                image_size: header.image_size,
-            })
+            .map(|(header, _, _)| header.info())
             .collect(),
         torn_tail: None,
     };
