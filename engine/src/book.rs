@@ -1817,11 +1817,8 @@ impl Books {
         let count = reader.count("resting orders", slots_len, "--orders-max")?;
         let mut previous: Option<usize> = None;
         for _ in 0..count {
-            let position = reader.u32()? as usize;
-            if previous.is_some_and(|previous| position <= previous) {
-                return Err(reader.invalid("resting orders", "slot numbers out of order"));
-            }
-            previous = Some(position);
+            let position =
+                reader.increasing(&mut previous, "resting orders", "slot numbers out of order")?;
             if position >= slots_len {
                 return Err(CheckpointError::CapacityExceeded {
                     store: "order slots",
@@ -1880,11 +1877,8 @@ impl Books {
         let count = reader.count("price levels", levels_len, "--orders-max")?;
         let mut previous: Option<usize> = None;
         for _ in 0..count {
-            let position = reader.u32()? as usize;
-            if previous.is_some_and(|previous| position <= previous) {
-                return Err(reader.invalid("price levels", "level numbers out of order"));
-            }
-            previous = Some(position);
+            let position =
+                reader.increasing(&mut previous, "price levels", "level numbers out of order")?;
             if position >= levels_len {
                 return Err(CheckpointError::CapacityExceeded {
                     store: "price level slots",

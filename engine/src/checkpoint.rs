@@ -276,6 +276,23 @@ impl<'a> ImageReader<'a> {
         Ok(position)
     }
 
+    /// The next number of a run written in strictly increasing order (slot numbers of a
+    /// store's used slots); `previous` holds the last one read, and `rule` names the run in the
+    /// error when the order breaks.
+    pub(crate) fn increasing(
+        &mut self,
+        previous: &mut Option<usize>,
+        store: &'static str,
+        rule: &'static str,
+    ) -> Result<usize, CheckpointError> {
+        let number = self.u32()? as usize;
+        if previous.is_some_and(|previous| number <= previous) {
+            return Err(self.invalid(store, rule));
+        }
+        *previous = Some(number);
+        Ok(number)
+    }
+
     /// The error for a value that breaks `rule`, at the current offset.
     pub(crate) fn invalid(&self, store: &'static str, rule: &'static str) -> CheckpointError {
         CheckpointError::Invalid {
