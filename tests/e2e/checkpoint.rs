@@ -3,15 +3,14 @@
 //! the journal after it, covered segments are retired (into `--archive` when given), and a
 //! damaged newest checkpoint falls back to the one before it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use clearline_engine::{Operation, Transfer};
 
 use crate::journal_tools::journal_tool;
 use crate::support::{
-    account, create_all, data_dir, encode_accounts, encode_transfers, lookup_transfers, transfer,
-    wait_until, Options, Server, LEDGER,
+    account, create_all, data_dir, encode_accounts, encode_transfers, files_named,
+    lookup_transfers, transfer, wait_until, Options, Server, LEDGER,
 };
 
 /// Journal MiB between checkpoints.
@@ -79,26 +78,6 @@ fn assert_all_found(server: &Server, created: &[Transfer], context: &str) {
     }
 }
 
-/// Names of the files in `dir` that start with `prefix`, sorted.
-fn files_starting(dir: &Path, prefix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|entry| {
-                    entry
-                        .expect("an entry")
-                        .file_name()
-                        .to_string_lossy()
-                        .into_owned()
-                })
-                .filter(|name| name.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 #[test]
 fn checkpoints_bound_recovery_and_retire_segments_into_the_archive() {
     let data = data_dir();
@@ -109,15 +88,15 @@ fn checkpoints_bound_recovery_and_retire_segments_into_the_archive() {
     assert!(server.terminate().success(), "{}", server.output());
 
     let journal = data.path().join("journal");
-    let archived = files_starting(&archive, "segment-");
+    let archived = files_named(&archive, "segment-", "");
     assert!(!archived.is_empty(), "retired segments are in the archive");
-    let kept = files_starting(&journal, "segment-");
+    let kept = files_named(&journal, "segment-", "");
     assert!(
         kept.iter().all(|name| !archived.contains(name)),
         "a segment is either kept or archived: kept {kept:?}, archived {archived:?}"
     );
     assert!(
-        !files_starting(&journal, "checkpoint-").is_empty(),
+        !files_named(&journal, "checkpoint-", "").is_empty(),
         "checkpoint files are kept in the journal directory"
     );
 
@@ -167,18 +146,11 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
     drop(client);
     let journal = data.path().join("journal");
     wait_until(Duration::from_secs(60), "two checkpoint files", || {
-        files_starting(&journal, "checkpoint-")
-            .iter()
-            .filter(|name| name.ends_with(".ckpt"))
-            .count()
-            == 2
+        files_named(&journal, "checkpoint-", ".ckpt").len() == 2
     });
     server.kill();
 
-    let checkpoints: Vec<String> = files_starting(&journal, "checkpoint-")
-        .into_iter()
-        .filter(|name| name.ends_with(".ckpt"))
-        .collect();
+    let checkpoints = files_named(&journal, "checkpoint-", ".ckpt");
     let newest = journal.join(checkpoints.last().expect("a checkpoint"));
     let mut bytes = std::fs::read(&newest).expect("read the newest checkpoint");
     let middle = bytes.len() / 2;

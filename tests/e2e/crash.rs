@@ -17,7 +17,7 @@ use clearline_engine::{CreateResult, CreateTransferStatus, Operation, Transfer, 
 use clearline_net::{Client, FrameStatus};
 
 use crate::support::{
-    account, connect, data_dir, encode_accounts, encode_transfers, lookup_accounts,
+    account, connect, data_dir, encode_accounts, encode_transfers, files_named, lookup_accounts,
     lookup_transfers, request_ok, results, seed, transfer, Options, Rng, Server,
 };
 
@@ -53,26 +53,6 @@ fn kills() -> usize {
         }
         Err(_) => KILLS,
     }
-}
-
-/// Checkpoint files and the id of the first journal segment left in `journal`.
-fn checkpoints_and_first_segment(journal: &std::path::Path) -> (usize, u64) {
-    let mut checkpoints = 0;
-    let mut first_segment = u64::MAX;
-    for entry in std::fs::read_dir(journal).expect("the journal directory lists") {
-        let name = entry.expect("an entry").file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with("checkpoint-") && name.ends_with(".ckpt") {
-            checkpoints += 1;
-        }
-        if let Some(id) = name
-            .strip_prefix("segment-")
-            .and_then(|rest| rest.strip_suffix(".log"))
-        {
-            first_segment = first_segment.min(id.parse().expect("a segment id"));
-        }
-    }
-    (checkpoints, first_segment)
 }
 
 const CREATED: u32 = CreateResult::STATUS_CREATED;
@@ -463,7 +443,16 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
     assert!(acked_total > 0, "the client got some acknowledgements");
     // The kills crossed checkpoints and retirements (with the default count: the journal
     // grows by several checkpoint intervals and segments).
-    let (checkpoints, first_segment) = checkpoints_and_first_segment(&data.path().join("journal"));
+    let journal = data.path().join("journal");
+    let checkpoints = files_named(&journal, "checkpoint-", ".ckpt").len();
+    let first_segment: u64 =
+        files_named(&journal, "segment-", ".log")
+            .first()
+            .map_or(u64::MAX, |name| {
+                name["segment-".len()..name.len() - ".log".len()]
+                    .parse()
+                    .expect("a segment id")
+            });
     eprintln!("crash: {checkpoints} checkpoint files kept, first segment left {first_segment}");
     if kills >= KILLS {
         assert!(checkpoints >= 1, "checkpoints were written");

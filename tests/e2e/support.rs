@@ -729,3 +729,24 @@ pub fn repl_script(script: &str, prefixes: &[&str]) -> (tempfile::TempDir, Serve
     }
     (data, server, output)
 }
+
+/// Names of the files in `dir` that start with `prefix` and end with `suffix`, sorted (none when
+/// `dir` does not exist). Journal file names carry zero-padded numbers, so sorted is numeric.
+pub fn files_named(dir: &Path, prefix: &str, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|entry| {
+                    entry
+                        .expect("an entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .filter(|name| name.starts_with(prefix) && name.ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
