@@ -347,9 +347,6 @@ impl BatchKind for TransferCreate {
     /// Resolves the accounts of each chunk of events before applying it (see
     /// `Ledger::resolve_accounts`).
     fn prepare(ledger: &mut Ledger, transfers: &[Transfer], index: usize) {
-        if index == 0 {
-            ledger.resolved.clear();
-        }
         if index % RESOLVE_CHUNK == 0 {
             let end = (index + RESOLVE_CHUNK).min(transfers.len());
             ledger.resolve_accounts(&transfers[index..end]);
@@ -776,6 +773,7 @@ impl Ledger {
         events: &[Transfer],
         results: &mut [CreateResult],
     ) {
+        self.resolved.clear();
         self.create_batch::<TransferCreate>(timestamp, events, results);
     }
 
@@ -1236,8 +1234,6 @@ impl Ledger {
         self.check_capacity(pending, debit_account.flags(), credit_account.flags())?;
 
         assert!(amount <= transfer.amount);
-        let debit_before = self.accounts[debit as usize];
-        let credit_before = self.accounts[credit as usize];
 
         // Commit (4.1).
         self.record_account(debit);
@@ -1260,6 +1256,18 @@ impl Ledger {
         if transfer.flags().closing_credit() {
             credit_account.flags |= AccountFlags::CLOSED;
         }
+        // Postconditions: the debits (pending plus posted) of one account and the credits of
+        // the other moved by exactly `amount`; the sums after were computed by the checks
+        // above, before anything changed.
+        assert_eq!(
+            credit_account.credits_pending + credit_account.credits_posted,
+            cr_credits_after
+        );
+        let debit_account = &self.accounts[debit as usize];
+        assert_eq!(
+            debit_account.debits_pending + debit_account.debits_posted,
+            dr_debits_after
+        );
         let status = if pending {
             PendingStatus::Pending
         } else {
@@ -1271,33 +1279,6 @@ impl Ledger {
             ..*transfer
         };
         let position = self.insert_transfer(&stored, debit, credit, status, vacancy);
-        // Postconditions: the debits of one account and the credits of the other moved by
-        // exactly `amount` (pending or posted, as the flag says), and the stored record is the
-        // input with its amount and timestamp.
-        let (moved_pending, moved_posted) = if pending { (amount, 0) } else { (0, amount) };
-        let debit_after = &self.accounts[debit as usize];
-        assert_eq!(
-            debit_after.debits_pending,
-            debit_before.debits_pending + moved_pending
-        );
-        assert_eq!(
-            debit_after.debits_posted,
-            debit_before.debits_posted + moved_posted
-        );
-        assert_eq!(debit_after.credits_pending, debit_before.credits_pending);
-        assert_eq!(debit_after.credits_posted, debit_before.credits_posted);
-        let credit_after = &self.accounts[credit as usize];
-        assert_eq!(
-            credit_after.credits_pending,
-            credit_before.credits_pending + moved_pending
-        );
-        assert_eq!(
-            credit_after.credits_posted,
-            credit_before.credits_posted + moved_posted
-        );
-        assert_eq!(credit_after.debits_pending, credit_before.debits_pending);
-        assert_eq!(credit_after.debits_posted, credit_before.debits_posted);
-        assert_eq!(self.transfers[position as usize], stored);
         if pending {
             self.pending_count += 1;
             if transfer.timeout > 0 {
@@ -1497,8 +1478,10 @@ impl Ledger {
 
         assert!(amount <= pending_transfer.amount);
         assert!(!post || !void);
-        let debit_before = self.accounts[debit as usize];
-        let credit_before = self.accounts[credit as usize];
+        let debit_before = &self.accounts[debit as usize];
+        let debits_before = debit_before.debits_pending + debit_before.debits_posted;
+        let credit_before = &self.accounts[credit as usize];
+        let credits_before = credit_before.credits_pending + credit_before.credits_posted;
 
         // Commit (4.3). No overflow or limit checks: moving pending to posted cannot overflow
         // or break a limit (5.3).
@@ -1509,6 +1492,20 @@ impl Ledger {
             self.accounts[debit as usize].debits_posted += amount;
             self.accounts[credit as usize].credits_posted += amount;
         }
+        // Postconditions: the whole pending amount left the debits (pending plus posted) of one
+        // account and the credits of the other, and a post added back exactly `amount` (a void
+        // adds nothing). `amount <= pending amount <= each sum before`, so nothing wraps.
+        let posted = if post { amount } else { 0 };
+        let debit_after = &self.accounts[debit as usize];
+        assert_eq!(
+            debit_after.debits_pending + debit_after.debits_posted,
+            debits_before - pending_transfer.amount + posted
+        );
+        let credit_after = &self.accounts[credit as usize];
+        assert_eq!(
+            credit_after.credits_pending + credit_after.credits_posted,
+            credits_before - pending_transfer.amount + posted
+        );
         self.resolve(
             pending,
             if post {
@@ -1544,29 +1541,7 @@ impl Ledger {
             flags: transfer.flags,
             timestamp,
         };
-        let position = self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
-        // Postconditions: the whole pending amount left the pending sums of both accounts, and
-        // a post added exactly `amount` to their posted sums (a void adds nothing).
-        let posted = if post { amount } else { 0 };
-        let debit_after = &self.accounts[debit as usize];
-        assert_eq!(
-            debit_after.debits_pending,
-            debit_before.debits_pending - pending_transfer.amount
-        );
-        assert_eq!(
-            debit_after.debits_posted,
-            debit_before.debits_posted + posted
-        );
-        let credit_after = &self.accounts[credit as usize];
-        assert_eq!(
-            credit_after.credits_pending,
-            credit_before.credits_pending - pending_transfer.amount
-        );
-        assert_eq!(
-            credit_after.credits_posted,
-            credit_before.credits_posted + posted
-        );
-        assert_eq!(self.transfers[position as usize], stored);
+        self.insert_transfer(&stored, debit, credit, PendingStatus::None, vacancy);
         Ok(())
     }
 
