@@ -32,7 +32,17 @@ use crate::limits::Config;
 use crate::{Engine, Scratch, NO_POSITION};
 
 /// Version of the image layout; bump on any change (documented in docs/durability.md).
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 changed no bytes of the layout, only where the hash indexes place their entries
+/// (index.rs probes in steps of 65 slots instead of 1). A version 1 image is still read: its
+/// index entries are inserted again, as for a table of another size.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+
+/// The oldest image version this build reads.
+pub const CHECKPOINT_FORMAT_VERSION_MIN: u32 = 1;
+
+/// The first version whose hash index slots can be taken as they are.
+const INDEX_PLACEMENT_VERSION: u32 = 2;
 
 /// The first eight bytes of every image.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"CLCKPT\0\0";
@@ -93,7 +103,7 @@ impl fmt::Display for CheckpointError {
             CheckpointError::VersionMismatch { found } => write!(
                 f,
                 "checkpoint image format version {found} is not supported (this build reads \
-                 version {CHECKPOINT_FORMAT_VERSION} only)"
+                 versions {CHECKPOINT_FORMAT_VERSION_MIN} to {CHECKPOINT_FORMAT_VERSION})"
             ),
             CheckpointError::Truncated { offset } => {
                 write!(f, "checkpoint image is truncated at byte {offset}")
@@ -190,9 +200,15 @@ impl ImageWriter<'_> {
 pub(crate) struct ImageReader<'a> {
     image: &'a [u8],
     offset: usize,
+    version: u32,
 }
 
 impl<'a> ImageReader<'a> {
+    /// Whether hash index slots in this image are where this build would put them.
+    pub(crate) fn index_placement_current(&self) -> bool {
+        self.version >= INDEX_PLACEMENT_VERSION
+    }
+
     fn take(&mut self, size: usize) -> Result<&'a [u8], CheckpointError> {
         let end = self
             .offset
@@ -383,12 +399,16 @@ impl Engine {
     /// If `config` fails `Config::assert_valid` (as `Engine::new`).
     pub fn from_checkpoint(config: &Config, image: &[u8]) -> Result<Engine, CheckpointError> {
         config.assert_valid();
-        let mut reader = ImageReader { image, offset: 0 };
+        let mut reader = ImageReader {
+            image,
+            offset: 0,
+            version: 0,
+        };
         if reader.array::<8>().ok() != Some(CHECKPOINT_MAGIC) {
             return Err(CheckpointError::MagicMismatch);
         }
         let version = reader.u32()?;
-        if version != CHECKPOINT_FORMAT_VERSION {
+        if !(CHECKPOINT_FORMAT_VERSION_MIN..=CHECKPOINT_FORMAT_VERSION).contains(&version) {
             return Err(CheckpointError::VersionMismatch { found: version });
         }
         // The trailer first, so a truncated or extended image is named as such.
@@ -407,6 +427,7 @@ impl Engine {
         let body = ImageReader {
             image: &image[..image.len() - 8],
             offset: reader.offset,
+            version,
         };
         let mut reader = body;
         // The writer's capacities: informative only, every store is checked by its own count.
