@@ -117,6 +117,9 @@ impl HistoryWriter {
         let Some(runs) = &self.runs else {
             return Err(HistoryError::WriterStopped);
         };
+        if self.failed() {
+            return Err(HistoryError::WriterStopped);
+        }
         runs.send((run, watermark))
             .map_err(|_| HistoryError::WriterStopped)
     }
