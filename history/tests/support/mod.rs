@@ -153,11 +153,15 @@ impl Model {
     pub fn random_filter(&self, rng: &mut Rng) -> AccountFilter {
         let first = self.transfers.first().map_or(0, |t| t.timestamp);
         let last = self.transfers.last().map_or(0, |t| t.timestamp);
-        let mut timestamp = || {
-            if rng.chance(1, 3) {
-                0
-            } else {
-                rng.range(first.saturating_sub(10), last + 10)
+        // Bounds are often exactly a stored timestamp, or one off it, to test inclusiveness.
+        let transfers = &self.transfers;
+        let mut timestamp = || match rng.below(4) {
+            0 => 0,
+            1 => rng.range(first.saturating_sub(10), last + 10),
+            _ if transfers.is_empty() => 0,
+            _ => {
+                let index = rng.below(transfers.len() as u64) as usize;
+                (transfers[index].timestamp + rng.range(0, 2)).saturating_sub(1)
             }
         };
         let (mut timestamp_min, mut timestamp_max) = (timestamp(), timestamp());
