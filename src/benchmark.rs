@@ -22,7 +22,8 @@
 //! After the run it prints the summary, and on request saves the report (`report.rs`, schema in
 //! `docs/benchmark.md`) and draws the percentile plot (`plot.rs`) with the baselines as
 //! reference lines. Memory and disk use are reported only for its own server, which runs in this
-//! process; a server at `--addr` is another process and its resources are left out.
+//! process (or, with `--restart-check`, in a child process killed with SIGKILL and started again
+//! at the end); a server at `--addr` is another process and its resources are left out.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,6 +41,7 @@ use clap::ValueEnum as _;
 
 use crate::cli::{AccountDistribution, BenchmarkArgs, Limits, StartArgs, SyncMode};
 use crate::plot::{format_latency_us, Curve, Reference, ReferenceKind};
+use crate::report::RestartCheck;
 use crate::report::{
     self, Baselines, Latency, LatencyStart, Load, Report, Resources, RunConfig, SampleLookup,
     ServerKind, Throughput, Window, Workload,
@@ -76,6 +78,250 @@ pub struct Measurement {
 struct Progress {
     windows: Vec<Window>,
     sample_lookup: Option<SampleLookup>,
+    /// The transfer indexes the sample lookup checked.
+    sample_indexes: Vec<u64>,
+}
+
+/// The own server and what the windows read of it: its data directory, and its process when
+/// it is not this one.
+struct Watched<'a> {
+    data: &'a Path,
+    pid: Option<u32>,
+}
+
+/// The benchmark's own server: in this process, or a child process with `--restart-check`.
+enum OwnServer {
+    InProcess(crate::start::Server),
+    Child(ChildServer),
+}
+
+impl OwnServer {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            OwnServer::InProcess(server) => server.local_addr(),
+            OwnServer::Child(child) => child.addr,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            OwnServer::InProcess(_) => None,
+            OwnServer::Child(child) => Some(child.child.id()),
+        }
+    }
+
+    fn stop(self) -> Result<(), BoxError> {
+        match self {
+            OwnServer::InProcess(server) => Ok(server.shutdown()?),
+            // Its data directory is removed next, so nothing is lost by SIGKILL.
+            OwnServer::Child(mut child) => child.kill(),
+        }
+    }
+}
+
+/// `clearline start` of this binary as a child process.
+struct ChildServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+    /// The arguments it was started with, to start it again.
+    arguments: Vec<String>,
+}
+
+impl ChildServer {
+    /// How long a start may take (recovery included) before the benchmark gives up.
+    const START_TIMEOUT: Duration = Duration::from_secs(600);
+
+    fn start(start: &StartArgs) -> Result<ChildServer, BoxError> {
+        let limits = &start.limits;
+        let mut arguments: Vec<String> = vec![
+            "start".into(),
+            "--data".into(),
+            start.data.display().to_string(),
+            "--addr".into(),
+            start.addr.to_string(),
+            "--sync".into(),
+            sync_name(start.sync).into(),
+            "--checkpoint-interval-mib".into(),
+            start.checkpoint_interval_mib.to_string(),
+        ];
+        for (flag, value) in [
+            ("accounts-max", u64::from(limits.accounts_max)),
+            ("transfers-max", u64::from(limits.transfers_max)),
+            (
+                "transfers-pending-max",
+                u64::from(limits.transfers_pending_max),
+            ),
+            (
+                "account-balances-max",
+                u64::from(limits.account_balances_max),
+            ),
+            ("markets-max", u64::from(limits.markets_max)),
+            ("orders-max", u64::from(limits.orders_max)),
+            ("fills-max", u64::from(limits.fills_max)),
+            ("connections-max", u64::from(limits.connections_max)),
+            (
+                "connections-per-address-max",
+                u64::from(limits.connections_per_address_max),
+            ),
+            (
+                "connection-idle-timeout-ms",
+                limits.connection_idle_timeout_ms,
+            ),
+            (
+                "requests-in-flight-max",
+                u64::from(limits.requests_in_flight_max),
+            ),
+            ("partial-frame-timeout-ms", limits.partial_frame_timeout_ms),
+            ("reply-timeout-ms", limits.reply_timeout_ms),
+            (
+                "connection-input-size-max",
+                limits.connection_input_size_max,
+            ),
+            (
+                "connection-output-size-max",
+                limits.connection_output_size_max,
+            ),
+            ("reply-memory-max", limits.reply_memory_max),
+            ("segment-size", limits.segment_size),
+        ] {
+            arguments.push(format!("--{flag}"));
+            arguments.push(value.to_string());
+        }
+        if let Some(segments) = limits.journal_segments_max {
+            arguments.push("--journal-segments-max".into());
+            arguments.push(segments.to_string());
+        }
+        let (child, addr) = Self::spawn(&arguments)?;
+        Ok(ChildServer {
+            child,
+            addr,
+            arguments,
+        })
+    }
+
+    /// Starts the process and waits until it prints the address it listens on.
+    fn spawn(arguments: &[String]) -> Result<(std::process::Child, SocketAddr), BoxError> {
+        use std::io::BufRead as _;
+        let exe = std::env::current_exe()?;
+        let mut child = std::process::Command::new(exe)
+            .args(arguments)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("the server's output is not piped")?;
+        let (listening_tx, listening) = mpsc::channel();
+        // Reads the server's output to its end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("clearline: listening on ") {
+                    let _ = listening_tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Self::START_TIMEOUT;
+        loop {
+            match listening.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => return Ok((child, addr.parse()?)),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(status) = child.try_wait()? {
+                        return Err(format!("the server exited at start: {status}").into());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("the server did not start listening".into());
+                }
+            }
+        }
+    }
+
+    /// SIGKILL, and waits for the process to end.
+    fn kill(&mut self) -> Result<(), BoxError> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Kills the server with SIGKILL, starts it again on the same data directory, times until it
+/// answers, and checks that every account's balances and the sample read as before the kill.
+fn restart_check(
+    server: &mut ChildServer,
+    args: &BenchmarkArgs,
+    sample: &[u64],
+) -> Result<RestartCheck, BoxError> {
+    let before = balances(&mut Client::connect(server.addr)?, args.account_count)?;
+    server.kill()?;
+    let started = Instant::now();
+    let (child, addr) = ChildServer::spawn(&server.arguments)?;
+    server.child = child;
+    server.addr = addr;
+    let mut client = Client::connect(addr)?;
+    let reply = client.request(Operation::LookupAccounts, &account_id(0).to_le_bytes())?;
+    let serving = started.elapsed();
+    if reply.status() != FrameStatus::Ok {
+        return Err(format!("after the restart: frame status {:?}", reply.status()).into());
+    }
+    say!(
+        "restart after kill -9: serving in {:.2} s",
+        serving.as_secs_f64()
+    );
+    let after = balances(&mut client, args.account_count)?;
+    let balances_same = after == before;
+    say!(
+        "restart after kill -9: balances of {} {}",
+        counted(u64::from(args.account_count), "account"),
+        if balances_same {
+            "the same as before the kill"
+        } else {
+            "DIFFER from before the kill"
+        }
+    );
+    let sample_lookup = if args.no_sample_lookup {
+        None
+    } else {
+        Some(lookup_sample(
+            &mut client,
+            sample,
+            "sample lookup after the restart",
+        )?)
+    };
+    Ok(RestartCheck {
+        serving_s: serving.as_secs_f64(),
+        balances_same,
+        sample_lookup,
+    })
+}
+
+/// Every account's balances (debits and credits, pending and posted), in id order.
+fn balances(client: &mut Client, account_count: u32) -> Result<Vec<[u128; 4]>, BoxError> {
+    let mut balances = Vec::with_capacity(account_count as usize);
+    let mut body = Vec::with_capacity(8_189 * 16);
+    let mut index = 0u32;
+    while index < account_count {
+        let batch = (account_count - index).min(8_189);
+        body.clear();
+        for offset in index..index + batch {
+            body.extend_from_slice(&account_id(u64::from(offset)).to_le_bytes());
+        }
+        let reply = client.request(Operation::LookupAccounts, &body)?;
+        for chunk in reply.body.chunks_exact(Account::SIZE) {
+            let account = Account::decode(chunk.try_into().expect("128-byte chunk"));
+            balances.push([
+                account.debits_pending,
+                account.debits_posted,
+                account.credits_pending,
+                account.credits_posted,
+            ]);
+        }
+        index += batch;
+    }
+    Ok(balances)
 }
 
 /// The baselines of a run: their summaries for the report and their histograms for the plot.
@@ -108,6 +354,13 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
     }
     if args.window_count == 0 {
         return Err("--window-count must be at least 1".into());
+    }
+    if args.restart_check && (args.addr.is_some() || args.orders) {
+        return Err(
+            "--restart-check needs the benchmark's own server and transfers: leave out \
+                    --addr and --orders"
+                .into(),
+        );
     }
     let command_line: Vec<String> = std::env::args().collect();
     let time_unix_s = report::unix_time_s();
@@ -146,8 +399,12 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 );
                 baselines.sync = Some(sync);
             }
-            let server = crate::start::Server::start(&start, false)?;
-            let addr = server.local_addr();
+            let server = if args.restart_check {
+                OwnServer::Child(ChildServer::start(&start)?)
+            } else {
+                OwnServer::InProcess(crate::start::Server::start(&start, false)?)
+            };
+            let addr = server.addr();
             let echo = measure_echo(args.transfer_batch_count)?;
             say!(
                 "baseline: loopback echo of frames of {}: p50 {}, p99 {}",
@@ -168,14 +425,21 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         drive(
             args,
             addr,
-            own_server.as_ref().map(|(_, dir)| dir.as_path()),
+            own_server.as_ref().map(|(server, dir)| Watched {
+                data: dir.as_path(),
+                pid: server.pid(),
+            }),
         )
     };
-    if let Some((server, dir)) = own_server {
-        // The server runs in this process, so this process's memory is the server's (plus the
-        // benchmark's clients, which hold little).
-        (resources.rss_bytes, resources.rss_peak_bytes) = report::process_memory();
-        server.shutdown()?;
+    let mut restart = None;
+    if let Some((mut server, dir)) = own_server {
+        // An in-process server's memory is this process's (plus the benchmark's clients, which
+        // hold little).
+        (resources.rss_bytes, resources.rss_peak_bytes) = report::process_memory_of(server.pid());
+        if let (OwnServer::Child(child), Ok((_, progress))) = (&mut server, &result) {
+            restart = Some(restart_check(child, args, &progress.sample_indexes));
+        }
+        server.stop()?;
         if let Some((disk_bytes, file_bytes)) = report::disk_use(&dir) {
             resources.data_disk_bytes = Some(disk_bytes);
             resources.data_file_bytes = Some(file_bytes);
@@ -188,6 +452,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let (measurement, progress) = result?;
+    let restart = restart.transpose()?;
     machine.load_average_end = report::load_average();
 
     let config = run_config(args);
@@ -240,6 +505,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         config,
         windows: progress.windows,
         sample_lookup: progress.sample_lookup,
+        restart,
     };
     if let Some(path) = &args.output {
         report::write(path, &report)?;
@@ -257,7 +523,19 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
         say!("latency percentiles drawn in {}", path.display());
     }
-    if let Some(lookup) = &report.sample_lookup {
+    if let Some(restart) = &report.restart {
+        if !restart.balances_same {
+            return Err("balances after the restart differ from those before the kill".into());
+        }
+    }
+    let lookups = [
+        report.sample_lookup.as_ref(),
+        report
+            .restart
+            .as_ref()
+            .and_then(|restart| restart.sample_lookup.as_ref()),
+    ];
+    for lookup in lookups.into_iter().flatten() {
         if lookup.found < lookup.sampled {
             return Err(format!(
                 "sample lookup: {} of {} acknowledged transfers not found",
@@ -887,12 +1165,12 @@ fn transfer_batch(
     count as u32
 }
 
-/// Sends the transfers. `data` is the own server's data directory, whose disk use each window
-/// line reports (with this process's memory).
+/// Sends the transfers. `watched` is the own server, whose memory and disk each window line
+/// reports.
 fn drive(
     args: &BenchmarkArgs,
     addr: SocketAddr,
-    data: Option<&Path>,
+    watched: Option<Watched<'_>>,
 ) -> Result<(Measurement, Progress), BoxError> {
     let mut setup = Client::connect(addr)?;
     let accounts_start = Instant::now();
@@ -975,7 +1253,7 @@ fn drive(
             },
         ));
     }
-    let windows = watch_windows(&crossings, &handles, start, data, &progress);
+    let windows = watch_windows(&crossings, &handles, start, watched.as_ref(), &progress);
     let mut latencies = histogram();
     let mut failure = None;
     for handle in handles {
@@ -994,8 +1272,12 @@ fn drive(
     let transfers = totals.transfers.load(Ordering::Relaxed);
     let requests = totals.requests.load(Ordering::Relaxed);
     verify_balances(&mut setup, args, transfers)?;
+    let sample_indexes = totals
+        .sampler
+        .as_ref()
+        .map_or_else(Vec::new, Sampler::indexes);
     let sample_lookup = match &totals.sampler {
-        Some(sampler) => Some(lookup_sample(&mut setup, &sampler.indexes())?),
+        Some(_) => Some(lookup_sample(&mut setup, &sample_indexes, "sample lookup")?),
         None => None,
     };
     let measurement = Measurement {
@@ -1009,6 +1291,7 @@ fn drive(
         Progress {
             windows,
             sample_lookup,
+            sample_indexes,
         },
     ))
 }
@@ -1019,7 +1302,7 @@ fn watch_windows<T>(
     crossings: &mpsc::Receiver<Crossing>,
     clients: &[std::thread::JoinHandle<T>],
     start: Instant,
-    data: Option<&Path>,
+    watched: Option<&Watched<'_>>,
     progress: &ProgressBar,
 ) -> Vec<Window> {
     let mut windows = Vec::new();
@@ -1032,13 +1315,13 @@ fn watch_windows<T>(
             .at
             .saturating_duration_since(previous.at)
             .as_secs_f64();
-        let split = data.and_then(report::disk_split);
+        let split = watched.and_then(|watched| report::disk_split(watched.data));
         let window = Window {
             transfers: crossing.transfers,
             seconds,
             transfers_per_second: crossing.transfers.saturating_sub(previous.transfers) as f64
                 / seconds.max(1e-9),
-            rss_bytes: data.and_then(|_| report::process_memory().0),
+            rss_bytes: watched.and_then(|watched| report::process_memory_of(watched.pid).0),
             journal_bytes: split.map(|split| split.journal_bytes),
             checkpoint_bytes: split.map(|split| split.checkpoint_bytes),
             history_bytes: split.map(|split| split.history_bytes.unwrap_or(0)),
@@ -1071,7 +1354,12 @@ fn watch_windows<T>(
 }
 
 /// Looks the sampled transfers (by index) up again, in requests within the frame limit.
-fn lookup_sample(client: &mut Client, indexes: &[u64]) -> Result<SampleLookup, BoxError> {
+/// `label` starts the printed lines.
+fn lookup_sample(
+    client: &mut Client,
+    indexes: &[u64],
+    label: &str,
+) -> Result<SampleLookup, BoxError> {
     let start = Instant::now();
     let mut body = Vec::with_capacity(LOOKUP_BATCH_MAX * 16);
     let mut returned = Vec::with_capacity(LOOKUP_BATCH_MAX);
@@ -1100,14 +1388,14 @@ fn lookup_sample(client: &mut Client, indexes: &[u64]) -> Result<SampleLookup, B
         missing: missing.iter().map(u128::to_string).collect(),
     };
     say!(
-        "sample lookup: {} of {} found in {:.0} ms",
+        "{label}: {} of {} found in {:.0} ms",
         thousands(lookup.found),
         thousands(lookup.sampled),
         lookup.duration_ms
     );
     if !lookup.missing.is_empty() {
         say!(
-            "sample lookup: missing ids (first {}): {}",
+            "{label}: missing ids (first {}): {}",
             lookup.missing.len(),
             lookup.missing.join(", ")
         );

@@ -392,4 +392,9 @@ pub struct BenchmarkArgs {
     /// spread over the whole run (without this flag a missing id fails the run).
     #[arg(long)]
     pub no_sample_lookup: bool,
+    /// Run the own server as a child process (`clearline start`), and at the end kill it with
+    /// SIGKILL, start it again on the same data directory, time until it answers, and check
+    /// that balances and the sample are the same as before the kill.
+    #[arg(long)]
+    pub restart_check: bool,
 }

@@ -64,6 +64,21 @@ pub struct Report {
     /// `--no-sample-lookup` or `--orders`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_lookup: Option<SampleLookup>,
+    /// The restart after SIGKILL at the end; absent without `--restart-check`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartCheck>,
+}
+
+/// `--restart-check`: the own server killed with SIGKILL at the end and started again.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RestartCheck {
+    /// From starting the process again to its first answer, in seconds.
+    pub serving_s: f64,
+    /// Whether every account's balances read the same after the restart as before the kill.
+    pub balances_same: bool,
+    /// The sample lookup again after the restart; absent with `--no-sample-lookup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_lookup: Option<SampleLookup>,
 }
 
 /// The run up to one window boundary: the transfers acknowledged so far, the rate over the
@@ -283,7 +298,7 @@ pub struct Percentile {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Resources {
     /// Resident memory of the process (server and benchmark clients) at the end of the load
-    /// (`VmRSS` in `/proc/self/status`).
+    /// (`VmRSS` in `/proc/self/status`; of the server's own process with `--restart-check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
     /// Peak resident memory of the process (`VmHWM`).
@@ -505,9 +520,13 @@ pub fn load_average() -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// This process's resident memory now and at its peak, in bytes.
-pub fn process_memory() -> (Option<u64>, Option<u64>) {
-    match std::fs::read_to_string("/proc/self/status") {
+/// The resident memory now and at its peak of process `pid` (this one if `None`), in bytes.
+pub fn process_memory_of(pid: Option<u32>) -> (Option<u64>, Option<u64>) {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_string(),
+        |pid| format!("/proc/{pid}/status"),
+    );
+    match std::fs::read_to_string(path) {
         Ok(text) => (status_kib(&text, "VmRSS:"), status_kib(&text, "VmHWM:")),
         Err(_) => (None, None),
     }
@@ -663,6 +682,7 @@ mod tests {
                 duration_ms: 12.5,
                 missing: vec!["18446744073709551617".into()],
             }),
+            restart: None,
         }
     }
 

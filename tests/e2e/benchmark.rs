@@ -373,3 +373,60 @@ fn benchmark_windows_of_an_external_server() {
     assert!(report.get("sample_lookup").is_none());
     drop(server);
 }
+
+/// `--restart-check`: the own server runs as a child process, is killed with SIGKILL at the
+/// end, starts again, and reads the same.
+#[test]
+fn benchmark_restart_check_kills_and_restarts_its_server() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("restart.json");
+    let stdout = succeed(&[
+        "benchmark",
+        "--account-count",
+        "100",
+        "--transfer-count",
+        "3000",
+        "--transfer-batch-count",
+        "100",
+        "--window-count",
+        "1000",
+        "--restart-check",
+        "--no-progress",
+        "--output",
+        json.to_str().expect("UTF-8 path"),
+    ]);
+    for expected in [
+        "sample lookup: 3,000 of 3,000 found in ",
+        "restart after kill -9: serving in ",
+        "restart after kill -9: balances of 100 accounts the same as before the kill",
+        "sample lookup after the restart: 3,000 of 3,000 found in ",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in {stdout}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    let restart = &report["restart"];
+    assert!(f64_of(restart, "/serving_s") > 0.0, "{restart}");
+    assert_eq!(restart["balances_same"], true, "{restart}");
+    assert_eq!(u64_of(restart, "/sample_lookup/found"), 3_000, "{restart}");
+    // The windows read the child's memory, not this benchmark's.
+    let windows = report["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 3);
+    assert!(u64_of(&windows[0], "/rss_bytes") > 0);
+    assert!(u64_of(&report, "/resources/rss_bytes") > 0);
+
+    // It needs the benchmark's own server.
+    let output = clearline(&[
+        "benchmark",
+        "--addr",
+        "127.0.0.1:9",
+        "--restart-check",
+        "--no-progress",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--restart-check needs"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
