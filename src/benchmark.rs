@@ -12,20 +12,28 @@
 //! at `start + k / rate` and its latency counts from that planned time, so a stall shows up in
 //! the percentiles instead of silently delaying the senders (no coordinated omission).
 //!
+//! Every `--window-count` acknowledged transfers it prints a window line (rate over the window,
+//! and the own server's memory and disk split into journal, checkpoints and history), and at
+//! the end compares the first and the last window. It keeps a sample of at most
+//! [`SAMPLE_MAX`] acknowledged transfer ids spread over the whole run and looks them up after
+//! the balances check; a missing one fails the run (docs/benchmark.md, "Long runs"). Nothing
+//! the clients keep grows with the transfer count.
+//!
 //! After the run it prints the summary, and on request saves the report (`report.rs`, schema in
 //! `docs/benchmark.md`) and draws the percentile plot (`plot.rs`) with the baselines as
 //! reference lines. Memory and disk use are reported only for its own server, which runs in this
-//! process; a server at `--addr` is another process and its resources are left out.
+//! process (or, with `--restart-check`, in a child process killed with SIGKILL and started again
+//! at the end); a server at `--addr` is another process and its resources are left out.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clearline_engine::{Account, CreateResult, Operation, Transfer, TransferFlags};
-use clearline_net::Client;
+use clearline_net::{Client, FrameStatus};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -33,9 +41,10 @@ use clap::ValueEnum as _;
 
 use crate::cli::{AccountDistribution, BenchmarkArgs, Limits, StartArgs, SyncMode};
 use crate::plot::{format_latency_us, Curve, Reference, ReferenceKind};
+use crate::report::RestartCheck;
 use crate::report::{
-    self, Baselines, Latency, LatencyStart, Load, Report, Resources, RunConfig, ServerKind,
-    Throughput, Workload,
+    self, Baselines, Latency, LatencyStart, Load, Report, Resources, RunConfig, SampleLookup,
+    ServerKind, Throughput, Window, Workload,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,6 +55,11 @@ const CODE: u16 = 1;
 const TRANSFER_ID_BASE: u128 = 1 << 64;
 /// The most requests one connection keeps in flight in open-loop mode.
 const OPEN_LOOP_IN_FLIGHT_MAX: u64 = 16;
+/// The most acknowledged transfer ids the sample lookup checks at the end.
+pub const SAMPLE_MAX: u64 = 10_000;
+/// Ids per `lookup_transfers` request of the sample lookup: the reply (128 bytes per transfer)
+/// stays within the 1 MiB frame.
+const LOOKUP_BATCH_MAX: usize = 8_189;
 
 /// What one run measured.
 pub struct Measurement {
@@ -57,6 +71,257 @@ pub struct Measurement {
     pub events: u64,
     /// Wall time of the measured part.
     pub elapsed: Duration,
+}
+
+/// What a transfer run measured beyond [`Measurement`]: absent (empty) for `--orders`.
+#[derive(Default)]
+struct Progress {
+    windows: Vec<Window>,
+    sample_lookup: Option<SampleLookup>,
+    /// The transfer indexes the sample lookup checked.
+    sample_indexes: Vec<u64>,
+}
+
+/// The own server and what the windows read of it: its data directory, and its process when
+/// it is not this one.
+struct Watched<'a> {
+    data: &'a Path,
+    pid: Option<u32>,
+}
+
+/// The benchmark's own server: in this process, or a child process with `--restart-check`.
+enum OwnServer {
+    InProcess(crate::start::Server),
+    Child(ChildServer),
+}
+
+impl OwnServer {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            OwnServer::InProcess(server) => server.local_addr(),
+            OwnServer::Child(child) => child.addr,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            OwnServer::InProcess(_) => None,
+            OwnServer::Child(child) => Some(child.child.id()),
+        }
+    }
+
+    fn stop(self) -> Result<(), BoxError> {
+        match self {
+            OwnServer::InProcess(server) => Ok(server.shutdown()?),
+            // Its data directory is removed next, so nothing is lost by SIGKILL.
+            OwnServer::Child(mut child) => child.kill(),
+        }
+    }
+}
+
+/// `clearline start` of this binary as a child process.
+struct ChildServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+    /// The arguments it was started with, to start it again.
+    arguments: Vec<String>,
+}
+
+impl ChildServer {
+    /// How long a start may take (recovery included) before the benchmark gives up.
+    const START_TIMEOUT: Duration = Duration::from_secs(600);
+
+    fn start(start: &StartArgs) -> Result<ChildServer, BoxError> {
+        let limits = &start.limits;
+        let mut arguments: Vec<String> = vec![
+            "start".into(),
+            "--data".into(),
+            start.data.display().to_string(),
+            "--addr".into(),
+            start.addr.to_string(),
+            "--sync".into(),
+            sync_name(start.sync).into(),
+            "--checkpoint-interval-mib".into(),
+            start.checkpoint_interval_mib.to_string(),
+        ];
+        for (flag, value) in [
+            ("accounts-max", u64::from(limits.accounts_max)),
+            ("transfers-max", u64::from(limits.transfers_max)),
+            (
+                "transfers-pending-max",
+                u64::from(limits.transfers_pending_max),
+            ),
+            (
+                "account-balances-max",
+                u64::from(limits.account_balances_max),
+            ),
+            ("markets-max", u64::from(limits.markets_max)),
+            ("orders-max", u64::from(limits.orders_max)),
+            ("fills-max", u64::from(limits.fills_max)),
+            ("connections-max", u64::from(limits.connections_max)),
+            (
+                "connections-per-address-max",
+                u64::from(limits.connections_per_address_max),
+            ),
+            (
+                "connection-idle-timeout-ms",
+                limits.connection_idle_timeout_ms,
+            ),
+            (
+                "requests-in-flight-max",
+                u64::from(limits.requests_in_flight_max),
+            ),
+            ("partial-frame-timeout-ms", limits.partial_frame_timeout_ms),
+            ("reply-timeout-ms", limits.reply_timeout_ms),
+            (
+                "connection-input-size-max",
+                limits.connection_input_size_max,
+            ),
+            (
+                "connection-output-size-max",
+                limits.connection_output_size_max,
+            ),
+            ("reply-memory-max", limits.reply_memory_max),
+            ("segment-size", limits.segment_size),
+        ] {
+            arguments.push(format!("--{flag}"));
+            arguments.push(value.to_string());
+        }
+        if let Some(segments) = limits.journal_segments_max {
+            arguments.push("--journal-segments-max".into());
+            arguments.push(segments.to_string());
+        }
+        let (child, addr) = Self::spawn(&arguments)?;
+        Ok(ChildServer {
+            child,
+            addr,
+            arguments,
+        })
+    }
+
+    /// Starts the process and waits until it prints the address it listens on.
+    fn spawn(arguments: &[String]) -> Result<(std::process::Child, SocketAddr), BoxError> {
+        use std::io::BufRead as _;
+        let exe = std::env::current_exe()?;
+        let mut child = std::process::Command::new(exe)
+            .args(arguments)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or("the server's output is not piped")?;
+        let (listening_tx, listening) = mpsc::channel();
+        // Reads the server's output to its end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("clearline: listening on ") {
+                    let _ = listening_tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let deadline = Instant::now() + Self::START_TIMEOUT;
+        loop {
+            match listening.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => return Ok((child, addr.parse()?)),
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(status) = child.try_wait()? {
+                        return Err(format!("the server exited at start: {status}").into());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("the server did not start listening".into());
+                }
+            }
+        }
+    }
+
+    /// SIGKILL, and waits for the process to end.
+    fn kill(&mut self) -> Result<(), BoxError> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Kills the server with SIGKILL, starts it again on the same data directory, times until it
+/// answers, and checks that every account's balances and the sample read as before the kill.
+fn restart_check(
+    server: &mut ChildServer,
+    args: &BenchmarkArgs,
+    sample: &[u64],
+) -> Result<RestartCheck, BoxError> {
+    let before = balances(&mut Client::connect(server.addr)?, args.account_count)?;
+    server.kill()?;
+    let started = Instant::now();
+    let (child, addr) = ChildServer::spawn(&server.arguments)?;
+    server.child = child;
+    server.addr = addr;
+    let mut client = Client::connect(addr)?;
+    let reply = client.request(Operation::LookupAccounts, &account_id(0).to_le_bytes())?;
+    let serving = started.elapsed();
+    if reply.status() != FrameStatus::Ok {
+        return Err(format!("after the restart: frame status {:?}", reply.status()).into());
+    }
+    say!(
+        "restart after kill -9: serving in {:.2} s",
+        serving.as_secs_f64()
+    );
+    let after = balances(&mut client, args.account_count)?;
+    let balances_same = after == before;
+    say!(
+        "restart after kill -9: balances of {} {}",
+        counted(u64::from(args.account_count), "account"),
+        if balances_same {
+            "the same as before the kill"
+        } else {
+            "DIFFER from before the kill"
+        }
+    );
+    let sample_lookup = if args.no_sample_lookup {
+        None
+    } else {
+        Some(lookup_sample(
+            &mut client,
+            sample,
+            "sample lookup after the restart",
+        )?)
+    };
+    Ok(RestartCheck {
+        serving_s: serving.as_secs_f64(),
+        balances_same,
+        sample_lookup,
+    })
+}
+
+/// Every account's balances (debits and credits, pending and posted), in id order.
+fn balances(client: &mut Client, account_count: u32) -> Result<Vec<[u128; 4]>, BoxError> {
+    let mut balances = Vec::with_capacity(account_count as usize);
+    let mut body = Vec::with_capacity(8_189 * 16);
+    let mut index = 0u32;
+    while index < account_count {
+        let batch = (account_count - index).min(8_189);
+        body.clear();
+        for offset in index..index + batch {
+            body.extend_from_slice(&account_id(u64::from(offset)).to_le_bytes());
+        }
+        let reply = client.request(Operation::LookupAccounts, &body)?;
+        for chunk in reply.body.chunks_exact(Account::SIZE) {
+            let account = Account::decode(chunk.try_into().expect("128-byte chunk"));
+            balances.push([
+                account.debits_pending,
+                account.debits_posted,
+                account.credits_pending,
+                account.credits_posted,
+            ]);
+        }
+        index += batch;
+    }
+    Ok(balances)
 }
 
 /// The baselines of a run: their summaries for the report and their histograms for the plot.
@@ -86,6 +351,16 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
     }
     if args.orders && args.rate.is_some() {
         return Err("--orders runs closed loop; leave out --rate".into());
+    }
+    if args.window_count == 0 {
+        return Err("--window-count must be at least 1".into());
+    }
+    if args.restart_check && (args.addr.is_some() || args.orders) {
+        return Err(
+            "--restart-check needs the benchmark's own server and transfers: leave out \
+                    --addr and --orders"
+                .into(),
+        );
     }
     let command_line: Vec<String> = std::env::args().collect();
     let time_unix_s = report::unix_time_s();
@@ -124,8 +399,12 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 );
                 baselines.sync = Some(sync);
             }
-            let server = crate::start::Server::start(&start, false)?;
-            let addr = server.local_addr();
+            let server = if args.restart_check {
+                OwnServer::Child(ChildServer::start(&start)?)
+            } else {
+                OwnServer::InProcess(crate::start::Server::start(&start, false)?)
+            };
+            let addr = server.addr();
             let echo = measure_echo(args.transfer_batch_count)?;
             say!(
                 "baseline: loopback echo of frames of {}: p50 {}, p99 {}",
@@ -141,21 +420,39 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
 
     let result = if args.orders {
         crate::benchmark_orders::drive(args, addr)
+            .map(|measurement| (measurement, Progress::default()))
     } else {
-        drive(args, addr)
+        drive(
+            args,
+            addr,
+            own_server.as_ref().map(|(server, dir)| Watched {
+                data: dir.as_path(),
+                pid: server.pid(),
+            }),
+        )
     };
-    if let Some((server, dir)) = own_server {
-        // The server runs in this process, so this process's memory is the server's (plus the
-        // benchmark's clients, which hold little).
-        (resources.rss_bytes, resources.rss_peak_bytes) = report::process_memory();
-        server.shutdown()?;
+    let mut restart = None;
+    if let Some((mut server, dir)) = own_server {
+        // An in-process server's memory is this process's (plus the benchmark's clients, which
+        // hold little).
+        (resources.rss_bytes, resources.rss_peak_bytes) = report::process_memory_of(server.pid());
+        if let (OwnServer::Child(child), Ok((_, progress))) = (&mut server, &result) {
+            restart = Some(restart_check(child, args, &progress.sample_indexes));
+        }
+        server.stop()?;
         if let Some((disk_bytes, file_bytes)) = report::disk_use(&dir) {
             resources.data_disk_bytes = Some(disk_bytes);
             resources.data_file_bytes = Some(file_bytes);
         }
+        if let Some(split) = report::disk_split(&dir) {
+            resources.journal_bytes = Some(split.journal_bytes);
+            resources.checkpoint_bytes = Some(split.checkpoint_bytes);
+            resources.history_bytes = Some(split.history_bytes.unwrap_or(0));
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let measurement = result?;
+    let (measurement, progress) = result?;
+    let restart = restart.transpose()?;
     machine.load_average_end = report::load_average();
 
     let config = run_config(args);
@@ -173,6 +470,9 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         requests_per_s: rate(measurement.requests, measurement.elapsed),
     };
     print_summary(&config, &throughput, &measurement.latencies, &resources);
+    if !args.orders {
+        print_windows_summary(args.window_count, &progress.windows, &resources);
+    }
 
     let (commit, commit_dirty) = report::commit();
     let summary = |histogram: &Option<Histogram<u64>>| {
@@ -203,6 +503,9 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         )?,
         resources,
         config,
+        windows: progress.windows,
+        sample_lookup: progress.sample_lookup,
+        restart,
     };
     if let Some(path) = &args.output {
         report::write(path, &report)?;
@@ -219,6 +522,28 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         std::fs::write(path, svg)
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
         say!("latency percentiles drawn in {}", path.display());
+    }
+    if let Some(restart) = &report.restart {
+        if !restart.balances_same {
+            return Err("balances after the restart differ from those before the kill".into());
+        }
+    }
+    let lookups = [
+        report.sample_lookup.as_ref(),
+        report
+            .restart
+            .as_ref()
+            .and_then(|restart| restart.sample_lookup.as_ref()),
+    ];
+    for lookup in lookups.into_iter().flatten() {
+        if lookup.found < lookup.sampled {
+            return Err(format!(
+                "sample lookup: {} of {} acknowledged transfers not found",
+                thousands(lookup.sampled - lookup.found),
+                thousands(lookup.sampled)
+            )
+            .into());
+        }
     }
     Ok(())
 }
@@ -282,6 +607,7 @@ fn run_config(args: &BenchmarkArgs) -> RunConfig {
         transfer_batch_count: args.transfer_batch_count,
         transfer_pending: args.transfer_pending,
         seed: args.seed,
+        window_count: (!args.orders).then_some(args.window_count),
     }
 }
 
@@ -362,6 +688,107 @@ fn print_summary(
             "memory: resident {} MiB, peak {} MiB",
             rss >> 20,
             resources.rss_peak_bytes.unwrap_or(rss) >> 20
+        );
+    }
+}
+
+/// `1234567890` bytes as `1,177 MiB`.
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", thousands(bytes >> 20))
+}
+
+/// The disk part of a window line or the summary: `journal 1,024 MiB, checkpoints 0 MiB,
+/// history none`.
+fn disk_text(journal: u64, checkpoints: u64, history: Option<u64>) -> String {
+    format!(
+        "journal {}, checkpoints {}, history {}",
+        mib(journal),
+        mib(checkpoints),
+        history.map_or_else(|| "none".to_string(), mib)
+    )
+}
+
+/// The line printed at the end of window `number` (1-based).
+fn window_line(number: usize, window: &Window) -> String {
+    let mut line = format!(
+        "window {number}: {} so far, {} transfers/s over the last {:.2} s",
+        counted(window.transfers, "transfer"),
+        thousands(window.transfers_per_second.round() as u64),
+        window.seconds
+    );
+    if let Some(rss) = window.rss_bytes {
+        line.push_str(&format!("; resident {}", mib(rss)));
+    }
+    if let (Some(journal), Some(checkpoints)) = (window.journal_bytes, window.checkpoint_bytes) {
+        line.push_str(&format!(
+            "; disk: {}",
+            // The history directory does not exist until the history store writes one.
+            disk_text(
+                journal,
+                checkpoints,
+                window.history_bytes.filter(|&bytes| bytes > 0)
+            )
+        ));
+    }
+    line
+}
+
+/// The end of the run against its windows: throughput of the first and the last window, and
+/// memory at the end against memory at the first window boundary.
+fn print_windows_summary(window_count: u64, windows: &[Window], resources: &Resources) {
+    if let (Some(journal), Some(checkpoints)) =
+        (resources.journal_bytes, resources.checkpoint_bytes)
+    {
+        say!(
+            "disk at the end: {}",
+            disk_text(
+                journal,
+                checkpoints,
+                resources.history_bytes.filter(|&bytes| bytes > 0)
+            )
+        );
+    }
+    let (first, last) = match windows {
+        [] => {
+            say!(
+                "windows: none (fewer than {} acknowledged)",
+                counted(window_count, "transfer")
+            );
+            return;
+        }
+        [only] => {
+            say!(
+                "windows: one window of {} at {} transfers/s, so no first-to-last ratio",
+                counted(window_count, "transfer"),
+                thousands(only.transfers_per_second.round() as u64)
+            );
+            if let (Some(end), Some(first)) = (resources.rss_bytes, only.rss_bytes) {
+                say!(
+                    "memory: resident {} at the end, {} at the window boundary",
+                    mib(end),
+                    mib(first)
+                );
+            }
+            return;
+        }
+        [first, .., last] => (first, last),
+    };
+    say!(
+        "windows: {} of {}; throughput first {} transfers/s, last {} transfers/s: \
+         last/first {:.2}",
+        windows.len(),
+        counted(window_count, "transfer"),
+        thousands(first.transfers_per_second.round() as u64),
+        thousands(last.transfers_per_second.round() as u64),
+        last.transfers_per_second / first.transfers_per_second.max(1e-9)
+    );
+    if let (Some(end), Some(at_first)) = (resources.rss_bytes, first.rss_bytes) {
+        say!(
+            "memory: resident {} at the end, {} after the first window ({}): end/first {:.2}",
+            mib(end),
+            mib(at_first),
+            counted(first.transfers, "transfer"),
+            end as f64 / (at_first as f64).max(1.0)
         );
     }
 }
@@ -557,6 +984,76 @@ fn account_id(index: u64) -> u128 {
     u128::from(index) + 1
 }
 
+/// The id of the transfer sent `index`-th (0-based) in the run.
+fn transfer_id(index: u64) -> u128 {
+    TRANSFER_ID_BASE + u128::from(index) + 1
+}
+
+/// The first transfer index and the transfer count of request `request_index`.
+fn batch_range(args: &BenchmarkArgs, request_index: u64) -> (u64, u64) {
+    let batch = u64::from(args.transfer_batch_count);
+    let first = request_index * batch;
+    (first, batch.min(args.transfer_count - first))
+}
+
+/// Chooses the transfers the sample lookup checks: every `stride`-th transfer index from
+/// `offset`, the stride from the transfer count so that at most [`SAMPLE_MAX`] are chosen,
+/// spread evenly over the whole run, and the same ones for the same count and seed. It keeps
+/// the chosen indexes whose requests were acknowledged, in memory allocated once.
+pub struct Sampler {
+    stride: u64,
+    offset: u64,
+    acknowledged: Mutex<Vec<u64>>,
+}
+
+impl Sampler {
+    pub fn new(transfer_count: u64, seed: u64) -> Sampler {
+        let stride = transfer_count.div_ceil(SAMPLE_MAX).max(1);
+        let offset = seed % stride;
+        let capacity = transfer_count.saturating_sub(offset).div_ceil(stride);
+        Sampler {
+            stride,
+            offset,
+            acknowledged: Mutex::new(Vec::with_capacity(usize::try_from(capacity).unwrap_or(0))),
+        }
+    }
+
+    /// The chosen indexes in `first..first + count`, ascending.
+    fn chosen_in(&self, first: u64, count: u64) -> impl Iterator<Item = u64> {
+        let start = if first <= self.offset {
+            self.offset
+        } else {
+            self.offset + (first - self.offset).div_ceil(self.stride) * self.stride
+        };
+        let step = usize::try_from(self.stride).unwrap_or(usize::MAX);
+        (start..first.saturating_add(count)).step_by(step)
+    }
+
+    /// Records that the transfers `first..first + count` were acknowledged (each range once).
+    pub fn acknowledge(&self, first: u64, count: u64) {
+        let mut chosen = self.chosen_in(first, count).peekable();
+        if chosen.peek().is_none() {
+            return;
+        }
+        // Each index is chosen once and the capacity counts them all, so this never grows.
+        self.acknowledged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(chosen);
+    }
+
+    /// The acknowledged chosen indexes, ascending.
+    pub fn indexes(&self) -> Vec<u64> {
+        let mut indexes = self
+            .acknowledged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        indexes.sort_unstable();
+        indexes
+    }
+}
+
 fn create_accounts(client: &mut Client, count: u32) -> Result<(), BoxError> {
     let mut body = Vec::with_capacity(8_189 * Account::SIZE);
     let mut created = 0u32;
@@ -595,9 +1092,43 @@ fn check_results(body: &[u8], what: &str, exists_ok: bool) -> Result<u64, BoxErr
     Ok(created)
 }
 
+/// A window boundary crossed, sent by the client whose reply crossed it.
+struct Crossing {
+    /// Transfers acknowledged, this reply's included.
+    transfers: u64,
+    at: Instant,
+}
+
 struct Totals {
     requests: AtomicU64,
     transfers: AtomicU64,
+    window_count: u64,
+    /// Locked while `transfers` is added to, so boundaries are sent in the order crossed.
+    crossings: Mutex<mpsc::Sender<Crossing>>,
+    sampler: Option<Sampler>,
+}
+
+impl Totals {
+    /// Counts an acknowledged request whose `created` transfers start at index `first`.
+    fn acknowledge(&self, first: u64, created: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(sampler) = &self.sampler {
+            sampler.acknowledge(first, created);
+        }
+        let crossings = self
+            .crossings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = self.transfers.fetch_add(created, Ordering::Relaxed);
+        let after = before + created;
+        if after / self.window_count > before / self.window_count {
+            // The receiver lives until every client has finished.
+            let _ = crossings.send(Crossing {
+                transfers: after,
+                at: Instant::now(),
+            });
+        }
+    }
 }
 
 /// Fills `body` with the transfers of request `request_index` (a pure function of the seed and
@@ -608,15 +1139,13 @@ fn transfer_batch(
     request_index: u64,
     body: &mut Vec<u8>,
 ) -> u32 {
-    let batch = u64::from(args.transfer_batch_count);
-    let first = request_index * batch;
-    let count = batch.min(args.transfer_count - first);
+    let (first, count) = batch_range(args, request_index);
     let mut random = Random(args.seed ^ request_index.wrapping_mul(0xA24B_AED4_963E_E407));
     body.clear();
     for offset in 0..count {
         let (debit, credit) = picker.pick_pair(&mut random);
         let transfer = Transfer {
-            id: TRANSFER_ID_BASE + u128::from(first + offset) + 1,
+            id: transfer_id(first + offset),
             debit_account_id: account_id(debit),
             credit_account_id: account_id(credit),
             amount: 1,
@@ -636,7 +1165,13 @@ fn transfer_batch(
     count as u32
 }
 
-fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<Measurement, BoxError> {
+/// Sends the transfers. `watched` is the own server, whose memory and disk each window line
+/// reports.
+fn drive(
+    args: &BenchmarkArgs,
+    addr: SocketAddr,
+    watched: Option<Watched<'_>>,
+) -> Result<(Measurement, Progress), BoxError> {
     let mut setup = Client::connect(addr)?;
     let accounts_start = Instant::now();
     create_accounts(&mut setup, args.account_count)?;
@@ -650,9 +1185,13 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<Measurement, BoxError
         .transfer_count
         .div_ceil(u64::from(args.transfer_batch_count));
     let next_request = Arc::new(AtomicU64::new(0));
+    let (crossings_tx, crossings) = mpsc::channel();
     let totals = Arc::new(Totals {
         requests: AtomicU64::new(0),
         transfers: AtomicU64::new(0),
+        window_count: args.window_count,
+        crossings: Mutex::new(crossings_tx),
+        sampler: (!args.no_sample_lookup).then(|| Sampler::new(args.transfer_count, args.seed)),
     });
     let progress = if args.no_progress {
         ProgressBar::hidden()
@@ -692,8 +1231,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<Measurement, BoxError
                         let reply = client.request(Operation::CreateTransfers, &body)?;
                         latencies.record(duration_ns(sent.elapsed()).max(1))?;
                         let created = check_results(&reply.body, "create_transfers", false)?;
-                        totals.requests.fetch_add(1, Ordering::Relaxed);
-                        totals.transfers.fetch_add(created, Ordering::Relaxed);
+                        totals.acknowledge(batch_range(&args_copy, index).0, created);
                         progress.inc(u64::from(count));
                     },
                     Some(rate) => open_loop(
@@ -715,6 +1253,7 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<Measurement, BoxError
             },
         ));
     }
+    let windows = watch_windows(&crossings, &handles, start, watched.as_ref(), &progress);
     let mut latencies = histogram();
     let mut failure = None;
     for handle in handles {
@@ -733,12 +1272,162 @@ fn drive(args: &BenchmarkArgs, addr: SocketAddr) -> Result<Measurement, BoxError
     let transfers = totals.transfers.load(Ordering::Relaxed);
     let requests = totals.requests.load(Ordering::Relaxed);
     verify_balances(&mut setup, args, transfers)?;
-    Ok(Measurement {
+    let sample_indexes = totals
+        .sampler
+        .as_ref()
+        .map_or_else(Vec::new, Sampler::indexes);
+    let sample_lookup = match &totals.sampler {
+        Some(_) => Some(lookup_sample(&mut setup, &sample_indexes, "sample lookup")?),
+        None => None,
+    };
+    let measurement = Measurement {
         latencies,
         requests,
         events: transfers,
         elapsed,
-    })
+    };
+    Ok((
+        measurement,
+        Progress {
+            windows,
+            sample_lookup,
+            sample_indexes,
+        },
+    ))
+}
+
+/// Records and prints a window each time a client reports a boundary crossed, until every
+/// client has finished.
+fn watch_windows<T>(
+    crossings: &mpsc::Receiver<Crossing>,
+    clients: &[std::thread::JoinHandle<T>],
+    start: Instant,
+    watched: Option<&Watched<'_>>,
+    progress: &ProgressBar,
+) -> Vec<Window> {
+    let mut windows = Vec::new();
+    let mut previous = Crossing {
+        transfers: 0,
+        at: start,
+    };
+    let mut record = |crossing: Crossing| {
+        let seconds = crossing
+            .at
+            .saturating_duration_since(previous.at)
+            .as_secs_f64();
+        let split = watched.and_then(|watched| report::disk_split(watched.data));
+        let window = Window {
+            transfers: crossing.transfers,
+            seconds,
+            transfers_per_second: crossing.transfers.saturating_sub(previous.transfers) as f64
+                / seconds.max(1e-9),
+            rss_bytes: watched.and_then(|watched| report::process_memory_of(watched.pid).0),
+            journal_bytes: split.map(|split| split.journal_bytes),
+            checkpoint_bytes: split.map(|split| split.checkpoint_bytes),
+            history_bytes: split.map(|split| split.history_bytes.unwrap_or(0)),
+        };
+        let line = window_line(windows.len() + 1, &window);
+        if progress.is_hidden() {
+            say!("{line}");
+        } else {
+            progress.println(line);
+        }
+        windows.push(window);
+        previous = crossing;
+    };
+    loop {
+        match crossings.recv_timeout(Duration::from_millis(100)) {
+            Ok(crossing) => record(crossing),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if clients.iter().all(std::thread::JoinHandle::is_finished) {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // A client may have sent its last crossing just before it finished.
+    while let Ok(crossing) = crossings.try_recv() {
+        record(crossing);
+    }
+    windows
+}
+
+/// Looks the sampled transfers (by index) up again, in requests within the frame limit.
+/// `label` starts the printed lines.
+fn lookup_sample(
+    client: &mut Client,
+    indexes: &[u64],
+    label: &str,
+) -> Result<SampleLookup, BoxError> {
+    let start = Instant::now();
+    let mut body = Vec::with_capacity(LOOKUP_BATCH_MAX * 16);
+    let mut returned = Vec::with_capacity(LOOKUP_BATCH_MAX);
+    let mut missing = Vec::new();
+    let mut found = 0u64;
+    for chunk in indexes.chunks(LOOKUP_BATCH_MAX) {
+        body.clear();
+        for &index in chunk {
+            body.extend_from_slice(&transfer_id(index).to_le_bytes());
+        }
+        let reply = client.request(Operation::LookupTransfers, &body)?;
+        if reply.status() != FrameStatus::Ok {
+            return Err(format!("lookup_transfers: frame status {:?}", reply.status()).into());
+        }
+        found += count_found(
+            chunk.iter().map(|&index| transfer_id(index)),
+            &reply.body,
+            &mut returned,
+            &mut missing,
+        );
+    }
+    let lookup = SampleLookup {
+        sampled: indexes.len() as u64,
+        found,
+        duration_ms: start.elapsed().as_secs_f64() * 1_000.0,
+        missing: missing.iter().map(u128::to_string).collect(),
+    };
+    say!(
+        "{label}: {} of {} found in {:.0} ms",
+        thousands(lookup.found),
+        thousands(lookup.sampled),
+        lookup.duration_ms
+    );
+    if !lookup.missing.is_empty() {
+        say!(
+            "{label}: missing ids (first {}): {}",
+            lookup.missing.len(),
+            lookup.missing.join(", ")
+        );
+    }
+    Ok(lookup)
+}
+
+/// Counts the `requested` ids that a `lookup_transfers` reply body holds, and adds the first
+/// missing ones to `missing` (up to [`report::MISSING_LISTED_MAX`] in all). `returned` is
+/// scratch space.
+fn count_found(
+    requested: impl Iterator<Item = u128>,
+    reply: &[u8],
+    returned: &mut Vec<u128>,
+    missing: &mut Vec<u128>,
+) -> u64 {
+    returned.clear();
+    returned.extend(
+        reply
+            .chunks_exact(Transfer::SIZE)
+            .map(|chunk| u128::from_le_bytes(chunk[..16].try_into().unwrap_or([0; 16]))),
+    );
+    returned.sort_unstable();
+    let mut found = 0;
+    for id in requested {
+        if returned.binary_search(&id).is_ok() {
+            found += 1;
+        } else if missing.len() < report::MISSING_LISTED_MAX {
+            missing.push(id);
+        }
+    }
+    found
 }
 
 /// The schedule of an open-loop run.
@@ -783,7 +1472,7 @@ fn open_loop(
         }
         let count = transfer_batch(args, picker, index, &mut body);
         client.send(Operation::CreateTransfers, &body)?;
-        planned.push_back(plan);
+        planned.push_back((plan, batch_range(args, index).0));
         progress.inc(u64::from(count));
     }
     while !planned.is_empty() {
@@ -792,20 +1481,21 @@ fn open_loop(
     Ok(())
 }
 
+/// Receives the oldest reply in flight; `planned` holds each request's planned send time and
+/// first transfer index.
 fn receive_one(
     client: &mut Client,
-    planned: &mut std::collections::VecDeque<Instant>,
+    planned: &mut std::collections::VecDeque<(Instant, u64)>,
     latencies: &mut Histogram<u64>,
     totals: &Totals,
 ) -> Result<(), BoxError> {
     let reply = client.receive()?;
-    let plan = planned
+    let (plan, first) = planned
         .pop_front()
         .ok_or("a reply arrived that was not asked for")?;
     latencies.record(duration_ns(plan.elapsed()).max(1))?;
     let created = check_results(&reply.body, "create_transfers", false)?;
-    totals.requests.fetch_add(1, Ordering::Relaxed);
-    totals.transfers.fetch_add(created, Ordering::Relaxed);
+    totals.acknowledge(first, created);
     Ok(())
 }
 
@@ -858,5 +1548,119 @@ fn verify_balances(
         Ok(())
     } else {
         Err("balances do not add up".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_spreads_a_bounded_sample_over_the_whole_run() {
+        for (transfer_count, seed) in [(1, 7), (9_999, 3), (10_000, 42), (123_457, 42)] {
+            let sampler = Sampler::new(transfer_count, seed);
+            // Acknowledged in requests of 7 transfers, out of order as clients would.
+            let requests = transfer_count.div_ceil(7);
+            for request in (0..requests).rev() {
+                let first = request * 7;
+                sampler.acknowledge(first, 7.min(transfer_count - first));
+            }
+            let indexes = sampler.indexes();
+            assert!(!indexes.is_empty(), "{transfer_count}");
+            assert!(indexes.len() as u64 <= SAMPLE_MAX, "{transfer_count}");
+            // Never grew: all fit in the capacity chosen at the start.
+            let capacity = sampler
+                .acknowledged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .capacity();
+            assert!(indexes.len() <= capacity);
+            // Evenly spaced, from the start to the end of the run.
+            let stride = transfer_count.div_ceil(SAMPLE_MAX).max(1);
+            assert!(indexes.windows(2).all(|pair| pair[1] - pair[0] == stride));
+            assert!(indexes[0] < stride, "{transfer_count}: {}", indexes[0]);
+            let last = *indexes.last().unwrap_or(&0);
+            assert!(last < transfer_count && last + stride >= transfer_count);
+            // The same count and seed choose the same transfers.
+            let again = Sampler::new(transfer_count, seed);
+            again.acknowledge(0, transfer_count);
+            assert_eq!(again.indexes(), indexes);
+        }
+        // 100 million transfers: 10,000 chosen, one every 10,000.
+        let sampler = Sampler::new(100_000_000, 42);
+        sampler.acknowledge(0, 100_000_000);
+        let indexes = sampler.indexes();
+        assert_eq!(indexes.len(), 10_000);
+        assert_eq!(indexes[1] - indexes[0], 10_000);
+    }
+
+    #[test]
+    fn sampler_keeps_only_acknowledged_transfers() {
+        let sampler = Sampler::new(1_000, 0);
+        sampler.acknowledge(0, 500);
+        assert_eq!(sampler.indexes(), (0..500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn count_found_names_the_missing_ids() {
+        let transfer = |id: u128| {
+            let mut bytes = [0; Transfer::SIZE];
+            Transfer {
+                id,
+                ..Transfer::default()
+            }
+            .encode(&mut bytes);
+            bytes
+        };
+        let requested: Vec<u128> = (1..=20).collect();
+        // The reply holds the even ids only.
+        let reply: Vec<u8> = requested
+            .iter()
+            .filter(|&&id| id % 2 == 0)
+            .flat_map(|&id| transfer(id))
+            .collect();
+        let mut returned = Vec::new();
+        let mut missing = Vec::new();
+        let found = count_found(
+            requested.iter().copied(),
+            &reply,
+            &mut returned,
+            &mut missing,
+        );
+        assert_eq!(found, 10);
+        assert_eq!(missing, vec![1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+        // The list stays short however many are missing.
+        let found = count_found(21..=40, &[], &mut returned, &mut missing);
+        assert_eq!(found, 0);
+        assert_eq!(missing.len(), report::MISSING_LISTED_MAX);
+    }
+
+    #[test]
+    fn window_lines_say_what_they_measured() {
+        let window = Window {
+            transfers: 20_000_000,
+            seconds: 12.5,
+            transfers_per_second: 800_000.0,
+            rss_bytes: Some(3 << 30),
+            journal_bytes: Some(2 << 30),
+            checkpoint_bytes: Some(512 << 20),
+            history_bytes: Some(0),
+        };
+        assert_eq!(
+            window_line(2, &window),
+            "window 2: 20,000,000 transfers so far, 800,000 transfers/s over the last 12.50 s; \
+             resident 3,072 MiB; disk: journal 2,048 MiB, checkpoints 512 MiB, history none"
+        );
+        let external = Window {
+            rss_bytes: None,
+            journal_bytes: None,
+            checkpoint_bytes: None,
+            history_bytes: None,
+            ..window
+        };
+        assert_eq!(
+            window_line(1, &external),
+            "window 1: 20,000,000 transfers so far, 800,000 transfers/s over the last 12.50 s"
+        );
     }
 }

@@ -383,4 +383,18 @@ pub struct BenchmarkArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Print one line each time this many more transfers are acknowledged: the rate over that
+    /// window and, for the own server, memory and disk split into journal, checkpoints and
+    /// history. The summary compares the first and the last window (docs/benchmark.md).
+    #[arg(long, default_value_t = 10_000_000, value_name = "N")]
+    pub window_count: u64,
+    /// Skip the lookup at the end of a sample of at most 10,000 acknowledged transfer ids
+    /// spread over the whole run (without this flag a missing id fails the run).
+    #[arg(long)]
+    pub no_sample_lookup: bool,
+    /// Run the own server as a child process (`clearline start`), and at the end kill it with
+    /// SIGKILL, start it again on the same data directory, time until it answers, and check
+    /// that balances and the sample are the same as before the kill.
+    #[arg(long)]
+    pub restart_check: bool,
 }

@@ -56,6 +56,83 @@ pub struct Report {
     pub latency: Latency,
     /// Memory and disk of the benchmark's own server; empty for a server in another process.
     pub resources: Resources,
+    /// One entry per `--window-count` transfers acknowledged, in order; empty for `--orders`,
+    /// absent in files written before windows existed.
+    #[serde(default)]
+    pub windows: Vec<Window>,
+    /// The lookup of a sample of acknowledged transfer ids at the end; absent with
+    /// `--no-sample-lookup` or `--orders`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_lookup: Option<SampleLookup>,
+    /// The restart after SIGKILL at the end; absent without `--restart-check`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartCheck>,
+}
+
+/// `--restart-check`: the own server killed with SIGKILL at the end and started again.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct RestartCheck {
+    /// From starting the process again to its first answer, in seconds.
+    pub serving_s: f64,
+    /// Whether every account's balances read the same after the restart as before the kill.
+    pub balances_same: bool,
+    /// The sample lookup again after the restart; absent with `--no-sample-lookup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_lookup: Option<SampleLookup>,
+}
+
+/// The run up to one window boundary: the transfers acknowledged so far, the rate over the
+/// window that ended there, and the own server's memory and disk at that moment.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Transfers acknowledged from the start of the run to the end of this window (at least
+    /// the boundary; a request in flight across it counts whole).
+    pub transfers: u64,
+    /// Wall time of this window alone, in seconds.
+    pub seconds: f64,
+    /// Transfers acknowledged in this window over `seconds`.
+    pub transfers_per_second: f64,
+    /// Resident memory of the process (own server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Disk blocks of the journal segments (own server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_bytes: Option<u64>,
+    /// Disk blocks of the checkpoint files (own server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_bytes: Option<u64>,
+    /// Disk blocks under the history directory, 0 while it does not exist (own server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_bytes: Option<u64>,
+}
+
+/// The sample lookup: acknowledged transfer ids spread over the whole run, looked up again.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SampleLookup {
+    /// Ids looked up.
+    pub sampled: u64,
+    /// Ids the server returned.
+    pub found: u64,
+    /// Wall time of all the lookups, in milliseconds.
+    pub duration_ms: f64,
+    /// The first missing ids (at most [`MISSING_LISTED_MAX`]), as decimal strings, since a
+    /// u128 does not fit a JSON number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+}
+
+/// How many missing ids a report lists.
+pub const MISSING_LISTED_MAX: usize = 10;
+
+/// Disk blocks under a data directory by kind, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskSplit {
+    /// `journal/segment-*.log`.
+    pub journal_bytes: u64,
+    /// `journal/checkpoint-*.ckpt`.
+    pub checkpoint_bytes: u64,
+    /// Everything under `history/`; `None` while the directory does not exist.
+    pub history_bytes: Option<u64>,
 }
 
 /// The machine, from `/proc`.
@@ -144,6 +221,9 @@ pub struct RunConfig {
     pub transfer_pending: bool,
     /// `--seed`.
     pub seed: u64,
+    /// `--window-count`; absent with `--orders` and in files written before windows existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_count: Option<u64>,
 }
 
 /// Floors measured in the same run, before the load; absent when not measured (no own server,
@@ -218,7 +298,7 @@ pub struct Percentile {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Resources {
     /// Resident memory of the process (server and benchmark clients) at the end of the load
-    /// (`VmRSS` in `/proc/self/status`).
+    /// (`VmRSS` in `/proc/self/status`; of the server's own process with `--restart-check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
     /// Peak resident memory of the process (`VmHWM`).
@@ -231,6 +311,15 @@ pub struct Resources {
     /// Apparent size of the files under the data directory after shutdown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_file_bytes: Option<u64>,
+    /// Disk blocks of the journal segments after shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_bytes: Option<u64>,
+    /// Disk blocks of the checkpoint files after shutdown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_bytes: Option<u64>,
+    /// Disk blocks under the history directory after shutdown (0 when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_bytes: Option<u64>,
 }
 
 impl RunConfig {
@@ -431,9 +520,13 @@ pub fn load_average() -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// This process's resident memory now and at its peak, in bytes.
-pub fn process_memory() -> (Option<u64>, Option<u64>) {
-    match std::fs::read_to_string("/proc/self/status") {
+/// The resident memory now and at its peak of process `pid` (this one if `None`), in bytes.
+pub fn process_memory_of(pid: Option<u32>) -> (Option<u64>, Option<u64>) {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_string(),
+        |pid| format!("/proc/{pid}/status"),
+    );
+    match std::fs::read_to_string(path) {
         Ok(text) => (status_kib(&text, "VmRSS:"), status_kib(&text, "VmHWM:")),
         Err(_) => (None, None),
     }
@@ -470,6 +563,35 @@ pub fn disk_use(dir: &Path) -> Option<(u64, u64)> {
         }
     }
     Some((blocks_bytes, file_bytes))
+}
+
+/// Disk blocks of the journal segments, the checkpoints and the history store under the data
+/// directory `dir` (the layout of `clearline start --data`, docs/durability.md), or `None` if
+/// the journal directory cannot be read. A file removed while it is listed (a retired segment,
+/// a replaced checkpoint) counts as gone.
+pub fn disk_split(dir: &Path) -> Option<DiskSplit> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut split = DiskSplit::default();
+    for entry in std::fs::read_dir(dir.join("journal")).ok()? {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        // st_blocks counts 512-byte units whatever the file system's block size.
+        let bytes = metadata.blocks().saturating_mul(512);
+        if name.starts_with("segment-") && name.ends_with(".log") {
+            split.journal_bytes = split.journal_bytes.saturating_add(bytes);
+        } else if name.starts_with("checkpoint-") && name.ends_with(".ckpt") {
+            split.checkpoint_bytes = split.checkpoint_bytes.saturating_add(bytes);
+        }
+    }
+    let history = dir.join("history");
+    if history.is_dir() {
+        split.history_bytes = Some(disk_use(&history).map_or(0, |(blocks, _)| blocks));
+    }
+    Some(split)
 }
 
 #[cfg(test)]
@@ -521,6 +643,7 @@ mod tests {
                 transfer_batch_count: 1,
                 transfer_pending: false,
                 seed: 42,
+                window_count: Some(5_000),
             },
             baselines: Baselines {
                 sync: Some(Latency::from_histogram(&sync, LatencyStart::Send).expect("encodes")),
@@ -540,7 +663,26 @@ mod tests {
                 rss_peak_bytes: Some(150 << 20),
                 data_disk_bytes: None,
                 data_file_bytes: None,
+                journal_bytes: Some(1 << 30),
+                checkpoint_bytes: Some(0),
+                history_bytes: Some(0),
             },
+            windows: vec![Window {
+                transfers: 5_000,
+                seconds: 2.5,
+                transfers_per_second: 2_000.0,
+                rss_bytes: Some(120 << 20),
+                journal_bytes: Some(1 << 30),
+                checkpoint_bytes: Some(0),
+                history_bytes: Some(0),
+            }],
+            sample_lookup: Some(SampleLookup {
+                sampled: 10_000,
+                found: 9_999,
+                duration_ms: 12.5,
+                missing: vec!["18446744073709551617".into()],
+            }),
+            restart: None,
         }
     }
 
@@ -566,6 +708,56 @@ mod tests {
         assert_eq!(histogram.len(), 10_001);
         assert_eq!(back.latency.at(100.0), Some(histogram.max()));
         assert_eq!(back.latency.count, 10_001);
+    }
+
+    #[test]
+    fn reports_without_windows_still_parse() {
+        // A file written before windows and the sample lookup existed.
+        let mut value = serde_json::to_value(sample()).expect("serializes");
+        let object = value.as_object_mut().expect("an object");
+        object.remove("windows");
+        object.remove("sample_lookup");
+        for field in ["journal_bytes", "checkpoint_bytes", "history_bytes"] {
+            value["resources"]
+                .as_object_mut()
+                .expect("an object")
+                .remove(field);
+        }
+        value["config"]
+            .as_object_mut()
+            .expect("an object")
+            .remove("window_count");
+        let report = parse(&value.to_string()).expect("parses");
+        assert!(report.windows.is_empty());
+        assert_eq!(report.sample_lookup, None);
+        assert_eq!(report.config.window_count, None);
+        assert_eq!(report.resources.journal_bytes, None);
+    }
+
+    #[test]
+    fn disk_split_sorts_files_by_kind() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let journal = dir.path().join("journal");
+        std::fs::create_dir(&journal).expect("created");
+        let block = vec![1u8; 64 * 1024];
+        for (name, copies) in [
+            ("segment-0000000000000001.log", 2),
+            ("checkpoint-00000000000000000007.ckpt", 1),
+            ("checkpoint-00000000000000000007.ckpt.tmp", 4),
+        ] {
+            std::fs::write(journal.join(name), block.repeat(copies)).expect("written");
+        }
+        let split = disk_split(dir.path()).expect("readable");
+        assert!(split.journal_bytes >= 128 * 1024, "{split:?}");
+        assert!(split.checkpoint_bytes >= 64 * 1024, "{split:?}");
+        // The unfinished checkpoint is neither.
+        assert!(split.checkpoint_bytes < 128 * 1024, "{split:?}");
+        assert_eq!(split.history_bytes, None);
+        std::fs::create_dir(dir.path().join("history")).expect("created");
+        std::fs::write(dir.path().join("history").join("run"), &block).expect("written");
+        let split = disk_split(dir.path()).expect("readable");
+        assert!(split.history_bytes >= Some(64 * 1024), "{split:?}");
+        assert_eq!(disk_split(&dir.path().join("missing")), None);
     }
 
     #[test]

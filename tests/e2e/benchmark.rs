@@ -1,6 +1,7 @@
 //! `clearline benchmark --output/--plot` and `clearline benchmark compare`, run as the real
 //! binary: a saved run holds what docs/benchmark.md promises, and two saved runs compare into a
-//! table whose ratios match the files and a plot with a legend.
+//! table whose ratios match the files and a plot with a legend. A run prints and saves its
+//! windows (`--window-count`) and looks a sample of its acknowledged transfers up at the end.
 
 use std::path::Path;
 use std::process::Output;
@@ -10,7 +11,7 @@ use base64::Engine as _;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
-use crate::support::{clearline_command, clearline_ok, run_until_exit};
+use crate::support::{clearline_command, clearline_ok, run_until_exit, Options, Server};
 
 /// A small benchmark run can take this long on a loaded machine.
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -240,4 +241,192 @@ fn compare_refuses_files_that_are_not_results() {
     ]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+}
+
+/// The windows and the sample lookup of a run on the benchmark's own server.
+#[test]
+fn benchmark_reports_windows_and_finds_its_sample() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("windows.json");
+    let stdout = succeed(&[
+        "benchmark",
+        "--sync",
+        "none",
+        "--account-count",
+        "100",
+        "--transfer-count",
+        "25000",
+        "--transfer-batch-count",
+        "500",
+        "--window-count",
+        "5000",
+        "--no-progress",
+        "--output",
+        json.to_str().expect("UTF-8 path"),
+    ]);
+    // One line per window, in order, with the own server's memory and disk.
+    for (number, transfers) in [(1, "5,000"), (2, "10,000"), (5, "25,000")] {
+        let prefix = format!("window {number}: {transfers} transfers so far, ");
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {stdout}"));
+        assert!(line.contains(" transfers/s over the last "), "{line}");
+        assert!(line.contains("; resident "), "{line}");
+        assert!(line.contains("; disk: journal "), "{line}");
+        assert!(line.contains(", history none"), "{line}");
+    }
+    assert!(!stdout.contains("window 6:"), "{stdout}");
+    assert!(
+        stdout.contains("windows: 5 of 5,000 transfers; throughput first "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(" after the first window (5,000 transfers): end/first "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("disk at the end: journal "), "{stdout}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    assert_eq!(u64_of(&report, "/config/window_count"), 5_000);
+    let windows = report["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 5);
+    for (index, window) in windows.iter().enumerate() {
+        // One client and batches that divide the window: each ends exactly at its boundary.
+        assert_eq!(u64_of(window, "/transfers"), 5_000 * (index as u64 + 1));
+        let seconds = f64_of(window, "/seconds");
+        let rate = f64_of(window, "/transfers_per_second");
+        assert!(seconds > 0.0 && rate > 0.0, "{window}");
+        assert!((rate * seconds - 5_000.0).abs() < 1.0, "{window}");
+        assert!(u64_of(window, "/rss_bytes") > 0, "{window}");
+        assert!(u64_of(window, "/journal_bytes") > 0, "{window}");
+        assert!(window.get("checkpoint_bytes").is_some(), "{window}");
+        assert_eq!(u64_of(window, "/history_bytes"), 0, "{window}");
+    }
+    assert!(u64_of(&report, "/resources/journal_bytes") > 0);
+    assert_eq!(u64_of(&report, "/resources/history_bytes"), 0);
+
+    // 25,000 transfers: every third is sampled (over 8,189, so two lookup requests).
+    let lookup = &report["sample_lookup"];
+    assert_eq!(u64_of(lookup, "/sampled"), 8_334);
+    assert_eq!(u64_of(lookup, "/found"), 8_334);
+    assert!(lookup.get("missing").is_none(), "{lookup}");
+    assert!(f64_of(lookup, "/duration_ms") > 0.0);
+    assert!(
+        stdout.contains("sample lookup: 8,334 of 8,334 found in "),
+        "{stdout}"
+    );
+}
+
+/// An external server: windows without resources, a single window, no sample lookup asked.
+#[test]
+fn benchmark_windows_of_an_external_server() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(&dir.path().join("data"), &Options::new("none"));
+    let addr = server.addr.to_string();
+    let json = dir.path().join("external.json");
+    let stdout = succeed(&[
+        "benchmark",
+        "--addr",
+        &addr,
+        "--account-count",
+        "100",
+        "--transfer-count",
+        "3000",
+        "--transfer-batch-count",
+        "1000",
+        "--window-count",
+        "2000",
+        "--no-sample-lookup",
+        "--no-progress",
+        "--output",
+        json.to_str().expect("UTF-8 path"),
+    ]);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("window 1: 2,000 transfers so far, "))
+        .unwrap_or_else(|| panic!("no window line in {stdout}"));
+    assert!(
+        !line.contains("resident") && !line.contains("disk"),
+        "{line}"
+    );
+    assert!(!stdout.contains("window 2:"), "{stdout}");
+    assert!(
+        stdout.contains("windows: one window of 2,000 transfers at "),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sample lookup"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    let windows = report["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 1);
+    assert_eq!(u64_of(&windows[0], "/transfers"), 2_000);
+    for field in [
+        "rss_bytes",
+        "journal_bytes",
+        "checkpoint_bytes",
+        "history_bytes",
+    ] {
+        assert!(windows[0].get(field).is_none(), "{field} in {}", windows[0]);
+    }
+    assert!(report.get("sample_lookup").is_none());
+    drop(server);
+}
+
+/// `--restart-check`: the own server runs as a child process, is killed with SIGKILL at the
+/// end, starts again, and reads the same.
+#[test]
+fn benchmark_restart_check_kills_and_restarts_its_server() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("restart.json");
+    let stdout = succeed(&[
+        "benchmark",
+        "--account-count",
+        "100",
+        "--transfer-count",
+        "3000",
+        "--transfer-batch-count",
+        "100",
+        "--window-count",
+        "1000",
+        "--restart-check",
+        "--no-progress",
+        "--output",
+        json.to_str().expect("UTF-8 path"),
+    ]);
+    for expected in [
+        "sample lookup: 3,000 of 3,000 found in ",
+        "restart after kill -9: serving in ",
+        "restart after kill -9: balances of 100 accounts the same as before the kill",
+        "sample lookup after the restart: 3,000 of 3,000 found in ",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in {stdout}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    let restart = &report["restart"];
+    assert!(f64_of(restart, "/serving_s") > 0.0, "{restart}");
+    assert_eq!(restart["balances_same"], true, "{restart}");
+    assert_eq!(u64_of(restart, "/sample_lookup/found"), 3_000, "{restart}");
+    // The windows read the child's memory, not this benchmark's.
+    let windows = report["windows"].as_array().expect("windows");
+    assert_eq!(windows.len(), 3);
+    assert!(u64_of(&windows[0], "/rss_bytes") > 0);
+    assert!(u64_of(&report, "/resources/rss_bytes") > 0);
+
+    // It needs the benchmark's own server.
+    let output = clearline(&[
+        "benchmark",
+        "--addr",
+        "127.0.0.1:9",
+        "--restart-check",
+        "--no-progress",
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--restart-check needs"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
