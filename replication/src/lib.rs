@@ -10,3 +10,4 @@
 //! layer do not use this crate so far.
 
 pub mod frame;
+pub mod leadership;
