@@ -226,6 +226,13 @@ fn failover_when_the_primary_stops_renewing() {
     wait_until("node 2 sees node 1", &second, || {
         leader_seen_by(&second).is_some()
     });
+    // Let at least one keep-alive be answered, so the deadline under test is a renewal's.
+    let elected_deadline = first.stop_acknowledging_at().expect("node 1 is primary");
+    wait_until("node 1 renews its lease", &first, || {
+        first
+            .stop_acknowledging_at()
+            .is_some_and(|deadline| deadline > elected_deadline)
+    });
     first.set_renewal_paused(true);
     let second_epoch = wait_for_primary("node 2 takes over after the lease expired", &second);
     assert!(
