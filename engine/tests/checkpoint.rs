@@ -187,8 +187,8 @@ fn refuses_images_larger_than_the_configuration() {
 
 /// A version 1 image (written by a build whose id indexes probed one slot at a time) loads:
 /// its index entries are inserted again where this build places them, and the engine answers
-/// as one that applied the same requests, now and for every later request. The fixture is the image after the first 60 requests
-/// of `requests(0xC4EC)`.
+/// as one that applied the same requests, now and for every later request. The fixture is the
+/// image after the first 60 requests of `requests(0xC4EC)`.
 #[test]
 fn reads_a_version_one_image_by_placing_its_index_entries_again() {
     let config = config();
