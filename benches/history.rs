@@ -34,7 +34,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clearline_engine::Transfer;
-use clearline_test_support::Rng;
+use clearline_test_support::{AccountPicker, Rng};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use redb::{ReadableDatabase, TableDefinition};
 use support::temporary_dir;
@@ -51,65 +51,17 @@ const REDB_RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("record
 const REDB_IDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("ids");
 const REDB_ACCOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("accounts");
 
-/// 128 random bits: two draws, the first one high.
-fn next_u128(rng: &mut Rng) -> u128 {
-    (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())
-}
-
-/// Uniform in [0, 1).
-fn next_f64(rng: &mut Rng) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// How transfers pick their accounts.
-enum Accounts {
-    Uniform {
-        count: u64,
-    },
-    /// Zipf with exponent 1: account `k` (1-based) is chosen with weight `1 / k`. `cdf[k - 1]` is
-    /// the probability of choosing an account at most `k`.
-    Zipfian {
-        cdf: Vec<f64>,
-    },
-}
-
-impl Accounts {
-    fn zipfian(count: usize) -> Accounts {
-        let mut cdf = Vec::with_capacity(count);
-        let mut sum = 0.0;
-        for rank in 1..=count {
-            sum += 1.0 / rank as f64;
-            cdf.push(sum);
-        }
-        for value in &mut cdf {
-            *value /= sum;
-        }
-        Accounts::Zipfian { cdf }
-    }
-
-    /// An account id, never 0.
-    fn pick(&self, rng: &mut Rng) -> u128 {
-        match self {
-            Accounts::Uniform { count } => u128::from(rng.next_u64() % count) + 1,
-            Accounts::Zipfian { cdf } => {
-                let u = next_f64(rng);
-                cdf.partition_point(|&p| p < u).min(cdf.len() - 1) as u128 + 1
-            }
-        }
-    }
-}
-
 /// Produces consecutive runs of transfers, as the history writer would see them.
 struct Generator {
     rng: Rng,
-    accounts: Accounts,
+    accounts: AccountPicker,
     timestamp: u64,
     /// Ids that were generated, one in `ID_SAMPLE_STRIDE`.
     ids_present: Vec<u128>,
 }
 
 impl Generator {
-    fn new(accounts: Accounts) -> Generator {
+    fn new(accounts: AccountPicker) -> Generator {
         Generator {
             rng: Rng::new(0x00C1_EA41_14E0),
             accounts,
@@ -121,7 +73,7 @@ impl Generator {
     fn run(&mut self) -> Vec<Transfer> {
         let mut run = Vec::with_capacity(RUN_TRANSFERS);
         for index in 0..RUN_TRANSFERS {
-            let id = next_u128(&mut self.rng) | 1;
+            let id = self.rng.next_u128() | 1;
             let debit_account_id = self.accounts.pick(&mut self.rng);
             let mut credit_account_id = self.accounts.pick(&mut self.rng);
             if credit_account_id == debit_account_id {
@@ -386,22 +338,22 @@ impl Store for Redb {
 
 struct Shape {
     name: &'static str,
-    accounts: fn() -> Accounts,
+    accounts: fn() -> AccountPicker,
 }
 
 const SHAPES: [Shape; 2] = [
     Shape {
         name: "10k_uniform",
-        accounts: || Accounts::Uniform { count: 10_000 },
+        accounts: || AccountPicker::Uniform { count: 10_000 },
     },
     Shape {
         name: "1m_zipfian",
-        accounts: || Accounts::zipfian(1_000_000),
+        accounts: || AccountPicker::zipfian(1_000_000),
     },
 ];
 
 fn baselines(c: &mut Criterion) {
-    let mut generator = Generator::new(Accounts::Uniform { count: 10_000 });
+    let mut generator = Generator::new(AccountPicker::Uniform { count: 10_000 });
     let run = generator.run();
     let sorted = sort_run(&run);
     let mut group = c.benchmark_group("history_baseline");
@@ -499,7 +451,7 @@ fn bench_store(c: &mut Criterion, shape: &Shape, store: &dyn Store) {
         })
     });
     group.bench_function("lookup_absent", |b| {
-        b.iter(|| assert!(store.lookup(next_u128(&mut rng) | 1).is_none()))
+        b.iter(|| assert!(store.lookup(rng.next_u128() | 1).is_none()))
     });
     let mut queries = 0u64;
     let mut results = 0u64;

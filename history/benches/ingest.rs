@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use clearline_engine::{AccountFilter, AccountFilterFlags, Transfer};
 use clearline_history::{History, HistoryConfig, IngestReport, Run, Watermark};
-use clearline_test_support::Rng;
+use clearline_test_support::{AccountPicker, Rng};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 
 const RUN_TRANSFERS: usize = 1_000_000;
@@ -37,49 +37,9 @@ const ID_SAMPLE_STRIDE: usize = 997;
 const CACHE_BYTES: u64 = 256 << 20;
 const TIMESTAMP_FIRST: u64 = 1 << 40;
 
-fn next_u128(rng: &mut Rng) -> u128 {
-    (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64())
-}
-
-/// How transfers pick their accounts.
-enum Accounts {
-    Uniform {
-        count: u64,
-    },
-    /// Account `k` (1-based) with weight `1 / k`; `cdf[k - 1]` is P(account <= k).
-    Zipfian {
-        cdf: Vec<f64>,
-    },
-}
-
-impl Accounts {
-    fn zipfian(count: usize) -> Accounts {
-        let mut cdf = Vec::with_capacity(count);
-        let mut sum = 0.0;
-        for rank in 1..=count {
-            sum += 1.0 / rank as f64;
-            cdf.push(sum);
-        }
-        for value in &mut cdf {
-            *value /= sum;
-        }
-        Accounts::Zipfian { cdf }
-    }
-
-    fn pick(&self, rng: &mut Rng) -> u128 {
-        match self {
-            Accounts::Uniform { count } => u128::from(rng.below(*count)) + 1,
-            Accounts::Zipfian { cdf } => {
-                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-                cdf.partition_point(|&p| p < u).min(cdf.len() - 1) as u128 + 1
-            }
-        }
-    }
-}
-
 struct Generator {
     rng: Rng,
-    accounts: Accounts,
+    accounts: AccountPicker,
     sequential_ids: bool,
     next_id: u128,
     timestamp: u64,
@@ -94,7 +54,7 @@ impl Generator {
                 self.next_id += 1;
                 self.next_id
             } else {
-                next_u128(&mut self.rng) | 1
+                self.rng.next_u128() | 1
             };
             let debit_account_id = self.accounts.pick(&mut self.rng);
             let mut credit_account_id = self.accounts.pick(&mut self.rng);
@@ -127,19 +87,19 @@ impl Generator {
 struct Shape {
     name: &'static str,
     sequential_ids: bool,
-    accounts: fn() -> Accounts,
+    accounts: fn() -> AccountPicker,
 }
 
 const SHAPES: [Shape; 2] = [
     Shape {
         name: "seq_10k_uniform",
         sequential_ids: true,
-        accounts: || Accounts::Uniform { count: 10_000 },
+        accounts: || AccountPicker::Uniform { count: 10_000 },
     },
     Shape {
         name: "random_1m_zipfian",
         sequential_ids: false,
-        accounts: || Accounts::zipfian(1_000_000),
+        accounts: || AccountPicker::zipfian(1_000_000),
     },
 ];
 
@@ -225,7 +185,7 @@ fn history(c: &mut Criterion) {
         group.bench_function("lookup_absent", |b| {
             b.iter(|| {
                 // Even ids are never generated at random; sequential ones stop far below 2^64.
-                let id = (next_u128(&mut rng) & !1) | (1 << 100);
+                let id = (rng.next_u128() & !1) | (1 << 100);
                 let transfer = history.transfer(black_box(id)).expect("lookup");
                 assert!(transfer.is_none());
             })

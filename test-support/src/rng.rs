@@ -63,6 +63,16 @@ impl Rng {
         items[self.below(items.len() as u64) as usize]
     }
 
+    /// The next 128 random bits: two draws, the first in the high half.
+    pub fn next_u128(&mut self) -> u128 {
+        (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64())
+    }
+
+    /// A number in `[0, 1)` from the top 53 bits of one draw.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// Fills `bytes` with random bytes: each 8-byte chunk is one draw, little-endian, and a short
     /// last chunk takes the low bytes of its draw.
     pub fn fill(&mut self, bytes: &mut [u8]) {
