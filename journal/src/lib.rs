@@ -15,6 +15,7 @@
 mod error;
 mod file;
 mod journal;
+pub mod le;
 #[allow(unsafe_code)]
 mod mmap;
 mod record;

@@ -11,6 +11,7 @@
 //!
 //! Does not do I/O; callers read and write the bytes.
 
+use crate::le::{u128_at, u16_at, u32_at, u64_at};
 use xxhash_rust::xxh3::{xxh3_128, xxh3_128_with_seed};
 
 /// Format version written in every header; readers refuse any other value.
@@ -43,28 +44,6 @@ const _: () = assert!(SEGMENT_SIZE_MIN > SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZ
 /// Bytes a record with a body of `body_size` bytes occupies in a segment, padding included.
 pub const fn record_size(body_size: u64) -> u64 {
     RECORD_HEADER_SIZE + body_size.div_ceil(RECORD_ALIGNMENT) * RECORD_ALIGNMENT
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    raw.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(raw)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    raw.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(raw)
-}
-
-fn u128_at(bytes: &[u8], at: usize) -> u128 {
-    let mut raw = [0u8; 16];
-    raw.copy_from_slice(&bytes[at..at + 16]);
-    u128::from_le_bytes(raw)
 }
 
 fn put_u64(bytes: &mut [u8], at: usize, value: u64) {

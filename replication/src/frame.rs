@@ -21,6 +21,7 @@
 use std::fmt;
 use std::io;
 
+use clearline_journal::le::{u128_at, u16_at, u32_at, u64_at};
 use clearline_journal::{RECORD_ALIGNMENT, RECORD_HEADER_SIZE};
 
 /// Size of the frame header in bytes.
@@ -276,28 +277,6 @@ impl fmt::Display for FrameError {
 }
 
 impl std::error::Error for FrameError {}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut raw = [0u8; 4];
-    raw.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(raw)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut raw = [0u8; 8];
-    raw.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(raw)
-}
-
-fn u128_at(bytes: &[u8], at: usize) -> u128 {
-    let mut raw = [0u8; 16];
-    raw.copy_from_slice(&bytes[at..at + 16]);
-    u128::from_le_bytes(raw)
-}
 
 fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
     bytes[at..at + value.len()].copy_from_slice(value);
