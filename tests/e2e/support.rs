@@ -28,6 +28,17 @@ pub const LEDGER: u32 = 700;
 /// The account and transfer code tests use.
 pub const CODE: u16 = 10;
 
+/// The engine capacities every test server starts with unless its [`Options`] give the flag.
+const SMALL_CAPACITIES: [(&str, &str); 7] = [
+    ("--accounts-max", "10000"),
+    ("--transfers-max", "200000"),
+    ("--transfers-pending-max", "20000"),
+    ("--account-balances-max", "20000"),
+    ("--markets-max", "4"),
+    ("--orders-max", "1000"),
+    ("--fills-max", "1000"),
+];
+
 /// How a test wants its server started.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -50,7 +61,8 @@ impl Options {
         }
     }
 
-    /// Adds `--name value`, replacing an earlier value of the same flag.
+    /// Adds `--name value`, replacing an earlier value of the same flag or the default capacity
+    /// it names.
     pub fn flag(mut self, name: &str, value: impl ToString) -> Options {
         let flag = format!("--{name}");
         if let Some(at) = self.extra.iter().position(|given| *given == flag) {
@@ -79,26 +91,19 @@ impl Server {
     /// until it prints `clearline: listening on ADDR`.
     pub fn start(data: &Path, options: &Options) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_clearline"));
+        command.arg("start").arg("--data").arg(data).args([
+            "--addr",
+            "127.0.0.1:0",
+            "--sync",
+            options.sync,
+        ]);
+        // The options' own values replace these (a flag may be given only once).
+        for (flag, value) in SMALL_CAPACITIES {
+            if !options.extra.iter().any(|given| given == flag) {
+                command.args([flag, value]);
+            }
+        }
         command
-            .arg("start")
-            .arg("--data")
-            .arg(data)
-            .args(["--addr", "127.0.0.1:0", "--sync", options.sync])
-            .args(["--accounts-max", "10000", "--transfers-max", "200000"])
-            .args([
-                "--transfers-pending-max",
-                "20000",
-                "--account-balances-max",
-                "20000",
-            ])
-            .args([
-                "--markets-max",
-                "4",
-                "--orders-max",
-                "1000",
-                "--fills-max",
-                "1000",
-            ])
             .args(&options.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
