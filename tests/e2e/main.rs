@@ -16,6 +16,8 @@
 //! - `exhaustion`: idle-socket, header-only and reply-memory attacks; others stay served.
 //! - `matching`: markets, orders, book and fills over the wire, settlement transfers, replay;
 //!   the repl's order statements.
+//! - `paging`: one account's 1,000,000 transfers paged with `timestamp_min`/`timestamp_max`
+//!   and `limit`, oldest and newest first: each exactly once, in order.
 //! - `benchmark`: `benchmark --output/--plot` files and `benchmark compare` on two of them.
 //!
 //! Every child server is killed by its guard's `Drop`, every socket has a timeout and every
@@ -30,6 +32,7 @@ mod exhaustion;
 mod journal_tools;
 mod limits;
 mod matching;
+mod paging;
 mod replay_refusal;
 mod round_trip;
 mod storage_full;
