@@ -7,9 +7,10 @@
 //! - `random_1m_zipfian`: random u128 ids, accounts zipfian (exponent 1) over 1,000,000.
 //!
 //! `ingest`: each iteration generates a run (not timed), then times `History::ingest`, which
-//! checks and sorts the run, loads the three key spaces and syncs the watermark. The store
-//! grows by one run per iteration. After the group, the mean time of each step
-//! (`IngestReport`) is printed to stderr, with the store's size.
+//! checks and sorts the run, loads the three key spaces transfers touch (the runs hold only
+//! transfers) and syncs the watermark. The store grows by one run per iteration. After the
+//! group, the mean time of each step (`IngestReport`) is printed to stderr, with the store's
+//! size.
 //! `lookup_present` / `lookup_absent`: `History::transfer` of an ingested id (one in 997 is
 //! kept) and of a fresh one. `account_range`: `History::account_transfers` for one account
 //! drawn like the transfers' accounts, both sides, at most 8,190 transfers.
@@ -26,7 +27,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clearline_engine::{AccountFilter, AccountFilterFlags, Transfer};
-use clearline_history::{History, HistoryConfig, IngestReport, Run, Watermark};
+use clearline_history::{History, HistoryConfig, IngestReport, Run, RunCapacity, Watermark};
 use clearline_test_support::{AccountPicker, Rng};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 
@@ -126,7 +127,7 @@ fn history(c: &mut Criterion) {
             timestamp: TIMESTAMP_FIRST,
             ids_present: Vec::new(),
         });
-        let mut run = Run::with_capacity(RUN_TRANSFERS);
+        let mut run = Run::with_capacity(RunCapacity::transfers(RUN_TRANSFERS));
         let mut totals = IngestReport::default();
         let mut runs = 0u64;
 

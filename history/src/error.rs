@@ -41,24 +41,70 @@ pub enum HistoryError {
         /// What was found, with the key where there is one.
         detail: String,
     },
-    /// A run's timestamps are not strictly increasing.
+    /// A run's records of one kind are out of order: transfers, burned ids and resolutions
+    /// must have strictly increasing timestamps, balance rows increasing ones.
     RunOutOfOrder {
-        /// 0-based index in the run of the transfer that is not above its predecessor.
+        /// The kind of record ("transfers", "burned ids", "resolutions", "balance rows").
+        kind: &'static str,
+        /// 0-based index, among the run's records of that kind, of the one out of order.
         index: usize,
-        /// Timestamp of the previous transfer.
+        /// Timestamp of the previous record.
         previous: u64,
-        /// Timestamp of the transfer at `index`.
+        /// Timestamp of the record at `index`.
         timestamp: u64,
     },
-    /// Two transfers of one run have the same id.
+    /// Two transfers of one run have the same id in the same namespace.
     RunDuplicateId {
         /// The id.
         id: u128,
+        /// Whether the namespace is the settlement one.
+        settlement: bool,
     },
-    /// A run holds a transfer above the watermark it was ingested with, which would leave that
-    /// transfer uncovered.
+    /// A run burns one id twice.
+    RunDuplicateBurnedId {
+        /// The id.
+        id: u128,
+    },
+    /// A run burns an id it also holds as a client transfer.
+    RunBurnedIdIsTransfer {
+        /// The id.
+        id: u128,
+    },
+    /// A run resolves one pending transfer twice.
+    RunDuplicateResolution {
+        /// The pending transfer's id.
+        id: u128,
+        /// Whether the namespace is the settlement one.
+        settlement: bool,
+    },
+    /// A resolution with a status other than posted (2), voided (3) or expired (4).
+    RunInvalidResolution {
+        /// The pending transfer's id.
+        id: u128,
+        /// The status given.
+        status: u8,
+    },
+    /// A run holds two balance rows of one account at one timestamp.
+    RunDuplicateBalance {
+        /// The account.
+        account_id: u128,
+        /// The timestamp.
+        timestamp: u64,
+    },
+    /// A balance row whose timestamp is not that of a transfer of the run that debits or
+    /// credits its account.
+    RunBalanceWithoutTransfer {
+        /// The account.
+        account_id: u128,
+        /// The row's timestamp.
+        timestamp: u64,
+    },
+    /// A run holds a record above the watermark it was ingested with, which would leave that
+    /// record uncovered.
     RunBeyondWatermark {
-        /// Timestamp of the newest transfer in the run.
+        /// The kind of record.
+        kind: &'static str,
+        /// Timestamp of the newest record of that kind in the run.
         timestamp: u64,
         /// The watermark's timestamp.
         watermark_timestamp: u64,
@@ -70,9 +116,11 @@ pub enum HistoryError {
         /// The one given.
         given: (u64, u64),
     },
-    /// `Run::push` on a run that holds its capacity.
+    /// A `Run` push past the capacity of that kind of record.
     RunFull {
-        /// The run's capacity, in transfers.
+        /// The kind of record.
+        kind: &'static str,
+        /// The run's capacity for that kind.
         capacity: usize,
     },
     /// The history writer has stopped (after an ingest failed, or it was closed); its first
@@ -143,6 +191,14 @@ fn io_error_is_corruption(error: &io::Error) -> bool {
     )
 }
 
+fn namespace(settlement: bool) -> &'static str {
+    if settlement {
+        "settlement"
+    } else {
+        "client"
+    }
+}
+
 impl fmt::Display for HistoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -160,23 +216,60 @@ impl fmt::Display for HistoryError {
                 write!(f, "history store is damaged: {what}: {detail}")
             }
             HistoryError::RunOutOfOrder {
+                kind,
                 index,
                 previous,
                 timestamp,
             } => write!(
                 f,
-                "history run out of order: transfer {index} has timestamp {timestamp}, \
-                 not above the previous {previous}"
+                "history run out of order: {kind} {index} has timestamp {timestamp}, \
+                 after the previous {previous}"
             ),
-            HistoryError::RunDuplicateId { id } => {
-                write!(f, "history run holds transfer id {id} twice")
+            HistoryError::RunDuplicateId { id, settlement } => write!(
+                f,
+                "history run holds {} transfer id {id} twice",
+                namespace(*settlement)
+            ),
+            HistoryError::RunDuplicateBurnedId { id } => {
+                write!(f, "history run burns id {id} twice")
             }
+            HistoryError::RunBurnedIdIsTransfer { id } => write!(
+                f,
+                "history run burns id {id} and also holds it as a client transfer"
+            ),
+            HistoryError::RunDuplicateResolution { id, settlement } => write!(
+                f,
+                "history run resolves {} pending transfer {id} twice",
+                namespace(*settlement)
+            ),
+            HistoryError::RunInvalidResolution { id, status } => write!(
+                f,
+                "history resolution of {id} has status {status}, expected 2 (posted), \
+                 3 (voided) or 4 (expired)"
+            ),
+            HistoryError::RunDuplicateBalance {
+                account_id,
+                timestamp,
+            } => write!(
+                f,
+                "history run holds two balance rows of account {account_id} at timestamp \
+                 {timestamp}"
+            ),
+            HistoryError::RunBalanceWithoutTransfer {
+                account_id,
+                timestamp,
+            } => write!(
+                f,
+                "history run holds a balance row of account {account_id} at timestamp \
+                 {timestamp}, but no transfer of the run at that timestamp moves the account"
+            ),
             HistoryError::RunBeyondWatermark {
+                kind,
                 timestamp,
                 watermark_timestamp,
             } => write!(
                 f,
-                "history run holds timestamp {timestamp}, above its watermark's \
+                "history run holds {kind} at timestamp {timestamp}, above its watermark's \
                  {watermark_timestamp}"
             ),
             HistoryError::WatermarkBackwards { durable, given } => write!(
@@ -185,8 +278,8 @@ impl fmt::Display for HistoryError {
                  given (sequence {}, timestamp {})",
                 durable.0, durable.1, given.0, given.1
             ),
-            HistoryError::RunFull { capacity } => {
-                write!(f, "history run is full ({capacity} transfers)")
+            HistoryError::RunFull { kind, capacity } => {
+                write!(f, "history run is full ({capacity} {kind})")
             }
             HistoryError::WriterStopped => write!(f, "history writer has stopped"),
         }

@@ -1,12 +1,15 @@
-//! The history store: transfers that can no longer change, on disk in fjall, loaded as one
-//! sorted run per interval, off the core's thread (docs/history.md, "The history store").
+//! The history store: records that can no longer change (transfers, burned ids, resolutions of
+//! pending transfers, balance rows), on disk in fjall, loaded as one sorted run per interval,
+//! off the core's thread (docs/history.md, "The history store").
 //!
 //! - [`History`]: the store; [`History::ingest`] loads a [`Run`] and makes it durable up to a
-//!   [`Watermark`]; lookups by id and `get_account_transfers` over what it holds.
+//!   [`Watermark`]; lookups by id (per namespace), by timestamp, of burned ids and
+//!   resolutions, and `get_account_transfers`, `get_account_balances` and `query_transfers`
+//!   over what it holds, with the engine's semantics.
 //! - [`HistoryWriter`]: a thread that ingests submitted runs in order and hands emptied runs
 //!   back for reuse.
 //!
-//! Invariants: a durable watermark covers every transfer at or below its timestamp; runs only
+//! Invariants: a durable watermark covers every record at or below its timestamp; runs only
 //! move it forward; no input and no file content makes this crate panic (bad input is an
 //! error, damaged content is [`HistoryError::Corrupt`]).
 //!
@@ -18,13 +21,16 @@
 
 mod account_runs;
 mod error;
+mod query;
+mod records;
 mod run;
 mod store;
 mod watermark;
 mod writer;
 
 pub use error::HistoryError;
-pub use run::Run;
+pub use run::{BalanceRow, BurnedId, Resolution, Run, RunCapacity};
+pub use run::{RESOLUTION_EXPIRED, RESOLUTION_POSTED, RESOLUTION_VOIDED};
 pub use store::{History, HistoryConfig, IngestReport};
 pub use watermark::{Watermark, HISTORY_FORMAT_VERSION};
 pub use writer::{DurableCallback, HistoryWriter};

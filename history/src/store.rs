@@ -1,25 +1,34 @@
-//! `History`: the store itself, one fjall database with four key spaces (docs/history.md, "The
-//! history store"), its ingest of sorted runs and its reads.
+//! `History`: the store itself, one fjall database with seven key spaces (docs/history.md, "The
+//! history store"), its ingest of sorted runs and its point reads. The filtered queries are in
+//! query.rs.
 //!
 //! | key space | key (big-endian) | value |
 //! |---|---|---|
 //! | `transfers` | timestamp (8) | the 128-byte transfer |
-//! | `transfer_ids` | id (16) | timestamp (8) |
+//! | `transfer_ids` | id (16), namespace (1) | timestamp (8) |
 //! | `account_runs` | account (16), first timestamp (8) | the account's transfers in one run |
+//! | `balances` | account (16), timestamp (8) | four balances (64) |
+//! | `burned_ids` | id (16) | timestamp (8) |
+//! | `resolutions` | id (16), namespace (1) | status (1), timestamp (8) |
 //! | `meta` | `watermark` | format version, journal sequence, timestamp, checksum |
+//!
+//! The namespace byte is 0 for client transfer ids and 1 for settlement ones (transfers with
+//! `TransferFlags::SETTLEMENT`): the engine keeps the two apart, so one id may be in both.
 //!
 //! Every key space is written only through fjall's ingestion of sorted input, never through its
 //! write-ahead log: each ingestion writes its tables, syncs them and their directory, then
-//! makes them visible by atomically replacing the key space's version file. `ingest` loads
-//! `transfers`, then `transfer_ids`, then `account_runs`, then the watermark, so when a
-//! watermark is durable everything at or below it is, and a reference between key spaces
-//! (an id to its timestamp, an account entry to its timestamps) always points at a record that
-//! was made durable before it. A crash between the steps leaves transfers above the watermark
-//! that a repeated ingest of the same run replaces with identical copies.
+//! makes them visible by atomically replacing the key space's version file. `ingest` checks the
+//! whole run first, then loads `transfers`, then the key spaces that name transfers
+//! (`transfer_ids`, `account_runs`, `balances`), then `burned_ids` and `resolutions`, and the
+//! watermark last, so when a watermark is durable everything at or below it is, and a
+//! reference between key spaces (an id to its timestamp, an account entry or a balance row to
+//! its transfer) always points at a record that was made durable before it. A crash between
+//! the steps leaves records above the watermark that a repeated ingest of the same run
+//! replaces with identical copies.
 //!
-//! Invariants, checked when read and reported as `Corrupt` when broken: every value has its
-//! exact length, a record's timestamp and id match the keys that led to it, and every
-//! timestamp an index names has a record.
+//! Invariants, checked when read and reported as `Corrupt` when broken: every key and value
+//! has its exact length, a record's timestamp, id and namespace match the keys that led to
+//! it, and every timestamp an index names has a record.
 //!
 //! Does not know about the journal, the engine's memory, or which transfers are "old enough":
 //! the caller builds runs and chooses watermarks.
@@ -28,18 +37,32 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use clearline_engine::{AccountFilter, AccountFilterFlags, Transfer, TIMESTAMP_MAX};
+use clearline_engine::Transfer;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use crate::account_runs::{self, Posting, SIDE_CREDIT, SIDE_DEBIT};
 use crate::error::HistoryError;
-use crate::run::Run;
+use crate::records;
+use crate::run::{BalanceRow, BurnedId, Resolution, Run};
 use crate::watermark::{Watermark, WATERMARK_KEY};
 
-const TRANSFERS: &str = "transfers";
-const TRANSFER_IDS: &str = "transfer_ids";
-const ACCOUNT_RUNS: &str = "account_runs";
+pub(crate) const TRANSFERS: &str = "transfers";
+pub(crate) const TRANSFER_IDS: &str = "transfer_ids";
+pub(crate) const ACCOUNT_RUNS: &str = "account_runs";
+pub(crate) const BALANCES: &str = "balances";
+pub(crate) const BURNED_IDS: &str = "burned_ids";
+pub(crate) const RESOLUTIONS: &str = "resolutions";
 const META: &str = "meta";
+
+/// Every key space but `meta`, which holds the watermark: all must exist under a watermark.
+const RECORD_KEY_SPACES: [&str; 6] = [
+    TRANSFERS,
+    TRANSFER_IDS,
+    ACCOUNT_RUNS,
+    BALANCES,
+    BURNED_IDS,
+    RESOLUTIONS,
+];
 
 /// Where the store lives and how much memory it may cache.
 #[derive(Clone, Debug)]
@@ -59,7 +82,15 @@ pub struct IngestReport {
     pub transfers_skipped: usize,
     /// Entries written to `account_runs` (one per account touched).
     pub account_entries: usize,
-    /// Checking the run's order and sorting ids and account postings.
+    /// Balance rows written.
+    pub balances_ingested: usize,
+    /// Burned ids written.
+    pub burned_ids_ingested: usize,
+    /// Resolutions written.
+    pub resolutions_ingested: usize,
+    /// Burned ids, resolutions and balance rows at or below the durable watermark, skipped.
+    pub others_skipped: usize,
+    /// Checking the run and sorting its keys.
     pub sort_ns: u64,
     /// Loading `transfers`, synced.
     pub transfers_ns: u64,
@@ -67,20 +98,53 @@ pub struct IngestReport {
     pub transfer_ids_ns: u64,
     /// Building and loading `account_runs`, synced.
     pub account_runs_ns: u64,
+    /// Loading `balances`, `burned_ids` and `resolutions`, synced.
+    pub others_ns: u64,
     /// Writing and syncing the watermark.
     pub watermark_ns: u64,
+}
+
+/// One transfer id as `transfer_ids` sorts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct IdEntry {
+    id: u128,
+    settlement: bool,
+    timestamp: u64,
 }
 
 /// Buffers reused by every ingest, so a steady stream of runs of one size allocates none of
 /// its own (fjall allocates per key).
 #[derive(Default)]
 struct Scratch {
-    /// `(id, timestamp)` of the run, sorted by id.
-    ids: Vec<(u128, u64)>,
+    /// The run's transfer ids, sorted by id then namespace.
+    ids: Vec<IdEntry>,
     /// Both sides of every transfer, sorted by account then timestamp.
     postings: Vec<Posting>,
     /// One encoded `account_runs` value.
     value: Vec<u8>,
+    /// The run's burned ids, sorted by id.
+    burned_ids: Vec<BurnedId>,
+    /// The run's resolutions, sorted by id then namespace.
+    resolutions: Vec<Resolution>,
+    /// The run's balance rows, sorted by account then timestamp.
+    balances: Vec<BalanceRow>,
+}
+
+/// The run's records of each kind above the durable watermark.
+struct Fresh<'run> {
+    transfers: &'run [Transfer],
+    burned_ids: &'run [BurnedId],
+    resolutions: &'run [Resolution],
+    balances: &'run [BalanceRow],
+}
+
+impl Fresh<'_> {
+    fn is_empty(&self) -> bool {
+        self.transfers.is_empty()
+            && self.burned_ids.is_empty()
+            && self.resolutions.is_empty()
+            && self.balances.is_empty()
+    }
 }
 
 /// The history store. Reads may run from any number of threads beside one ingest; ingests are
@@ -88,9 +152,12 @@ struct Scratch {
 pub struct History {
     directory: PathBuf,
     database: Database,
-    transfers: Keyspace,
+    pub(crate) transfers: Keyspace,
     transfer_ids: Keyspace,
-    account_runs: Keyspace,
+    pub(crate) account_runs: Keyspace,
+    pub(crate) balances: Keyspace,
+    burned_ids: Keyspace,
+    resolutions: Keyspace,
     meta: Keyspace,
     /// The durable watermark: updated only after it is synced.
     watermark: Mutex<Option<Watermark>>,
@@ -108,38 +175,190 @@ fn elapsed_ns(start: Instant) -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn account_filter_valid(filter: &AccountFilter) -> bool {
-    let bound_valid = |timestamp: u64| timestamp <= TIMESTAMP_MAX;
-    filter.account_id != 0
-        && filter.account_id != u128::MAX
-        && filter.reserved.iter().all(|byte| *byte == 0)
-        && bound_valid(filter.timestamp_min)
-        && bound_valid(filter.timestamp_max)
-        && (filter.timestamp_max == 0 || filter.timestamp_min <= filter.timestamp_max)
-        && filter.limit != 0
-        && !filter.flags().padding()
-        && filter.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS) != 0
+/// Checks that `timestamps` (of the records of one kind, in run order) increase: strictly, or
+/// allowing equal neighbours (balance rows: one transfer gives a row to each of its accounts).
+fn checked_order(
+    kind: &'static str,
+    timestamps: impl Iterator<Item = u64>,
+    strictly: bool,
+) -> Result<(), HistoryError> {
+    let mut previous: Option<u64> = None;
+    for (index, timestamp) in timestamps.enumerate() {
+        if let Some(previous) = previous {
+            if timestamp < previous || (strictly && timestamp == previous) {
+                return Err(HistoryError::RunOutOfOrder {
+                    kind,
+                    index,
+                    previous,
+                    timestamp,
+                });
+            }
+        }
+        previous = Some(timestamp);
+    }
+    Ok(())
 }
 
-/// Whether `transfer` matches the filter's field conditions (the side is checked from the
-/// account entry, before the record is read).
-fn fields_match(filter: &AccountFilter, transfer: &Transfer) -> bool {
-    (filter.user_data_128 == 0 || transfer.user_data_128 == filter.user_data_128)
-        && (filter.user_data_64 == 0 || transfer.user_data_64 == filter.user_data_64)
-        && (filter.user_data_32 == 0 || transfer.user_data_32 == filter.user_data_32)
-        && (filter.code == 0 || transfer.code == filter.code)
+/// Refuses a run whose last record of a kind is above the new watermark.
+fn checked_within(
+    kind: &'static str,
+    last: Option<u64>,
+    watermark: &Watermark,
+) -> Result<(), HistoryError> {
+    match last {
+        Some(timestamp) if timestamp > watermark.timestamp => {
+            Err(HistoryError::RunBeyondWatermark {
+                kind,
+                timestamp,
+                watermark_timestamp: watermark.timestamp,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
-fn checked_order(transfers: &[Transfer]) -> Result<(), HistoryError> {
-    for (index, pair) in transfers.windows(2).enumerate() {
-        if pair[1].timestamp <= pair[0].timestamp {
-            return Err(HistoryError::RunOutOfOrder {
-                index: index + 1,
-                previous: pair[0].timestamp,
-                timestamp: pair[1].timestamp,
+/// The records of `items` (in increasing timestamp order) above `durable`.
+fn above<T>(items: &[T], durable: Option<Watermark>, timestamp: fn(&T) -> u64) -> &[T] {
+    let skipped = durable.map_or(0, |durable| {
+        items.partition_point(|item| timestamp(item) <= durable.timestamp)
+    });
+    &items[skipped..]
+}
+
+/// Decodes the value stored in `transfers` under `timestamp`.
+///
+/// # Errors
+///
+/// `Corrupt` if it is not 128 bytes or holds another timestamp.
+pub(crate) fn decode_record(timestamp: u64, value: &[u8]) -> Result<Transfer, HistoryError> {
+    let Ok(bytes) = <&[u8; Transfer::SIZE]>::try_from(value) else {
+        return Err(HistoryError::Corrupt {
+            what: TRANSFERS,
+            detail: format!("record at timestamp {timestamp} has {} bytes", value.len()),
+        });
+    };
+    let transfer = Transfer::decode(bytes);
+    if transfer.timestamp != timestamp {
+        return Err(HistoryError::Corrupt {
+            what: TRANSFERS,
+            detail: format!(
+                "record under timestamp {timestamp} holds timestamp {}",
+                transfer.timestamp
+            ),
+        });
+    }
+    Ok(transfer)
+}
+
+/// Sorts the records above the durable watermark by each key space's key into `scratch`, and
+/// refuses the run if two records would share a key or a balance row has no transfer.
+fn sort_and_check(scratch: &mut Scratch, fresh: &Fresh<'_>) -> Result<(), HistoryError> {
+    let ids = &mut scratch.ids;
+    ids.clear();
+    ids.extend(fresh.transfers.iter().map(|transfer| IdEntry {
+        id: transfer.id,
+        settlement: transfer.flags().settlement(),
+        timestamp: transfer.timestamp,
+    }));
+    ids.sort_unstable();
+    let same_id = |a: &IdEntry, b: &IdEntry| a.id == b.id && a.settlement == b.settlement;
+    if let Some(pair) = ids.windows(2).find(|pair| same_id(&pair[0], &pair[1])) {
+        return Err(HistoryError::RunDuplicateId {
+            id: pair[0].id,
+            settlement: pair[0].settlement,
+        });
+    }
+
+    let burned_ids = &mut scratch.burned_ids;
+    burned_ids.clear();
+    burned_ids.extend_from_slice(fresh.burned_ids);
+    burned_ids.sort_unstable_by_key(|burned| burned.id);
+    if let Some(pair) = burned_ids.windows(2).find(|pair| pair[0].id == pair[1].id) {
+        return Err(HistoryError::RunDuplicateBurnedId { id: pair[0].id });
+    }
+    // Both lists are sorted by id: one merge finds a burned id held as a client transfer.
+    let mut clients = ids.iter().filter(|entry| !entry.settlement).peekable();
+    for burned in burned_ids.iter() {
+        while clients.next_if(|entry| entry.id < burned.id).is_some() {}
+        if clients.peek().is_some_and(|entry| entry.id == burned.id) {
+            return Err(HistoryError::RunBurnedIdIsTransfer { id: burned.id });
+        }
+    }
+
+    let resolutions = &mut scratch.resolutions;
+    resolutions.clear();
+    resolutions.extend_from_slice(fresh.resolutions);
+    resolutions.sort_unstable_by_key(|resolution| (resolution.id, resolution.settlement));
+    let same_pending =
+        |a: &Resolution, b: &Resolution| a.id == b.id && a.settlement == b.settlement;
+    if let Some(pair) = resolutions
+        .windows(2)
+        .find(|pair| same_pending(&pair[0], &pair[1]))
+    {
+        return Err(HistoryError::RunDuplicateResolution {
+            id: pair[0].id,
+            settlement: pair[0].settlement,
+        });
+    }
+
+    // Rows and transfers are both in timestamp order: one merge finds each row's transfer.
+    let mut transfers = fresh.transfers.iter().peekable();
+    for row in fresh.balances {
+        let (account, timestamp) = (row.account_id, row.balance.timestamp);
+        while transfers.next_if(|t| t.timestamp < timestamp).is_some() {}
+        let moved = transfers.peek().is_some_and(|t| {
+            t.timestamp == timestamp
+                && (t.debit_account_id == account || t.credit_account_id == account)
+        });
+        if !moved {
+            return Err(HistoryError::RunBalanceWithoutTransfer {
+                account_id: account,
+                timestamp,
             });
         }
     }
+    let balances = &mut scratch.balances;
+    balances.clear();
+    balances.extend_from_slice(fresh.balances);
+    balances.sort_unstable_by_key(|row| (row.account_id, row.balance.timestamp));
+    let same_row = |a: &BalanceRow, b: &BalanceRow| {
+        a.account_id == b.account_id && a.balance.timestamp == b.balance.timestamp
+    };
+    if let Some(pair) = balances
+        .windows(2)
+        .find(|pair| same_row(&pair[0], &pair[1]))
+    {
+        return Err(HistoryError::RunDuplicateBalance {
+            account_id: pair[0].account_id,
+            timestamp: pair[0].balance.timestamp,
+        });
+    }
+
+    let postings = &mut scratch.postings;
+    postings.clear();
+    for transfer in fresh.transfers {
+        let (debit, credit) = (transfer.debit_account_id, transfer.credit_account_id);
+        let timestamp = transfer.timestamp;
+        if debit == credit {
+            postings.push(Posting {
+                account: debit,
+                timestamp,
+                side: SIDE_DEBIT | SIDE_CREDIT,
+            });
+        } else {
+            postings.push(Posting {
+                account: debit,
+                timestamp,
+                side: SIDE_DEBIT,
+            });
+            postings.push(Posting {
+                account: credit,
+                timestamp,
+                side: SIDE_CREDIT,
+            });
+        }
+    }
+    postings.sort_unstable();
     Ok(())
 }
 
@@ -163,8 +382,7 @@ impl History {
             .cache_size(config.cache_bytes)
             .open()
             .map_err(|error| HistoryError::fjall("open", directory.clone(), error))?;
-        let existed = [TRANSFERS, TRANSFER_IDS, ACCOUNT_RUNS]
-            .map(|name| (name, database.keyspace_exists(name)));
+        let existed = RECORD_KEY_SPACES.map(|name| (name, database.keyspace_exists(name)));
         let keyspace = |name: &'static str, options: fn() -> KeyspaceCreateOptions| {
             database
                 .keyspace(name, options)
@@ -196,12 +414,18 @@ impl History {
         })?;
         let transfer_ids = keyspace(TRANSFER_IDS, KeyspaceCreateOptions::default)?;
         let account_runs = keyspace(ACCOUNT_RUNS, KeyspaceCreateOptions::default)?;
+        let balances = keyspace(BALANCES, KeyspaceCreateOptions::default)?;
+        let burned_ids = keyspace(BURNED_IDS, KeyspaceCreateOptions::default)?;
+        let resolutions = keyspace(RESOLUTIONS, KeyspaceCreateOptions::default)?;
         Ok(History {
             directory,
             database,
             transfers,
             transfer_ids,
             account_runs,
+            balances,
+            burned_ids,
+            resolutions,
             meta,
             watermark: Mutex::new(watermark),
             scratch: Mutex::new(Scratch::default()),
@@ -218,23 +442,32 @@ impl History {
         *lock(&self.watermark)
     }
 
-    fn fjall_error(&self, context: &'static str) -> impl FnOnce(fjall::Error) -> HistoryError {
+    pub(crate) fn fjall_error(
+        &self,
+        context: &'static str,
+    ) -> impl FnOnce(fjall::Error) -> HistoryError {
         let path = self.directory.clone();
         move |error| HistoryError::fjall(context, path, error)
     }
 
-    /// Loads one run: transfers in strictly increasing timestamp order. Transfers at or below
-    /// the current watermark's timestamp are skipped (a run rebuilt after a crash may repeat
-    /// what was already loaded). Durable when it returns `Ok`: tables synced, then the
-    /// watermark. A watermark equal to the durable one is not written again.
+    /// Loads one run. Transfers, burned ids and resolutions must be in strictly increasing
+    /// timestamp order, balance rows in increasing order. Records at or below the current
+    /// watermark's timestamp are skipped (a run rebuilt after a crash may repeat what was
+    /// already loaded). Durable when it returns `Ok`: tables synced, then the watermark. A
+    /// watermark equal to the durable one is not written again.
     ///
     /// # Errors
     ///
     /// Refused before anything is written: `WatermarkBackwards` if `watermark` is below the
-    /// durable one, `RunOutOfOrder`, `RunBeyondWatermark` if a transfer is above
-    /// `watermark.timestamp`, `RunDuplicateId`. While writing: `Fjall` or `Corrupt`; some key
-    /// spaces may then hold the run's transfers above the old watermark, which the next
-    /// successful ingest of the same run makes whole.
+    /// durable one; `RunOutOfOrder`; `RunBeyondWatermark` if a record is above
+    /// `watermark.timestamp`; among the records above the durable watermark,
+    /// `RunDuplicateId` (one id twice in one namespace), `RunDuplicateBurnedId`,
+    /// `RunBurnedIdIsTransfer` (an id burned and held as a client transfer),
+    /// `RunDuplicateResolution`, `RunDuplicateBalance` (two rows of one account at one
+    /// timestamp) and `RunBalanceWithoutTransfer` (a row with no transfer of the run at its
+    /// timestamp that moves its account). While writing: `Fjall` or `Corrupt`; some key spaces
+    /// may then hold the run's records above the old watermark, which the next successful
+    /// ingest of the same run makes whole.
     pub fn ingest(&self, run: &Run, watermark: Watermark) -> Result<IngestReport, HistoryError> {
         let mut scratch = lock(&self.scratch);
         let durable = self.watermark();
@@ -246,15 +479,7 @@ impl History {
                 });
             }
         }
-        if let Some(last) = run.transfers().last() {
-            if last.timestamp > watermark.timestamp {
-                return Err(HistoryError::RunBeyondWatermark {
-                    timestamp: last.timestamp,
-                    watermark_timestamp: watermark.timestamp,
-                });
-            }
-        }
-        let mut report = self.ingest_tables_locked(&mut scratch, run, durable)?;
+        let mut report = self.ingest_tables_locked(&mut scratch, run, durable, Some(watermark))?;
         if durable != Some(watermark) {
             let start = Instant::now();
             let mut ingestion = self
@@ -271,10 +496,10 @@ impl History {
         Ok(report)
     }
 
-    /// The first part of `ingest` alone: the run's transfers above the durable watermark are
-    /// loaded into `transfers`, `transfer_ids` and `account_runs`, and the watermark is left
-    /// as it is. Stopping here is what a crash between the tables and the watermark leaves;
-    /// tests use it to check recovery from that state.
+    /// The first part of `ingest` alone: the run's records above the durable watermark are
+    /// loaded into their key spaces, and the watermark is left as it is. Stopping here is what
+    /// a crash between the tables and the watermark leaves; tests use it to check recovery
+    /// from that state.
     ///
     /// # Errors
     ///
@@ -283,118 +508,174 @@ impl History {
     pub fn ingest_tables(&self, run: &Run) -> Result<IngestReport, HistoryError> {
         let mut scratch = lock(&self.scratch);
         let durable = self.watermark();
-        self.ingest_tables_locked(&mut scratch, run, durable)
+        self.ingest_tables_locked(&mut scratch, run, durable, None)
     }
 
+    /// Checks the run, then loads every key space but `meta`. `watermark`, when given, is the
+    /// one the run is ingested with: no record may be above it.
     fn ingest_tables_locked(
         &self,
         scratch: &mut Scratch,
         run: &Run,
         durable: Option<Watermark>,
+        watermark: Option<Watermark>,
     ) -> Result<IngestReport, HistoryError> {
         let start = Instant::now();
-        let transfers = run.transfers();
-        checked_order(transfers)?;
-        let skipped = durable.map_or(0, |durable| {
-            transfers.partition_point(|transfer| transfer.timestamp <= durable.timestamp)
-        });
-        let fresh = &transfers[skipped..];
+        checked_order(
+            "transfers",
+            run.transfers().iter().map(|t| t.timestamp),
+            true,
+        )?;
+        checked_order(
+            "burned ids",
+            run.burned_ids().iter().map(|b| b.timestamp),
+            true,
+        )?;
+        checked_order(
+            "resolutions",
+            run.resolutions().iter().map(|r| r.timestamp),
+            true,
+        )?;
+        checked_order(
+            "balance rows",
+            run.balances().iter().map(|row| row.balance.timestamp),
+            false,
+        )?;
+        if let Some(watermark) = &watermark {
+            let last = run.transfers().last().map(|t| t.timestamp);
+            checked_within("transfers", last, watermark)?;
+            let last = run.burned_ids().last().map(|b| b.timestamp);
+            checked_within("burned ids", last, watermark)?;
+            let last = run.resolutions().last().map(|r| r.timestamp);
+            checked_within("resolutions", last, watermark)?;
+            let last = run.balances().last().map(|row| row.balance.timestamp);
+            checked_within("balance rows", last, watermark)?;
+        }
+        let fresh = Fresh {
+            transfers: above(run.transfers(), durable, |t| t.timestamp),
+            burned_ids: above(run.burned_ids(), durable, |b| b.timestamp),
+            resolutions: above(run.resolutions(), durable, |r| r.timestamp),
+            balances: above(run.balances(), durable, |row| row.balance.timestamp),
+        };
         let mut report = IngestReport {
-            transfers_ingested: fresh.len(),
-            transfers_skipped: skipped,
+            transfers_ingested: fresh.transfers.len(),
+            transfers_skipped: run.transfers().len() - fresh.transfers.len(),
+            balances_ingested: fresh.balances.len(),
+            burned_ids_ingested: fresh.burned_ids.len(),
+            resolutions_ingested: fresh.resolutions.len(),
+            others_skipped: run.len()
+                - run.transfers().len()
+                - fresh.balances.len()
+                - fresh.burned_ids.len()
+                - fresh.resolutions.len(),
             ..IngestReport::default()
         };
         if fresh.is_empty() {
             return Ok(report);
         }
-
         // Everything that can refuse the run is checked before the first write.
-        let ids = &mut scratch.ids;
-        ids.clear();
-        ids.extend(
-            fresh
-                .iter()
-                .map(|transfer| (transfer.id, transfer.timestamp)),
-        );
-        ids.sort_unstable_by_key(|&(id, _)| id);
-        if let Some(pair) = ids.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-            return Err(HistoryError::RunDuplicateId { id: pair[0].0 });
-        }
-        let postings = &mut scratch.postings;
-        postings.clear();
-        for transfer in fresh {
-            let (debit, credit) = (transfer.debit_account_id, transfer.credit_account_id);
-            let timestamp = transfer.timestamp;
-            if debit == credit {
-                postings.push(Posting {
-                    account: debit,
-                    timestamp,
-                    side: SIDE_DEBIT | SIDE_CREDIT,
-                });
-            } else {
-                postings.push(Posting {
-                    account: debit,
-                    timestamp,
-                    side: SIDE_DEBIT,
-                });
-                postings.push(Posting {
-                    account: credit,
-                    timestamp,
-                    side: SIDE_CREDIT,
-                });
-            }
-        }
-        postings.sort_unstable();
+        sort_and_check(scratch, &fresh)?;
         report.sort_ns = elapsed_ns(start);
 
         let start = Instant::now();
-        let mut ingestion = self
-            .transfers
-            .start_ingestion()
-            .map_err(self.fjall_error(TRANSFERS))?;
-        let mut record = [0u8; Transfer::SIZE];
-        for transfer in fresh {
-            transfer.encode(&mut record);
-            ingestion
-                .write(&transfer.timestamp.to_be_bytes()[..], &record[..])
+        if !fresh.transfers.is_empty() {
+            let mut ingestion = self
+                .transfers
+                .start_ingestion()
                 .map_err(self.fjall_error(TRANSFERS))?;
+            let mut record = [0u8; Transfer::SIZE];
+            for transfer in fresh.transfers {
+                transfer.encode(&mut record);
+                ingestion
+                    .write(&transfer.timestamp.to_be_bytes()[..], &record[..])
+                    .map_err(self.fjall_error(TRANSFERS))?;
+            }
+            ingestion.finish().map_err(self.fjall_error(TRANSFERS))?;
         }
-        ingestion.finish().map_err(self.fjall_error(TRANSFERS))?;
         report.transfers_ns = elapsed_ns(start);
 
         let start = Instant::now();
-        let mut ingestion = self
-            .transfer_ids
-            .start_ingestion()
-            .map_err(self.fjall_error(TRANSFER_IDS))?;
-        for &(id, timestamp) in ids.iter() {
-            ingestion
-                .write(&id.to_be_bytes()[..], &timestamp.to_be_bytes()[..])
-                .map_err(self.fjall_error(TRANSFER_IDS))?;
-        }
-        ingestion.finish().map_err(self.fjall_error(TRANSFER_IDS))?;
+        self.load(TRANSFER_IDS, &self.transfer_ids, &scratch.ids, |entry| {
+            (
+                records::id_key(entry.id, entry.settlement),
+                entry.timestamp.to_be_bytes(),
+            )
+        })?;
         report.transfer_ids_ns = elapsed_ns(start);
 
         let start = Instant::now();
-        let mut ingestion = self
-            .account_runs
-            .start_ingestion()
-            .map_err(self.fjall_error(ACCOUNT_RUNS))?;
-        for group in postings.chunk_by(|a, b| a.account == b.account) {
-            account_runs::encode_list(group, &mut scratch.value);
-            let key = account_runs::key(group[0].account, group[0].timestamp);
-            ingestion
-                .write(&key[..], &scratch.value[..])
+        if !scratch.postings.is_empty() {
+            let mut ingestion = self
+                .account_runs
+                .start_ingestion()
                 .map_err(self.fjall_error(ACCOUNT_RUNS))?;
-            report.account_entries += 1;
+            for group in scratch.postings.chunk_by(|a, b| a.account == b.account) {
+                account_runs::encode_list(group, &mut scratch.value);
+                let key = account_runs::key(group[0].account, group[0].timestamp);
+                ingestion
+                    .write(&key[..], &scratch.value[..])
+                    .map_err(self.fjall_error(ACCOUNT_RUNS))?;
+                report.account_entries += 1;
+            }
+            ingestion.finish().map_err(self.fjall_error(ACCOUNT_RUNS))?;
         }
-        ingestion.finish().map_err(self.fjall_error(ACCOUNT_RUNS))?;
         report.account_runs_ns = elapsed_ns(start);
+
+        let start = Instant::now();
+        self.load(BALANCES, &self.balances, &scratch.balances, |row| {
+            (
+                records::balance_key(row.account_id, row.balance.timestamp),
+                records::balance_value(&row.balance),
+            )
+        })?;
+        self.load(
+            BURNED_IDS,
+            &self.burned_ids,
+            &scratch.burned_ids,
+            |burned| (burned.id.to_be_bytes(), burned.timestamp.to_be_bytes()),
+        )?;
+        self.load(
+            RESOLUTIONS,
+            &self.resolutions,
+            &scratch.resolutions,
+            |resolution| {
+                (
+                    records::id_key(resolution.id, resolution.settlement),
+                    records::resolution_value(resolution.status, resolution.timestamp),
+                )
+            },
+        )?;
+        report.others_ns = elapsed_ns(start);
         Ok(report)
     }
 
+    /// Loads `items`, sorted by key, into `keyspace` with one ingestion (none if empty).
+    fn load<T, const KEY: usize, const VALUE: usize>(
+        &self,
+        name: &'static str,
+        keyspace: &Keyspace,
+        items: &[T],
+        entry: impl Fn(&T) -> ([u8; KEY], [u8; VALUE]),
+    ) -> Result<(), HistoryError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut ingestion = keyspace.start_ingestion().map_err(self.fjall_error(name))?;
+        for item in items {
+            let (key, value) = entry(item);
+            ingestion
+                .write(&key[..], &value[..])
+                .map_err(self.fjall_error(name))?;
+        }
+        ingestion.finish().map_err(self.fjall_error(name))
+    }
+
     /// The record stored under `timestamp`, which an index named.
-    fn record(&self, timestamp: u64, named_by: &'static str) -> Result<Transfer, HistoryError> {
+    pub(crate) fn record(
+        &self,
+        timestamp: u64,
+        named_by: &'static str,
+    ) -> Result<Transfer, HistoryError> {
         let Some(value) = self
             .transfers
             .get(timestamp.to_be_bytes())
@@ -405,55 +686,54 @@ impl History {
                 detail: format!("names timestamp {timestamp}, which has no record"),
             });
         };
-        let Ok(bytes) = <&[u8; Transfer::SIZE]>::try_from(&value[..]) else {
-            return Err(HistoryError::Corrupt {
-                what: TRANSFERS,
-                detail: format!("record at timestamp {timestamp} has {} bytes", value.len()),
-            });
-        };
-        let transfer = Transfer::decode(bytes);
-        if transfer.timestamp != timestamp {
-            return Err(HistoryError::Corrupt {
-                what: TRANSFERS,
-                detail: format!(
-                    "record under timestamp {timestamp} holds timestamp {}",
-                    transfer.timestamp
-                ),
-            });
-        }
-        Ok(transfer)
+        decode_record(timestamp, &value)
     }
 
-    /// The transfer with `id`, if the store holds it.
+    /// The client transfer with `id`, if the store holds it: `transfer_in(id, false)`.
     ///
     /// # Errors
     ///
-    /// `Fjall` on a failed read; `Corrupt` if the id's entry or its record is damaged.
+    /// As `transfer_in`.
     pub fn transfer(&self, id: u128) -> Result<Option<Transfer>, HistoryError> {
+        self.transfer_in(id, false)
+    }
+
+    /// The transfer with `id` in the client namespace, or in the settlement namespace (the
+    /// transfers with `TransferFlags::SETTLEMENT`) if `settlement`, if the store holds it.
+    ///
+    /// # Errors
+    ///
+    /// `Fjall` on a failed read; `Corrupt` if the id's entry or its record is damaged (the
+    /// record's id or namespace differs from the key).
+    pub fn transfer_in(
+        &self,
+        id: u128,
+        settlement: bool,
+    ) -> Result<Option<Transfer>, HistoryError> {
         let Some(value) = self
             .transfer_ids
-            .get(id.to_be_bytes())
+            .get(records::id_key(id, settlement))
             .map_err(self.fjall_error(TRANSFER_IDS))?
         else {
             return Ok(None);
         };
-        let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) else {
+        let timestamp = records::timestamp_value(TRANSFER_IDS, id, &value)?;
+        let transfer = self.record(timestamp, TRANSFER_IDS)?;
+        if transfer.id != id || transfer.flags().settlement() != settlement {
             return Err(HistoryError::Corrupt {
                 what: TRANSFER_IDS,
-                detail: format!("id {id}: {} bytes, expected 8", value.len()),
-            });
-        };
-        let transfer = self.record(u64::from_be_bytes(bytes), TRANSFER_IDS)?;
-        if transfer.id != id {
-            return Err(HistoryError::Corrupt {
-                what: TRANSFER_IDS,
-                detail: format!("id {id} leads to the record of id {}", transfer.id),
+                detail: format!(
+                    "id {id} (settlement: {settlement}) leads to the record of id {} with \
+                     flags {:#06x}",
+                    transfer.id, transfer.flags
+                ),
             });
         }
         Ok(Some(transfer))
     }
 
-    /// Appends to `out` the transfers of `ids` that the store holds, in the order of `ids`.
+    /// Appends to `out` the client transfers of `ids` that the store holds, in the order of
+    /// `ids`.
     ///
     /// # Errors
     ///
@@ -471,131 +751,71 @@ impl History {
         Ok(())
     }
 
-    /// `get_account_transfers` over the store, with the engine's semantics (docs/ledger.md):
-    /// the transfers that debit (`debits`) or credit (`credits`) `filter.account_id`, matching
-    /// `user_data_128`, `user_data_64`, `user_data_32` and `code` where they are not 0, with
-    /// `timestamp_min <= timestamp <= timestamp_max` (0: unbounded), oldest first or newest
-    /// first (`reversed`), at most `limit`. An invalid filter selects nothing. Appends to
-    /// `out`; the caller applies any cap of its own through `limit`.
+    /// The transfer with this timestamp, if the store holds it.
     ///
     /// # Errors
     ///
-    /// `Fjall` on a failed read; `Corrupt` if an account entry or a record it names is
-    /// damaged. `out` may then hold part of the answer.
-    pub fn account_transfers(
+    /// `Fjall` on a failed read; `Corrupt` if the record is damaged.
+    pub fn transfer_at(&self, timestamp: u64) -> Result<Option<Transfer>, HistoryError> {
+        let Some(value) = self
+            .transfers
+            .get(timestamp.to_be_bytes())
+            .map_err(self.fjall_error(TRANSFERS))?
+        else {
+            return Ok(None);
+        };
+        decode_record(timestamp, &value).map(Some)
+    }
+
+    /// Whether `id` is burned: a client transfer with it failed transiently.
+    ///
+    /// # Errors
+    ///
+    /// `Fjall` on a failed read; `Corrupt` if its entry is damaged.
+    pub fn burned(&self, id: u128) -> Result<bool, HistoryError> {
+        let Some(value) = self
+            .burned_ids
+            .get(id.to_be_bytes())
+            .map_err(self.fjall_error(BURNED_IDS))?
+        else {
+            return Ok(false);
+        };
+        records::timestamp_value(BURNED_IDS, id, &value)?;
+        Ok(true)
+    }
+
+    /// How the pending transfer `id` (client, or settlement if `settlement`) was resolved,
+    /// if the store holds its resolution: `(status, timestamp)`, status 2 posted, 3 voided,
+    /// 4 expired, at the timestamp it was resolved.
+    ///
+    /// # Errors
+    ///
+    /// `Fjall` on a failed read; `Corrupt` if its entry is damaged.
+    pub fn resolution(
         &self,
-        filter: &AccountFilter,
-        out: &mut Vec<Transfer>,
-    ) -> Result<(), HistoryError> {
-        if !account_filter_valid(filter) {
-            return Ok(());
-        }
-        let account = filter.account_id;
-        let minimum = filter.timestamp_min;
-        let maximum = if filter.timestamp_max == 0 {
-            u64::MAX
-        } else {
-            filter.timestamp_max
+        id: u128,
+        settlement: bool,
+    ) -> Result<Option<(u8, u64)>, HistoryError> {
+        let Some(value) = self
+            .resolutions
+            .get(records::id_key(id, settlement))
+            .map_err(self.fjall_error(RESOLUTIONS))?
+        else {
+            return Ok(None);
         };
-        let reversed = filter.flags().reversed();
-        let sides =
-            (filter.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS)) as u8;
-        let mut remaining = filter.limit as usize;
-        let mut list = Vec::new();
-        // An entry starting below `minimum` can still hold transfers at or above it: the scan
-        // starts at the last entry starting at or below `minimum`.
-        let low = match self
-            .account_runs
-            .range(account_runs::key(account, 0)..=account_runs::key(account, minimum))
-            .next_back()
-        {
-            Some(guard) => {
-                let key = guard.key().map_err(self.fjall_error(ACCOUNT_RUNS))?;
-                account_runs::key_parts(&key)?.1
-            }
-            None => minimum,
-        };
-        let range = self
-            .account_runs
-            .range(account_runs::key(account, low)..=account_runs::key(account, maximum));
-        let entries: Box<dyn Iterator<Item = fjall::Guard>> = if reversed {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        // Entries of one account never overlap (see account_runs.rs); `boundary`, the last
-        // timestamp visited, makes sure that even if they did, no transfer is returned twice.
-        let mut boundary: Option<u64> = None;
-        for guard in entries {
-            let (key, value) = guard.into_inner().map_err(self.fjall_error(ACCOUNT_RUNS))?;
-            let (key_account, first_timestamp) = account_runs::key_parts(&key)?;
-            if key_account != account {
-                return Err(HistoryError::Corrupt {
-                    what: ACCOUNT_RUNS,
-                    detail: format!("range of account {account} met account {key_account}"),
-                });
-            }
-            account_runs::decode_list(account, first_timestamp, &value, &mut list)?;
-            let mut visit = |&(timestamp, side): &(u64, u8)| -> Result<bool, HistoryError> {
-                let fresh = match boundary {
-                    None => true,
-                    Some(boundary) if reversed => timestamp < boundary,
-                    Some(boundary) => timestamp > boundary,
-                };
-                if !fresh || timestamp < minimum || timestamp > maximum {
-                    return Ok(true);
-                }
-                boundary = Some(timestamp);
-                if side & sides == 0 {
-                    return Ok(true);
-                }
-                let transfer = self.record(timestamp, ACCOUNT_RUNS)?;
-                let debits = transfer.debit_account_id == account;
-                let credits = transfer.credit_account_id == account;
-                if (side & SIDE_DEBIT != 0) != debits || (side & SIDE_CREDIT != 0) != credits {
-                    return Err(HistoryError::Corrupt {
-                        what: ACCOUNT_RUNS,
-                        detail: format!(
-                            "account {account}, timestamp {timestamp}: side {side} does not \
-                             match the record"
-                        ),
-                    });
-                }
-                if fields_match(filter, &transfer) {
-                    out.push(transfer);
-                    remaining -= 1;
-                }
-                Ok(remaining > 0)
-            };
-            let more = if reversed {
-                list.iter()
-                    .rev()
-                    .map(&mut visit)
-                    .find(|more| !matches!(more, Ok(true)))
-            } else {
-                list.iter()
-                    .map(&mut visit)
-                    .find(|more| !matches!(more, Ok(true)))
-            };
-            match more {
-                Some(Err(error)) => return Err(error),
-                Some(Ok(_)) => return Ok(()),
-                None => {}
-            }
-            if reversed && first_timestamp <= minimum {
-                break;
-            }
-        }
-        Ok(())
+        records::resolution_parts(id, &value).map(Some)
     }
 
     /// Each key space's name and directory, for diagnostics (and for tests that damage
     /// files on purpose).
-    pub fn key_space_paths(&self) -> [(&'static str, PathBuf); 4] {
+    pub fn key_space_paths(&self) -> [(&'static str, PathBuf); 7] {
         [
             (TRANSFERS, self.transfers.path().to_path_buf()),
             (TRANSFER_IDS, self.transfer_ids.path().to_path_buf()),
             (ACCOUNT_RUNS, self.account_runs.path().to_path_buf()),
+            (BALANCES, self.balances.path().to_path_buf()),
+            (BURNED_IDS, self.burned_ids.path().to_path_buf()),
+            (RESOLUTIONS, self.resolutions.path().to_path_buf()),
             (META, self.meta.path().to_path_buf()),
         ]
     }
@@ -607,11 +827,52 @@ impl History {
             &self.transfers,
             &self.transfer_ids,
             &self.account_runs,
+            &self.balances,
+            &self.burned_ids,
+            &self.resolutions,
             &self.meta,
         ]
         .iter()
         .map(|keyspace| keyspace.disk_space())
         .sum();
         keyspaces + self.database.journal_disk_space().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(directory: &Path) -> HistoryConfig {
+        HistoryConfig {
+            directory: directory.to_path_buf(),
+            cache_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_store_of_format_version_1_is_refused_at_open() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let watermark = Watermark {
+            sequence: 3,
+            timestamp: 9,
+        };
+        {
+            let history = History::open(&config(directory.path())).expect("open");
+            let mut ingestion = history.meta.start_ingestion().expect("meta");
+            ingestion
+                .write(WATERMARK_KEY, &watermark.encode_as(1)[..])
+                .expect("write");
+            ingestion.finish().expect("finish");
+        }
+        match History::open(&config(directory.path())) {
+            Err(HistoryError::Corrupt { what, detail }) => {
+                assert_eq!(what, "meta watermark");
+                assert!(detail.contains("format version 1,"), "{detail}");
+                assert!(detail.contains("reads only version 2"), "{detail}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a version 1 store was opened"),
+        }
     }
 }

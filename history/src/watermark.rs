@@ -11,8 +11,10 @@ use crate::error::HistoryError;
 pub(crate) const WATERMARK_KEY: &[u8] = b"watermark";
 
 /// Format version of the whole store (key spaces, keys and values); a store written with
-/// another version is refused at open.
-pub const HISTORY_FORMAT_VERSION: u32 = 1;
+/// another version is refused at open. Version 2 keys `transfer_ids` by id and namespace and
+/// adds `balances`, `burned_ids` and `resolutions`; there is no migration from version 1,
+/// which never held data in use.
+pub const HISTORY_FORMAT_VERSION: u32 = 2;
 
 const WATERMARK_VALUE_SIZE: usize = 24;
 
@@ -33,8 +35,13 @@ impl Watermark {
     }
 
     pub(crate) fn encode(&self) -> [u8; WATERMARK_VALUE_SIZE] {
+        self.encode_as(HISTORY_FORMAT_VERSION)
+    }
+
+    /// The value as format `version` would store it (tests write other versions).
+    pub(crate) fn encode_as(&self, version: u32) -> [u8; WATERMARK_VALUE_SIZE] {
         let mut value = [0u8; WATERMARK_VALUE_SIZE];
-        value[0..4].copy_from_slice(&HISTORY_FORMAT_VERSION.to_be_bytes());
+        value[0..4].copy_from_slice(&version.to_be_bytes());
         value[4..12].copy_from_slice(&self.sequence.to_be_bytes());
         value[12..20].copy_from_slice(&self.timestamp.to_be_bytes());
         let checksum = crc32c::crc32c(&value[0..20]);
@@ -73,7 +80,8 @@ impl Watermark {
         let version = field(0..4);
         if version != u64::from(HISTORY_FORMAT_VERSION) {
             return Err(corrupt(format!(
-                "format version {version}, this build reads {HISTORY_FORMAT_VERSION}"
+                "the store has format version {version}, this build reads only version \
+                 {HISTORY_FORMAT_VERSION}"
             )));
         }
         Ok(Watermark {
@@ -108,10 +116,18 @@ mod tests {
             damaged[index] ^= 0x40;
             assert!(Watermark::decode(&damaged).is_err_and(|e| e.is_corruption()));
         }
-        let mut other_version = value;
-        other_version[3] = 2;
-        let checksum = crc32c::crc32c(&other_version[0..20]);
-        other_version[20..24].copy_from_slice(&checksum.to_be_bytes());
-        assert!(Watermark::decode(&other_version).is_err_and(|e| e.is_corruption()));
+        for version in [0, 1, 3, u32::MAX] {
+            let other_version = Watermark::default().encode_as(version);
+            match Watermark::decode(&other_version) {
+                Err(HistoryError::Corrupt { detail, .. }) => {
+                    assert!(
+                        detail.contains(&format!("format version {version},")),
+                        "{detail}"
+                    );
+                    assert!(detail.contains("reads only version 2"), "{detail}");
+                }
+                other => panic!("version {version}: {other:?}"),
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use clearline_engine::{AccountFilter, AccountFilterFlags};
+use clearline_engine::{AccountFilter, AccountFilterFlags, QueryFilter};
 use clearline_history::{History, HistoryConfig, HistoryError};
 use support::{Generator, Model, ACCOUNTS, CACHE_BYTES};
 
@@ -30,7 +30,7 @@ fn build(directory: &Path, seed: u64) -> (Model, Vec<(&'static str, PathBuf)>) {
     for _ in 0..3 {
         let (run, watermark) = generator.run(2_000);
         history.ingest(&run, watermark).expect("ingest");
-        model.add(&run);
+        model.add(&run, watermark);
     }
     (model, history.key_space_paths().to_vec())
 }
@@ -42,9 +42,17 @@ fn open_and_read_all(directory: &Path, model: &Model) -> Result<(), HistoryError
         cache_bytes: CACHE_BYTES,
     })?;
     for transfer in &model.transfers {
-        history.transfer(transfer.id)?;
+        history.transfer_in(transfer.id, transfer.flags().settlement())?;
+        history.transfer_at(transfer.timestamp)?;
+    }
+    for burned in &model.burned_ids {
+        history.burned(burned.id)?;
+    }
+    for resolution in &model.resolutions {
+        history.resolution(resolution.id, resolution.settlement)?;
     }
     let mut out = Vec::new();
+    let mut balances = Vec::new();
     for account_id in 1..=u128::from(ACCOUNTS) {
         let filter = AccountFilter {
             account_id,
@@ -53,7 +61,13 @@ fn open_and_read_all(directory: &Path, model: &Model) -> Result<(), HistoryError
             ..AccountFilter::default()
         };
         history.account_transfers(&filter, &mut out)?;
+        history.account_balances(&filter, &mut balances)?;
     }
+    let everything = QueryFilter {
+        limit: u32::MAX,
+        ..QueryFilter::default()
+    };
+    history.query_transfers(&everything, &mut out)?;
     Ok(())
 }
 

@@ -1,15 +1,17 @@
-//! The history store against a naive model, across reopening, repeated ingests, a crash
-//! between the tables and the watermark, and runs it must refuse.
+//! The history store against a naive model of every kind of record, across reopening,
+//! repeated ingests, a crash between the tables and the watermark, and runs it must refuse.
 
 mod support;
 
-use clearline_engine::Transfer;
-use clearline_history::{HistoryError, Run, Watermark};
+use clearline_engine::{AccountBalance, AccountFilter, AccountFilterFlags, Transfer};
+use clearline_engine::{QueryFilter, TransferFlags};
+use clearline_history::{HistoryError, Run, RunCapacity, Watermark};
+use clearline_history::{RESOLUTION_EXPIRED, RESOLUTION_POSTED, RESOLUTION_VOIDED};
 use clearline_test_support::Rng;
-use support::{check_against_model, open, Generator, Model};
+use support::{capacity, check_against_model, open, push_from, Generator, Model};
 
 const SEED: u64 = 0x4849_5354;
-const RUN_TRANSFERS: usize = 700;
+const RUN_EVENTS: usize = 700;
 
 #[test]
 fn answers_match_the_model_over_several_runs() {
@@ -20,14 +22,21 @@ fn answers_match_the_model_over_several_runs() {
     let mut model = Model::default();
     let mut rng = Rng::new(SEED + 1);
     for index in 0..5 {
-        let (run, watermark) = generator.run(RUN_TRANSFERS - index * 50);
+        let (run, watermark) = generator.run(RUN_EVENTS - index * 50);
         let report = history.ingest(&run, watermark).expect("ingest");
-        assert_eq!(report.transfers_ingested, run.len());
+        assert_eq!(report.transfers_ingested, run.transfers().len());
+        assert_eq!(report.burned_ids_ingested, run.burned_ids().len());
+        assert_eq!(report.resolutions_ingested, run.resolutions().len());
+        assert_eq!(report.balances_ingested, run.balances().len());
+        assert!(!run.burned_ids().is_empty());
+        assert!(!run.resolutions().is_empty());
+        assert!(!run.balances().is_empty());
         assert_eq!(report.transfers_skipped, 0);
+        assert_eq!(report.others_skipped, 0);
         assert!(report.account_entries <= support::ACCOUNTS as usize);
         assert!(report.account_entries >= 2);
         assert_eq!(history.watermark(), Some(watermark));
-        model.add(&run);
+        model.add(&run, watermark);
     }
     check_against_model(&history, &model, &mut rng, 1_500);
     assert!(history.disk_bytes() > (model.transfers.len() * Transfer::SIZE) as u64);
@@ -42,25 +51,25 @@ fn data_and_watermark_survive_reopening_and_ingest_continues() {
     {
         let history = open(directory.path());
         for _ in 0..2 {
-            let (run, watermark) = generator.run(RUN_TRANSFERS);
+            let (run, watermark) = generator.run(RUN_EVENTS);
             history.ingest(&run, watermark).expect("ingest");
-            model.add(&run);
+            model.add(&run, watermark);
         }
     }
     let history = open(directory.path());
     assert_eq!(history.watermark(), Some(generator.watermark()));
-    check_against_model(&history, &model, &mut rng, 200);
+    check_against_model(&history, &model, &mut rng, 400);
 
-    let (run, watermark) = generator.run(RUN_TRANSFERS);
+    let (run, watermark) = generator.run(RUN_EVENTS);
     history
         .ingest(&run, watermark)
         .expect("ingest after reopening");
-    model.add(&run);
+    model.add(&run, watermark);
     drop(history);
     let history = open(directory.path());
     // A stale watermark here would mean the reopened store numbered its writes below the old.
     assert_eq!(history.watermark(), Some(watermark));
-    check_against_model(&history, &model, &mut rng, 300);
+    check_against_model(&history, &model, &mut rng, 600);
 }
 
 #[test]
@@ -70,37 +79,43 @@ fn ingesting_a_run_again_changes_nothing() {
     let mut generator = Generator::new(SEED + 4);
     let mut model = Model::default();
     let mut rng = Rng::new(SEED + 5);
-    let (first, first_watermark) = generator.run(RUN_TRANSFERS);
+    let (first, first_watermark) = generator.run(RUN_EVENTS);
     history.ingest(&first, first_watermark).expect("ingest");
-    model.add(&first);
-    let (second, second_watermark) = generator.run(RUN_TRANSFERS);
+    model.add(&first, first_watermark);
+    let (second, second_watermark) = generator.run(RUN_EVENTS);
     history.ingest(&second, second_watermark).expect("ingest");
-    model.add(&second);
+    model.add(&second, second_watermark);
 
     // The same run with the same watermark: all of it is skipped.
     let report = history
         .ingest(&second, second_watermark)
         .expect("ingest again");
-    assert_eq!(report.transfers_skipped, second.len());
+    assert_eq!(report.transfers_skipped, second.transfers().len());
+    assert_eq!(
+        report.others_skipped,
+        second.len() - second.transfers().len()
+    );
     assert_eq!(report.transfers_ingested, 0);
+    assert_eq!(report.balances_ingested, 0);
     assert_eq!(history.watermark(), Some(second_watermark));
     check_against_model(&history, &model, &mut rng, 300);
 
-    // A run that overlaps the watermark: the second half of `second`, then new transfers.
-    let mut overlapping = Run::with_capacity(RUN_TRANSFERS * 2);
-    for transfer in &second.transfers()[RUN_TRANSFERS / 2..] {
-        overlapping.push(transfer).expect("capacity");
-    }
-    let (third, third_watermark) = generator.run(RUN_TRANSFERS);
-    for transfer in third.transfers() {
-        overlapping.push(transfer).expect("capacity");
-    }
+    // A run that overlaps the watermark: the second half of `second`, then new records.
+    let half = second.transfers()[second.transfers().len() / 2].timestamp;
+    let mut overlapping = Run::with_capacity(capacity(RUN_EVENTS * 2));
+    push_from(&second, half, &mut overlapping);
+    let (third, third_watermark) = generator.run(RUN_EVENTS);
+    push_from(&third, 0, &mut overlapping);
     let report = history
         .ingest(&overlapping, third_watermark)
         .expect("overlap");
-    assert_eq!(report.transfers_skipped, RUN_TRANSFERS - RUN_TRANSFERS / 2);
-    assert_eq!(report.transfers_ingested, RUN_TRANSFERS);
-    model.add(&third);
+    let repeated = second.transfers().iter().filter(|t| t.timestamp >= half);
+    assert_eq!(report.transfers_skipped, repeated.count());
+    assert_eq!(report.transfers_ingested, third.transfers().len());
+    assert_eq!(report.burned_ids_ingested, third.burned_ids().len());
+    assert_eq!(report.resolutions_ingested, third.resolutions().len());
+    assert_eq!(report.balances_ingested, third.balances().len());
+    model.add(&overlapping, third_watermark);
     assert_eq!(history.watermark(), Some(third_watermark));
     check_against_model(&history, &model, &mut rng, 500);
 }
@@ -111,41 +126,63 @@ fn a_crash_before_the_watermark_is_repaired_by_ingesting_again() {
     let mut generator = Generator::new(SEED + 6);
     let mut model = Model::default();
     let mut rng = Rng::new(SEED + 7);
-    let (first, first_watermark) = generator.run(RUN_TRANSFERS);
+    let (first, first_watermark) = generator.run(RUN_EVENTS);
     // The lost attempt loaded two intervals at once; after the crash they come back as two
     // runs, so the repaired store's entries start where the lost ones did only for the first.
-    let (second, second_watermark) = generator.run(RUN_TRANSFERS);
-    let (third, third_watermark) = generator.run(RUN_TRANSFERS);
-    let mut lost = Run::with_capacity(RUN_TRANSFERS * 2);
-    for transfer in second.transfers().iter().chain(third.transfers()) {
-        lost.push(transfer).expect("capacity");
-    }
+    let (second, second_watermark) = generator.run(RUN_EVENTS);
+    let (third, third_watermark) = generator.run(RUN_EVENTS);
+    let mut lost = Run::with_capacity(capacity(RUN_EVENTS * 2));
+    push_from(&second, 0, &mut lost);
+    push_from(&third, 0, &mut lost);
     {
         let history = open(directory.path());
         history.ingest(&first, first_watermark).expect("ingest");
-        model.add(&first);
+        model.add(&first, first_watermark);
         let report = history.ingest_tables(&lost).expect("tables only");
-        assert_eq!(report.transfers_ingested, RUN_TRANSFERS * 2);
+        let transfers = second.transfers().len() + third.transfers().len();
+        assert_eq!(report.transfers_ingested, transfers);
         // The process dies here: the watermark was never written.
     }
     let history = open(directory.path());
     assert_eq!(history.watermark(), Some(first_watermark));
-    // Above the watermark, the lost attempt's transfers may be visible; below it, exactly the
+    // Above the watermark, the lost attempt's records may be visible; below it, exactly the
     // first run.
     check_against_model(&history, &model, &mut rng, 0);
-    for transfer in first.transfers() {
-        assert_eq!(history.transfer(transfer.id).ok(), Some(Some(*transfer)));
-    }
 
     history.ingest(&second, second_watermark).expect("repair");
-    model.add(&second);
+    model.add(&second, second_watermark);
     history.ingest(&third, third_watermark).expect("repair");
-    model.add(&third);
+    model.add(&third, third_watermark);
     check_against_model(&history, &model, &mut rng, 800);
     drop(history);
     let history = open(directory.path());
     assert_eq!(history.watermark(), Some(third_watermark));
     check_against_model(&history, &model, &mut rng, 200);
+}
+
+/// A run the store must refuse, what it is, and whether an error is the expected refusal.
+struct Refusal {
+    name: &'static str,
+    run: Run,
+    expected: fn(&HistoryError) -> bool,
+}
+
+fn refusal(name: &'static str, run: Run, expected: fn(&HistoryError) -> bool) -> Refusal {
+    Refusal {
+        name,
+        run,
+        expected,
+    }
+}
+
+/// A run of `transfers`, then `fill` adds other records.
+fn run_of(transfers: &[Transfer], fill: impl FnOnce(&mut Run)) -> Run {
+    let mut run = Run::with_capacity(capacity(transfers.len() + 8));
+    for transfer in transfers {
+        run.push(transfer).expect("capacity");
+    }
+    fill(&mut run);
+    run
 }
 
 #[test]
@@ -157,40 +194,237 @@ fn refused_runs_change_nothing_and_empty_runs_move_the_watermark() {
     let mut rng = Rng::new(SEED + 9);
     let (run, watermark) = generator.run(100);
     history.ingest(&run, watermark).expect("ingest");
-    model.add(&run);
+    model.add(&run, watermark);
 
     let (mut next, next_watermark) = generator.run(100);
-    let mut swapped = Run::with_capacity(100);
-    let transfers = next.transfers().to_vec();
-    for index in [0, 2, 1, 3] {
-        swapped.push(&transfers[index]).expect("capacity");
-    }
+    let transfers: Vec<Transfer> = next
+        .transfers()
+        .iter()
+        .filter(|t| !t.flags().settlement())
+        .copied()
+        .collect();
+    let (t0, t1, t2) = (transfers[0], transfers[1], transfers[2]);
+    let row = |account: u128, timestamp: u64| AccountBalance {
+        debits_posted: account,
+        timestamp,
+        ..AccountBalance::default()
+    };
+    let swapped = run_of(&[t0, t2, t1], |_| {});
     let refused = history.ingest(&swapped, next_watermark);
     assert!(
-        matches!(refused, Err(HistoryError::RunOutOfOrder { index: 2, .. })),
+        matches!(
+            refused,
+            Err(HistoryError::RunOutOfOrder {
+                kind: "transfers",
+                index: 2,
+                ..
+            })
+        ),
         "{refused:?}"
     );
-    let mut repeated = Run::with_capacity(2);
-    repeated.push(&transfers[0]).expect("capacity");
-    repeated.push(&transfers[0]).expect("capacity");
-    assert!(matches!(
-        history.ingest(&repeated, next_watermark),
-        Err(HistoryError::RunOutOfOrder { index: 1, .. })
-    ));
-    let mut same_id = Run::with_capacity(2);
-    same_id.push(&transfers[0]).expect("capacity");
-    same_id
-        .push(&Transfer {
-            id: transfers[0].id,
-            ..transfers[1]
-        })
-        .expect("capacity");
-    assert!(matches!(
-        history.ingest(&same_id, next_watermark),
-        Err(HistoryError::RunDuplicateId { .. })
-    ));
+    let cases: Vec<Refusal> = vec![
+        refusal("repeated transfer", run_of(&[t0, t0], |_| {}), |e| {
+            matches!(e, HistoryError::RunOutOfOrder { index: 1, .. })
+        }),
+        refusal(
+            "same client id",
+            run_of(&[t0, Transfer { id: t0.id, ..t1 }], |_| {}),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunDuplicateId {
+                        settlement: false,
+                        ..
+                    }
+                )
+            },
+        ),
+        refusal(
+            "same settlement id",
+            run_of(
+                &[
+                    Transfer {
+                        flags: TransferFlags::SETTLEMENT,
+                        ..t0
+                    },
+                    Transfer {
+                        id: t0.id,
+                        flags: TransferFlags::SETTLEMENT,
+                        ..t1
+                    },
+                ],
+                |_| {},
+            ),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunDuplicateId {
+                        settlement: true,
+                        ..
+                    }
+                )
+            },
+        ),
+        refusal(
+            "burned twice",
+            run_of(&[t0], |run| {
+                run.push_burned(5, t0.timestamp + 1).expect("capacity");
+                run.push_burned(5, t0.timestamp + 2).expect("capacity");
+            }),
+            |e| matches!(e, HistoryError::RunDuplicateBurnedId { id: 5 }),
+        ),
+        refusal(
+            "burned and a client transfer",
+            run_of(&[t0, t1], |run| {
+                run.push_burned(t1.id, t0.timestamp + 1).expect("capacity");
+            }),
+            |e| matches!(e, HistoryError::RunBurnedIdIsTransfer { .. }),
+        ),
+        refusal(
+            "burned out of order",
+            run_of(&[], |run| {
+                run.push_burned(5, t1.timestamp).expect("capacity");
+                run.push_burned(6, t0.timestamp).expect("capacity");
+            }),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunOutOfOrder {
+                        kind: "burned ids",
+                        ..
+                    }
+                )
+            },
+        ),
+        refusal(
+            "resolved twice",
+            run_of(&[], |run| {
+                run.push_resolution(3, true, RESOLUTION_POSTED, t0.timestamp)
+                    .expect("capacity");
+                run.push_resolution(3, true, RESOLUTION_VOIDED, t1.timestamp)
+                    .expect("capacity");
+            }),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunDuplicateResolution {
+                        id: 3,
+                        settlement: true
+                    }
+                )
+            },
+        ),
+        refusal(
+            "resolutions out of order",
+            run_of(&[], |run| {
+                run.push_resolution(3, false, RESOLUTION_POSTED, t1.timestamp)
+                    .expect("capacity");
+                run.push_resolution(4, false, RESOLUTION_EXPIRED, t1.timestamp)
+                    .expect("capacity");
+            }),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunOutOfOrder {
+                        kind: "resolutions",
+                        ..
+                    }
+                )
+            },
+        ),
+        refusal(
+            "two rows of one account at one timestamp",
+            run_of(&[t0], |run| {
+                let account = t0.debit_account_id;
+                run.push_balance(account, &row(account, t0.timestamp))
+                    .expect("capacity");
+                run.push_balance(account, &row(account, t0.timestamp))
+                    .expect("capacity");
+            }),
+            |e| matches!(e, HistoryError::RunDuplicateBalance { .. }),
+        ),
+        refusal(
+            "a row with no transfer",
+            run_of(&[t0, t1], |run| {
+                let account = t0.debit_account_id;
+                run.push_balance(account, &row(account, t0.timestamp + 1))
+                    .expect("capacity");
+            }),
+            |e| matches!(e, HistoryError::RunBalanceWithoutTransfer { .. }),
+        ),
+        refusal(
+            "a row of an account the transfer does not move",
+            run_of(&[t0], |run| {
+                let account = u128::from(support::ACCOUNTS + 3);
+                run.push_balance(account, &row(account, t0.timestamp))
+                    .expect("capacity");
+            }),
+            |e| matches!(e, HistoryError::RunBalanceWithoutTransfer { .. }),
+        ),
+        refusal(
+            "rows out of order",
+            run_of(&[t0, t1], |run| {
+                let (first, second) = (t0.debit_account_id, t1.debit_account_id);
+                run.push_balance(second, &row(second, t1.timestamp))
+                    .expect("capacity");
+                run.push_balance(first, &row(first, t0.timestamp))
+                    .expect("capacity");
+            }),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunOutOfOrder {
+                        kind: "balance rows",
+                        ..
+                    }
+                )
+            },
+        ),
+        refusal(
+            "a resolution beyond the watermark",
+            run_of(&[t0], |run| {
+                let late = next_watermark.timestamp + 1;
+                run.push_resolution(3, false, RESOLUTION_POSTED, late)
+                    .expect("capacity");
+            }),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunBeyondWatermark {
+                        kind: "resolutions",
+                        ..
+                    }
+                )
+            },
+        ),
+        refusal(
+            "a burned id beyond the watermark",
+            run_of(&[], |run| {
+                let late = next_watermark.timestamp + 1;
+                run.push_burned(3, late).expect("capacity");
+            }),
+            |e| {
+                matches!(
+                    e,
+                    HistoryError::RunBeyondWatermark {
+                        kind: "burned ids",
+                        ..
+                    }
+                )
+            },
+        ),
+    ];
+    for Refusal {
+        name,
+        run,
+        expected,
+    } in &cases
+    {
+        let refused = history.ingest(run, next_watermark);
+        assert!(refused.as_ref().is_err_and(expected), "{name}: {refused:?}");
+    }
     let short = Watermark {
-        timestamp: transfers[50].timestamp,
+        timestamp: transfers[10].timestamp,
         ..next_watermark
     };
     assert!(matches!(
@@ -207,9 +441,19 @@ fn refused_runs_change_nothing_and_empty_runs_move_the_watermark() {
     ));
     assert_eq!(history.watermark(), Some(watermark));
     check_against_model(&history, &model, &mut rng, 200);
-    for transfer in &transfers {
-        assert_eq!(history.transfer(transfer.id).ok(), Some(None));
+    for transfer in next.transfers() {
+        let settlement = transfer.flags().settlement();
+        assert_eq!(
+            history.transfer_in(transfer.id, settlement).ok(),
+            Some(None)
+        );
+        assert_eq!(history.transfer_at(transfer.timestamp).ok(), Some(None));
     }
+    for burned in next.burned_ids() {
+        assert_eq!(history.burned(burned.id).ok(), Some(false));
+    }
+    assert_eq!(history.burned(5).ok(), Some(false));
+    assert_eq!(history.resolution(3, true).ok(), Some(None));
 
     next.clear();
     let empty_watermark = Watermark {
@@ -221,4 +465,118 @@ fn refused_runs_change_nothing_and_empty_runs_move_the_watermark() {
     assert_eq!(history.watermark(), Some(empty_watermark));
     drop(history);
     assert_eq!(open(directory.path()).watermark(), Some(empty_watermark));
+}
+
+#[test]
+fn one_id_lives_once_in_each_namespace() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let (id, burned_id, history_account) = (7u128, 9u128, 5u128);
+    let transfer = |timestamp: u64, flags: u16, code: u16| Transfer {
+        id,
+        debit_account_id: history_account,
+        credit_account_id: 2,
+        amount: 10,
+        ledger: 1,
+        code,
+        flags,
+        timestamp,
+        ..Transfer::default()
+    };
+    let client = transfer(100, TransferFlags::PENDING, 1);
+    let settlement = transfer(101, TransferFlags::PENDING | TransferFlags::SETTLEMENT, 2);
+    // A settlement transfer may use an id burned in the client namespace.
+    let settlement_burned = Transfer {
+        id: burned_id,
+        timestamp: 103,
+        ..settlement
+    };
+    let mut run = Run::with_capacity(RunCapacity {
+        transfers: 3,
+        burned_ids: 1,
+        resolutions: 2,
+        balances: 3,
+    });
+    for transfer in [client, settlement, settlement_burned] {
+        run.push(&transfer).expect("capacity");
+        let row = AccountBalance {
+            debits_pending: u128::from(transfer.timestamp),
+            timestamp: transfer.timestamp,
+            ..AccountBalance::default()
+        };
+        run.push_balance(history_account, &row).expect("capacity");
+    }
+    run.push_burned(burned_id, 102).expect("capacity");
+    run.push_resolution(id, false, RESOLUTION_POSTED, 104)
+        .expect("capacity");
+    run.push_resolution(id, true, RESOLUTION_EXPIRED, 105)
+        .expect("capacity");
+    let watermark = Watermark {
+        sequence: 6,
+        timestamp: 105,
+    };
+    let check = |history: &clearline_history::History| {
+        assert_eq!(history.transfer_in(id, false).ok(), Some(Some(client)));
+        assert_eq!(history.transfer(id).ok(), Some(Some(client)));
+        assert_eq!(history.transfer_in(id, true).ok(), Some(Some(settlement)));
+        assert_eq!(history.transfer_in(burned_id, false).ok(), Some(None));
+        let found = history.transfer_in(burned_id, true);
+        assert_eq!(found.ok(), Some(Some(settlement_burned)));
+        assert_eq!(history.burned(burned_id).ok(), Some(true));
+        assert_eq!(history.burned(id).ok(), Some(false));
+        let posted = Some((RESOLUTION_POSTED, 104));
+        assert_eq!(history.resolution(id, false).ok(), Some(posted));
+        let expired = Some((RESOLUTION_EXPIRED, 105));
+        assert_eq!(history.resolution(id, true).ok(), Some(expired));
+        assert_eq!(history.resolution(burned_id, true).ok(), Some(None));
+        for timestamp in [99, 102, 104, 105] {
+            assert_eq!(history.transfer_at(timestamp).ok(), Some(None));
+        }
+        assert_eq!(history.transfer_at(101).ok(), Some(Some(settlement)));
+
+        let mut out = Vec::new();
+        history
+            .transfers_by_id(&[burned_id, id, id], &mut out)
+            .expect("lookup");
+        assert_eq!(out, [client, client]);
+
+        // Balance rows are selected through their transfers' fields.
+        let filter = AccountFilter {
+            account_id: history_account,
+            code: 2,
+            limit: 10,
+            flags: AccountFilterFlags::DEBITS | AccountFilterFlags::REVERSED,
+            ..AccountFilter::default()
+        };
+        let mut balances = Vec::new();
+        history
+            .account_balances(&filter, &mut balances)
+            .expect("balances");
+        let timestamps: Vec<u64> = balances.iter().map(|row| row.timestamp).collect();
+        assert_eq!(timestamps, [103, 101]);
+        assert_eq!(balances[0].debits_pending, 103);
+        let credits = AccountFilter {
+            flags: AccountFilterFlags::CREDITS,
+            ..filter
+        };
+        balances.clear();
+        history
+            .account_balances(&credits, &mut balances)
+            .expect("balances");
+        assert!(balances.is_empty());
+
+        let query = QueryFilter {
+            ledger: 1,
+            limit: 2,
+            ..QueryFilter::default()
+        };
+        out.clear();
+        history.query_transfers(&query, &mut out).expect("query");
+        assert_eq!(out, [client, settlement]);
+    };
+    {
+        let history = open(directory.path());
+        history.ingest(&run, watermark).expect("ingest");
+        check(&history);
+    }
+    check(&open(directory.path()));
 }

@@ -7,9 +7,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clearline_history::{HistoryError, HistoryWriter, Run, Watermark};
+use clearline_history::{HistoryError, HistoryWriter, Run, RunCapacity, Watermark};
 use clearline_test_support::Rng;
-use support::{check_against_model, open, Generator, Model};
+use support::{capacity, check_against_model, open, Generator, Model};
 
 const RUN_TRANSFERS: usize = 300;
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -50,14 +50,11 @@ fn runs_flow_through_in_order_and_come_back_for_reuse() {
                 reused += 1;
                 run
             }
-            None => Run::with_capacity(RUN_TRANSFERS),
+            None => Run::with_capacity(capacity(RUN_TRANSFERS)),
         };
         assert!(run.is_empty());
-        for _ in 0..RUN_TRANSFERS {
-            run.push(&generator.transfer()).expect("capacity");
-        }
-        generator.sequence += RUN_TRANSFERS as u64;
-        model.add(&run);
+        generator.fill(&mut run, RUN_TRANSFERS);
+        model.add(&run, generator.watermark());
         watermarks.push(generator.watermark());
         writer.submit(run, generator.watermark()).expect("submit");
     }
@@ -68,7 +65,7 @@ fn runs_flow_through_in_order_and_come_back_for_reuse() {
     assert!(eventually(|| {
         while let Some(run) = writer.reclaim() {
             assert!(run.is_empty());
-            assert!(run.capacity() >= RUN_TRANSFERS);
+            assert_eq!(run.capacity(), capacity(RUN_TRANSFERS));
             reused += 1;
         }
         reused == 6
@@ -90,7 +87,7 @@ fn a_failed_ingest_stops_the_writer_with_its_error() {
 
     // Out of order: the writer must refuse it and ingest nothing after it.
     let (valid, _) = generator.run(RUN_TRANSFERS);
-    let mut bad = Run::with_capacity(RUN_TRANSFERS);
+    let mut bad = Run::with_capacity(RunCapacity::transfers(RUN_TRANSFERS));
     for transfer in valid.transfers().iter().rev() {
         bad.push(transfer).expect("capacity");
     }
