@@ -563,6 +563,31 @@ mod tests {
         assert_eq!(occupied, index.entries_count());
     }
 
+    /// Probes a lookup of `id` makes before it meets an empty slot.
+    fn probes_to_empty(index: &IdIndex, id: u128) -> usize {
+        let (home, _) = home_and_tag(id);
+        let mut slot = home;
+        let mut probes = 1;
+        while index.slots[slot & index.mask] as u32 != 0 {
+            slot = slot.wrapping_add(PROBE_STEP);
+            probes += 1;
+        }
+        probes
+    }
+
+    /// Sum over all entries of the probe steps from home to their slot.
+    fn probe_distance_total(index: &IdIndex, key_of: impl Fn(u32) -> u128) -> usize {
+        let mut total = 0;
+        for (slot_index, entry) in index.slots.iter().enumerate() {
+            let stored = *entry as u32;
+            if stored != 0 {
+                let (home, _) = home_and_tag(key_of(stored - 1));
+                total += probe_distance(home, slot_index, index.mask);
+            }
+        }
+        total
+    }
+
     /// Ids drawn to collide: consecutive ids, ids sharing their place in a block, many ids in a
     /// few blocks, random ids, or a mix of all of these.
     fn id_pool(mode: usize, count: usize, random: &mut Xorshift) -> Vec<u128> {
@@ -695,6 +720,267 @@ mod tests {
                     peak * 10 >= entries_max as usize * 9,
                     "peak {peak} of {entries_max}"
                 );
+            }
+        }
+    }
+
+    /// After many removals and re-inserts, the table has the same occupied slots, the same
+    /// total probe distance and the same probe count for absent ids as a fresh table fed the
+    /// surviving entries: removal leaves nothing behind that lengthens a probe.
+    #[test]
+    fn removals_leave_the_probes_of_a_fresh_table() {
+        for entries_max in [64u32, 1000, 4096] {
+            for mode in 0..5 {
+                let mut random = Xorshift(0x9E37_79B9_7F4A_7C15 ^ u64::from(entries_max));
+                let pool = id_pool(mode, entries_max as usize * 4, &mut random);
+                let mut store: Vec<Option<u128>> = vec![None; entries_max as usize];
+                let mut present: Vec<(u128, u32)> = Vec::new();
+                let mut unused: Vec<u128> = pool.clone();
+                let mut index = IdIndex::new(entries_max);
+                for round in 0..4 {
+                    // Fill to the maximum, then remove a random half (all of it in the last
+                    // round).
+                    while present.len() < entries_max as usize {
+                        let id = unused.swap_remove(random.below(unused.len()));
+                        let position = store.iter().position(Option::is_none).expect("room");
+                        store[position] = Some(id);
+                        index.insert(id, position as u32);
+                        present.push((id, position as u32));
+                    }
+                    let keep = if round == 3 { 0 } else { present.len() / 2 };
+                    while present.len() > keep {
+                        let (id, position) = present.swap_remove(random.below(present.len()));
+                        store[position as usize] = None;
+                        index.remove(id, position, |p| store[p as usize].expect("stored"));
+                    }
+                    let key_of = |p: u32| store[p as usize].expect("stored");
+                    assert_probe_invariant(&index, key_of);
+                    let mut fresh = IdIndex::new(entries_max);
+                    for (id, position) in &present {
+                        fresh.insert(*id, *position);
+                    }
+                    let occupied = |index: &IdIndex| -> Vec<bool> {
+                        index.slots.iter().map(|slot| *slot as u32 != 0).collect()
+                    };
+                    assert_eq!(occupied(&index), occupied(&fresh), "round {round}");
+                    assert_eq!(
+                        probe_distance_total(&index, key_of),
+                        probe_distance_total(&fresh, key_of)
+                    );
+                    for id in unused.iter().take(500) {
+                        assert_eq!(probes_to_empty(&index, *id), probes_to_empty(&fresh, *id));
+                    }
+                }
+                // With every entry removed, the table is all zeros again, as when new.
+                assert_eq!(index.entries_count(), 0);
+                assert!(index.slots.iter().all(|slot| *slot == 0));
+            }
+        }
+    }
+
+    /// `count` distinct ids whose home is slot `slot` of a table with mask `mask`.
+    fn ids_with_home(slot: usize, mask: usize, count: usize) -> Vec<u128> {
+        (0u128..)
+            .filter(|id| home_and_tag(*id).0 & mask == slot)
+            .take(count)
+            .collect()
+    }
+
+    /// Removal across both ends of the probe order: in a 128-slot table the probe from slot 63
+    /// goes 63, 0, 65, 2, 67, so it wraps from the last probe rank (slot 63) to the first
+    /// (slot 0), and past the end of the table (65 to 2). Entries shift back across both, and
+    /// entries whose path does not pass the hole stay where they are.
+    #[test]
+    fn removal_shifts_entries_back_across_the_wrap_around() {
+        let mut index = IdIndex::new(64);
+        assert_eq!(index.slots.len(), 128);
+        let mask = index.mask;
+        let at_63 = ids_with_home(63, mask, 3);
+        let at_0 = ids_with_home(0, mask, 2);
+        let at_65 = ids_with_home(65, mask, 1);
+        // Positions 0..5 hold a, b, c (home 63), e (home 0), f (home 65).
+        let ids = [at_63[0], at_63[1], at_63[2], at_0[0], at_65[0]];
+        let mut store: Vec<Option<u128>> = ids.iter().copied().map(Some).collect();
+        for (position, id) in [
+            (0u32, ids[0]),
+            (1, ids[1]),
+            (3, ids[3]),
+            (2, ids[2]),
+            (4, ids[4]),
+        ] {
+            index.insert(id, position);
+        }
+        let position_at = |index: &IdIndex, slot: usize| (index.slots[slot] as u32).checked_sub(1);
+        // a 63, b 0, e 65 (its home 0 taken), c 2, f 67 (its home 65 taken).
+        for (slot, position) in [(63, 0), (0, 1), (65, 3), (2, 2), (67, 4)] {
+            assert_eq!(position_at(&index, slot), Some(position), "slot {slot}");
+        }
+        assert_probe_invariant(&index, |p| store[p as usize].expect("stored"));
+
+        // Removing a moves every later entry one step back, across both wraps.
+        store[0] = None;
+        index.remove(ids[0], 0, |p| store[p as usize].expect("stored"));
+        for (slot, position) in [(63, Some(1)), (0, Some(3)), (65, Some(2)), (2, Some(4))] {
+            assert_eq!(position_at(&index, slot), position, "slot {slot}");
+        }
+        assert_eq!(position_at(&index, 67), None);
+        assert_probe_invariant(&index, |p| store[p as usize].expect("stored"));
+
+        // Removing b (now at 63): e sits at its home 0, after the hole, so it stays; c and f
+        // behind it still move back.
+        store[1] = None;
+        index.remove(ids[1], 1, |p| store[p as usize].expect("stored"));
+        for (slot, position) in [(63, Some(2)), (0, Some(3)), (65, Some(4)), (2, None)] {
+            assert_eq!(position_at(&index, slot), position, "slot {slot}");
+        }
+        assert_probe_invariant(&index, |p| store[p as usize].expect("stored"));
+
+        // g (home 0) goes past e at 0 and f at 65 to 2. Removing c at 63 moves nothing: e and
+        // f sit at their homes, and g's path from 0 does not pass the hole at 63, so g stays
+        // although it is not at its home.
+        let g = at_0[1];
+        store.push(Some(g));
+        index.insert(g, 5);
+        assert_eq!(position_at(&index, 2), Some(5));
+        store[2] = None;
+        index.remove(ids[2], 2, |p| store[p as usize].expect("stored"));
+        for (slot, position) in [(63, None), (0, Some(3)), (65, Some(4)), (2, Some(5))] {
+            assert_eq!(position_at(&index, slot), position, "slot {slot}");
+        }
+        assert_probe_invariant(&index, |p| store[p as usize].expect("stored"));
+        for (position, id) in [(3u32, ids[3]), (4, ids[4]), (5, g)] {
+            let found = index.find(id, |p| store[p as usize].expect("stored"));
+            assert_eq!(found, Some(position));
+        }
+        assert_eq!(index.entries_count(), 3);
+    }
+
+    /// After removals, `find_or_vacancy_with` returns vacancies that `insert_at` fills, both for
+    /// removed ids coming back and for new ids, and finds the entries that stayed.
+    #[test]
+    fn vacancies_after_removals_accept_inserts() {
+        let mut random = Xorshift(0xD1B5_4A32_D192_ED03);
+        let entries_max = 500u32;
+        let ids = id_pool(4, entries_max as usize, &mut random);
+        let mut store: Vec<Option<u128>> = vec![None; ids.len()];
+        let mut index = IdIndex::new(entries_max);
+        for (position, id) in ids.iter().enumerate() {
+            store[position] = Some(*id);
+            index.insert(*id, position as u32);
+        }
+        for position in (0..ids.len()).filter(|position| position % 3 != 1) {
+            store[position] = None;
+            index.remove(ids[position], position as u32, |p| {
+                store[p as usize].expect("stored")
+            });
+        }
+        assert_probe_invariant(&index, |p| store[p as usize].expect("stored"));
+        for (position, id) in ids.iter().enumerate() {
+            let matches = |p: u32| store[p as usize] == Some(*id);
+            match index.find_or_vacancy_with(*id, matches) {
+                Ok(found) => {
+                    assert_eq!(position % 3, 1, "removed id {id:#x} found");
+                    assert_eq!(found, position as u32);
+                }
+                Err(vacancy) => {
+                    assert_ne!(position % 3, 1, "kept id {id:#x} missed");
+                    store[position] = Some(*id);
+                    index.insert_at(vacancy, position as u32);
+                }
+            }
+        }
+        assert_eq!(index.entries_count() as usize, ids.len());
+        assert_probe_invariant(&index, |p| store[p as usize].expect("stored"));
+        for (position, id) in ids.iter().enumerate() {
+            let found = index.find(*id, |p| store[p as usize].expect("stored"));
+            assert_eq!(found, Some(position as u32));
+        }
+    }
+
+    /// Rolling back the newest inserts with `remove_newest` still restores the table exactly
+    /// when arbitrary removals ran before those inserts.
+    #[test]
+    fn reverse_removal_after_removals_restores_the_table() {
+        let ids: Vec<u128> = (1..=300u128).map(|i| i * 64 + (i % 3)).collect();
+        let mut store: Vec<Option<u128>> = ids.iter().copied().map(Some).collect();
+        let mut index = IdIndex::new(300);
+        for (position, id) in ids.iter().enumerate().take(200) {
+            index.insert(*id, position as u32);
+        }
+        for position in (0..200).step_by(3) {
+            store[position] = None;
+            index.remove(ids[position], position as u32, |p| {
+                store[p as usize].expect("stored")
+            });
+        }
+        let before = index.slots.clone();
+        for (position, id) in ids.iter().enumerate().skip(200) {
+            index.insert(*id, position as u32);
+        }
+        index.repoint(ids[250], 250, 0);
+        store[0] = Some(ids[250]);
+        store[250] = None;
+        for (position, id) in ids.iter().enumerate().skip(200).rev() {
+            let position = if position == 250 { 0 } else { position as u32 };
+            index.remove_newest(*id, position);
+        }
+        assert_eq!(index.slots, before);
+    }
+
+    /// `repoint` changes only the position: the slot, its tag and every other slot stay.
+    #[test]
+    fn repoint_keeps_the_slot_and_tag() {
+        let ids: Vec<u128> = (0..100u128).map(|i| (7 << 64) | i).collect();
+        let mut index = IdIndex::new(100);
+        for (position, id) in ids.iter().enumerate() {
+            index.insert(*id, position as u32);
+        }
+        let before = index.slots.clone();
+        index.repoint(ids[42], 42, 1000);
+        let changed: Vec<usize> = (0..before.len())
+            .filter(|slot| before[*slot] != index.slots[*slot])
+            .collect();
+        assert_eq!(changed.len(), 1);
+        let slot = changed[0];
+        assert_eq!(before[slot] as u32, 43);
+        assert_eq!(index.slots[slot] as u32, 1001);
+        assert_eq!(before[slot] >> 32, index.slots[slot] >> 32);
+        let key_of = |p: u32| if p == 1000 { ids[42] } else { ids[p as usize] };
+        assert_eq!(index.find(ids[42], key_of), Some(1000));
+        assert_eq!(index.entries_count(), 100);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not in the index")]
+    fn removing_an_absent_entry_panics() {
+        let ids = [11u128, 12, 13];
+        let mut index = IdIndex::new(8);
+        index.insert(ids[0], 0);
+        index.insert(ids[1], 1);
+        // The id is present, but not at this position.
+        index.remove(ids[1], 2, |p| ids[p as usize]);
+    }
+
+    #[test]
+    #[should_panic(expected = "is not in the index")]
+    fn repointing_an_absent_entry_panics() {
+        let mut index = IdIndex::new(8);
+        index.insert(11, 0);
+        index.repoint(12, 0, 1);
+    }
+
+    /// `probe_distance` counts the steps a probe takes, in every table size.
+    #[test]
+    fn probe_distance_counts_probe_steps() {
+        for slots_count in [64usize, 128, 1 << 12, 1 << 20] {
+            let mask = slots_count - 1;
+            for home in [0usize, 5, slots_count - 1, usize::MAX - 3] {
+                let mut slot = home;
+                for steps in 0..300 {
+                    assert_eq!(probe_distance(home, slot, mask), steps % slots_count);
+                    assert_eq!(probe_distance(home, slot & mask, mask), steps % slots_count);
+                    slot = slot.wrapping_add(PROBE_STEP);
+                }
             }
         }
     }
