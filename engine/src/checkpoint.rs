@@ -36,13 +36,22 @@ use crate::{Engine, Scratch, NO_POSITION};
 /// Version 2 changed no bytes of the layout, only where the hash indexes place their entries
 /// (index.rs probes in steps of 65 slots instead of 1). A version 1 image is still read: its
 /// index entries are inserted again, as for a table of another size.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+///
+/// Version 3 appends the history section after the exchange's stores: a byte saying whether
+/// the engine is in history mode, and if it is, its eviction state, the burn timestamps of
+/// burned ids, the resolution timestamps of transfers, the id filter and the running history
+/// digests (ledger/eviction.rs). Images of versions 1 and 2 are read as written without
+/// history mode.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
 
 /// The oldest image version this build reads.
 pub const CHECKPOINT_FORMAT_VERSION_MIN: u32 = 1;
 
 /// The first version whose hash index slots can be taken as they are.
 const INDEX_PLACEMENT_VERSION: u32 = 2;
+
+/// The first version with a history section.
+const HISTORY_SECTION_VERSION: u32 = 3;
 
 /// The first eight bytes of every image.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"CLCKPT\0\0";
@@ -83,6 +92,11 @@ pub enum CheckpointError {
         /// The flag of `clearline start` that raises the capacity.
         flag: &'static str,
     },
+    /// The image was written in history mode and is loaded without it, or the reverse.
+    HistoryMode {
+        /// Whether the image's engine was in history mode.
+        image_in_history_mode: bool,
+    },
     /// A value breaks an invariant the engine relies on.
     Invalid {
         /// The store.
@@ -122,6 +136,20 @@ impl fmt::Display for CheckpointError {
                 f,
                 "checkpoint image holds {count} {store} but the configuration allows \
                  {capacity}: raise {flag}"
+            ),
+            CheckpointError::HistoryMode {
+                image_in_history_mode: true,
+            } => write!(
+                f,
+                "checkpoint image was written in history mode, with part of the ledger in the \
+                 history store: it can only be loaded with that store (docs/history.md)"
+            ),
+            CheckpointError::HistoryMode {
+                image_in_history_mode: false,
+            } => write!(
+                f,
+                "checkpoint image was written without history mode: it cannot be loaded in \
+                 history mode (docs/history.md)"
             ),
             CheckpointError::Invalid {
                 store,
@@ -377,6 +405,7 @@ impl Engine {
         writer.u64(*clock)?;
         ledger.checkpoint_write(&mut writer)?;
         exchange.checkpoint_write(&mut writer)?;
+        ledger.history_checkpoint_write(&mut writer)?;
         let size = writer.position();
         writer.u64(size)?;
         writer.flush()
@@ -398,6 +427,31 @@ impl Engine {
     ///
     /// If `config` fails `Config::assert_valid` (as `Engine::new`).
     pub fn from_checkpoint(config: &Config, image: &[u8]) -> Result<Engine, CheckpointError> {
+        Engine::from_checkpoint_inner(config, image, None)
+    }
+
+    /// As `from_checkpoint`, for an image written in history mode: the engine reads what left
+    /// memory through `reader`, and its id filter must be sized for `ids_max` ids as when it
+    /// was written. Records the store does not hold yet are handed out again by the next
+    /// `history_drain` once `history_redrain` says from where.
+    ///
+    /// # Errors
+    ///
+    /// As `from_checkpoint`; `HistoryMode` for an image written without history mode.
+    pub fn from_checkpoint_with_history(
+        config: &Config,
+        image: &[u8],
+        reader: Box<dyn crate::history::HistoryRead>,
+        ids_max: u64,
+    ) -> Result<Engine, CheckpointError> {
+        Engine::from_checkpoint_inner(config, image, Some((reader, ids_max)))
+    }
+
+    fn from_checkpoint_inner(
+        config: &Config,
+        image: &[u8],
+        history: Option<(Box<dyn crate::history::HistoryRead>, u64)>,
+    ) -> Result<Engine, CheckpointError> {
         config.assert_valid();
         let mut reader = ImageReader {
             image,
@@ -435,6 +489,10 @@ impl Engine {
             reader.u32()?;
         }
         let mut engine = Engine::new(config);
+        let history_wanted = history.is_some();
+        if let Some((history_reader, ids_max)) = history {
+            engine.enable_history(history_reader, ids_max);
+        }
         let Engine {
             ledger,
             exchange,
@@ -444,6 +502,15 @@ impl Engine {
         *clock = reader.u64()?;
         ledger.checkpoint_read(&mut reader)?;
         exchange.checkpoint_read(&mut reader)?;
+        let image_in_history_mode = version >= HISTORY_SECTION_VERSION && reader.u8()? != 0;
+        if image_in_history_mode != history_wanted {
+            return Err(CheckpointError::HistoryMode {
+                image_in_history_mode,
+            });
+        }
+        if image_in_history_mode {
+            ledger.history_checkpoint_read(&mut reader, *clock)?;
+        }
         if reader.offset != reader.image.len() {
             return Err(reader.invalid("image", "bytes remain after the last store"));
         }

@@ -5,6 +5,7 @@
 //! order) and good enough to tell two states apart in tests; it is not meant to resist an
 //! adversary.
 
+#[derive(Clone)]
 pub(crate) struct Digest {
     lane_a: u64,
     lane_b: u64,
@@ -43,6 +44,27 @@ impl Digest {
         for chunk in bytes.chunks_exact(16) {
             self.u128(u128::from_le_bytes(chunk.try_into().expect("chunk of 16")));
         }
+    }
+
+    /// Writes the running state (checkpoint.rs).
+    pub(crate) fn checkpoint_write(
+        &self,
+        writer: &mut crate::checkpoint::ImageWriter,
+    ) -> std::io::Result<()> {
+        writer.u64(self.lane_a)?;
+        writer.u64(self.lane_b)?;
+        writer.u64(self.words_count)
+    }
+
+    /// Reads the running state written by `checkpoint_write`.
+    pub(crate) fn checkpoint_read(
+        reader: &mut crate::checkpoint::ImageReader,
+    ) -> Result<Digest, crate::checkpoint::CheckpointError> {
+        Ok(Digest {
+            lane_a: reader.u64()?,
+            lane_b: reader.u64()?,
+            words_count: reader.u64()?,
+        })
     }
 
     pub(crate) fn finish(&self) -> u128 {

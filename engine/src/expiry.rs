@@ -62,6 +62,19 @@ impl ExpiryQueue {
         self.sift_up(index, positions);
     }
 
+    /// Renames every queued transfer's position through `map` (the transfer store was
+    /// compacted). The order of the heap does not depend on positions, so it stays valid; the
+    /// caller moves the position table along with the transfers.
+    pub(crate) fn remap(&mut self, map: impl Fn(u32) -> u32) {
+        for entry in &mut self.heap {
+            entry.transfer = map(entry.transfer);
+            assert_ne!(
+                entry.transfer, NO_POSITION,
+                "a queued transfer stays in memory"
+            );
+        }
+    }
+
     /// Removes the entry of `transfer`, which must be queued.
     pub(crate) fn remove(&mut self, transfer: u32, positions: &mut [u32]) -> ExpiryEntry {
         let index = positions[transfer as usize];

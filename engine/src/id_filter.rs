@@ -142,6 +142,52 @@ impl IdFilter {
     }
 }
 
+/// The checkpoint image of a filter (see checkpoint.rs): its sized capacity, its insert count,
+/// its block count, then every word of every block.
+impl IdFilter {
+    pub(crate) fn checkpoint_write(
+        &self,
+        writer: &mut crate::checkpoint::ImageWriter,
+    ) -> std::io::Result<()> {
+        writer.u64(self.ids_max)?;
+        writer.u64(self.inserts_count)?;
+        writer.u64(self.blocks.len() as u64)?;
+        for block in &self.blocks {
+            for word in block {
+                writer.u64(*word)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a filter written by `checkpoint_write` into this one, which must have been sized
+    /// for the same number of ids.
+    pub(crate) fn checkpoint_read(
+        &mut self,
+        reader: &mut crate::checkpoint::ImageReader,
+    ) -> Result<(), crate::checkpoint::CheckpointError> {
+        let ids_max = reader.u64()?;
+        if ids_max != self.ids_max {
+            return Err(crate::checkpoint::CheckpointError::CapacityExceeded {
+                store: "id filter (it must be sized as when it was written)",
+                count: ids_max,
+                capacity: self.ids_max,
+                flag: "--ids-max",
+            });
+        }
+        self.inserts_count = reader.u64()?;
+        if reader.u64()? != self.blocks.len() as u64 {
+            return Err(reader.invalid("id filter", "block count does not match its size"));
+        }
+        for block in &mut self.blocks {
+            for word in block.iter_mut() {
+                *word = reader.u64()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

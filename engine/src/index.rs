@@ -280,13 +280,6 @@ impl IdIndex {
     ///
     /// If the index holds no entry of `id` at `position` (a caller bug), or if `key_of` gives an
     /// id whose tag differs from the one stored with its entry.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the ledger's eviction of old transfers will call it"
-        )
-    )]
     pub(crate) fn remove(&mut self, id: u128, position: u32, key_of: impl Fn(u32) -> u128) {
         let mut hole = self.slot_of(id, position);
         self.slots[hole] = 0;
@@ -324,13 +317,6 @@ impl IdIndex {
     /// # Panics
     ///
     /// If the index holds no entry of `id` at `from`, or `to` is `u32::MAX`.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "moving a pending transfer to another store will call it"
-        )
-    )]
     pub(crate) fn repoint(&mut self, id: u128, from: u32, to: u32) {
         assert!(to < u32::MAX);
         let index = self.slot_of(id, from);

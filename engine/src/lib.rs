@@ -19,6 +19,7 @@ mod checkpoint;
 mod digest;
 mod exchange;
 mod expiry;
+pub mod history;
 mod id_filter;
 mod index;
 mod ledger;
@@ -339,6 +340,69 @@ impl Engine {
         self.exchange.digest(&mut digest);
         digest.u64(self.clock);
         digest.finish()
+    }
+
+    /// Switches this empty engine to history mode (docs/history.md): records that can no
+    /// longer change are handed out by `history_drain` and leave memory on `history_evict`;
+    /// what has left is read back through `reader`. The id filter is sized for `ids_max` ids.
+    /// In history mode `transfers_max`, the burned-id store (`transfers_max / 2`) and
+    /// `account_balances_max` size memory, not history: no create is refused for them, and the
+    /// caller keeps room for each command (`history_room`).
+    ///
+    /// # Panics
+    ///
+    /// If the engine holds any transfer or is already in history mode.
+    pub fn enable_history(&mut self, reader: Box<dyn history::HistoryRead>, ids_max: u64) {
+        self.ledger.enable_history(reader, ids_max);
+    }
+
+    /// Whether the engine is in history mode.
+    pub fn history_enabled(&self) -> bool {
+        self.ledger.history_enabled()
+    }
+
+    /// Hands every record not yet handed over to `sink` (history mode).
+    ///
+    /// # Panics
+    ///
+    /// If the engine is not in history mode.
+    pub fn history_drain(&mut self, sink: &mut dyn history::HistorySink) {
+        self.ledger.history_drain(sink);
+    }
+
+    /// Drops from memory what the store holds durably, every record at or below `through`
+    /// (history mode; see `HistoryRead` for what the store must answer). Call it after a
+    /// drain, with a timestamp the store is durable up to.
+    ///
+    /// # Panics
+    ///
+    /// If the engine is not in history mode or records are not drained.
+    pub fn history_evict(&mut self, through: u64) {
+        self.ledger.history_evict(through);
+    }
+
+    /// After `from_checkpoint_with_history`: the next `history_drain` hands out again every
+    /// record above `after`, the history store's durable watermark, so that the store gets
+    /// back what a crash lost (the image holds everything above what left memory).
+    ///
+    /// # Panics
+    ///
+    /// If the engine is not in history mode, or `after` is below `history_evicted_through`
+    /// (the store cannot be behind what left memory).
+    pub fn history_redrain(&mut self, after: u64) {
+        self.ledger.history_redrain(after);
+    }
+
+    /// Everything at or below this timestamp may have left memory (0: nothing has).
+    pub fn history_evicted_through(&self) -> u64 {
+        self.ledger.history_evicted_through()
+    }
+
+    /// Room left in memory in history mode: `(transfers, burned ids, balance rows)`. The
+    /// caller keeps each at least what its next command can add, evicting (or waiting for the
+    /// store) when short; a command that finds no room panics.
+    pub fn history_room(&self) -> (usize, usize, usize) {
+        self.ledger.history_room()
     }
 
     /// Number of accounts.

@@ -65,8 +65,29 @@ impl Ledger {
         for id in ids {
             if let Some(position) = self.transfer_position(*id) {
                 out.push(self.transfers[position as usize]);
+            } else if let Some(history) = self.history.as_deref() {
+                if history.evicted_through > 0 && history.filter.may_contain(*id) {
+                    out.extend(history.reader.transfer(*id, false));
+                }
             }
         }
+    }
+
+    /// In history mode, the parts of an account query that memory (timestamps above the
+    /// eviction watermark) and the store (at or below it) answer: `(memory, store)`, either
+    /// `None` when its range is empty. Outside history mode memory answers all of it.
+    fn split_account_filter(
+        &self,
+        filter: &AccountFilter,
+    ) -> (Option<AccountFilter>, Option<AccountFilter>) {
+        let evicted = self.history_evicted_through();
+        let (memory, store) = split_range(filter.timestamp_min, filter.timestamp_max, evicted);
+        let part = |(minimum, maximum)| AccountFilter {
+            timestamp_min: minimum,
+            timestamp_max: maximum,
+            ..*filter
+        };
+        (memory.map(part), store.map(part))
     }
 
     /// Whether `transfer` matches the filter's side and field conditions for `account_id`.
@@ -160,11 +181,32 @@ impl Ledger {
         };
         let newest = self.account_meta[account as usize].transfer_newest;
         let results_max = self.results_max(filter.limit, out.capacity());
-        self.select_account_transfers(filter, newest, results_max, |_, transfer| {
-            out.push(*transfer)
-        });
-        if !filter.flags().reversed() {
-            out.reverse();
+        let (memory, store) = self.split_account_filter(filter);
+        let reversed = filter.flags().reversed();
+        let from_store = |out: &mut Vec<Transfer>| {
+            if let (Some(store), Some(history)) = (store, self.history.as_deref()) {
+                if let Some(limit) = remaining(results_max, out.len()) {
+                    let filter = AccountFilter { limit, ..store };
+                    history.reader.account_transfers(&filter, out);
+                    out.truncate(results_max);
+                }
+            }
+        };
+        if !reversed {
+            from_store(out);
+        }
+        if let Some(memory) = memory {
+            let start = out.len();
+            let memory_max = results_max - start;
+            self.select_account_transfers(&memory, newest, memory_max, |_, transfer| {
+                out.push(*transfer)
+            });
+            if !reversed {
+                out[start..].reverse();
+            }
+        }
+        if reversed {
+            from_store(out);
         }
     }
 
@@ -184,6 +226,41 @@ impl Ledger {
             return;
         }
         let results_max = self.results_max(filter.limit, out.capacity());
+        let (memory, store) = self.split_account_filter(filter);
+        let reversed = filter.flags().reversed();
+        let from_store = |out: &mut Vec<AccountBalance>| {
+            if let (Some(store), Some(history)) = (store, self.history.as_deref()) {
+                if let Some(limit) = remaining(results_max, out.len()) {
+                    let filter = AccountFilter { limit, ..store };
+                    history.reader.account_balances(&filter, out);
+                    out.truncate(results_max);
+                }
+            }
+        };
+        if !reversed {
+            from_store(out);
+        }
+        if let Some(memory) = memory {
+            let start = out.len();
+            self.memory_account_balances(account, &memory, results_max - start, out);
+            if !reversed {
+                out[start..].reverse();
+            }
+        }
+        if reversed {
+            from_store(out);
+        }
+    }
+
+    /// The account's balance rows held in memory that `filter` selects, newest first, at most
+    /// `results_max`.
+    fn memory_account_balances(
+        &self,
+        account: u32,
+        filter: &AccountFilter,
+        results_max: usize,
+        out: &mut Vec<AccountBalance>,
+    ) {
         // Rows are newest first and parallel to the account's transfers: walk both lists in
         // step so each selected transfer finds its row without a search.
         let mut row = self.account_meta[account as usize].balance_newest;
@@ -207,9 +284,6 @@ impl Ledger {
                 reserved: [0; 56],
             });
         });
-        if !filter.flags().reversed() {
-            out.reverse();
-        }
     }
 
     pub(crate) fn query_accounts(&self, filter: &QueryFilter, out: &mut Vec<Account>) {
@@ -217,7 +291,46 @@ impl Ledger {
     }
 
     pub(crate) fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
-        self.query(&self.transfers, filter, out);
+        let Some(history) = self.history.as_deref() else {
+            self.query(&self.transfers, filter, out);
+            return;
+        };
+        out.clear();
+        if !query_filter_valid(filter) {
+            return;
+        }
+        let results_max = self.results_max(filter.limit, out.capacity());
+        let evicted = history.evicted_through;
+        let (memory, store) = split_range(filter.timestamp_min, filter.timestamp_max, evicted);
+        let reversed = filter.flags().reversed();
+        let from_store = |out: &mut Vec<Transfer>| {
+            if let Some((timestamp_min, timestamp_max)) = store {
+                if let Some(limit) = remaining(results_max, out.len()) {
+                    let filter = QueryFilter {
+                        timestamp_min,
+                        timestamp_max,
+                        limit,
+                        ..*filter
+                    };
+                    history.reader.query_transfers(&filter, out);
+                    out.truncate(results_max);
+                }
+            }
+        };
+        if !reversed {
+            from_store(out);
+        }
+        if let Some((timestamp_min, timestamp_max)) = memory {
+            let memory = QueryFilter {
+                timestamp_min,
+                timestamp_max,
+                ..*filter
+            };
+            self.query_into(&self.transfers, &memory, results_max, out);
+        }
+        if reversed {
+            from_store(out);
+        }
     }
 
     /// Clears `out` and pushes the records of the timestamp-sorted `store` that `filter`
@@ -233,6 +346,18 @@ impl Ledger {
             return;
         }
         let results_max = self.results_max(filter.limit, out.capacity());
+        self.query_into(store, filter, results_max, out);
+    }
+
+    /// Appends to `out` the records of the timestamp-sorted `store` that `filter` selects, in
+    /// its order, until `out` holds `results_max`.
+    fn query_into<Record: Queried>(
+        &self,
+        store: &[Record],
+        filter: &QueryFilter,
+        results_max: usize,
+        out: &mut Vec<Record>,
+    ) {
         let selected = |record: &Record| {
             let (user_data_128, user_data_64, user_data_32, ledger, code) = record.query_fields();
             (filter.user_data_128 == 0 || user_data_128 == filter.user_data_128)
@@ -245,6 +370,36 @@ impl Ledger {
         let reversed = filter.flags().reversed();
         collect(&store[range], reversed, results_max, selected, out);
     }
+}
+
+/// An inclusive timestamp range `(minimum, maximum)`, 0 meaning unbounded.
+type Range = (u64, u64);
+
+/// Splits the timestamp range `[minimum, maximum]` (0: unbounded) at the eviction watermark
+/// `evicted` into the part above it, answered by memory, and the part at or below it, answered
+/// by the store: `(memory, store)`, each `None` when empty. With nothing evicted memory answers
+/// the whole range.
+fn split_range(minimum: u64, maximum: u64, evicted: u64) -> (Option<Range>, Option<Range>) {
+    if evicted == 0 {
+        return (Some((minimum, maximum)), None);
+    }
+    let memory = (maximum == 0 || maximum > evicted).then(|| (minimum.max(evicted + 1), maximum));
+    let store = (minimum <= evicted).then(|| {
+        let top = if maximum == 0 {
+            evicted
+        } else {
+            maximum.min(evicted)
+        };
+        (minimum, top)
+    });
+    (memory, store)
+}
+
+/// The limit for the rest of a query that already holds `held` of `results_max` results, or
+/// `None` when it is full.
+fn remaining(results_max: usize, held: usize) -> Option<u32> {
+    let left = results_max.saturating_sub(held);
+    (left > 0).then(|| left.min(u32::MAX as usize) as u32)
 }
 
 /// A record that `query_accounts` or `query_transfers` selects with a `QueryFilter`.
@@ -292,7 +447,7 @@ fn collect<T: Copy>(
     selected: impl Fn(&T) -> bool,
     out: &mut Vec<T>,
 ) {
-    if results_max == 0 {
+    if out.len() >= results_max {
         return;
     }
     let mut push = |item: &T| {

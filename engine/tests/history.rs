@@ -1,0 +1,662 @@
+//! History mode (docs/history.md): an engine that drops records from memory once a store holds
+//! them gives exactly the replies of an engine that keeps everything, whatever the store's lag.
+//!
+//! Differential tests: the seeded ledger workload (transfers, pending ones with and without
+//! timeouts, posts and voids of old pending transfers, retried old ids, burned ids, linked
+//! chains, balancing, closing, pulses) runs on an engine that keeps everything in memory and on
+//! one in history mode whose memory holds a few batches; after every request the second drains
+//! into an in-memory model store and evicts up to a lagging watermark. Every create result and
+//! a stream of random queries (lookups of any id, account transfers and balances and transfer
+//! queries with random filters, ranges and limits that straddle the watermark) must be equal.
+//! The state hash of a history-mode engine must not depend on how much it evicted.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use clearline_engine::history::{HistoryRead, HistorySink, Resolution};
+use clearline_engine::{
+    AccountBalance, AccountFilter, AccountFilterFlags, Config, CreateResult, Engine, QueryFilter,
+    QueryFilterFlags, Transfer, TransferFlags, PULSE_EXPIRIES_MAX,
+};
+use clearline_test_support::ledger::{accounts, workload, Request, ACCOUNTS_COUNT, SECOND};
+use clearline_test_support::Rng;
+
+/// What the model store holds: every record drained, in drain order. Reads see only records
+/// at or below `durable_through`, as a real store holds only the runs it has made durable: the
+/// engine must never need anything newer from it.
+#[derive(Default)]
+struct Stored {
+    durable_through: u64,
+    transfers: Vec<Transfer>,
+    ids: BTreeMap<(u128, bool), usize>,
+    timestamps: BTreeMap<u64, usize>,
+    burned: BTreeMap<u128, u64>,
+    resolutions: BTreeMap<(u128, bool), (Resolution, u64)>,
+    /// (account id, timestamp) -> balance.
+    balances: BTreeMap<(u128, u64), AccountBalance>,
+}
+
+/// A store kept in memory, shared by the sink (the test) and the reader (the engine).
+#[derive(Clone, Default)]
+struct ModelStore(Arc<Mutex<Stored>>);
+
+impl HistorySink for ModelStore {
+    fn transfer(&mut self, transfer: &Transfer) {
+        let mut stored = self.0.lock().unwrap();
+        let settlement = transfer.flags().settlement();
+        let index = stored.transfers.len();
+        if let Some(last) = stored.transfers.last() {
+            assert!(
+                transfer.timestamp > last.timestamp,
+                "transfers in timestamp order"
+            );
+        }
+        assert!(stored
+            .ids
+            .insert((transfer.id, settlement), index)
+            .is_none());
+        stored.timestamps.insert(transfer.timestamp, index);
+        stored.transfers.push(*transfer);
+    }
+    fn burned(&mut self, id: u128, timestamp: u64) {
+        let mut stored = self.0.lock().unwrap();
+        assert!(
+            stored.burned.insert(id, timestamp).is_none(),
+            "an id is burned once"
+        );
+    }
+    fn resolution(&mut self, id: u128, settlement: bool, status: Resolution, timestamp: u64) {
+        let mut stored = self.0.lock().unwrap();
+        assert!(
+            stored.ids.contains_key(&(id, settlement)),
+            "resolution of a stored transfer"
+        );
+        let resolution = (status, timestamp);
+        assert!(stored
+            .resolutions
+            .insert((id, settlement), resolution)
+            .is_none());
+    }
+    fn balance(&mut self, account_id: u128, balance: &AccountBalance) {
+        let mut stored = self.0.lock().unwrap();
+        let key = (account_id, balance.timestamp);
+        assert!(stored.balances.insert(key, *balance).is_none());
+    }
+}
+
+fn in_range(timestamp: u64, minimum: u64, maximum: u64) -> bool {
+    timestamp >= minimum && (maximum == 0 || timestamp <= maximum)
+}
+
+fn account_matches(filter: &AccountFilter, transfer: &Transfer) -> bool {
+    let side = (filter.flags().debits() && transfer.debit_account_id == filter.account_id)
+        || (filter.flags().credits() && transfer.credit_account_id == filter.account_id);
+    side && in_range(
+        transfer.timestamp,
+        filter.timestamp_min,
+        filter.timestamp_max,
+    ) && (filter.user_data_128 == 0 || transfer.user_data_128 == filter.user_data_128)
+        && (filter.user_data_64 == 0 || transfer.user_data_64 == filter.user_data_64)
+        && (filter.user_data_32 == 0 || transfer.user_data_32 == filter.user_data_32)
+        && (filter.code == 0 || transfer.code == filter.code)
+}
+
+/// The stored transfers `selected` picks, in order (newest first when `reversed`), at most
+/// `limit`, mapped through `map`.
+fn select<T>(
+    stored: &Stored,
+    reversed: bool,
+    limit: u32,
+    selected: impl Fn(&Transfer) -> bool,
+    mut map: impl FnMut(&Transfer) -> Option<T>,
+    out: &mut Vec<T>,
+) {
+    let mut taken = 0u32;
+    let mut visit = |transfer: &Transfer| {
+        if taken < limit && transfer.timestamp <= stored.durable_through && selected(transfer) {
+            if let Some(item) = map(transfer) {
+                out.push(item);
+                taken += 1;
+            }
+        }
+    };
+    if reversed {
+        stored.transfers.iter().rev().for_each(&mut visit);
+    } else {
+        stored.transfers.iter().for_each(&mut visit);
+    }
+}
+
+impl HistoryRead for ModelStore {
+    fn transfer(&self, id: u128, settlement: bool) -> Option<Transfer> {
+        let stored = self.0.lock().unwrap();
+        let transfer = stored
+            .ids
+            .get(&(id, settlement))
+            .map(|index| stored.transfers[*index]);
+        transfer.filter(|transfer| transfer.timestamp <= stored.durable_through)
+    }
+    fn transfer_at(&self, timestamp: u64) -> Option<Transfer> {
+        let stored = self.0.lock().unwrap();
+        let transfer = stored
+            .timestamps
+            .get(&timestamp)
+            .map(|index| stored.transfers[*index]);
+        transfer.filter(|transfer| transfer.timestamp <= stored.durable_through)
+    }
+    fn burned(&self, id: u128) -> bool {
+        let stored = self.0.lock().unwrap();
+        stored
+            .burned
+            .get(&id)
+            .is_some_and(|timestamp| *timestamp <= stored.durable_through)
+    }
+    fn resolution(&self, id: u128, settlement: bool) -> Option<Resolution> {
+        let stored = self.0.lock().unwrap();
+        let resolution = stored.resolutions.get(&(id, settlement)).copied();
+        resolution
+            .filter(|(_, timestamp)| *timestamp <= stored.durable_through)
+            .map(|(status, _)| status)
+    }
+    fn account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
+        let stored = self.0.lock().unwrap();
+        let matches = |transfer: &Transfer| account_matches(filter, transfer);
+        let reversed = filter.flags().reversed();
+        select(&stored, reversed, filter.limit, matches, |t| Some(*t), out);
+    }
+    fn account_balances(&self, filter: &AccountFilter, out: &mut Vec<AccountBalance>) {
+        let stored = self.0.lock().unwrap();
+        let matches = |transfer: &Transfer| account_matches(filter, transfer);
+        let row = |transfer: &Transfer| {
+            let key = (filter.account_id, transfer.timestamp);
+            Some(
+                *stored
+                    .balances
+                    .get(&key)
+                    .expect("a row per transfer of a history account"),
+            )
+        };
+        select(
+            &stored,
+            filter.flags().reversed(),
+            filter.limit,
+            matches,
+            row,
+            out,
+        );
+    }
+    fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>) {
+        let stored = self.0.lock().unwrap();
+        let matches = |transfer: &Transfer| {
+            in_range(
+                transfer.timestamp,
+                filter.timestamp_min,
+                filter.timestamp_max,
+            ) && (filter.user_data_128 == 0 || transfer.user_data_128 == filter.user_data_128)
+                && (filter.user_data_64 == 0 || transfer.user_data_64 == filter.user_data_64)
+                && (filter.user_data_32 == 0 || transfer.user_data_32 == filter.user_data_32)
+                && (filter.ledger == 0 || transfer.ledger == filter.ledger)
+                && (filter.code == 0 || transfer.code == filter.code)
+        };
+        let reversed = filter.flags().reversed();
+        select(&stored, reversed, filter.limit, matches, |t| Some(*t), out);
+    }
+}
+
+/// The same sizes for both engines, except the memory of the one in history mode.
+fn config(transfers_max: u32) -> Config {
+    Config {
+        transfers_max,
+        account_balances_max: transfers_max * 2,
+        ..Config::test_small()
+    }
+}
+
+/// The two engines under comparison and the store behind the second.
+struct Pair {
+    full: Engine,
+    history: Engine,
+    store: ModelStore,
+    /// Timestamps up to which the store held everything, after each request: the watermark
+    /// evicts up to one of these, `lag` requests behind.
+    durable: Vec<u64>,
+    lag: usize,
+    now: u64,
+}
+
+impl Pair {
+    fn new(memory: u32, lag: usize) -> Pair {
+        let full = Engine::new(&config(1 << 20));
+        let mut history = Engine::new(&config(memory));
+        let store = ModelStore::default();
+        history.enable_history(Box::new(store.clone()), 1 << 16);
+        let mut pair = Pair {
+            full,
+            history,
+            store,
+            durable: Vec::new(),
+            lag,
+            now: 1_000 * SECOND,
+        };
+        let accounts = accounts();
+        let mut results = vec![CreateResult::default(); accounts.len()];
+        for engine in [&mut pair.full, &mut pair.history] {
+            engine.create_accounts(pair.now, &accounts, &mut results);
+            assert!(results
+                .iter()
+                .all(|r| r.status == CreateResult::STATUS_CREATED));
+        }
+        pair
+    }
+
+    /// Applies one request to both engines and compares the results; then the history engine
+    /// drains and evicts up to the watermark `lag` requests back.
+    fn apply(&mut self, request: &Request) {
+        match request {
+            Request::Transfers(batch) => {
+                self.now += batch.len() as u64 + SECOND / 3;
+                let mut expected = vec![CreateResult::default(); batch.len()];
+                let mut actual = expected.clone();
+                self.full.create_transfers(self.now, batch, &mut expected);
+                self.history.create_transfers(self.now, batch, &mut actual);
+                assert_eq!(actual, expected, "create_transfers at {}", self.now);
+            }
+            Request::Pulse => {
+                self.now += u64::from(PULSE_EXPIRIES_MAX);
+                assert_eq!(self.history.pulse(self.now), self.full.pulse(self.now));
+            }
+        }
+        let mut sink = self.store.clone();
+        self.history.history_drain(&mut sink);
+        self.durable.push(self.history.timestamp_last());
+        if self.durable.len() > self.lag {
+            let through = self.durable[self.durable.len() - 1 - self.lag];
+            self.store.0.lock().unwrap().durable_through = through;
+            self.history.history_evict(through);
+        }
+    }
+
+    /// Random queries with filters that straddle the watermark; both engines must agree.
+    fn compare_queries(&self, random: &mut Rng, ids_max: u128) {
+        let first = 1_000 * SECOND;
+        let span = self.now - first;
+        let bound = |random: &mut Rng| match random.below(4) {
+            0 => 0,
+            _ => first + random.below(span + 1),
+        };
+        for _ in 0..8 {
+            let ids: Vec<u128> = (0..16).map(|_| 1 + random.next_u128() % ids_max).collect();
+            let (mut expected, mut actual) = (Vec::with_capacity(16), Vec::with_capacity(16));
+            self.full.lookup_transfers(&ids, &mut expected);
+            self.history.lookup_transfers(&ids, &mut actual);
+            assert_eq!(actual, expected, "lookup_transfers {ids:?}");
+
+            let (a, b) = (bound(random), bound(random));
+            let (minimum, maximum) = if a == 0 || b == 0 {
+                (a, b)
+            } else {
+                (a.min(b), a.max(b))
+            };
+            let limit = 1 + random.below(300) as u32;
+            let mut flags = match random.below(3) {
+                0 => AccountFilterFlags::DEBITS,
+                1 => AccountFilterFlags::CREDITS,
+                _ => AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS,
+            };
+            if random.below(2) == 0 {
+                flags |= AccountFilterFlags::REVERSED;
+            }
+            let filter = AccountFilter {
+                account_id: 1 + u128::from(random.below(ACCOUNTS_COUNT)),
+                user_data_64: if random.below(4) == 0 {
+                    random.below(4)
+                } else {
+                    0
+                },
+                code: if random.below(4) == 0 {
+                    1 + random.below(3) as u16
+                } else {
+                    0
+                },
+                timestamp_min: minimum,
+                timestamp_max: maximum,
+                limit,
+                flags,
+                ..AccountFilter::default()
+            };
+            let (mut expected, mut actual) = (Vec::with_capacity(300), Vec::with_capacity(300));
+            self.full.get_account_transfers(&filter, &mut expected);
+            self.history.get_account_transfers(&filter, &mut actual);
+            assert_same(
+                &actual,
+                &expected,
+                |t| t.timestamp,
+                "get_account_transfers",
+                &filter,
+            );
+
+            // Every eighth account, from id 1, keeps history.
+            let filter = AccountFilter {
+                account_id: 1 + 8 * u128::from(random.below(ACCOUNTS_COUNT / 8)),
+                ..filter
+            };
+            let (mut expected, mut actual) = (Vec::with_capacity(300), Vec::with_capacity(300));
+            self.full.get_account_balances(&filter, &mut expected);
+            self.history.get_account_balances(&filter, &mut actual);
+            assert_same(
+                &actual,
+                &expected,
+                |b| b.timestamp,
+                "get_account_balances",
+                &filter,
+            );
+
+            let filter = QueryFilter {
+                user_data_64: if random.below(3) == 0 {
+                    random.below(4)
+                } else {
+                    0
+                },
+                code: if random.below(3) == 0 {
+                    1 + random.below(3) as u16
+                } else {
+                    0
+                },
+                ledger: if random.below(4) == 0 { 1 } else { 0 },
+                timestamp_min: minimum,
+                timestamp_max: maximum,
+                limit,
+                flags: if random.below(2) == 0 {
+                    QueryFilterFlags::REVERSED
+                } else {
+                    0
+                },
+                ..QueryFilter::default()
+            };
+            let (mut expected, mut actual) = (Vec::with_capacity(300), Vec::with_capacity(300));
+            self.full.query_transfers(&filter, &mut expected);
+            self.history.query_transfers(&filter, &mut actual);
+            assert_same(
+                &actual,
+                &expected,
+                |t| t.timestamp,
+                "query_transfers",
+                &filter,
+            );
+        }
+    }
+}
+
+/// Compares two query answers, naming the first difference by the records' timestamps (the
+/// answers themselves are too long to read).
+fn assert_same<T: PartialEq + std::fmt::Debug>(
+    actual: &[T],
+    expected: &[T],
+    timestamp: impl Fn(&T) -> u64,
+    query: &str,
+    filter: &dyn std::fmt::Debug,
+) {
+    if actual == expected {
+        return;
+    }
+    let actual: Vec<u64> = actual.iter().map(&timestamp).collect();
+    let expected: Vec<u64> = expected.iter().map(&timestamp).collect();
+    let first = actual.iter().zip(&expected).position(|(a, e)| a != e);
+    panic!(
+        "{query} {filter:?}: {} results, expected {}; first difference at {first:?}\n\
+         actual {:?}\nexpected {:?}",
+        actual.len(),
+        expected.len(),
+        &actual[..actual.len().min(12)],
+        &expected[..expected.len().min(12)],
+    );
+}
+
+/// Runs `requests_count` requests of the workload for `seed` on a pair; returns it.
+fn run(seed: u64, requests_count: usize, memory: u32, lag: usize) -> Pair {
+    let requests = workload(seed, requests_count);
+    let mut pair = Pair::new(memory, lag);
+    let mut random = Rng::new(seed ^ 0x5EED);
+    for (index, request) in requests.iter().enumerate() {
+        pair.apply(request);
+        if index % 5 == 4 {
+            pair.history.verify();
+            pair.compare_queries(&mut random, 130 * index as u128 + 2);
+        }
+    }
+    pair.full.verify();
+    pair.history.verify();
+    pair
+}
+
+#[test]
+fn history_mode_answers_as_if_everything_stayed_in_memory() {
+    for seed in 1..=4 {
+        let pair = run(seed, 400, 8192, 2);
+        assert!(
+            pair.history.history_evicted_through() > 0,
+            "seed {seed}: something left memory"
+        );
+        assert!(
+            (pair.history.transfers_count() as usize) < pair.full.transfers_count() as usize / 4,
+            "seed {seed}: memory holds a fraction of the transfers"
+        );
+    }
+}
+
+#[test]
+fn history_mode_with_eviction_right_behind_the_writes() {
+    for seed in 11..=13 {
+        run(seed, 300, 4096, 0);
+    }
+}
+
+#[test]
+fn history_mode_with_a_store_far_behind() {
+    run(21, 300, 32_768, 40);
+}
+
+#[test]
+fn history_state_hash_does_not_depend_on_what_left_memory() {
+    let requests = workload(5, 200);
+    let mut hashes = Vec::new();
+    for lag in [0, 3, usize::MAX] {
+        let mut pair = Pair::new(1 << 16, lag);
+        for request in &requests {
+            pair.apply(request);
+        }
+        hashes.push(pair.history.state_hash());
+    }
+    assert_eq!(hashes[0], hashes[1]);
+    assert_eq!(hashes[0], hashes[2]);
+    // And the hash still tells different histories apart.
+    let mut pair = Pair::new(1 << 16, 0);
+    for request in &workload(6, 200) {
+        pair.apply(request);
+    }
+    assert_ne!(pair.history.state_hash(), hashes[0]);
+}
+
+/// A copy of the store as a crash would leave it: only what it held durably up to `through`.
+fn store_as_of(store: &ModelStore, through: u64) -> ModelStore {
+    let source = store.0.lock().unwrap();
+    let mut copy = Stored {
+        durable_through: through,
+        ..Stored::default()
+    };
+    for transfer in source.transfers.iter().filter(|t| t.timestamp <= through) {
+        let index = copy.transfers.len();
+        copy.ids
+            .insert((transfer.id, transfer.flags().settlement()), index);
+        copy.timestamps.insert(transfer.timestamp, index);
+        copy.transfers.push(*transfer);
+    }
+    copy.burned = source
+        .burned
+        .iter()
+        .filter(|(_, t)| **t <= through)
+        .map(|(i, t)| (*i, *t))
+        .collect();
+    copy.resolutions = source
+        .resolutions
+        .iter()
+        .filter(|(_, (_, t))| *t <= through)
+        .map(|(key, value)| (*key, *value))
+        .collect();
+    copy.balances = source
+        .balances
+        .iter()
+        .filter(|((_, t), _)| *t <= through)
+        .map(|(key, value)| (*key, *value))
+        .collect();
+    ModelStore(Arc::new(Mutex::new(copy)))
+}
+
+#[test]
+fn history_mode_restarts_from_a_checkpoint_with_the_store_behind() {
+    let requests = workload(31, 300);
+    let (first, rest) = requests.split_at(180);
+    let mut pair = Pair::new(8192, 3);
+    for request in first {
+        pair.apply(request);
+    }
+    let mut image = Vec::new();
+    pair.history.checkpoint_write(&mut image).unwrap();
+    // The store lost its last runs in the crash: it holds up to what left memory, or a little
+    // more.
+    let evicted = pair.history.history_evicted_through();
+    assert!(evicted > 0);
+    for store_through in [evicted, pair.durable[pair.durable.len() - 2]] {
+        let store = store_as_of(&pair.store, store_through);
+        let config = config(8192);
+        let reader = Box::new(store.clone());
+        let mut loaded =
+            Engine::from_checkpoint_with_history(&config, &image, reader, 1 << 16).unwrap();
+        loaded.history_redrain(store_through);
+        let mut restarted = Pair {
+            full: Engine::new(&self::config(1 << 20)),
+            history: loaded,
+            store,
+            durable: pair.durable.clone(),
+            lag: 3,
+            now: pair.now,
+        };
+        // The full engine replays the same prefix to stand for the state before the crash.
+        let accounts = accounts();
+        let mut results = vec![CreateResult::default(); accounts.len()];
+        restarted
+            .full
+            .create_accounts(1_000 * SECOND, &accounts, &mut results);
+        let mut now = 1_000 * SECOND;
+        for request in first {
+            match request {
+                Request::Transfers(batch) => {
+                    now += batch.len() as u64 + SECOND / 3;
+                    let mut results = vec![CreateResult::default(); batch.len()];
+                    restarted.full.create_transfers(now, batch, &mut results);
+                }
+                Request::Pulse => {
+                    now += u64::from(PULSE_EXPIRIES_MAX);
+                    restarted.full.pulse(now);
+                }
+            }
+        }
+        assert_eq!(now, restarted.now);
+        let mut random = Rng::new(7);
+        for (index, request) in rest.iter().enumerate() {
+            restarted.apply(request);
+            if index % 7 == 0 {
+                restarted.compare_queries(&mut random, 130 * 300);
+            }
+        }
+        restarted.history.verify();
+        // The same state as an engine in history mode that never stopped.
+        let mut continuous = Pair::new(8192, 3);
+        for request in &requests {
+            continuous.apply(request);
+        }
+        assert_eq!(
+            restarted.history.state_hash(),
+            continuous.history.state_hash(),
+            "store through {store_through}"
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_in_history_mode_needs_the_store() {
+    let mut pair = Pair::new(8192, 1);
+    for request in &workload(3, 20) {
+        pair.apply(request);
+    }
+    let mut image = Vec::new();
+    pair.history.checkpoint_write(&mut image).unwrap();
+    let error = Engine::from_checkpoint(&config(8192), &image)
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("history mode"), "{error}");
+    let mut image = Vec::new();
+    pair.full.checkpoint_write(&mut image).unwrap();
+    let store = Box::new(ModelStore::default());
+    let error = Engine::from_checkpoint_with_history(&config(1 << 20), &image, store, 1 << 16)
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("without history mode"),
+        "{error}"
+    );
+}
+
+#[test]
+fn retried_old_ids_and_posts_of_old_pending_transfers_read_the_store() {
+    let mut pair = Pair::new(1024, 0);
+    let transfer = |id: u128, flags: u16, pending_id: u128| Transfer {
+        id,
+        debit_account_id: 3,
+        credit_account_id: 4,
+        amount: if pending_id == 0 { 10 } else { 0 },
+        pending_id,
+        ledger: if pending_id == 0 { 1 } else { 0 },
+        code: if pending_id == 0 { 1 } else { 0 },
+        flags,
+        ..Transfer::default()
+    };
+    let first = vec![
+        transfer(1, 0, 0),
+        transfer(2, TransferFlags::PENDING, 0),
+        transfer(3, TransferFlags::PENDING, 0),
+    ];
+    pair.apply(&Request::Transfers(first.clone()));
+    pair.apply(&Request::Transfers(vec![transfer(
+        4,
+        TransferFlags::POST_PENDING_TRANSFER,
+        2,
+    )]));
+    // Push the first requests out of memory.
+    let mut id = 100;
+    for _ in 0..30 {
+        let batch: Vec<Transfer> = (0..100)
+            .map(|_| {
+                id += 1;
+                transfer(id, 0, 0)
+            })
+            .collect();
+        pair.apply(&Request::Transfers(batch));
+    }
+    assert!(pair.history.history_evicted_through() > pair.durable[1]);
+    // Retries of id 1 (exists), a post of 2 (already posted), a void of 3 (still pending, so
+    // still in memory) and a retry of 4 (exists, against its pending in the store).
+    pair.apply(&Request::Transfers(vec![
+        transfer(1, 0, 0),
+        transfer(5, TransferFlags::POST_PENDING_TRANSFER, 2),
+        transfer(6, TransferFlags::VOID_PENDING_TRANSFER, 3),
+        transfer(4, TransferFlags::POST_PENDING_TRANSFER, 2),
+    ]));
+    let mut lookups = Vec::with_capacity(6);
+    pair.history
+        .lookup_transfers(&[1, 2, 3, 4, 6], &mut lookups);
+    assert_eq!(
+        lookups.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 6]
+    );
+}
