@@ -143,7 +143,12 @@ impl ChildServer {
             sync_name(start.sync).into(),
             "--checkpoint-interval-mib".into(),
             start.checkpoint_interval_mib.to_string(),
+            "--ids-max".into(),
+            start.ids_max.to_string(),
         ];
+        if start.history {
+            arguments.push("--history".into());
+        }
         for (flag, value) in [
             ("accounts-max", u64::from(limits.accounts_max)),
             ("transfers-max", u64::from(limits.transfers_max)),
@@ -385,6 +390,8 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 sync: args.sync,
                 checkpoint_interval_mib: crate::cli::CHECKPOINT_INTERVAL_MIB,
                 archive: None,
+                history: args.history,
+                ids_max: crate::cli::IDS_MAX_DEFAULT.max(args.transfer_count),
                 limits,
                 tigerbeetle: crate::cli::TigerBeetleArgs::default(),
             };
@@ -802,9 +809,15 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         .saturating_mul(per_command)
         .min(u64::from(u32::MAX - 1));
     let orders = u32::try_from(args.transfer_count.saturating_add(4_096)).unwrap_or(u32::MAX - 1);
+    let transfers_max = u32::try_from(transfers).unwrap_or(u32::MAX - 1).max(1_024);
     Limits {
         accounts_max: args.account_count.saturating_add(16),
-        transfers_max: u32::try_from(transfers).unwrap_or(u32::MAX - 1).max(1_024),
+        // In history mode the limit sizes memory for recent transfers only.
+        transfers_max: if args.history {
+            transfers_max.min(args.history_memory_transfers.max(1_024))
+        } else {
+            transfers_max
+        },
         // Every resting order holds one pending transfer.
         transfers_pending_max: if args.transfer_pending || args.orders {
             u32::try_from(args.transfer_count)

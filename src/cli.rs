@@ -118,6 +118,20 @@ pub struct StartArgs {
     /// to keep every request for audit. Nothing in DIR is read by the server again.
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
+    /// History mode: keep every transfer, burned id, resolution and balance row in the history
+    /// store (DATA/history) and only recent ones in memory, so the ledger never stops at a
+    /// count. --transfers-max and --account-balances-max then size the memory for recent
+    /// records (and half of --transfers-max the recent burned ids), not the ledger; a write
+    /// waits while the store catches up (docs/history.md). A data directory written without
+    /// history mode is converted on its first start with it only while its journal still
+    /// starts at its first record.
+    #[arg(long)]
+    pub history: bool,
+    /// History mode: transfer ids the in-memory id filter is sized for, at 2 bytes each. More
+    /// ids than this still work, with more store reads for new ids. Keep it the same across
+    /// restarts: a checkpoint's filter is only loaded at its own size.
+    #[arg(long, default_value_t = IDS_MAX_DEFAULT, value_name = "N")]
+    pub ids_max: u64,
     /// Engine capacities and network limits.
     #[command(flatten)]
     pub limits: Limits,
@@ -125,6 +139,9 @@ pub struct StartArgs {
     #[command(flatten)]
     pub tigerbeetle: TigerBeetleArgs,
 }
+
+/// Default of `--ids-max`: 128 Mi ids, a 256 MiB filter.
+pub const IDS_MAX_DEFAULT: u64 = 1 << 27;
 
 /// Serving TigerBeetle's official clients (release 0.17.8) beside our own protocol; see
 /// docs/tigerbeetle-compatibility.md.
@@ -397,4 +414,11 @@ pub struct BenchmarkArgs {
     /// that balances and the sample are the same as before the kill.
     #[arg(long)]
     pub restart_check: bool,
+    /// Start the server in history mode (`clearline start --history`, docs/history.md), with
+    /// memory for --history-memory-transfers recent transfers instead of the whole run.
+    #[arg(long)]
+    pub history: bool,
+    /// History mode: recent transfers the server keeps in memory (its --transfers-max).
+    #[arg(long, default_value_t = 4_194_304, value_name = "N")]
+    pub history_memory_transfers: u32,
 }

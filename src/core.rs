@@ -26,10 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clearline_engine::{Config, Engine, Operation};
-use clearline_journal::{segment_file_name, Journal, JournalError, RecordView, Recovery};
+use clearline_journal::{
+    segment_file_name, Durability, Journal, JournalError, RecordView, Recovery,
+};
 use clearline_net::tigerbeetle::gateway::CoreLink;
 use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, Request};
 
+use crate::history::{Pipeline, StoreReader};
 use crate::request_record;
 
 /// Size of the reply scratch: the largest frame body.
@@ -197,6 +200,22 @@ pub struct Core {
     /// Wall-clock time (ns) at which the core next considers a pulse.
     pulse_next_ns: u64,
     checkpoints: Checkpoints,
+    /// History mode (`--history`, docs/history.md).
+    history: Option<HistoryMode>,
+}
+
+/// What recovery needs for history mode: the opened pipeline and the id filter's size.
+pub struct HistoryStart {
+    /// The store and its writer.
+    pub pipeline: Pipeline,
+    /// Ids the engine's id filter is sized for (`--ids-max`).
+    pub ids_max: u64,
+}
+
+/// The history pipeline with the journal's durability, which it waits on.
+struct HistoryMode {
+    pipeline: Pipeline,
+    durability: Arc<Durability>,
 }
 
 /// When the core starts a checkpoint, and what checkpoints cost it so far.
@@ -242,13 +261,24 @@ fn engine_from_checkpoint(
     config: &Config,
     journal: &mut Journal,
     recovery: &Recovery,
+    history: Option<&HistoryStart>,
 ) -> Result<(Engine, Option<(u64, u64)>), String> {
+    // In history mode the engine reads what left memory from the store.
+    let load = |image: &[u8]| match history {
+        None => Engine::from_checkpoint(config, image),
+        Some(history) => Engine::from_checkpoint_with_history(
+            config,
+            image,
+            Box::new(StoreReader(history.pipeline.store())),
+            history.ids_max,
+        ),
+    };
     for rejected in &recovery.checkpoints_rejected {
         warn!("clearline: skipped checkpoint {rejected}");
     }
     let mut refusals = Vec::new();
     if let Some(checkpoint) = &recovery.checkpoint {
-        match Engine::from_checkpoint(config, &checkpoint.image) {
+        match load(&checkpoint.image) {
             Ok(engine) => return Ok((engine, Some((checkpoint.sequence, checkpoint.timestamp)))),
             Err(error) => refusals.push(format!("sequence {}: {error}", checkpoint.sequence)),
         }
@@ -258,7 +288,7 @@ fn engine_from_checkpoint(
             .load_checkpoint(previous.sequence)
             .map_err(|error| error.to_string())
             .and_then(|checkpoint| {
-                Engine::from_checkpoint(config, &checkpoint.image)
+                load(&checkpoint.image)
                     .map(|engine| (engine, checkpoint.sequence, checkpoint.timestamp))
                     .map_err(|error| error.to_string())
             });
@@ -281,7 +311,12 @@ fn engine_from_checkpoint(
                 refusals.join("; ")
             );
         }
-        return Ok((Engine::new(config), None));
+        let mut engine = Engine::new(config);
+        if let Some(history) = history {
+            let reader = Box::new(StoreReader(history.pipeline.store()));
+            engine.enable_history(reader, history.ids_max);
+        }
+        return Ok((engine, None));
     }
     Err(format!(
         "no checkpoint can be loaded ({}) and the journal before sequence {} was retired, so \
@@ -307,8 +342,21 @@ impl Core {
         mut journal: Journal,
         recovery: &Recovery,
         checkpoint_interval_bytes: u64,
+        history: Option<HistoryStart>,
     ) -> Result<(Core, Replayed), Box<dyn std::error::Error + Send + Sync>> {
-        let (mut engine, checkpoint) = engine_from_checkpoint(config, &mut journal, recovery)?;
+        let (mut engine, checkpoint) =
+            engine_from_checkpoint(config, &mut journal, recovery, history.as_ref())?;
+        let durability = journal.durability();
+        let mut history = history.map(|start| HistoryMode {
+            pipeline: start.pipeline,
+            durability: Arc::clone(&durability),
+        });
+        if let Some(history) = &mut history {
+            // Whatever the store lost in a crash is handed to it again.
+            engine.history_redrain(history.pipeline.durable().timestamp);
+            let sequence = checkpoint.map_or(0, |(sequence, _)| sequence);
+            history.pipeline.after_write(&mut engine, sequence);
+        }
         let replay_from = checkpoint.map_or(1, |(sequence, _)| sequence + 1);
         let mut reply = vec![0u8; REPLY_SIZE_MAX];
         let mut timestamp_last = checkpoint.map_or(0, |(_, timestamp)| timestamp);
@@ -332,8 +380,27 @@ impl Core {
                             operation.name()
                         )));
                     }
-                    Ok((operation, _count, events)) => {
+                    Ok((operation, count, events)) => {
+                        if let Some(history) = &mut history {
+                            let room = history.pipeline.make_room(
+                                &mut engine,
+                                operation,
+                                count,
+                                &history.durability,
+                            );
+                            if !room {
+                                failure = Some(place.refusal(
+                                    "memory for recent history cannot hold this write even \
+                                     with everything else in the history store; raise \
+                                     --transfers-max",
+                                ));
+                                return;
+                            }
+                        }
                         engine.execute(operation, view.timestamp, events, &mut reply);
+                        if let Some(history) = &mut history {
+                            history.pipeline.after_write(&mut engine, view.sequence);
+                        }
                         timestamp_last = timestamp_last.max(view.timestamp);
                         records += 1;
                         replayed_bytes += view.body.len() as u64;
@@ -362,6 +429,7 @@ impl Core {
                 bytes_since: replayed_bytes,
                 ..Checkpoints::default()
             },
+            history,
         };
         Ok((
             core,
@@ -371,6 +439,24 @@ impl Core {
                 checkpoint: checkpoint.map(|(sequence, _)| sequence),
             },
         ))
+    }
+
+    /// History mode's work between batches (see history.rs).
+    fn history_tick(&mut self) {
+        if let Some(history) = &mut self.history {
+            history.pipeline.tick(&mut self.engine, &history.durability);
+        }
+    }
+
+    /// Stops history mode: the writer finishes the runs it was given.
+    ///
+    /// # Errors
+    /// The writer failed.
+    fn history_close(&mut self) -> Result<(), String> {
+        match self.history.take() {
+            Some(history) => history.pipeline.close(),
+            None => Ok(()),
+        }
     }
 
     /// The journal (for the durability handle and shutdown).
@@ -520,6 +606,16 @@ impl Core {
                 reply_size,
             });
         }
+        if let Some(history) = &mut self.history {
+            let room =
+                history
+                    .pipeline
+                    .make_room(&mut self.engine, operation, count, &history.durability);
+            if !room {
+                // Never journaled, so no replay can differ (docs/history.md).
+                return Err(ApplyError::StorageFull);
+            }
+        }
         let slots = operation.timestamp_slots(count);
         let timestamp_before = self.timestamp_last;
         let timestamp = self.next_timestamp(slots);
@@ -537,6 +633,9 @@ impl Core {
         };
         self.checkpoints.bytes_since += self.record.len() as u64;
         let reply_size = self.engine.execute(operation, timestamp, events, reply);
+        if let Some(history) = &mut self.history {
+            history.pipeline.after_write(&mut self.engine, sequence);
+        }
         Ok(Applied {
             timestamp,
             sequence,
@@ -615,6 +714,7 @@ pub fn core_loop(
         if core_side.is_stopped() || stop.load(Ordering::Acquire) {
             core.checkpoint_finish()
                 .map_err(|error| format!("checkpoint: {error}; stopping"))?;
+            core.history_close()?;
             if !core.checkpoints.pause_longest.is_zero() {
                 say!(
                     "clearline: the longest core pause for a checkpoint was {:.3} ms",
@@ -632,6 +732,7 @@ pub fn core_loop(
             }
         }
         // A batch boundary: every journaled record is applied.
+        core.history_tick();
         core.checkpoint_tick()
             .map_err(|error| format!("checkpoint: {error}; stopping"))?;
         if !core_side.wait_for_requests(CORE_IDLE_WAIT) {

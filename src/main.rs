@@ -41,6 +41,7 @@ mod benchmark_orders;
 mod cli;
 mod compare;
 mod core;
+mod history;
 mod plot;
 mod repl;
 mod report;

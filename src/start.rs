@@ -19,7 +19,8 @@ use clearline_net::tigerbeetle::gateway::{self, GatewayHandle, GatewayStats};
 use clearline_net::{ServerConfig, ServerHandle};
 
 use crate::cli::{Limits, StartArgs, SyncMode};
-use crate::core::{core_loop, Core};
+use crate::core::{core_loop, Core, HistoryStart};
+use crate::history::{Pipeline, HISTORY_DIR_NAME};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -45,6 +46,12 @@ pub fn journal_dir_of(dir: &Path) -> PathBuf {
     } else {
         dir.to_path_buf()
     }
+}
+
+/// Transfers per history run: a quarter of the memory for recent transfers, at most a million
+/// (docs/history.md, "When history is written").
+fn history_run_transfers(config: &Config) -> usize {
+    (config.transfers_max as usize / 4).clamp(1, 1 << 20)
 }
 
 fn engine_config(limits: &Limits) -> Config {
@@ -180,12 +187,28 @@ impl Server {
             warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
         let checkpoint_interval_bytes = args.checkpoint_interval_mib.saturating_mul(1 << 20);
+        let history = if args.history {
+            let run_transfers = history_run_transfers(&config);
+            let pipeline = Pipeline::open(&args.data, &config, run_transfers).map_err(|error| {
+                format!(
+                    "history store {}: {error}",
+                    args.data.join(HISTORY_DIR_NAME).display()
+                )
+            })?;
+            Some(HistoryStart {
+                pipeline,
+                ids_max: args.ids_max,
+            })
+        } else {
+            None
+        };
         let (mut core, replayed) = Core::recover(
             &config,
             &args.data,
             journal,
             &recovery,
             checkpoint_interval_bytes,
+            history,
         )?;
         if announce {
             let what = match replayed.checkpoint {
