@@ -16,6 +16,8 @@
 //! - `exhaustion`: idle-socket, header-only and reply-memory attacks; others stay served.
 //! - `matching`: markets, orders, book and fills over the wire, settlement transfers, replay;
 //!   the repl's order statements.
+//! - `history`: history mode keeps every transfer past its memory, across kill -9 (lookups,
+//!   retries, posts of old pending transfers, an account's whole history).
 //! - `paging`: one account's 1,000,000 transfers paged with `timestamp_min`/`timestamp_max`
 //!   and `limit`, oldest and newest first: each exactly once, in order.
 //! - `benchmark`: `benchmark --output/--plot` files and `benchmark compare` on two of them.
@@ -29,6 +31,7 @@ mod benchmark;
 mod checkpoint;
 mod crash;
 mod exhaustion;
+mod history;
 mod journal_tools;
 mod limits;
 mod matching;

@@ -61,6 +61,15 @@ impl Options {
         }
     }
 
+    /// Adds the switch `--name` (a flag without a value), once.
+    pub fn switch(mut self, name: &str) -> Options {
+        let flag = format!("--{name}");
+        if !self.extra.contains(&flag) {
+            self.extra.push(flag);
+        }
+        self
+    }
+
     /// Adds `--name value`, replacing an earlier value of the same flag or the default capacity
     /// it names.
     pub fn flag(mut self, name: &str, value: impl ToString) -> Options {
