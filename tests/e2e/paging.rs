@@ -7,6 +7,9 @@
 //! once, in creation order (or its mirror), and none of the transfers between other accounts
 //! that were created in between. Transfer ids are random, so creation order is not id order.
 //!
+//! The second test does the same in history mode (docs/history.md) with memory for an eighth of
+//! the transfers, so the pages cross from the history store into memory.
+//!
 //! `CLEARLINE_PAGING_TRANSFERS=N` pages through N transfers instead of 1,000,000.
 
 use std::collections::HashSet;
@@ -275,14 +278,33 @@ fn assert_each_once(listed: &[Listed], created: &[Listed], others: &[u128], walk
 
 #[test]
 fn paging_one_account_through_a_million_transfers_returns_each_once_in_order() {
-    let (seed, _guard) = seed("paging", 0x5EED_0A6E);
     let count = transfers_count();
     let others_count = count.div_ceil(OTHERS_EVERY);
-    let data = data_dir();
     let options = Options::new("none")
         .flag("transfers-max", count + others_count)
         .flag("segment-size", 64 << 20);
-    let server = Server::start(data.path(), &options);
+    page_through(&options, count, "paging");
+}
+
+/// The same in history mode, with memory for an eighth of the transfers: the pages cross from
+/// the history store into memory and back (docs/history.md).
+#[test]
+fn paging_one_account_through_a_million_transfers_in_history_mode_returns_each_once_in_order() {
+    let count = transfers_count();
+    let options = Options::new("none")
+        .switch("history")
+        .flag("transfers-max", (count / 8).max(1 << 14))
+        .flag("ids-max", 2 * count)
+        .flag("segment-size", 64 << 20);
+    page_through(&options, count, "paging in history mode");
+}
+
+/// Creates `count` transfers of the paged account on a server started with `options`, then
+/// pages through them both ways (see the module docs).
+fn page_through(options: &Options, count: usize, name: &'static str) {
+    let (seed, _guard) = seed(name, 0x5EED_0A6E);
+    let data = data_dir();
+    let server = Server::start(data.path(), options);
     let mut client = server.client();
     client
         .set_timeout(Some(REPLY_TIMEOUT))
@@ -340,7 +362,7 @@ fn paging_one_account_through_a_million_transfers_returns_each_once_in_order() {
 
     // Figures for whoever runs this with --nocapture; nothing depends on them.
     eprintln!(
-        "paging {count} transfers: created in {created_in:?}, oldest first in {pages} pages in \
+        "{name}: {count} transfers: created in {created_in:?}, oldest first in {pages} pages in \
          {oldest_first_in:?}, newest first in {newest_first_in:?}"
     );
 }
