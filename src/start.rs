@@ -54,6 +54,20 @@ fn history_run_transfers(config: &Config) -> usize {
     (config.transfers_max as usize / 4).clamp(1, 1 << 20)
 }
 
+/// In history mode memory must hold every unresolved pending transfer (they never leave it)
+/// and a full batch besides, or a write could wait for room that never comes.
+fn check_history_memory(config: &Config) -> Result<(), String> {
+    let needed = u64::from(config.transfers_pending_max) + u64::from(config.batch_events_max);
+    if u64::from(config.transfers_max) < needed {
+        return Err(format!(
+            "with --history, --transfers-max sizes memory for recent transfers and must be at \
+             least --transfers-pending-max plus a full batch ({needed}): unresolved pending \
+             transfers stay in memory (docs/history.md)"
+        ));
+    }
+    Ok(())
+}
+
 fn engine_config(limits: &Limits) -> Config {
     Config {
         accounts_max: limits.accounts_max,
@@ -143,6 +157,9 @@ impl Server {
             .check()
             .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
         check_memory(&config)?;
+        if args.history {
+            check_history_memory(&config)?;
+        }
         let journal_config = JournalConfig {
             segment_size: args.limits.segment_size,
             segments_max: args

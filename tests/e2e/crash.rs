@@ -9,6 +9,9 @@
 //! requests that were in flight at the kill, retried, get a definite outcome (`created` or
 //! `exists`); and every account's balances equal the fold of the transfers known to exist, so
 //! nothing was lost or applied twice and debits equal credits per ledger.
+//!
+//! The second test runs the same cycles in history mode, where most transfers live in the
+//! history store (docs/history.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -36,6 +39,10 @@ const WINDOW: usize = 4;
 /// Transfers one run between two kills sends at most (the engine holds 200,000, and `KILLS`
 /// runs must fit).
 const RUN_TRANSFERS_MAX: u64 = 1_500;
+/// Recent transfers the server keeps in memory in history mode: the least it accepts (the
+/// harness's --transfers-pending-max of 20,000 plus a batch), so most of what the checks read
+/// has left memory.
+const HISTORY_MEMORY: u32 = 28_192;
 
 /// The number of kills: `CLEARLINE_CRASH_KILLS` when set (CI may run fewer, a soak more),
 /// else [`KILLS`]. At most 130, so that every run's transfers fit the engine.
@@ -353,18 +360,40 @@ fn check_balances(client: &mut Client, known: &Known, context: &str) {
 
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_transfer() {
-    let (seed, _guard) = seed(
+    let options = Options::new("data")
+        .flag("checkpoint-interval-mib", CHECKPOINT_INTERVAL_MIB)
+        .flag("segment-size", SEGMENT_SIZE);
+    kill_cycles(
+        &options,
         "crash::sigkill_under_load_loses_no_acknowledged_transfer",
-        7,
     );
+}
+
+/// The same in history mode (docs/history.md), with memory for [`HISTORY_MEMORY`] recent
+/// transfers: kills also land while runs are sealed, ingested into the history store and
+/// evicted, and the checks read what left memory back from the store.
+#[test]
+fn sigkill_under_load_in_history_mode_loses_no_acknowledged_transfer() {
+    let options = Options::new("data")
+        .switch("history")
+        .flag("transfers-max", HISTORY_MEMORY)
+        .flag("ids-max", 1 << 20)
+        .flag("checkpoint-interval-mib", CHECKPOINT_INTERVAL_MIB)
+        .flag("segment-size", SEGMENT_SIZE);
+    kill_cycles(
+        &options,
+        "crash::sigkill_under_load_in_history_mode_loses_no_acknowledged_transfer",
+    );
+}
+
+/// Runs the kill cycles of the module docs on a server started with `options`.
+fn kill_cycles(options: &Options, name: &'static str) {
+    let (seed, _guard) = seed(name, 7);
     let mut rng = Rng::new(seed);
     let data = data_dir();
     let started = Instant::now();
     let kills = kills();
-    let options = Options::new("data")
-        .flag("checkpoint-interval-mib", CHECKPOINT_INTERVAL_MIB)
-        .flag("segment-size", SEGMENT_SIZE);
-    let mut server = Server::start(data.path(), &options);
+    let mut server = Server::start(data.path(), options);
     {
         let mut client = server.client();
         let new_accounts: Vec<_> = (1..=u128::from(ACCOUNTS))
@@ -435,7 +464,7 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
     let status = server.terminate();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     eprintln!(
-        "crash: {kills} kills ({kills_under_load} under load), {acked_total} transfers \
+        "{name}: {kills} kills ({kills_under_load} under load), {acked_total} transfers \
          acknowledged, {in_flight_total} in flight at a kill, {} created, {:.1} s",
         known.created.len(),
         started.elapsed().as_secs_f64()
@@ -453,7 +482,7 @@ fn sigkill_under_load_loses_no_acknowledged_transfer() {
                     .parse()
                     .expect("a segment id")
             });
-    eprintln!("crash: {checkpoints} checkpoint files kept, first segment left {first_segment}");
+    eprintln!("{name}: {checkpoints} checkpoint files kept, first segment left {first_segment}");
     if kills >= KILLS {
         assert!(checkpoints >= 1, "checkpoints were written");
         assert!(first_segment > 0, "segments were retired");

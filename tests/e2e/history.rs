@@ -30,6 +30,7 @@ fn options() -> Options {
     Options::new("data")
         .switch("history")
         .flag("transfers-max", MEMORY_TRANSFERS)
+        .flag("transfers-pending-max", 4_096)
         .flag("account-balances-max", 2 * MEMORY_TRANSFERS)
         .flag("ids-max", 1 << 20)
         .flag("checkpoint-interval-mib", 1)
