@@ -142,7 +142,7 @@ impl HistorySink for RunSink<'_> {
 }
 
 /// The most ledger transfers one order event makes (the engine's bound, `Engine` docs).
-const ORDER_EVENT_TRANSFERS_MAX: usize = FILLS_PER_ORDER_MAX as usize * 6 + 4;
+const ORDER_EVENT_TRANSFERS_MAX: usize = FILLS_PER_ORDER_MAX * 6 + 4;
 
 /// The most records of each kind one write can add: `(transfers, burned ids, resolutions,
 /// balance rows)`.
