@@ -143,18 +143,23 @@ fn a_truncated_meta_table_is_reported() {
 
 #[test]
 fn a_missing_key_space_under_a_watermark_is_reported() {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let (model, paths) = build(directory.path(), 0xC0E0);
-    let (_, account_runs) = paths
-        .iter()
-        .find(|(name, _)| *name == "account_runs")
-        .expect("account_runs key space");
-    fs::remove_dir_all(account_runs).expect("remove key space");
-    let result = open_and_read_all(directory.path(), &model);
-    assert!(
-        result.as_ref().is_err_and(
-            |error| error.is_corruption() || matches!(error, HistoryError::Fjall { .. })
-        ),
-        "{result:?}"
-    );
+    for (index, missing) in ["account_runs", "balances", "burned_ids", "resolutions"]
+        .into_iter()
+        .enumerate()
+    {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let (model, paths) = build(directory.path(), 0xC0E0 + index as u64);
+        let (_, path) = paths
+            .iter()
+            .find(|(name, _)| *name == missing)
+            .expect("key space");
+        fs::remove_dir_all(path).expect("remove key space");
+        let result = open_and_read_all(directory.path(), &model);
+        assert!(
+            result.as_ref().is_err_and(
+                |error| error.is_corruption() || matches!(error, HistoryError::Fjall { .. })
+            ),
+            "{missing}: {result:?}"
+        );
+    }
 }
