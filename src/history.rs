@@ -79,9 +79,9 @@ impl HistoryRead for StoreReader {
             .transfer_at(timestamp)
             .unwrap_or_else(|error| store_failed("read a transfer", &error))
     }
-    fn burned(&self, id: u128) -> bool {
+    fn burned(&self, id: u128) -> Option<u64> {
         self.0
-            .burned(id)
+            .burned_at(id)
             .unwrap_or_else(|error| store_failed("read a burned id", &error))
     }
     fn resolution(&self, id: u128, settlement: bool) -> Option<Resolution> {

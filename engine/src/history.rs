@@ -60,15 +60,16 @@ pub trait HistorySink {
 }
 
 /// Reads what the engine dropped from memory. Every read is answered over the store's whole
-/// content; the engine narrows query filters to the timestamps it dropped, so records the
-/// store holds but the engine still has in memory are never read twice.
+/// content; the engine narrows query filters to the timestamps it dropped, and ignores a
+/// record newer than that, so it never reads what it still holds in memory, nor what a store
+/// ahead of it holds (after a crash, a store may hold records a replay has not reached yet).
 pub trait HistoryRead: Send {
     /// The transfer `id` in the client (`settlement` false) or settlement namespace.
     fn transfer(&self, id: u128, settlement: bool) -> Option<Transfer>;
     /// The transfer with this timestamp.
     fn transfer_at(&self, timestamp: u64) -> Option<Transfer>;
-    /// Whether the client id was burned by a transient failure.
-    fn burned(&self, id: u128) -> bool;
+    /// When the client id was burned by a transient failure, if it was.
+    fn burned(&self, id: u128) -> Option<u64>;
     /// How the pending transfer `id` was resolved, if it was.
     fn resolution(&self, id: u128, settlement: bool) -> Option<Resolution>;
     /// Appends `get_account_transfers(filter)` with the engine's semantics (docs/ledger.md).

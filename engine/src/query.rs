@@ -67,7 +67,8 @@ impl Ledger {
                 out.push(self.transfers[position as usize]);
             } else if let Some(history) = self.history.as_deref() {
                 if history.evicted_through > 0 && history.filter.may_contain(*id) {
-                    out.extend(history.reader.transfer(*id, false));
+                    let stored = history.reader.transfer(*id, false);
+                    out.extend(stored.filter(|t| t.timestamp <= history.evicted_through));
                 }
             }
         }

@@ -773,15 +773,23 @@ impl History {
     ///
     /// `Fjall` on a failed read; `Corrupt` if its entry is damaged.
     pub fn burned(&self, id: u128) -> Result<bool, HistoryError> {
+        Ok(self.burned_at(id)?.is_some())
+    }
+
+    /// When `id` was burned, if it was.
+    ///
+    /// # Errors
+    ///
+    /// As `burned`.
+    pub fn burned_at(&self, id: u128) -> Result<Option<u64>, HistoryError> {
         let Some(value) = self
             .burned_ids
             .get(id.to_be_bytes())
             .map_err(self.fjall_error(BURNED_IDS))?
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        records::timestamp_value(BURNED_IDS, id, &value)?;
-        Ok(true)
+        records::timestamp_value(BURNED_IDS, id, &value).map(Some)
     }
 
     /// How the pending transfer `id` (client, or settlement if `settlement`) was resolved,

@@ -25,10 +25,20 @@ impl HistoryMode {
         if self.evicted_through == 0 || !self.filter.may_contain(id) {
             return None;
         }
+        // Only what this engine dropped counts: a store ahead of a replay may hold records the
+        // replay has not reached, and the answer must be the one given when the write was first
+        // applied.
+        let dropped = |timestamp: u64| timestamp <= self.evicted_through;
         if let Some(transfer) = self.reader.transfer(id, settlement) {
-            return Some(TransferLookup::Stored(transfer));
+            return dropped(transfer.timestamp).then_some(TransferLookup::Stored(transfer));
         }
-        (!settlement && self.reader.burned(id)).then_some(TransferLookup::Orphan)
+        if settlement {
+            return None;
+        }
+        self.reader
+            .burned(id)
+            .filter(|timestamp| dropped(*timestamp))
+            .map(|_| TransferLookup::Orphan)
     }
 }
 
