@@ -826,8 +826,9 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         } else {
             1_024
         },
-        // The engine wants room for the history rows one order command could write.
-        account_balances_max: 4_096,
+        // The engine wants room for the history rows one order command could write; in
+        // history mode, for two per transfer of a full batch.
+        account_balances_max: if args.history { 1 << 16 } else { 4_096 },
         // The order flow uses one market; each market's book is allocated in full.
         markets_max: if args.orders { 1 } else { 16 },
         orders_max: if args.orders { orders } else { 1_024 },

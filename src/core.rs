@@ -64,6 +64,10 @@ pub struct Applied {
 pub enum ApplyError {
     /// The journal has no room: writes are refused, reads still served.
     StorageFull,
+    /// History mode: memory for recent records cannot take the write even with the history
+    /// store caught up (unresolved pending transfers fill it). Answered like `StorageFull`;
+    /// nothing was journaled.
+    MemoryFull,
     /// Any other journal failure: the server must stop.
     Journal(JournalError),
 }
@@ -613,7 +617,7 @@ impl Core {
                     .make_room(&mut self.engine, operation, count, &history.durability);
             if !room {
                 // Never journaled, so no replay can differ (docs/history.md).
-                return Err(ApplyError::StorageFull);
+                return Err(ApplyError::MemoryFull);
             }
         }
         let slots = operation.timestamp_slots(count);
@@ -657,9 +661,24 @@ const CORE_IDLE_WAIT: Duration = Duration::from_millis(100);
 struct FullJournal {
     writes_refused: bool,
     pulse_postponed: bool,
+    /// The last write was refused for history mode's memory, not the journal.
+    memory_full: bool,
+    memory_said: bool,
 }
 
 impl FullJournal {
+    fn memory_refused(&mut self) {
+        if !self.memory_said {
+            self.memory_said = true;
+            warn!(
+                "clearline: memory for recent history is full even with the history store \
+                 caught up (unresolved pending transfers and resting orders stay in memory): \
+                 writes that need more room are answered with storage_full; raise \
+                 --transfers-max or --account-balances-max (docs/history.md)"
+            );
+        }
+    }
+
     fn write_refused(&mut self) {
         if !self.writes_refused {
             self.writes_refused = true;
@@ -726,7 +745,7 @@ pub fn core_loop(
         match core.pulse_if_due(&mut scratch) {
             Ok(pulsed) => full.pulse_postponed &= !pulsed,
             // A full journal stops nothing: the pulse is tried again at the next interval.
-            Err(ApplyError::StorageFull) => full.pulse_refused(),
+            Err(ApplyError::StorageFull | ApplyError::MemoryFull) => full.pulse_refused(),
             Err(ApplyError::Journal(error)) => {
                 return Err(format!("journal append of a pulse failed: {error}"));
             }
@@ -745,11 +764,15 @@ pub fn core_loop(
                 continue;
             }
             let applied = core.apply(operation, request.header.count, &request.body, &mut scratch);
+            full.memory_full = matches!(applied, Err(ApplyError::MemoryFull));
+            if full.memory_full {
+                full.memory_refused();
+            }
             // The server reserved room for the largest reply of this request in `reply_body`.
             let body = std::mem::take(&mut request.reply_body);
             let reply = reply_to(&request, applied, &scratch, body)
                 .map_err(|error| format!("journal append failed: {error}"))?;
-            if reply.status == FrameStatus::StorageFull {
+            if reply.status == FrameStatus::StorageFull && !full.memory_full {
                 full.write_refused();
             } else if reply.sequence != 0 {
                 full.write_accepted();
@@ -794,7 +817,9 @@ pub fn reply_to(
                 ..Reply::to(request)
             })
         }
-        Err(ApplyError::StorageFull) => Ok(status_reply(request, FrameStatus::StorageFull)),
+        Err(ApplyError::StorageFull | ApplyError::MemoryFull) => {
+            Ok(status_reply(request, FrameStatus::StorageFull))
+        }
         Err(ApplyError::Journal(error)) => Err(error),
     }
 }

@@ -55,7 +55,8 @@ fn history_run_transfers(config: &Config) -> usize {
 }
 
 /// In history mode memory must hold every unresolved pending transfer (they never leave it)
-/// and a full batch besides, or a write could wait for room that never comes.
+/// and a full batch besides, and the rows a full batch can write, or a write could wait for
+/// room that never comes.
 fn check_history_memory(config: &Config) -> Result<(), String> {
     let needed = u64::from(config.transfers_pending_max) + u64::from(config.batch_events_max);
     if u64::from(config.transfers_max) < needed {
@@ -63,6 +64,14 @@ fn check_history_memory(config: &Config) -> Result<(), String> {
             "with --history, --transfers-max sizes memory for recent transfers and must be at \
              least --transfers-pending-max plus a full batch ({needed}): unresolved pending \
              transfers stay in memory (docs/history.md)"
+        ));
+    }
+    // A batch may write two balance rows per transfer.
+    let rows = 2 * u64::from(config.batch_events_max);
+    if u64::from(config.account_balances_max) < rows {
+        return Err(format!(
+            "with --history, --account-balances-max sizes memory for recent balance rows and \
+             must be at least two per transfer of a full batch ({rows}) (docs/history.md)"
         ));
     }
     Ok(())
