@@ -38,6 +38,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use clearline_engine::Transfer;
+use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use crate::account_runs::{self, Posting, SIDE_CREDIT, SIDE_DEBIT};
@@ -362,6 +363,16 @@ fn sort_and_check(scratch: &mut Scratch, fresh: &Fresh<'_>) -> Result<(), Histor
     Ok(())
 }
 
+/// Key space options with no index or filter block pinned in memory: they are read through
+/// the block cache (`HistoryConfig::cache_bytes`), so the store's memory stays at that size
+/// however much history it holds (fjall pins the first levels' blocks by default, memory that
+/// grows with the store).
+fn unpinned() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .index_block_pinning_policy(PinningPolicy::all(false))
+        .filter_block_pinning_policy(PinningPolicy::all(false))
+}
+
 impl History {
     /// Opens the store in `config.directory`, creating it if needed, and reads its watermark.
     ///
@@ -409,14 +420,12 @@ impl History {
         }
         // Every read of `transfers` is a hit (its keys come from the other key spaces), so it
         // needs no Bloom filter.
-        let transfers = keyspace(TRANSFERS, || {
-            KeyspaceCreateOptions::default().expect_point_read_hits(true)
-        })?;
-        let transfer_ids = keyspace(TRANSFER_IDS, KeyspaceCreateOptions::default)?;
-        let account_runs = keyspace(ACCOUNT_RUNS, KeyspaceCreateOptions::default)?;
-        let balances = keyspace(BALANCES, KeyspaceCreateOptions::default)?;
-        let burned_ids = keyspace(BURNED_IDS, KeyspaceCreateOptions::default)?;
-        let resolutions = keyspace(RESOLUTIONS, KeyspaceCreateOptions::default)?;
+        let transfers = keyspace(TRANSFERS, || unpinned().expect_point_read_hits(true))?;
+        let transfer_ids = keyspace(TRANSFER_IDS, unpinned)?;
+        let account_runs = keyspace(ACCOUNT_RUNS, unpinned)?;
+        let balances = keyspace(BALANCES, unpinned)?;
+        let burned_ids = keyspace(BURNED_IDS, unpinned)?;
+        let resolutions = keyspace(RESOLUTIONS, unpinned)?;
         Ok(History {
             directory,
             database,
