@@ -32,7 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use clearline_engine::{Account, CreateResult, Operation, Transfer, TransferFlags};
+use clearline_engine::{
+    Account, CreateResult, CreateTransferStatus, Operation, Transfer, TransferFlags,
+};
 use clearline_net::{Client, FrameStatus};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -290,11 +292,9 @@ fn restart_check(
     let sample_lookup = if args.no_sample_lookup {
         None
     } else {
-        Some(lookup_sample(
-            &mut client,
-            sample,
-            "sample lookup after the restart",
-        )?)
+        let lookup = lookup_sample(&mut client, sample, "sample lookup after the restart")?;
+        retry_first(&mut client, args.transfer_count, "retry after the restart")?;
+        Some(lookup)
     };
     Ok(RestartCheck {
         serving_s: serving.as_secs_f64(),
@@ -725,6 +725,9 @@ fn window_line(number: usize, window: &Window) -> String {
     );
     if let Some(rss) = window.rss_bytes {
         line.push_str(&format!("; resident {}", mib(rss)));
+        if let Some(anonymous) = window.rss_anonymous_bytes {
+            line.push_str(&format!(" (anonymous {})", mib(anonymous)));
+        }
     }
     if let (Some(journal), Some(checkpoints)) = (window.journal_bytes, window.checkpoint_bytes) {
         line.push_str(&format!(
@@ -796,6 +799,17 @@ fn print_windows_summary(window_count: u64, windows: &[Window], resources: &Reso
             mib(at_first),
             counted(first.transfers, "transfer"),
             end as f64 / (at_first as f64).max(1.0)
+        );
+    }
+    // Resident memory counts the pages of mapped journal segments, which come and go with the
+    // segments; the anonymous part is what the server allocated.
+    if let (Some(last), Some(first)) = (last.rss_anonymous_bytes, first.rss_anonymous_bytes) {
+        say!(
+            "memory: anonymous (without mapped files) {} after the last window, {} after the \
+             first: last/first {:.2}",
+            mib(last),
+            mib(first),
+            last as f64 / (first as f64).max(1.0)
         );
     }
 }
@@ -1285,6 +1299,10 @@ fn drive(
 
     let transfers = totals.transfers.load(Ordering::Relaxed);
     let requests = totals.requests.load(Ordering::Relaxed);
+    // The setup connection sat idle through the run: a long run outlasts the server's idle
+    // timeout, so the checks use a fresh one.
+    drop(setup);
+    let mut setup = Client::connect(addr)?;
     verify_balances(&mut setup, args, transfers)?;
     let sample_indexes = totals
         .sampler
@@ -1294,6 +1312,9 @@ fn drive(
         Some(_) => Some(lookup_sample(&mut setup, &sample_indexes, "sample lookup")?),
         None => None,
     };
+    if !args.no_sample_lookup {
+        retry_first(&mut setup, transfers, "retry")?;
+    }
     let measurement = Measurement {
         latencies,
         requests,
@@ -1336,6 +1357,8 @@ fn watch_windows<T>(
             transfers_per_second: crossing.transfers.saturating_sub(previous.transfers) as f64
                 / seconds.max(1e-9),
             rss_bytes: watched.and_then(|watched| report::process_memory_of(watched.pid).0),
+            rss_anonymous_bytes: watched
+                .and_then(|watched| report::anonymous_memory_of(watched.pid)),
             journal_bytes: split.map(|split| split.journal_bytes),
             checkpoint_bytes: split.map(|split| split.checkpoint_bytes),
             history_bytes: split.map(|split| split.history_bytes.unwrap_or(0)),
@@ -1369,6 +1392,60 @@ fn watch_windows<T>(
 
 /// Looks the sampled transfers (by index) up again, in requests within the frame limit.
 /// `label` starts the printed lines.
+/// How many of the run's first transfers `retry_first` sends again.
+const RETRY_COUNT: u64 = 1_000;
+
+/// Sends the run's first transfers again, exactly as they were created (read back with
+/// `lookup_transfers`, timestamp cleared): each must answer `exists`, however old
+/// (docs/history.md, "Idempotency over the whole history").
+///
+/// # Errors
+///
+/// A request failed, a first transfer is missing, or a retry did not answer `exists`.
+fn retry_first(client: &mut Client, transfers: u64, label: &str) -> Result<(), BoxError> {
+    let count = RETRY_COUNT.min(transfers);
+    if count == 0 {
+        return Ok(());
+    }
+    let mut body = Vec::with_capacity(count as usize * 16);
+    for index in 0..count {
+        body.extend_from_slice(&transfer_id(index).to_le_bytes());
+    }
+    let reply = client.request(Operation::LookupTransfers, &body)?;
+    if reply.status() != FrameStatus::Ok || reply.body.len() != count as usize * Transfer::SIZE {
+        return Err(format!("{label}: the first {count} transfers are not all found").into());
+    }
+    let mut events = Vec::with_capacity(reply.body.len());
+    for chunk in reply.body.chunks_exact(Transfer::SIZE) {
+        let transfer = Transfer {
+            timestamp: 0,
+            ..Transfer::decode(chunk.try_into().expect("128-byte chunk"))
+        };
+        let mut bytes = [0u8; Transfer::SIZE];
+        transfer.encode(&mut bytes);
+        events.extend_from_slice(&bytes);
+    }
+    let reply = client.request(Operation::CreateTransfers, &events)?;
+    if reply.status() != FrameStatus::Ok {
+        return Err(format!("{label}: frame status {:?}", reply.status()).into());
+    }
+    let exists = reply
+        .body
+        .chunks_exact(CreateResult::SIZE)
+        .map(|chunk| CreateResult::decode(chunk.try_into().expect("16-byte chunk")))
+        .filter(|result| result.status == CreateTransferStatus::Exists as u32)
+        .count();
+    say!(
+        "{label}: the first {} sent again: {} answered exists",
+        thousands(count),
+        thousands(exists as u64)
+    );
+    if exists as u64 != count {
+        return Err(format!("{label}: {exists} of {count} retries answered exists").into());
+    }
+    Ok(())
+}
+
 fn lookup_sample(
     client: &mut Client,
     indexes: &[u64],
@@ -1656,6 +1733,7 @@ mod tests {
             seconds: 12.5,
             transfers_per_second: 800_000.0,
             rss_bytes: Some(3 << 30),
+            rss_anonymous_bytes: Some(1 << 30),
             journal_bytes: Some(2 << 30),
             checkpoint_bytes: Some(512 << 20),
             history_bytes: Some(0),
@@ -1663,10 +1741,12 @@ mod tests {
         assert_eq!(
             window_line(2, &window),
             "window 2: 20,000,000 transfers so far, 800,000 transfers/s over the last 12.50 s; \
-             resident 3,072 MiB; disk: journal 2,048 MiB, checkpoints 512 MiB, history none"
+             resident 3,072 MiB (anonymous 1,024 MiB); disk: journal 2,048 MiB, checkpoints \
+             512 MiB, history none"
         );
         let external = Window {
             rss_bytes: None,
+            rss_anonymous_bytes: None,
             journal_bytes: None,
             checkpoint_bytes: None,
             history_bytes: None,

@@ -95,6 +95,10 @@ pub struct Window {
     /// Resident memory of the process (own server only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// The anonymous part of `rss_bytes` (`RssAnon`): heap and stacks, without the pages of
+    /// mapped files such as the journal's segments (own server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_anonymous_bytes: Option<u64>,
     /// Disk blocks of the journal segments (own server only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_bytes: Option<u64>,
@@ -532,6 +536,16 @@ pub fn process_memory_of(pid: Option<u32>) -> (Option<u64>, Option<u64>) {
     }
 }
 
+/// The anonymous resident memory (`RssAnon`) of process `pid`: its heap and stacks, without
+/// mapped files, whose resident pages the kernel can drop.
+pub fn anonymous_memory_of(pid: Option<u32>) -> Option<u64> {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_string(),
+        |pid| format!("/proc/{pid}/status"),
+    );
+    status_kib(&std::fs::read_to_string(path).ok()?, "RssAnon:")
+}
+
 /// Reads a `Name:   1234 kB` line of a `/proc` file, in bytes.
 fn status_kib(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|line| line.starts_with(name))?;
@@ -672,6 +686,7 @@ mod tests {
                 seconds: 2.5,
                 transfers_per_second: 2_000.0,
                 rss_bytes: Some(120 << 20),
+                rss_anonymous_bytes: Some(100 << 20),
                 journal_bytes: Some(1 << 30),
                 checkpoint_bytes: Some(0),
                 history_bytes: Some(0),
