@@ -29,21 +29,31 @@ fn in_range(timestamp: u64, minimum: u64, maximum: u64) -> bool {
     timestamp >= minimum && (maximum == 0 || timestamp <= maximum)
 }
 
-fn account_filter_valid(filter: &AccountFilter) -> bool {
-    filter.account_id != 0
-        && filter.account_id != u128::MAX
-        && filter.reserved.iter().all(|byte| *byte == 0)
-        && range_valid(filter.timestamp_min, filter.timestamp_max)
-        && filter.limit != 0
-        && !filter.flags().padding()
-        && filter.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS) != 0
+impl AccountFilter {
+    /// Whether the filter is valid (docs/ledger.md, Queries): an account id that is neither 0
+    /// nor `u128::MAX`, zero reserved bytes, a timestamp range within `TIMESTAMP_MAX` whose
+    /// minimum is not above its maximum, a limit, no padding flag and at least one side. An
+    /// invalid filter selects nothing; the history store applies the same rule.
+    pub fn is_valid(&self) -> bool {
+        self.account_id != 0
+            && self.account_id != u128::MAX
+            && self.reserved.iter().all(|byte| *byte == 0)
+            && range_valid(self.timestamp_min, self.timestamp_max)
+            && self.limit != 0
+            && !self.flags().padding()
+            && self.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS) != 0
+    }
 }
 
-fn query_filter_valid(filter: &QueryFilter) -> bool {
-    filter.reserved.iter().all(|byte| *byte == 0)
-        && range_valid(filter.timestamp_min, filter.timestamp_max)
-        && filter.limit != 0
-        && !filter.flags().padding()
+impl QueryFilter {
+    /// Whether the filter is valid (docs/ledger.md, Queries): zero reserved bytes, a valid
+    /// timestamp range, a limit and no padding flag. An invalid filter selects nothing.
+    pub fn is_valid(&self) -> bool {
+        self.reserved.iter().all(|byte| *byte == 0)
+            && range_valid(self.timestamp_min, self.timestamp_max)
+            && self.limit != 0
+            && !self.flags().padding()
+    }
 }
 
 impl Ledger {
@@ -174,7 +184,7 @@ impl Ledger {
 
     pub(crate) fn get_account_transfers(&self, filter: &AccountFilter, out: &mut Vec<Transfer>) {
         out.clear();
-        if !account_filter_valid(filter) {
+        if !filter.is_valid() {
             return;
         }
         let Some(account) = self.account_position(filter.account_id) else {
@@ -217,7 +227,7 @@ impl Ledger {
         out: &mut Vec<AccountBalance>,
     ) {
         out.clear();
-        if !account_filter_valid(filter) {
+        if !filter.is_valid() {
             return;
         }
         let Some(account) = self.account_position(filter.account_id) else {
@@ -297,7 +307,7 @@ impl Ledger {
             return;
         };
         out.clear();
-        if !query_filter_valid(filter) {
+        if !filter.is_valid() {
             return;
         }
         let results_max = self.results_max(filter.limit, out.capacity());
@@ -343,7 +353,7 @@ impl Ledger {
         out: &mut Vec<Record>,
     ) {
         out.clear();
-        if !query_filter_valid(filter) {
+        if !filter.is_valid() {
             return;
         }
         let results_max = self.results_max(filter.limit, out.capacity());

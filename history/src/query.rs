@@ -12,17 +12,13 @@
 //! Does not merge with the engine's memory: the caller asks the store for its part (at or
 //! below the watermark) and concatenates.
 
+use clearline_engine::Transfer;
 use clearline_engine::{AccountBalance, AccountFilter, AccountFilterFlags, QueryFilter};
-use clearline_engine::{Transfer, TIMESTAMP_MAX};
 
 use crate::account_runs::{self, SIDE_CREDIT, SIDE_DEBIT};
 use crate::error::HistoryError;
 use crate::records;
 use crate::store::{decode_record, History, ACCOUNT_RUNS, BALANCES, TRANSFERS};
-
-fn range_valid(minimum: u64, maximum: u64) -> bool {
-    minimum <= TIMESTAMP_MAX && maximum <= TIMESTAMP_MAX && (maximum == 0 || minimum <= maximum)
-}
 
 /// The inclusive upper bound of a range whose `maximum` is 0 when unbounded.
 fn upper(maximum: u64) -> u64 {
@@ -31,23 +27,6 @@ fn upper(maximum: u64) -> u64 {
     } else {
         maximum
     }
-}
-
-fn account_filter_valid(filter: &AccountFilter) -> bool {
-    filter.account_id != 0
-        && filter.account_id != u128::MAX
-        && filter.reserved.iter().all(|byte| *byte == 0)
-        && range_valid(filter.timestamp_min, filter.timestamp_max)
-        && filter.limit != 0
-        && !filter.flags().padding()
-        && filter.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS) != 0
-}
-
-fn query_filter_valid(filter: &QueryFilter) -> bool {
-    filter.reserved.iter().all(|byte| *byte == 0)
-        && range_valid(filter.timestamp_min, filter.timestamp_max)
-        && filter.limit != 0
-        && !filter.flags().padding()
 }
 
 /// Whether `transfer` matches the account filter's field conditions (the side is checked
@@ -97,7 +76,7 @@ impl History {
         filter: &AccountFilter,
         out: &mut Vec<Transfer>,
     ) -> Result<(), HistoryError> {
-        if !account_filter_valid(filter) {
+        if !filter.is_valid() {
             return Ok(());
         }
         let account = filter.account_id;
@@ -207,7 +186,7 @@ impl History {
         filter: &AccountFilter,
         out: &mut Vec<AccountBalance>,
     ) -> Result<(), HistoryError> {
-        if !account_filter_valid(filter) {
+        if !filter.is_valid() {
             return Ok(());
         }
         let account = filter.account_id;
@@ -269,7 +248,7 @@ impl History {
         filter: &QueryFilter,
         out: &mut Vec<Transfer>,
     ) -> Result<(), HistoryError> {
-        if !query_filter_valid(filter) {
+        if !filter.is_valid() {
             return Ok(());
         }
         let mut remaining = filter.limit as usize;
