@@ -332,6 +332,43 @@ fn engine_from_checkpoint(
     ))
 }
 
+/// Finishes the running checkpoint if its file is written and its sequence durable. Returns
+/// whether a checkpoint is still running. A free function over the two fields it needs, so the
+/// history pipeline can call it while the core waits for room.
+fn checkpoint_poll(
+    journal: &mut Journal,
+    checkpoints: &mut Checkpoints,
+) -> Result<bool, JournalError> {
+    match journal.checkpoint_poll() {
+        Ok(Some(done)) => {
+            checkpoints.failing = false;
+            say!(
+                "clearline: {done}; core pause at its start {:.3} ms (longest {:.3} ms)",
+                checkpoints.last_pause_ms(),
+                checkpoints.pause_longest.as_secs_f64() * 1e3
+            );
+        }
+        Ok(None) => {}
+        Err(JournalError::SyncFailed) => return Err(JournalError::SyncFailed),
+        Err(error) => checkpoints.failed(&error),
+    }
+    Ok(journal.checkpoint_running())
+}
+
+impl Checkpoints {
+    /// Reports a failed checkpoint once until one succeeds.
+    fn failed(&mut self, error: &JournalError) {
+        if !self.failing {
+            self.failing = true;
+            warn!(
+                "clearline: a checkpoint failed: {error}; the journal keeps every record, \
+                 recovery replays more of it, and the next checkpoint is tried after \
+                 --checkpoint-interval-mib more journal"
+            );
+        }
+    }
+}
+
 impl Core {
     /// Builds the engine and replays the journal into it.
     ///
@@ -391,6 +428,7 @@ impl Core {
                                 operation,
                                 count,
                                 &history.durability,
+                                &mut || {},
                             );
                             if !room {
                                 failure = Some(place.refusal(
@@ -545,20 +583,7 @@ impl Core {
     /// Finishes the running checkpoint if its file is written and its sequence durable.
     /// Returns whether a checkpoint is still running.
     fn checkpoint_poll(&mut self) -> Result<bool, JournalError> {
-        match self.journal.checkpoint_poll() {
-            Ok(Some(done)) => {
-                self.checkpoints.failing = false;
-                say!(
-                    "clearline: {done}; core pause at its start {:.3} ms (longest {:.3} ms)",
-                    self.checkpoints.last_pause_ms(),
-                    self.checkpoints.pause_longest.as_secs_f64() * 1e3
-                );
-            }
-            Ok(None) => {}
-            Err(JournalError::SyncFailed) => return Err(JournalError::SyncFailed),
-            Err(error) => self.checkpoint_failed(&error),
-        }
-        Ok(self.journal.checkpoint_running())
+        checkpoint_poll(&mut self.journal, &mut self.checkpoints)
     }
 
     /// Waits, on this thread, for a running checkpoint to finish before the core stops: the
@@ -577,14 +602,7 @@ impl Core {
     }
 
     fn checkpoint_failed(&mut self, error: &JournalError) {
-        if !self.checkpoints.failing {
-            self.checkpoints.failing = true;
-            warn!(
-                "clearline: a checkpoint failed: {error}; the journal keeps every record, \
-                 recovery replays more of it, and the next checkpoint is tried after \
-                 --checkpoint-interval-mib more journal"
-            );
-        }
+        self.checkpoints.failed(error);
     }
 
     /// Applies one validated request; writes the reply into `reply`.
@@ -611,10 +629,19 @@ impl Core {
             });
         }
         if let Some(history) = &mut self.history {
-            let room =
-                history
-                    .pipeline
-                    .make_room(&mut self.engine, operation, count, &history.durability);
+            // While it waits for the store, a checkpoint that is written still gets finished
+            // (a failed sync is seen by the core loop right after).
+            let (journal, checkpoints) = (&mut self.journal, &mut self.checkpoints);
+            let mut waiting = || {
+                let _ = checkpoint_poll(journal, checkpoints);
+            };
+            let room = history.pipeline.make_room(
+                &mut self.engine,
+                operation,
+                count,
+                &history.durability,
+                &mut waiting,
+            );
             if !room {
                 // Never journaled, so no replay can differ (docs/history.md).
                 return Err(ApplyError::MemoryFull);

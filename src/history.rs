@@ -313,13 +313,15 @@ impl Pipeline {
     /// Makes room in memory and in the filling run for the most `operation` with `count`
     /// events can add, waiting for the journal and the writer as needed. Returns false when
     /// even a caught-up store leaves too little memory: the write must be refused. A failed
-    /// writer or journal sync stops the process.
+    /// writer or journal sync stops the process. `waiting` runs each time it is about to wait
+    /// (the core finishes checkpoints meanwhile).
     pub fn make_room(
         &mut self,
         engine: &mut Engine,
         operation: Operation,
         count: u32,
         durability: &Durability,
+        waiting: &mut dyn FnMut(),
     ) -> bool {
         let (transfers, burned, _, rows) = write_adds(operation, count, &self.config);
         if transfers == 0 && burned == 0 {
@@ -344,6 +346,7 @@ impl Pipeline {
                 return false;
             }
             self.seal();
+            waiting();
             match &self.sealed {
                 Some((_, watermark)) if durability.durable_sequence() < watermark.sequence => {
                     if let Err(error) = durability.wait_durable(watermark.sequence) {
