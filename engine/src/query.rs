@@ -194,31 +194,25 @@ impl Ledger {
         let results_max = self.results_max(filter.limit, out.capacity());
         let (memory, store) = self.split_account_filter(filter);
         let reversed = filter.flags().reversed();
-        let from_store = |out: &mut Vec<Transfer>| {
+        let from_store = |limit, out: &mut Vec<Transfer>| {
             if let (Some(store), Some(history)) = (store, self.history.as_deref()) {
-                if let Some(limit) = remaining(results_max, out.len()) {
-                    let filter = AccountFilter { limit, ..store };
-                    history.reader.account_transfers(&filter, out);
-                    out.truncate(results_max);
+                history
+                    .reader
+                    .account_transfers(&AccountFilter { limit, ..store }, out);
+            }
+        };
+        let from_memory = |memory_max, out: &mut Vec<Transfer>| {
+            if let Some(memory) = memory {
+                let start = out.len();
+                self.select_account_transfers(&memory, newest, memory_max, |_, transfer| {
+                    out.push(*transfer)
+                });
+                if !reversed {
+                    out[start..].reverse();
                 }
             }
         };
-        if !reversed {
-            from_store(out);
-        }
-        if let Some(memory) = memory {
-            let start = out.len();
-            let memory_max = results_max - start;
-            self.select_account_transfers(&memory, newest, memory_max, |_, transfer| {
-                out.push(*transfer)
-            });
-            if !reversed {
-                out[start..].reverse();
-            }
-        }
-        if reversed {
-            from_store(out);
-        }
+        merge_halves(reversed, results_max, out, from_store, from_memory);
     }
 
     pub(crate) fn get_account_balances(
@@ -239,28 +233,23 @@ impl Ledger {
         let results_max = self.results_max(filter.limit, out.capacity());
         let (memory, store) = self.split_account_filter(filter);
         let reversed = filter.flags().reversed();
-        let from_store = |out: &mut Vec<AccountBalance>| {
+        let from_store = |limit, out: &mut Vec<AccountBalance>| {
             if let (Some(store), Some(history)) = (store, self.history.as_deref()) {
-                if let Some(limit) = remaining(results_max, out.len()) {
-                    let filter = AccountFilter { limit, ..store };
-                    history.reader.account_balances(&filter, out);
-                    out.truncate(results_max);
+                history
+                    .reader
+                    .account_balances(&AccountFilter { limit, ..store }, out);
+            }
+        };
+        let from_memory = |memory_max, out: &mut Vec<AccountBalance>| {
+            if let Some(memory) = memory {
+                let start = out.len();
+                self.memory_account_balances(account, &memory, memory_max, out);
+                if !reversed {
+                    out[start..].reverse();
                 }
             }
         };
-        if !reversed {
-            from_store(out);
-        }
-        if let Some(memory) = memory {
-            let start = out.len();
-            self.memory_account_balances(account, &memory, results_max - start, out);
-            if !reversed {
-                out[start..].reverse();
-            }
-        }
-        if reversed {
-            from_store(out);
-        }
+        merge_halves(reversed, results_max, out, from_store, from_memory);
     }
 
     /// The account's balance rows held in memory that `filter` selects, newest first, at most
@@ -314,34 +303,28 @@ impl Ledger {
         let evicted = history.evicted_through;
         let (memory, store) = split_range(filter.timestamp_min, filter.timestamp_max, evicted);
         let reversed = filter.flags().reversed();
-        let from_store = |out: &mut Vec<Transfer>| {
+        let from_store = |limit, out: &mut Vec<Transfer>| {
             if let Some((timestamp_min, timestamp_max)) = store {
-                if let Some(limit) = remaining(results_max, out.len()) {
-                    let filter = QueryFilter {
-                        timestamp_min,
-                        timestamp_max,
-                        limit,
-                        ..*filter
-                    };
-                    history.reader.query_transfers(&filter, out);
-                    out.truncate(results_max);
-                }
+                let filter = QueryFilter {
+                    timestamp_min,
+                    timestamp_max,
+                    limit,
+                    ..*filter
+                };
+                history.reader.query_transfers(&filter, out);
             }
         };
-        if !reversed {
-            from_store(out);
-        }
-        if let Some((timestamp_min, timestamp_max)) = memory {
-            let memory = QueryFilter {
-                timestamp_min,
-                timestamp_max,
-                ..*filter
-            };
-            self.query_into(&self.transfers, &memory, results_max, out);
-        }
-        if reversed {
-            from_store(out);
-        }
+        let from_memory = |memory_max: usize, out: &mut Vec<Transfer>| {
+            if let Some((timestamp_min, timestamp_max)) = memory {
+                let memory = QueryFilter {
+                    timestamp_min,
+                    timestamp_max,
+                    ..*filter
+                };
+                self.query_into(&self.transfers, &memory, out.len() + memory_max, out);
+            }
+        };
+        merge_halves(reversed, results_max, out, from_store, from_memory);
     }
 
     /// Clears `out` and pushes the records of the timestamp-sorted `store` that `filter`
@@ -406,11 +389,32 @@ fn split_range(minimum: u64, maximum: u64, evicted: u64) -> (Option<Range>, Opti
     (memory, store)
 }
 
-/// The limit for the rest of a query that already holds `held` of `results_max` results, or
-/// `None` when it is full.
-fn remaining(results_max: usize, held: usize) -> Option<u32> {
-    let left = results_max.saturating_sub(held);
-    (left > 0).then(|| left.min(u32::MAX as usize) as u32)
+/// A query in history mode from its two halves, at most `results_max` into `out`: the store's
+/// (at or below the eviction watermark) first when oldest first, memory's first when
+/// `reversed`, each with what is left of the limit. `from_store(limit, out)` and
+/// `from_memory(results_max, out)` append their half in the query's order and do nothing when
+/// their range is empty; the store is asked only while room is left.
+fn merge_halves<T>(
+    reversed: bool,
+    results_max: usize,
+    out: &mut Vec<T>,
+    from_store: impl Fn(u32, &mut Vec<T>),
+    from_memory: impl FnOnce(usize, &mut Vec<T>),
+) {
+    let store_half = |out: &mut Vec<T>| {
+        let left = results_max.saturating_sub(out.len());
+        if left > 0 {
+            from_store(left.min(u32::MAX as usize) as u32, out);
+            out.truncate(results_max);
+        }
+    };
+    if !reversed {
+        store_half(out);
+    }
+    from_memory(results_max.saturating_sub(out.len()), out);
+    if reversed {
+        store_half(out);
+    }
 }
 
 /// A record that `query_accounts` or `query_transfers` selects with a `QueryFilter`.
