@@ -61,6 +61,18 @@ pub(crate) enum PendingStatus {
     Expired = 4,
 }
 
+impl PendingStatus {
+    /// How a resolved pending transfer was resolved (`None` while pending, or not pending).
+    pub(crate) fn resolution(self) -> Option<Resolution> {
+        match self {
+            PendingStatus::Posted => Some(Resolution::Posted),
+            PendingStatus::Voided => Some(Resolution::Voided),
+            PendingStatus::Expired => Some(Resolution::Expired),
+            PendingStatus::None | PendingStatus::Pending => None,
+        }
+    }
+}
+
 /// Per-account list heads (positions of the newest entries, or `NO_POSITION`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AccountMeta {
@@ -1084,22 +1096,10 @@ impl Ledger {
         let vacancy = match self.transfer_lookup(transfer.id, settlement) {
             TransferLookup::Found(position) => {
                 let existing = self.transfers[position as usize];
-                let status = self.transfer_exists(transfer, &existing);
-                let timestamp = if status == S::Exists {
-                    existing.timestamp
-                } else {
-                    slot
-                };
-                return (status, timestamp);
+                return self.transfer_exists_result(transfer, &existing, slot);
             }
             TransferLookup::Stored(existing) => {
-                let status = self.transfer_exists(transfer, &existing);
-                let timestamp = if status == S::Exists {
-                    existing.timestamp
-                } else {
-                    slot
-                };
-                return (status, timestamp);
+                return self.transfer_exists_result(transfer, &existing, slot);
             }
             TransferLookup::Orphan => return (S::IdAlreadyFailed, slot),
             TransferLookup::Missing(vacancy) => vacancy,
@@ -1120,6 +1120,23 @@ impl Ledger {
             Ok(()) => (S::Created, timestamp),
             Err(status) => (status, slot),
         }
+    }
+
+    /// The result of creating `transfer` whose id `existing` already has: `exists` with the
+    /// stored timestamp, or the first difference at the event's slot.
+    fn transfer_exists_result(
+        &self,
+        transfer: &Transfer,
+        existing: &Transfer,
+        slot: u64,
+    ) -> (CreateTransferStatus, u64) {
+        let status = self.transfer_exists(transfer, existing);
+        let timestamp = if status == CreateTransferStatus::Exists {
+            existing.timestamp
+        } else {
+            slot
+        };
+        (status, timestamp)
     }
 
     /// Idempotency comparison against the stored transfer `existing` (3.4).
@@ -1724,11 +1741,7 @@ impl Ledger {
         meta.status = status;
         meta.resolved_at = timestamp;
         if let Some(history) = self.history.as_deref_mut() {
-            let resolution = match status {
-                PendingStatus::Posted => Resolution::Posted,
-                PendingStatus::Voided => Resolution::Voided,
-                _ => Resolution::Expired,
-            };
+            let resolution = status.resolution().expect("a resolved status");
             assert!(history.resolutions.len() < history.resolutions.capacity());
             history.resolutions.push((pending, resolution, timestamp));
         }

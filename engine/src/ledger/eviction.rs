@@ -13,11 +13,27 @@ use super::{is_settlement, HistoryMode, Ledger, PendingStatus, TransferLookup, O
 use crate::account::AccountBalance;
 use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::digest::Digest;
-use crate::history::{HistoryRead, HistorySink, Resolution};
+use crate::history::{HistoryRead, HistorySink};
 use crate::id_filter::IdFilter;
 use crate::NO_POSITION;
 
 impl HistoryMode {
+    /// Whether every record of a ledger holding `counts` (transfers, burned ids, balance rows,
+    /// as `Ledger::record_counts` gives them) was handed to the sink.
+    fn all_drained(&self, (transfers, orphans, rows): (usize, usize, usize)) -> bool {
+        self.drained_transfers == transfers
+            && self.drained_orphans == orphans
+            && self.drained_rows == rows
+            && self.resolutions.is_empty()
+    }
+
+    /// Marks every record of a ledger holding `counts` as handed to the sink.
+    fn mark_drained(&mut self, (transfers, orphans, rows): (usize, usize, usize)) {
+        self.drained_transfers = transfers;
+        self.drained_orphans = orphans;
+        self.drained_rows = rows;
+    }
+
     /// Where the store answers for an id memory does not hold: `None` when memory's answer
     /// (absent) stands.
     #[cold]
@@ -64,6 +80,15 @@ impl HistoryDigests {
 }
 
 impl Ledger {
+    /// How many transfers, burned ids and balance rows memory holds.
+    fn record_counts(&self) -> (usize, usize, usize) {
+        (
+            self.transfers.len(),
+            self.orphans.len(),
+            self.balances.len(),
+        )
+    }
+
     /// Switches an empty ledger to history mode, reading what leaves memory from `reader`;
     /// the id filter is sized for `ids_max` ids.
     ///
@@ -212,11 +237,8 @@ impl Ledger {
         history.drained_rows = self.balances.partition_point(|row| row.timestamp <= after);
         history.resolutions.clear();
         for (position, meta) in self.transfer_meta.iter().enumerate() {
-            let status = match meta.status {
-                PendingStatus::Posted => Resolution::Posted,
-                PendingStatus::Voided => Resolution::Voided,
-                PendingStatus::Expired => Resolution::Expired,
-                PendingStatus::None | PendingStatus::Pending => continue,
+            let Some(status) = meta.status.resolution() else {
+                continue;
             };
             if meta.resolved_at > after {
                 assert!(history.resolutions.len() < history.resolutions.capacity());
@@ -251,10 +273,7 @@ impl Ledger {
         // The digests must cover every record in the image: the loader takes everything up
         // to the image's clock as folded.
         assert!(
-            history.drained_transfers == self.transfers.len()
-                && history.drained_orphans == self.orphans.len()
-                && history.drained_rows == self.balances.len()
-                && history.resolutions.is_empty(),
+            history.all_drained(self.record_counts()),
             "a checkpoint in history mode is taken after a drain"
         );
         let digests = &history.digests;
@@ -277,6 +296,7 @@ impl Ledger {
         reader: &mut ImageReader,
         clock: u64,
     ) -> Result<(), CheckpointError> {
+        let counts = self.record_counts();
         let history = self.history.as_deref_mut().expect("history mode");
         history.evicted_through = reader.u64()?;
         history.evicted_timestamp_max = reader.u64()?;
@@ -296,10 +316,8 @@ impl Ledger {
             resolutions: Digest::checkpoint_read(reader)?,
             balances: Digest::checkpoint_read(reader)?,
         };
-        history.drained_transfers = self.transfers.len();
-        history.drained_orphans = self.orphans.len();
-        history.drained_rows = self.balances.len();
         history.folded_through = clock;
+        history.mark_drained(counts);
         Ok(())
     }
 
@@ -309,10 +327,7 @@ impl Ledger {
             return;
         };
         assert!(
-            history.drained_transfers == self.transfers.len()
-                && history.drained_orphans == self.orphans.len()
-                && history.drained_rows == self.balances.len()
-                && history.resolutions.is_empty(),
+            history.all_drained(self.record_counts()),
             "the state hash of an engine in history mode is taken after a drain"
         );
         digest.u128(history.digests.transfers.finish());
@@ -338,20 +353,11 @@ impl Ledger {
     pub(crate) fn history_evict(&mut self, through: u64) {
         assert!(!self.undo_active);
         let mut history = self.history.take().expect("history mode");
-        assert_eq!(
-            history.drained_transfers,
-            self.transfers.len(),
-            "drain first"
-        );
-        assert_eq!(history.drained_orphans, self.orphans.len(), "drain first");
-        assert_eq!(history.drained_rows, self.balances.len(), "drain first");
-        assert!(history.resolutions.is_empty(), "drain first");
+        assert!(history.all_drained(self.record_counts()), "drain first");
         if through > history.evicted_through {
             self.evict(&mut history, through);
             history.evicted_through = through;
-            history.drained_transfers = self.transfers.len();
-            history.drained_orphans = self.orphans.len();
-            history.drained_rows = self.balances.len();
+            history.mark_drained(self.record_counts());
         }
         self.history = Some(history);
     }
