@@ -45,7 +45,37 @@ impl AccountFilter {
     }
 }
 
+impl AccountFilter {
+    /// Whether `transfer` has the user data and code the filter asks for (0: any value). The
+    /// side and the timestamp range are checked apart. The history store applies the same rule.
+    pub fn fields_match(&self, transfer: &Transfer) -> bool {
+        (self.user_data_128 == 0 || transfer.user_data_128 == self.user_data_128)
+            && (self.user_data_64 == 0 || transfer.user_data_64 == self.user_data_64)
+            && (self.user_data_32 == 0 || transfer.user_data_32 == self.user_data_32)
+            && (self.code == 0 || transfer.code == self.code)
+    }
+}
+
 impl QueryFilter {
+    /// Whether `transfer` has the user data, ledger and code the filter asks for (0: any
+    /// value); the timestamp range is checked apart. The history store applies the same rule.
+    pub fn selects_transfer(&self, transfer: &Transfer) -> bool {
+        self.fields_match(transfer.query_fields())
+    }
+
+    /// The field conditions of `selects_transfer` on a record's `(user_data_128,
+    /// user_data_64, user_data_32, ledger, code)`.
+    fn fields_match(
+        &self,
+        (user_data_128, user_data_64, user_data_32, ledger, code): Fields,
+    ) -> bool {
+        (self.user_data_128 == 0 || user_data_128 == self.user_data_128)
+            && (self.user_data_64 == 0 || user_data_64 == self.user_data_64)
+            && (self.user_data_32 == 0 || user_data_32 == self.user_data_32)
+            && (self.ledger == 0 || ledger == self.ledger)
+            && (self.code == 0 || code == self.code)
+    }
+
     /// Whether the filter is valid (docs/ledger.md, Queries): zero reserved bytes, a valid
     /// timestamp range, a limit and no padding flag. An invalid filter selects nothing.
     pub fn is_valid(&self) -> bool {
@@ -105,10 +135,7 @@ impl Ledger {
     fn account_transfer_matches(filter: &AccountFilter, transfer: &Transfer) -> bool {
         let side = (filter.flags().debits() && transfer.debit_account_id == filter.account_id)
             || (filter.flags().credits() && transfer.credit_account_id == filter.account_id);
-        side && (filter.user_data_128 == 0 || transfer.user_data_128 == filter.user_data_128)
-            && (filter.user_data_64 == 0 || transfer.user_data_64 == filter.user_data_64)
-            && (filter.user_data_32 == 0 || transfer.user_data_32 == filter.user_data_32)
-            && (filter.code == 0 || transfer.code == filter.code)
+        side && filter.fields_match(transfer)
     }
 
     /// Visits the transfers of `filter.account_id` newest first, stopping below
@@ -352,14 +379,7 @@ impl Ledger {
         results_max: usize,
         out: &mut Vec<Record>,
     ) {
-        let selected = |record: &Record| {
-            let (user_data_128, user_data_64, user_data_32, ledger, code) = record.query_fields();
-            (filter.user_data_128 == 0 || user_data_128 == filter.user_data_128)
-                && (filter.user_data_64 == 0 || user_data_64 == filter.user_data_64)
-                && (filter.user_data_32 == 0 || user_data_32 == filter.user_data_32)
-                && (filter.ledger == 0 || ledger == filter.ledger)
-                && (filter.code == 0 || code == filter.code)
-        };
+        let selected = |record: &Record| filter.fields_match(record.query_fields());
         let range = timestamp_range(store, filter, Record::timestamp);
         let reversed = filter.flags().reversed();
         collect(&store[range], reversed, results_max, selected, out);
@@ -417,10 +437,14 @@ fn merge_halves<T>(
     }
 }
 
+/// The fields a `QueryFilter` selects on: `(user_data_128, user_data_64, user_data_32, ledger,
+/// code)`.
+type Fields = (u128, u64, u32, u32, u16);
+
 /// A record that `query_accounts` or `query_transfers` selects with a `QueryFilter`.
 trait Queried: Copy {
     /// `(user_data_128, user_data_64, user_data_32, ledger, code)`.
-    fn query_fields(&self) -> (u128, u64, u32, u32, u16);
+    fn query_fields(&self) -> Fields;
     fn timestamp(&self) -> u64;
 }
 
@@ -428,7 +452,7 @@ trait Queried: Copy {
 macro_rules! queried {
     ($($record:ty),*) => {$(
         impl Queried for $record {
-            fn query_fields(&self) -> (u128, u64, u32, u32, u16) {
+            fn query_fields(&self) -> Fields {
                 (self.user_data_128, self.user_data_64, self.user_data_32, self.ledger, self.code)
             }
             fn timestamp(&self) -> u64 {

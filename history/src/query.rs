@@ -29,24 +29,6 @@ fn upper(maximum: u64) -> u64 {
     }
 }
 
-/// Whether `transfer` matches the account filter's field conditions (the side is checked
-/// apart).
-fn fields_match(filter: &AccountFilter, transfer: &Transfer) -> bool {
-    (filter.user_data_128 == 0 || transfer.user_data_128 == filter.user_data_128)
-        && (filter.user_data_64 == 0 || transfer.user_data_64 == filter.user_data_64)
-        && (filter.user_data_32 == 0 || transfer.user_data_32 == filter.user_data_32)
-        && (filter.code == 0 || transfer.code == filter.code)
-}
-
-/// Whether `transfer` matches the query filter's field conditions.
-fn query_fields_match(filter: &QueryFilter, transfer: &Transfer) -> bool {
-    (filter.user_data_128 == 0 || transfer.user_data_128 == filter.user_data_128)
-        && (filter.user_data_64 == 0 || transfer.user_data_64 == filter.user_data_64)
-        && (filter.user_data_32 == 0 || transfer.user_data_32 == filter.user_data_32)
-        && (filter.ledger == 0 || transfer.ledger == filter.ledger)
-        && (filter.code == 0 || transfer.code == filter.code)
-}
-
 /// A range over a key space, forward or newest first.
 fn ordered<'a>(
     range: impl DoubleEndedIterator<Item = fjall::Guard> + 'a,
@@ -142,7 +124,7 @@ impl History {
                         ),
                     });
                 }
-                if fields_match(filter, &transfer) {
+                if filter.fields_match(&transfer) {
                     out.push(transfer);
                     remaining -= 1;
                 }
@@ -221,7 +203,7 @@ impl History {
                     ),
                 });
             }
-            if ((debits && debit) || (credits && credit)) && fields_match(filter, &transfer) {
+            if ((debits && debit) || (credits && credit)) && filter.fields_match(&transfer) {
                 out.push(row);
                 remaining -= 1;
                 if remaining == 0 {
@@ -264,7 +246,7 @@ impl History {
                 });
             };
             let transfer = decode_record(u64::from_be_bytes(key), &value)?;
-            if query_fields_match(filter, &transfer) {
+            if filter.selects_transfer(&transfer) {
                 out.push(transfer);
                 remaining -= 1;
                 if remaining == 0 {
