@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::mmap::{create_allocated, drop_cached_pages, list_directory, lock_directory};
+use crate::mmap::{create_allocated, drop_cached_pages, list_directory, lock_directory, next_data};
 use crate::storage::{check_range, Segment, SegmentSync, Storage};
 
 /// Storage over plain file reads and writes.
@@ -152,6 +152,10 @@ impl Segment for FileSegment {
     fn read(&self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
         check_range(offset, buffer.len(), self.size)?;
         self.file.read_exact_at(buffer, offset)
+    }
+
+    fn next_data(&self, offset: u64) -> u64 {
+        next_data(&self.file, offset, self.size)
     }
 
     fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {

@@ -85,6 +85,28 @@ pub fn drop_cached_pages(file: &File) {
     let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
+/// The start of the first region at or after `offset` where `file` (of `size` bytes) may hold
+/// non-zero bytes, as the file system reports it (`lseek` with `SEEK_DATA`): holes and
+/// allocated but never written extents read as zeros and are skipped. `size` when nothing after
+/// `offset` holds data. A file system that cannot tell answers `offset`, so the caller reads
+/// everything as before.
+pub fn next_data(file: &File, offset: u64, size: u64) -> u64 {
+    let Ok(start) = libc::off_t::try_from(offset) else {
+        return offset;
+    };
+    // SAFETY: lseek takes a file descriptor that `file` keeps open and integers; it touches no
+    // memory of ours. The descriptor's position is not used by any read or write of the
+    // journal (they are positional or go through the mapping).
+    let found = unsafe { libc::lseek(file.as_raw_fd(), start, libc::SEEK_DATA) };
+    if found >= 0 {
+        return (found as u64).clamp(offset, size);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENXIO) => size,
+        _ => offset,
+    }
+}
+
 /// Opens (creating if needed) the lock file of `dir` and locks it.
 ///
 /// # Errors
@@ -210,7 +232,7 @@ impl MmapStorage {
         Ok(Box::new(MmapSegment {
             map: Arc::new(map),
             size,
-            _file: file,
+            file,
         }))
     }
 }
@@ -265,8 +287,8 @@ struct MmapSegment {
     map: Arc<MmapRaw>,
     size: u64,
     /// Keeps the descriptor open as long as the mapping (not required by mmap, but it makes the
-    /// file's lifetime obvious).
-    _file: File,
+    /// file's lifetime obvious); also asked where data lies (`next_data`).
+    file: File,
 }
 
 impl Segment for MmapSegment {
@@ -284,6 +306,10 @@ impl Segment for MmapSegment {
             std::ptr::copy_nonoverlapping(source, buffer.as_mut_ptr(), buffer.len());
         }
         Ok(())
+    }
+
+    fn next_data(&self, offset: u64) -> u64 {
+        next_data(&self.file, offset, self.size)
     }
 
     fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {

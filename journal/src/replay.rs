@@ -414,6 +414,13 @@ fn classify(
             SEGMENT_HEADER_SIZE
         };
         while offset < size {
+            // What the file system reports as a hole reads as zeros: no record and no byte to
+            // count there. Skipping it spares reading a preallocated segment's unwritten rest.
+            let data = segment.file.next_data(offset) / RECORD_ALIGNMENT * RECORD_ALIGNMENT;
+            if data > offset {
+                offset = data;
+                continue;
+            }
             let length = CHUNK_SIZE.min(size - offset) as usize;
             let bytes = &mut chunk[..length];
             segment

@@ -91,6 +91,13 @@ pub trait Segment: Send {
     /// Out-of-range reads and any I/O error.
     fn read(&self, offset: u64, buffer: &mut [u8]) -> io::Result<()>;
 
+    /// Where the first bytes at or after `offset` that may be non-zero start; everything
+    /// before it reads as zeros (the file system's holes and unwritten extents). `size()` when
+    /// the rest is all zeros. The default, `offset`, claims nothing.
+    fn next_data(&self, offset: u64) -> u64 {
+        offset
+    }
+
     /// Writes `bytes` at `offset` (not durable until synced).
     ///
     /// # Errors
