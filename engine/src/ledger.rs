@@ -1025,11 +1025,16 @@ impl Ledger {
     /// Looks up the accounts of `events` and appends their positions to `resolved`. The
     /// lookups are independent, so the processor overlaps their cache misses, and the records'
     /// lines (ids, balances, ledger and flags, list heads) are in cache when the events are
-    /// applied right after. Accounts do not change during create_transfers, so the positions
-    /// stay valid; they are used only where the rules look the accounts up.
+    /// applied right after (and, in history mode, the id filter's block of each transfer id).
+    /// Accounts do not change during create_transfers, so the positions stay valid; they are
+    /// used only where the rules look the accounts up.
     fn resolve_accounts(&mut self, events: &[Transfer]) {
         let mut touched = 0u64;
         for event in events {
+            if let Some(history) = self.history.as_deref() {
+                // Each new id is checked against the filter: its block is loaded here too.
+                touched ^= history.filter.touch(event.id);
+            }
             let debit = self
                 .account_position(event.debit_account_id)
                 .unwrap_or(NO_POSITION);
