@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clearline_engine::{Config, Engine, Operation};
 use clearline_journal::{
@@ -252,6 +252,12 @@ pub struct Replayed {
     pub timestamp_last: u64,
     /// Sequence of the checkpoint the engine was loaded from, if any.
     pub checkpoint: Option<u64>,
+    /// Time to load the checkpoint (or make an empty engine).
+    pub load: Duration,
+    /// Time to replay the journal after it.
+    pub replay: Duration,
+    /// Of the replay, time spent waiting for the history store to make room.
+    pub history_wait: Duration,
 }
 
 /// The engine recovery starts from: the newest valid checkpoint's image, else the one before
@@ -385,8 +391,11 @@ impl Core {
         checkpoint_interval_bytes: u64,
         history: Option<HistoryStart>,
     ) -> Result<(Core, Replayed), Box<dyn std::error::Error + Send + Sync>> {
+        let started = Instant::now();
         let (mut engine, checkpoint) =
             engine_from_checkpoint(config, &mut journal, recovery, history.as_ref())?;
+        let load = started.elapsed();
+        let started = Instant::now();
         let durability = journal.durability();
         let mut history = history.map(|start| HistoryMode {
             pipeline: start.pipeline,
@@ -459,6 +468,9 @@ impl Core {
             return Err(failure.into());
         }
         timestamp_last = timestamp_last.max(recovery.last_timestamp);
+        let history_wait = history
+            .as_ref()
+            .map_or(Duration::ZERO, |history| history.pipeline.waited());
         let record = Vec::with_capacity(REPLY_SIZE_MAX + request_record::PREFIX_SIZE);
         let core = Core {
             engine,
@@ -479,6 +491,9 @@ impl Core {
                 records,
                 timestamp_last,
                 checkpoint: checkpoint.map(|(sequence, _)| sequence),
+                load,
+                replay: started.elapsed(),
+                history_wait,
             },
         ))
     }

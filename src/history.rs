@@ -23,7 +23,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clearline_engine::history::{HistoryRead, HistorySink, Resolution};
 use clearline_engine::{
@@ -183,8 +183,12 @@ pub struct Pipeline {
     submitted: Watermark,
     /// Everything at or below this timestamp was evicted.
     evicted: u64,
+    /// The store's watermark at the last eviction.
+    evicted_store: u64,
     /// Transfers per run before it is sealed.
     run_transfers: usize,
+    /// Time writes spent waiting for room (for the start-up message).
+    waited: Duration,
 }
 
 impl Pipeline {
@@ -229,13 +233,20 @@ impl Pipeline {
             spare,
             submitted: durable,
             evicted: 0,
+            evicted_store: 0,
             run_transfers,
+            waited: Duration::ZERO,
         })
     }
 
     /// The store, for the engine's reader.
     pub fn store(&self) -> Arc<History> {
         Arc::clone(&self.store)
+    }
+
+    /// How long writes have waited for room in memory so far.
+    pub fn waited(&self) -> Duration {
+        self.waited
     }
 
     /// The store's durable watermark when it was opened or since.
@@ -287,10 +298,20 @@ impl Pipeline {
                 self.submitted = watermark;
             }
         }
-        let durable = self.durable().timestamp.min(engine.timestamp_last());
-        if durable > self.evicted {
-            engine.history_evict(durable);
-            self.evicted = durable;
+        self.evict(engine, false);
+    }
+
+    /// Evicts what the store holds durably. Each eviction compacts memory (linear in what
+    /// stays), so without `needed` it runs only when the store's watermark moved since the last
+    /// one: once per run ingested, not once per write while the store is ahead of the engine
+    /// (replay after a restart).
+    fn evict(&mut self, engine: &mut Engine, needed: bool) {
+        let store = self.durable().timestamp;
+        let through = store.min(engine.timestamp_last());
+        if through > self.evicted && (needed || store > self.evicted_store) {
+            engine.history_evict(through);
+            self.evicted = through;
+            self.evicted_store = store;
         }
     }
 
@@ -329,9 +350,15 @@ impl Pipeline {
         }
         loop {
             self.tick(engine, durability);
-            let (memory_transfers, memory_burned, memory_rows) = engine.history_room();
-            let memory =
-                memory_transfers >= transfers && memory_burned >= burned && memory_rows >= rows;
+            let fits = |engine: &Engine| {
+                let (memory_transfers, memory_burned, memory_rows) = engine.history_room();
+                memory_transfers >= transfers && memory_burned >= burned && memory_rows >= rows
+            };
+            let mut memory = fits(engine);
+            if !memory {
+                self.evict(engine, true);
+                memory = fits(engine);
+            }
             let capacity = self.filling.capacity();
             let run = self.filling.len() + transfers <= capacity.transfers;
             if memory && run {
@@ -347,6 +374,7 @@ impl Pipeline {
             }
             self.seal();
             waiting();
+            let started = Instant::now();
             match &self.sealed {
                 Some((_, watermark)) if durability.durable_sequence() < watermark.sequence => {
                     if let Err(error) = durability.wait_durable(watermark.sequence) {
@@ -355,6 +383,7 @@ impl Pipeline {
                 }
                 _ => std::thread::sleep(ROOM_POLL),
             }
+            self.waited += started.elapsed();
         }
     }
 

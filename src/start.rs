@@ -168,7 +168,7 @@ impl Server {
             .check()
             .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
         check_memory(&config)?;
-        if args.history {
+        if args.history.on() {
             check_history_memory(&config)?;
         }
         let journal_config = JournalConfig {
@@ -209,13 +209,16 @@ impl Server {
         std::fs::create_dir_all(&args.data)
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
         let journal_dir = args.data.join(JOURNAL_DIR_NAME);
+        let opening = Instant::now();
         let (journal, recovery) = Journal::open(&journal_dir, &journal_config)
             .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
+        let journal_open = opening.elapsed();
         if let Some(truncation) = &recovery.truncated {
             warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
         let checkpoint_interval_bytes = args.checkpoint_interval_mib.saturating_mul(1 << 20);
-        let history = if args.history {
+        let opening = Instant::now();
+        let history = if args.history.on() {
             let run_transfers = history_run_transfers(&config);
             let pipeline = Pipeline::open(&args.data, &config, run_transfers).map_err(|error| {
                 format!(
@@ -230,6 +233,7 @@ impl Server {
         } else {
             None
         };
+        let store_open = opening.elapsed();
         let (mut core, replayed) = Core::recover(
             &config,
             &args.data,
@@ -246,11 +250,25 @@ impl Server {
                 ),
                 None => format!("{} records", replayed.records),
             };
+            let history_times = if args.history.on() {
+                format!(
+                    ", history store opened in {:.3} s, of the replay {:.3} s waiting for it",
+                    store_open.as_secs_f64(),
+                    replayed.history_wait.as_secs_f64()
+                )
+            } else {
+                String::new()
+            };
             say!(
-                "clearline: recovered {what} (last timestamp {}) from {} in {:.3} s",
+                "clearline: recovered {what} (last timestamp {}) from {} in {:.3} s (journal \
+                 scanned in {:.3} s, checkpoint loaded in {:.3} s, journal replayed in {:.3} \
+                 s{history_times})",
                 replayed.timestamp_last,
                 journal_dir.display(),
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                journal_open.as_secs_f64(),
+                replayed.load.as_secs_f64(),
+                replayed.replay.as_secs_f64(),
             );
             if args.sync == SyncMode::None {
                 say!(
