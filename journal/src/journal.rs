@@ -1638,7 +1638,7 @@ pub(crate) fn load_checkpoints(
     for (sequence, name) in found {
         let reason = match storage.read_file(name) {
             Err(_) => "cannot be read",
-            Ok(bytes) => match CheckpointHeader::decode(&bytes) {
+            Ok(mut bytes) => match CheckpointHeader::decode(&bytes) {
                 Err(reason) => reason,
                 Ok((header, _)) if Some(header.generation) != generation => {
                     "from another journal generation"
@@ -1647,8 +1647,12 @@ pub(crate) fn load_checkpoints(
                 Ok((header, image)) => {
                     // Only the newest image is handed to the caller; the others are checked
                     // and described, and loaded again on demand (`Journal::load_checkpoint`).
+                    // The image is the file's tail: moved down in place, not copied to fresh
+                    // memory (it may be gigabytes).
                     let image = if checkpoints.valid.is_empty() {
-                        image.to_vec()
+                        let start = bytes.len() - image.len();
+                        bytes.drain(..start);
+                        bytes
                     } else {
                         Vec::new()
                     };
