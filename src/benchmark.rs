@@ -33,7 +33,7 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clearline_engine::{
-    Account, CreateResult, CreateTransferStatus, Operation, Transfer, TransferFlags,
+    Account, Config, CreateResult, CreateTransferStatus, Operation, Transfer, TransferFlags,
 };
 use clearline_net::{Client, FrameStatus};
 use hdrhistogram::Histogram;
@@ -148,8 +148,8 @@ impl ChildServer {
             "--ids-max".into(),
             start.ids_max.to_string(),
         ];
-        if start.history {
-            arguments.push("--history".into());
+        if !start.history.on() {
+            arguments.push("--no-history".into());
         }
         for (flag, value) in [
             ("accounts-max", u64::from(limits.accounts_max)),
@@ -824,25 +824,29 @@ fn benchmark_limits(args: &BenchmarkArgs) -> Limits {
         .min(u64::from(u32::MAX - 1));
     let orders = u32::try_from(args.transfer_count.saturating_add(4_096)).unwrap_or(u32::MAX - 1);
     let transfers_max = u32::try_from(transfers).unwrap_or(u32::MAX - 1).max(1_024);
+    // Every resting order holds one pending transfer.
+    let transfers_pending_max = if args.transfer_pending || args.orders {
+        u32::try_from(args.transfer_count)
+            .unwrap_or(u32::MAX - 1)
+            .max(1_024)
+    } else {
+        1_024
+    };
     Limits {
         accounts_max: args.account_count.saturating_add(16),
-        // In history mode the limit sizes memory for recent transfers only.
-        transfers_max: if args.history {
-            transfers_max.min(args.history_memory_transfers.max(1_024))
+        // In history mode the limit sizes memory for recent transfers only, at least a full
+        // batch beyond the pending transfers (as `clearline start` requires).
+        transfers_max: if args.history.on() {
+            transfers_max
+                .min(args.history_memory_transfers)
+                .max(transfers_pending_max.saturating_add(Config::default().batch_events_max))
         } else {
             transfers_max
         },
-        // Every resting order holds one pending transfer.
-        transfers_pending_max: if args.transfer_pending || args.orders {
-            u32::try_from(args.transfer_count)
-                .unwrap_or(u32::MAX - 1)
-                .max(1_024)
-        } else {
-            1_024
-        },
+        transfers_pending_max,
         // The engine wants room for the history rows one order command could write; in
         // history mode, for two per transfer of a full batch.
-        account_balances_max: if args.history { 1 << 16 } else { 4_096 },
+        account_balances_max: if args.history.on() { 1 << 16 } else { 4_096 },
         // The order flow uses one market; each market's book is allocated in full.
         markets_max: if args.orders { 1 } else { 16 },
         orders_max: if args.orders { orders } else { 1_024 },

@@ -118,15 +118,9 @@ pub struct StartArgs {
     /// to keep every request for audit. Nothing in DIR is read by the server again.
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
-    /// History mode: keep every transfer, burned id, resolution and balance row in the history
-    /// store (DATA/history) and only recent ones in memory, so the ledger never stops at a
-    /// count. --transfers-max and --account-balances-max then size the memory for recent
-    /// records (and half of --transfers-max the recent burned ids), not the ledger; a write
-    /// waits while the store catches up (docs/history.md). A data directory written without
-    /// history mode is converted on its first start with it only while its journal still
-    /// starts at its first record.
-    #[arg(long)]
-    pub history: bool,
+    /// History mode, on unless --no-history (docs/history.md).
+    #[command(flatten)]
+    pub history: HistorySwitch,
     /// History mode: transfer ids the in-memory id filter is sized for, at 2 bytes each. More
     /// ids than this still work, with more store reads for new ids. Keep it the same across
     /// restarts: a checkpoint's filter is only loaded at its own size.
@@ -138,6 +132,34 @@ pub struct StartArgs {
     /// TigerBeetle's client protocol on a second port (off unless --tigerbeetle-addr is given).
     #[command(flatten)]
     pub tigerbeetle: TigerBeetleArgs,
+}
+
+/// History mode (docs/history.md), on by default: `--history` (kept for scripts that name it)
+/// and `--no-history`; the last one given wins.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct HistorySwitch {
+    /// History mode, the default: keep every transfer, burned id, resolution and balance row
+    /// in the history store (DATA/history) and only recent ones in memory, so the ledger never
+    /// stops at a count. --transfers-max and --account-balances-max then size the memory for
+    /// recent records (and half of --transfers-max the recent burned ids), not the ledger; a
+    /// write waits while the store catches up (docs/history.md). A data directory written
+    /// without history mode is converted on its first start with it only while its journal
+    /// still starts at its first record.
+    #[arg(long, overrides_with = "no_history")]
+    history: bool,
+    /// Keep every record in memory instead of history mode: the ledger stops at
+    /// --transfers-max transfers (code 200) and --account-balances-max balance rows (code
+    /// 202). A data directory keeps the mode it was written with: a checkpoint written in one
+    /// mode is not loaded in the other.
+    #[arg(long, overrides_with = "history")]
+    no_history: bool,
+}
+
+impl HistorySwitch {
+    /// Whether history mode is on.
+    pub fn on(self) -> bool {
+        !self.no_history
+    }
 }
 
 /// Default of `--ids-max`: 128 Mi ids, a 256 MiB filter.
@@ -197,9 +219,11 @@ pub struct Limits {
     /// for each further account.
     #[arg(long, default_value_t = Config::default().accounts_max)]
     pub accounts_max: u32,
-    /// Most transfers stored (posts, voids and settlement transfers included; half as many
-    /// again for ids burned by failed transfers). When full, create_transfers answers
-    /// `transfers_capacity_exceeded` (200) and place, cancel and amend answer
+    /// Memory for transfers (posts, voids and settlement transfers included; half as many
+    /// again for ids burned by failed transfers). In history mode (the default) it holds recent
+    /// ones and unresolved pending ones, and nothing is refused for it: a write waits for the
+    /// history store. With --no-history it holds every transfer, and when full create_transfers
+    /// answers `transfers_capacity_exceeded` (200) and place, cancel and amend answer
     /// `transfers_capacity_exceeded` (1037).
     #[arg(long, default_value_t = Config::default().transfers_max)]
     pub transfers_max: u32,
@@ -208,8 +232,10 @@ pub struct Limits {
     /// `transfers_capacity_exceeded` (1037).
     #[arg(long, default_value_t = Config::default().transfers_pending_max)]
     pub transfers_pending_max: u32,
-    /// Most balance-history rows (one per transfer side on an account with the `history`
-    /// flag). When full, such a transfer gets `account_balances_capacity_exceeded` (202).
+    /// Memory for balance-history rows (one per transfer side on an account with the `history`
+    /// flag): recent ones in history mode (the default), where nothing is refused for it. With
+    /// --no-history it holds every row, and when full such a transfer gets
+    /// `account_balances_capacity_exceeded` (202).
     #[arg(long, default_value_t = Config::default().account_balances_max)]
     pub account_balances_max: u32,
     /// Most markets. All books share one pool of --orders-max order slots, so a market costs
@@ -414,10 +440,11 @@ pub struct BenchmarkArgs {
     /// that balances and the sample are the same as before the kill.
     #[arg(long)]
     pub restart_check: bool,
-    /// Start the server in history mode (`clearline start --history`, docs/history.md), with
-    /// memory for --history-memory-transfers recent transfers instead of the whole run.
-    #[arg(long)]
-    pub history: bool,
+    /// The own server's mode: history mode unless --no-history (`clearline start`,
+    /// docs/history.md), with memory for --history-memory-transfers recent transfers; with
+    /// --no-history, memory for the whole run.
+    #[command(flatten)]
+    pub history: HistorySwitch,
     /// History mode: recent transfers the server keeps in memory (its --transfers-max).
     #[arg(long, default_value_t = 4_194_304, value_name = "N")]
     pub history_memory_transfers: u32,

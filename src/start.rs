@@ -63,7 +63,7 @@ fn check_history_memory(config: &Config) -> Result<(), String> {
     let needed = u64::from(config.transfers_pending_max) + u64::from(config.batch_events_max);
     if u64::from(config.transfers_max) < needed {
         return Err(format!(
-            "with --history, --transfers-max sizes memory for recent transfers and must be at \
+            "in history mode, --transfers-max sizes memory for recent transfers and must be at \
              least --transfers-pending-max plus a full batch ({needed}): unresolved pending \
              transfers stay in memory (docs/history.md)"
         ));
@@ -72,7 +72,7 @@ fn check_history_memory(config: &Config) -> Result<(), String> {
     let rows = 2 * u64::from(config.batch_events_max);
     if u64::from(config.account_balances_max) < rows {
         return Err(format!(
-            "with --history, --account-balances-max sizes memory for recent balance rows and \
+            "in history mode, --account-balances-max sizes memory for recent balance rows and \
              must be at least two per transfer of a full batch ({rows}) (docs/history.md)"
         ));
     }

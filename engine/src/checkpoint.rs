@@ -142,14 +142,15 @@ impl fmt::Display for CheckpointError {
             } => write!(
                 f,
                 "checkpoint image was written in history mode, with part of the ledger in the \
-                 history store: it can only be loaded with that store (docs/history.md)"
+                 history store: it can only be loaded in history mode, with that store (leave \
+                 out --no-history; docs/history.md)"
             ),
             CheckpointError::HistoryMode {
                 image_in_history_mode: false,
             } => write!(
                 f,
                 "checkpoint image was written without history mode: it cannot be loaded in \
-                 history mode (docs/history.md)"
+                 history mode (start with --no-history to keep that mode; docs/history.md)"
             ),
             CheckpointError::Invalid {
                 store,

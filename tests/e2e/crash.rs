@@ -358,9 +358,11 @@ fn check_balances(client: &mut Client, known: &Known, context: &str) {
     }
 }
 
+/// With every record in memory (`--no-history`).
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_transfer() {
     let options = Options::new("data")
+        .switch("no-history")
         .flag("checkpoint-interval-mib", CHECKPOINT_INTERVAL_MIB)
         .flag("segment-size", SEGMENT_SIZE);
     kill_cycles(

@@ -276,11 +276,13 @@ fn assert_each_once(listed: &[Listed], created: &[Listed], others: &[u128], walk
     );
 }
 
+/// With every transfer in memory (`--no-history`).
 #[test]
 fn paging_one_account_through_a_million_transfers_returns_each_once_in_order() {
     let count = transfers_count();
     let others_count = count.div_ceil(OTHERS_EVERY);
     let options = Options::new("none")
+        .switch("no-history")
         .flag("transfers-max", count + others_count)
         .flag("segment-size", 64 << 20);
     page_through(&options, count, "paging");

@@ -62,7 +62,13 @@ fn start_until_exit(data: &Path) -> (Option<i32>, String) {
             .arg("--data")
             .arg(data)
             .args(["--addr", "127.0.0.1:0", "--accounts-max", "1000"])
-            .args(["--transfers-max", "1000", "--orders-max", "1000"])
+            .args([
+                "--transfers-max",
+                "10000",
+                "--transfers-pending-max",
+                "1000",
+            ])
+            .args(["--orders-max", "1000"])
             .args(["--segment-size", "8388608"]),
         Duration::from_secs(30),
     );

@@ -29,7 +29,7 @@ pub const LEDGER: u32 = 700;
 pub const CODE: u16 = 10;
 
 /// The engine capacities every test server starts with unless its [`Options`] give the flag.
-const SMALL_CAPACITIES: [(&str, &str); 7] = [
+const SMALL_CAPACITIES: [(&str, &str); 8] = [
     ("--accounts-max", "10000"),
     ("--transfers-max", "200000"),
     ("--transfers-pending-max", "20000"),
@@ -37,6 +37,8 @@ const SMALL_CAPACITIES: [(&str, &str); 7] = [
     ("--markets-max", "4"),
     ("--orders-max", "1000"),
     ("--fills-max", "1000"),
+    // History mode is the default: a filter for a million ids (2 MiB), not 128 Mi.
+    ("--ids-max", "1048576"),
 ];
 
 /// How a test wants its server started.
