@@ -227,6 +227,10 @@ impl Shared {
             self.durability.publish(written);
             self.notify(written);
         }
+        // After the publication, so that releasing pages never delays a reply.
+        for range in &ranges {
+            range.syncer.release_durable();
+        }
         Ok(self.durability.durable_sequence())
     }
 }
