@@ -1,6 +1,7 @@
 //! Resident memory of the mapped segments (mmap backend, real files): once written bytes are
-//! durable the journal releases the process's mapping of their pages, in batches. The records
-//! stay in the files: reading them back (replay, recovery, `verify`) finds every one intact.
+//! durable the journal releases the process's mapping of their pages, in batches, and all of a
+//! segment's pages once it has moved on to the next one. The records stay in the files: reading
+//! them back (replay, recovery, `verify`) finds every one intact.
 //!
 //! Resident pages are read from `/proc/self/smaps` (the `Rss:` of each segment file's mapping).
 //! Tests in this binary run in parallel, but each maps only its own directory's files.
@@ -156,4 +157,53 @@ fn durable_pages_of_the_segment_being_written_are_released_in_batches() {
     check_replay(&journal, count);
     journal.close().unwrap();
     check_reopen(dir, segment_size, count);
+}
+
+#[test]
+fn a_segment_the_journal_moved_on_from_is_released_whole() {
+    let temporary = TempDir::new().unwrap();
+    let dir = temporary.path();
+    let segment_size = 16 * MIB;
+    let count = 640; // About 38 MiB: segments 0 and 1 full, segment 2 partly written.
+    let (mut journal, _) = Journal::open(dir, &config(segment_size)).unwrap();
+    append_all(&mut journal, count);
+    assert_eq!(journal.write_position().0, 2);
+
+    let resident = wait_resident_at_most(dir, &[0, 1], 0);
+    assert_eq!(
+        resident,
+        [0, 0],
+        "segments 0 and 1 (16 MiB each, full and durable) keep these bytes resident"
+    );
+
+    check_replay(&journal, count);
+    journal.close().unwrap();
+    check_reopen(dir, segment_size, count);
+}
+
+#[test]
+fn recovery_releases_the_pages_it_read() {
+    let temporary = TempDir::new().unwrap();
+    let dir = temporary.path();
+    let segment_size = 16 * MIB;
+    let count = 400; // About 24 MiB: segment 0 full, segment 1 partly written.
+    {
+        let (mut journal, _) = Journal::open(dir, &config(segment_size)).unwrap();
+        append_all(&mut journal, count);
+        journal.close().unwrap();
+    }
+    let (mut journal, recovery) = Journal::open(dir, &config(segment_size)).unwrap();
+    assert_eq!(recovery.last_sequence, count);
+    // Recovery read both segments through their mappings; the one it will not write again
+    // is released at once.
+    let resident = resident_size(&dir.join(segment_file_name(0)));
+    assert_eq!(resident, 0, "segment 0 after recovery");
+
+    for sequence in count + 1..=count + 10 {
+        assert_eq!(journal.append(sequence, &body(sequence)).unwrap(), sequence);
+    }
+    assert_eq!(journal.sync().unwrap(), count + 10);
+    check_replay(&journal, count + 10);
+    journal.close().unwrap();
+    check_reopen(dir, segment_size, count + 10);
 }
