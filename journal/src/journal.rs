@@ -181,6 +181,9 @@ struct Pending {
     ranges: Vec<DirtyRange>,
     /// Highest sequence whose bytes are inside `ranges` or already synced.
     written: u64,
+    /// Segments the writer has moved on from; once `ranges` (taken with them) are synced,
+    /// everything written to them is durable and their pages may be released.
+    finished: Vec<Arc<dyn SegmentSync>>,
     syncer_sleeping: bool,
     stop: bool,
 }
@@ -207,9 +210,13 @@ impl Shared {
         if self.durability.failed() {
             return Err(JournalError::SyncFailed);
         }
-        let (ranges, written) = {
+        let (ranges, written, finished) = {
             let mut pending = lock(&self.pending);
-            (std::mem::take(&mut pending.ranges), pending.written)
+            (
+                std::mem::take(&mut pending.ranges),
+                pending.written,
+                std::mem::take(&mut pending.finished),
+            )
         };
         for range in &ranges {
             if range
@@ -226,6 +233,13 @@ impl Shared {
         if written > self.durability.durable_sequence() {
             self.durability.publish(written);
             self.notify(written);
+        }
+        // After the publication, so that releasing pages never delays a reply.
+        for range in &ranges {
+            range.syncer.release_durable();
+        }
+        for syncer in &finished {
+            syncer.release_all();
         }
         Ok(self.durability.durable_sequence())
     }
@@ -608,6 +622,11 @@ impl Journal {
                 )
             })?;
         }
+        // The scans faulted in the segments they read (to the end of the last one, checking
+        // that the tail is zero); none of it needs to stay resident.
+        for syncer in &self.syncers {
+            syncer.release_all();
+        }
         self.written = result.end.sequence - 1;
         self.previous_checksum = result.end.previous_checksum;
         self.current = result.end.position.index;
@@ -711,12 +730,14 @@ impl Journal {
             return Err(JournalError::SyncFailed);
         }
         let size = record_size(body_size);
+        let mut finished = None;
         if self.offset + size > self.segments[self.current].file.size() {
             // Move into the spare, but only once the spare after it exists (J1).
             if self.segments.len() < self.current + 3 {
                 let id = self.segments[self.current + 1].id + 1;
                 self.create_segment(id)?;
             }
+            finished = Some(self.current);
             self.current += 1;
             self.offset = SEGMENT_HEADER_SIZE;
         }
@@ -786,6 +807,9 @@ impl Journal {
                     }),
                 }
                 pending.written = sequence;
+                if let Some(index) = finished {
+                    pending.finished.push(Arc::clone(&self.syncers[index]));
+                }
                 if pending.syncer_sleeping {
                     self.shared.wake.notify_one();
                 }

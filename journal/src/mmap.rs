@@ -1,6 +1,6 @@
 //! The only module of the project with `unsafe` code: the memory-mapped segment storage and the
-//! few operating-system calls the journal needs (flock, fallocate, posix_fadvise, and fork,
-//! prctl, getppid, waitpid, kill and _exit for the checkpoint child), and the process's
+//! few operating-system calls the journal needs (flock, fallocate, posix_fadvise, madvise, and
+//! fork, prctl, getppid, waitpid, kill and _exit for the checkpoint child), and the process's
 //! allocator, which advises huge pages for large allocations so that fork copies fewer
 //! page-table entries.
 //!
@@ -15,17 +15,18 @@
 //!
 //! Inside the process a mapping is reached only through one [`MmapSegment`] owner: writes need
 //! `&mut`, reads `&`, so the borrow checker rules out data races between them; the syncer thread
-//! only calls msync, which does not touch the bytes from Rust.
+//! only calls msync, and madvise to release durable pages, neither of which touches the bytes
+//! from Rust or changes them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{MmapOptions, MmapRaw, UncheckedAdvice};
 
 use crate::storage::{check_range, Segment, SegmentSync, Storage};
 
@@ -230,7 +231,11 @@ impl MmapStorage {
         let map = unsafe { map(&file)? };
         assert_eq!(map.len() as u64, size);
         Ok(Box::new(MmapSegment {
-            map: Arc::new(map),
+            map: Arc::new(Mapping {
+                raw: map,
+                page_size: page_size(),
+                progress: Mutex::new(Progress::default()),
+            }),
             size,
             file,
         }))
@@ -281,10 +286,76 @@ impl Storage for MmapStorage {
     }
 }
 
+/// Newly durable bytes of a segment after which the durable pages are released again: the batch
+/// of [`SegmentSync::release_durable`]. Releasing costs a TLB shootdown on every core that runs
+/// a thread of the process, so it is done once per this many bytes rather than after every
+/// sync; a segment being written keeps at most about this much of itself resident.
+const RELEASE_BATCH_SIZE: u64 = 64 << 20;
+
+/// The system's page size (4 KiB where it cannot be read).
+fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer name and touches no memory of ours.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size)
+        .ok()
+        .filter(|size| size.is_power_of_two())
+        .unwrap_or(4096)
+}
+
+/// A segment's mapping, shared by its owner and its sync handle.
+struct Mapping {
+    /// Covers the whole file.
+    raw: MmapRaw,
+    page_size: u64,
+    progress: Mutex<Progress>,
+}
+
+/// What the sync handle knows of a segment, for releasing its pages.
+#[derive(Default)]
+struct Progress {
+    /// End of the last successful sync. Syncs follow the writer, so everything below it is
+    /// durable (recovery syncs whole segments before any write).
+    synced_end: u64,
+    /// Page-aligned end of the last release of durable pages (0 after a whole release): the
+    /// next one waits until [`RELEASE_BATCH_SIZE`] more bytes are durable.
+    released_end: u64,
+}
+
+impl Mapping {
+    /// Drops the process's mapping of the pages in `0..end` (`end` page-aligned, within the
+    /// mapping). Advice only: an error is ignored, because it changes only how much of the file
+    /// the process keeps resident, never what it reads.
+    fn release(&self, end: u64) {
+        assert_eq!(
+            end % self.page_size,
+            0,
+            "release end {end} not page-aligned"
+        );
+        assert!(end <= self.raw.len() as u64);
+        if end == 0 {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a shared file mapping unmaps the pages from this process
+        // only; it does not change the contents of the memory. The pages belong to the file's
+        // page cache: a dirty page is marked dirty there and written back like any other (the
+        // kernel discards data only for private and anonymous mappings), and the next access
+        // faults the same bytes in again, from the page cache or the file. The pages released
+        // are normally durable already (the journal asks after a successful msync), and are
+        // clean. No Rust reference into the mapping exists (reads and writes copy through raw
+        // pointers), so nothing observes a change; a concurrent copy into or out of a released
+        // page faults the page back in and sees the same bytes. A forked checkpoint child has
+        // its own page tables and is not affected.
+        let _ = unsafe {
+            self.raw
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, 0, end as usize)
+        };
+    }
+}
+
 /// One mapped segment file.
 struct MmapSegment {
-    /// Covers the whole file; `map.len() == size`.
-    map: Arc<MmapRaw>,
+    /// Covers the whole file; `map.raw.len() == size`.
+    map: Arc<Mapping>,
     size: u64,
     /// Keeps the descriptor open as long as the mapping (not required by mmap, but it makes the
     /// file's lifetime obvious); also asked where data lies (`next_data`).
@@ -302,7 +373,7 @@ impl Segment for MmapSegment {
         // whole preallocated file); no Rust code writes it concurrently because writes need
         // `&mut self`; other processes are excluded by the directory lock (see `map`).
         unsafe {
-            let source = self.map.as_ptr().add(offset as usize);
+            let source = self.map.raw.as_ptr().add(offset as usize);
             std::ptr::copy_nonoverlapping(source, buffer.as_mut_ptr(), buffer.len());
         }
         Ok(())
@@ -319,7 +390,7 @@ impl Segment for MmapSegment {
         // mapping's range being written because no shared slice of the mapping is ever handed
         // out (reads copy out).
         unsafe {
-            let target = self.map.as_mut_ptr().add(offset as usize);
+            let target = self.map.raw.as_mut_ptr().add(offset as usize);
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), target, bytes.len());
         }
         Ok(())
@@ -333,17 +404,48 @@ impl Segment for MmapSegment {
     }
 }
 
-/// Syncs ranges of a mapping with msync(MS_SYNC).
+/// Syncs ranges of a mapping with msync(MS_SYNC), and releases the process's mapping of the
+/// durable pages so that they stop counting as its resident memory.
 struct MmapSync {
-    map: Arc<MmapRaw>,
+    map: Arc<Mapping>,
     size: u64,
 }
 
 impl SegmentSync for MmapSync {
     fn sync(&self, offset: u64, size: u64) -> io::Result<()> {
         check_range(offset, size as usize, self.size)?;
-        self.map.flush_range(offset as usize, size as usize)
+        self.map.raw.flush_range(offset as usize, size as usize)?;
+        lock_progress(&self.map.progress).synced_end = offset + size;
+        Ok(())
     }
+
+    /// Releases the pages below the one that holds the end of the last sync (the writer's next
+    /// append goes there), once [`RELEASE_BATCH_SIZE`] more bytes are durable than at the last
+    /// release. Releases from the start of the segment each time: pages that a replay faulted
+    /// in again go too, and walking page-table entries that are already empty costs little.
+    fn release_durable(&self) {
+        let mut progress = lock_progress(&self.map.progress);
+        let end = progress.synced_end / self.map.page_size * self.map.page_size;
+        if end >= progress.released_end + RELEASE_BATCH_SIZE {
+            self.map.release(end);
+            progress.released_end = end;
+        }
+    }
+
+    fn release_all(&self) {
+        let mut progress = lock_progress(&self.map.progress);
+        self.map
+            .release(self.size / self.map.page_size * self.map.page_size);
+        progress.released_end = 0;
+    }
+}
+
+/// Locks the release progress; a panic while it was held cannot leave it inconsistent (two
+/// plain integers), so a poisoned lock is used as is.
+fn lock_progress(progress: &Mutex<Progress>) -> std::sync::MutexGuard<'_, Progress> {
+    progress
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A child process started by [`fork_child`].

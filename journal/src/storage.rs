@@ -117,6 +117,17 @@ pub trait SegmentSync: Send + Sync {
     ///
     /// Any I/O error; the journal treats every sync error as fatal.
     fn sync(&self, offset: u64, size: u64) -> io::Result<()>;
+
+    /// Advice after a sync of this segment succeeded and its sequence was published: the bytes
+    /// below the end of that sync are durable and the writer does not write below it again, so
+    /// a storage that keeps them in the process's memory may let them go (the mapped storage
+    /// unmaps their pages, in batches). It never fails and changes no byte. Default: nothing.
+    fn release_durable(&self) {}
+
+    /// Advice that nothing in this segment needs to stay in the process's memory: the writer
+    /// has moved on to a later segment and all it wrote here is durable, or recovery has just
+    /// read and synced the segment. It never fails and changes no byte. Default: nothing.
+    fn release_all(&self) {}
 }
 
 /// Whether `error` means the device is out of space.
