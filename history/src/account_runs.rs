@@ -42,7 +42,7 @@ pub(crate) const SIDE_CREDIT: u8 = 2;
 /// Bytes of an `account_runs` key.
 pub(crate) const KEY_SIZE: usize = 32;
 
-/// Entries after which the next ingest starts a new generation: about three runs of 1,000,000
+/// Entries after which the next ingest starts a new generation: four runs of 1,000,000
 /// transfers over 1,000,000 zipfian accounts (342,000 entries each). Larger generations make
 /// each ingest's compaction rewrite more; smaller ones make an account query read more
 /// generations.
