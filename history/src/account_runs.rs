@@ -1,20 +1,34 @@
 //! The `account_runs` key space: for each account and each run, one entry listing the
 //! account's transfers in that run.
 //!
-//! Key (24 bytes, big-endian): account id (16), timestamp of the account's first transfer in
-//! the run (8). Value: the number of transfers as a varint, then per transfer, ascending by
-//! timestamp, the difference from the previous timestamp (from the key's timestamp for the
-//! first, so 0) as a varint and one side byte (`SIDE_DEBIT`, `SIDE_CREDIT`, or both bits if a
-//! transfer debits and credits the same account, which the engine never produces). Varints
-//! are LEB128: 7 bits per byte, low bits first, the high bit set on all but the last byte.
+//! Key (32 bytes, big-endian): generation (8), account id (16), timestamp of the account's
+//! first transfer in the run (8). Value: the number of transfers as a varint, then per
+//! transfer, ascending by timestamp, the difference from the previous timestamp (from the key's
+//! timestamp for the first, so 0) as a varint and one side byte (`SIDE_DEBIT`, `SIDE_CREDIT`, or
+//! both bits if a transfer debits and credits the same account, which the engine never
+//! produces). Varints are LEB128: 7 bits per byte, low bits first, the high bit set on all but
+//! the last byte.
 //!
 //! One entry per account per run, instead of one per transfer and side, is what makes ingest
 //! fast: a run of 1,000,000 transfers over 10,000 accounts is 10,000 entries, not 2,000,000.
 //!
+//! A generation is a span of consecutive runs, named by the timestamp of the first transfer of
+//! its first run; a new one starts once the current one holds `GENERATION_ENTRIES` entries, and
+//! at the first ingest after the store is opened. Without it, the entries of each run would be
+//! spread over the whole key range (one per account touched), every ingested table would
+//! overlap every older one, and fjall's compaction would rewrite more of the key space for each
+//! run as the store grows. With it, a run's tables overlap only those of its own generation:
+//! older generations are never rewritten, so an ingest costs the same however large the store
+//! is. A query reads each generation that may hold its time range, oldest first (newest first
+//! when reversed).
+//!
 //! Why an entry's key is the account's own first timestamp in the run, not the run's first:
 //! runs are contiguous (each starts right after the durable watermark), so a run rebuilt after
 //! a crash gives every account the same first timestamp it had in the lost attempt, and the new
-//! entry replaces the old one under the same key instead of overlapping it.
+//! entry replaces the old one under the same key instead of overlapping it. When the lost
+//! attempt and the rebuilt run fall in different generations (the process restarted in
+//! between, which starts a new generation), both entries stay: they list the same transfers,
+//! and a query returns each timestamp once, as it visits timestamps in order.
 //!
 //! Decoding checks everything (lengths, order, sides) and reports a damaged value as `Corrupt`.
 
@@ -26,7 +40,13 @@ pub(crate) const SIDE_DEBIT: u8 = 1;
 pub(crate) const SIDE_CREDIT: u8 = 2;
 
 /// Bytes of an `account_runs` key.
-pub(crate) const KEY_SIZE: usize = 24;
+pub(crate) const KEY_SIZE: usize = 32;
+
+/// Entries after which the next ingest starts a new generation: four runs of 1,000,000
+/// transfers over 1,000,000 zipfian accounts (342,000 entries each). Larger generations make
+/// each ingest's compaction rewrite more; smaller ones make an account query read more
+/// generations.
+pub(crate) const GENERATION_ENTRIES: usize = 1 << 20;
 
 /// One side of one transfer, as sorted to build the entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,31 +59,38 @@ pub(crate) struct Posting {
     pub(crate) side: u8,
 }
 
-/// The key of an account's entry whose first transfer is at `timestamp`.
-pub(crate) fn key(account: u128, timestamp: u64) -> [u8; KEY_SIZE] {
+/// The key of an account's entry in `generation` whose first transfer is at `timestamp`.
+pub(crate) fn key(generation: u64, account: u128, timestamp: u64) -> [u8; KEY_SIZE] {
     let mut key = [0u8; KEY_SIZE];
-    key[..16].copy_from_slice(&account.to_be_bytes());
-    key[16..].copy_from_slice(&timestamp.to_be_bytes());
+    key[..8].copy_from_slice(&generation.to_be_bytes());
+    key[8..24].copy_from_slice(&account.to_be_bytes());
+    key[24..].copy_from_slice(&timestamp.to_be_bytes());
     key
 }
 
-/// Splits a stored key into account and first timestamp.
+/// Splits a stored key into generation, account and first timestamp.
 ///
 /// # Errors
 ///
-/// `Corrupt` if the key is not 24 bytes.
-pub(crate) fn key_parts(key: &[u8]) -> Result<(u128, u64), HistoryError> {
+/// `Corrupt` if the key is not 32 bytes.
+pub(crate) fn key_parts(key: &[u8]) -> Result<(u64, u128, u64), HistoryError> {
     let Ok(key) = <&[u8; KEY_SIZE]>::try_from(key) else {
         return Err(HistoryError::Corrupt {
             what: "account_runs key",
             detail: format!("{} bytes, expected {KEY_SIZE}", key.len()),
         });
     };
+    let mut generation = [0u8; 8];
+    generation.copy_from_slice(&key[..8]);
     let mut account = [0u8; 16];
-    account.copy_from_slice(&key[..16]);
+    account.copy_from_slice(&key[8..24]);
     let mut timestamp = [0u8; 8];
-    timestamp.copy_from_slice(&key[16..]);
-    Ok((u128::from_be_bytes(account), u64::from_be_bytes(timestamp)))
+    timestamp.copy_from_slice(&key[24..]);
+    Ok((
+        u64::from_be_bytes(generation),
+        u128::from_be_bytes(account),
+        u64::from_be_bytes(timestamp),
+    ))
 }
 
 fn push_varint(mut value: u64, out: &mut Vec<u8>) {
@@ -214,7 +241,7 @@ mod tests {
             ],
             &mut out,
         );
-        assert!(key_parts(&[0; 23]).is_err_and(|e| e.is_corruption()));
-        assert_eq!(key_parts(&key(3, 4)).ok(), Some((3, 4)));
+        assert!(key_parts(&[0; 31]).is_err_and(|e| e.is_corruption()));
+        assert_eq!(key_parts(&key(2, 3, 4)).ok(), Some((2, 3, 4)));
     }
 }

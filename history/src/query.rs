@@ -69,84 +69,100 @@ impl History {
             (filter.flags & (AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS)) as u8;
         let mut remaining = filter.limit as usize;
         let mut list = Vec::new();
-        // An entry starting below `minimum` can still hold transfers at or above it: the scan
-        // starts at the last entry starting at or below `minimum`.
-        let low = match self
-            .account_runs
-            .range(account_runs::key(account, 0)..=account_runs::key(account, minimum))
-            .next_back()
-        {
-            Some(guard) => {
-                let key = guard.key().map_err(self.fjall_error(ACCOUNT_RUNS))?;
-                account_runs::key_parts(&key)?.1
-            }
-            None => minimum,
+        // Generations hold consecutive time spans (each from its name to the next one's): only
+        // those that may hold `minimum..=maximum` are read, in the order of the answer.
+        let generations = self.generations();
+        let wanted = (0..generations.len()).filter(|&index| {
+            generations[index] <= maximum
+                && generations
+                    .get(index + 1)
+                    .is_none_or(|&next| next > minimum)
+        });
+        let wanted: Vec<u64> = if reversed {
+            wanted.rev().map(|index| generations[index]).collect()
+        } else {
+            wanted.map(|index| generations[index]).collect()
         };
-        let range = self
-            .account_runs
-            .range(account_runs::key(account, low)..=account_runs::key(account, maximum));
-        let entries = ordered(range, reversed);
-        // Entries of one account never overlap (see account_runs.rs); `boundary`, the last
-        // timestamp visited, makes sure that even if they did, no transfer is returned twice.
+        // Entries of one account never overlap within a generation (see account_runs.rs), and
+        // across generations only when a run was rebuilt after a crash, with the same
+        // transfers; `boundary`, the last timestamp visited, makes sure no transfer is
+        // returned twice.
         let mut boundary: Option<u64> = None;
-        for guard in entries {
-            let (key, value) = guard.into_inner().map_err(self.fjall_error(ACCOUNT_RUNS))?;
-            let (key_account, first_timestamp) = account_runs::key_parts(&key)?;
-            if key_account != account {
-                return Err(HistoryError::Corrupt {
-                    what: ACCOUNT_RUNS,
-                    detail: format!("range of account {account} met account {key_account}"),
-                });
-            }
-            account_runs::decode_list(account, first_timestamp, &value, &mut list)?;
-            let mut visit = |&(timestamp, side): &(u64, u8)| -> Result<bool, HistoryError> {
-                let fresh = match boundary {
-                    None => true,
-                    Some(boundary) if reversed => timestamp < boundary,
-                    Some(boundary) => timestamp > boundary,
-                };
-                if !fresh || timestamp < minimum || timestamp > maximum {
-                    return Ok(true);
+        for generation in wanted {
+            let key = |timestamp| account_runs::key(generation, account, timestamp);
+            // An entry starting below `minimum` can still hold transfers at or above it: the
+            // scan starts at the last entry starting at or below `minimum`.
+            let low = match self.account_runs.range(key(0)..=key(minimum)).next_back() {
+                Some(guard) => {
+                    let key = guard.key().map_err(self.fjall_error(ACCOUNT_RUNS))?;
+                    account_runs::key_parts(&key)?.2
                 }
-                boundary = Some(timestamp);
-                if side & sides == 0 {
-                    return Ok(true);
-                }
-                let transfer = self.record(timestamp, ACCOUNT_RUNS)?;
-                let debits = transfer.debit_account_id == account;
-                let credits = transfer.credit_account_id == account;
-                if (side & SIDE_DEBIT != 0) != debits || (side & SIDE_CREDIT != 0) != credits {
+                None => minimum,
+            };
+            let range = self.account_runs.range(key(low)..=key(maximum));
+            let entries = ordered(range, reversed);
+            for guard in entries {
+                let (key, value) = guard.into_inner().map_err(self.fjall_error(ACCOUNT_RUNS))?;
+                let (key_generation, key_account, first_timestamp) = account_runs::key_parts(&key)?;
+                if key_generation != generation || key_account != account {
                     return Err(HistoryError::Corrupt {
                         what: ACCOUNT_RUNS,
                         detail: format!(
-                            "account {account}, timestamp {timestamp}: side {side} does not \
-                             match the record"
+                            "range of account {account} in generation {generation} met \
+                             account {key_account} in generation {key_generation}"
                         ),
                     });
                 }
-                if filter.fields_match(&transfer) {
-                    out.push(transfer);
-                    remaining -= 1;
+                account_runs::decode_list(account, first_timestamp, &value, &mut list)?;
+                let mut visit = |&(timestamp, side): &(u64, u8)| -> Result<bool, HistoryError> {
+                    let fresh = match boundary {
+                        None => true,
+                        Some(boundary) if reversed => timestamp < boundary,
+                        Some(boundary) => timestamp > boundary,
+                    };
+                    if !fresh || timestamp < minimum || timestamp > maximum {
+                        return Ok(true);
+                    }
+                    boundary = Some(timestamp);
+                    if side & sides == 0 {
+                        return Ok(true);
+                    }
+                    let transfer = self.record(timestamp, ACCOUNT_RUNS)?;
+                    let debits = transfer.debit_account_id == account;
+                    let credits = transfer.credit_account_id == account;
+                    if (side & SIDE_DEBIT != 0) != debits || (side & SIDE_CREDIT != 0) != credits {
+                        return Err(HistoryError::Corrupt {
+                            what: ACCOUNT_RUNS,
+                            detail: format!(
+                                "account {account}, timestamp {timestamp}: side {side} does not \
+                                 match the record"
+                            ),
+                        });
+                    }
+                    if filter.fields_match(&transfer) {
+                        out.push(transfer);
+                        remaining -= 1;
+                    }
+                    Ok(remaining > 0)
+                };
+                let more = if reversed {
+                    list.iter()
+                        .rev()
+                        .map(&mut visit)
+                        .find(|more| !matches!(more, Ok(true)))
+                } else {
+                    list.iter()
+                        .map(&mut visit)
+                        .find(|more| !matches!(more, Ok(true)))
+                };
+                match more {
+                    Some(Err(error)) => return Err(error),
+                    Some(Ok(_)) => return Ok(()),
+                    None => {}
                 }
-                Ok(remaining > 0)
-            };
-            let more = if reversed {
-                list.iter()
-                    .rev()
-                    .map(&mut visit)
-                    .find(|more| !matches!(more, Ok(true)))
-            } else {
-                list.iter()
-                    .map(&mut visit)
-                    .find(|more| !matches!(more, Ok(true)))
-            };
-            match more {
-                Some(Err(error)) => return Err(error),
-                Some(Ok(_)) => return Ok(()),
-                None => {}
-            }
-            if reversed && first_timestamp <= minimum {
-                break;
+                if reversed && first_timestamp <= minimum {
+                    break;
+                }
             }
         }
         Ok(())

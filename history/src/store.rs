@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | `transfers` | timestamp (8) | the 128-byte transfer |
 //! | `transfer_ids` | id (16), namespace (1) | timestamp (8) |
-//! | `account_runs` | account (16), first timestamp (8) | the account's transfers in one run |
+//! | `account_runs` | generation (8), account (16), first timestamp (8) | the account's transfers
+//! in one run |
 //! | `balances` | account (16), timestamp (8) | four balances (64) |
 //! | `burned_ids` | id (16) | timestamp (8) |
 //! | `resolutions` | id (16), namespace (1) | status (1), timestamp (8) |
@@ -129,6 +130,9 @@ struct Scratch {
     resolutions: Vec<Resolution>,
     /// The run's balance rows, sorted by account then timestamp.
     balances: Vec<BalanceRow>,
+    /// The `account_runs` generation the next run joins and the entries it holds; `None`
+    /// until the first ingest after the store is opened, which starts a new one.
+    generation: Option<(u64, usize)>,
 }
 
 /// The run's records of each kind above the durable watermark.
@@ -164,6 +168,9 @@ pub struct History {
     watermark: Mutex<Option<Watermark>>,
     /// Held for the whole of an ingest.
     scratch: Mutex<Scratch>,
+    /// The generations of `account_runs` (see account_runs.rs), ascending: one a few million
+    /// entries, so a short list.
+    generations: Mutex<Vec<u64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -373,6 +380,26 @@ fn unpinned() -> KeyspaceCreateOptions {
         .filter_block_pinning_policy(PinningPolicy::all(false))
 }
 
+/// The generations that `account_runs` holds, ascending: one seek per generation.
+fn stored_generations(account_runs: &Keyspace, directory: &Path) -> Result<Vec<u64>, HistoryError> {
+    let mut generations = Vec::new();
+    let mut next = account_runs.first_key_value();
+    while let Some(guard) = next {
+        let key = guard
+            .key()
+            .map_err(|error| HistoryError::fjall(ACCOUNT_RUNS, directory.to_path_buf(), error))?;
+        let (generation, _, _) = account_runs::key_parts(&key)?;
+        generations.push(generation);
+        next = match generation.checked_add(1) {
+            Some(following) => account_runs
+                .range(account_runs::key(following, 0, 0)..)
+                .next(),
+            None => None,
+        };
+    }
+    Ok(generations)
+}
+
 impl History {
     /// Opens the store in `config.directory`, creating it if needed, and reads its watermark.
     ///
@@ -426,6 +453,7 @@ impl History {
         let balances = keyspace(BALANCES, unpinned)?;
         let burned_ids = keyspace(BURNED_IDS, unpinned)?;
         let resolutions = keyspace(RESOLUTIONS, unpinned)?;
+        let generations = stored_generations(&account_runs, &directory)?;
         Ok(History {
             directory,
             database,
@@ -438,6 +466,7 @@ impl History {
             meta,
             watermark: Mutex::new(watermark),
             scratch: Mutex::new(Scratch::default()),
+            generations: Mutex::new(generations),
         })
     }
 
@@ -613,20 +642,32 @@ impl History {
         report.transfer_ids_ns = elapsed_ns(start);
 
         let start = Instant::now();
-        if !scratch.postings.is_empty() {
+        if let Some(first) = fresh.transfers.first() {
+            // A new generation is named by the run's first transfer, above every stored one.
+            let (generation, entries) = match scratch.generation {
+                Some((generation, entries)) if entries < account_runs::GENERATION_ENTRIES => {
+                    (generation, entries)
+                }
+                _ => (first.timestamp, 0),
+            };
             let mut ingestion = self
                 .account_runs
                 .start_ingestion()
                 .map_err(self.fjall_error(ACCOUNT_RUNS))?;
             for group in scratch.postings.chunk_by(|a, b| a.account == b.account) {
                 account_runs::encode_list(group, &mut scratch.value);
-                let key = account_runs::key(group[0].account, group[0].timestamp);
+                let key = account_runs::key(generation, group[0].account, group[0].timestamp);
                 ingestion
                     .write(&key[..], &scratch.value[..])
                     .map_err(self.fjall_error(ACCOUNT_RUNS))?;
                 report.account_entries += 1;
             }
             ingestion.finish().map_err(self.fjall_error(ACCOUNT_RUNS))?;
+            scratch.generation = Some((generation, entries + report.account_entries));
+            let mut generations = lock(&self.generations);
+            if generations.last().is_none_or(|&last| last < generation) {
+                generations.push(generation);
+            }
         }
         report.account_runs_ns = elapsed_ns(start);
 
@@ -823,6 +864,11 @@ impl History {
         records::resolution_parts(id, &value).map(Some)
     }
 
+    /// The generations of `account_runs`, ascending.
+    pub(crate) fn generations(&self) -> Vec<u64> {
+        lock(&self.generations).clone()
+    }
+
     /// Each key space's name and directory, for diagnostics (and for tests that damage
     /// files on purpose).
     pub fn key_space_paths(&self) -> [(&'static str, PathBuf); 7] {
@@ -834,6 +880,23 @@ impl History {
             (BURNED_IDS, self.burned_ids.path().to_path_buf()),
             (RESOLUTIONS, self.resolutions.path().to_path_buf()),
             (META, self.meta.path().to_path_buf()),
+        ]
+    }
+
+    /// Each key space's name, table count and level-0 table count, for diagnostics and
+    /// benchmarks (how many tables an ingest and fjall's compactions leave).
+    #[doc(hidden)]
+    pub fn key_space_tables(&self) -> [(&'static str, usize, usize); 7] {
+        let tables =
+            |name, keyspace: &Keyspace| (name, keyspace.table_count(), keyspace.l0_table_count());
+        [
+            tables(TRANSFERS, &self.transfers),
+            tables(TRANSFER_IDS, &self.transfer_ids),
+            tables(ACCOUNT_RUNS, &self.account_runs),
+            tables(BALANCES, &self.balances),
+            tables(BURNED_IDS, &self.burned_ids),
+            tables(RESOLUTIONS, &self.resolutions),
+            tables(META, &self.meta),
         ]
     }
 
@@ -868,7 +931,7 @@ mod tests {
     }
 
     #[test]
-    fn a_store_of_format_version_1_is_refused_at_open() {
+    fn a_store_of_format_version_2_is_refused_at_open() {
         let directory = tempfile::tempdir().expect("temporary directory");
         let watermark = Watermark {
             sequence: 3,
@@ -878,18 +941,18 @@ mod tests {
             let history = History::open(&config(directory.path())).expect("open");
             let mut ingestion = history.meta.start_ingestion().expect("meta");
             ingestion
-                .write(WATERMARK_KEY, &watermark.encode_as(1)[..])
+                .write(WATERMARK_KEY, &watermark.encode_as(2)[..])
                 .expect("write");
             ingestion.finish().expect("finish");
         }
         match History::open(&config(directory.path())) {
             Err(HistoryError::Corrupt { what, detail }) => {
                 assert_eq!(what, "meta watermark");
-                assert!(detail.contains("format version 1,"), "{detail}");
-                assert!(detail.contains("reads only version 2"), "{detail}");
+                assert!(detail.contains("format version 2,"), "{detail}");
+                assert!(detail.contains("reads only version 3"), "{detail}");
             }
             Err(other) => panic!("{other}"),
-            Ok(_) => panic!("a version 1 store was opened"),
+            Ok(_) => panic!("a version 2 store was opened"),
         }
     }
 }

@@ -12,9 +12,10 @@ pub(crate) const WATERMARK_KEY: &[u8] = b"watermark";
 
 /// Format version of the whole store (key spaces, keys and values); a store written with
 /// another version is refused at open. Version 2 keys `transfer_ids` by id and namespace and
-/// adds `balances`, `burned_ids` and `resolutions`; there is no migration from version 1,
-/// which never held data in use.
-pub const HISTORY_FORMAT_VERSION: u32 = 2;
+/// adds `balances`, `burned_ids` and `resolutions`; version 3 puts a generation before the
+/// account in `account_runs` keys (account_runs.rs). There is no migration from older
+/// versions, which never held data in use.
+pub const HISTORY_FORMAT_VERSION: u32 = 3;
 
 const WATERMARK_VALUE_SIZE: usize = 24;
 
@@ -116,7 +117,7 @@ mod tests {
             damaged[index] ^= 0x40;
             assert!(Watermark::decode(&damaged).is_err_and(|e| e.is_corruption()));
         }
-        for version in [0, 1, 3, u32::MAX] {
+        for version in [0, 1, 2, 4, u32::MAX] {
             let other_version = Watermark::default().encode_as(version);
             match Watermark::decode(&other_version) {
                 Err(HistoryError::Corrupt { detail, .. }) => {
@@ -124,7 +125,7 @@ mod tests {
                         detail.contains(&format!("format version {version},")),
                         "{detail}"
                     );
-                    assert!(detail.contains("reads only version 2"), "{detail}");
+                    assert!(detail.contains("reads only version 3"), "{detail}");
                 }
                 other => panic!("version {version}: {other:?}"),
             }
