@@ -234,7 +234,7 @@ fn bad_operations_sizes_and_checksums_get_their_status() {
 
     // Unknown operations, the internal pulse (128) among them: status 5, connection kept, the
     // body skipped.
-    for operation in [0u8, 9, 15, 23, 127, 128, 129, 255] {
+    for operation in [0u8, 9, 15, 24, 127, 128, 129, 255] {
         let case = format!("operation {operation}");
         let body = [0xA5u8; 16];
         let mut header = Header {
