@@ -256,13 +256,15 @@ impl ChildServer {
 }
 
 /// Kills the server with SIGKILL, starts it again on the same data directory, times until it
-/// answers, and checks that every account's balances and the sample read as before the kill.
+/// answers, and checks that its state hash, every account's balances and the sample read as
+/// before the kill.
 fn restart_check(
     server: &mut ChildServer,
     args: &BenchmarkArgs,
     sample: &[u64],
 ) -> Result<RestartCheck, BoxError> {
     let before = balances(&mut Client::connect(server.addr)?, args.account_count)?;
+    let state_before = state_hash(server.addr, "before the kill")?;
     server.kill()?;
     let started = Instant::now();
     let (child, addr) = ChildServer::spawn(&server.arguments)?;
@@ -277,6 +279,19 @@ fn restart_check(
     say!(
         "restart after kill -9: serving in {:.2} s",
         serving.as_secs_f64()
+    );
+    // Before any write: the retry below moves the engine clock on, and so the hash.
+    let state_after = state_hash(addr, "after the restart")?;
+    let state_hash_same = state_after == state_before;
+    say!(
+        "restart after kill -9: state hash {} before the kill, {} after: {}",
+        hash_hex(state_before),
+        hash_hex(state_after),
+        if state_hash_same {
+            "the same"
+        } else {
+            "DIFFERS"
+        }
     );
     let after = balances(&mut client, args.account_count)?;
     let balances_same = after == before;
@@ -299,8 +314,24 @@ fn restart_check(
     Ok(RestartCheck {
         serving_s: serving.as_secs_f64(),
         balances_same,
+        state_hash_before: Some(hash_hex(state_before)),
+        state_hash_after: Some(hash_hex(state_after)),
+        state_hash_same: Some(state_hash_same),
         sample_lookup,
     })
+}
+
+/// The server's state hash (`get_state`), read over a fresh connection.
+fn state_hash(addr: SocketAddr, when: &str) -> Result<u128, BoxError> {
+    let state = Client::connect(addr)?
+        .get_state()
+        .map_err(|error| format!("get_state {when}: {error}"))?;
+    Ok(state.state_hash)
+}
+
+/// A state hash as the report and the output write it: `0x` and 32 hex digits.
+fn hash_hex(hash: u128) -> String {
+    format!("{hash:#034x}")
 }
 
 /// Every account's balances (debits and credits, pending and posted), in id order.
@@ -531,6 +562,11 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         say!("latency percentiles drawn in {}", path.display());
     }
     if let Some(restart) = &report.restart {
+        if restart.state_hash_same == Some(false) {
+            return Err(
+                "the state hash after the restart differs from the one before the kill".into(),
+            );
+        }
         if !restart.balances_same {
             return Err("balances after the restart differ from those before the kill".into());
         }

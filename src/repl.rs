@@ -13,7 +13,7 @@ use clearline_engine::{
     TransferFlags,
 };
 use clearline_engine::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, OrderResult};
-use clearline_engine::{CreateMarketStatus, Market, OrderStatus};
+use clearline_engine::{CreateMarketStatus, Market, OrderStatus, State};
 use clearline_net::{Client, FrameStatus};
 
 use crate::cli::ReplArgs;
@@ -115,6 +115,7 @@ Statements end with `;`. Objects are separated by `,`; fields are `name=value`.
   lookup_orders id=1;
   get_book market=1 depth=10;
   get_fills market=1 limit=10 flags=reversed;
+  get_state;   (the state hash, clock and counts; walks the whole state, for operators)
 
 Account flags: linked debits_must_not_exceed_credits credits_must_not_exceed_debits history
                imported closed
@@ -477,6 +478,13 @@ pub fn encode_events(
     operation: Operation,
     objects: &[Vec<(String, String)>],
 ) -> Result<Vec<u8>, String> {
+    if operation == Operation::GetState {
+        // Its one event is reserved bytes, all zero: the statement has no objects.
+        if !objects.is_empty() {
+            return Err("get_state takes no fields: write `get_state;`".to_string());
+        }
+        return Ok(vec![0; operation.event_size()]);
+    }
     let (events_min, events_max) = operation.events_range();
     let count = objects.len();
     if count < events_min as usize || count > events_max as usize {
@@ -678,6 +686,13 @@ fn render_fill(fill: &Fill) -> String {
     )
 }
 
+fn render_state(state: &State) -> String {
+    format!(
+        "{{ state_hash: {:#034x}, timestamp: {}, accounts_count: {}, transfers_count: {} }}\n",
+        state.state_hash, state.timestamp, state.accounts_count, state.transfers_count
+    )
+}
+
 fn status_name(operation: Operation, status: u32) -> String {
     let name = match operation {
         Operation::CreateAccounts => CreateAccountStatus::from_u32(status).map(|s| s.name()),
@@ -769,6 +784,11 @@ pub fn render_reply(
                     item.try_into().expect("128-byte chunk"),
                 )));
             }
+            Operation::GetState => {
+                output.push_str(&render_state(&State::decode(
+                    item.try_into().expect("64-byte chunk"),
+                )));
+            }
             Operation::LookupAccounts | Operation::QueryAccounts => {
                 output.push_str(&render_account(&Account::decode(
                     item.try_into().expect("128-byte chunk"),
@@ -821,6 +841,34 @@ mod tests {
         result.encode(&mut bytes);
         let text = render_reply(Operation::PlaceOrders, &statement.objects, &bytes);
         assert!(text.contains("exceeds_credits"), "{text}");
+    }
+
+    #[test]
+    fn get_state_takes_no_fields_and_renders_its_hash_in_hex() {
+        let statement = parse("get_state").expect("parses");
+        let body = encode_events(Operation::GetState, &statement.objects).expect("valid");
+        assert_eq!(body, vec![0u8; 16]);
+        let bad = parse("get_state id=1").expect("parses");
+        assert!(encode_events(Operation::GetState, &bad.objects).is_err());
+        let state = State {
+            state_hash: 0xAB,
+            timestamp: 5,
+            accounts_count: 2,
+            transfers_count: 1,
+            ..State::default()
+        };
+        let mut bytes = [0u8; 64];
+        state.encode(&mut bytes);
+        let text = render_reply(Operation::GetState, &[], &bytes);
+        assert_eq!(
+            text,
+            "{ state_hash: 0x000000000000000000000000000000ab, timestamp: 5, \
+             accounts_count: 2, transfers_count: 1 }\n"
+        );
+        assert_eq!(
+            render_reply(Operation::GetState, &[], &[]),
+            "nothing found\n"
+        );
     }
 
     #[test]

@@ -76,6 +76,16 @@ pub struct RestartCheck {
     pub serving_s: f64,
     /// Whether every account's balances read the same after the restart as before the kill.
     pub balances_same: bool,
+    /// The server's state hash (`get_state`) before the kill, `0x` and 32 hex digits (a u128
+    /// does not fit a JSON number); absent in reports of releases without `get_state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_hash_before: Option<String>,
+    /// The state hash once the restarted server serves, before any write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_hash_after: Option<String>,
+    /// Whether the two state hashes are equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_hash_same: Option<bool>,
     /// The sample lookup again after the restart; absent with `--no-sample-lookup`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_lookup: Option<SampleLookup>,

@@ -28,6 +28,7 @@ pub mod market;
 mod operation;
 pub mod order;
 mod query;
+pub mod state;
 pub mod transfer;
 
 pub use account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags};
@@ -40,6 +41,7 @@ pub use operation::{Operation, SLOTS_PER_ORDER_EVENT};
 pub use order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, OrderResult};
 pub use order::{OrderState, OrderStatus};
 pub use result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
+pub use state::State;
 pub use transfer::{QueryFilter, QueryFilterFlags, Transfer, TransferFlags};
 
 /// "No position" in the engine's arrays: the end of a list, a free slot's link, a transfer or
@@ -342,6 +344,22 @@ impl Engine {
         digest.finish()
     }
 
+    /// What `get_state` answers: the state hash, the clock and the accounts and transfers
+    /// counts. Walks the whole in-memory state for the hash, as `state_hash` does.
+    ///
+    /// # Panics
+    ///
+    /// In history mode, if records are not drained (as `state_hash`).
+    pub fn state(&self) -> State {
+        State {
+            state_hash: self.state_hash(),
+            timestamp: self.clock,
+            accounts_count: u64::from(self.accounts_count()),
+            transfers_count: u64::from(self.transfers_count()),
+            ..State::default()
+        }
+    }
+
     /// Switches this empty engine to history mode (docs/history.md): records that can no
     /// longer change are handed out by `history_drain` and leave memory on `history_evict`;
     /// what has left is read back through `reader`. The id filter is sized for `ids_max` ids.
@@ -506,7 +524,8 @@ impl Engine {
     /// # Panics
     ///
     /// If the body size is not a multiple of the event size, holds more events than the
-    /// operation allows, or `reply` is smaller than the largest reply (caller bugs).
+    /// operation allows, or `reply` is smaller than the largest reply (caller bugs); for
+    /// `get_state` in history mode, if records are not drained (see `state`).
     pub fn execute(
         &mut self,
         operation: Operation,
@@ -634,6 +653,15 @@ impl Engine {
                 self.exchange.get_fills(&filter, out);
                 encode_items(out, reply, Fill::encode)
             }
+            Operation::GetState => {
+                assert_eq!(count, 1);
+                // The event is reserved: like a filter with a reserved byte set, a non-zero
+                // byte gets no items.
+                if body.iter().any(|byte| *byte != 0) {
+                    return 0;
+                }
+                encode_items(&[self.state()], reply, State::encode)
+            }
         }
     }
 }
@@ -705,6 +733,67 @@ mod tests {
                 2 => (*state >> 8) as u8 & 3,
                 _ => (*state >> 16) as u8,
             };
+        }
+    }
+
+    /// `get_state` through `execute`: one `State` of the engine's hash, clock and counts; a
+    /// non-zero reserved byte gets no items.
+    #[test]
+    fn get_state_reports_the_hash_clock_and_counts() {
+        let mut engine = Engine::new(&Config::test_small());
+        let mut reply = vec![0u8; (1 << 20) - 64];
+        let get_state = |engine: &mut Engine, reply: &mut [u8]| {
+            let written = engine.execute(Operation::GetState, 0, &[0; 16], reply);
+            assert_eq!(written, State::SIZE);
+            State::decode(reply[..State::SIZE].try_into().expect("64 bytes"))
+        };
+        let empty = get_state(&mut engine, &mut reply);
+        assert_eq!(empty.state_hash, engine.state_hash());
+        assert_eq!((empty.timestamp, empty.accounts_count), (0, 0));
+        assert_eq!(
+            get_state(&mut engine, &mut reply),
+            empty,
+            "a read changes nothing"
+        );
+
+        let mut accounts = [0u8; 2 * 128];
+        for (index, chunk) in accounts.chunks_exact_mut(128).enumerate() {
+            let account = Account {
+                id: index as u128 + 1,
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            };
+            account.encode(chunk.try_into().expect("128 bytes"));
+        }
+        engine.execute(Operation::CreateAccounts, 1_000, &accounts, &mut reply);
+        let transfer = Transfer {
+            id: 9,
+            debit_account_id: 1,
+            credit_account_id: 2,
+            amount: 5,
+            ledger: 1,
+            code: 1,
+            ..Transfer::default()
+        };
+        let mut transfers = [0u8; 128];
+        transfer.encode(&mut transfers);
+        engine.execute(Operation::CreateTransfers, 2_000, &transfers, &mut reply);
+        let state = get_state(&mut engine, &mut reply);
+        assert_ne!(state.state_hash, empty.state_hash);
+        assert_eq!(state.state_hash, engine.state_hash());
+        assert_eq!(state.timestamp, 2_000);
+        assert_eq!((state.accounts_count, state.transfers_count), (2, 1));
+        assert_eq!(state.reserved, [0; 24]);
+
+        for byte in 0..16 {
+            let mut body = [0u8; 16];
+            body[byte] = 1;
+            assert_eq!(
+                engine.execute(Operation::GetState, 0, &body, &mut reply),
+                0,
+                "reserved byte {byte}"
+            );
         }
     }
 

@@ -47,6 +47,8 @@ pub enum Operation {
     GetBook = 21,
     /// Fills of a market or order (one `FillFilter`, `Fill` replies).
     GetFills = 22,
+    /// The engine's state hash, clock and counts (16 reserved zero bytes, one `State` reply).
+    GetState = 23,
     /// Internal: expire what is due at the request's timestamp. Never accepted from a client;
     /// the core journals it like any request so replay expires the same things.
     Pulse = 128,
@@ -54,7 +56,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in numeric order.
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 17] = [
         Operation::CreateAccounts,
         Operation::CreateTransfers,
         Operation::LookupAccounts,
@@ -70,6 +72,7 @@ impl Operation {
         Operation::LookupOrders,
         Operation::GetBook,
         Operation::GetFills,
+        Operation::GetState,
         Operation::Pulse,
     ];
 
@@ -104,6 +107,7 @@ impl Operation {
             Operation::LookupOrders => "lookup_orders",
             Operation::GetBook => "get_book",
             Operation::GetFills => "get_fills",
+            Operation::GetState => "get_state",
             Operation::Pulse => "pulse",
         }
     }
@@ -120,7 +124,8 @@ impl Operation {
             Operation::LookupAccounts
             | Operation::LookupTransfers
             | Operation::CancelOrders
-            | Operation::LookupOrders => 16,
+            | Operation::LookupOrders
+            | Operation::GetState => 16,
             Operation::QueryAccounts
             | Operation::QueryTransfers
             | Operation::AmendOrders
@@ -138,7 +143,7 @@ impl Operation {
             | Operation::CreateMarkets
             | Operation::CancelOrders
             | Operation::AmendOrders => 16,
-            Operation::PlaceOrders => 64,
+            Operation::PlaceOrders | Operation::GetState => 64,
             Operation::GetBook => 32,
             Operation::LookupAccounts
             | Operation::LookupTransfers
@@ -160,7 +165,8 @@ impl Operation {
             | Operation::QueryAccounts
             | Operation::QueryTransfers
             | Operation::GetBook
-            | Operation::GetFills => (1, 1),
+            | Operation::GetFills
+            | Operation::GetState => (1, 1),
             Operation::Pulse => (0, 0),
             _ => (1, BATCH_EVENTS_MAX),
         }
@@ -205,7 +211,8 @@ mod tests {
         }
         assert_eq!(Operation::from_u8(0), None);
         assert_eq!(Operation::from_u8(9), None);
-        assert_eq!(Operation::from_u8(23), None);
+        assert_eq!(Operation::from_u8(23), Some(Operation::GetState));
+        assert_eq!(Operation::from_u8(24), None);
         assert_eq!(Operation::from_u8(255), None);
     }
 

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use clearline_engine::{Account, CreateResult, Operation, Transfer};
+use clearline_engine::{Account, CreateResult, Operation, State, Transfer};
 
 use crate::frame::{
     check_reply_body, check_reply_header, FrameStatus, Header, ReplyInvalid, HEADER_SIZE,
@@ -40,6 +40,13 @@ pub enum ClientError {
     BodyTooLarge,
     /// A typed helper got a reply with a status other than ok.
     Status(FrameStatus),
+    /// A typed helper got another number of items than the operation always answers with.
+    ReplyCountUnexpected {
+        /// The number the operation answers with.
+        expected: u32,
+        /// The number in the reply.
+        found: u32,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -53,6 +60,9 @@ impl fmt::Display for ClientError {
             ClientError::NothingInFlight => f.write_str("no request is waiting for a reply"),
             ClientError::BodyTooLarge => f.write_str("request body larger than a frame"),
             ClientError::Status(status) => write!(f, "request refused: {status}"),
+            ClientError::ReplyCountUnexpected { expected, found } => {
+                write!(f, "reply with {found} items where {expected} were expected")
+            }
         }
     }
 }
@@ -283,6 +293,31 @@ impl Client {
     /// As [`Client::request`], and [`ClientError::Status`] for a refused request.
     pub fn lookup_transfers(&mut self, ids: &[u128]) -> Result<Vec<Transfer>, ClientError> {
         self.typed(Operation::LookupTransfers, ids, encode_id, Transfer::decode)
+    }
+
+    /// The server's state: its state hash, clock and counts (`get_state`). Computing the hash
+    /// walks the server's whole in-memory state, so this is an operator's read, not one to
+    /// send with every request (docs/protocol.md section 6.14).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`]; [`ClientError::Status`] for a refused request (a server that
+    /// predates `get_state` answers `operation_unknown`); [`ClientError::ReplyCountUnexpected`]
+    /// if the reply does not hold exactly one `State`.
+    pub fn get_state(&mut self) -> Result<State, ClientError> {
+        let states = self.typed(
+            Operation::GetState,
+            &[[0u8; 16]],
+            |reserved, bytes| *bytes = *reserved,
+            State::decode,
+        )?;
+        match states.as_slice() {
+            [state] => Ok(*state),
+            _ => Err(ClientError::ReplyCountUnexpected {
+                expected: 1,
+                found: u32::try_from(states.len()).unwrap_or(u32::MAX),
+            }),
+        }
     }
 
     fn typed<Event, Item, const EVENT_SIZE: usize, const ITEM_SIZE: usize>(

@@ -34,8 +34,8 @@ const _: () = assert!(BODY_SIZE_MAX <= CLASS_SIZE_MAX);
 pub(crate) const QUERY_BODY_SIZE_MAX: usize = 128;
 
 /// The largest reply body a request of `operation` with `count` events and this `body` can get:
-/// `count` items for batches, the filter's limit (or twice the book depth) for queries, capped
-/// at what fits in one frame, as the engine caps them.
+/// `count` items for batches and `get_state` (always one), the filter's limit (or twice the book
+/// depth) for queries, capped at what fits in one frame, as the engine caps them.
 ///
 /// `body` may be only the first bytes of the body; a query whose filter is not all there gets
 /// the largest reply of its operation.
@@ -209,6 +209,8 @@ mod tests {
         let mut book = [0u8; 64];
         book[4..8].copy_from_slice(&10u32.to_le_bytes());
         assert_eq!(reply_size_max(Operation::GetBook, 1, &book), 20 * 32);
+        // get_state answers one State whatever its (reserved) event holds.
+        assert_eq!(reply_size_max(Operation::GetState, 1, &[0xFF; 16]), 64);
         assert_eq!(reply_size_max(Operation::Pulse, 0, &[]), 0);
     }
 

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::JoinHandle;
 
-use clearline_engine::Operation;
+use clearline_engine::{Operation, State};
 use clearline_net::echo::EchoServer;
 use clearline_net::{
     Client, ClientError, FrameStatus, Header, ReplyInvalid, BODY_SIZE_MAX, HEADER_SIZE,
@@ -177,4 +177,55 @@ fn typed_helpers_encode_events_and_decode_results() {
         refused,
         Err(ClientError::Status(FrameStatus::StorageFull))
     ));
+}
+
+/// `get_state` sends one event of 16 zero bytes and decodes the one `State` of the reply; a
+/// reply with another number of items is an error.
+#[test]
+fn get_state_decodes_one_state_and_refuses_other_counts() {
+    fn state_reply(request: &Header, states: usize) -> Vec<u8> {
+        assert_eq!(request.operation, Operation::GetState as u8);
+        assert_eq!((request.count, request.body_size), (1, 16));
+        let mut body = Vec::new();
+        for _ in 0..states {
+            let mut bytes = [0u8; State::SIZE];
+            State {
+                state_hash: 0x0123_4567_89AB_CDEF_0011_2233_4455_6677,
+                timestamp: 42,
+                accounts_count: 3,
+                transfers_count: 7,
+                ..State::default()
+            }
+            .encode(&mut bytes);
+            body.extend_from_slice(&bytes);
+        }
+        reply_bytes(request, |header| header.count = states as u32, &body)
+    }
+    let (mut client, peer) = scripted(|request| state_reply(request, 1));
+    let state = client.get_state().expect("one state");
+    drop(client);
+    peer.join().expect("the peer ends");
+    assert_eq!(state.state_hash, 0x0123_4567_89AB_CDEF_0011_2233_4455_6677);
+    assert_eq!((state.timestamp, state.accounts_count), (42, 3));
+    assert_eq!(state.transfers_count, 7);
+
+    for (states, answer) in [
+        (
+            0u32,
+            (|request| state_reply(request, 0)) as fn(&Header) -> Vec<u8>,
+        ),
+        (2, |request| state_reply(request, 2)),
+    ] {
+        let (mut client, peer) = scripted(answer);
+        let result = client.get_state();
+        drop(client);
+        peer.join().expect("the peer ends");
+        assert!(
+            matches!(
+                result,
+                Err(ClientError::ReplyCountUnexpected { expected: 1, found }) if found == states
+            ),
+            "{result:?}"
+        );
+    }
 }

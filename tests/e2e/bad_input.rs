@@ -234,7 +234,7 @@ fn bad_operations_sizes_and_checksums_get_their_status() {
 
     // Unknown operations, the internal pulse (128) among them: status 5, connection kept, the
     // body skipped.
-    for operation in [0u8, 9, 15, 23, 127, 128, 129, 255] {
+    for operation in [0u8, 9, 15, 24, 127, 128, 129, 255] {
         let case = format!("operation {operation}");
         let body = [0xA5u8; 16];
         let mut header = Header {
@@ -294,13 +294,16 @@ fn bad_operations_sizes_and_checksums_get_their_status() {
     }
 
     // Sizes within the maximum that do not fit the operation: status 6, kept, body skipped.
-    let kept_cases: [(&str, Operation, u32, usize); 6] = [
+    let kept_cases: [(&str, Operation, u32, usize); 9] = [
         ("body not count x size", Operation::LookupAccounts, 1, 17),
         ("count 0", Operation::LookupAccounts, 0, 0),
         ("count 0 with a body", Operation::CreateAccounts, 0, 128),
         ("count 8192", Operation::LookupAccounts, 8_192, 8_192 * 16),
         ("query count 2", Operation::QueryAccounts, 2, 128),
         ("filter count 0", Operation::GetAccountTransfers, 0, 0),
+        ("get_state count 2", Operation::GetState, 2, 32),
+        ("get_state event of 15 bytes", Operation::GetState, 1, 15),
+        ("get_state count 0", Operation::GetState, 0, 0),
     ];
     for (case, operation, count, body_size) in kept_cases {
         let body = vec![0u8; body_size];

@@ -410,6 +410,21 @@ fn benchmark_restart_check_kills_and_restarts_its_server() {
     let restart = &report["restart"];
     assert!(f64_of(restart, "/serving_s") > 0.0, "{restart}");
     assert_eq!(restart["balances_same"], true, "{restart}");
+    // The state hash read over the wire before the kill and after the restart, in full hex.
+    assert_eq!(restart["state_hash_same"], true, "{restart}");
+    let hash = restart["state_hash_before"].as_str().expect("a hex string");
+    assert_eq!(
+        restart["state_hash_after"].as_str(),
+        Some(hash),
+        "{restart}"
+    );
+    assert!(
+        hash.len() == 34 && u128::from_str_radix(&hash[2..], 16).is_ok_and(|hash| hash != 0),
+        "{hash}"
+    );
+    let line =
+        format!("restart after kill -9: state hash {hash} before the kill, {hash} after: the same");
+    assert!(stdout.contains(&line), "no {line:?} in {stdout}");
     assert_eq!(u64_of(restart, "/sample_lookup/found"), 3_000, "{restart}");
     // The windows read the child's memory, not this benchmark's.
     let windows = report["windows"].as_array().expect("windows");

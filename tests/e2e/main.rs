@@ -21,6 +21,8 @@
 //! - `paging`: one account's 1,000,000 transfers paged with `timestamp_min`/`timestamp_max`
 //!   and `limit`, oldest and newest first: each exactly once, in order.
 //! - `benchmark`: `benchmark --output/--plot` files and `benchmark compare` on two of them.
+//! - `state`: `get_state`'s hash follows writes, stays across reads, and reads the same after
+//!   kill -9 and a restart, with and without history mode.
 //!
 //! Every child server is killed by its guard's `Drop`, every socket has a timeout and every
 //! wait loop a deadline, so a failing test ends instead of hanging. Seeds can be replayed with
@@ -38,6 +40,7 @@ mod matching;
 mod paging;
 mod replay_refusal;
 mod round_trip;
+mod state;
 mod storage_full;
 mod support;
 mod tigerbeetle;
