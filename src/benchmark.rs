@@ -198,7 +198,7 @@ impl ChildServer {
             arguments.push("--journal-segments-max".into());
             arguments.push(segments.to_string());
         }
-        let (child, addr) = Self::spawn(&arguments)?;
+        let (child, addr, _) = Self::spawn(&arguments)?;
         Ok(ChildServer {
             child,
             addr,
@@ -206,8 +206,11 @@ impl ChildServer {
         })
     }
 
-    /// Starts the process and waits until it prints the address it listens on.
-    fn spawn(arguments: &[String]) -> Result<(std::process::Child, SocketAddr), BoxError> {
+    /// Starts the process and waits until it prints the address it listens on. Returns the
+    /// process, the address, and the line saying what it recovered.
+    fn spawn(
+        arguments: &[String],
+    ) -> Result<(std::process::Child, SocketAddr, Option<String>), BoxError> {
         use std::io::BufRead as _;
         let exe = std::env::current_exe()?;
         let mut child = std::process::Command::new(exe)
@@ -222,17 +225,20 @@ impl ChildServer {
         let (listening_tx, listening) = mpsc::channel();
         // Reads the server's output to its end, so the server never blocks on a full pipe.
         std::thread::spawn(move || {
+            let mut recovered = None;
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("clearline: listening on ") {
-                    let _ = listening_tx.send(addr.trim().to_string());
+                if line.starts_with("clearline: recovered ") {
+                    recovered = Some(line);
+                } else if let Some(addr) = line.strip_prefix("clearline: listening on ") {
+                    let _ = listening_tx.send((addr.trim().to_string(), recovered.take()));
                 }
             }
         });
         let deadline = Instant::now() + Self::START_TIMEOUT;
         loop {
             match listening.recv_timeout(Duration::from_millis(100)) {
-                Ok(addr) => return Ok((child, addr.parse()?)),
+                Ok((addr, recovered)) => return Ok((child, addr.parse()?, recovered)),
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Some(status) = child.try_wait()? {
                         return Err(format!("the server exited at start: {status}").into());
@@ -267,7 +273,7 @@ fn restart_check(
     let state_before = state_hash(server.addr, "before the kill")?;
     server.kill()?;
     let started = Instant::now();
-    let (child, addr) = ChildServer::spawn(&server.arguments)?;
+    let (child, addr, recovered) = ChildServer::spawn(&server.arguments)?;
     server.child = child;
     server.addr = addr;
     let mut client = Client::connect(addr)?;
@@ -280,6 +286,10 @@ fn restart_check(
         "restart after kill -9: serving in {:.2} s",
         serving.as_secs_f64()
     );
+    if let Some(recovered) = recovered {
+        // The server's own account of where the time went.
+        say!("restart after kill -9: the server said: {recovered}");
+    }
     // Before any write: the retry below moves the engine clock on, and so the hash.
     let state_after = state_hash(addr, "after the restart")?;
     let state_hash_same = state_after == state_before;
