@@ -184,11 +184,13 @@ impl Fjall {
             .cache_size(CACHE_SIZE as u64)
             .open()
             .expect("open fjall");
-        let keyspace = |name| {
-            database
-                .keyspace(name, fjall::KeyspaceCreateOptions::default)
-                .expect("fjall keyspace")
+        // Without compression, as measured (the workspace enables fjall's lz4 for the store).
+        let options = || {
+            fjall::KeyspaceCreateOptions::default().data_block_compression_policy(
+                fjall::config::CompressionPolicy::all(fjall::CompressionType::None),
+            )
         };
+        let keyspace = |name| database.keyspace(name, options).expect("fjall keyspace");
         let (records, ids, accounts) = (keyspace("records"), keyspace("ids"), keyspace("accounts"));
         Fjall {
             directory,

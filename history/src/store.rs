@@ -39,8 +39,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use clearline_engine::Transfer;
-use fjall::config::PinningPolicy;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::config::{CompressionPolicy, FilterPolicy, PinningPolicy};
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
 
 use crate::account_runs::{self, Posting, SIDE_CREDIT, SIDE_DEBIT};
 use crate::error::HistoryError;
@@ -416,8 +416,14 @@ impl History {
             path: directory.clone(),
             source,
         })?;
+        // One background worker. With more, fjall's first worker hands every compaction
+        // request back to the queue to stay free for flushes, and while the others are busy it
+        // takes the same request again at once: a busy loop that burned about a tenth of the
+        // machine's CPU under load on two cores. The store flushes little (runs are ingested
+        // as sorted tables), so one worker serving both costs nothing measurable.
         let database = Database::builder(&directory)
             .cache_size(config.cache_bytes)
+            .worker_threads(1)
             .open()
             .map_err(|error| HistoryError::fjall("open", directory.clone(), error))?;
         let existed = RECORD_KEY_SPACES.map(|name| (name, database.keyspace_exists(name)));
@@ -447,9 +453,18 @@ impl History {
         }
         // Every read of `transfers` is a hit (its keys come from the other key spaces), so it
         // needs no Bloom filter.
-        let transfers = keyspace(TRANSFERS, || unpinned().expect_point_read_hits(true))?;
+        // No filters where they never save a read: a record is read only by the timestamp an
+        // index named (it is there), and account lists only by range.
+        let unfiltered = || unpinned().filter_policy(FilterPolicy::disabled());
+        // Records compress well (most have zero fields) and are the bulk of what is written.
+        let records = || {
+            unpinned()
+                .filter_policy(FilterPolicy::disabled())
+                .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+        };
+        let transfers = keyspace(TRANSFERS, records)?;
         let transfer_ids = keyspace(TRANSFER_IDS, unpinned)?;
-        let account_runs = keyspace(ACCOUNT_RUNS, unpinned)?;
+        let account_runs = keyspace(ACCOUNT_RUNS, unfiltered)?;
         let balances = keyspace(BALANCES, unpinned)?;
         let burned_ids = keyspace(BURNED_IDS, unpinned)?;
         let resolutions = keyspace(RESOLUTIONS, unpinned)?;
@@ -615,14 +630,39 @@ impl History {
         sort_and_check(scratch, &fresh)?;
         report.sort_ns = elapsed_ns(start);
 
+        // The records and the indexes go to different key spaces, each ingested and synced on
+        // its own: the records on a second thread, so that one sync's wait overlaps the other's
+        // work. The watermark is written only after both (`ingest`).
+        let transfers = fresh.transfers;
+        let (records, indexes) = std::thread::scope(|scope| {
+            let records = std::thread::Builder::new()
+                .name("history-records".to_owned())
+                .spawn_scoped(scope, || self.load_records(transfers));
+            let indexes = self.load_indexes(scratch, &fresh, &mut report);
+            let records = match records {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread to be had: the records are loaded here, after the indexes.
+                Err(_) => self.load_records(transfers),
+            };
+            (records, indexes)
+        });
+        report.transfers_ns = records?;
+        indexes?;
+        Ok(report)
+    }
+
+    /// Loads the run's records into `transfers`; returns how long it took in nanoseconds.
+    fn load_records(&self, transfers: &[Transfer]) -> Result<u64, HistoryError> {
         let start = Instant::now();
-        if !fresh.transfers.is_empty() {
+        if !transfers.is_empty() {
             let mut ingestion = self
                 .transfers
                 .start_ingestion()
                 .map_err(self.fjall_error(TRANSFERS))?;
             let mut record = [0u8; Transfer::SIZE];
-            for transfer in fresh.transfers {
+            for transfer in transfers {
                 transfer.encode(&mut record);
                 ingestion
                     .write(&transfer.timestamp.to_be_bytes()[..], &record[..])
@@ -630,8 +670,17 @@ impl History {
             }
             ingestion.finish().map_err(self.fjall_error(TRANSFERS))?;
         }
-        report.transfers_ns = elapsed_ns(start);
+        Ok(elapsed_ns(start))
+    }
 
+    /// Loads the run's ids, account lists, balance rows, burned ids and resolutions, sorted in
+    /// `scratch`, recording the time of each step in `report`.
+    fn load_indexes(
+        &self,
+        scratch: &mut Scratch,
+        fresh: &Fresh<'_>,
+        report: &mut IngestReport,
+    ) -> Result<(), HistoryError> {
         let start = Instant::now();
         self.load(TRANSFER_IDS, &self.transfer_ids, &scratch.ids, |entry| {
             (
@@ -696,7 +745,7 @@ impl History {
             },
         )?;
         report.others_ns = elapsed_ns(start);
-        Ok(report)
+        Ok(())
     }
 
     /// Loads `items`, sorted by key, into `keyspace` with one ingestion (none if empty).
