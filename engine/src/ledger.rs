@@ -1030,11 +1030,15 @@ impl Ledger {
     /// used only where the rules look the accounts up.
     fn resolve_accounts(&mut self, events: &[Transfer]) {
         let mut touched = 0u64;
-        for event in events {
-            if let Some(history) = self.history.as_deref() {
-                // Each new id is checked against the filter: its block is loaded here too.
+        if let Some(history) = self.history.as_deref() {
+            // Each new id is checked against the filter: its block is loaded here too, in a
+            // loop of its own so that the chunk's loads (one miss each) are all in flight at
+            // once.
+            for event in events {
                 touched ^= history.filter.touch(event.id);
             }
+        }
+        for event in events {
             let debit = self
                 .account_position(event.debit_account_id)
                 .unwrap_or(NO_POSITION);
