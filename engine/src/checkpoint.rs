@@ -42,7 +42,11 @@ use crate::{Engine, Scratch, NO_POSITION};
 /// burned ids, the resolution timestamps of transfers, the id filter and the running history
 /// digests (ledger/eviction.rs). Images of versions 1 and 2 are read as written without
 /// history mode.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
+///
+/// Version 4 changed no bytes either: its id filter places ids in blocks by all but their five
+/// low bits (id_filter.rs, the clustered layout). A version 3 filter is read and used with the
+/// layout it was written in.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 4;
 
 /// The oldest image version this build reads.
 pub const CHECKPOINT_FORMAT_VERSION_MIN: u32 = 1;
@@ -52,6 +56,9 @@ const INDEX_PLACEMENT_VERSION: u32 = 2;
 
 /// The first version with a history section.
 const HISTORY_SECTION_VERSION: u32 = 3;
+
+/// The first version whose id filter uses the clustered layout.
+const CLUSTERED_FILTER_VERSION: u32 = 4;
 
 /// The first eight bytes of every image.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"CLCKPT\0\0";
@@ -225,6 +232,35 @@ impl ImageWriter<'_> {
     }
 }
 
+/// The bytes `write` encodes, for tests of one store's image.
+#[cfg(test)]
+pub(crate) fn image_for_test(
+    write: impl FnOnce(&mut ImageWriter<'_>) -> io::Result<()>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buffer = vec![0u8; CHUNK_SIZE];
+    let buffer: &mut [u8; CHUNK_SIZE] = buffer.as_mut_slice().try_into().expect("chunk size");
+    let mut writer = ImageWriter {
+        out: &mut out,
+        buffer,
+        used: 0,
+        flushed: 0,
+    };
+    write(&mut writer).expect("writes to memory");
+    writer.flush().expect("writes to memory");
+    out
+}
+
+/// A reader of `image` as an image of `version` would be read, for tests of one store's image.
+#[cfg(test)]
+pub(crate) fn reader_for_test(image: &[u8], version: u32) -> ImageReader<'_> {
+    ImageReader {
+        image,
+        offset: 0,
+        version,
+    }
+}
+
 /// Reads fields of an image in order; every read fails cleanly at the end of the image.
 pub(crate) struct ImageReader<'a> {
     image: &'a [u8],
@@ -236,6 +272,11 @@ impl<'a> ImageReader<'a> {
     /// Whether hash index slots in this image are where this build would put them.
     pub(crate) fn index_placement_current(&self) -> bool {
         self.version >= INDEX_PLACEMENT_VERSION
+    }
+
+    /// Whether the image's id filter uses the clustered layout.
+    pub(crate) fn filter_clustered(&self) -> bool {
+        self.version >= CLUSTERED_FILTER_VERSION
     }
 
     fn take(&mut self, size: usize) -> Result<&'a [u8], CheckpointError> {

@@ -29,6 +29,16 @@ const BLOCK_BITS: u64 = 64 * WORDS_PER_BLOCK as u64;
 /// One cache line of filter bits.
 type Block = [u64; WORDS_PER_BLOCK];
 
+/// In the clustered layout, ids that differ only in their low `CLUSTER_BITS` bits share a
+/// block: a client whose ids count up (a sequence, or a counter under a prefix) checks and
+/// inserts eight ids per cache line instead of one, while ids spread at random still fall in
+/// random blocks. Each id's bits still depend on the whole id. The price: blocks of counted ids
+/// fill less evenly, so their false-positive rate at the sized capacity is about 0.45% instead
+/// of 0.1% (0.16% against 0.02% at 78% of it); a false positive costs a store read that the
+/// store's own filter answers, about a microsecond, where a cache miss saved is about a tenth
+/// of that on every id.
+const CLUSTER_BITS: u32 = 3;
+
 /// A fixed-size set of ids with false positives and no false negatives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdFilter {
@@ -37,6 +47,9 @@ pub struct IdFilter {
     /// Ids inserted, counting repeats, for reports (`load`).
     inserts_count: u64,
     ids_max: u64,
+    /// Blocks chosen by the id without its low `CLUSTER_BITS` bits (every filter this build
+    /// makes); false for a filter loaded from a checkpoint written before that layout.
+    clustered: bool,
 }
 
 /// The 64-bit finalizer of MurmurHash3 (Appleby): every input bit affects every output bit.
@@ -54,13 +67,25 @@ fn finalize(mut x: u64) -> u64 {
 /// Both halves of the id are mixed before they are combined, so sequential ids, ids that differ
 /// only in their high half, and random ids all spread evenly. A client that crafts colliding ids
 /// only makes its own new ids slower (a store read), never wrong.
+///
+/// Clustered (see `CLUSTER_BITS`), the block hash leaves out the id's low bits and the bits hash
+/// mixes them back in, so ids of one cluster share a block but not their bits.
 #[inline(always)]
-fn hashes(id: u128) -> (u64, u64) {
-    let low = id as u64;
-    let high = (id >> 64) as u64;
-    let block_hash = finalize(low ^ finalize(high ^ 0x243F_6A88_85A3_08D3));
-    let bits_hash = finalize(block_hash ^ 0x1319_8A2E_0370_7344);
-    (block_hash, bits_hash)
+fn hashes(id: u128, clustered: bool) -> (u64, u64) {
+    let mix = |id: u128| {
+        let low = id as u64;
+        let high = (id >> 64) as u64;
+        finalize(low ^ finalize(high ^ 0x243F_6A88_85A3_08D3))
+    };
+    if clustered {
+        let block_hash = mix(id >> CLUSTER_BITS);
+        let bits_hash = finalize(mix(id) ^ 0x1319_8A2E_0370_7344);
+        (block_hash, bits_hash)
+    } else {
+        let block_hash = mix(id);
+        let bits_hash = finalize(block_hash ^ 0x1319_8A2E_0370_7344);
+        (block_hash, bits_hash)
+    }
 }
 
 impl IdFilter {
@@ -80,6 +105,7 @@ impl IdFilter {
             blocks: vec![[0u64; WORDS_PER_BLOCK]; blocks_count],
             inserts_count: 0,
             ids_max,
+            clustered: true,
         }
     }
 
@@ -103,7 +129,7 @@ impl IdFilter {
     /// Adds `id`. Never fails; past `ids_max` the false-positive rate rises.
     #[inline]
     pub fn insert(&mut self, id: u128) {
-        let (block_hash, bits_hash) = hashes(id);
+        let (block_hash, bits_hash) = hashes(id, self.clustered);
         let index = self.block_index(block_hash);
         let masks = IdFilter::masks(bits_hash);
         let block = &mut self.blocks[index];
@@ -116,7 +142,7 @@ impl IdFilter {
     /// False: `id` was certainly never inserted. True: it may have been.
     #[inline]
     pub fn may_contain(&self, id: u128) -> bool {
-        let (block_hash, bits_hash) = hashes(id);
+        let (block_hash, bits_hash) = hashes(id, self.clustered);
         let block = &self.blocks[self.block_index(block_hash)];
         let masks = IdFilter::masks(bits_hash);
         block
@@ -129,7 +155,7 @@ impl IdFilter {
     /// other lookups are in flight) brings the block's cache line in without a stall.
     #[inline(always)]
     pub(crate) fn touch(&self, id: u128) -> u64 {
-        let (block_hash, _) = hashes(id);
+        let (block_hash, _) = hashes(id, self.clustered);
         self.blocks[self.block_index(block_hash)][0]
     }
 
@@ -184,6 +210,7 @@ impl IdFilter {
             });
         }
         self.inserts_count = reader.u64()?;
+        self.clustered = reader.filter_clustered();
         if reader.u64()? != self.blocks.len() as u64 {
             return Err(reader.invalid("id filter", "block count does not match its size"));
         }
@@ -221,6 +248,8 @@ mod tests {
     /// The sized false-positive rate is about 0.1% (16 bits per id, 8 bits set in a 512-bit
     /// block); the bound leaves room for the block-load variance but fails a broken hash.
     const FALSE_POSITIVE_RATE_MAX: f64 = 0.002;
+    /// Counted ids fill clustered blocks less evenly (see `CLUSTER_BITS`).
+    const SEQUENTIAL_FALSE_POSITIVE_RATE_MAX: f64 = 0.006;
 
     fn false_positive_rate(filter: &IdFilter, probes: impl Iterator<Item = u128>) -> f64 {
         let mut count = 0u32;
@@ -265,9 +294,63 @@ mod tests {
             let probes = (0..u128::from(PROBES)).map(|index| first + (index + 1_000_000) * step);
             let rate = false_positive_rate(&filter, probes);
             assert!(
-                rate < FALSE_POSITIVE_RATE_MAX,
+                rate < SEQUENTIAL_FALSE_POSITIVE_RATE_MAX,
                 "false-positive rate {rate} ({first:#x})"
             );
+        }
+    }
+
+    /// The blocks that hold at least one bit.
+    fn blocks_used(filter: &IdFilter) -> usize {
+        filter
+            .blocks
+            .iter()
+            .filter(|block| block.iter().any(|&word| word != 0))
+            .count()
+    }
+
+    #[test]
+    fn counted_ids_share_a_block_in_the_clustered_layout_only() {
+        let aligned = 1u128 << 40;
+        let mut clustered = IdFilter::new(1 << 20);
+        let mut spread = IdFilter::new(1 << 20);
+        spread.clustered = false;
+        for id in aligned..aligned + (1 << CLUSTER_BITS) {
+            clustered.insert(id);
+            spread.insert(id);
+        }
+        assert_eq!(blocks_used(&clustered), 1);
+        assert!(blocks_used(&spread) > 1);
+        // Both answer for every id they hold, and one cluster's ids do not share their bits.
+        for id in aligned..aligned + (1 << CLUSTER_BITS) {
+            assert!(clustered.may_contain(id) && spread.may_contain(id));
+        }
+        let bits: u32 = clustered
+            .blocks
+            .iter()
+            .flatten()
+            .map(|w| w.count_ones())
+            .sum();
+        assert!(bits > 8 * 4, "{bits} bits for {} ids", 1 << CLUSTER_BITS);
+    }
+
+    #[test]
+    fn a_filter_keeps_the_layout_of_its_checkpoint() {
+        for clustered in [false, true] {
+            let mut filter = IdFilter::new(1_000);
+            filter.clustered = clustered;
+            for id in 1..=500u128 {
+                filter.insert(id);
+            }
+            let image = crate::checkpoint::image_for_test(|writer| filter.checkpoint_write(writer));
+            let version = if clustered { 4 } else { 3 };
+            let mut loaded = IdFilter::new(1_000);
+            let mut reader = crate::checkpoint::reader_for_test(&image, version);
+            loaded
+                .checkpoint_read(&mut reader)
+                .expect("the image just written");
+            assert_eq!(loaded, filter);
+            assert!((1..=500u128).all(|id| loaded.may_contain(id)));
         }
     }
 
