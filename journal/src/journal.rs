@@ -53,6 +53,9 @@ pub const CHECKPOINT_BUFFER_SIZE: usize = 1 << 20;
 const EXIT_IO: i32 = 1;
 /// Exit code of a checkpoint child that found the device full.
 const EXIT_STORAGE_FULL: i32 = 2;
+/// Exit code of a checkpoint child whose file, read back after its sync, did not match the
+/// checksum it wrote.
+const EXIT_READ_BACK: i32 = 3;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Poisoning means another thread panicked on an assertion, and with `panic = "abort"` the
@@ -309,6 +312,9 @@ struct Running {
     temporary: String,
     started: Instant,
     state: RunState,
+    /// The file's writer read the image back after its sync and matched its checksum (a
+    /// forked child does), so finishing checks only the header and the size.
+    read_back: bool,
 }
 
 enum RunState {
@@ -318,6 +324,11 @@ enum RunState {
     Finished(Result<(), JournalError>),
 }
 
+/// The checkpoint child hands its file to the device in windows of this size, at most two
+/// queued at once (`mmap::write_behind`): the journal's syncs, which every reply waits for,
+/// then queue behind a few milliseconds of checkpoint writes instead of the whole image.
+const WRITE_BEHIND_WINDOW: u64 = 8 << 20;
+
 /// Streams a checkpoint image into its file through a fixed buffer, with a running checksum.
 /// Runs in the forked child: it never allocates.
 struct ImageWriter<'a> {
@@ -325,6 +336,8 @@ struct ImageWriter<'a> {
     buffer: &'a mut [u8],
     filled: usize,
     offset: u64,
+    /// Where the bytes not yet handed to `write_behind` start.
+    behind: u64,
     size: u64,
     hasher: Xxh3Default,
 }
@@ -337,6 +350,10 @@ impl ImageWriter<'_> {
             self.hasher.update(bytes);
             self.offset += self.filled as u64;
             self.filled = 0;
+            if self.offset - self.behind >= WRITE_BEHIND_WINDOW {
+                crate::mmap::write_behind(self.file, self.behind, WRITE_BEHIND_WINDOW);
+                self.behind += WRITE_BEHIND_WINDOW;
+            }
         }
         Ok(())
     }
@@ -367,13 +384,14 @@ fn checkpoint_child(
     mut header: CheckpointHeader,
     write_image: &mut dyn FnMut(&mut dyn io::Write) -> io::Result<()>,
 ) -> i32 {
-    let mut write = || -> io::Result<()> {
+    let mut write = || -> io::Result<bool> {
         file.write_all_at(&[0u8; CHECKPOINT_HEADER_SIZE as usize], 0)?;
         let mut writer = ImageWriter {
             file,
             buffer,
             filled: 0,
             offset: CHECKPOINT_HEADER_SIZE,
+            behind: 0,
             size: 0,
             hasher: Xxh3Default::new(),
         };
@@ -384,13 +402,36 @@ fn checkpoint_child(
         let mut bytes = [0u8; CHECKPOINT_HEADER_SIZE as usize];
         header.encode(&mut bytes);
         file.write_all_at(&bytes, 0)?;
-        file.sync_all()
+        file.sync_all()?;
+        // Read back here, not on the core: the image is hundreds of MiB.
+        let verified = read_back(file, buffer, &header)?;
+        // Nobody reads the image again unless the server restarts.
+        crate::mmap::drop_cached_pages(file);
+        Ok(verified)
     };
     match write() {
-        Ok(()) => 0,
+        Ok(true) => 0,
+        Ok(false) => EXIT_READ_BACK,
         Err(error) if is_storage_full(&error) => EXIT_STORAGE_FULL,
         Err(_) => EXIT_IO,
     }
+}
+
+/// Whether the image in `file` (after its header) has the size and checksum `header` gives,
+/// read through `buffer`. Allocates nothing.
+fn read_back(file: &File, buffer: &mut [u8], header: &CheckpointHeader) -> io::Result<bool> {
+    let mut hasher = Xxh3Default::new();
+    let mut offset = CHECKPOINT_HEADER_SIZE;
+    loop {
+        let count = file.read_at(buffer, offset)?;
+        if count == 0 {
+            break;
+        }
+        hasher.update(&buffer[..count]);
+        offset += count as u64;
+    }
+    Ok(offset - CHECKPOINT_HEADER_SIZE == header.image_size
+        && hasher.digest128() == header.image_checksum)
 }
 
 /// The error for a checkpoint child that did not exit 0.
@@ -402,6 +443,9 @@ fn child_error(exit: ChildExit, file: &str, directory: &str) -> JournalError {
             }
         }
         ChildExit::Code(EXIT_IO) => "the writer could not write or sync the file".to_owned(),
+        ChildExit::Code(EXIT_READ_BACK) => {
+            "the file, read back after its sync, does not match the image written".to_owned()
+        }
         ChildExit::Code(EXIT_PARENT_GONE) => "the writer found its parent gone".to_owned(),
         ChildExit::Code(EXIT_PANIC) => "the writer panicked".to_owned(),
         ChildExit::Code(code) => format!("the writer exited with code {code}"),
@@ -1067,13 +1111,16 @@ impl Journal {
         let name = checkpoint_file_name(sequence);
         let temporary = format!("{name}.tmp");
         let started = Instant::now();
+        let read_back = self.dir.is_some();
         let (state, pid, pause) = match &self.dir {
             Some(dir) => {
                 if self.image_buffer.is_empty() {
                     self.image_buffer = vec![0; CHECKPOINT_BUFFER_SIZE];
                 }
                 let path = dir.join(&temporary);
+                // Read too: the child reads its image back after the sync.
                 let file = OpenOptions::new()
+                    .read(true)
                     .write(true)
                     .create(true)
                     .truncate(true)
@@ -1106,6 +1153,7 @@ impl Journal {
             temporary,
             started,
             state,
+            read_back,
         });
         Ok(Some(CheckpointStarted {
             sequence,
@@ -1140,11 +1188,11 @@ impl Journal {
         Ok(())
     }
 
-    /// Finishes a started checkpoint without blocking: when the child has exited 0 and the
-    /// checkpoint's sequence is durable, renames the file into place, syncs the directory,
-    /// reads the file back and verifies it, keeps the newest two checkpoints (removing older
-    /// files) and retires the segments they both cover. Returns `None` while there is nothing
-    /// to finish yet (or no checkpoint runs).
+    /// Finishes a started checkpoint without blocking: when the child has exited 0 (after it
+    /// read its file back and verified it) and the checkpoint's sequence is durable, renames
+    /// the file into place, syncs the directory, checks the header and the size, keeps the
+    /// newest two checkpoints (removing older files) and retires the segments they both cover.
+    /// Returns `None` while there is nothing to finish yet (or no checkpoint runs).
     ///
     /// # Errors
     ///
@@ -1208,28 +1256,30 @@ impl Journal {
         self.storage
             .sync_directory()
             .map_err(|error| JournalError::io("syncing the directory", &directory, error))?;
-        let verified = self.verify_checkpoint_file(name).and_then(|header| {
-            let expected = (
-                self.generation,
-                running.sequence,
-                running.timestamp,
-                running.chain_checksum,
-            );
-            let found = (
-                header.generation,
-                header.sequence,
-                header.timestamp,
-                header.chain_checksum,
-            );
-            if expected == found {
-                Ok(header)
-            } else {
-                Err(JournalError::CheckpointInvalid {
-                    file: name.clone(),
-                    reason: "header does not describe the checkpoint that was started",
-                })
-            }
-        });
+        let verified = self
+            .verify_checkpoint_file(name, running.read_back)
+            .and_then(|header| {
+                let expected = (
+                    self.generation,
+                    running.sequence,
+                    running.timestamp,
+                    running.chain_checksum,
+                );
+                let found = (
+                    header.generation,
+                    header.sequence,
+                    header.timestamp,
+                    header.chain_checksum,
+                );
+                if expected == found {
+                    Ok(header)
+                } else {
+                    Err(JournalError::CheckpointInvalid {
+                        file: name.clone(),
+                        reason: "header does not describe the checkpoint that was started",
+                    })
+                }
+            });
         let header = match verified {
             Ok(header) => header,
             Err(error) => {
@@ -1256,9 +1306,15 @@ impl Journal {
         })
     }
 
-    /// Validates a checkpoint file (header and image checksum) and returns its header. Streams
-    /// the file through the image buffer on disk; reads it whole on other storage.
-    fn verify_checkpoint_file(&mut self, name: &str) -> Result<CheckpointHeader, JournalError> {
+    /// Validates a just written checkpoint file and returns its header: the header, and either
+    /// the file's size when its writer already read the image back (`read_back`), or the
+    /// image's size and checksum, streamed through the image buffer on disk and read whole on
+    /// other storage.
+    fn verify_checkpoint_file(
+        &mut self,
+        name: &str,
+        read_back: bool,
+    ) -> Result<CheckpointHeader, JournalError> {
         let invalid = |reason| JournalError::CheckpointInvalid {
             file: name.to_owned(),
             reason,
@@ -1279,6 +1335,17 @@ impl Journal {
             return Err(invalid("checkpoint file shorter than its header"));
         }
         let header = CheckpointHeader::decode_header(&header_bytes).map_err(invalid)?;
+        if read_back {
+            // The child that wrote the file read its image back and matched the checksum after
+            // the sync (`read_back`): the core does not read hundreds of MiB again.
+            let size = file.metadata().map_err(io_error)?.len();
+            if size.checked_sub(CHECKPOINT_HEADER_SIZE) != Some(header.image_size) {
+                return Err(invalid(
+                    "checkpoint image size does not match the file size",
+                ));
+            }
+            return Ok(header);
+        }
         if self.image_buffer.is_empty() {
             self.image_buffer = vec![0; CHECKPOINT_BUFFER_SIZE];
         }
@@ -1448,6 +1515,7 @@ impl Journal {
             temporary,
             started: Instant::now(),
             state: RunState::Finished(Ok(())),
+            read_back: false,
         };
         self.finish_checkpoint(&running).map(|_| ())
     }
@@ -1757,5 +1825,59 @@ pub(crate) fn log_start() -> Cursor {
         },
         sequence: 1,
         previous_checksum: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint file with `image` after a header that describes it.
+    fn checkpoint_file(image: &[u8]) -> (tempfile::NamedTempFile, CheckpointHeader) {
+        let header = CheckpointHeader {
+            generation: 1,
+            sequence: 7,
+            timestamp: 9,
+            chain_checksum: 11,
+            image_size: image.len() as u64,
+            image_checksum: xxh3_128(image),
+        };
+        let mut bytes = [0u8; CHECKPOINT_HEADER_SIZE as usize];
+        header.encode(&mut bytes);
+        let file = tempfile::NamedTempFile::new().expect("temporary file");
+        file.as_file().write_all_at(&bytes, 0).expect("header");
+        file.as_file()
+            .write_all_at(image, CHECKPOINT_HEADER_SIZE)
+            .expect("image");
+        (file, header)
+    }
+
+    #[test]
+    fn read_back_accepts_the_image_written_and_refuses_any_change() {
+        // Larger than the buffer, and not a multiple of it.
+        let image: Vec<u8> = (0..40_000u32)
+            .map(|index| (index * 31 % 251) as u8)
+            .collect();
+        let mut buffer = vec![0u8; 4096];
+        let (file, header) = checkpoint_file(&image);
+        assert!(read_back(file.as_file(), &mut buffer, &header).expect("read"));
+
+        let flipped = CHECKPOINT_HEADER_SIZE + 33_333;
+        file.as_file()
+            .write_all_at(&[image[33_333] ^ 1], flipped)
+            .expect("flip");
+        assert!(!read_back(file.as_file(), &mut buffer, &header).expect("read"));
+
+        let (file, header) = checkpoint_file(&image);
+        file.as_file()
+            .set_len(CHECKPOINT_HEADER_SIZE + image.len() as u64 - 1)
+            .expect("truncate");
+        assert!(!read_back(file.as_file(), &mut buffer, &header).expect("read"));
+
+        let (file, header) = checkpoint_file(&image);
+        file.as_file()
+            .write_all_at(&[0], CHECKPOINT_HEADER_SIZE + image.len() as u64)
+            .expect("extend");
+        assert!(!read_back(file.as_file(), &mut buffer, &header).expect("read"));
     }
 }

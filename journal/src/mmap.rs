@@ -1,6 +1,7 @@
 //! The only module of the project with `unsafe` code: the memory-mapped segment storage and the
-//! few operating-system calls the journal needs (flock, fallocate, posix_fadvise, madvise, and
-//! fork, prctl, getppid, waitpid, kill and _exit for the checkpoint child), and the process's
+//! few operating-system calls the journal needs (flock, fallocate, posix_fadvise, madvise,
+//! sync_file_range, setpriority for background threads, and fork, prctl, getppid, waitpid, kill
+//! and _exit for the checkpoint child), and the process's
 //! allocator, which advises huge pages for large allocations so that fork copies fewer
 //! page-table entries.
 //!
@@ -84,6 +85,38 @@ pub fn drop_cached_pages(file: &File) {
     // SAFETY: posix_fadvise takes a file descriptor that `file` keeps open and integers; it is
     // advice only and touches no memory of ours.
     let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
+/// Write-behind for a file written front to back: starts the device write of
+/// `[offset, offset + length)`, then waits until the window before it, `[offset - length,
+/// offset)`, is on the device. A writer that calls this after each window keeps at most two
+/// windows queued at the device, so a sync of another file (the journal's, which replies wait
+/// for) queues behind little of this one. Durability still needs a sync at the end: this
+/// writes data, not metadata. Best effort: errors are ignored (the final sync reports them).
+/// A plain system call, safe in a forked child.
+pub fn write_behind(file: &File, offset: u64, length: u64) {
+    let (Ok(start), Ok(count)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(length),
+    ) else {
+        return;
+    };
+    let fd = file.as_raw_fd();
+    // SAFETY: sync_file_range takes a descriptor that `file` keeps open and integers; it
+    // touches no memory of ours.
+    unsafe {
+        libc::sync_file_range(fd, start, count, libc::SYNC_FILE_RANGE_WRITE);
+        if start >= count {
+            libc::sync_file_range(
+                fd,
+                start - count,
+                count,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+        }
+    }
 }
 
 /// The start of the first region at or after `offset` where `file` (of `size` bytes) may hold
@@ -575,6 +608,9 @@ pub fn fork_child(
 
 fn child_main(parent: libc::pid_t, keep: libc::c_int, child: &mut dyn FnMut() -> i32) -> ! {
     close_descriptors_except(keep);
+    // The image is background work: the parent's core thread runs first on a small machine.
+    // setpriority is a plain system call, async-signal-safe.
+    lower_thread_priority(BACKGROUND_NICE);
     // SAFETY: prctl with PR_SET_PDEATHSIG takes integer arguments only and is
     // async-signal-safe; getppid has no preconditions.
     let armed = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } == 0
@@ -678,4 +714,19 @@ unsafe impl std::alloc::GlobalAlloc for HugePageAllocator {
         }
         resized
     }
+}
+
+/// The nice value of background work: checkpoint writers and the history writer. At 19 (the
+/// lowest priority) a ready thread of default priority gets about seventy times its share of
+/// a contended core; idle cores still run it at full speed.
+pub const BACKGROUND_NICE: i32 = 19;
+
+/// Lowers the calling thread's scheduling priority to `nice` (Linux: `setpriority` with
+/// `PRIO_PROCESS` and id 0 acts on the calling thread only; threads it starts later inherit
+/// it). For background threads that share a small machine's cores with the engine's core: the
+/// scheduler then runs the core whenever it is ready. Best effort: the result is ignored,
+/// because only timing depends on it.
+pub fn lower_thread_priority(nice: i32) {
+    // SAFETY: setpriority takes integers only and touches no memory of ours.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
 }
