@@ -79,6 +79,11 @@ impl HistoryWriter {
         let thread = std::thread::Builder::new()
             .name("history-writer".to_owned())
             .spawn(move || {
+                // Ingest is background work: on a small machine the core, the network thread
+                // and the syncer run first, and back-pressure (a write waits for room) gives
+                // the writer the cores whenever it falls behind. Its record-loading threads
+                // inherit the priority.
+                clearline_journal::lower_thread_priority(clearline_journal::BACKGROUND_NICE);
                 for (mut run, watermark) in queued {
                     if let Err(error) = history.ingest(&run, watermark) {
                         let mut shared = lock(&thread_shared);

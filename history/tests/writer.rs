@@ -107,3 +107,41 @@ fn a_failed_ingest_stops_the_writer_with_its_error() {
         "{closed:?}"
     );
 }
+
+/// The nice value of the calling thread, from `/proc/thread-self/stat` (field 19).
+fn nice_of_this_thread() -> i32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read the thread's stat");
+    let after_name = &stat[stat.rfind(')').expect("name field") + 2..];
+    after_name
+        .split(' ')
+        .nth(16)
+        .expect("nice field")
+        .parse()
+        .expect("nice is a number")
+}
+
+#[test]
+fn the_writer_thread_runs_at_background_priority() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let history = Arc::new(open(directory.path()));
+    let (nices, reported) = mpsc::channel();
+    // The notice runs on the writer thread: it reads that thread's priority.
+    let writer = HistoryWriter::spawn_notifying(
+        Arc::clone(&history),
+        2,
+        Box::new(move |_| {
+            let _ = nices.send(nice_of_this_thread());
+        }),
+    )
+    .expect("spawn");
+    let mut generator = Generator::new(0x5754);
+    let (run, watermark) = generator.run(RUN_TRANSFERS);
+    writer.submit(run, watermark).expect("submit");
+    let nice = reported.recv_timeout(DEADLINE).expect("a notice");
+    assert_eq!(nice, clearline_journal::BACKGROUND_NICE);
+    assert!(
+        nice_of_this_thread() < nice,
+        "the owner's thread keeps its priority"
+    );
+    assert!(writer.close().is_ok());
+}
