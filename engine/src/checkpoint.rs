@@ -46,7 +46,10 @@ use crate::{Engine, Scratch, NO_POSITION};
 /// Version 4 changed no bytes either: its id filter places ids in blocks by all but their five
 /// low bits (id_filter.rs, the clustered layout). A version 3 filter is read and used with the
 /// layout it was written in.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 4;
+///
+/// Version 5 writes the id filter sparsely: each group of 64 blocks is a presence word and
+/// only the blocks with a bit set (id_filter.rs). Earlier filters are read whole.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 5;
 
 /// The oldest image version this build reads.
 pub const CHECKPOINT_FORMAT_VERSION_MIN: u32 = 1;
@@ -59,6 +62,9 @@ const HISTORY_SECTION_VERSION: u32 = 3;
 
 /// The first version whose id filter uses the clustered layout.
 const CLUSTERED_FILTER_VERSION: u32 = 4;
+
+/// The first version whose id filter image leaves out empty blocks.
+const SPARSE_FILTER_VERSION: u32 = 5;
 
 /// The first eight bytes of every image.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"CLCKPT\0\0";
@@ -277,6 +283,11 @@ impl<'a> ImageReader<'a> {
     /// Whether the image's id filter uses the clustered layout.
     pub(crate) fn filter_clustered(&self) -> bool {
         self.version >= CLUSTERED_FILTER_VERSION
+    }
+
+    /// Whether the image's id filter leaves out empty blocks.
+    pub(crate) fn filter_sparse(&self) -> bool {
+        self.version >= SPARSE_FILTER_VERSION
     }
 
     fn take(&mut self, size: usize) -> Result<&'a [u8], CheckpointError> {

@@ -176,8 +176,15 @@ impl IdFilter {
     }
 }
 
+/// Blocks per presence word in the sparse image.
+const BLOCKS_PER_GROUP: usize = 64;
+
 /// The checkpoint image of a filter (see checkpoint.rs): its sized capacity, its insert count,
-/// its block count, then every word of every block.
+/// its block count, then the blocks in groups of 64: a presence word (bit i set: block i of the
+/// group has a bit set), then the eight words of each present block, in order. A filter far
+/// below its capacity is mostly empty blocks, which cost one bit each, so a checkpoint early in
+/// a ledger's life writes a fraction of the filter's memory. Images before version 5 hold every
+/// word of every block.
 impl IdFilter {
     pub(crate) fn checkpoint_write(
         &self,
@@ -186,9 +193,22 @@ impl IdFilter {
         writer.u64(self.ids_max)?;
         writer.u64(self.inserts_count)?;
         writer.u64(self.blocks.len() as u64)?;
-        for block in &self.blocks {
-            for word in block {
-                writer.u64(*word)?;
+        for group in self.blocks.chunks(BLOCKS_PER_GROUP) {
+            let mut present = 0u64;
+            for (index, block) in group.iter().enumerate() {
+                if block.iter().any(|&word| word != 0) {
+                    present |= 1 << index;
+                }
+            }
+            writer.u64(present)?;
+            for (index, block) in group.iter().enumerate() {
+                if present & (1 << index) != 0 {
+                    let mut bytes = [0u8; WORDS_PER_BLOCK * 8];
+                    for (word, chunk) in block.iter().zip(bytes.chunks_exact_mut(8)) {
+                        chunk.copy_from_slice(&word.to_le_bytes());
+                    }
+                    writer.bytes(&bytes)?;
+                }
             }
         }
         Ok(())
@@ -214,9 +234,27 @@ impl IdFilter {
         if reader.u64()? != self.blocks.len() as u64 {
             return Err(reader.invalid("id filter", "block count does not match its size"));
         }
-        for block in &mut self.blocks {
-            for word in block.iter_mut() {
-                *word = reader.u64()?;
+        if !reader.filter_sparse() {
+            for block in &mut self.blocks {
+                for word in block.iter_mut() {
+                    *word = reader.u64()?;
+                }
+            }
+            return Ok(());
+        }
+        for group in self.blocks.chunks_mut(BLOCKS_PER_GROUP) {
+            let present = reader.u64()?;
+            if group.len() < BLOCKS_PER_GROUP && present >> group.len() != 0 {
+                return Err(reader.invalid("id filter", "a block past its end is present"));
+            }
+            for (index, block) in group.iter_mut().enumerate() {
+                if present & (1 << index) != 0 {
+                    for word in block.iter_mut() {
+                        *word = reader.u64()?;
+                    }
+                } else {
+                    *block = [0; WORDS_PER_BLOCK];
+                }
             }
         }
         Ok(())
@@ -334,16 +372,32 @@ mod tests {
         assert!(bits > 8 * 4, "{bits} bits for {} ids", 1 << CLUSTER_BITS);
     }
 
+    /// The image of `filter` as versions 3 and 4 wrote it: every word of every block.
+    fn dense_image(filter: &IdFilter) -> Vec<u8> {
+        crate::checkpoint::image_for_test(|writer| {
+            writer.u64(filter.ids_max)?;
+            writer.u64(filter.inserts_count)?;
+            writer.u64(filter.blocks.len() as u64)?;
+            for word in filter.blocks.iter().flatten() {
+                writer.u64(*word)?;
+            }
+            Ok(())
+        })
+    }
+
     #[test]
     fn a_filter_keeps_the_layout_of_its_checkpoint() {
-        for clustered in [false, true] {
+        for (clustered, version) in [(false, 3), (true, 4), (true, 5)] {
             let mut filter = IdFilter::new(1_000);
             filter.clustered = clustered;
             for id in 1..=500u128 {
                 filter.insert(id);
             }
-            let image = crate::checkpoint::image_for_test(|writer| filter.checkpoint_write(writer));
-            let version = if clustered { 4 } else { 3 };
+            let image = if version < 5 {
+                dense_image(&filter)
+            } else {
+                crate::checkpoint::image_for_test(|writer| filter.checkpoint_write(writer))
+            };
             let mut loaded = IdFilter::new(1_000);
             let mut reader = crate::checkpoint::reader_for_test(&image, version);
             loaded
@@ -352,6 +406,59 @@ mod tests {
             assert_eq!(loaded, filter);
             assert!((1..=500u128).all(|id| loaded.may_contain(id)));
         }
+    }
+
+    #[test]
+    fn the_sparse_image_holds_only_the_blocks_in_use_and_reads_back_equal() {
+        // 70 blocks: one full group and one of six, so the last presence word has spare bits.
+        let capacity = 70 * 32;
+        let mut filter = IdFilter::new(capacity);
+        assert_eq!(filter.blocks.len(), 70);
+        let empty = crate::checkpoint::image_for_test(|writer| filter.checkpoint_write(writer));
+        assert_eq!(
+            empty.len(),
+            3 * 8 + 2 * 8,
+            "an empty filter: header and two words"
+        );
+        let mut ids = Ids(8);
+        for _ in 0..20 {
+            filter.insert(ids.next());
+        }
+        let used = filter
+            .blocks
+            .iter()
+            .filter(|block| block.iter().any(|&word| word != 0))
+            .count();
+        assert!(used > 1 && used < 70, "{used} blocks in use");
+        let image = crate::checkpoint::image_for_test(|writer| filter.checkpoint_write(writer));
+        assert_eq!(image.len(), 3 * 8 + 2 * 8 + used * 64);
+        // Loaded over a filter that had other bits set: absent blocks are cleared.
+        let mut loaded = IdFilter::new(capacity);
+        let mut other = Ids(9);
+        for _ in 0..500 {
+            loaded.insert(other.next());
+        }
+        let mut reader = crate::checkpoint::reader_for_test(&image, 5);
+        loaded
+            .checkpoint_read(&mut reader)
+            .expect("the image just written");
+        assert_eq!(loaded, filter);
+
+        // A presence bit past the last block is refused.
+        let mut corrupt = image.clone();
+        let last_word = 3 * 8 + 8 + (used_in_first_group(&filter) * 64);
+        corrupt[last_word + 7] |= 0x80;
+        let mut reader = crate::checkpoint::reader_for_test(&corrupt, 5);
+        assert!(IdFilter::new(capacity)
+            .checkpoint_read(&mut reader)
+            .is_err());
+    }
+
+    fn used_in_first_group(filter: &IdFilter) -> usize {
+        filter.blocks[..BLOCKS_PER_GROUP]
+            .iter()
+            .filter(|block| block.iter().any(|&word| word != 0))
+            .count()
     }
 
     #[test]
