@@ -36,7 +36,8 @@ use crate::record::{
     CHECKPOINT_HEADER_SIZE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
 };
 use crate::replay::{
-    first_record, locate, scan, zero_tail, Anchor, Cursor, OpenSegment, Position, Step, Walker,
+    first_record, locate, scan, zero_tail, Anchor, Cursor, OpenSegment, Position, ScanBodies, Step,
+    Walker,
 };
 use crate::storage::{is_storage_full, SegmentSync, Storage};
 use crate::{
@@ -649,6 +650,7 @@ impl Journal {
             start,
             anchor,
             &[],
+            ScanBodies::AfterAnchor,
         )?;
         if let Some(tail) = &result.tail {
             zero_tail(&mut self.segments, result.end.position)?;

@@ -72,6 +72,9 @@ pub(crate) struct Walker<'a> {
     header: [u8; RECORD_HEADER_SIZE as usize],
     /// The body of the last record yielded.
     pub body: Vec<u8>,
+    /// Records up to this sequence are checked by their header and the hash chain only; their
+    /// bodies are not read (see `scan`). 0: every body is read and checked.
+    pub headers_only_through: u64,
 }
 
 impl<'a> Walker<'a> {
@@ -88,6 +91,7 @@ impl<'a> Walker<'a> {
             cursor,
             header: [0; RECORD_HEADER_SIZE as usize],
             body: Vec::new(),
+            headers_only_through: 0,
         }
     }
 
@@ -176,7 +180,10 @@ impl<'a> Walker<'a> {
                     reason,
                 }));
             }
-            if !self.body_valid(position.index, &header)? {
+            // A record that would not fit its segment is never valid, body read or not.
+            let header_only = header.sequence <= self.headers_only_through
+                && header.offset + header.size() <= segment_size;
+            if !header_only && !self.body_valid(position.index, &header)? {
                 return Ok(Step::End(End {
                     cursor: self.cursor,
                     reason: "body checksum mismatch",
@@ -281,6 +288,15 @@ pub(crate) struct Anchor {
     pub chain_checksum: u128,
 }
 
+/// Which record bodies a scan reads and checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScanBodies {
+    /// Every record's (the offline tools).
+    All,
+    /// Only those after the anchor (recovery).
+    AfterAnchor,
+}
+
 /// The result of a recovery scan.
 #[derive(Debug)]
 pub(crate) struct Scan {
@@ -305,6 +321,12 @@ pub(crate) struct Scan {
 /// # Errors
 ///
 /// Corruption by the rules of J7, a chain that does not match the anchor, and I/O errors.
+///
+/// With `bodies` [`ScanBodies::AfterAnchor`], the records up to the anchor (those the newest
+/// checkpoint covers: recovery never replays them) are checked by their header checksum and the
+/// hash chain, and their bodies are not read: recovery reads only what it replays. A record a
+/// fallback to an older checkpoint replays is still checked in full when it is replayed, and
+/// `clearline journal verify` reads every body.
 pub(crate) fn scan(
     segments: &[OpenSegment],
     generation: u64,
@@ -312,8 +334,12 @@ pub(crate) fn scan(
     start: Cursor,
     anchor: Anchor,
     wanted: &[u64],
+    bodies: ScanBodies,
 ) -> Result<Scan, JournalError> {
     let mut walker = Walker::new(segments, generation, body_size_max, start);
+    if bodies == ScanBodies::AfterAnchor {
+        walker.headers_only_through = anchor.sequence;
+    }
     let mut records = 0u64;
     let mut last_timestamp = None;
     let mut watermark_max = anchor.sequence;

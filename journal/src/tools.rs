@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::error::JournalError;
 use crate::journal::{load_checkpoints, load_segments, log_base};
 use crate::record::{RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
-use crate::replay::{scan, OpenSegment};
+use crate::replay::{scan, OpenSegment, ScanBodies};
 use crate::storage::Storage;
 use crate::{
     parse_checkpoint_name, segment_file_name, CheckpointInfo, FileStorage, Truncation,
@@ -164,6 +164,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
         base,
         anchor,
         &wanted,
+        ScanBodies::All,
     )?;
     report.records = result.end.sequence - base.sequence;
     report.last_sequence = result.end.sequence - 1;
