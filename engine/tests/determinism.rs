@@ -109,7 +109,7 @@ fn different_requests_give_different_hashes() {
 /// The state hash after the workload of seed 1, pinned: a refactor that keeps behaviour keeps
 /// this number. A deliberate change to what the state holds or how it is digested re-pins it,
 /// and says so in its commit message.
-const WORKLOAD_1_STATE_HASH: u128 = 0x551c_4411_73d6_8494_5dd5_0267_2789_aa31;
+const WORKLOAD_1_STATE_HASH: u128 = 0xfde3_14b5_fa7d_6750_b3db_df09_e0e1_8fcd;
 
 #[test]
 fn fixed_workload_state_hash_is_pinned() {
@@ -138,7 +138,7 @@ fn empty_engines_hash_alike() {
 /// out the same. If this value changes, the same journaled requests now give a different state:
 /// replay across releases (and between machines) breaks. Change it only on purpose, in a
 /// commit that says how journals written before it are handled (they replay to another state).
-const GOLDEN_STATE_HASH: u128 = 0xa111_a0f0_980d_74bb_f087_7cbc_1dfe_0d96;
+const GOLDEN_STATE_HASH: u128 = 0xd600_a65e_b3ff_4a0d_6291_b280_335b_54ff;
 
 #[test]
 fn state_hash_of_a_fixed_workload_is_pinned() {
