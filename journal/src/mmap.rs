@@ -1,9 +1,8 @@
 //! The only module of the project with `unsafe` code: the memory-mapped segment storage and the
 //! few operating-system calls the journal needs (flock, fallocate, posix_fadvise, madvise,
-//! sync_file_range, setpriority for background threads, and fork, prctl, getppid, waitpid, kill
-//! and _exit for the checkpoint child), and the process's
-//! allocator, which advises huge pages for large allocations so that fork copies fewer
-//! page-table entries.
+//! sync_file_range, setpriority and ioprio_set for background threads, and fork, prctl,
+//! getppid, waitpid, kill and _exit for the checkpoint child), and the process's allocator,
+//! which advises huge pages for large allocations so that fork copies fewer page-table entries.
 //!
 //! Soundness rests on two facts, kept here and nowhere else:
 //! - the directory lock (`flock` on `DIR/lock`) is held for as long as any mapping lives, so no
@@ -721,12 +720,28 @@ unsafe impl std::alloc::GlobalAlloc for HugePageAllocator {
 /// a contended core; idle cores still run it at full speed.
 pub const BACKGROUND_NICE: i32 = 19;
 
-/// Lowers the calling thread's scheduling priority to `nice` (Linux: `setpriority` with
-/// `PRIO_PROCESS` and id 0 acts on the calling thread only; threads it starts later inherit
-/// it). For background threads that share a small machine's cores with the engine's core: the
-/// scheduler then runs the core whenever it is ready. Best effort: the result is ignored,
-/// because only timing depends on it.
+/// `ioprio_set` arguments (linux/ioprio.h): the calling thread, and the idle class shifted into
+/// place (the class's level is ignored).
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+const IOPRIO_CLASS_SHIFT: u32 = 13;
+
+/// Lowers the calling thread's scheduling priority to `nice`, and its I/O priority to the idle
+/// class (Linux: `setpriority` with `PRIO_PROCESS` and `ioprio_set` with `IOPRIO_WHO_PROCESS`,
+/// both with id 0, act on the calling thread only; threads it starts later inherit both). For
+/// background threads that share a small machine's cores and disk with the engine: the
+/// scheduler runs the core whenever it is ready, and an I/O scheduler that honours classes
+/// (mq-deadline, bfq) serves the journal's syncs first, the idle class still within seconds.
+/// Best effort: the results are ignored, because only timing depends on them.
 pub fn lower_thread_priority(nice: i32) {
-    // SAFETY: setpriority takes integers only and touches no memory of ours.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    // SAFETY: setpriority and ioprio_set take integers only and touch no memory of ours.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        );
+    }
 }
