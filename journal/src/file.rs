@@ -10,7 +10,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::mmap::{create_allocated, drop_cached_pages, list_directory, lock_directory, next_data};
+use crate::mmap::{
+    create_allocated, drop_cached_pages, list_directory, lock_directory, next_data, will_need,
+};
 use crate::storage::{check_range, Segment, SegmentSync, Storage};
 
 /// Storage over plain file reads and writes.
@@ -156,6 +158,10 @@ impl Segment for FileSegment {
 
     fn next_data(&self, offset: u64) -> u64 {
         next_data(&self.file, offset, self.size)
+    }
+
+    fn will_need(&self, offset: u64) {
+        will_need(&self.file, offset);
     }
 
     fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {

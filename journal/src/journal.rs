@@ -643,6 +643,16 @@ impl Journal {
             anchor.sequence + 1,
             base,
         )?;
+        // The scan reads these front to back, from the device (caches were dropped at open):
+        // let it read ahead across all of them at once.
+        for (index, segment) in self.segments.iter().enumerate().skip(start.position.index) {
+            let offset = if index == start.position.index {
+                start.position.offset
+            } else {
+                0
+            };
+            segment.file.will_need(offset);
+        }
         let result = scan(
             &self.segments,
             self.generation,

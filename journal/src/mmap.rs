@@ -118,6 +118,26 @@ pub fn write_behind(file: &File, offset: u64, length: u64) {
     }
 }
 
+/// Asks the kernel to read the data of `file` from `offset` up to the first hole after it (a
+/// preallocated segment's never written rest counts as one) into the page cache now
+/// (`POSIX_FADV_WILLNEED`), so that a scan front to back finds it there instead of faulting in
+/// a small read-ahead window at a time. Best effort: the results are ignored.
+pub fn will_need(file: &File, offset: u64) {
+    let Ok(start) = libc::off_t::try_from(offset) else {
+        return;
+    };
+    let fd = file.as_raw_fd();
+    // SAFETY: lseek and posix_fadvise take a descriptor that `file` keeps open and integers;
+    // they touch no memory of ours, and the descriptor's position is used by no read or write
+    // of the journal (they are positional or go through the mapping).
+    unsafe {
+        let hole = libc::lseek(fd, start, libc::SEEK_HOLE);
+        if hole > start {
+            libc::posix_fadvise(fd, start, hole - start, libc::POSIX_FADV_WILLNEED);
+        }
+    }
+}
+
 /// The start of the first region at or after `offset` where `file` (of `size` bytes) may hold
 /// non-zero bytes, as the file system reports it (`lseek` with `SEEK_DATA`): holes and
 /// allocated but never written extents read as zeros and are skipped. `size` when nothing after
@@ -413,6 +433,10 @@ impl Segment for MmapSegment {
 
     fn next_data(&self, offset: u64) -> u64 {
         next_data(&self.file, offset, self.size)
+    }
+
+    fn will_need(&self, offset: u64) {
+        will_need(&self.file, offset);
     }
 
     fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {

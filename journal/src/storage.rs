@@ -98,6 +98,10 @@ pub trait Segment: Send {
         offset
     }
 
+    /// Advice that everything from `offset` to the end will be read soon, front to back (the
+    /// recovery scan): the storage may start reading it now. The default does nothing.
+    fn will_need(&self, _offset: u64) {}
+
     /// Writes `bytes` at `offset` (not durable until synced).
     ///
     /// # Errors
