@@ -146,10 +146,18 @@ mod tests {
             // The same words in other places: words of one lane, and of two lanes.
             let mut swapped = base;
             swapped.swap(index, (index + 4) % 16);
-            assert_ne!(digest(&[base]), digest(&[swapped]), "swap {index} in its lane");
+            assert_ne!(
+                digest(&[base]),
+                digest(&[swapped]),
+                "swap {index} in its lane"
+            );
             let mut swapped = base;
             swapped.swap(index, (index + 1) % 16);
-            assert_ne!(digest(&[base]), digest(&[swapped]), "swap {index} across lanes");
+            assert_ne!(
+                digest(&[base]),
+                digest(&[swapped]),
+                "swap {index} across lanes"
+            );
         }
         let mut other = base;
         other[0] += 1;
