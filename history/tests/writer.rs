@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clearline_history::{HistoryError, HistoryWriter, Run, RunCapacity, Watermark};
+use clearline_test_support::thread::nice_of_this_thread;
 use clearline_test_support::Rng;
 use support::{capacity, check_against_model, open, Generator, Model};
 
@@ -106,18 +107,6 @@ fn a_failed_ingest_stops_the_writer_with_its_error() {
         matches!(closed, Err(HistoryError::RunOutOfOrder { .. })),
         "{closed:?}"
     );
-}
-
-/// The nice value of the calling thread, from `/proc/thread-self/stat` (field 19).
-fn nice_of_this_thread() -> i32 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read the thread's stat");
-    let after_name = &stat[stat.rfind(')').expect("name field") + 2..];
-    after_name
-        .split(' ')
-        .nth(16)
-        .expect("nice field")
-        .parse()
-        .expect("nice is a number")
 }
 
 #[test]

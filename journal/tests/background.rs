@@ -3,19 +3,7 @@
 //! inherit it.
 
 use clearline_journal::{lower_thread_priority, BACKGROUND_NICE};
-
-/// The nice value of the calling thread, from `/proc/thread-self/stat` (field 19).
-fn nice_of_this_thread() -> i32 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read the thread's stat");
-    // The name (field 2) is in parentheses and may hold spaces; fields after it are plain.
-    let after_name = &stat[stat.rfind(')').expect("name field") + 2..];
-    after_name
-        .split(' ')
-        .nth(16)
-        .expect("nice field")
-        .parse()
-        .expect("nice is a number")
-}
+use clearline_test_support::thread::nice_of_this_thread;
 
 /// The calling thread's id, from the `/proc/thread-self` link (`PID/task/TID`).
 fn this_thread_id() -> String {
