@@ -908,7 +908,9 @@ impl Journal {
     }
 
     /// Calls `f` for every record with sequence >= `from_sequence`, in order, up to the last
-    /// written one; returns how many it visited. Every record is verified again as it is read.
+    /// written one; returns how many it visited. Every record it visits is verified again as it
+    /// is read; records before `from_sequence` are passed over by their headers and the hash
+    /// chain, without reading their bodies.
     ///
     /// # Errors
     ///
@@ -937,6 +939,9 @@ impl Journal {
             self.base(),
         )?;
         let mut walker = Walker::new(&self.segments, self.generation, body_size_max, start);
+        // The walk starts at the first record of `from_sequence`'s segment: the records before
+        // it are passed over by their headers and the hash chain, their bodies not read.
+        walker.headers_only_through = from_sequence - 1;
         let mut count = 0u64;
         while walker.cursor.sequence <= self.written {
             match walker.step()? {

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use clearline_journal::sim::{SimDisk, SimStorage};
 use clearline_journal::{
-    checkpoint_file_name, inspect, segment_file_name, verify, Backend, CheckpointDone, Journal,
-    JournalConfig, JournalError, Recovery, SyncMode, SEGMENT_SIZE_MIN,
+    checkpoint_file_name, inspect, record_size, segment_file_name, verify, Backend, CheckpointDone,
+    Journal, JournalConfig, JournalError, Recovery, SyncMode, RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
 };
 
 const PARENT_ENV: &str = "CLEARLINE_CHECKPOINT_PARENT";
@@ -687,4 +688,66 @@ fn a_killed_parent_takes_its_checkpoint_child_along() {
     assert!(recovery.checkpoint.is_none());
     assert!(!names(dir).iter().any(|name| name.ends_with(".tmp")));
     journal.close().unwrap();
+}
+
+/// Where record `sequence` of a journal written by `append_up_to` from record 1 lies: its
+/// segment id and the offset of its body in that segment. Records are laid end to end after each
+/// segment's header, and a record that does not fit starts the next segment.
+fn body_position(config: &JournalConfig, sequence: u64) -> (u64, u64) {
+    let size = record_size(body(1).len() as u64);
+    let (mut segment, mut offset) = (0, SEGMENT_HEADER_SIZE);
+    for _ in 1..sequence {
+        offset += size;
+        if offset + size > config.segment_size {
+            segment += 1;
+            offset = SEGMENT_HEADER_SIZE;
+        }
+    }
+    (segment, offset + RECORD_HEADER_SIZE)
+}
+
+#[test]
+fn recovery_reads_no_body_the_newest_checkpoint_covers_and_verify_still_does() {
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path();
+    let config = config(Backend::File, SyncMode::Data);
+    let (mut journal, _) = reopen(dir, &config).unwrap();
+    append_up_to(&mut journal, 130);
+    start(&mut journal, 4000);
+    finish(&mut journal);
+    append_up_to(&mut journal, 160);
+    journal.close().unwrap();
+    // Recovery scans from the first record of the segment that holds 131; damage the body (not
+    // the header) of a record before 131 in that segment, which the checkpoint covers.
+    let (segment, _) = body_position(&config, 131);
+    let covered = (1..=130)
+        .rev()
+        .take_while(|&sequence| body_position(&config, sequence).0 == segment)
+        .last()
+        .expect("a record before the checkpoint's shares the segment of the one after it");
+    let (_, offset) = body_position(&config, covered);
+    let path = dir.join(segment_file_name(segment));
+    let mut bytes = fs::read(&path).unwrap();
+    let offset = offset as usize;
+    assert_eq!(
+        bytes[offset..offset + 1000],
+        body(covered)[..],
+        "the layout is as computed"
+    );
+    bytes[offset + 500] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+
+    // Recovery replays from 131 and never reads the damaged body.
+    let (journal, recovery) = reopen(dir, &config).unwrap();
+    assert_eq!(recovery.checkpoint.as_ref().map(|c| c.sequence), Some(130));
+    assert_eq!(recovery.records, 30);
+    assert_eq!(check_records(&journal, 131), 30);
+    journal.close().unwrap();
+
+    // The offline check reads every body and reports the damaged record.
+    let error = verify(dir).unwrap_err();
+    assert!(
+        matches!(&error, JournalError::Corruption(corruption) if corruption.sequence == covered),
+        "{error}"
+    );
 }
