@@ -406,7 +406,7 @@ fn checkpoint_child(
         file.sync_all()?;
         // Read back here, not on the core: the image is hundreds of MiB. Its pages stay
         // cached: a restart reads both kept checkpoints first thing.
-        read_back(file, buffer, &header)
+        Ok(image_mismatch(file, buffer, &header)?.is_none())
     };
     match write() {
         Ok(true) => 0,
@@ -416,9 +416,15 @@ fn checkpoint_child(
     }
 }
 
-/// Whether the image in `file` (after its header) has the size and checksum `header` gives,
-/// read through `buffer`. Allocates nothing.
-fn read_back(file: &File, buffer: &mut [u8], header: &CheckpointHeader) -> io::Result<bool> {
+/// What is wrong with the image in `file` (after its header) against the size and checksum
+/// `header` gives, read through `buffer`; `None` when it matches. Allocates nothing: the
+/// checkpoint child reads its file back with it, and the core checks a file it did not see
+/// written.
+fn image_mismatch(
+    file: &File,
+    buffer: &mut [u8],
+    header: &CheckpointHeader,
+) -> io::Result<Option<&'static str>> {
     let mut hasher = Xxh3Default::new();
     let mut offset = CHECKPOINT_HEADER_SIZE;
     loop {
@@ -429,8 +435,13 @@ fn read_back(file: &File, buffer: &mut [u8], header: &CheckpointHeader) -> io::R
         hasher.update(&buffer[..count]);
         offset += count as u64;
     }
-    Ok(offset - CHECKPOINT_HEADER_SIZE == header.image_size
-        && hasher.digest128() == header.image_checksum)
+    Ok(if offset - CHECKPOINT_HEADER_SIZE != header.image_size {
+        Some("checkpoint image size does not match the file size")
+    } else if hasher.digest128() != header.image_checksum {
+        Some("checkpoint image checksum mismatch")
+    } else {
+        None
+    })
 }
 
 /// The error for a checkpoint child that did not exit 0.
@@ -1352,7 +1363,7 @@ impl Journal {
         let header = CheckpointHeader::decode_header(&header_bytes).map_err(invalid)?;
         if read_back {
             // The child that wrote the file read its image back and matched the checksum after
-            // the sync (`read_back`): the core does not read hundreds of MiB again.
+            // the sync (`image_mismatch`): the core does not read hundreds of MiB again.
             let size = file.metadata().map_err(io_error)?.len();
             if size.checked_sub(CHECKPOINT_HEADER_SIZE) != Some(header.image_size) {
                 return Err(invalid(
@@ -1364,25 +1375,10 @@ impl Journal {
         if self.image_buffer.is_empty() {
             self.image_buffer = vec![0; CHECKPOINT_BUFFER_SIZE];
         }
-        let mut hasher = Xxh3Default::new();
-        let mut size = 0u64;
-        loop {
-            let count = file.read(&mut self.image_buffer).map_err(io_error)?;
-            if count == 0 {
-                break;
-            }
-            hasher.update(&self.image_buffer[..count]);
-            size += count as u64;
+        match image_mismatch(&file, &mut self.image_buffer, &header).map_err(io_error)? {
+            Some(reason) => Err(invalid(reason)),
+            None => Ok(header),
         }
-        if size != header.image_size {
-            return Err(invalid(
-                "checkpoint image size does not match the file size",
-            ));
-        }
-        if hasher.digest128() != header.image_checksum {
-            return Err(invalid("checkpoint image checksum mismatch"));
-        }
-        Ok(header)
     }
 
     /// Removes every checkpoint file but the (at most two) valid ones kept.
@@ -1868,31 +1864,38 @@ mod tests {
     }
 
     #[test]
-    fn read_back_accepts_the_image_written_and_refuses_any_change() {
+    fn image_mismatch_accepts_the_image_written_and_refuses_any_change() {
         // Larger than the buffer, and not a multiple of it.
         let image: Vec<u8> = (0..40_000u32)
             .map(|index| (index * 31 % 251) as u8)
             .collect();
         let mut buffer = vec![0u8; 4096];
+        let mut mismatch = |file: &tempfile::NamedTempFile, header: &CheckpointHeader| {
+            image_mismatch(file.as_file(), &mut buffer, header).expect("read")
+        };
         let (file, header) = checkpoint_file(&image);
-        assert!(read_back(file.as_file(), &mut buffer, &header).expect("read"));
+        assert_eq!(mismatch(&file, &header), None);
 
         let flipped = CHECKPOINT_HEADER_SIZE + 33_333;
         file.as_file()
             .write_all_at(&[image[33_333] ^ 1], flipped)
             .expect("flip");
-        assert!(!read_back(file.as_file(), &mut buffer, &header).expect("read"));
+        assert_eq!(
+            mismatch(&file, &header),
+            Some("checkpoint image checksum mismatch")
+        );
 
+        let size = Some("checkpoint image size does not match the file size");
         let (file, header) = checkpoint_file(&image);
         file.as_file()
             .set_len(CHECKPOINT_HEADER_SIZE + image.len() as u64 - 1)
             .expect("truncate");
-        assert!(!read_back(file.as_file(), &mut buffer, &header).expect("read"));
+        assert_eq!(mismatch(&file, &header), size);
 
         let (file, header) = checkpoint_file(&image);
         file.as_file()
             .write_all_at(&[0], CHECKPOINT_HEADER_SIZE + image.len() as u64)
             .expect("extend");
-        assert!(!read_back(file.as_file(), &mut buffer, &header).expect("read"));
+        assert_eq!(mismatch(&file, &header), size);
     }
 }
