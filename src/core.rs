@@ -402,6 +402,7 @@ impl Core {
             durability: Arc::clone(&durability),
         });
         if let Some(history) = &mut history {
+            history.pipeline.populate_unused_memory(&engine);
             // Whatever the store lost in a crash is handed to it again.
             engine.history_redrain(history.pipeline.durable().timestamp);
             let sequence = checkpoint.map_or(0, |(sequence, _)| sequence);

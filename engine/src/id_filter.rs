@@ -109,6 +109,14 @@ impl IdFilter {
         }
     }
 
+    /// The address range of the filter's bits.
+    pub(crate) fn memory(&self) -> (usize, usize) {
+        (
+            self.blocks.as_ptr() as usize,
+            std::mem::size_of_val(self.blocks.as_slice()),
+        )
+    }
+
     /// The block an id maps to: multiply-shift range reduction (Lemire, "Fast random integer
     /// generation in an interval", 2019), so any block count works, not only powers of two.
     #[inline(always)]

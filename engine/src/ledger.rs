@@ -469,6 +469,17 @@ fn inherited_differs<T: PartialEq + Default>(request: T, stored: T, pending: T) 
     }
 }
 
+/// The address range of the slots of `vector` after its last element, among its first `count`:
+/// memory allocated but never written while the vector has not been longer.
+pub(crate) fn unused_memory<T>(vector: &Vec<T>, count: usize) -> (usize, usize) {
+    let size = std::mem::size_of::<T>();
+    let unused = count.min(vector.capacity()).saturating_sub(vector.len());
+    (
+        vector.as_ptr() as usize + vector.len() * size,
+        unused * size,
+    )
+}
+
 impl Ledger {
     pub(crate) fn new(config: &Config) -> Ledger {
         config.assert_valid();
@@ -499,6 +510,19 @@ impl Ledger {
             resolved: Vec::with_capacity(batch),
             history: None,
         }
+    }
+
+    /// The address ranges of the transfer slots, among the first `transfers`, that no transfer
+    /// has used yet (in the store, its metadata and the expiry positions), and in history
+    /// mode the id filter's.
+    pub(crate) fn unused_memory(&self, transfers: usize) -> Vec<(usize, usize)> {
+        let mut ranges = vec![
+            unused_memory(&self.transfers, transfers),
+            unused_memory(&self.transfer_meta, transfers),
+            unused_memory(&self.expiry_positions, transfers),
+        ];
+        ranges.extend(self.history.as_ref().map(|history| history.filter.memory()));
+        ranges
     }
 
     /// Forgets all state, keeping every allocation.
@@ -2228,6 +2252,17 @@ mod tests {
     use crate::account::AccountFilter;
     use crate::account::AccountFilterFlags;
     use CreateTransferStatus as S;
+
+    #[test]
+    fn unused_memory_is_the_slots_past_the_last_element_among_the_first_count() {
+        let mut vector: Vec<u64> = Vec::with_capacity(10);
+        vector.extend([1, 2, 3]);
+        let start = vector.as_ptr() as usize + 3 * 8;
+        assert_eq!(unused_memory(&vector, 8), (start, 5 * 8));
+        // Never past the capacity, and nothing when the count is already used.
+        assert_eq!(unused_memory(&vector, 100), (start, 7 * 8));
+        assert_eq!(unused_memory(&vector, 2), (start, 0));
+    }
 
     const LNK: u16 = TransferFlags::LINKED;
     const PEN: u16 = TransferFlags::PENDING;

@@ -374,6 +374,15 @@ impl Engine {
         self.ledger.enable_history(reader, ids_max);
     }
 
+    /// The address ranges of memory the first `transfers` transfers in memory will use and
+    /// none has used yet, and in history mode the id filter's, for a caller that has the
+    /// kernel back them before the core first writes them (`clearline_journal::populate`).
+    /// Addresses only: nothing is borrowed, and the ranges stay where they are, because the
+    /// stores never reallocate.
+    pub fn unused_memory(&self, transfers: usize) -> Vec<(usize, usize)> {
+        self.ledger.unused_memory(transfers)
+    }
+
     /// Whether the engine is in history mode.
     pub fn history_enabled(&self) -> bool {
         self.ledger.history_enabled()

@@ -208,6 +208,21 @@ impl Run {
         )
     }
 
+    /// The address range of the run's buffer for its first `transfers` transfers, past those
+    /// it holds: memory allocated but not yet written, for a caller that has the kernel back
+    /// it ahead of use. The buffer never reallocates, so the range stays valid while the run
+    /// lives.
+    pub fn unused_transfer_memory(&self, transfers: usize) -> (usize, usize) {
+        let size = std::mem::size_of::<Transfer>();
+        let unused = transfers
+            .min(self.transfers.capacity())
+            .saturating_sub(self.transfers.len());
+        (
+            self.transfers.as_ptr() as usize + self.transfers.len() * size,
+            unused * size,
+        )
+    }
+
     /// Empties the run, keeping its buffers.
     pub fn clear(&mut self) {
         self.transfers.clear();
@@ -255,6 +270,22 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unused_transfer_memory_is_the_buffer_past_the_pushed_transfers() {
+        let mut run = Run::with_capacity(RunCapacity::transfers(4));
+        let size = std::mem::size_of::<Transfer>();
+        let start = run.transfers().as_ptr() as usize;
+        assert_eq!(run.unused_transfer_memory(3), (start, 3 * size));
+        run.push(&Transfer {
+            id: 1,
+            timestamp: 1,
+            ..Transfer::default()
+        })
+        .expect("room");
+        assert_eq!(run.unused_transfer_memory(3), (start + size, 2 * size));
+        assert_eq!(run.unused_transfer_memory(9), (start + size, 3 * size));
+    }
 
     #[test]
     fn every_push_stops_at_its_capacity_and_clear_keeps_the_buffers() {

@@ -673,6 +673,41 @@ fn close_descriptors_except(keep: libc::c_int) {
     }
 }
 
+/// Bytes populated per call of [`populate`]: the kernel holds the process's memory map lock
+/// (shared) for the whole call, and the fork that starts a checkpoint waits for it.
+const POPULATE_STEP: usize = HUGE_PAGE_SIZE;
+
+/// Backs the whole pages of `size` bytes at `address` with memory now, as a first write would
+/// (`MADV_POPULATE_WRITE`), without writing anything: the contents stay as they are, and pages
+/// already present are left alone. For a background thread that touches a store's memory
+/// before the core first writes it, so that the core does not stop to have the kernel zero
+/// each new page. The address is only a number here: any range may be given, and a range that
+/// is not mapped writable (or a kernel older than 5.14) returns the error and changes nothing.
+///
+/// # Errors
+///
+/// The error of the first call that failed.
+pub fn populate(address: usize, size: usize) -> std::io::Result<()> {
+    let page = usize::try_from(page_size()).unwrap_or(4096);
+    let mut start = address.next_multiple_of(page);
+    let end = address.saturating_add(size) & !(page - 1);
+    while start < end {
+        let step = POPULATE_STEP.min(end - start);
+        // SAFETY: MADV_POPULATE_WRITE reads and writes no byte of the range: it only makes
+        // the kernel back its pages, zero-filled where none was present, exactly as the first
+        // write to each would, and leaves present pages and their contents unchanged. It takes
+        // no pointer of ours to dereference; an unmapped or read-only range fails with an
+        // error. So no value the program holds can change through this call.
+        let result =
+            unsafe { libc::madvise(start as *mut libc::c_void, step, libc::MADV_POPULATE_WRITE) };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        start += step;
+    }
+    Ok(())
+}
+
 /// Size of a transparent huge page on x86-64 and of the ranges advised for them.
 const HUGE_PAGE_SIZE: usize = 2 << 20;
 
