@@ -54,8 +54,10 @@
 //! the timestamps its ledger expiries left unused.
 //!
 //! Capacity. The order store keeps every accepted order (`orders_max`), the fill store every
-//! fill (`fills_max`). Releasing a hold (cancel, expiry, a refused settlement) writes one void
-//! and a history row per account of the hold that keeps history; the ledger keeps that much
+//! fill (`fills_max`); in history mode they hold resting orders and recent finished orders and
+//! fills, the rest being in the history store (exchange/history.rs). Releasing a hold (cancel,
+//! expiry, a refused settlement) writes one void and a history row per account of the hold
+//! that keeps history; the ledger keeps that much
 //! room for every open hold (`release_needs`): client transfers that would take it fail with
 //! `transfers_capacity_exceeded` or `account_balances_capacity_exceeded`, so a release always
 //! fits and a cancel needs no other room. Before an order command the ledger must have room for
