@@ -164,7 +164,8 @@ impl Exchange {
             note(history, orders, position, block);
         }
         // Book events of an earlier command may remain (a cancel makes none): noting their
-        // orders again changes nothing.
+        // orders again changes nothing, and they are cleared below (every command that uses
+        // them clears them first).
         for event in &self.events {
             let maker = match event {
                 crate::book::BookEvent::Fill(fill) => fill.maker.id,
@@ -174,6 +175,7 @@ impl Exchange {
                 note(history, orders, position, block);
             }
         }
+        self.events.clear();
     }
 
     /// After a pulse at `timestamp`: records the orders it expired.
@@ -306,7 +308,7 @@ impl Exchange {
         let finished_at = &history.finished_at;
         history
             .finished
-            .sort_by_key(|position| finished_at[*position as usize]);
+            .sort_unstable_by_key(|position| (finished_at[*position as usize], *position));
         history.drained_fills = self
             .fills
             .held()
