@@ -319,7 +319,8 @@ impl Engine {
         self.exchange.get_fills(&self.ledger, filter, out);
     }
 
-    /// Quote charged as fees by every stored fill of the markets paying into this account.
+    /// Quote charged as fees by every fill in memory of the markets paying into this account
+    /// (every fill ever made, unless history mode moved older ones to the store).
     pub fn fees_charged(&self, fee_account_id: u128) -> u128 {
         self.exchange.fees_to(fee_account_id)
     }
