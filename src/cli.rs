@@ -246,12 +246,17 @@ pub struct Limits {
     /// `markets_capacity_exceeded` (1118).
     #[arg(long, default_value_t = Config::default().markets_max)]
     pub markets_max: u32,
-    /// Most orders stored, resting and finished. When full, an order that would rest gets
-    /// `orders_capacity_exceeded` (1029).
+    /// Memory for orders: resting ones, and finished ones (filled, canceled, expired) not yet
+    /// in the history store; resting orders of all markets share one pool of this size. In
+    /// history mode (the default) finished orders move to the store and a write waits for it;
+    /// a place is answered `orders_capacity_exceeded` (1029) only when resting orders fill
+    /// memory. With --no-history it holds every order, and when full a place gets 1029.
     #[arg(long, default_value_t = Config::default().orders_max)]
     pub orders_max: u32,
-    /// Most fills stored. When fewer than one order's worth of fills are free, order commands
-    /// answer `fills_capacity_exceeded` (1036).
+    /// Memory for fills: recent ones in history mode (the default), where a write waits for
+    /// the history store (each place or amend keeps room for 128 fills). With --no-history it
+    /// holds every fill, and when fewer than 128 are free order commands answer
+    /// `fills_capacity_exceeded` (1036).
     #[arg(long, default_value_t = Config::default().fills_max)]
     pub fills_max: u32,
     /// Most client connections at once. Further connections are accepted and closed at once;

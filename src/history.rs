@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use clearline_engine::history::{HistoryRead, HistorySink, Resolution};
 use clearline_engine::{
-    AccountBalance, AccountFilter, Config, Engine, Operation, QueryFilter, Transfer,
-    FILLS_PER_ORDER_MAX, PULSE_EXPIRIES_MAX,
+    AccountBalance, AccountFilter, Config, Engine, Fill, FillFilter, Operation, Order, QueryFilter,
+    Transfer, FILLS_PER_ORDER_MAX, PULSE_EXPIRIES_MAX,
 };
 use clearline_history::{
     History, HistoryConfig, HistoryError, HistoryWriter, Run, RunCapacity, Watermark,
@@ -114,6 +114,16 @@ impl HistoryRead for StoreReader {
             .query_transfers(filter, out)
             .unwrap_or_else(|error| store_failed("query transfers", &error));
     }
+    fn order(&self, id: u128) -> Option<(Order, u64)> {
+        self.0
+            .order(id)
+            .unwrap_or_else(|error| store_failed("read an order", &error))
+    }
+    fn fills(&self, filter: &FillFilter, out: &mut Vec<Fill>) {
+        self.0
+            .fills(filter, out)
+            .unwrap_or_else(|error| store_failed("read fills", &error));
+    }
 }
 
 /// Fills a run from a drain. The run is sized so that a drain never overflows it (the core
@@ -137,6 +147,16 @@ impl HistorySink for RunSink<'_> {
     fn balance(&mut self, account_id: u128, balance: &AccountBalance) {
         self.0
             .push_balance(account_id, balance)
+            .expect("the run has room for a write");
+    }
+    fn order(&mut self, order: &Order, finished_at: u64) {
+        self.0
+            .push_order(order, finished_at)
+            .expect("the run has room for a write");
+    }
+    fn fill(&mut self, fill: &Fill) {
+        self.0
+            .push_fill(fill)
             .expect("the run has room for a write");
     }
 }
@@ -165,6 +185,30 @@ fn write_adds(operation: Operation, count: u32, config: &Config) -> (usize, usiz
     let resolutions = (config.transfers_pending_max as usize + transfers)
         .min(transfers + PULSE_EXPIRIES_MAX as usize);
     (transfers, burned, resolutions, 2 * transfers)
+}
+
+/// The most orders and fills one write can add to memory: `(orders, fills)` (a place adds
+/// one order; a place or an amend up to `FILLS_PER_ORDER_MAX` fills).
+fn write_order_adds(operation: Operation, count: u32) -> (usize, usize) {
+    let count = count as usize;
+    match operation {
+        Operation::PlaceOrders => (count, count * FILLS_PER_ORDER_MAX),
+        Operation::AmendOrders => (0, count * FILLS_PER_ORDER_MAX),
+        _ => (0, 0),
+    }
+}
+
+/// The most orders one write can finish (each order event finishes its own order and up to
+/// `FILLS_PER_ORDER_MAX` makers; a pulse expires up to `PULSE_EXPIRIES_MAX`).
+fn write_finishes(operation: Operation, count: u32) -> usize {
+    let count = count as usize;
+    match operation {
+        Operation::PlaceOrders | Operation::CancelOrders | Operation::AmendOrders => {
+            count * (FILLS_PER_ORDER_MAX + 1)
+        }
+        Operation::Pulse => PULSE_EXPIRIES_MAX as usize,
+        _ => 0,
+    }
 }
 
 /// The pipeline's state on the core thread.
@@ -212,11 +256,17 @@ impl Pipeline {
         // full (pages of the buffers are only touched when used).
         let (transfers, burned, resolutions, balances) =
             write_adds(Operation::PlaceOrders, config.batch_events_max, config);
+        let (_, fills) = write_order_adds(Operation::PlaceOrders, config.batch_events_max);
+        let finishes = write_finishes(Operation::PlaceOrders, config.batch_events_max);
         let capacity = RunCapacity {
             transfers: run_transfers + transfers,
             burned_ids: run_transfers + burned.max(config.batch_events_max as usize),
             resolutions: run_transfers + resolutions,
             balances: 2 * run_transfers + balances,
+            // The first drain after loading a checkpoint of an earlier version hands out every
+            // finished order and fill in memory at once.
+            orders: run_transfers + finishes.max(config.orders_max as usize),
+            fills: run_transfers + fills.max(config.fills_max as usize),
         };
         let filling = Run::with_capacity(capacity);
         let spare = (0..RUNS_QUEUED_MAX + 1)
@@ -378,7 +428,9 @@ impl Pipeline {
         waiting: &mut dyn FnMut(),
     ) -> bool {
         let (transfers, burned, _, rows) = write_adds(operation, count, &self.config);
-        if transfers == 0 && burned == 0 {
+        let (orders, fills) = write_order_adds(operation, count);
+        let finishes = write_finishes(operation, count);
+        if transfers == 0 && burned == 0 && orders == 0 && fills == 0 && finishes == 0 {
             return true;
         }
         loop {
@@ -387,14 +439,22 @@ impl Pipeline {
                 let (memory_transfers, memory_burned, memory_rows) = engine.history_room();
                 memory_transfers >= transfers && memory_burned >= burned && memory_rows >= rows
             };
+            let orders_fit = |engine: &Engine| {
+                let (memory_orders, memory_fills) = engine.history_order_room();
+                memory_orders >= orders && memory_fills >= fills
+            };
             let mut memory = fits(engine);
-            if !memory {
+            let mut order_memory = orders_fit(engine);
+            if !memory || !order_memory {
                 self.evict(engine, true);
                 memory = fits(engine);
+                order_memory = orders_fit(engine);
             }
             let capacity = self.filling.capacity();
-            let run = self.filling.len() + transfers <= capacity.transfers;
-            if memory && run {
+            let run = self.filling.len() + transfers <= capacity.transfers
+                && self.filling.orders().len() + finishes <= capacity.orders
+                && self.filling.fills().len() + fills <= capacity.fills;
+            if memory && order_memory && run {
                 return true;
             }
             // Everything applied is durable in the store and evicted: waiting gains nothing.
@@ -403,7 +463,10 @@ impl Pipeline {
                 && self.durable().timestamp >= self.filling_to.timestamp
                 && self.evicted >= self.filling_to.timestamp.min(engine.timestamp_last());
             if caught_up && run {
-                return false;
+                // Memory then holds only resting orders (the same after any replay), so the
+                // engine's own answer for orders and fills that do not fit is deterministic:
+                // `orders_capacity_exceeded` or `fills_capacity_exceeded`.
+                return memory;
             }
             self.seal();
             waiting();

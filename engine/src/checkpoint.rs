@@ -49,7 +49,13 @@ use crate::{Engine, Scratch, NO_POSITION};
 ///
 /// Version 5 writes the id filter sparsely: each group of 64 blocks is a presence word and
 /// only the blocks with a bit set (id_filter.rs). Earlier filters are read whole.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 5;
+///
+/// Version 6 appends the matching side's history section after the ledger's, in history mode
+/// (exchange/history.rs): its eviction watermark, the fills dropped, each order's finish
+/// timestamp, the dropped-order id filter and the running order and fill digests. An earlier
+/// image in history mode held every order and fill in memory: they are all handed to the
+/// store again after loading it.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 6;
 
 /// The oldest image version this build reads.
 pub const CHECKPOINT_FORMAT_VERSION_MIN: u32 = 1;
@@ -65,6 +71,9 @@ const CLUSTERED_FILTER_VERSION: u32 = 4;
 
 /// The first version whose id filter image leaves out empty blocks.
 const SPARSE_FILTER_VERSION: u32 = 5;
+
+/// The first version with the matching side's history section.
+const ORDER_HISTORY_VERSION: u32 = 6;
 
 /// The first eight bytes of every image.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"CLCKPT\0\0";
@@ -459,6 +468,7 @@ impl Engine {
         ledger.checkpoint_write(&mut writer)?;
         exchange.checkpoint_write(&mut writer)?;
         ledger.history_checkpoint_write(&mut writer)?;
+        exchange.history_checkpoint_write(&mut writer)?;
         let size = writer.position();
         writer.u64(size)?;
         writer.flush()
@@ -563,6 +573,8 @@ impl Engine {
         }
         if image_in_history_mode {
             ledger.history_checkpoint_read(&mut reader, *clock)?;
+            let present = version >= ORDER_HISTORY_VERSION;
+            exchange.history_checkpoint_read(&mut reader, *clock, present)?;
         }
         if reader.offset != reader.image.len() {
             return Err(reader.invalid("image", "bytes remain after the last store"));

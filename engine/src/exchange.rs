@@ -54,8 +54,10 @@
 //! the timestamps its ledger expiries left unused.
 //!
 //! Capacity. The order store keeps every accepted order (`orders_max`), the fill store every
-//! fill (`fills_max`). Releasing a hold (cancel, expiry, a refused settlement) writes one void
-//! and a history row per account of the hold that keeps history; the ledger keeps that much
+//! fill (`fills_max`); in history mode they hold resting orders and recent finished orders and
+//! fills, the rest being in the history store (exchange/history.rs). Releasing a hold (cancel,
+//! expiry, a refused settlement) writes one void and a history row per account of the hold
+//! that keeps history; the ledger keeps that much
 //! room for every open hold (`release_needs`): client transfers that would take it fail with
 //! `transfers_capacity_exceeded` or `account_balances_capacity_exceeded`, so a release always
 //! fits and a cancel needs no other room. Before an order command the ledger must have room for
@@ -66,6 +68,8 @@
 //! out first), allocated with the engine; one book holds at most `min(orders_max,
 //! BOOK_LEVELS_MAX)` price levels. A market costs a few hundred bytes until orders rest in it,
 //! and neither `create_markets` nor order commands allocate.
+
+mod history;
 
 use crate::account::Account;
 use crate::book::{BookEvent, Books, RestingOrder};
@@ -81,6 +85,7 @@ use crate::order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, O
 use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use crate::result::{CreateResult, CreateTransferStatus};
 use crate::transfer::{Transfer, TransferFlags};
+use history::{history_reader, FillStore, OrderHistory};
 
 /// The most maker events (fills and self-trade cancels) one order command may produce.
 pub const FILLS_PER_ORDER_MAX: usize = 128;
@@ -132,7 +137,7 @@ pub(crate) struct Exchange {
     orders: Vec<Order>,
     holds: Vec<Hold>,
     order_index: IdIndex,
-    fills: Vec<Fill>,
+    fills: FillStore,
     serial: u64,
     /// Holds that are open, and the history rows voiding them all would write.
     release_transfers: u32,
@@ -143,6 +148,8 @@ pub(crate) struct Exchange {
     expired: Vec<RestingOrder>,
     /// Orders touched by the current command (for the fallback of a refused settlement).
     touched: Vec<(u32, Hold, Order)>,
+    /// History mode (exchange/history.rs): finished orders and fills leave memory.
+    history: Option<Box<OrderHistory>>,
 }
 
 impl Exchange {
@@ -181,7 +188,7 @@ impl Exchange {
             orders: Vec::with_capacity(orders_max as usize),
             holds: Vec::with_capacity(orders_max as usize),
             order_index: IdIndex::new(orders_max),
-            fills: Vec::with_capacity(config.fills_max as usize),
+            fills: FillStore::with_capacity(config.fills_max as usize),
             serial: 0,
             release_transfers: 0,
             release_rows: 0,
@@ -190,6 +197,7 @@ impl Exchange {
             window: Vec::with_capacity(FILLS_PER_ORDER_MAX),
             expired: Vec::with_capacity(PULSE_EXPIRIES_MAX as usize),
             touched: Vec::with_capacity(FILLS_PER_ORDER_MAX + 1),
+            history: None,
         }
     }
 
@@ -204,6 +212,7 @@ impl Exchange {
         self.serial = 0;
         self.release_transfers = 0;
         self.release_rows = 0;
+        self.history_clear();
     }
 
     fn market_position(&self, id: u32) -> Option<usize> {
@@ -543,8 +552,11 @@ impl Exchange {
         if let Some(status) = crate::order::check_order(order, &market) {
             return Err(status);
         }
-        if let Some(position) = self.order_position(order.id) {
-            let existing = self.orders[position as usize];
+        let existing = match self.order_position(order.id) {
+            Some(position) => Some(self.orders[position as usize]),
+            None => self.dropped_order(history_reader(ledger), order.id),
+        };
+        if let Some(existing) = existing {
             let same = Order {
                 filled_quantity: existing.filled_quantity,
                 state: existing.state,
@@ -889,7 +901,7 @@ impl Exchange {
             return OrderStatus::OrderIdMustNotBeIntMax;
         }
         let Some(position) = self.order_position(id) else {
-            return OrderStatus::OrderNotFound;
+            return self.absent_status(ledger, id);
         };
         let order = self.orders[position as usize];
         if order.state != OrderState::Resting as u8 {
@@ -938,7 +950,7 @@ impl Exchange {
             return status;
         }
         let Some(position) = self.order_position(amend.order_id) else {
-            return OrderStatus::OrderNotFound;
+            return self.absent_status(ledger, amend.order_id);
         };
         let before = self.orders[position as usize];
         if before.state != OrderState::Resting as u8 {
@@ -1072,15 +1084,19 @@ impl Exchange {
     // -------------------------------------------------------------------------------------
     // Queries
 
-    /// Clears `out` and pushes the orders found, in the order of `ids`.
-    pub(crate) fn lookup_orders(&self, ids: &[u128], out: &mut Vec<Order>) {
+    /// Clears `out` and pushes the orders found, in the order of `ids`: from memory, else (in
+    /// history mode) from the store for orders that left memory.
+    pub(crate) fn lookup_orders(&self, ledger: &Ledger, ids: &[u128], out: &mut Vec<Order>) {
         out.clear();
+        let reader = history_reader(ledger);
         for id in ids {
             if out.len() == out.capacity() {
                 return;
             }
             if let Some(position) = self.order_position(*id) {
                 out.push(self.orders[position as usize]);
+            } else if let Some(order) = self.dropped_order(reader, *id) {
+                out.push(order);
             }
         }
     }
@@ -1098,8 +1114,10 @@ impl Exchange {
 
     /// Clears `out` and pushes the fills of a market (or of one order) in a time range, oldest
     /// first or newest first, at most `min(filter.limit, out.capacity())`. An order filter
-    /// with market 0 matches any market; an invalid filter returns nothing.
-    pub(crate) fn get_fills(&self, filter: &FillFilter, out: &mut Vec<Fill>) {
+    /// with market 0 matches any market; an invalid filter returns nothing. In history mode the
+    /// fills that left memory (all at or below the eviction watermark, all older than those in
+    /// memory) come from the store: first when oldest first, after memory's when newest first.
+    pub(crate) fn get_fills(&self, ledger: &Ledger, filter: &FillFilter, out: &mut Vec<Fill>) {
         out.clear();
         if filter.flags & !FillFilter::REVERSED != 0
             || filter.reserved != [0; 20]
@@ -1117,22 +1135,29 @@ impl Exchange {
             return;
         }
         let limit = (filter.limit as usize).min(out.capacity());
+        let reversed = filter.flags & FillFilter::REVERSED != 0;
+        let reader = history_reader(ledger);
+        if !reversed {
+            self.dropped_fills(reader, filter, max, limit, out);
+        }
+        let held = self.fills.held();
         // Fills are stored in timestamp order: bound the range by binary search.
-        let start = self
-            .fills
-            .partition_point(|fill| fill.timestamp < filter.timestamp_min);
-        let end = self.fills.partition_point(|fill| fill.timestamp <= max);
+        let start = held.partition_point(|fill| fill.timestamp < filter.timestamp_min);
+        let end = held.partition_point(|fill| fill.timestamp <= max);
         let selected = |fill: &&Fill| {
             (filter.market == 0 || fill.market == filter.market)
                 && (filter.order_id == 0
                     || fill.taker_order_id == filter.order_id
                     || fill.maker_order_id == filter.order_id)
         };
-        let range = &self.fills[start..end.max(start)];
-        if filter.flags & FillFilter::REVERSED != 0 {
-            out.extend(range.iter().rev().filter(selected).take(limit).copied());
+        let range = &held[start..end.max(start)];
+        let room = limit - out.len();
+        if reversed {
+            out.extend(range.iter().rev().filter(selected).take(room).copied());
+            let room = limit - out.len();
+            self.dropped_fills(reader, filter, max, room, out);
         } else {
-            out.extend(range.iter().filter(selected).take(limit).copied());
+            out.extend(range.iter().filter(selected).take(room).copied());
         }
     }
 
@@ -1144,15 +1169,17 @@ impl Exchange {
         for market in &self.markets {
             digest.record(|bytes| market.encode(bytes));
         }
-        digest.u64(self.orders.len() as u64);
-        for (order, hold) in self.orders.iter().zip(&self.holds) {
-            digest.record(|bytes| order.encode(bytes));
-            digest.u128(hold.transfer);
-            digest.u128(hold.amount);
-        }
-        digest.u64(self.fills.len() as u64);
-        for fill in &self.fills {
-            digest.record(|bytes| fill.encode(bytes));
+        if !self.history_digest(digest) {
+            digest.u64(self.orders.len() as u64);
+            for (order, hold) in self.orders.iter().zip(&self.holds) {
+                digest.record(|bytes| order.encode(bytes));
+                digest.u128(hold.transfer);
+                digest.u128(hold.amount);
+            }
+            digest.u64(self.fills.len() as u64);
+            for fill in self.fills.held() {
+                digest.record(|bytes| fill.encode(bytes));
+            }
         }
         digest.u64(self.serial);
         for book in 0..self.markets.len() as u32 {
@@ -1197,12 +1224,15 @@ impl Exchange {
         }
         let in_books = self.books.orders_total();
         assert_eq!(resting, in_books);
-        for (sequence, fill) in self.fills.iter().enumerate() {
-            assert_eq!(fill.sequence, sequence as u64 + 1);
+        let dropped = self.fills.len() - self.fills.held().len();
+        for (index, fill) in self.fills.held().iter().enumerate() {
+            assert_eq!(fill.sequence, (dropped + index) as u64 + 1);
         }
+        self.history_verify();
         for market in &self.markets {
             let fees: u128 = self
                 .fills
+                .held()
                 .iter()
                 .filter(|fill| {
                     let of = self.market_position(fill.market).expect("stored market");
@@ -1218,9 +1248,10 @@ impl Exchange {
         }
     }
 
-    /// Sum of the fees of every stored fill of markets paying into `fee_account_id`.
+    /// Sum of the fees of every fill in memory of markets paying into `fee_account_id`.
     pub(crate) fn fees_to(&self, fee_account_id: u128) -> u128 {
         self.fills
+            .held()
             .iter()
             .filter(|fill| {
                 self.market_position(fill.market)
@@ -1252,6 +1283,7 @@ impl Exchange {
             window: _,
             expired: _,
             touched: _,
+            history: _,
         } = self;
         let mut bytes = [0u8; 128];
         writer.count(markets.len())?;
@@ -1273,8 +1305,8 @@ impl Exchange {
             writer.u128(*amount)?;
             writer.u8(*rows)?;
         }
-        writer.count(fills.len())?;
-        for fill in fills {
+        writer.count(fills.held().len())?;
+        for fill in fills.held() {
             fill.encode(&mut bytes);
             writer.bytes(&bytes)?;
         }
@@ -1286,7 +1318,8 @@ impl Exchange {
         books.checkpoint_write(writer)
     }
 
-    /// Reads the image written by `checkpoint_write` into this empty exchange.
+    /// Reads the image written by `checkpoint_write` into this empty exchange (in history
+    /// mode, the fills dropped before it are read with the history section).
     pub(crate) fn checkpoint_read(
         &mut self,
         reader: &mut ImageReader,
@@ -1315,7 +1348,7 @@ impl Exchange {
                 rows,
             });
         }
-        let count = reader.count("fills", self.fills.capacity(), "--fills-max")?;
+        let count = reader.count("fills", self.fills.memory_capacity(), "--fills-max")?;
         for _ in 0..count {
             bytes = reader.record()?;
             self.fills.push(Fill::decode(&bytes));

@@ -3,8 +3,10 @@
 //! An engine in history mode (`Engine::enable_history`) hands every record that can no longer
 //! change to a `HistorySink` (`Engine::history_drain`), and once the caller says those records
 //! are durable in the store (`Engine::history_evict`), drops them from memory. What it no
-//! longer holds it reads back through `HistoryRead`: idempotency checks of old ids, posts and
-//! voids of old pending transfers, and the older part of every query.
+//! longer holds it reads back through `HistoryRead`: idempotency checks of old ids (transfer
+//! and order ids), posts and voids of old pending transfers, and the older part of every query
+//! (`lookup_orders` and `get_fills` included). Finished orders and fills are the matching
+//! side's records (exchange/history.rs).
 //!
 //! Determinism: the engine only drops records at or below a timestamp the caller says is
 //! durable, and reads the store only for what it dropped. So every answer depends only on the
@@ -16,6 +18,7 @@
 //! a clear message (as a failed journal sync does) rather than return a wrong answer.
 
 use crate::account::{AccountBalance, AccountFilter};
+use crate::order::{Fill, FillFilter, Order};
 use crate::transfer::{QueryFilter, Transfer};
 
 /// The final status of a pending transfer, as recorded when it was resolved.
@@ -57,6 +60,12 @@ pub trait HistorySink {
     /// The balances of account `account_id` (flagged `history`) right after the transfer at
     /// `balance.timestamp`.
     fn balance(&mut self, account_id: u128, balance: &AccountBalance);
+    /// A finished order (its state is no longer resting), in its final form, finished by the
+    /// command whose first timestamp is `finished_at`. Orders arrive in non-decreasing
+    /// `finished_at` order (one command may finish several).
+    fn order(&mut self, order: &Order, finished_at: u64);
+    /// A fill, in sequence order (several share the timestamp of the command that made them).
+    fn fill(&mut self, fill: &Fill);
 }
 
 /// Reads what the engine dropped from memory. Every read is answered over the store's whole
@@ -78,4 +87,12 @@ pub trait HistoryRead: Send {
     fn account_balances(&self, filter: &AccountFilter, out: &mut Vec<AccountBalance>);
     /// Appends `query_transfers(filter)` with the engine's semantics.
     fn query_transfers(&self, filter: &QueryFilter, out: &mut Vec<Transfer>);
+    /// The finished order `id` and the timestamp it finished at.
+    fn order(&self, id: u128) -> Option<(Order, u64)>;
+    /// Appends `get_fills(filter)` with the engine's semantics (docs/matching.md): the fills
+    /// of `filter.market` (any market when 0 and `filter.order_id` is set) and, if
+    /// `filter.order_id` is set, of that order as taker or maker, with timestamps in
+    /// `timestamp_min..=timestamp_max` (set), at most `filter.limit`, oldest first or newest
+    /// first when `FillFilter::REVERSED` is set. The engine passes only valid filters.
+    fn fills(&self, filter: &FillFilter, out: &mut Vec<Fill>);
 }

@@ -266,6 +266,7 @@ impl Engine {
         let counts = (events.len(), results.len());
         self.order_events(timestamp, counts, |exchange, ledger, index, block| {
             results[index] = exchange.place(ledger, block, &events[index]);
+            exchange.history_note(events[index].id, block);
         });
     }
 
@@ -278,6 +279,7 @@ impl Engine {
         let counts = (ids.len(), results.len());
         self.order_events(timestamp, counts, |exchange, ledger, index, block| {
             let status = exchange.cancel(ledger, block, ids[index]);
+            exchange.history_note(ids[index], block);
             results[index] = order_command_result(block, status);
         });
     }
@@ -296,13 +298,14 @@ impl Engine {
         let counts = (events.len(), results.len());
         self.order_events(timestamp, counts, |exchange, ledger, index, block| {
             let status = exchange.amend(ledger, block, &events[index]);
+            exchange.history_note(events[index].order_id, block);
             results[index] = order_command_result(block, status);
         });
     }
 
     /// Clears `out` and pushes the orders found, in the order of `ids` (at most its capacity).
     pub fn lookup_orders(&self, ids: &[u128], out: &mut Vec<Order>) {
-        self.exchange.lookup_orders(ids, out);
+        self.exchange.lookup_orders(&self.ledger, ids, out);
     }
 
     /// Clears `out` and pushes the L2 book of `filter.market`: up to `depth` bids best first,
@@ -313,10 +316,11 @@ impl Engine {
 
     /// Clears `out` and pushes the fills selected by `filter` (at most its capacity).
     pub fn get_fills(&self, filter: &FillFilter, out: &mut Vec<Fill>) {
-        self.exchange.get_fills(filter, out);
+        self.exchange.get_fills(&self.ledger, filter, out);
     }
 
-    /// Quote charged as fees by every stored fill of the markets paying into this account.
+    /// Quote charged as fees by every fill in memory of the markets paying into this account
+    /// (every fill ever made, unless history mode moved older ones to the store).
     pub fn fees_charged(&self, fee_account_id: u128) -> u128 {
         self.exchange.fees_to(fee_account_id)
     }
@@ -331,7 +335,9 @@ impl Engine {
     pub fn pulse(&mut self, timestamp: u64) -> u32 {
         let timestamp = self.batch_timestamp(timestamp, u64::from(PULSE_EXPIRIES_MAX));
         let used = self.ledger.pulse(timestamp);
-        used + self.exchange.pulse(&mut self.ledger, timestamp, used)
+        let expired = self.exchange.pulse(&mut self.ledger, timestamp, used);
+        self.exchange.history_note_expired(timestamp);
+        used + expired
     }
 
     /// A deterministic 128-bit digest of the whole state: accounts, transfers, pending statuses,
@@ -372,6 +378,7 @@ impl Engine {
     /// If the engine holds any transfer or is already in history mode.
     pub fn enable_history(&mut self, reader: Box<dyn history::HistoryRead>, ids_max: u64) {
         self.ledger.enable_history(reader, ids_max);
+        self.exchange.enable_history(ids_max);
     }
 
     /// The address ranges of memory the first `transfers` transfers in memory will use and
@@ -395,6 +402,7 @@ impl Engine {
     /// If the engine is not in history mode.
     pub fn history_drain(&mut self, sink: &mut dyn history::HistorySink) {
         self.ledger.history_drain(sink);
+        self.exchange.history_drain(sink);
     }
 
     /// Drops from memory what the store holds durably, every record at or below `through`
@@ -406,6 +414,7 @@ impl Engine {
     /// If the engine is not in history mode or records are not drained.
     pub fn history_evict(&mut self, through: u64) {
         self.ledger.history_evict(through);
+        self.exchange.history_evict(through);
     }
 
     /// After `from_checkpoint_with_history`: the next `history_drain` hands out again every
@@ -418,6 +427,7 @@ impl Engine {
     /// (the store cannot be behind what left memory).
     pub fn history_redrain(&mut self, after: u64) {
         self.ledger.history_redrain(after);
+        self.exchange.history_redrain(after);
     }
 
     /// Everything at or below this timestamp may have left memory (0: nothing has).
@@ -430,6 +440,15 @@ impl Engine {
     /// store) when short; a command that finds no room panics.
     pub fn history_room(&self) -> (usize, usize, usize) {
         self.ledger.history_room()
+    }
+
+    /// Room left in memory in history mode for `(orders, fills)`: `orders_max` and
+    /// `fills_max` size the orders (resting, and finished not yet evicted) and the fills in
+    /// memory. The caller keeps room for what its next command can add where it can; when even
+    /// an eviction of everything durable leaves too little, the command is answered
+    /// `orders_capacity_exceeded` or `fills_capacity_exceeded`.
+    pub fn history_order_room(&self) -> (usize, usize) {
+        self.exchange.history_room()
     }
 
     /// Number of accounts.
@@ -608,6 +627,7 @@ impl Engine {
                 let timestamp = batch_timestamp(&mut self.clock, timestamp, slots);
                 let used = self.ledger.pulse(timestamp);
                 self.exchange.pulse(&mut self.ledger, timestamp, used);
+                self.exchange.history_note_expired(timestamp);
                 0
             }
             Operation::CreateMarkets => self.write_batch(
@@ -645,7 +665,8 @@ impl Engine {
             Operation::LookupOrders => {
                 decode_events(body, &mut self.scratch.ids, decode_id);
                 let out = &mut self.scratch.orders;
-                self.exchange.lookup_orders(&self.scratch.ids, out);
+                self.exchange
+                    .lookup_orders(&self.ledger, &self.scratch.ids, out);
                 encode_items(out, reply, Order::encode)
             }
             Operation::GetBook => {
@@ -659,7 +680,7 @@ impl Engine {
                 assert_eq!(count, 1);
                 let filter = FillFilter::decode(body.try_into().expect("one filter"));
                 let out = &mut self.scratch.fills;
-                self.exchange.get_fills(&filter, out);
+                self.exchange.get_fills(&self.ledger, &filter, out);
                 encode_items(out, reply, Fill::encode)
             }
             Operation::GetState => {

@@ -14,11 +14,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use clearline_engine::history::{HistoryRead, HistorySink, Resolution};
+use clearline_engine::{Account, OrderAmend, OrderResult};
 use clearline_engine::{
-    AccountBalance, AccountFilter, AccountFilterFlags, Config, CreateResult, Engine, QueryFilter,
-    QueryFilterFlags, Transfer, TransferFlags, PULSE_EXPIRIES_MAX,
+    AccountBalance, AccountFilter, AccountFilterFlags, Config, CreateResult, Engine, Fill,
+    FillFilter, Order, OrderState, QueryFilter, QueryFilterFlags, Transfer, TransferFlags,
+    PULSE_EXPIRIES_MAX, SLOTS_PER_ORDER_EVENT,
 };
 use clearline_test_support::ledger::{accounts, workload, Request, ACCOUNTS_COUNT, SECOND};
+use clearline_test_support::orders::{market, market_accounts, trader_accounts, OrderFlow};
+use clearline_test_support::orders::{OrderRound, BASE_LEDGER, MARKET, MID_PRICE, QUOTE_LEDGER};
 use clearline_test_support::Rng;
 
 /// What the model store holds: every record drained, in drain order. Reads see only records
@@ -34,6 +38,10 @@ struct Stored {
     resolutions: BTreeMap<(u128, bool), (Resolution, u64)>,
     /// (account id, timestamp) -> balance.
     balances: BTreeMap<(u128, u64), AccountBalance>,
+    /// Finished orders: id -> (order, finish timestamp).
+    orders: BTreeMap<u128, (Order, u64)>,
+    /// Fills by sequence.
+    fills: BTreeMap<u64, Fill>,
 }
 
 /// A store kept in memory, shared by the sink (the test) and the reader (the engine).
@@ -89,6 +97,21 @@ impl HistorySink for ModelStore {
             before.is_none_or(|b| b == *balance),
             "one row per account and transfer"
         );
+    }
+    fn order(&mut self, order: &Order, finished_at: u64) {
+        let mut stored = self.0.lock().unwrap();
+        assert_ne!(order.state, OrderState::Resting as u8, "a finished order");
+        assert!(finished_at >= order.timestamp);
+        let before = stored.orders.insert(order.id, (*order, finished_at));
+        assert!(
+            before.is_none_or(|(b, _)| b == *order),
+            "an order finishes once"
+        );
+    }
+    fn fill(&mut self, fill: &Fill) {
+        let mut stored = self.0.lock().unwrap();
+        let before = stored.fills.insert(fill.sequence, *fill);
+        assert!(before.is_none_or(|b| b == *fill), "a fill handed again");
     }
 }
 
@@ -206,6 +229,28 @@ impl HistoryRead for ModelStore {
         };
         let reversed = filter.flags().reversed();
         select(&stored, reversed, filter.limit, matches, |t| Some(*t), out);
+    }
+    fn order(&self, id: u128) -> Option<(Order, u64)> {
+        let stored = self.0.lock().unwrap();
+        let order = stored.orders.get(&id).copied();
+        order.filter(|(_, at)| *at <= stored.durable_through)
+    }
+    fn fills(&self, filter: &FillFilter, out: &mut Vec<Fill>) {
+        let stored = self.0.lock().unwrap();
+        let selected = |fill: &&Fill| {
+            fill.timestamp <= stored.durable_through
+                && in_range(fill.timestamp, filter.timestamp_min, filter.timestamp_max)
+                && (filter.market == 0 || fill.market == filter.market)
+                && (filter.order_id == 0
+                    || fill.taker_order_id == filter.order_id
+                    || fill.maker_order_id == filter.order_id)
+        };
+        let limit = filter.limit as usize;
+        if filter.flags & FillFilter::REVERSED != 0 {
+            out.extend(stored.fills.values().rev().filter(selected).take(limit));
+        } else {
+            out.extend(stored.fills.values().filter(selected).take(limit));
+        }
     }
 }
 
@@ -526,6 +571,18 @@ fn store_as_of(store: &ModelStore, through: u64) -> ModelStore {
         .filter(|((_, t), _)| *t <= through)
         .map(|(key, value)| (*key, *value))
         .collect();
+    copy.orders = source
+        .orders
+        .iter()
+        .filter(|(_, (_, t))| *t <= through)
+        .map(|(key, value)| (*key, *value))
+        .collect();
+    copy.fills = source
+        .fills
+        .iter()
+        .filter(|(_, fill)| fill.timestamp <= through)
+        .map(|(key, value)| (*key, *value))
+        .collect();
     ModelStore(Arc::new(Mutex::new(copy)))
 }
 
@@ -687,4 +744,412 @@ fn retried_old_ids_and_posts_of_old_pending_transfers_read_the_store() {
         lookups.iter().map(|t| t.id).collect::<Vec<_>>(),
         [1, 2, 3, 4, 6]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orders and fills
+
+/// Orders and fills in memory of the engine in history mode (the acceptance size); the engine
+/// that keeps everything has room for the whole flow.
+const ORDER_MEMORY: u32 = 4096;
+const TRADERS: u64 = 200;
+const SOURCE_BASE: u128 = 10_000_004;
+const SOURCE_QUOTE: u128 = 10_000_005;
+
+fn order_config(memory: Option<u32>) -> Config {
+    let small = memory.is_some();
+    Config {
+        accounts_max: 1024,
+        transfers_max: if small { 1 << 15 } else { 1 << 19 },
+        transfers_pending_max: 8192,
+        // Room for the rows of an order command's block (no account keeps history).
+        account_balances_max: 4 * SLOTS_PER_ORDER_EVENT as u32,
+        orders_max: memory.unwrap_or(1 << 17),
+        fills_max: memory.unwrap_or(1 << 17),
+        ..Config::test_small()
+    }
+}
+
+/// One request of the order flow (or a retry of old ids, made by the test).
+#[derive(Clone, Debug)]
+enum OrderRequest {
+    Place(Vec<Order>),
+    Cancel(Vec<u128>),
+    Amend(Vec<OrderAmend>),
+}
+
+/// The seeded exchange-core flow as requests: the prefill in batches, then rounds of places,
+/// cancels and amends; every few rounds a place of old ids (the same order again, and changed)
+/// and cancels and amends of old ids.
+fn order_workload(seed: u64, rounds: usize) -> Vec<OrderRequest> {
+    let mut flow = OrderFlow::new(seed, TRADERS);
+    let mut requests: Vec<OrderRequest> = flow
+        .prefill()
+        .chunks(100)
+        .map(|chunk| OrderRequest::Place(chunk.to_vec()))
+        .collect();
+    let mut placed: Vec<Order> = flow.prefill().to_vec();
+    let mut random = Rng::new(seed ^ 0x0DE5);
+    let mut round = OrderRound::default();
+    for index in 0..rounds {
+        flow.next_round(16, &mut round);
+        placed.extend_from_slice(&round.places);
+        for request in [
+            OrderRequest::Place(round.places.clone()),
+            OrderRequest::Cancel(round.cancels.clone()),
+            OrderRequest::Amend(round.amends.clone()),
+        ] {
+            requests.push(request);
+        }
+        if index % 8 == 7 {
+            let old = |random: &mut Rng| placed[random.below(placed.len() as u64) as usize];
+            let same = old(&mut random);
+            let changed = Order {
+                price: old(&mut random).price + 1,
+                ..old(&mut random)
+            };
+            requests.push(OrderRequest::Place(vec![same, changed]));
+            let ids = vec![old(&mut random).id, old(&mut random).id];
+            requests.push(OrderRequest::Cancel(ids));
+            let amend = OrderAmend {
+                order_id: old(&mut random).id,
+                price: MID_PRICE,
+                ..OrderAmend::default()
+            };
+            requests.push(OrderRequest::Amend(vec![amend]));
+        }
+    }
+    requests
+}
+
+/// Accounts, funding and the market, on a new engine (in history mode with `history`).
+fn order_engine(config: &Config, history: Option<(&ModelStore, u64)>) -> (Engine, u64) {
+    let mut engine = Engine::new(config);
+    if let Some((store, ids_max)) = history {
+        engine.enable_history(Box::new(store.clone()), ids_max);
+    }
+    let mut now = 1_000 * SECOND;
+    let source = |id: u128, ledger: u32| Account {
+        id,
+        ledger,
+        code: 1,
+        ..Account::default()
+    };
+    let mut accounts = market_accounts().to_vec();
+    accounts.push(source(SOURCE_BASE, BASE_LEDGER));
+    accounts.push(source(SOURCE_QUOTE, QUOTE_LEDGER));
+    let traders = trader_accounts(TRADERS);
+    accounts.extend_from_slice(&traders);
+    let mut results = vec![CreateResult::default(); accounts.len()];
+    now += accounts.len() as u64;
+    engine.create_accounts(now, &accounts, &mut results);
+    assert!(results
+        .iter()
+        .all(|r| r.status == CreateResult::STATUS_CREATED));
+    let funding: Vec<Transfer> = traders
+        .iter()
+        .enumerate()
+        .map(|(index, trader)| Transfer {
+            id: 1 + index as u128,
+            debit_account_id: if trader.ledger == BASE_LEDGER {
+                SOURCE_BASE
+            } else {
+                SOURCE_QUOTE
+            },
+            credit_account_id: trader.id,
+            amount: 1 << 60,
+            ledger: trader.ledger,
+            code: 1,
+            ..Transfer::default()
+        })
+        .collect();
+    let mut results = vec![CreateResult::default(); funding.len()];
+    now += funding.len() as u64;
+    engine.create_transfers(now, &funding, &mut results);
+    assert!(results
+        .iter()
+        .all(|r| r.status == CreateResult::STATUS_CREATED));
+    let mut results = [CreateResult::default()];
+    now += 1;
+    engine.create_markets(now, &[market()], &mut results);
+    assert_eq!(results[0].status, CreateResult::STATUS_CREATED);
+    let now = engine_now(&engine, now);
+    (engine, now)
+}
+
+fn engine_now(engine: &Engine, now: u64) -> u64 {
+    now.max(engine.timestamp_last())
+}
+
+/// The results of one order request, for comparison.
+fn apply_order_request(engine: &mut Engine, now: u64, request: &OrderRequest) -> Vec<[u8; 64]> {
+    let mut encoded = Vec::new();
+    match request {
+        OrderRequest::Place(orders) => {
+            let mut results = vec![OrderResult::default(); orders.len()];
+            engine.place_orders(now, orders, &mut results);
+            for result in &results {
+                let mut bytes = [0u8; 64];
+                result.encode(&mut bytes);
+                encoded.push(bytes);
+            }
+        }
+        OrderRequest::Cancel(ids) => {
+            let mut results = vec![CreateResult::default(); ids.len()];
+            engine.cancel_orders(now, ids, &mut results);
+            encoded.extend(results.iter().map(|r| {
+                let mut bytes = [0u8; 64];
+                bytes[..8].copy_from_slice(&r.timestamp.to_le_bytes());
+                bytes[8..12].copy_from_slice(&r.status.to_le_bytes());
+                bytes
+            }));
+        }
+        OrderRequest::Amend(amends) => {
+            let mut results = vec![CreateResult::default(); amends.len()];
+            engine.amend_orders(now, amends, &mut results);
+            encoded.extend(results.iter().map(|r| {
+                let mut bytes = [0u8; 64];
+                bytes[..8].copy_from_slice(&r.timestamp.to_le_bytes());
+                bytes[8..12].copy_from_slice(&r.status.to_le_bytes());
+                bytes
+            }));
+        }
+    }
+    encoded
+}
+
+fn request_len(request: &OrderRequest) -> usize {
+    match request {
+        OrderRequest::Place(orders) => orders.len(),
+        OrderRequest::Cancel(ids) => ids.len(),
+        OrderRequest::Amend(amends) => amends.len(),
+    }
+}
+
+/// An engine that keeps everything and one in history mode with `ORDER_MEMORY` orders and
+/// fills in memory, evicting `lag` requests behind.
+struct OrderPair {
+    full: Engine,
+    history: Engine,
+    store: ModelStore,
+    durable: Vec<u64>,
+    lag: usize,
+    now: u64,
+    /// Status counts of the history engine's place results.
+    placed: u64,
+}
+
+impl OrderPair {
+    fn new(lag: usize, ids_max: u64) -> OrderPair {
+        let (full, now) = order_engine(&order_config(None), None);
+        let store = ModelStore::default();
+        let config = order_config(Some(ORDER_MEMORY));
+        let (history, _) = order_engine(&config, Some((&store, ids_max)));
+        OrderPair {
+            full,
+            history,
+            store,
+            durable: Vec::new(),
+            lag,
+            now,
+            placed: 0,
+        }
+    }
+
+    fn apply(&mut self, request: &OrderRequest) {
+        let count = request_len(request);
+        if count == 0 {
+            return;
+        }
+        self.now += count as u64 + 1;
+        let expected = apply_order_request(&mut self.full, self.now, request);
+        let actual = apply_order_request(&mut self.history, self.now, request);
+        for (index, (actual, expected)) in actual.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                actual, expected,
+                "{request:?} event {index} at {}",
+                self.now
+            );
+        }
+        if let OrderRequest::Place(_) = request {
+            self.placed += count as u64;
+        }
+        self.now = engine_now(&self.full, self.now);
+        assert_eq!(self.full.timestamp_last(), self.history.timestamp_last());
+        let mut sink = self.store.clone();
+        self.history.history_drain(&mut sink);
+        self.durable.push(self.history.timestamp_last());
+        if self.durable.len() > self.lag {
+            let through = self.durable[self.durable.len() - 1 - self.lag];
+            let mut stored = self.store.0.lock().unwrap();
+            stored.durable_through = stored.durable_through.max(through);
+            drop(stored);
+            self.history.history_evict(through);
+        }
+    }
+
+    /// Random lookups and fill queries (market and order filters, ranges, limits, both
+    /// directions) that straddle the watermark; both engines must agree.
+    fn compare_queries(&self, random: &mut Rng, ids_max: u128) {
+        let first = 1_000 * SECOND;
+        let span = self.now - first;
+        for _ in 0..8 {
+            let ids: Vec<u128> = (0..16)
+                .map(|_| 1 + u128::from(random.below(ids_max as u64)))
+                .collect();
+            let mut expected = Vec::with_capacity(16);
+            let mut actual = Vec::with_capacity(16);
+            self.full.lookup_orders(&ids, &mut expected);
+            self.history.lookup_orders(&ids, &mut actual);
+            assert_eq!(actual, expected, "lookup_orders {ids:?}");
+        }
+        let bound = |random: &mut Rng| first + random.below(span + 1);
+        for _ in 0..16 {
+            let (mut minimum, mut maximum) = (bound(random), bound(random));
+            if minimum > maximum {
+                std::mem::swap(&mut minimum, &mut maximum);
+            }
+            let by_order = random.below(2) == 0;
+            let filter = FillFilter {
+                order_id: if by_order {
+                    1 + u128::from(random.below(ids_max as u64))
+                } else {
+                    0
+                },
+                market: if by_order && random.below(2) == 0 {
+                    0
+                } else {
+                    MARKET
+                },
+                limit: 1 + random.below(200) as u32,
+                timestamp_min: if random.below(4) == 0 { 0 } else { minimum },
+                timestamp_max: if random.below(4) == 0 { 0 } else { maximum },
+                flags: if random.below(2) == 0 {
+                    FillFilter::REVERSED
+                } else {
+                    0
+                },
+                ..FillFilter::default()
+            };
+            let mut expected = Vec::with_capacity(128);
+            let mut actual = Vec::with_capacity(128);
+            self.full.get_fills(&filter, &mut expected);
+            self.history.get_fills(&filter, &mut actual);
+            assert_eq!(actual, expected, "get_fills {filter:?}");
+        }
+    }
+
+    /// How many fills the flow made so far.
+    fn fills_made(&self) -> u64 {
+        let filter = FillFilter {
+            market: MARKET,
+            limit: 1,
+            flags: FillFilter::REVERSED,
+            ..FillFilter::default()
+        };
+        let mut newest = Vec::with_capacity(1);
+        self.full.get_fills(&filter, &mut newest);
+        newest.first().map_or(0, |fill| fill.sequence)
+    }
+}
+
+fn load_in_history_mode(image: &[u8], store: &ModelStore, ids_max: u64) -> Engine {
+    let config = order_config(Some(ORDER_MEMORY));
+    let reader = Box::new(store.clone());
+    Engine::from_checkpoint_with_history(&config, image, reader, ids_max).unwrap()
+}
+
+#[test]
+fn orders_and_fills_leave_memory_and_every_reply_stays_the_same() {
+    // A small filter, so that many new ids are looked up in the store as well.
+    let requests = order_workload(5, 14_000);
+    let mut pair = OrderPair::new(2, 1 << 12);
+    let mut random = Rng::new(11);
+    for (index, request) in requests.iter().enumerate() {
+        pair.apply(request);
+        if index % 97 == 0 {
+            pair.compare_queries(&mut random, u128::from(pair.placed) + 64);
+        }
+        if index % 1009 == 0 {
+            pair.history.verify();
+        }
+    }
+    pair.compare_queries(&mut random, u128::from(pair.placed) + 64);
+    pair.history.verify();
+    pair.full.verify();
+    assert!(pair.history.history_evicted_through() > 0);
+    // Many times what memory holds went through it, and nothing was refused for room: the
+    // replies equal those of an engine with room for everything.
+    let memory = u64::from(ORDER_MEMORY);
+    assert!(pair.placed > 8 * memory, "{} orders placed", pair.placed);
+    let fills = pair.fills_made();
+    assert!(fills > 2 * memory, "{fills} fills");
+    let stored = pair.store.0.lock().unwrap();
+    assert!(stored.orders.len() as u64 > 4 * memory);
+    assert_eq!(stored.fills.len() as u64, fills);
+}
+
+#[test]
+fn orders_and_fills_restart_from_a_checkpoint_with_the_store_behind_or_ahead() {
+    // A filter of 64 ids is saturated at once: every new order id is looked up in the store,
+    // so a store read that counted orders the replay has not reached would change answers.
+    let ids_max = 64;
+    let requests = order_workload(9, 1_500);
+    let (first, rest) = requests.split_at(requests.len() / 2);
+    let mut pair = OrderPair::new(3, ids_max);
+    for request in first {
+        pair.apply(request);
+    }
+    let mut continuous = OrderPair::new(3, ids_max);
+    for request in &requests {
+        continuous.apply(request);
+    }
+    let mut image = Vec::new();
+    pair.history.checkpoint_write(&mut image).unwrap();
+    let evicted = pair.history.history_evicted_through();
+    assert!(evicted > 0);
+    // Orders that left memory before the checkpoint, looked up after the restart.
+    let old_ids: Vec<u128> = (1..=64).collect();
+    let mut old_orders = Vec::with_capacity(64);
+    pair.full.lookup_orders(&old_ids, &mut old_orders);
+    let ahead = continuous.durable[continuous.durable.len() - 1];
+    for store_through in [evicted, pair.durable[pair.durable.len() - 2], ahead] {
+        let source = if store_through == ahead {
+            &continuous.store
+        } else {
+            &pair.store
+        };
+        let store = store_as_of(source, store_through);
+        let mut loaded = load_in_history_mode(&image, &store, ids_max);
+        loaded.history_redrain(store_through);
+        // What the store lost is handed to it again; then the state hash is the one before
+        // the crash.
+        loaded.history_drain(&mut store.clone());
+        assert_eq!(loaded.state_hash(), pair.history.state_hash());
+        let mut found = Vec::with_capacity(64);
+        loaded.lookup_orders(&old_ids, &mut found);
+        assert_eq!(found, old_orders, "store through {store_through}");
+        // The engine that keeps everything replays the prefix to stand for the state before
+        // the crash.
+        let mut restarted = OrderPair::new(3, ids_max);
+        for request in first {
+            restarted.apply(request);
+        }
+        restarted.history = loaded;
+        restarted.store = store;
+        restarted.durable = pair.durable.clone();
+        let mut random = Rng::new(7);
+        for (index, request) in rest.iter().enumerate() {
+            restarted.apply(request);
+            if index % 53 == 0 {
+                restarted.compare_queries(&mut random, u128::from(restarted.placed) + 64);
+            }
+        }
+        restarted.history.verify();
+        assert_eq!(
+            restarted.history.state_hash(),
+            continuous.history.state_hash(),
+            "store through {store_through}"
+        );
+    }
 }

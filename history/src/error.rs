@@ -60,6 +60,11 @@ pub enum HistoryError {
         /// Whether the namespace is the settlement one.
         settlement: bool,
     },
+    /// A run holds one finished order twice.
+    RunDuplicateOrder {
+        /// The order id.
+        id: u128,
+    },
     /// A run burns one id twice.
     RunDuplicateBurnedId {
         /// The id.
@@ -230,6 +235,9 @@ impl fmt::Display for HistoryError {
                 "history run holds {} transfer id {id} twice",
                 namespace(*settlement)
             ),
+            HistoryError::RunDuplicateOrder { id } => {
+                write!(f, "history run holds order {id} twice")
+            }
             HistoryError::RunDuplicateBurnedId { id } => {
                 write!(f, "history run burns id {id} twice")
             }

@@ -1,5 +1,5 @@
 //! The history store: records that can no longer change (transfers, burned ids, resolutions of
-//! pending transfers, balance rows), on disk in fjall, loaded as one sorted run per interval,
+//! pending transfers, balance rows, finished orders and fills), on disk in fjall, loaded as one sorted run per interval,
 //! off the core's thread (docs/history.md, "The history store").
 //!
 //! - [`History`]: the store; [`History::ingest`] loads a [`Run`] and makes it durable up to a
@@ -21,6 +21,7 @@
 
 mod account_runs;
 mod error;
+mod orders;
 mod query;
 mod records;
 mod run;
@@ -29,8 +30,8 @@ mod watermark;
 mod writer;
 
 pub use error::HistoryError;
-pub use run::{BalanceRow, BurnedId, Resolution, Run, RunCapacity};
+pub use run::{BalanceRow, BurnedId, FinishedOrder, Resolution, Run, RunCapacity};
 pub use run::{RESOLUTION_EXPIRED, RESOLUTION_POSTED, RESOLUTION_VOIDED};
 pub use store::{History, HistoryConfig, IngestReport};
-pub use watermark::{Watermark, HISTORY_FORMAT_VERSION};
+pub use watermark::{Watermark, HISTORY_FORMAT_VERSION, HISTORY_FORMAT_VERSION_MIN};
 pub use writer::{DurableCallback, HistoryWriter};

@@ -1,6 +1,6 @@
 //! `Run`: the history records of one interval, in the order the core produced them, to be
-//! ingested as one sorted run: transfers, burned ids, resolutions of pending transfers and
-//! balance rows.
+//! ingested as one sorted run: transfers, burned ids, resolutions of pending transfers,
+//! balance rows, finished orders and fills.
 //!
 //! Each kind has its own buffer, allocated once at the capacity given in [`RunCapacity`] and
 //! never grown: a push past a kind's capacity is `RunFull`, and `clear` keeps the buffers, so
@@ -9,7 +9,7 @@
 //! A run checks nothing else when records are pushed: order, duplicates and the watermark are
 //! checked by `History::ingest`, which refuses a bad run before writing anything.
 
-use clearline_engine::{AccountBalance, Transfer};
+use clearline_engine::{AccountBalance, Fill, Order, Transfer};
 
 use crate::error::HistoryError;
 
@@ -24,6 +24,10 @@ pub struct RunCapacity {
     pub resolutions: usize,
     /// Balance rows.
     pub balances: usize,
+    /// Finished orders.
+    pub orders: usize,
+    /// Fills.
+    pub fills: usize,
 }
 
 impl RunCapacity {
@@ -81,6 +85,16 @@ pub struct BalanceRow {
     pub balance: AccountBalance,
 }
 
+/// An order that can no longer change, and the first timestamp of the command that finished
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FinishedOrder {
+    /// The order in its final state.
+    pub order: Order,
+    /// When it finished.
+    pub finished_at: u64,
+}
+
 /// The records of one interval, each kind at most its capacity, each expected in increasing
 /// timestamp order (`History::ingest` checks it).
 #[derive(Debug)]
@@ -94,6 +108,10 @@ pub struct Run {
     resolutions: Vec<Resolution>,
     /// Never longer than `capacity.balances`.
     balances: Vec<BalanceRow>,
+    /// Never longer than `capacity.orders`.
+    orders: Vec<FinishedOrder>,
+    /// Never longer than `capacity.fills`.
+    fills: Vec<Fill>,
 }
 
 /// Appends `item` to `items` unless it holds `capacity`.
@@ -119,7 +137,32 @@ impl Run {
             burned_ids: Vec::with_capacity(capacity.burned_ids),
             resolutions: Vec::with_capacity(capacity.resolutions),
             balances: Vec::with_capacity(capacity.balances),
+            orders: Vec::with_capacity(capacity.orders),
+            fills: Vec::with_capacity(capacity.fills),
         }
+    }
+
+    /// Appends a finished order, finished by the command whose first timestamp is
+    /// `finished_at` (orders in non-decreasing `finished_at` order).
+    ///
+    /// # Errors
+    ///
+    /// `RunFull` if the run holds its capacity of orders; the run is unchanged.
+    pub fn push_order(&mut self, order: &Order, finished_at: u64) -> Result<(), HistoryError> {
+        let finished = FinishedOrder {
+            order: *order,
+            finished_at,
+        };
+        push_within(&mut self.orders, self.capacity.orders, "orders", finished)
+    }
+
+    /// Appends a fill (fills in sequence order).
+    ///
+    /// # Errors
+    ///
+    /// `RunFull` if the run holds its capacity of fills; the run is unchanged.
+    pub fn push_fill(&mut self, fill: &Fill) -> Result<(), HistoryError> {
+        push_within(&mut self.fills, self.capacity.fills, "fills", *fill)
     }
 
     /// Appends a copy of `transfer` (client or settlement).
@@ -229,11 +272,18 @@ impl Run {
         self.burned_ids.clear();
         self.resolutions.clear();
         self.balances.clear();
+        self.orders.clear();
+        self.fills.clear();
     }
 
     /// Number of records of every kind.
     pub fn len(&self) -> usize {
-        self.transfers.len() + self.burned_ids.len() + self.resolutions.len() + self.balances.len()
+        self.transfers.len()
+            + self.burned_ids.len()
+            + self.resolutions.len()
+            + self.balances.len()
+            + self.orders.len()
+            + self.fills.len()
     }
 
     /// Whether the run holds no record.
@@ -265,6 +315,16 @@ impl Run {
     pub fn balances(&self) -> &[BalanceRow] {
         &self.balances
     }
+
+    /// The finished orders, in the order pushed.
+    pub fn orders(&self) -> &[FinishedOrder] {
+        &self.orders
+    }
+
+    /// The fills, in the order pushed.
+    pub fn fills(&self) -> &[Fill] {
+        &self.fills
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +354,8 @@ mod tests {
             burned_ids: 1,
             resolutions: 3,
             balances: 2,
+            orders: 1,
+            fills: 1,
         };
         let mut run = Run::with_capacity(capacity);
         let pointers = |run: &Run| {
@@ -335,7 +397,11 @@ mod tests {
                 run.push_balance(1, &AccountBalance::default()),
                 "balance rows",
             );
-            assert_eq!(run.len(), 8);
+            assert!(run.push_order(&Order::default(), 3).is_ok());
+            assert!(run.push_fill(&Fill::default()).is_ok());
+            full(run.push_order(&Order::default(), 3), "orders");
+            full(run.push_fill(&Fill::default()), "fills");
+            assert_eq!(run.len(), 10);
             assert_eq!(pointers(&run), before);
             run.clear();
             assert!(run.is_empty());

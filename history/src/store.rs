@@ -1,6 +1,7 @@
-//! `History`: the store itself, one fjall database with seven key spaces (docs/history.md, "The
+//! `History`: the store itself, one fjall database with eleven key spaces (docs/history.md, "The
 //! history store"), its ingest of sorted runs and its point reads. The filtered queries are in
-//! query.rs.
+//! query.rs; the key spaces of orders and fills (`orders`, `fills`, `fill_markets`,
+//! `fill_orders`) are described in orders.rs.
 //!
 //! | key space | key (big-endian) | value |
 //! |---|---|---|
@@ -44,8 +45,9 @@ use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
 
 use crate::account_runs::{self, Posting, SIDE_CREDIT, SIDE_DEBIT};
 use crate::error::HistoryError;
+use crate::orders::{self as order_records, FILLS, FILL_MARKETS, FILL_ORDERS, ORDERS};
 use crate::records;
-use crate::run::{BalanceRow, BurnedId, Resolution, Run};
+use crate::run::{BalanceRow, BurnedId, FinishedOrder, Resolution, Run};
 use crate::watermark::{Watermark, WATERMARK_KEY};
 
 pub(crate) const TRANSFERS: &str = "transfers";
@@ -104,6 +106,10 @@ pub struct IngestReport {
     pub others_ns: u64,
     /// Writing and syncing the watermark.
     pub watermark_ns: u64,
+    /// Finished orders written.
+    pub orders_ingested: usize,
+    /// Fills written.
+    pub fills_ingested: usize,
 }
 
 /// One transfer id as `transfer_ids` sorts it.
@@ -133,6 +139,12 @@ struct Scratch {
     /// The `account_runs` generation the next run joins and the entries it holds; `None`
     /// until the first ingest after the store is opened, which starts a new one.
     generation: Option<(u64, usize)>,
+    /// The run's finished orders, sorted by id.
+    orders: Vec<FinishedOrder>,
+    /// The run's `fill_markets` keys, sorted.
+    fill_markets: Vec<[u8; 20]>,
+    /// The run's `fill_orders` keys, sorted.
+    fill_orders: Vec<[u8; 32]>,
 }
 
 /// The run's records of each kind above the durable watermark.
@@ -163,6 +175,10 @@ pub struct History {
     pub(crate) balances: Keyspace,
     burned_ids: Keyspace,
     resolutions: Keyspace,
+    pub(crate) orders: Keyspace,
+    pub(crate) fills: Keyspace,
+    pub(crate) fill_markets: Keyspace,
+    pub(crate) fill_orders: Keyspace,
     meta: Keyspace,
     /// The durable watermark: updated only after it is synced.
     watermark: Mutex<Option<Watermark>>,
@@ -370,6 +386,38 @@ fn sort_and_check(scratch: &mut Scratch, fresh: &Fresh<'_>) -> Result<(), Histor
     Ok(())
 }
 
+/// Sorts the run's orders by id and its fills' index keys into `scratch`, and refuses the run
+/// if it holds one order twice.
+fn sort_orders_and_fills(scratch: &mut Scratch, run: &Run) -> Result<(), HistoryError> {
+    let orders = &mut scratch.orders;
+    orders.clear();
+    orders.extend_from_slice(run.orders());
+    orders.sort_unstable_by_key(|finished| finished.order.id);
+    if let Some(pair) = orders
+        .windows(2)
+        .find(|pair| pair[0].order.id == pair[1].order.id)
+    {
+        return Err(HistoryError::RunDuplicateOrder {
+            id: pair[0].order.id,
+        });
+    }
+    scratch.fill_markets.clear();
+    scratch.fill_orders.clear();
+    for fill in run.fills() {
+        let (timestamp, sequence) = (fill.timestamp, fill.sequence);
+        let market_key = order_records::market_key(fill.market, timestamp, sequence);
+        scratch.fill_markets.push(market_key);
+        for order_id in [fill.taker_order_id, fill.maker_order_id] {
+            let key = order_records::order_key(order_id, timestamp, sequence);
+            scratch.fill_orders.push(key);
+        }
+    }
+    scratch.fill_markets.sort_unstable();
+    scratch.fill_orders.sort_unstable();
+    scratch.fill_orders.dedup();
+    Ok(())
+}
+
 /// Key space options with no index or filter block pinned in memory: they are read through
 /// the block cache (`HistoryConfig::cache_bytes`), so the store's memory stays at that size
 /// however much history it holds (fjall pins the first levels' blocks by default, memory that
@@ -468,6 +516,11 @@ impl History {
         let balances = keyspace(BALANCES, unpinned)?;
         let burned_ids = keyspace(BURNED_IDS, unpinned)?;
         let resolutions = keyspace(RESOLUTIONS, unpinned)?;
+        // Added in format version 4: a version 3 store gains them empty.
+        let orders = keyspace(ORDERS, records)?;
+        let fills = keyspace(FILLS, records)?;
+        let fill_markets = keyspace(FILL_MARKETS, unfiltered)?;
+        let fill_orders = keyspace(FILL_ORDERS, unfiltered)?;
         let generations = stored_generations(&account_runs, &directory)?;
         Ok(History {
             directory,
@@ -478,6 +531,10 @@ impl History {
             balances,
             burned_ids,
             resolutions,
+            orders,
+            fills,
+            fill_markets,
+            fill_orders,
             meta,
             watermark: Mutex::new(watermark),
             scratch: Mutex::new(Scratch::default()),
@@ -603,7 +660,27 @@ impl History {
             checked_within("resolutions", last, watermark)?;
             let last = run.balances().last().map(|row| row.balance.timestamp);
             checked_within("balance rows", last, watermark)?;
+            let last = run.orders().last().map(|order| order.finished_at);
+            checked_within("orders", last, watermark)?;
+            let last = run.fills().last().map(|fill| fill.timestamp);
+            checked_within("fills", last, watermark)?;
         }
+        checked_order(
+            "orders",
+            run.orders().iter().map(|order| order.finished_at),
+            false,
+        )?;
+        checked_order(
+            "fills",
+            run.fills().iter().map(|fill| fill.timestamp),
+            false,
+        )?;
+        checked_order(
+            "fill sequences",
+            run.fills().iter().map(|f| f.sequence),
+            true,
+        )?;
+        sort_orders_and_fills(scratch, run)?;
         let fresh = Fresh {
             transfers: above(run.transfers(), durable, |t| t.timestamp),
             burned_ids: above(run.burned_ids(), durable, |b| b.timestamp),
@@ -618,11 +695,17 @@ impl History {
             resolutions_ingested: fresh.resolutions.len(),
             others_skipped: run.len()
                 - run.transfers().len()
+                - run.orders().len()
+                - run.fills().len()
                 - fresh.balances.len()
                 - fresh.burned_ids.len()
                 - fresh.resolutions.len(),
             ..IngestReport::default()
         };
+        // Orders and fills are written whatever the watermark (orders.rs).
+        self.load_orders_and_fills(scratch, run)?;
+        report.orders_ingested = run.orders().len();
+        report.fills_ingested = run.fills().len();
         if fresh.is_empty() {
             return Ok(report);
         }
@@ -746,6 +829,31 @@ impl History {
         )?;
         report.others_ns = elapsed_ns(start);
         Ok(())
+    }
+
+    /// Loads the run's finished orders and fills with their indexes, sorted in `scratch`.
+    fn load_orders_and_fills(&self, scratch: &Scratch, run: &Run) -> Result<(), HistoryError> {
+        self.load(ORDERS, &self.orders, &scratch.orders, |finished| {
+            (
+                finished.order.id.to_be_bytes(),
+                order_records::order_value(finished),
+            )
+        })?;
+        self.load(FILLS, &self.fills, run.fills(), |fill| {
+            (fill.sequence.to_be_bytes(), order_records::fill_value(fill))
+        })?;
+        self.load(
+            FILL_MARKETS,
+            &self.fill_markets,
+            &scratch.fill_markets,
+            |key| (*key, [0u8; 0]),
+        )?;
+        self.load(
+            FILL_ORDERS,
+            &self.fill_orders,
+            &scratch.fill_orders,
+            |key| (*key, [0u8; 0]),
+        )
     }
 
     /// Loads `items`, sorted by key, into `keyspace` with one ingestion (none if empty).
@@ -959,6 +1067,10 @@ impl History {
             &self.balances,
             &self.burned_ids,
             &self.resolutions,
+            &self.orders,
+            &self.fills,
+            &self.fill_markets,
+            &self.fill_orders,
             &self.meta,
         ]
         .iter()
@@ -998,7 +1110,7 @@ mod tests {
             Err(HistoryError::Corrupt { what, detail }) => {
                 assert_eq!(what, "meta watermark");
                 assert!(detail.contains("format version 2,"), "{detail}");
-                assert!(detail.contains("reads only version 3"), "{detail}");
+                assert!(detail.contains("reads only versions 3 to 4"), "{detail}");
             }
             Err(other) => panic!("{other}"),
             Ok(_) => panic!("a version 2 store was opened"),

@@ -13,9 +13,14 @@ pub(crate) const WATERMARK_KEY: &[u8] = b"watermark";
 /// Format version of the whole store (key spaces, keys and values); a store written with
 /// another version is refused at open. Version 2 keys `transfer_ids` by id and namespace and
 /// adds `balances`, `burned_ids` and `resolutions`; version 3 puts a generation before the
-/// account in `account_runs` keys (account_runs.rs). There is no migration from older
-/// versions, which never held data in use.
-pub const HISTORY_FORMAT_VERSION: u32 = 3;
+/// account in `account_runs` keys (account_runs.rs); version 4 adds the key spaces of finished
+/// orders and fills (orders.rs). A version 3 store is opened as it is (it only lacks those key
+/// spaces, created empty, and its watermark is written as version 4 at the next ingest). There
+/// is no migration from older versions, which never held data in use.
+pub const HISTORY_FORMAT_VERSION: u32 = 4;
+
+/// The oldest format version this build opens.
+pub const HISTORY_FORMAT_VERSION_MIN: u32 = 3;
 
 const WATERMARK_VALUE_SIZE: usize = 24;
 
@@ -79,10 +84,11 @@ impl Watermark {
             )));
         }
         let version = field(0..4);
-        if version != u64::from(HISTORY_FORMAT_VERSION) {
+        let readable = u64::from(HISTORY_FORMAT_VERSION_MIN)..=u64::from(HISTORY_FORMAT_VERSION);
+        if !readable.contains(&version) {
             return Err(corrupt(format!(
-                "the store has format version {version}, this build reads only version \
-                 {HISTORY_FORMAT_VERSION}"
+                "the store has format version {version}, this build reads only versions \
+                 {HISTORY_FORMAT_VERSION_MIN} to {HISTORY_FORMAT_VERSION}"
             )));
         }
         Ok(Watermark {
@@ -117,7 +123,9 @@ mod tests {
             damaged[index] ^= 0x40;
             assert!(Watermark::decode(&damaged).is_err_and(|e| e.is_corruption()));
         }
-        for version in [0, 1, 2, 4, u32::MAX] {
+        let old = Watermark::default().encode_as(3);
+        assert_eq!(Watermark::decode(&old).ok(), Some(Watermark::default()));
+        for version in [0, 1, 2, 5, u32::MAX] {
             let other_version = Watermark::default().encode_as(version);
             match Watermark::decode(&other_version) {
                 Err(HistoryError::Corrupt { detail, .. }) => {
@@ -125,7 +133,7 @@ mod tests {
                         detail.contains(&format!("format version {version},")),
                         "{detail}"
                     );
-                    assert!(detail.contains("reads only version 3"), "{detail}");
+                    assert!(detail.contains("reads only versions 3 to 4"), "{detail}");
                 }
                 other => panic!("version {version}: {other:?}"),
             }

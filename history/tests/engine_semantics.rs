@@ -228,6 +228,7 @@ fn ingest_all(history: &History, engine: &Engine, accounts: &[u128], transfers: 
         burned_ids: 0,
         resolutions: chunk,
         balances: 2 * chunk,
+        ..RunCapacity::default()
     });
     let mut rows = rows.iter().peekable();
     for (index, part) in transfers.chunks(chunk).enumerate() {

@@ -495,6 +495,7 @@ fn one_id_lives_once_in_each_namespace() {
         burned_ids: 1,
         resolutions: 2,
         balances: 3,
+        ..RunCapacity::default()
     });
     for transfer in [client, settlement, settlement_burned] {
         run.push(&transfer).expect("capacity");

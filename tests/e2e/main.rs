@@ -37,6 +37,7 @@ mod history;
 mod journal_tools;
 mod limits;
 mod matching;
+mod order_history;
 mod paging;
 mod replay_refusal;
 mod round_trip;

@@ -40,6 +40,7 @@ pub fn capacity(events: usize) -> RunCapacity {
         burned_ids: events,
         resolutions: events,
         balances: 2 * events,
+        ..RunCapacity::default()
     }
 }
 
