@@ -202,7 +202,6 @@ impl Engine {
         results: &mut [CreateResult],
     ) {
         let timestamp = self.batch_timestamp(timestamp, events.len() as u64);
-        self.ledger.reserve = self.exchange.release_needs();
         self.ledger.create_transfers(timestamp, events, results);
     }
 
@@ -277,7 +276,7 @@ impl Engine {
     pub fn cancel_orders(&mut self, timestamp: u64, ids: &[u128], results: &mut [CreateResult]) {
         let counts = (ids.len(), results.len());
         self.order_events(timestamp, counts, |exchange, ledger, index, block| {
-            let status = exchange.cancel(ledger, block, ids[index]);
+            let status = exchange.cancel(ledger, ids[index]);
             results[index] = order_command_result(block, status);
         });
     }
