@@ -94,6 +94,9 @@ pub const BOOK_LEVELS_MAX: u32 = 1 << 16;
 /// by `TransferFlags::SETTLEMENT`, and clients may use ids with this bit too).
 pub const SETTLEMENT_ID_BIT: u128 = 1 << 127;
 
+/// Price levels per side that `fill_cap` counts before it walks single resting orders.
+const FILL_CAP_LEVELS: u32 = 4;
+
 /// Transfers per maker event: the four legs of a fill.
 const TRANSFERS_PER_MAKER: usize = 4;
 
@@ -110,10 +113,20 @@ enum Kind {
 }
 
 /// The hold of one order: the amount it reserves on its account towards the market's escrow
-/// (0 = none; see the module doc).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// (0 = none; see the module doc), and the positions of those two accounts once looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Hold {
     amount: u128,
+    /// `(debit, credit)` account positions of the hold, or `NO_POSITION` twice while not known
+    /// (a cache: accounts never move; it is neither written to images nor digested).
+    accounts: (u32, u32),
+}
+
+impl Hold {
+    const NONE: Hold = Hold {
+        amount: 0,
+        accounts: (NO_POSITION, NO_POSITION),
+    };
 }
 
 /// Markets, books, orders, fills and the settlement scratch buffers.
@@ -128,6 +141,8 @@ pub(crate) struct Exchange {
     fills: Vec<Fill>,
     serial: u64,
     events: Vec<BookEvent>,
+    /// The first `FILL_CAP_LEVELS` levels of each side, for `fill_cap`.
+    levels: Vec<BookLevel>,
     window: Vec<RestingOrder>,
     expired: Vec<RestingOrder>,
     /// Orders touched by the current command (for the fallback of a refused settlement).
@@ -173,6 +188,7 @@ impl Exchange {
             fills: Vec::with_capacity(config.fills_max as usize),
             serial: 0,
             events: Vec::with_capacity(orders_max as usize + 1),
+            levels: Vec::with_capacity(2 * FILL_CAP_LEVELS as usize),
             window: Vec::with_capacity(FILLS_PER_ORDER_MAX),
             expired: Vec::with_capacity(PULSE_EXPIRIES_MAX as usize),
             touched: Vec::with_capacity(FILLS_PER_ORDER_MAX + 1),
@@ -348,14 +364,38 @@ impl Exchange {
         ((position(debit), position(credit)), on)
     }
 
+    /// `hold_accounts` of stored order `position`, from its hold's cache when known (and
+    /// cached from here on).
+    fn order_hold_accounts(
+        &mut self,
+        ledger: &Ledger,
+        market: &Market,
+        position: u32,
+    ) -> ((u32, u32), u32) {
+        let order = &self.orders[position as usize];
+        let hold = &mut self.holds[position as usize];
+        if hold.accounts.0 != NO_POSITION {
+            let on = if order.side == Side::Buy as u8 {
+                market.quote_ledger
+            } else {
+                market.base_ledger
+            };
+            return (hold.accounts, on);
+        }
+        let (accounts, on) = Exchange::hold_accounts(ledger, market, order);
+        if accounts.0 != NO_POSITION && accounts.1 != NO_POSITION {
+            hold.accounts = accounts;
+        }
+        (accounts, on)
+    }
+
     /// Releases the whole hold of order `position` (it cannot fail) and forgets it.
     fn release(&mut self, ledger: &mut Ledger, market: &Market, position: u32) {
         let amount = self.holds[position as usize].amount;
         if amount != 0 {
-            let order = &self.orders[position as usize];
-            let (accounts, _) = Exchange::hold_accounts(ledger, market, order);
+            let (accounts, _) = self.order_hold_accounts(ledger, market, position);
             ledger.release(accounts, amount);
-            self.holds[position as usize] = Hold::default();
+            self.holds[position as usize].amount = 0;
         }
     }
 
@@ -404,6 +444,35 @@ impl Exchange {
             Side::Sell => self.books.best_bid(book),
         };
         if !best.is_some_and(crosses) {
+            return None;
+        }
+        // Most takers reach a few resting orders: count them by price level first, and walk
+        // single orders only when the first levels do not settle it. Fewer than
+        // `FILLS_PER_ORDER_MAX` crossing orders cannot reach the cap; crossing quantity that
+        // covers the taker within them cannot either, unless self-trade cancels (which count
+        // but do not fill) may be among them.
+        self.levels.clear();
+        self.books.depth(book, FILL_CAP_LEVELS, &mut self.levels);
+        let (mut count, mut sum, mut seen) = (0u32, 0u64, 0u32);
+        for level in &self.levels {
+            if level.side != side.opposite() as u8 {
+                continue;
+            }
+            seen += 1;
+            if !crosses(level.price) {
+                return None;
+            }
+            count += level.order_count;
+            if count >= FILLS_PER_ORDER_MAX as u32 {
+                break;
+            }
+            sum = sum.saturating_add(level.quantity);
+            if sum >= quantity && self_trade != SelfTrade::CancelResting {
+                return None;
+            }
+        }
+        if count < FILLS_PER_ORDER_MAX as u32 && seen < FILL_CAP_LEVELS {
+            // Every level of the side was seen, all crossing, with too few orders.
             return None;
         }
         self.window.clear();
@@ -547,7 +616,7 @@ impl Exchange {
         }
         let position = self.orders.len() as u32;
         self.orders.push(stored);
-        self.holds.push(Hold { amount });
+        self.holds.push(Hold { amount, accounts });
         let mut cursor = block;
 
         let placed = Order {
@@ -672,7 +741,7 @@ impl Exchange {
         self.touched.clear();
         let fills_before = self.fills.len();
         let first = *cursor;
-        let (taker_accounts, taker_on) = Exchange::hold_accounts(ledger, &market, &taker_order);
+        let (taker_accounts, taker_on) = self.order_hold_accounts(ledger, &market, taker);
         ledger.settlement_begin();
         // The taker's unused hold first, so the legs see the balances without it. A taker
         // never needs more than it held (it only lost lots), but that is checked, not assumed.
@@ -702,14 +771,14 @@ impl Exchange {
                         OrderState::Resting as u8
                     };
                     let need = Exchange::need(&market, &maker_order, remaining);
-                    self.holds[maker as usize] = Hold { amount: need };
+                    self.holds[maker as usize].amount = need;
                     if refused.is_some() {
                         // The step is refused already: only the records are kept up to date
                         // (every maker touched is canceled below).
                         continue;
                     }
                     // Release the part of the maker's hold this fill consumes, then the legs.
-                    let (accounts, on) = Exchange::hold_accounts(ledger, &market, &maker_order);
+                    let (accounts, on) = self.order_hold_accounts(ledger, &market, maker);
                     let outcome =
                         ledger
                             .hold(accounts, on, need, maker_hold.amount)
@@ -724,9 +793,7 @@ impl Exchange {
                     let maker_hold = self.holds[maker as usize];
                     let maker_order = self.orders[maker as usize];
                     self.touched.push((maker, maker_hold, maker_order));
-                    let (accounts, _) = Exchange::hold_accounts(ledger, &market, &maker_order);
-                    ledger.release(accounts, maker_hold.amount);
-                    self.holds[maker as usize] = Hold::default();
+                    self.release(ledger, &market, maker);
                     self.orders[maker as usize].state = OrderState::Canceled as u8;
                 }
             }
@@ -736,7 +803,7 @@ impl Exchange {
                 .hold(taker_accounts, taker_on, desired, taker_hold.amount)
                 .err();
         }
-        self.holds[taker as usize] = Hold { amount: desired };
+        self.holds[taker as usize].amount = desired;
         if refused.is_none() {
             ledger.settlement_commit();
             return OrderStatus::Ok;
@@ -916,11 +983,12 @@ impl Exchange {
             quantity,
             ..before
         };
+        let (accounts, on) = self.order_hold_accounts(ledger, &market, position);
         let old_hold = self.holds[position as usize];
         let new_hold = Hold {
             amount: Exchange::need(&market, &amended, remaining),
+            ..old_hold
         };
-        let (accounts, on) = Exchange::hold_accounts(ledger, &market, &before);
         if let Err(status) = ledger.hold(accounts, on, new_hold.amount, old_hold.amount) {
             return Exchange::hold_status(status);
         }
@@ -1102,6 +1170,10 @@ impl Exchange {
             let book_position = self.market_position(order.market).expect("stored market");
             let market = &self.markets[book_position];
             let in_book = self.books.order(book_position as u32, order.id);
+            if hold.accounts != Hold::NONE.accounts {
+                let (accounts, _) = Exchange::hold_accounts(ledger, market, order);
+                assert_eq!(hold.accounts, accounts, "{order:?}");
+            }
             if order.state == OrderState::Resting as u8 {
                 resting += 1;
                 let entry = in_book.expect("resting orders are in their book");
@@ -1117,7 +1189,7 @@ impl Exchange {
                 }
             } else {
                 assert!(in_book.is_none(), "{order:?}");
-                assert_eq!(*hold, Hold::default(), "{order:?}");
+                assert_eq!(hold.amount, 0, "{order:?}");
             }
         }
         let in_books = self.books.orders_total();
@@ -1173,7 +1245,7 @@ impl Exchange {
 }
 
 /// The checkpoint image of the matching side (see checkpoint.rs). The settlement buffers
-/// (`events`, `window`, `expired`, `touched`) carry nothing from one command to the next and
+/// (`events`, `levels`, `window`, `expired`, `touched`) carry nothing from one command to the next and
 /// are not written. Each order's hold keeps the place of the fields it had while holds were
 /// pending transfers (written as 0), so the layout is unchanged; an image with a non-zero hold
 /// transfer is refused.
@@ -1189,6 +1261,7 @@ impl Exchange {
             fills,
             serial,
             events: _,
+            levels: _,
             window: _,
             expired: _,
             touched: _,
@@ -1206,7 +1279,10 @@ impl Exchange {
             writer.bytes(&bytes)?;
             // The hold's former pending transfer id and void rows, always 0 (holds are
             // reservations), then its amount: the layout of images whose holds were transfers.
-            let Hold { amount } = hold;
+            let Hold {
+                amount,
+                accounts: _,
+            } = hold;
             writer.u128(0)?;
             writer.u128(*amount)?;
             writer.u8(0)?;
@@ -1257,7 +1333,10 @@ impl Exchange {
                      whose holds were transfers, which this build does not load",
                 ));
             }
-            self.holds.push(Hold { amount });
+            self.holds.push(Hold {
+                amount,
+                ..Hold::NONE
+            });
         }
         let count = reader.count("fills", self.fills.capacity(), "--fills-max")?;
         for _ in 0..count {

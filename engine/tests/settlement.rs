@@ -914,3 +914,49 @@ fn order_writes_use_only_the_timestamps_they_need() {
     h.orders.extend([1, 2, 3]);
     h.check();
 }
+
+/// One command touches at most 128 resting orders: a fill-or-kill order that would need more is
+/// refused, a good-till-cancel order takes the first 128 (over several price levels) and
+/// releases its rest, and a taker that reaches fewer is not limited.
+#[test]
+fn fills_per_order_cap_binds_at_128_makers() {
+    let mut h = H::new(2, FUNDS);
+    let mut id = 0;
+    for price in [100, 105, 110, 115, 120, 125] {
+        for _ in 0..22 {
+            id += 1;
+            ok(&h.place(order(id, 1, SELL, GTC, price, 10)));
+        }
+    }
+    let exceeded = OrderStatus::FillsPerOrderExceeded as u32;
+    let result = h.place(order(1_000, 2, BUY, FOK, 125, 1_300));
+    assert_eq!(result.status, exceeded);
+    assert_eq!(h.account(quote_account(2)).debits_pending, 0);
+    // Within the cap, fill-or-kill fills: 3 levels, 66 orders.
+    let result = h.place(order(1_001, 2, BUY, FOK, 110, 660));
+    ok(&result);
+    assert_eq!(result.fill_count, 66);
+    let result = h.place(order(1_002, 2, BUY, GTC, 125, 660));
+    ok(&result);
+    assert_eq!(result.filled_quantity, 660);
+    assert_eq!(result.fill_count, 66);
+    assert_eq!(result.state, OrderState::Filled as u8);
+    // The book is empty again; 130 orders at two prices, taken by one large order.
+    assert!(h.book().is_empty());
+    for price in [130, 135] {
+        for _ in 0..65 {
+            id += 1;
+            ok(&h.place(order(id, 1, SELL, GTC, price, 10)));
+        }
+    }
+    let result = h.place(order(1_003, 2, BUY, GTC, 135, 1_320));
+    ok(&result);
+    assert_eq!(result.fill_count, 128);
+    assert_eq!(result.filled_quantity, 1_280);
+    assert_eq!(result.state, OrderState::Done as u8);
+    assert_eq!(h.account(quote_account(2)).debits_pending, 0);
+    assert_eq!(
+        h.book().iter().map(|level| level.order_count).sum::<u32>(),
+        2
+    );
+}
