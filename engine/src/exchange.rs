@@ -726,18 +726,22 @@ impl Exchange {
         cursor: &mut u64,
         fill_timestamp: u64,
     ) -> OrderStatus {
-        let market = self.markets[book_position];
-        let taker_order = self.orders[taker as usize];
-        let desired = if taker_order.state == OrderState::Resting as u8 {
-            let remaining = taker_order.quantity - taker_order.filled_quantity;
-            Exchange::need(&market, &taker_order, remaining)
-        } else {
-            0
+        // Most commands trade nothing and keep their hold: decide that before copying records.
+        let desired = {
+            let taker_order = &self.orders[taker as usize];
+            if taker_order.state == OrderState::Resting as u8 {
+                let remaining = taker_order.quantity - taker_order.filled_quantity;
+                Exchange::need(&self.markets[book_position], taker_order, remaining)
+            } else {
+                0
+            }
         };
         let taker_hold = self.holds[taker as usize];
         if self.events.is_empty() && desired == taker_hold.amount {
             return OrderStatus::Ok;
         }
+        let market = self.markets[book_position];
+        let taker_order = self.orders[taker as usize];
         self.touched.clear();
         let fills_before = self.fills.len();
         let first = *cursor;
@@ -1245,10 +1249,10 @@ impl Exchange {
 }
 
 /// The checkpoint image of the matching side (see checkpoint.rs). The settlement buffers
-/// (`events`, `levels`, `window`, `expired`, `touched`) carry nothing from one command to the next and
-/// are not written. Each order's hold keeps the place of the fields it had while holds were
-/// pending transfers (written as 0), so the layout is unchanged; an image with a non-zero hold
-/// transfer is refused.
+/// (`events`, `levels`, `window`, `expired`, `touched`) carry nothing from one command to the
+/// next and are not written, nor is the hold accounts cache. Each order's hold keeps the place
+/// of the fields it had while holds were pending transfers (written as 0), so the layout is
+/// unchanged; an image with a non-zero hold transfer is refused.
 impl Exchange {
     pub(crate) fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
         let Exchange {
