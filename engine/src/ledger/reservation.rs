@@ -196,3 +196,170 @@ impl Ledger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::account::{Account, AccountFlags};
+    use crate::ledger::Ledger;
+    use crate::limits::Config;
+    use crate::result::{CreateResult, CreateTransferStatus as S};
+    use crate::transfer::{Transfer, TransferFlags};
+
+    const TRADER: u128 = 1;
+    const ESCROW: u128 = 2;
+    const SOURCE: u128 = 3;
+    const OTHER: u128 = 4;
+
+    /// A trader limited to its credits, funded with 100; an escrow, a source and an account on
+    /// another ledger.
+    fn ledger() -> Ledger {
+        let mut ledger = Ledger::new(&Config::test_small());
+        let account = |id: u128, ledger: u32, flags: u16| Account {
+            id,
+            ledger,
+            code: 1,
+            flags,
+            ..Account::default()
+        };
+        let accounts = [
+            account(TRADER, 1, AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+            account(ESCROW, 1, 0),
+            account(SOURCE, 1, 0),
+            account(OTHER, 2, 0),
+        ];
+        let mut results = [CreateResult::default(); 4];
+        ledger.create_accounts(100, &accounts, &mut results);
+        assert!(results.iter().all(|r| r.status == u32::MAX));
+        transfer(&mut ledger, 200, 10, SOURCE, TRADER, 100, 0);
+        ledger
+    }
+
+    fn transfer(
+        l: &mut Ledger,
+        now: u64,
+        id: u128,
+        debit: u128,
+        credit: u128,
+        amount: u128,
+        flags: u16,
+    ) {
+        let event = Transfer {
+            id,
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount,
+            ledger: 1,
+            code: 1,
+            flags,
+            ..Transfer::default()
+        };
+        let mut results = [CreateResult::default()];
+        l.create_transfers(now, &[event], &mut results);
+        assert_eq!(results[0].status, u32::MAX);
+    }
+
+    fn positions(l: &Ledger, debit: u128, credit: u128) -> (u32, u32) {
+        let position = |id| l.account_position(id).expect("exists");
+        (position(debit), position(credit))
+    }
+
+    /// `(debits_pending, credits_pending)` of the trader and the escrow.
+    fn pending(l: &Ledger) -> [u128; 2] {
+        let (trader, escrow) = positions(l, TRADER, ESCROW);
+        [
+            l.accounts[trader as usize].debits_pending,
+            l.accounts[escrow as usize].credits_pending,
+        ]
+    }
+
+    #[test]
+    fn holds_check_like_pending_transfers_and_make_no_record() {
+        let mut l = ledger();
+        let transfers = l.transfers.len();
+        let accounts = positions(&l, TRADER, ESCROW);
+        assert_eq!(l.hold(accounts, 1, 60, 0), Ok(()));
+        assert_eq!(pending(&l), [60, 60]);
+        // The limit counts the hold: 60 held, 41 more would exceed the 100 credited.
+        assert_eq!(l.hold(accounts, 1, 41, 0), Err(S::ExceedsCredits));
+        // Replacing 60 by 100 fits; replacing by 101 does not; neither changes on refusal.
+        assert_eq!(l.hold(accounts, 1, 101, 60), Err(S::ExceedsCredits));
+        assert_eq!(pending(&l), [60, 60]);
+        assert_eq!(l.hold(accounts, 1, 100, 60), Ok(()));
+        assert_eq!(pending(&l), [100, 100]);
+        assert_eq!(
+            l.hold(accounts, 2, 1, 0),
+            Err(S::TransferMustHaveTheSameLedgerAsAccounts)
+        );
+        let other = positions(&l, TRADER, OTHER);
+        assert_eq!(
+            l.hold(other, 1, 1, 0),
+            Err(S::AccountsMustHaveTheSameLedger)
+        );
+        let missing = (crate::NO_POSITION, accounts.1);
+        assert_eq!(l.hold(missing, 1, 1, 0), Err(S::DebitAccountNotFound));
+        // A zero hold only releases what it replaces; a release cannot fail.
+        assert_eq!(l.hold(accounts, 1, 0, 30), Ok(()));
+        assert_eq!(pending(&l), [70, 70]);
+        l.release(accounts, 70);
+        assert_eq!(pending(&l), [0, 0]);
+        assert_eq!(l.transfers.len(), transfers);
+        l.verify();
+    }
+
+    #[test]
+    fn closed_accounts_refuse_holds_but_release_them() {
+        let mut l = ledger();
+        let accounts = positions(&l, TRADER, ESCROW);
+        assert_eq!(l.hold(accounts, 1, 50, 0), Ok(()));
+        let closing = TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT;
+        transfer(&mut l, 300, 11, TRADER, SOURCE, 0, closing);
+        assert_eq!(
+            l.hold(accounts, 1, 10, 0),
+            Err(S::DebitAccountAlreadyClosed)
+        );
+        // Swapping for a smaller hold is a new hold too: refused.
+        assert_eq!(
+            l.hold(accounts, 1, 10, 50),
+            Err(S::DebitAccountAlreadyClosed)
+        );
+        l.release(accounts, 50);
+        assert_eq!(pending(&l), [0, 0]);
+    }
+
+    #[test]
+    fn a_rolled_back_settlement_step_restores_holds_and_transfers() {
+        let mut l = ledger();
+        let accounts = positions(&l, TRADER, ESCROW);
+        assert_eq!(l.hold(accounts, 1, 80, 0), Ok(()));
+        let transfers = l.transfers.len();
+        let before: Vec<Account> = l.accounts.clone();
+        l.settlement_begin();
+        l.release(accounts, 30);
+        let leg = Transfer {
+            id: 1 << 127 | 3 << 120 | 1,
+            debit_account_id: TRADER,
+            credit_account_id: SOURCE,
+            amount: 20,
+            ledger: 1,
+            code: 1,
+            flags: TransferFlags::SETTLEMENT,
+            ..Transfer::default()
+        };
+        assert_eq!(l.settlement_transfer(400, &leg), Ok(()));
+        // 50 held and 20 posted of 100: 31 more does not fit.
+        let too_much = Transfer {
+            id: leg.id + 1,
+            amount: 31,
+            ..leg
+        };
+        assert_eq!(
+            l.settlement_transfer(401, &too_much),
+            Err(S::ExceedsCredits)
+        );
+        l.settlement_rollback();
+        assert_eq!(l.transfers.len(), transfers);
+        assert_eq!(l.accounts, before);
+        assert_eq!(pending(&l), [80, 80]);
+        l.verify();
+    }
+}
