@@ -132,9 +132,9 @@ const FUNDS: u128 = 1 << 60;
 const START: u64 = 1 << 40;
 const OK: u32 = u32::MAX;
 
-/// Engine-made transfers a command may create at most: per maker event a void, four legs and a
-/// new hold; per command the hold, the taker's void and new hold, and an amend's extra void.
-const TRANSFERS_PER_COMMAND_MAX: u64 = FILLS_PER_ORDER_MAX as u64 * 6 + 4;
+/// Engine-made transfers a command may create at most: the four legs of each maker event (holds
+/// are reservations on balances, not transfers).
+const TRANSFERS_PER_COMMAND_MAX: u64 = FILLS_PER_ORDER_MAX as u64 * 4;
 
 /// A config with room for `transfers` transfers, `fills` fills and `orders` orders, plus the
 /// free block the engine requires before each order command.
@@ -143,7 +143,7 @@ fn settled_config(transfers: u64, fills: u64, orders: u64) -> Config {
     Config {
         accounts_max: 2 * TRADERS_MAX as u32 + 16,
         transfers_max: (transfers + 2 * block) as u32,
-        transfers_pending_max: 2 * PREFILL_ORDERS as u32 + 16_384,
+        transfers_pending_max: 16_384,
         account_balances_max: 4 * block as u32,
         markets_max: 1,
         orders_max: orders as u32 + 1_024,
@@ -333,7 +333,7 @@ fn settled_report(workload: &Workload, config: &Config) {
     println!(
         "engine_settled: transfers_max {}, fills_max {}, orders_max {}; after the run {} \
          transfers (at most {} per command, bound {}), {} fills, {:.1}% of commands traded, \
-         {} orders stored, {} resting, {} holds pending",
+         {} orders stored, {} resting, {} pending transfers",
         config.transfers_max,
         config.fills_max,
         config.orders_max,

@@ -161,8 +161,9 @@ impl HistorySink for RunSink<'_> {
     }
 }
 
-/// The most ledger transfers one order event makes (the engine's bound, `Engine` docs).
-const ORDER_EVENT_TRANSFERS_MAX: usize = FILLS_PER_ORDER_MAX * 6 + 4;
+/// The most ledger transfers one order event makes: the four legs of each of its fills (holds
+/// are reservations on balances, docs/matching.md).
+const ORDER_EVENT_TRANSFERS_MAX: usize = FILLS_PER_ORDER_MAX * 4;
 
 /// The most records of each kind one write can add: `(transfers, burned ids, resolutions,
 /// balance rows)`.
@@ -170,9 +171,8 @@ fn write_adds(operation: Operation, count: u32, config: &Config) -> (usize, usiz
     let count = count as usize;
     let transfers = match operation {
         Operation::CreateTransfers => count,
-        Operation::PlaceOrders | Operation::CancelOrders | Operation::AmendOrders => {
-            count * ORDER_EVENT_TRANSFERS_MAX
-        }
+        Operation::PlaceOrders | Operation::AmendOrders => count * ORDER_EVENT_TRANSFERS_MAX,
+        // Room as for one record per expiry (the rows an expiry may write).
         Operation::Pulse => PULSE_EXPIRIES_MAX as usize,
         _ => 0,
     };

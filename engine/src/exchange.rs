@@ -1,82 +1,82 @@
 //! The matching side wired to the ledger: markets, their books, the order and fill stores, and
 //! settlement of every fill as ledger transfers in the same step as the match.
 //!
-//! Holds. Placing an order first creates a pending transfer from the trader to the market's
-//! escrow: a limit buy holds `(price + max(taker_fee, maker_fee)) x lots` of quote on the quote
-//! escrow (`price x lots + taker_fee x lots` when the maker fee is not above the
-//! taker fee, the normal case; the larger fee keeps a resting buy able to pay as maker too), a
-//! market buy holds its `quote_budget`, a sell holds its quantity of base on the base escrow.
-//! If the ledger refuses the hold the order is rejected (`exceeds_credits`,
-//! `overflows_debits_pending`, `account_closed`, `hold_refused`) before it touches the book. An
-//! order whose remaining hold would be zero has none.
+//! Holds. Placing an order first reserves what it may spend on the trader's account towards
+//! the market's escrow (ledger/reservation.rs): a limit buy holds
+//! `(price + max(taker_fee, maker_fee)) x lots` of quote towards the quote escrow
+//! (`price x lots + taker_fee x lots` when the maker fee is not above the taker fee, the normal
+//! case; the larger fee keeps a resting buy able to pay as maker too), a market buy holds its
+//! `quote_budget`, a sell holds its quantity of base towards the base escrow. A hold is a
+//! reservation on balances, not a transfer: it adds its amount to the trader's `debits_pending`
+//! and the escrow's `credits_pending`, makes no transfer record and no balance row, and the
+//! order's record keeps the amount. If the ledger refuses the hold (the checks of a pending
+//! transfer between the same accounts) the order is rejected (`exceeds_credits`,
+//! `overflows_debits_pending`, `account_closed`, `hold_refused`) before it touches the book.
+//! An order whose remaining hold would be zero has none.
 //!
-//! Fills. A pending transfer resolves only once, so after matching one linked chain (atomic
-//! through the ledger's undo log) settles the command: void the taker's hold; per maker touched,
-//! void its hold, post the legs as single-phase transfers in this order: base seller -> buyer
-//! (quantity), quote buyer -> seller (`price x lots`), taker fee taker quote -> fee account,
-//! maker fee maker quote -> fee account (zero-amount fee legs are skipped), then a new hold for
-//! what the maker still needs; last a new hold for the taker if it rests. A new buy hold is
-//! computed at the order's own limit for its remaining lots, which releases price improvement.
-//! Cancel, expiry, IOC/FOK/market remainders and self-trade cancels void the hold; amend voids
-//! it and holds again for the new price and quantity (one chain, before the book changes).
+//! Fills. After matching, one settlement step (atomic through the ledger's undo log, which
+//! covers reservation changes too) settles the command: release the part of the taker's hold
+//! it no longer needs; per maker touched, release the part of its hold the fill consumes, then
+//! post the legs as single-phase transfers in this order: base seller -> buyer (quantity),
+//! quote buyer -> seller (`price x lots`), taker fee taker quote -> fee account, maker fee
+//! maker quote -> fee account (zero-amount fee legs are skipped); last, a taker that rests
+//! keeps the hold of its remaining lots. A buy's hold is computed at the order's own limit for
+//! its remaining lots, which releases price improvement. Cancel, expiry, IOC/FOK/market
+//! remainders and self-trade cancels release the whole hold; amend replaces it by the hold for
+//! the new price and quantity (checked as a new hold once the old one is released) before the
+//! book changes.
 //!
-//! If the ledger refuses a settlement chain (an account closed or limited after the order was
+//! If the ledger refuses a settlement step (an account closed or limited after the order was
 //! placed, or a sell whose fee exceeds its proceeds), nothing of it is applied; instead the
-//! holds of the taker and of every maker touched are voided, those orders are canceled (taken
-//! out of the book where they still rest) and the command answers `settlement_failed`. No fill is
-//! recorded then. Voids cannot fail: holds have no timeout, clients cannot resolve them, voids
-//! are allowed on closed accounts, and the stores always keep room for them (below).
+//! holds of the taker and of every maker touched are released, those orders are canceled
+//! (taken out of the book where they still rest) and the command answers `settlement_failed`.
+//! No fill is recorded then. Releases cannot fail and need no room in any store.
 //!
-//! Transfer ids. Engine-made transfers carry `TransferFlags::SETTLEMENT` and their ids live in a
-//! namespace of their own: the ledger's id index tells the two namespaces apart by that flag, so
-//! a client transfer may use any id (bit 127 included) and never meets a settlement transfer in
-//! a lookup, an idempotency check or a post or void's `pending_id`, and the engine's ids never
-//! collide with a client's. `lookup_transfers` finds client transfers only; settlement
-//! transfers are found through the orders and fills they settle: `get_account_transfers` and
-//! `query_transfers` return them (flag set) with the fields below to select them. The ids are
-//! `(1 << 127) | (kind << 120) | serial`, kind 1 hold, 2 void, 3 base leg, 4 quote leg, 5 taker
-//! fee, 6 maker fee, and `serial` an engine-wide counter incremented per transfer made. Holds
-//! and voids carry the order id in `user_data_128`; every engine transfer carries the market in
-//! `user_data_32`; legs carry the taker's order id in `user_data_128` and the fill sequence in
-//! `user_data_64` (so a fill's legs are the account's transfers with the fill's taker order id
-//! and sequence). All use the market's `code`.
+//! Transfer ids. Engine-made transfers (the legs) carry `TransferFlags::SETTLEMENT` and their
+//! ids live in a namespace of their own: the ledger's id index tells the two namespaces apart by
+//! that flag, so a client transfer may use any id (bit 127 included) and never meets a
+//! settlement transfer in a lookup, an idempotency check or a post or void's `pending_id`, and
+//! the engine's ids never collide with a client's. `lookup_transfers` finds client transfers
+//! only; settlement transfers are found through the fills they settle: `get_account_transfers`
+//! and `query_transfers` return them (flag set) with the fields below to select them. The ids
+//! are `(1 << 127) | (kind << 120) | serial`, kind 3 base leg, 4 quote leg, 5 taker fee, 6 maker
+//! fee, and `serial` an engine-wide counter incremented per transfer made. Kinds 1 (hold) and 2
+//! (void) were pending transfers and their voids while holds were records; they are no longer
+//! made. Every leg carries the market in `user_data_32`, the taker's order id in
+//! `user_data_128` and the fill sequence in `user_data_64` (so a fill's legs are the account's
+//! transfers with the fill's taker order id and sequence), and the market's `code`.
 //!
 //! Timestamps. Each order event starts at a first timestamp (`block`) and uses what it needs
-//! from there (see `Engine`): the order, its fills and its hold chain take the first, the
-//! settlement chain the following ones, so an event uses `max(1, transfers made)`, at most
+//! from there (see `Engine`): the order, its fills and its first leg take the first, each
+//! further leg the next one, so an event uses `max(1, legs made)`, at most
 //! `SLOTS_PER_ORDER_EVENT`. One event produces at most `FILLS_PER_ORDER_MAX` maker events
-//! (fills or self-trade cancels), 6 transfers each, plus 4 (hold, taker void, taker hold,
-//! amend's old-hold void), so it always fits. An order whose match would touch more resting
-//! orders takes the first `FILLS_PER_ORDER_MAX` and releases its remainder (state done)
-//! whatever its time in force, because the remainder would still cross and so cannot rest; a
-//! fill-or-kill order or an amend that would need more is rejected with
-//! `fills_per_order_exceeded`. The pulse voids the holds of expired good-till-time orders with
-//! the timestamps its ledger expiries left unused.
+//! (fills or self-trade cancels), 4 legs each, so it always fits. An order whose match would
+//! touch more resting orders takes the first `FILLS_PER_ORDER_MAX` and releases its remainder
+//! (state done) whatever its time in force, because the remainder would still cross and so
+//! cannot rest; a fill-or-kill order or an amend that would need more is rejected with
+//! `fills_per_order_exceeded`. The pulse releases the holds of expired good-till-time orders
+//! within the expiries its ledger expiries left unused.
 //!
 //! Capacity. The order store keeps every accepted order (`orders_max`), the fill store every
 //! fill (`fills_max`); in history mode they hold resting orders and recent finished orders and
-//! fills, the rest being in the history store (exchange/history.rs). Releasing a hold (cancel,
-//! expiry, a refused settlement) writes one void and a history row per account of the hold
-//! that keeps history; the ledger keeps that much
-//! room for every open hold (`release_needs`): client transfers that would take it fail with
-//! `transfers_capacity_exceeded` or `account_balances_capacity_exceeded`, so a release always
-//! fits and a cancel needs no other room. Before an order command the ledger must have room for
-//! a whole block of transfers and their rows beyond that reserve and the command's own new
-//! hold (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
-//! (`fills_capacity_exceeded`). The books of all markets share one pool of `orders_max` resting
-//! orders and `orders_max` price levels (a level holds at least one order, so levels never run
-//! out first), allocated with the engine; one book holds at most `min(orders_max,
-//! BOOK_LEVELS_MAX)` price levels. A market costs a few hundred bytes until orders rest in it,
-//! and neither `create_markets` nor order commands allocate.
+//! fills, the rest being in the history store (exchange/history.rs). Holds and their releases
+//! take no room in the ledger's stores. Before an
+//! order command the ledger must have room for a whole block of transfers and their history
+//! rows (`transfers_capacity_exceeded`) and the fill store for `FILLS_PER_ORDER_MAX` fills
+//! (`fills_capacity_exceeded`); a cancel needs no room. The books of all markets share one pool
+//! of `orders_max` resting orders and `orders_max` price levels (a level holds at least one
+//! order, so levels never run out first), allocated with the engine; one book holds at most
+//! `min(orders_max, BOOK_LEVELS_MAX)` price levels. A market costs a few hundred bytes until
+//! orders rest in it, and neither `create_markets` nor order commands allocate.
 
 mod history;
 
 use crate::account::Account;
-use crate::book::{BookEvent, Books, RestingOrder};
+use crate::book::{BookEvent, BookFill, Books, RestingOrder};
 use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::digest::Digest;
 use crate::index::IdIndex;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, PendingStatus};
 use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX};
 use crate::market::{check_market, CreateMarketStatus, Market};
 use crate::operation::SLOTS_PER_ORDER_EVENT;
@@ -85,6 +85,7 @@ use crate::order::{BookFilter, BookLevel, Fill, FillFilter, Order, OrderAmend, O
 use crate::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use crate::result::{CreateResult, CreateTransferStatus};
 use crate::transfer::{Transfer, TransferFlags};
+use crate::NO_POSITION;
 use history::{history_reader, FillStore, OrderHistory};
 
 /// The most maker events (fills and self-trade cancels) one order command may produce.
@@ -98,34 +99,39 @@ pub const BOOK_LEVELS_MAX: u32 = 1 << 16;
 /// by `TransferFlags::SETTLEMENT`, and clients may use ids with this bit too).
 pub const SETTLEMENT_ID_BIT: u128 = 1 << 127;
 
-/// Transfers per maker event (void, four legs, new hold) and per command (hold, void, new hold,
-/// amend's extra void).
-const TRANSFERS_PER_MAKER: usize = 6;
-const TRANSFERS_PER_COMMAND: usize = 4;
+/// Price levels per side that `fill_cap` counts before it walks single resting orders.
+const FILL_CAP_LEVELS: u32 = 4;
 
-const _: () = assert!(
-    (FILLS_PER_ORDER_MAX * TRANSFERS_PER_MAKER + TRANSFERS_PER_COMMAND) as u64
-        <= SLOTS_PER_ORDER_EVENT
-);
+/// Transfers per maker event: the four legs of a fill.
+const TRANSFERS_PER_MAKER: usize = 4;
 
-/// Kinds of engine-made transfers (bits 120..127 of their id).
+const _: () = assert!((FILLS_PER_ORDER_MAX * TRANSFERS_PER_MAKER) as u64 <= SLOTS_PER_ORDER_EVENT);
+
+/// Kinds of engine-made transfers (bits 120..127 of their id). Kinds 1 and 2 (holds and their
+/// voids, when holds were pending transfers) are no longer made.
 #[derive(Clone, Copy)]
 enum Kind {
-    Hold = 1,
-    Void = 2,
     Base = 3,
     Quote = 4,
     TakerFee = 5,
     MakerFee = 6,
 }
 
-/// The hold of one order: the pending transfer's id (0 = none), its amount, and the history
-/// rows its void writes (one per account of the hold that keeps history).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The hold of one order: the amount it reserves on its account towards the market's escrow
+/// (0 = none; see the module doc), and the positions of those two accounts once looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Hold {
-    transfer: u128,
     amount: u128,
-    rows: u8,
+    /// `(debit, credit)` account positions of the hold, or `NO_POSITION` twice while not known
+    /// (a cache: accounts never move; it is neither written to images nor digested).
+    accounts: (u32, u32),
+}
+
+impl Hold {
+    const NONE: Hold = Hold {
+        amount: 0,
+        accounts: (NO_POSITION, NO_POSITION),
+    };
 }
 
 /// Markets, books, orders, fills and the settlement scratch buffers.
@@ -139,11 +145,9 @@ pub(crate) struct Exchange {
     order_index: IdIndex,
     fills: FillStore,
     serial: u64,
-    /// Holds that are open, and the history rows voiding them all would write.
-    release_transfers: u32,
-    release_rows: u32,
     events: Vec<BookEvent>,
-    chain: Vec<Transfer>,
+    /// The first `FILL_CAP_LEVELS` levels of each side, for `fill_cap`.
+    levels: Vec<BookLevel>,
     window: Vec<RestingOrder>,
     expired: Vec<RestingOrder>,
     /// Orders touched by the current command (for the fallback of a refused settlement).
@@ -190,10 +194,8 @@ impl Exchange {
             order_index: IdIndex::new(orders_max),
             fills: FillStore::with_capacity(config.fills_max as usize),
             serial: 0,
-            release_transfers: 0,
-            release_rows: 0,
             events: Vec::with_capacity(orders_max as usize + 1),
-            chain: Vec::with_capacity(SLOTS_PER_ORDER_EVENT as usize),
+            levels: Vec::with_capacity(2 * FILL_CAP_LEVELS as usize),
             window: Vec::with_capacity(FILLS_PER_ORDER_MAX),
             expired: Vec::with_capacity(PULSE_EXPIRIES_MAX as usize),
             touched: Vec::with_capacity(FILLS_PER_ORDER_MAX + 1),
@@ -210,8 +212,6 @@ impl Exchange {
         self.order_index.clear();
         self.fills.clear();
         self.serial = 0;
-        self.release_transfers = 0;
-        self.release_rows = 0;
         self.history_clear();
     }
 
@@ -353,8 +353,11 @@ impl Exchange {
         }
     }
 
-    fn hold_transfer(&mut self, market: &Market, order: &Order, amount: u128) -> Transfer {
-        let (debit, credit, ledger) = match Side::from_u8(order.side).expect("valid") {
+    /// The account positions `(debit, credit)` of order `order`'s hold (its quote or base
+    /// account towards the market's escrow of that asset) and their ledger. A position is
+    /// `NO_POSITION` if the account does not exist (the hold then fails).
+    fn hold_accounts(ledger: &Ledger, market: &Market, order: &Order) -> ((u32, u32), u32) {
+        let (debit, credit, on) = match Side::from_u8(order.side).expect("valid") {
             Side::Buy => (
                 order.quote_account_id,
                 market.quote_escrow_account_id,
@@ -366,92 +369,51 @@ impl Exchange {
                 market.base_ledger,
             ),
         };
-        Transfer {
-            id: self.next_id(Kind::Hold),
-            debit_account_id: debit,
-            credit_account_id: credit,
-            amount,
-            user_data_128: order.id,
-            user_data_32: market.id,
-            ledger,
-            code: market.code,
-            flags: TransferFlags::PENDING | TransferFlags::SETTLEMENT,
-            ..Transfer::default()
-        }
+        let position = |id: u128| ledger.account_position(id).unwrap_or(NO_POSITION);
+        ((position(debit), position(credit)), on)
     }
 
-    fn void_transfer(&mut self, market: &Market, order_id: u128, hold: u128) -> Transfer {
-        Transfer {
-            id: self.next_id(Kind::Void),
-            pending_id: hold,
-            user_data_128: order_id,
-            user_data_32: market.id,
-            flags: TransferFlags::VOID_PENDING_TRANSFER | TransferFlags::SETTLEMENT,
-            ..Transfer::default()
-        }
-    }
-
-    /// Pushes the void of order `position`'s hold (if any) onto the chain.
-    fn push_void(&mut self, market: &Market, position: u32) {
-        let hold = self.holds[position as usize];
-        if hold.transfer != 0 {
-            let id = self.orders[position as usize].id;
-            let void = self.void_transfer(market, id, hold.transfer);
-            self.chain.push(void);
-        }
-    }
-
-    /// Pushes a new hold of `amount` for order `position` onto the chain (none for 0) and
-    /// records it as the order's hold.
-    fn push_hold(&mut self, ledger: &Ledger, market: &Market, position: u32, amount: u128) {
-        let order = self.orders[position as usize];
-        let hold = if amount == 0 {
-            Hold::default()
-        } else {
-            let transfer = self.hold_transfer(market, &order, amount);
-            self.chain.push(transfer);
-            let history = |id: u128| {
-                ledger
-                    .account_position(id)
-                    .is_some_and(|position| ledger.accounts[position as usize].flags().history())
+    /// `hold_accounts` of stored order `position`, from its hold's cache when known (and
+    /// cached from here on).
+    fn order_hold_accounts(
+        &mut self,
+        ledger: &Ledger,
+        market: &Market,
+        position: u32,
+    ) -> ((u32, u32), u32) {
+        let order = &self.orders[position as usize];
+        let hold = &mut self.holds[position as usize];
+        if hold.accounts.0 != NO_POSITION {
+            let on = if order.side == Side::Buy as u8 {
+                market.quote_ledger
+            } else {
+                market.base_ledger
             };
-            Hold {
-                transfer: transfer.id,
-                amount,
-                rows: u8::from(history(transfer.debit_account_id))
-                    + u8::from(history(transfer.credit_account_id)),
-            }
-        };
-        self.set_hold(position, hold);
+            return (hold.accounts, on);
+        }
+        let (accounts, on) = Exchange::hold_accounts(ledger, market, order);
+        if accounts.0 != NO_POSITION && accounts.1 != NO_POSITION {
+            hold.accounts = accounts;
+        }
+        (accounts, on)
     }
 
-    /// Records order `position`'s hold, keeping the totals of what releasing every hold needs.
-    fn set_hold(&mut self, position: u32, hold: Hold) {
-        let old = self.holds[position as usize];
-        self.release_transfers -= u32::from(old.transfer != 0);
-        self.release_rows -= u32::from(old.rows);
-        self.release_transfers += u32::from(hold.transfer != 0);
-        self.release_rows += u32::from(hold.rows);
-        self.holds[position as usize] = hold;
-    }
-
-    /// Transfers and history rows that voiding every current hold would write: the ledger keeps
-    /// this much room for them, so a release (cancel, expiry, refused settlement) always fits.
-    pub(crate) fn release_needs(&self) -> (usize, usize) {
-        (self.release_transfers as usize, self.release_rows as usize)
+    /// Releases the whole hold of order `position` (it cannot fail) and forgets it.
+    fn release(&mut self, ledger: &mut Ledger, market: &Market, position: u32) {
+        let amount = self.holds[position as usize].amount;
+        if amount != 0 {
+            let (accounts, _) = self.order_hold_accounts(ledger, market, position);
+            ledger.release(accounts, amount);
+            self.holds[position as usize].amount = 0;
+        }
     }
 
     /// Whether the stores have room for a whole order command: a block of transfers and their
-    /// history rows beyond what releasing every current hold and the command's new hold needs
-    /// (see `release_needs`), pending room for the new holds, and room for the fills.
+    /// history rows, and room for the fills. Holds take no room.
     fn room_status(&self, ledger: &Ledger) -> Option<OrderStatus> {
-        let (transfers, pending, rows) = ledger.room();
+        let (transfers, _, rows) = ledger.room();
         let block = SLOTS_PER_ORDER_EVENT as usize;
-        let (release_transfers, release_rows) = self.release_needs();
-        if transfers < block + release_transfers + 1
-            || pending < FILLS_PER_ORDER_MAX + 2
-            || rows < 2 * block + release_rows + 2
-        {
+        if transfers < block || rows < 2 * block {
             return Some(OrderStatus::TransfersCapacityExceeded);
         }
         if self.fills.capacity() - self.fills.len() < FILLS_PER_ORDER_MAX {
@@ -491,6 +453,35 @@ impl Exchange {
             Side::Sell => self.books.best_bid(book),
         };
         if !best.is_some_and(crosses) {
+            return None;
+        }
+        // Most takers reach a few resting orders: count them by price level first, and walk
+        // single orders only when the first levels do not settle it. Fewer than
+        // `FILLS_PER_ORDER_MAX` crossing orders cannot reach the cap; crossing quantity that
+        // covers the taker within them cannot either, unless self-trade cancels (which count
+        // but do not fill) may be among them.
+        self.levels.clear();
+        self.books.depth(book, FILL_CAP_LEVELS, &mut self.levels);
+        let (mut count, mut sum, mut seen) = (0u32, 0u64, 0u32);
+        for level in &self.levels {
+            if level.side != side.opposite() as u8 {
+                continue;
+            }
+            seen += 1;
+            if !crosses(level.price) {
+                return None;
+            }
+            count += level.order_count;
+            if count >= FILLS_PER_ORDER_MAX as u32 {
+                break;
+            }
+            sum = sum.saturating_add(level.quantity);
+            if sum >= quantity && self_trade != SelfTrade::CancelResting {
+                return None;
+            }
+        }
+        if count < FILLS_PER_ORDER_MAX as u32 && seen < FILL_CAP_LEVELS {
+            // Every level of the side was seen, all crossing, with too few orders.
             return None;
         }
         self.window.clear();
@@ -623,7 +614,7 @@ impl Exchange {
             return Err(OrderStatus::FillsPerOrderExceeded);
         }
 
-        // The hold: its own chain at the block's first timestamp.
+        // The hold: a reservation, which takes no timestamp.
         let stored = Order {
             filled_quantity: 0,
             state: OrderState::Resting as u8,
@@ -631,18 +622,14 @@ impl Exchange {
             ..*order
         };
         let amount = Exchange::need(&market, &stored, order.quantity);
-        let position = self.orders.len() as u32;
-        self.orders.push(stored);
-        self.holds.push(Hold::default());
-        self.chain.clear();
-        self.push_hold(ledger, &market, position, amount);
-        if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
-            self.set_hold(position, Hold::default());
-            self.orders.pop();
-            self.holds.pop();
+        let (accounts, on) = Exchange::hold_accounts(ledger, &market, &stored);
+        if let Err(status) = ledger.hold(accounts, on, amount, 0) {
             return Err(Exchange::hold_status(status));
         }
-        let mut cursor = block + self.chain.len() as u64;
+        let position = self.orders.len() as u32;
+        self.orders.push(stored);
+        self.holds.push(Hold { amount, accounts });
+        let mut cursor = block;
 
         let placed = Order {
             quantity: cap.unwrap_or(order.quantity),
@@ -659,13 +646,7 @@ impl Exchange {
                 .place(book_position as u32, &placed, expires_at, &mut self.events);
         if execution.status != OrderStatus::Ok {
             // Refused by the book (fill-or-kill, capacity): release the hold.
-            if self.release(ledger, cursor, &market, position).is_err() {
-                // Not reached: `room_status` kept room for this void. Keep the record, so
-                // that its hold stays accounted for.
-                self.order_index.insert(order.id, position);
-                self.orders[position as usize].state = OrderState::Canceled as u8;
-                return Err(execution.status);
-            }
+            self.release(ledger, &market, position);
             self.orders.pop();
             self.holds.pop();
             return Err(execution.status);
@@ -710,20 +691,21 @@ impl Exchange {
         }
     }
 
+    /// Posts one leg of fill `sequence` (none for a zero amount) at `*cursor` inside the open
+    /// settlement step, moving the cursor on when it is made.
     #[allow(clippy::too_many_arguments)]
-    fn push_leg(
+    fn post_leg(
         &mut self,
-        kind: Kind,
-        market: &Market,
-        debit: u128,
-        credit: u128,
+        ledger: &mut Ledger,
+        cursor: &mut u64,
+        (kind, market): (Kind, &Market),
+        (debit, credit): (u128, u128),
         amount: u128,
-        ledger: u32,
-        taker_id: u128,
-        sequence: u64,
-    ) {
+        on: u32,
+        (taker_id, sequence): (u128, u64),
+    ) -> Result<(), CreateTransferStatus> {
         if amount == 0 {
-            return;
+            return Ok(());
         }
         let transfer = Transfer {
             id: self.next_id(kind),
@@ -733,18 +715,20 @@ impl Exchange {
             user_data_128: taker_id,
             user_data_64: sequence,
             user_data_32: market.id,
-            ledger,
+            ledger: on,
             code: market.code,
             flags: TransferFlags::SETTLEMENT,
             ..Transfer::default()
         };
-        self.chain.push(transfer);
+        ledger.settlement_transfer(*cursor, &transfer)?;
+        *cursor += 1;
+        Ok(())
     }
 
-    /// Settles the book events of one command in one chain starting at `*cursor`: the taker
-    /// (order `taker`, whose state and filled quantity are already updated; `taker_before` is
-    /// its record before the command) and every maker touched. Returns `Ok` or
-    /// `SettlementFailed` (see the module doc).
+    /// Settles the book events of one command in one settlement step whose legs start at
+    /// `*cursor`: the taker (order `taker`, whose state and filled quantity are already
+    /// updated; `taker_before` is its record before the command) and every maker touched.
+    /// Returns `Ok` or `SettlementFailed` (see the module doc).
     fn settle(
         &mut self,
         ledger: &mut Ledger,
@@ -754,85 +738,46 @@ impl Exchange {
         cursor: &mut u64,
         fill_timestamp: u64,
     ) -> OrderStatus {
-        let market = self.markets[book_position];
-        let taker_order = self.orders[taker as usize];
-        let desired = if taker_order.state == OrderState::Resting as u8 {
-            let remaining = taker_order.quantity - taker_order.filled_quantity;
-            Exchange::need(&market, &taker_order, remaining)
-        } else {
-            0
+        // Most commands trade nothing and keep their hold: decide that before copying records.
+        let desired = {
+            let taker_order = &self.orders[taker as usize];
+            if taker_order.state == OrderState::Resting as u8 {
+                let remaining = taker_order.quantity - taker_order.filled_quantity;
+                Exchange::need(&self.markets[book_position], taker_order, remaining)
+            } else {
+                0
+            }
         };
         let taker_hold = self.holds[taker as usize];
         if self.events.is_empty() && desired == taker_hold.amount {
             return OrderStatus::Ok;
         }
-        self.chain.clear();
+        let market = self.markets[book_position];
+        let taker_order = self.orders[taker as usize];
         self.touched.clear();
         let fills_before = self.fills.len();
-        self.push_void(&market, taker);
+        let first = *cursor;
+        let (taker_accounts, taker_on) = self.order_hold_accounts(ledger, &market, taker);
+        ledger.settlement_begin();
+        // The taker's unused hold first, so the legs see the balances without it. A taker
+        // never needs more than it held (it only lost lots), but that is checked, not assumed.
+        if desired <= taker_hold.amount {
+            ledger.release(taker_accounts, taker_hold.amount - desired);
+        }
+        let mut refused = None;
         for index in 0..self.events.len() {
             match self.events[index] {
                 BookEvent::Fill(fill) => {
                     let maker = self
                         .order_position(fill.maker.id)
                         .expect("makers are stored");
-                    self.touched.push((
-                        maker,
-                        self.holds[maker as usize],
-                        self.orders[maker as usize],
-                    ));
-                    self.push_void(&market, maker);
+                    let maker_hold = self.holds[maker as usize];
+                    let maker_order = self.orders[maker as usize];
+                    self.touched.push((maker, maker_hold, maker_order));
                     let sequence = self.fills.len() as u64 + 1;
                     assert!(self.fills.len() < self.fills.capacity());
                     self.fills
                         .push(fill.fill(market.id, sequence, fill_timestamp));
-                    let maker_order = self.orders[maker as usize];
-                    let (buyer, seller) = match fill.taker_side {
-                        Side::Buy => (taker_order, maker_order),
-                        Side::Sell => (maker_order, taker_order),
-                    };
-                    let id = taker_order.id;
-                    let (base, quote) = (market.base_ledger, market.quote_ledger);
-                    let legs = [
-                        (Kind::Base, seller.base_account_id, buyer.base_account_id),
-                        (Kind::Quote, buyer.quote_account_id, seller.quote_account_id),
-                    ];
-                    let amounts = [u128::from(fill.quantity), fill.quote_amount];
-                    for ((kind, debit, credit), amount) in legs.into_iter().zip(amounts) {
-                        let on = if matches!(kind, Kind::Base) {
-                            base
-                        } else {
-                            quote
-                        };
-                        self.push_leg(kind, &market, debit, credit, amount, on, id, sequence);
-                    }
-                    let fee_account = market.fee_account_id;
-                    let taker_fee = u128::from(fill.taker_fee);
-                    let maker_fee = u128::from(fill.maker_fee);
-                    let taker_quote = taker_order.quote_account_id;
-                    let maker_quote = maker_order.quote_account_id;
-                    let fee = Kind::TakerFee;
-                    self.push_leg(
-                        fee,
-                        &market,
-                        taker_quote,
-                        fee_account,
-                        taker_fee,
-                        quote,
-                        id,
-                        sequence,
-                    );
-                    let fee = Kind::MakerFee;
-                    self.push_leg(
-                        fee,
-                        &market,
-                        maker_quote,
-                        fee_account,
-                        maker_fee,
-                        quote,
-                        id,
-                        sequence,
-                    );
                     let remaining = fill.maker.remaining();
                     let record = &mut self.orders[maker as usize];
                     record.filled_quantity = fill.maker.filled_quantity;
@@ -842,58 +787,143 @@ impl Exchange {
                         OrderState::Resting as u8
                     };
                     let need = Exchange::need(&market, &maker_order, remaining);
-                    self.push_hold(ledger, &market, maker, need);
+                    self.holds[maker as usize].amount = need;
+                    if refused.is_some() {
+                        // The step is refused already: only the records are kept up to date
+                        // (every maker touched is canceled below).
+                        continue;
+                    }
+                    // Release the part of the maker's hold this fill consumes, then the legs.
+                    let (accounts, on) = self.order_hold_accounts(ledger, &market, maker);
+                    let outcome =
+                        ledger
+                            .hold(accounts, on, need, maker_hold.amount)
+                            .and_then(|()| {
+                                let taker = (&taker_order, sequence);
+                                self.post_fill_legs(ledger, cursor, &market, &fill, taker)
+                            });
+                    refused = outcome.err();
                 }
                 BookEvent::SelfTradeCanceled(resting) => {
                     let maker = self.order_position(resting.id).expect("makers are stored");
-                    self.touched.push((
-                        maker,
-                        self.holds[maker as usize],
-                        self.orders[maker as usize],
-                    ));
-                    self.push_void(&market, maker);
-                    self.set_hold(maker, Hold::default());
+                    let maker_hold = self.holds[maker as usize];
+                    let maker_order = self.orders[maker as usize];
+                    self.touched.push((maker, maker_hold, maker_order));
+                    self.release(ledger, &market, maker);
                     self.orders[maker as usize].state = OrderState::Canceled as u8;
                 }
             }
         }
-        self.push_hold(ledger, &market, taker, desired);
-        match ledger.create_transfers_internal(*cursor, &self.chain) {
-            Ok(()) => {
-                *cursor += self.chain.len() as u64;
-                OrderStatus::Ok
-            }
-            Err(_) => {
-                // Undo this command's records, then cancel every order involved.
-                self.fills.truncate(fills_before);
-                self.set_hold(taker, taker_hold);
-                self.orders[taker as usize] = *taker_before;
-                for index in 0..self.touched.len() {
-                    let (maker, hold, order) = self.touched[index];
-                    self.set_hold(maker, hold);
-                    self.orders[maker as usize] = order;
-                }
-                // Each void uses the room kept for releases (`release_needs`), so none is
-                // refused; if one were, that order would keep its hold.
-                self.touched.push((taker, taker_hold, *taker_before));
-                for index in 0..self.touched.len() {
-                    let (position, _, order) = self.touched[index];
-                    if self.release(ledger, *cursor, &market, position).is_ok() {
-                        *cursor += self.chain.len() as u64;
-                    }
-                    self.orders[position as usize].state = OrderState::Canceled as u8;
-                    self.books.cancel(book_position as u32, order.id);
-                }
-                OrderStatus::SettlementFailed
-            }
+        if refused.is_none() && desired > taker_hold.amount {
+            refused = ledger
+                .hold(taker_accounts, taker_on, desired, taker_hold.amount)
+                .err();
         }
+        self.holds[taker as usize].amount = desired;
+        if refused.is_none() {
+            ledger.settlement_commit();
+            return OrderStatus::Ok;
+        }
+        // Undo this command's ledger changes and records, then cancel every order involved.
+        ledger.settlement_rollback();
+        *cursor = first;
+        self.fills.truncate(fills_before);
+        self.holds[taker as usize] = taker_hold;
+        self.orders[taker as usize] = *taker_before;
+        for index in 0..self.touched.len() {
+            let (maker, hold, order) = self.touched[index];
+            self.holds[maker as usize] = hold;
+            self.orders[maker as usize] = order;
+        }
+        self.touched.push((taker, taker_hold, *taker_before));
+        for index in 0..self.touched.len() {
+            let (position, _, order) = self.touched[index];
+            self.release(ledger, &market, position);
+            self.orders[position as usize].state = OrderState::Canceled as u8;
+            self.books.cancel(book_position as u32, order.id);
+        }
+        OrderStatus::SettlementFailed
+    }
+
+    /// Posts the legs of `fill` (see the module doc) inside the open settlement step.
+    fn post_fill_legs(
+        &mut self,
+        ledger: &mut Ledger,
+        cursor: &mut u64,
+        market: &Market,
+        fill: &BookFill,
+        (taker_order, sequence): (&Order, u64),
+    ) -> Result<(), CreateTransferStatus> {
+        let maker_order = fill.maker;
+        let (buyer_base, buyer_quote, seller_base, seller_quote) = match fill.taker_side {
+            Side::Buy => (
+                taker_order.base_account_id,
+                taker_order.quote_account_id,
+                maker_order.base_account_id,
+                maker_order.quote_account_id,
+            ),
+            Side::Sell => (
+                maker_order.base_account_id,
+                maker_order.quote_account_id,
+                taker_order.base_account_id,
+                taker_order.quote_account_id,
+            ),
+        };
+        let tag = (taker_order.id, sequence);
+        let (base, quote) = (market.base_ledger, market.quote_ledger);
+        let fee_account = market.fee_account_id;
+        let quantity = u128::from(fill.quantity);
+        let accounts = (seller_base, buyer_base);
+        self.post_leg(
+            ledger,
+            cursor,
+            (Kind::Base, market),
+            accounts,
+            quantity,
+            base,
+            tag,
+        )?;
+        let accounts = (buyer_quote, seller_quote);
+        let amount = fill.quote_amount;
+        self.post_leg(
+            ledger,
+            cursor,
+            (Kind::Quote, market),
+            accounts,
+            amount,
+            quote,
+            tag,
+        )?;
+        let accounts = (taker_order.quote_account_id, fee_account);
+        let fee = u128::from(fill.taker_fee);
+        self.post_leg(
+            ledger,
+            cursor,
+            (Kind::TakerFee, market),
+            accounts,
+            fee,
+            quote,
+            tag,
+        )?;
+        let accounts = (maker_order.quote_account_id, fee_account);
+        let fee = u128::from(fill.maker_fee);
+        self.post_leg(
+            ledger,
+            cursor,
+            (Kind::MakerFee, market),
+            accounts,
+            fee,
+            quote,
+            tag,
+        )
     }
 
     // -------------------------------------------------------------------------------------
     // cancel_orders, amend_orders, expiry
 
-    /// Cancels one resting order at timestamp block `block`.
-    pub(crate) fn cancel(&mut self, ledger: &mut Ledger, block: u64, id: u128) -> OrderStatus {
+    /// Cancels one resting order, releasing its hold (no transfer: the command uses one
+    /// timestamp, for its result).
+    pub(crate) fn cancel(&mut self, ledger: &mut Ledger, id: u128) -> OrderStatus {
         if id == 0 {
             return OrderStatus::OrderIdMustNotBeZero;
         }
@@ -911,32 +941,10 @@ impl Exchange {
             return OrderStatus::OrderNotFound;
         };
         let market = self.markets[book_position];
-        // The void first, using the room kept for releases: if the ledger refused it (it
-        // cannot, see `release_needs`), the order would still rest with its hold.
-        if let Err(status) = self.release(ledger, block, &market, position) {
-            return Exchange::hold_status(status);
-        }
+        self.release(ledger, &market, position);
         self.books.cancel(book_position as u32, id);
         self.orders[position as usize].state = OrderState::Canceled as u8;
         OrderStatus::Ok
-    }
-
-    /// Voids order `position`'s hold (if any) in a chain of its own at `timestamp` and forgets
-    /// it; on a refusal nothing changes.
-    fn release(
-        &mut self,
-        ledger: &mut Ledger,
-        timestamp: u64,
-        market: &Market,
-        position: u32,
-    ) -> Result<(), CreateTransferStatus> {
-        self.chain.clear();
-        self.push_void(market, position);
-        ledger
-            .create_transfers_internal(timestamp, &self.chain)
-            .map_err(|(_, status)| status)?;
-        self.set_hold(position, Hold::default());
-        Ok(())
     }
 
     /// Amends one resting order at timestamp block `block`.
@@ -984,28 +992,25 @@ impl Exchange {
                 return OrderStatus::FillsPerOrderExceeded;
             }
         }
-        // Swap the hold first: void the old one and hold for the new price and quantity.
+        // Swap the hold first: the hold for the new price and quantity replaces the old one,
+        // checked as a new hold once the old one is released.
         let amended = Order {
             price,
             quantity,
             ..before
         };
+        let (accounts, on) = self.order_hold_accounts(ledger, &market, position);
         let old_hold = self.holds[position as usize];
-        self.chain.clear();
-        self.push_void(&market, position);
-        self.orders[position as usize] = amended;
-        self.push_hold(
-            ledger,
-            &market,
-            position,
-            Exchange::need(&market, &amended, remaining),
-        );
-        if let Err((_, status)) = ledger.create_transfers_internal(block, &self.chain) {
-            self.orders[position as usize] = before;
-            self.set_hold(position, old_hold);
+        let new_hold = Hold {
+            amount: Exchange::need(&market, &amended, remaining),
+            ..old_hold
+        };
+        if let Err(status) = ledger.hold(accounts, on, new_hold.amount, old_hold.amount) {
             return Exchange::hold_status(status);
         }
-        let mut cursor = block + self.chain.len() as u64;
+        self.orders[position as usize] = amended;
+        self.holds[position as usize] = new_hold;
+        let mut cursor = block;
         self.events.clear();
         let outcome = self
             .books
@@ -1014,20 +1019,16 @@ impl Exchange {
         if execution.status != OrderStatus::Ok {
             // Refused by the book (level capacity): hold the old amount again.
             assert!(self.events.is_empty());
-            self.chain.clear();
-            self.push_void(&market, position);
             self.orders[position as usize] = before;
-            let new_hold = self.holds[position as usize];
-            self.push_hold(ledger, &market, position, old_hold.amount);
             if ledger
-                .create_transfers_internal(cursor, &self.chain)
-                .is_err()
+                .hold(accounts, on, old_hold.amount, new_hold.amount)
+                .is_ok()
             {
+                self.holds[position as usize] = old_hold;
+            } else {
                 // Cannot happen within one command (the same funds were held a moment ago),
                 // but stay safe: release the new hold and cancel the order.
-                self.set_hold(position, new_hold);
-                // Uses the room kept for releases; if refused, the order keeps its hold.
-                let _ = self.release(ledger, cursor, &market, position);
+                self.release(ledger, &market, position);
                 self.books.cancel(book_position as u32, before.id);
                 self.orders[position as usize].state = OrderState::Canceled as u8;
             }
@@ -1046,15 +1047,12 @@ impl Exchange {
         )
     }
 
-    /// Expires good-till-time orders due at `timestamp` in the pulse's block, after the
-    /// `used` timestamps the ledger's own expiries took; returns how many orders expired.
+    /// Expires good-till-time orders due at `timestamp`, at most as many as the pulse's
+    /// block has left after the `used` expiries of the ledger, releasing their holds; returns
+    /// how many orders expired.
     pub(crate) fn pulse(&mut self, ledger: &mut Ledger, timestamp: u64, used: u32) -> u32 {
-        let base = timestamp - u64::from(PULSE_EXPIRIES_MAX);
-        let mut next = u64::from(used);
+        let limit = PULSE_EXPIRIES_MAX - used;
         let mut expired_total = 0;
-        // One void per expiry at most, within the room kept for releases.
-        let room = ledger.room().0.min(u32::MAX as usize) as u32;
-        let limit = (PULSE_EXPIRIES_MAX - next as u32).min(room);
         self.expired.clear();
         self.books.expire(timestamp, limit, &mut self.expired);
         for index in 0..self.expired.len() {
@@ -1067,10 +1065,8 @@ impl Exchange {
                 continue;
             };
             let market = self.markets[book_position];
-            // Uses the room kept for releases; if refused, the order keeps its hold.
-            let _ = self.release(ledger, base + next + 1, &market, position);
+            self.release(ledger, &market, position);
             self.orders[position as usize].state = OrderState::Expired as u8;
-            next += 1;
             expired_total += 1;
         }
         expired_total
@@ -1173,7 +1169,6 @@ impl Exchange {
             digest.u64(self.orders.len() as u64);
             for (order, hold) in self.orders.iter().zip(&self.holds) {
                 digest.record(|bytes| order.encode(bytes));
-                digest.u128(hold.transfer);
                 digest.u128(hold.amount);
             }
             digest.u64(self.fills.len() as u64);
@@ -1189,11 +1184,16 @@ impl Exchange {
         }
     }
 
-    /// Checks the books, every order's hold against the ledger, and the fee accounts.
+    /// Checks the books, every order's hold against the ledger, and the fee accounts. Every
+    /// account's pending balances are exactly its unresolved pending transfers plus the holds
+    /// of the resting orders on it: what an escrow has pending from holds is the sum of the
+    /// holds towards it, and a trader's `debits_pending` covers its orders' holds.
     pub(crate) fn verify(&self, ledger: &Ledger) {
         self.books.verify();
         assert_eq!(self.orders.len(), self.holds.len());
         assert_eq!(self.order_index.entries_count() as usize, self.orders.len());
+        // Per account position: (debits pending, credits pending) expected.
+        let mut pending = vec![(0u128, 0u128); ledger.accounts.len()];
         let mut resting = 0u32;
         for (position, (order, hold)) in self.orders.iter().zip(&self.holds).enumerate() {
             assert_eq!(self.order_position(order.id), Some(position as u32));
@@ -1201,6 +1201,10 @@ impl Exchange {
             let book_position = self.market_position(order.market).expect("stored market");
             let market = &self.markets[book_position];
             let in_book = self.books.order(book_position as u32, order.id);
+            if hold.accounts != Hold::NONE.accounts {
+                let (accounts, _) = Exchange::hold_accounts(ledger, market, order);
+                assert_eq!(hold.accounts, accounts, "{order:?}");
+            }
             if order.state == OrderState::Resting as u8 {
                 resting += 1;
                 let entry = in_book.expect("resting orders are in their book");
@@ -1209,21 +1213,34 @@ impl Exchange {
                 let need = Exchange::need(market, order, order.quantity - order.filled_quantity);
                 assert_eq!(hold.amount, need, "{order:?}");
                 if need > 0 {
-                    assert_eq!(
-                        ledger.pending_amount(hold.transfer),
-                        Some(need),
-                        "{order:?}"
-                    );
-                } else {
-                    assert_eq!(hold.transfer, 0);
+                    let ((debit, credit), _) = Exchange::hold_accounts(ledger, market, order);
+                    assert!(debit != NO_POSITION && credit != NO_POSITION, "{order:?}");
+                    pending[debit as usize].0 += need;
+                    pending[credit as usize].1 += need;
                 }
             } else {
                 assert!(in_book.is_none(), "{order:?}");
-                assert_eq!(*hold, Hold::default(), "{order:?}");
+                assert_eq!(hold.amount, 0, "{order:?}");
             }
         }
         let in_books = self.books.orders_total();
         assert_eq!(resting, in_books);
+        // Unresolved pending transfers stay in memory (in history mode too).
+        for (transfer, meta) in ledger.transfers.iter().zip(&ledger.transfer_meta) {
+            if meta.status == PendingStatus::Pending {
+                let debit = ledger.account_position(transfer.debit_account_id);
+                let credit = ledger.account_position(transfer.credit_account_id);
+                let (Some(debit), Some(credit)) = (debit, credit) else {
+                    panic!("a pending transfer's accounts exist: {transfer:?}");
+                };
+                pending[debit as usize].0 += transfer.amount;
+                pending[credit as usize].1 += transfer.amount;
+            }
+        }
+        for (account, (debits, credits)) in ledger.accounts.iter().zip(pending) {
+            assert_eq!(account.debits_pending, debits, "account {}", account.id);
+            assert_eq!(account.credits_pending, credits, "account {}", account.id);
+        }
         let dropped = self.fills.len() - self.fills.held().len();
         for (index, fill) in self.fills.held().iter().enumerate() {
             assert_eq!(fill.sequence, (dropped + index) as u64 + 1);
@@ -1263,8 +1280,10 @@ impl Exchange {
 }
 
 /// The checkpoint image of the matching side (see checkpoint.rs). The settlement buffers
-/// (`events`, `chain`, `window`, `expired`, `touched`) carry nothing from one command to the
-/// next and are not written.
+/// (`events`, `levels`, `window`, `expired`, `touched`) carry nothing from one command to the
+/// next and are not written, nor is the hold accounts cache. Each order's hold keeps the place
+/// of the fields it had while holds were pending transfers (written as 0), so the layout is
+/// unchanged; an image with a non-zero hold transfer is refused.
 impl Exchange {
     pub(crate) fn checkpoint_write(&self, writer: &mut ImageWriter) -> std::io::Result<()> {
         let Exchange {
@@ -1276,10 +1295,8 @@ impl Exchange {
             order_index,
             fills,
             serial,
-            release_transfers,
-            release_rows,
             events: _,
-            chain: _,
+            levels: _,
             window: _,
             expired: _,
             touched: _,
@@ -1296,14 +1313,15 @@ impl Exchange {
         for (order, hold) in orders.iter().zip(holds) {
             order.encode(&mut bytes);
             writer.bytes(&bytes)?;
+            // The hold's former pending transfer id and void rows, always 0 (holds are
+            // reservations), then its amount: the layout of images whose holds were transfers.
             let Hold {
-                transfer,
                 amount,
-                rows,
+                accounts: _,
             } = hold;
-            writer.u128(*transfer)?;
+            writer.u128(0)?;
             writer.u128(*amount)?;
-            writer.u8(*rows)?;
+            writer.u8(0)?;
         }
         writer.count(fills.held().len())?;
         for fill in fills.held() {
@@ -1313,8 +1331,9 @@ impl Exchange {
         market_index.checkpoint_write(writer)?;
         order_index.checkpoint_write(writer)?;
         writer.u64(*serial)?;
-        writer.u32(*release_transfers)?;
-        writer.u32(*release_rows)?;
+        // The former counts of open hold transfers and their void rows, always 0.
+        writer.u32(0)?;
+        writer.u32(0)?;
         books.checkpoint_write(writer)
     }
 
@@ -1341,11 +1360,19 @@ impl Exchange {
             self.orders.push(Order::decode(&bytes));
             let transfer = reader.u128()?;
             let amount = reader.u128()?;
-            let rows = reader.u8()?;
+            let _rows = reader.u8()?;
+            if transfer != 0 {
+                // Written by a build whose holds were pending transfers: its ledger part holds
+                // them as transfers, which this build would never resolve.
+                return Err(reader.invalid(
+                    "orders",
+                    "an order hold is a pending transfer: the image was written by a build \
+                     whose holds were transfers, which this build does not load",
+                ));
+            }
             self.holds.push(Hold {
-                transfer,
                 amount,
-                rows,
+                ..Hold::NONE
             });
         }
         let count = reader.count("fills", self.fills.memory_capacity(), "--fills-max")?;
@@ -1366,8 +1393,8 @@ impl Exchange {
                 orders.get(position as usize).map(|order| order.id)
             })?;
         self.serial = reader.u64()?;
-        self.release_transfers = reader.u32()?;
-        self.release_rows = reader.u32()?;
+        reader.u32()?;
+        reader.u32()?;
         self.books.checkpoint_read(reader, &self.markets)
     }
 }

@@ -38,6 +38,7 @@ use crate::transfer::{Transfer, TransferFlags};
 use crate::NO_POSITION;
 
 mod eviction;
+mod reservation;
 
 /// Marks transfer index entries that point into `orphans` rather than `transfers`.
 const ORPHAN_BIT: u32 = 1 << 31;
@@ -173,10 +174,6 @@ pub(crate) struct Ledger {
     undo_active: bool,
     /// `pending_count` when the current chain started.
     undo_pending_count: u32,
-    /// Transfers and history rows that client transfers must leave free: the room the matching
-    /// side needs to void every open hold (set by the engine before client transfers; not
-    /// applied to engine-made transfers).
-    pub(crate) reserve: (usize, usize),
     /// Account positions `(debit, credit)` of each event of the current create_transfers
     /// batch (`NO_POSITION`: not found), resolved before the batch is applied.
     resolved: Vec<(u32, u32)>,
@@ -506,7 +503,6 @@ impl Ledger {
             ),
             undo_active: false,
             undo_pending_count: 0,
-            reserve: (0, 0),
             resolved: Vec::with_capacity(batch),
             history: None,
         }
@@ -542,7 +538,6 @@ impl Ledger {
         self.expired_count = 0;
         self.undo.clear();
         self.undo_active = false;
-        self.reserve = (0, 0);
         if let Some(history) = self.history.as_deref_mut() {
             history.filter = IdFilter::new(history.filter.ids_max());
             history.evicted_through = 0;
@@ -966,68 +961,6 @@ impl Ledger {
             self.chain_leave(&mut chain, linked);
         }
         assert!(!self.undo_active);
-    }
-
-    /// Applies transfers made by the engine itself (settlement of the matching side) as one
-    /// linked chain: transfer `i` gets timestamp `first_timestamp + i`. Either every transfer
-    /// is created or none is (the undo log rolls the chain back) and the index and status of
-    /// the first failure is returned. Failures burn no id. Every transfer must carry
-    /// `TransferFlags::SETTLEMENT`: its id and `pending_id` are in the settlement namespace.
-    /// Nothing is journaled here: replaying the command that made these transfers makes them
-    /// again.
-    ///
-    /// # Panics
-    ///
-    /// If more than `SLOTS_PER_ORDER_EVENT` transfers are given, the timestamps do not fit, or
-    /// a chain is open (caller bugs).
-    pub(crate) fn create_transfers_internal(
-        &mut self,
-        first_timestamp: u64,
-        events: &[Transfer],
-    ) -> Result<(), (usize, CreateTransferStatus)> {
-        assert!(!self.undo_active);
-        assert!(events.len() <= crate::operation::SLOTS_PER_ORDER_EVENT as usize);
-        assert!(first_timestamp >= 1);
-        assert!(first_timestamp + events.len() as u64 <= TIMESTAMP_MAX + 1);
-        if events.is_empty() {
-            return Ok(());
-        }
-        let reserve = std::mem::take(&mut self.reserve);
-        let outcome = self.create_transfers_internal_chain(first_timestamp, events);
-        self.reserve = reserve;
-        outcome
-    }
-
-    fn create_transfers_internal_chain(
-        &mut self,
-        first_timestamp: u64,
-        events: &[Transfer],
-    ) -> Result<(), (usize, CreateTransferStatus)> {
-        self.chain_begin();
-        for (index, event) in events.iter().enumerate() {
-            assert!(!event.flags().linked() && !event.flags().imported());
-            let debit = self
-                .account_position(event.debit_account_id)
-                .unwrap_or(NO_POSITION);
-            let credit = self
-                .account_position(event.credit_account_id)
-                .unwrap_or(NO_POSITION);
-            let slot = first_timestamp + index as u64;
-            let (status, _) = self.create_transfer(event, slot, (debit, credit), false);
-            if status != CreateTransferStatus::Created {
-                self.chain_rollback();
-                return Err((index, status));
-            }
-        }
-        self.chain_end();
-        Ok(())
-    }
-
-    /// Whether the unresolved settlement pending transfer `id` (a hold) exists, and its amount.
-    pub(crate) fn pending_amount(&self, id: u128) -> Option<u128> {
-        let position = self.transfer_position_in(id, true)?;
-        (self.transfer_meta[position as usize].status == PendingStatus::Pending)
-            .then(|| self.transfers[position as usize].amount)
     }
 
     /// Room left in the transfer, pending and history stores. In history mode transfers and
@@ -1477,7 +1410,7 @@ impl Ledger {
         // Memory is a cache in history mode: the caller keeps room for each command
         // (`Engine::history_room`), so no outcome depends on how much has left memory.
         let history = self.history.is_some();
-        if !history && self.transfers.len() + self.reserve.0 >= self.config.transfers_max as usize {
+        if !history && self.transfers.len() >= self.config.transfers_max as usize {
             return Err(CreateTransferStatus::TransfersCapacityExceeded);
         }
         if pending && self.pending_count >= self.config.transfers_pending_max {
@@ -1487,7 +1420,7 @@ impl Ledger {
             return Ok(());
         }
         let rows = usize::from(debit_flags.history()) + usize::from(credit_flags.history());
-        if self.balances.len() + rows + self.reserve.1 > self.config.account_balances_max as usize {
+        if self.balances.len() + rows > self.config.account_balances_max as usize {
             return Err(CreateTransferStatus::AccountBalancesCapacityExceeded);
         }
         Ok(())
@@ -1967,9 +1900,11 @@ impl Ledger {
             .accounts
             .iter()
             .fold(0u128, |sum, a| sum.wrapping_add(a.debits_pending));
-        assert_eq!(
-            pending_sum, debits_pending,
-            "pending amounts != reserved balances"
+        // The rest of `debits_pending` is the matching side's order holds (reservations, see
+        // ledger/reservation.rs), which `Exchange::verify` checks account by account.
+        assert!(
+            pending_sum <= debits_pending,
+            "pending amounts above reserved balances"
         );
         for (position, id) in self.orphans.iter().enumerate() {
             let transfers = &self.transfers;
@@ -2061,7 +1996,6 @@ impl Ledger {
             undo: _,
             undo_active,
             undo_pending_count: _,
-            reserve,
             resolved: _,
             // Written after the exchange's stores (`history_checkpoint_write`).
             history: _,
@@ -2128,8 +2062,11 @@ impl Ledger {
         expiry.checkpoint_write(writer)?;
         writer.u32(*pending_count)?;
         writer.u64(*expired_count)?;
-        writer.u64(reserve.0 as u64)?;
-        writer.u64(reserve.1 as u64)
+        // Two words that held the room kept for voids of order holds while holds were
+        // pending transfers; holds are reservations now (ledger/reservation.rs), so they are
+        // written as zero and read past, which keeps the layout.
+        writer.u64(0)?;
+        writer.u64(0)
     }
 
     /// Reads the image written by `checkpoint_write` into this empty ledger.
@@ -2236,12 +2173,10 @@ impl Ledger {
             });
         }
         self.expired_count = reader.u64()?;
-        let reserve_transfers = reader.u64()?;
-        let reserve_rows = reader.u64()?;
-        self.reserve = (
-            usize::try_from(reserve_transfers).unwrap_or(usize::MAX),
-            usize::try_from(reserve_rows).unwrap_or(usize::MAX),
-        );
+        // The retired room for voids of holds (see `checkpoint_write`); an image whose holds
+        // were pending transfers is refused by the matching side's part of the image.
+        reader.u64()?;
+        reader.u64()?;
         Ok(())
     }
 }

@@ -86,7 +86,7 @@ struct Scratch {
 ///   rejected order) uses exactly one.
 ///
 /// So a request moves engine time on by exactly the timestamps it used: `n` for `n` order
-/// events that make no transfer, and at most `FILLS_PER_ORDER_MAX x 6 + 4` (772, below
+/// events that make no transfer, and at most `FILLS_PER_ORDER_MAX x 4` (512, below
 /// `SLOTS_PER_ORDER_EVENT`) per order event. The engine never reads a clock.
 pub struct Engine {
     ledger: Ledger,
@@ -202,7 +202,6 @@ impl Engine {
         results: &mut [CreateResult],
     ) {
         let timestamp = self.batch_timestamp(timestamp, events.len() as u64);
-        self.ledger.reserve = self.exchange.release_needs();
         self.ledger.create_transfers(timestamp, events, results);
     }
 
@@ -278,7 +277,7 @@ impl Engine {
     pub fn cancel_orders(&mut self, timestamp: u64, ids: &[u128], results: &mut [CreateResult]) {
         let counts = (ids.len(), results.len());
         self.order_events(timestamp, counts, |exchange, ledger, index, block| {
-            let status = exchange.cancel(ledger, block, ids[index]);
+            let status = exchange.cancel(ledger, ids[index]);
             exchange.history_note(ids[index], block);
             results[index] = order_command_result(block, status);
         });
@@ -510,9 +509,10 @@ impl Engine {
     ///
     /// On the first violated invariant: per ledger, pending and posted debits equal credits; no
     /// account breaks its limit flag; indexes, lists, pending statuses and the expiry queue are
-    /// consistent; no book is crossed; every resting order's hold is an unresolved pending
-    /// transfer of exactly what the order still needs and other orders hold nothing; fee
-    /// accounts have received at least the fees of the stored fills.
+    /// consistent; no book is crossed; every resting order holds exactly what it still needs
+    /// and other orders hold nothing; every account's pending balances are its unresolved
+    /// pending transfers plus the holds on it; fee accounts have received at least the fees of
+    /// the stored fills.
     pub fn verify(&self) {
         self.ledger.verify();
         self.exchange.verify(&self.ledger);

@@ -15,6 +15,7 @@ mod common;
 
 use common::market::QUOTE_SOURCE;
 use common::market::{account, market, market_accounts, BASE, BASE_SOURCE, FEE, MARKET, QUOTE};
+use common::market::{BASE_ESCROW, QUOTE_ESCROW};
 
 const LOT: u64 = 10;
 const TICK: u64 = 5;
@@ -443,30 +444,43 @@ fn cancel_and_amend_of_partly_filled_orders_release_the_unused_hold() {
     assert_eq!(h.order(3).state, OrderState::Filled as u8);
 }
 
-#[test]
-fn client_ids_with_bit_127_and_settlement_ids_do_not_collide() {
-    let mut h = H::new(1, FUNDS);
-    ok(&h.place(order(1, 1, SELL, GTC, 100, 20)));
-    // The hold is a settlement transfer: found through the account, marked as settlement.
+/// The kind of an engine-made transfer (bits 120..127 of its id).
+fn kind(transfer: &Transfer) -> u128 {
+    (transfer.id >> 120) & 0x7F
+}
+
+/// The transfers of `id` (debits and credits), oldest first.
+fn transfers_of(h: &H, id: u128) -> Vec<Transfer> {
     let filter = AccountFilter {
-        account_id: base_account(1),
+        account_id: id,
         limit: 100,
         flags: AccountFilterFlags::DEBITS | AccountFilterFlags::CREDITS,
         ..AccountFilter::default()
     };
     let mut found = Vec::with_capacity(100);
     h.engine.get_account_transfers(&filter, &mut found);
-    let holds: Vec<&Transfer> = found
+    found
+}
+
+#[test]
+fn client_ids_with_bit_127_and_settlement_ids_do_not_collide() {
+    let mut h = H::new(2, FUNDS);
+    ok(&h.place(order(1, 1, SELL, GTC, 100, 20)));
+    ok(&h.place(order(2, 2, BUY, GTC, 100, 10)));
+    // A fill's base leg is a settlement transfer: found through the account, marked as
+    // settlement, kind 3, tagged with the taker's order id.
+    let found = transfers_of(&h, base_account(1));
+    let legs: Vec<&Transfer> = found
         .iter()
-        .filter(|t| t.flags & TransferFlags::PENDING != 0)
+        .filter(|t| t.flags & TransferFlags::SETTLEMENT != 0)
         .collect();
-    assert_eq!(holds.len(), 1);
-    let hold = *holds[0];
-    assert_ne!(hold.flags & TransferFlags::SETTLEMENT, 0);
-    assert_ne!(hold.id & SETTLEMENT_ID_BIT, 0);
-    assert_eq!(hold.user_data_128, 1);
-    // The void a cancel of order 1 makes next (kind 2, the next serial).
-    let next_void = SETTLEMENT_ID_BIT | (2 << 120) | ((hold.id & 0xFFFF) + 1);
+    assert_eq!(legs.len(), 1);
+    let leg = *legs[0];
+    assert_ne!(leg.id & SETTLEMENT_ID_BIT, 0);
+    assert_eq!(kind(&leg), 3);
+    assert_eq!(leg.user_data_128, 2);
+    // The next fill's base leg (kind 3, four serials on: this fill made four legs).
+    let next_leg = SETTLEMENT_ID_BIT | (3 << 120) | ((leg.id & 0xFFFF) + 4);
 
     let client = |id: u128, flags: u16, pending_id: u128| Transfer {
         id,
@@ -481,9 +495,9 @@ fn client_ids_with_bit_127_and_settlement_ids_do_not_collide() {
     };
     let pending = SETTLEMENT_ID_BIT | 0x1234_5678_9ABC;
     let events = [
-        // A client id equal to the engine's hold, and to the engine's next void.
-        client(hold.id, 0, 0),
-        client(next_void, 0, 0),
+        // A client id equal to the engine's leg, and to the engine's next leg.
+        client(leg.id, 0, 0),
+        client(next_leg, 0, 0),
         // Any id with bit 127, pending, then voided by a client void naming it.
         client(SETTLEMENT_ID_BIT | 5, 0, 0),
         client(pending, TransferFlags::PENDING, 0),
@@ -493,10 +507,10 @@ fn client_ids_with_bit_127_and_settlement_ids_do_not_collide() {
             flags: TransferFlags::VOID_PENDING_TRANSFER,
             ..Transfer::default()
         },
-        // A client void naming the hold's id reaches the client's own transfer of that id.
+        // A client void naming the leg's id reaches the client's own transfer of that id.
         Transfer {
             id: 98,
-            pending_id: hold.id,
+            pending_id: leg.id,
             flags: TransferFlags::VOID_PENDING_TRANSFER,
             ..Transfer::default()
         },
@@ -525,22 +539,155 @@ fn client_ids_with_bit_127_and_settlement_ids_do_not_collide() {
     // Lookups by id see client transfers only.
     let mut out = Vec::with_capacity(4);
     h.engine
-        .lookup_transfers(&[hold.id, next_void, SETTLEMENT_ID_BIT | 5], &mut out);
+        .lookup_transfers(&[leg.id, next_leg, SETTLEMENT_ID_BIT | 5], &mut out);
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|t| t.flags & TransferFlags::SETTLEMENT == 0));
     assert_eq!((out[0].amount, out[0].flags), (1, 0));
-    // The engine's hold is untouched, and the cancel's void still gets its id.
-    assert_eq!(h.account(base_account(1)).debits_pending, 20);
-    assert_eq!(h.cancel(1), u32::MAX);
+    // The engine's hold is untouched, and the next fill's leg still gets its id.
+    assert_eq!(h.account(base_account(1)).debits_pending, 10);
+    ok(&h.place(order(3, 2, BUY, GTC, 100, 10)));
     assert_eq!(h.account(base_account(1)).debits_pending, 0);
-    h.engine.get_account_transfers(&filter, &mut found);
-    let void = found
+    let found = transfers_of(&h, base_account(1));
+    let next = found
         .iter()
-        .find(|t| t.flags & TransferFlags::VOID_PENDING_TRANSFER != 0 && t.pending_id == hold.id)
-        .expect("the engine's void");
-    assert_eq!(void.id, next_void);
-    assert_ne!(void.flags & TransferFlags::SETTLEMENT, 0);
+        .find(|t| t.flags & TransferFlags::SETTLEMENT != 0 && t.user_data_128 == 3)
+        .expect("the engine's next leg");
+    assert_eq!(next.id, next_leg);
+    assert_eq!(kind(next), 3);
     h.check();
+}
+
+/// Holds are reservations: placing, amending and canceling orders makes no transfer, only fills
+/// do (their legs), while `debits_pending` of the traders and `credits_pending` of the escrows
+/// show exactly the open holds after every step.
+#[test]
+fn holds_and_releases_make_no_transfers() {
+    let mut h = H::new(2, FUNDS);
+    let count = |h: &H| h.engine.transfers_count();
+    let pending = |h: &H| {
+        [
+            h.account(base_account(1)).debits_pending,
+            h.account(quote_account(2)).debits_pending,
+            h.account(BASE_ESCROW).credits_pending,
+            h.account(QUOTE_ESCROW).credits_pending,
+        ]
+    };
+    let start = count(&h);
+    // A sell of 3 lots holds 30 base.
+    ok(&h.place(order(1, 1, SELL, GTC, 105, 30)));
+    assert_eq!(count(&h), start);
+    assert_eq!(pending(&h), [30, 0, 30, 0]);
+    // Amend to 4 lots: the hold follows.
+    assert_eq!(h.amend(1, 105, 40), u32::MAX);
+    assert_eq!(count(&h), start);
+    assert_eq!(pending(&h), [40, 0, 40, 0]);
+    // A buy of 10 lots at 95 rests, holding (95 + 2) x 10 quote.
+    ok(&h.place(order(2, 2, BUY, GTC, 95, 100)));
+    assert_eq!(count(&h), start);
+    assert_eq!(pending(&h), [40, 970, 40, 970]);
+    // Re-priced to 110 it takes the 4 lots at 105: four legs, and holds 6 lots at its limit.
+    assert_eq!(h.amend(2, 110, 0), u32::MAX);
+    assert_eq!(count(&h), start + 4);
+    assert_eq!(pending(&h), [0, 6 * 112, 0, 6 * 112]);
+    // Canceled, it releases the rest.
+    assert_eq!(h.cancel(2), u32::MAX);
+    assert_eq!(count(&h), start + 4);
+    assert_eq!(pending(&h), [0, 0, 0, 0]);
+    // The traders' transfers are their funding and the fill's legs, nothing pending.
+    for (id, legs) in [
+        (base_account(1), vec![3]),
+        (quote_account(1), vec![4, 6]),
+        (base_account(2), vec![3]),
+        (quote_account(2), vec![4, 5]),
+    ] {
+        let found = transfers_of(&h, id);
+        let kinds: Vec<u128> = found
+            .iter()
+            .filter(|t| t.flags & TransferFlags::SETTLEMENT != 0)
+            .map(kind)
+            .collect();
+        assert_eq!(kinds, legs, "account {id}");
+        assert_eq!(found.len(), legs.len() + 1, "account {id}");
+        assert!(found.iter().all(|t| t.flags & TransferFlags::PENDING == 0));
+    }
+    assert!(transfers_of(&h, BASE_ESCROW).is_empty());
+    assert!(transfers_of(&h, QUOTE_ESCROW).is_empty());
+    assert_eq!(h.engine.pending_count(), 0);
+}
+
+/// A settlement that the ledger refuses part-way (the second maker's account was closed after
+/// it placed its order) leaves every balance as before the command but for the released holds,
+/// makes no transfer and no fill, and cancels the taker and every maker it touched.
+#[test]
+fn refused_settlement_leaves_balances_as_before() {
+    let mut h = H::new(3, FUNDS);
+    ok(&h.place(order(1, 1, SELL, GTC, 100, 10)));
+    ok(&h.place(order(2, 3, SELL, GTC, 105, 10)));
+    // Trader 3 closes its base account (a pending closing transfer of nothing).
+    let closing = Transfer {
+        id: 55,
+        debit_account_id: base_account(3),
+        credit_account_id: BASE_SOURCE,
+        ledger: BASE,
+        code: 1,
+        flags: TransferFlags::PENDING | TransferFlags::CLOSING_DEBIT,
+        ..Transfer::default()
+    };
+    let mut results = [CreateResult::default()];
+    let now = h.tick(1);
+    h.engine.create_transfers(now, &[closing], &mut results);
+    assert_eq!(results[0].status, u32::MAX);
+    let ids = [
+        base_account(1),
+        quote_account(1),
+        base_account(2),
+        quote_account(2),
+        base_account(3),
+        quote_account(3),
+        BASE_ESCROW,
+        QUOTE_ESCROW,
+        FEE,
+    ];
+    let balances = |h: &H| -> Vec<[u128; 4]> {
+        ids.iter()
+            .map(|id| {
+                let a = h.account(*id);
+                [
+                    a.debits_pending,
+                    a.debits_posted,
+                    a.credits_pending,
+                    a.credits_posted,
+                ]
+            })
+            .collect()
+    };
+    let before = balances(&h);
+    let transfers = h.engine.transfers_count();
+    // The buy would take order 1 (legs made), then order 2 (its base leg is refused).
+    let result = h.place(order(3, 2, BUY, GTC, 105, 20));
+    assert_eq!(result.status, OrderStatus::SettlementFailed as u32);
+    assert_eq!(result.state, OrderState::Canceled as u8);
+    for id in [1, 2, 3] {
+        assert_eq!(h.order(id).state, OrderState::Canceled as u8, "order {id}");
+        assert_eq!(h.order(id).filled_quantity, 0, "order {id}");
+    }
+    assert_eq!(h.engine.transfers_count(), transfers);
+    let mut fills = Vec::with_capacity(8);
+    let filter = FillFilter {
+        market: MARKET,
+        limit: 8,
+        ..FillFilter::default()
+    };
+    h.engine.get_fills(&filter, &mut fills);
+    assert!(fills.is_empty());
+    assert!(h.book().is_empty());
+    // As before, but the makers' holds (10 base each) are released.
+    let mut expected = before;
+    expected[0][0] -= 10; // base_account(1)
+    expected[4][0] -= 10; // base_account(3)
+    expected[6][2] -= 20; // BASE_ESCROW
+    assert_eq!(balances(&h), expected);
+    assert_eq!(h.account(base_account(3)).debits_pending, 0);
 }
 
 #[test]
@@ -740,11 +887,11 @@ fn order_writes_use_only_the_timestamps_they_need() {
     }
     assert_eq!(results[1].fill_count, 1);
     let made = h.engine.transfers_count() - transfers_before;
-    // The sells made a hold each; the buy its hold, two voids and four legs.
-    assert_eq!(made, 1 + 7 + 1);
+    // Holds make no transfer: the fill's four legs are all.
+    assert_eq!(made, 4);
     assert_eq!(results[0].timestamp, now - 2);
     assert_eq!(results[1].timestamp, results[0].timestamp + 1);
-    assert_eq!(results[2].timestamp, results[1].timestamp + 7);
+    assert_eq!(results[2].timestamp, results[1].timestamp + 4);
     assert_eq!(h.engine.timestamp_last(), results[2].timestamp);
     assert!(h.engine.timestamp_last() > now);
 
@@ -766,4 +913,50 @@ fn order_writes_use_only_the_timestamps_they_need() {
     h.now = h.engine.timestamp_last();
     h.orders.extend([1, 2, 3]);
     h.check();
+}
+
+/// One command touches at most 128 resting orders: a fill-or-kill order that would need more is
+/// refused, a good-till-cancel order takes the first 128 (over several price levels) and
+/// releases its rest, and a taker that reaches fewer is not limited.
+#[test]
+fn fills_per_order_cap_binds_at_128_makers() {
+    let mut h = H::new(2, FUNDS);
+    let mut id = 0;
+    for price in [100, 105, 110, 115, 120, 125] {
+        for _ in 0..22 {
+            id += 1;
+            ok(&h.place(order(id, 1, SELL, GTC, price, 10)));
+        }
+    }
+    let exceeded = OrderStatus::FillsPerOrderExceeded as u32;
+    let result = h.place(order(1_000, 2, BUY, FOK, 125, 1_300));
+    assert_eq!(result.status, exceeded);
+    assert_eq!(h.account(quote_account(2)).debits_pending, 0);
+    // Within the cap, fill-or-kill fills: 3 levels, 66 orders.
+    let result = h.place(order(1_001, 2, BUY, FOK, 110, 660));
+    ok(&result);
+    assert_eq!(result.fill_count, 66);
+    let result = h.place(order(1_002, 2, BUY, GTC, 125, 660));
+    ok(&result);
+    assert_eq!(result.filled_quantity, 660);
+    assert_eq!(result.fill_count, 66);
+    assert_eq!(result.state, OrderState::Filled as u8);
+    // The book is empty again; 130 orders at two prices, taken by one large order.
+    assert!(h.book().is_empty());
+    for price in [130, 135] {
+        for _ in 0..65 {
+            id += 1;
+            ok(&h.place(order(id, 1, SELL, GTC, price, 10)));
+        }
+    }
+    let result = h.place(order(1_003, 2, BUY, GTC, 135, 1_320));
+    ok(&result);
+    assert_eq!(result.fill_count, 128);
+    assert_eq!(result.filled_quantity, 1_280);
+    assert_eq!(result.state, OrderState::Done as u8);
+    assert_eq!(h.account(quote_account(2)).debits_pending, 0);
+    assert_eq!(
+        h.book().iter().map(|level| level.order_count).sum::<u32>(),
+        2
+    );
 }

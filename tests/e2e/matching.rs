@@ -46,9 +46,8 @@ const SELL: u8 = 2;
 const GTC: u8 = 1;
 const IOC: u8 = 2;
 
-/// Kinds of engine transfers (bits 120..127 of their ids).
-const KIND_HOLD: u8 = 1;
-const KIND_VOID: u8 = 2;
+/// Kinds of engine transfers (bits 120..127 of their ids): the legs of fills (kinds 1 and 2,
+/// holds and voids, are no longer made).
 const KIND_BASE: u8 = 3;
 const KIND_QUOTE: u8 = 4;
 const KIND_TAKER_FEE: u8 = 5;
@@ -228,9 +227,10 @@ fn need(order: &Order) -> (u128, u128) {
     }
 }
 
-/// Checks the ledger against the matching side: every fill settled by its four legs, one open
-/// hold per resting order of exactly what it needs, `debits_pending` of every account equal to
-/// its open holds, fees credited to the fee account, and per ledger debits equal to credits.
+/// Checks the ledger against the matching side: every fill settled by its four legs and no
+/// other engine transfer, `debits_pending` of every account equal to the holds of exactly what
+/// its resting orders need (and the escrows' `credits_pending` to all of them), fees credited to
+/// the fee account, and per ledger debits equal to credits.
 fn check_settlement(client: &mut Client) {
     let orders = lookup_orders(client, &ORDER_IDS);
     let fills = market_fills(client);
@@ -245,10 +245,12 @@ fn check_settlement(client: &mut Client) {
             0,
             "{transfer:?}"
         );
+        // Only fill legs: holds are reservations on balances, not transfers.
         assert!(
-            (KIND_HOLD..=KIND_MAKER_FEE).contains(&kind(transfer)),
+            (KIND_BASE..=KIND_MAKER_FEE).contains(&kind(transfer)),
             "{transfer:?}"
         );
+        assert_eq!(transfer.flags, TransferFlags::SETTLEMENT, "{transfer:?}");
         assert_eq!(transfer.code, MARKET_CODE, "{transfer:?}");
     }
 
@@ -309,44 +311,13 @@ fn check_settlement(client: &mut Client) {
     let legs_count = engine.iter().filter(|t| kind(t) >= KIND_BASE).count();
     assert_eq!(legs_count, 4 * fills.len(), "no legs without a fill");
 
-    // Holds: pending transfers to the escrows; open = not voided.
-    let voided: Vec<u128> = engine
-        .iter()
-        .filter(|t| kind(t) == KIND_VOID)
-        .map(|t| t.pending_id)
-        .collect();
-    let mut open_by_order: HashMap<u128, u128> = HashMap::new();
-    let mut open_by_account: HashMap<u128, u128> = HashMap::new();
-    for hold in engine.iter().filter(|t| kind(t) == KIND_HOLD) {
-        let flags = TransferFlags::PENDING | TransferFlags::SETTLEMENT;
-        assert_eq!(hold.flags, flags, "{hold:?}");
-        let order = by_id[&hold.user_data_128];
-        let escrow = if order.side == SELL {
-            BASE_ESCROW
-        } else {
-            QUOTE_ESCROW
-        };
-        assert_eq!(hold.credit_account_id, escrow, "{hold:?}");
-        let times_voided = voided.iter().filter(|id| **id == hold.id).count();
-        assert!(times_voided <= 1, "a hold is voided once: {hold:?}");
-        if times_voided == 0 {
-            let previous = open_by_order.insert(order.id, hold.amount);
-            assert!(previous.is_none(), "one open hold per order: {}", order.id);
-            *open_by_account.entry(hold.debit_account_id).or_default() += hold.amount;
-        }
-    }
+    // Holds: reservations of exactly what each resting order needs, so `debits_pending` of
+    // every account is the sum of its resting orders' needs.
     let mut needed_by_account: HashMap<u128, u128> = HashMap::new();
     for order in &orders {
         if order.state == OrderState::Resting as u8 {
             let (account_id, amount) = need(order);
-            assert_eq!(
-                open_by_order.get(&order.id),
-                Some(&amount),
-                "hold of {order:?}"
-            );
             *needed_by_account.entry(account_id).or_default() += amount;
-        } else {
-            assert_eq!(open_by_order.get(&order.id), None, "no hold for {order:?}");
         }
     }
     for id in ACCOUNT_IDS {
@@ -355,8 +326,6 @@ fn check_settlement(client: &mut Client) {
             balances[&id].debits_pending, held,
             "debits_pending of account {id}"
         );
-        let opened = open_by_account.get(&id).copied().unwrap_or(0);
-        assert_eq!(opened, held, "open holds of account {id}");
     }
     let escrow_pending = |side: u8| -> u128 {
         orders
@@ -950,8 +919,9 @@ fn good_till_time_order_expires_on_an_idle_server() {
 }
 
 /// A client transfer may use the very id of a settlement transfer: the two live in separate
-/// namespaces. `lookup_transfers` sees the client's; the settlement transfer is still found
-/// through its order (its `user_data_128`) and keeps working: the order's cancel voids it.
+/// namespaces. `lookup_transfers` sees the client's; the settlement transfer (a fill's leg) is
+/// still found through its fill (its `user_data_128` and `user_data_64`), and the maker's hold
+/// keeps working: the order's cancel releases it.
 #[test]
 fn client_ids_equal_to_settlement_ids_are_their_own() {
     let data = data_dir();
@@ -961,14 +931,20 @@ fn client_ids_equal_to_settlement_ids_are_their_own() {
     assert_eq!(create_markets(&mut client, &[market()])[0].status, CREATED);
     let placed = place(&mut client, &[order(301, SELLER, SELL, GTC, 100, 30)]);
     assert_eq!(placed[0].status, OK);
-    let holds: Vec<Transfer> = engine_transfers(&mut client)
+    assert!(
+        engine_transfers(&mut client).is_empty(),
+        "a hold is no transfer"
+    );
+    let placed = place(&mut client, &[order(302, BUYER, BUY, GTC, 100, 10)]);
+    assert_eq!(placed[0].status, OK);
+    let legs: Vec<Transfer> = engine_transfers(&mut client)
         .into_iter()
-        .filter(|t| t.user_data_128 == 301)
+        .filter(|t| t.user_data_128 == 302 && kind(t) == KIND_BASE)
         .collect();
-    assert_eq!(holds.len(), 1);
-    let hold = holds[0];
-    assert_ne!(hold.flags & TransferFlags::SETTLEMENT, 0);
-    assert_ne!(hold.flags & TransferFlags::PENDING, 0);
+    assert_eq!(legs.len(), 1);
+    let hold = legs[0];
+    assert_eq!(hold.flags, TransferFlags::SETTLEMENT);
+    assert_eq!(hold.amount, 10);
 
     let same_id = transfer(hold.id, BASE_SOURCE, SELLER.0, 7, BASE);
     let reply = request_ok(
@@ -986,7 +962,11 @@ fn client_ids_equal_to_settlement_ids_are_their_own() {
             (7, 0, BASE_SOURCE),
             "lookup_transfers sees the client's transfer"
         );
-        assert_eq!(account_map(client)[&SELLER.0].debits_pending, 30);
+        assert_eq!(account_map(client)[&SELLER.0].debits_pending, 20);
+        let leg = engine_transfers(client)
+            .into_iter()
+            .find(|t| t.user_data_128 == 302 && kind(t) == KIND_BASE);
+        assert_eq!(leg, Some(hold), "the leg is found through its fill");
     };
     check(&mut client);
     drop(client);

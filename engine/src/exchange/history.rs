@@ -381,7 +381,6 @@ impl Exchange {
         for (position, (order, hold)) in self.orders.iter().zip(&self.holds).enumerate() {
             if history.finished_at[position] == 0 {
                 digest.record(|bytes| order.encode(bytes));
-                digest.u128(hold.transfer);
                 digest.u128(hold.amount);
                 resting += 1;
             }
