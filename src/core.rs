@@ -591,11 +591,29 @@ impl Core {
             }
         }
         self.checkpoints.due = None;
+        // The child never reads the unused part of the stores and runs, which the core keeps
+        // writing: kept from it, those pages are not copied on write while it runs.
+        let unneeded = self
+            .history
+            .as_ref()
+            .map(|history| history.pipeline.fork_unneeded_memory(&self.engine))
+            .unwrap_or_default();
+        // Best effort: a range not kept out is only copied on write.
+        let _ = clearline_journal::keep_from_fork(&unneeded, true);
         let engine = &self.engine;
-        match self
+        let started = self
             .journal
-            .checkpoint_start(&mut |out| engine.checkpoint_write(out))
-        {
+            .checkpoint_start(&mut |out| engine.checkpoint_write(out));
+        // A later child must have these pages once records fill them: if they cannot be given
+        // back, stop rather than go on with checkpoints that cannot succeed.
+        if let Err(error) = clearline_journal::keep_from_fork(&unneeded, false) {
+            return Err(JournalError::Io {
+                operation: "letting checkpoint writers have the memory of recent records",
+                file: "(process memory)".to_owned(),
+                error,
+            });
+        }
+        match started {
             Ok(started) => {
                 self.checkpoints.bytes_since = 0;
                 if let Some(started) = started {

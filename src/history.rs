@@ -299,9 +299,24 @@ impl Pipeline {
         let interval = self.run_transfers + self.config.batch_events_max as usize;
         // Roughly in the order the core first writes them: the engine's stores, then the run
         // being filled, then the runs after it.
-        let mut ranges = engine.unused_memory((RUNS_QUEUED_MAX + 2) * interval);
+        let mut ranges = engine
+            .unused_transfer_memory((RUNS_QUEUED_MAX + 2) * interval)
+            .to_vec();
+        ranges.extend(engine.id_filter_memory());
         let runs = std::iter::once(&self.filling).chain(&self.spare);
         ranges.extend(runs.map(|run| run.unused_transfer_memory(interval)));
+        ranges
+    }
+
+    /// The address ranges a forked checkpoint writer never reads and the core may write while
+    /// it runs: the engine's transfer stores past their last record, and the runs' transfer
+    /// buffers past theirs (`clearline_journal::keep_from_fork`). Populated at start, these
+    /// pages would otherwise be shared with the child, and every first write to one while it
+    /// lives would copy it.
+    pub fn fork_unneeded_memory(&self, engine: &Engine) -> Vec<(usize, usize)> {
+        let mut ranges = engine.unused_transfer_memory(usize::MAX).to_vec();
+        let runs = std::iter::once(&self.filling).chain(&self.spare);
+        ranges.extend(runs.map(|run| run.unused_transfer_memory(usize::MAX)));
         ranges
     }
 

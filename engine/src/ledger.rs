@@ -509,16 +509,18 @@ impl Ledger {
     }
 
     /// The address ranges of the transfer slots, among the first `transfers`, that no transfer
-    /// has used yet (in the store, its metadata and the expiry positions), and in history
-    /// mode the id filter's.
-    pub(crate) fn unused_memory(&self, transfers: usize) -> Vec<(usize, usize)> {
-        let mut ranges = vec![
+    /// has used yet: in the store, its metadata and the expiry positions.
+    pub(crate) fn unused_transfer_memory(&self, transfers: usize) -> [(usize, usize); 3] {
+        [
             unused_memory(&self.transfers, transfers),
             unused_memory(&self.transfer_meta, transfers),
             unused_memory(&self.expiry_positions, transfers),
-        ];
-        ranges.extend(self.history.as_ref().map(|history| history.filter.memory()));
-        ranges
+        ]
+    }
+
+    /// The address range of the id filter's bits, in history mode.
+    pub(crate) fn id_filter_memory(&self) -> Option<(usize, usize)> {
+        self.history.as_ref().map(|history| history.filter.memory())
     }
 
     /// Forgets all state, keeping every allocation.

@@ -381,12 +381,18 @@ impl Engine {
     }
 
     /// The address ranges of memory the first `transfers` transfers in memory will use and
-    /// none has used yet, and in history mode the id filter's, for a caller that has the
-    /// kernel back them before the core first writes them (`clearline_journal::populate`).
+    /// none has used yet, for a caller that has the kernel back them before the core first
+    /// writes them (`clearline_journal::populate`), or that keeps them out of a forked
+    /// checkpoint writer, which never reads them (`clearline_journal::keep_from_fork`).
     /// Addresses only: nothing is borrowed, and the ranges stay where they are, because the
     /// stores never reallocate.
-    pub fn unused_memory(&self, transfers: usize) -> Vec<(usize, usize)> {
-        self.ledger.unused_memory(transfers)
+    pub fn unused_transfer_memory(&self, transfers: usize) -> [(usize, usize); 3] {
+        self.ledger.unused_transfer_memory(transfers)
+    }
+
+    /// The address range of the id filter, in history mode (see `unused_transfer_memory`).
+    pub fn id_filter_memory(&self) -> Option<(usize, usize)> {
+        self.ledger.id_filter_memory()
     }
 
     /// Whether the engine is in history mode.

@@ -708,6 +708,43 @@ pub fn populate(address: usize, size: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Keeps the whole pages of each `(address, size)` range out of the processes this process
+/// forks from now on (`keep` true: `MADV_DONTFORK`), or lets forks copy them again (`keep`
+/// false: `MADV_DOFORK`). For memory a forked checkpoint writer never reads and the core writes
+/// while it runs: a page shared with a child is copied on its first write, and one the child
+/// does not have is not. The contents and this process's mappings stay as they are; a child
+/// that touched a kept page would fault, so only ranges the child never reads may be given.
+/// Ranges are rounded inward to whole pages, so a page that also holds memory the child reads
+/// is never kept from it.
+///
+/// # Errors
+///
+/// The error of the first call that failed; the ranges before it were changed.
+pub fn keep_from_fork(ranges: &[(usize, usize)], keep: bool) -> std::io::Result<()> {
+    let page = usize::try_from(page_size()).unwrap_or(4096);
+    let advice = if keep {
+        libc::MADV_DONTFORK
+    } else {
+        libc::MADV_DOFORK
+    };
+    for &(address, size) in ranges {
+        let start = address.next_multiple_of(page);
+        let end = address.saturating_add(size) & !(page - 1);
+        if end <= start {
+            continue;
+        }
+        // SAFETY: MADV_DONTFORK and MADV_DOFORK change only whether a later fork copies the
+        // pages of `start..end` into the child; they read and write no byte of the range and
+        // leave this process's mappings as they are, so no value the program holds changes.
+        // An unmapped range fails with an error.
+        let result = unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Size of a transparent huge page on x86-64 and of the ranges advised for them.
 const HUGE_PAGE_SIZE: usize = 2 << 20;
 

@@ -1,6 +1,7 @@
-//! `populate` backs a range with memory ahead of its first write and changes no byte of it.
+//! `populate` backs a range with memory ahead of its first write and changes no byte of it;
+//! `keep_from_fork` changes what a fork copies, and no byte either.
 
-use clearline_journal::populate;
+use clearline_journal::{keep_from_fork, populate};
 
 /// The error madvise gives for a range that is not mapped.
 const ENOMEM: i32 = 12;
@@ -73,4 +74,20 @@ fn populating_an_unmapped_range_fails_and_changes_nothing() {
     assert_eq!(error.raw_os_error(), Some(ENOMEM));
     // A range smaller than a page holds no whole page: nothing to do.
     populate(4096 + 1, 100).expect("no whole page");
+}
+
+#[test]
+fn keeping_memory_from_forks_and_giving_it_back_changes_no_value() {
+    let values: Vec<u64> = (0..(1u64 << 20)).map(|value| value ^ 0x5A5A).collect();
+    let range = [(values.as_ptr() as usize, values.len() * 8)];
+    keep_from_fork(&range, true).expect("keep from forks");
+    keep_from_fork(&range, false).expect("give back to forks");
+    assert!(values
+        .iter()
+        .enumerate()
+        .all(|(index, value)| *value == index as u64 ^ 0x5A5A));
+    // An unmapped range is refused; a range inside one page holds no whole page.
+    let error = keep_from_fork(&[(4096, 4096)], true).expect_err("page 1 is not mapped");
+    assert_eq!(error.raw_os_error(), Some(ENOMEM));
+    keep_from_fork(&[(4096 + 1, 100)], true).expect("no whole page");
 }
