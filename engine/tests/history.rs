@@ -266,6 +266,21 @@ fn config(transfers_max: u32) -> Config {
     }
 }
 
+/// Drains the history engine into the model store, and evicts what the store held durably
+/// `lag` requests ago (the store is behind the engine by that much).
+fn drain_and_evict(history: &mut Engine, store: &ModelStore, durable: &mut Vec<u64>, lag: usize) {
+    let mut sink = store.clone();
+    history.history_drain(&mut sink);
+    durable.push(history.timestamp_last());
+    if durable.len() > lag {
+        let through = durable[durable.len() - 1 - lag];
+        let mut stored = store.0.lock().unwrap();
+        stored.durable_through = stored.durable_through.max(through);
+        drop(stored);
+        history.history_evict(through);
+    }
+}
+
 /// The two engines under comparison and the store behind the second.
 struct Pair {
     full: Engine,
@@ -326,16 +341,7 @@ impl Pair {
                 assert_eq!(self.history.pulse(self.now), self.full.pulse(self.now));
             }
         }
-        let mut sink = self.store.clone();
-        self.history.history_drain(&mut sink);
-        self.durable.push(self.history.timestamp_last());
-        if self.durable.len() > self.lag {
-            let through = self.durable[self.durable.len() - 1 - self.lag];
-            let mut stored = self.store.0.lock().unwrap();
-            stored.durable_through = stored.durable_through.max(through);
-            drop(stored);
-            self.history.history_evict(through);
-        }
+        drain_and_evict(&mut self.history, &self.store, &mut self.durable, self.lag);
     }
 
     /// Random queries with filters that straddle the watermark; both engines must agree.
@@ -976,16 +982,7 @@ impl OrderPair {
         }
         self.now = engine_now(&self.full, self.now);
         assert_eq!(self.full.timestamp_last(), self.history.timestamp_last());
-        let mut sink = self.store.clone();
-        self.history.history_drain(&mut sink);
-        self.durable.push(self.history.timestamp_last());
-        if self.durable.len() > self.lag {
-            let through = self.durable[self.durable.len() - 1 - self.lag];
-            let mut stored = self.store.0.lock().unwrap();
-            stored.durable_through = stored.durable_through.max(through);
-            drop(stored);
-            self.history.history_evict(through);
-        }
+        drain_and_evict(&mut self.history, &self.store, &mut self.durable, self.lag);
     }
 
     /// Random lookups and fill queries (market and order filters, ranges, limits, both
