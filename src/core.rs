@@ -578,8 +578,8 @@ impl Core {
         // An image holds the recent transfers in memory, and the core pays for every page it
         // writes while the child writes the image: in history mode a due checkpoint waits for
         // the next eviction, when memory holds about a history run fewer (the image of the
-        // 10 M benchmark's checkpoint is 206 instead of 372 MB), for at most
-        // `CHECKPOINT_EVICTION_WAIT_MAX`.
+        // 10 M benchmark's checkpoint is about 235 instead of 372 MB), for at most
+        // `CHECKPOINT_EVICTION_WAIT_MAX`. A restart may replay that much more journal.
         if let Some(history) = &self.history {
             let evictions = history.pipeline.evictions();
             let (since, before) = *self
