@@ -467,8 +467,9 @@ fn inherited_differs<T: PartialEq + Default>(request: T, stored: T, pending: T) 
 }
 
 /// The address range of the slots of `vector` after its last element, among its first `count`:
-/// memory allocated but never written while the vector has not been longer.
-pub(crate) fn unused_memory<T>(vector: &Vec<T>, count: usize) -> (usize, usize) {
+/// memory allocated but never written while the vector has not been longer. For the callers
+/// of `clearline_journal::populate` and `keep_from_fork` (addresses only, nothing borrowed).
+pub fn unused_memory<T>(vector: &Vec<T>, count: usize) -> (usize, usize) {
     let size = std::mem::size_of::<T>();
     let unused = count.min(vector.capacity()).saturating_sub(vector.len());
     (

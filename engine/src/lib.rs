@@ -35,6 +35,7 @@ pub use account::{Account, AccountBalance, AccountFilter, AccountFilterFlags, Ac
 pub use checkpoint::{CheckpointError, CHECKPOINT_FORMAT_VERSION};
 pub use exchange::{BOOK_LEVELS_MAX, FILLS_PER_ORDER_MAX, SETTLEMENT_ID_BIT};
 pub use id_filter::{IdFilter, ID_FILTER_BITS_PER_ID};
+pub use ledger::unused_memory;
 pub use limits::{Config, BATCH_EVENTS_MAX, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};
 pub use market::{CreateMarketStatus, Market};
 pub use operation::{Operation, SLOTS_PER_ORDER_EVENT};

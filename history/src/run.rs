@@ -256,14 +256,7 @@ impl Run {
     /// it ahead of use. The buffer never reallocates, so the range stays valid while the run
     /// lives.
     pub fn unused_transfer_memory(&self, transfers: usize) -> (usize, usize) {
-        let size = std::mem::size_of::<Transfer>();
-        let unused = transfers
-            .min(self.transfers.capacity())
-            .saturating_sub(self.transfers.len());
-        (
-            self.transfers.as_ptr() as usize + self.transfers.len() * size,
-            unused * size,
-        )
+        clearline_engine::unused_memory(&self.transfers, transfers)
     }
 
     /// Empties the run, keeping its buffers.
