@@ -36,8 +36,8 @@ use crate::record::{
     CHECKPOINT_HEADER_SIZE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
 };
 use crate::replay::{
-    first_record, locate, scan, zero_tail, Anchor, Cursor, OpenSegment, Position, ScanBodies, Step,
-    Walker,
+    first_after, first_record, locate, scan, zero_tail, Anchor, Cursor, OpenSegment, Position,
+    ScanBodies, Step, Walker,
 };
 use crate::storage::{is_storage_full, SegmentSync, Storage};
 use crate::{
@@ -652,11 +652,20 @@ impl Journal {
             anchor.sequence + 1,
             base,
         )?;
-        // The scan reads these front to back, from the device (caches were dropped at open):
-        // let it read ahead across all of them at once.
-        for (index, segment) in self.segments.iter().enumerate().skip(start.position.index) {
-            let offset = if index == start.position.index {
-                start.position.offset
+        // The scan reads the bodies after the anchor front to back, from the device (caches
+        // were dropped at open): let it read ahead across all of them at once. Up to the
+        // anchor it reads one header per record, so the read-ahead starts after it: a whole
+        // segment before the anchor would be read for nothing.
+        let after = first_after(
+            &self.segments,
+            self.generation,
+            body_size_max,
+            start,
+            anchor.sequence,
+        )?;
+        for (index, segment) in self.segments.iter().enumerate().skip(after.index) {
+            let offset = if index == after.index {
+                after.offset
             } else {
                 0
             };

@@ -258,6 +258,31 @@ pub(crate) fn locate(
     Ok(start)
 }
 
+/// Where the first record after `sequence` starts, walking from `start` by headers and the
+/// hash chain only (no body is read): where recovery's reads of bodies begin. When the valid
+/// log ends at or before `sequence`, where it ends. The scan that follows checks everything
+/// again; this only tells it where to read ahead.
+///
+/// # Errors
+///
+/// I/O errors.
+pub(crate) fn first_after(
+    segments: &[OpenSegment],
+    generation: u64,
+    body_size_max: u64,
+    start: Cursor,
+    sequence: u64,
+) -> Result<Position, JournalError> {
+    let mut walker = Walker::new(segments, generation, body_size_max, start);
+    walker.headers_only_through = sequence;
+    while walker.cursor.sequence <= sequence {
+        if let Step::End(end) = walker.step()? {
+            return Ok(end.cursor.position);
+        }
+    }
+    Ok(walker.cursor.position)
+}
+
 /// The header of the first record of segment `index`, if one validates there.
 ///
 /// # Errors
