@@ -235,8 +235,8 @@ struct Checkpoints {
     last_pause: Duration,
     /// Whether a failure was reported and not yet followed by a success (said once).
     failing: bool,
-    /// In history mode, when a checkpoint became due and the evictions until then: it waits
-    /// for the next eviction (see `checkpoint_tick`).
+    /// In history mode, when a checkpoint became due and the store's durable timestamp then:
+    /// it waits for the store to make the next run durable (see `checkpoint_tick`).
     due: Option<(Instant, u64)>,
 }
 
@@ -505,7 +505,7 @@ impl Core {
     /// History mode's work between batches (see history.rs).
     fn history_tick(&mut self) {
         if let Some(history) = &mut self.history {
-            history.pipeline.tick(&mut self.engine, &history.durability);
+            history.pipeline.tick(&history.durability);
         }
     }
 
@@ -576,19 +576,21 @@ impl Core {
             return Ok(());
         }
         // An image holds the recent transfers in memory, and the core pays for every page it
-        // writes while the child writes the image: in history mode a due checkpoint waits for
-        // the next eviction, when memory holds about a history run fewer (the image of the
-        // 10 M benchmark's checkpoint is about 235 instead of 372 MB), for at most
-        // `CHECKPOINT_EVICTION_WAIT_MAX`. A restart may replay that much more journal.
-        if let Some(history) = &self.history {
-            let evictions = history.pipeline.evictions();
+        // writes while the child writes the image: in history mode a due checkpoint waits
+        // until the store has made the next run durable, for at most
+        // `CHECKPOINT_EVICTION_WAIT_MAX`, and drops from memory all the store holds first (the
+        // image of the 10 M benchmark's checkpoint is about 235 instead of 372 MB). A restart
+        // may replay that much more journal.
+        if let Some(history) = &mut self.history {
+            let store = history.pipeline.durable().timestamp;
             let (since, before) = *self
                 .checkpoints
                 .due
-                .get_or_insert_with(|| (Instant::now(), evictions));
-            if evictions == before && since.elapsed() < CHECKPOINT_EVICTION_WAIT_MAX {
+                .get_or_insert_with(|| (Instant::now(), store));
+            if store == before && since.elapsed() < CHECKPOINT_EVICTION_WAIT_MAX {
                 return Ok(());
             }
+            history.pipeline.evict_durable(&mut self.engine);
         }
         self.checkpoints.due = None;
         // The child never reads the unused part of the stores and runs, which the core keeps
@@ -816,6 +818,13 @@ pub fn core_loop(
         if core_side.is_stopped() || stop.load(Ordering::Acquire) {
             core.checkpoint_finish()
                 .map_err(|error| format!("checkpoint: {error}; stopping"))?;
+            if let Some(history) = &core.history {
+                say!(
+                    "clearline: writes waited {:.3} s in all for room in memory while the history \
+                     store caught up",
+                    history.pipeline.waited().as_secs_f64()
+                );
+            }
             core.history_close()?;
             if !core.checkpoints.pause_longest.is_zero() {
                 say!(

@@ -9,7 +9,8 @@
 //!    watermark: the journal sequence of its last write and the engine clock after it;
 //! 3. it is submitted to the writer only when the journal is durable up to that sequence, so
 //!    the store never holds a record a crash could take back;
-//! 4. when the writer reports it durable, the core evicts everything up to its timestamp.
+//! 4. once the writer reports it durable, its records may leave memory: the core evicts
+//!    everything the store holds when a write needs the room or a checkpoint is due.
 //!
 //! Memory is a cache in history mode: before each write the core makes room for the most the
 //! write can add (sealing, waiting for the writer and evicting); a write that cannot fit even
@@ -227,10 +228,6 @@ pub struct Pipeline {
     submitted: Watermark,
     /// Everything at or below this timestamp was evicted.
     evicted: u64,
-    /// The store's watermark at the last eviction.
-    evicted_store: u64,
-    /// Evictions so far.
-    evictions: u64,
     /// Transfers per run before it is sealed.
     run_transfers: usize,
     /// Time writes spent waiting for room (for the start-up message).
@@ -285,8 +282,6 @@ impl Pipeline {
             spare,
             submitted: durable,
             evicted: 0,
-            evicted_store: 0,
-            evictions: 0,
             run_transfers,
             waited: Duration::ZERO,
         })
@@ -367,10 +362,11 @@ impl Pipeline {
         };
     }
 
-    /// Work between writes: seals a full run, submits the sealed run once the journal is
-    /// durable up to it, and evicts what the writer made durable. A failed writer stops the
-    /// process.
-    pub fn tick(&mut self, engine: &mut Engine, durability: &Durability) {
+    /// Work between writes: seals a full run and submits the sealed run once the journal is
+    /// durable up to it. A failed writer stops the process. It evicts nothing: memory is
+    /// compacted only when a write needs room (`make_room`) or a checkpoint is due
+    /// (`evict_durable`).
+    pub fn tick(&mut self, durability: &Durability) {
         if let Some(error) = self.writer.take_error() {
             pipeline_failed(&format!(
                 "the history store failed to ingest a run: {error}"
@@ -399,28 +395,19 @@ impl Pipeline {
                 self.submitted = watermark;
             }
         }
-        self.evict(engine, false);
     }
 
-    /// Evicts what the store holds durably. Each eviction compacts memory (linear in what
-    /// stays), so without `needed` it runs only when the store's watermark moved since the last
-    /// one: once per run ingested, not once per write while the store is ahead of the engine
-    /// (replay after a restart).
-    fn evict(&mut self, engine: &mut Engine, needed: bool) {
-        let store = self.durable().timestamp;
-        let through = store.min(engine.timestamp_last());
-        if through > self.evicted && (needed || store > self.evicted_store) {
+    /// Drops from memory everything the store holds durably. Each eviction compacts memory:
+    /// it moves every record that stays and re-points its index entry, so its cost is linear
+    /// in what stays. Run only when memory is full, an eviction drops several runs for each
+    /// one it keeps; run each time a run was ingested, it would move the two or three runs
+    /// still on their way to the store once for every run it drops.
+    pub fn evict_durable(&mut self, engine: &mut Engine) {
+        let through = self.durable().timestamp.min(engine.timestamp_last());
+        if through > self.evicted {
             engine.history_evict(through);
             self.evicted = through;
-            self.evicted_store = store;
-            self.evictions += 1;
         }
-    }
-
-    /// How many times the engine dropped what the store made durable: memory holds the fewest
-    /// recent transfers right after it does.
-    pub fn evictions(&self) -> u64 {
-        self.evictions
     }
 
     /// Seals the filling run if it holds anything, there is no sealed run waiting, and a
@@ -459,7 +446,7 @@ impl Pipeline {
             return true;
         }
         loop {
-            self.tick(engine, durability);
+            self.tick(durability);
             let fits = |engine: &Engine| {
                 let (memory_transfers, memory_burned, memory_rows) = engine.history_room();
                 memory_transfers >= transfers && memory_burned >= burned && memory_rows >= rows
@@ -471,7 +458,7 @@ impl Pipeline {
             let mut memory = fits(engine);
             let mut order_memory = orders_fit(engine);
             if !memory || !order_memory {
-                self.evict(engine, true);
+                self.evict_durable(engine);
                 memory = fits(engine);
                 order_memory = orders_fit(engine);
             }
