@@ -380,8 +380,23 @@ impl Ledger {
             .orphan_timestamps
             .partition_point(|timestamp| *timestamp <= through);
 
+        // The id index loses what leaves and every entry that stays moves. Removing an entry
+        // reads the ids of its neighbours in the table (random reads), so when at least as many
+        // entries leave as stay, building the index again from what stays is cheaper: on the
+        // 10 M benchmark, an eviction of three runs with one staying took 265 ms by removal.
+        let mut leaving = orphans_split;
+        for (transfer, meta) in self.transfers[..split].iter().zip(&self.transfer_meta) {
+            if !stays(meta) {
+                leaving += 1;
+                history.evicted_timestamp_max =
+                    history.evicted_timestamp_max.max(transfer.timestamp);
+            }
+        }
+        let staying = self.transfers.len() + self.orphans.len() - leaving;
+        let rebuild = leaving >= staying;
+
         // 1. Remove what leaves from the id index while every position still names its record.
-        {
+        if !rebuild {
             let (transfers, orphans) = (&self.transfers, &self.orphans);
             let key_of = |position: u32| {
                 if position & ORPHAN_BIT != 0 {
@@ -393,8 +408,6 @@ impl Ledger {
             let leaving = transfers[..split].iter().zip(&self.transfer_meta[..split]);
             for (position, (transfer, meta)) in leaving.enumerate() {
                 if !stays(meta) {
-                    history.evicted_timestamp_max =
-                        history.evicted_timestamp_max.max(transfer.timestamp);
                     self.transfer_index
                         .remove(transfer.id, position as u32, key_of);
                 }
@@ -412,7 +425,7 @@ impl Ledger {
         for position in 0..self.transfers.len() {
             let keep = position >= split || stays(&self.transfer_meta[position]);
             if keep {
-                if kept != position as u32 {
+                if !rebuild && kept != position as u32 {
                     let id = self.transfers[position].id;
                     self.transfer_index.repoint(id, position as u32, kept);
                 }
@@ -422,10 +435,12 @@ impl Ledger {
                 remap.push(NO_POSITION);
             }
         }
-        for (position, id) in self.orphans[orphans_split..].iter().enumerate() {
-            let from = (position + orphans_split) as u32 | ORPHAN_BIT;
-            self.transfer_index
-                .repoint(*id, from, position as u32 | ORPHAN_BIT);
+        if !rebuild {
+            for (position, id) in self.orphans[orphans_split..].iter().enumerate() {
+                let from = (position + orphans_split) as u32 | ORPHAN_BIT;
+                self.transfer_index
+                    .repoint(*id, from, position as u32 | ORPHAN_BIT);
+            }
         }
         let rows_remap = &mut history.remap_rows;
         rows_remap.clear();
@@ -471,6 +486,17 @@ impl Ledger {
         self.expiry.remap(|position| remap[position as usize]);
         self.orphans.drain(..orphans_split);
         self.orphan_timestamps.drain(..orphans_split);
+        if rebuild {
+            // Records in position order: the index holds the same entries as after removals.
+            self.transfer_index.clear();
+            for (position, transfer) in self.transfers.iter().enumerate() {
+                self.transfer_index.insert(transfer.id, position as u32);
+            }
+            for (position, id) in self.orphans.iter().enumerate() {
+                self.transfer_index
+                    .insert(*id, position as u32 | ORPHAN_BIT);
+            }
+        }
         for read in rows_split..self.balances.len() {
             let mut row = self.balances[read];
             row.previous = link(row.previous, rows_split, rows_remap);
