@@ -261,6 +261,8 @@ pub struct Replayed {
     pub replay: Duration,
     /// Of the replay, time spent waiting for the history store to make room.
     pub history_wait: Duration,
+    /// After the replay, time spent waiting for the hot set's memory to be populated.
+    pub populate_wait: Duration,
 }
 
 /// The engine recovery starts from: the newest valid checkpoint's image, else the one before
@@ -404,8 +406,9 @@ impl Core {
             pipeline: start.pipeline,
             durability: Arc::clone(&durability),
         });
+        let mut populating = None;
         if let Some(history) = &mut history {
-            history.pipeline.populate_unused_memory(&engine);
+            populating = history.pipeline.populate_unused_memory(&engine);
             // Whatever the store lost in a crash is handed to it again.
             engine.history_redrain(history.pipeline.durable().timestamp);
             let sequence = checkpoint.map_or(0, |(sequence, _)| sequence);
@@ -472,6 +475,13 @@ impl Core {
             return Err(failure.into());
         }
         timestamp_last = timestamp_last.max(recovery.last_timestamp);
+        let replay = started.elapsed();
+        let populate_started = Instant::now();
+        if let Some(handle) = populating {
+            // Only timing depends on it (see `populate_unused_memory`).
+            let _ = handle.join();
+        }
+        let populate_wait = populate_started.elapsed();
         let history_wait = history
             .as_ref()
             .map_or(Duration::ZERO, |history| history.pipeline.waited());
@@ -496,8 +506,9 @@ impl Core {
                 timestamp_last,
                 checkpoint: checkpoint.map(|(sequence, _)| sequence),
                 load,
-                replay: started.elapsed(),
+                replay,
                 history_wait,
+                populate_wait,
             },
         ))
     }

@@ -252,9 +252,11 @@ impl Server {
             };
             let history_times = if args.history.on() {
                 format!(
-                    ", history store opened in {:.3} s, of the replay {:.3} s waiting for it",
+                    ", history store opened in {:.3} s, of the replay {:.3} s waiting for it, \
+                     memory populated {:.3} s after it",
                     store_open.as_secs_f64(),
-                    replayed.history_wait.as_secs_f64()
+                    replayed.history_wait.as_secs_f64(),
+                    replayed.populate_wait.as_secs_f64()
                 )
             } else {
                 String::new()
