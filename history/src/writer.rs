@@ -81,8 +81,7 @@ impl HistoryWriter {
             .spawn(move || {
                 // Ingest is background work: on a small machine the core, the network thread
                 // and the syncer run first, and back-pressure (a write waits for room) gives
-                // the writer the cores whenever it falls behind. Its record-loading threads
-                // inherit the priority.
+                // the writer the cores whenever it falls behind.
                 clearline_journal::lower_thread_priority(clearline_journal::BACKGROUND_NICE);
                 for (mut run, watermark) in queued {
                     if let Err(error) = history.ingest(&run, watermark) {

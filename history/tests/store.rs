@@ -1,5 +1,6 @@
 //! The history store against a naive model of every kind of record, across reopening,
-//! repeated ingests, a crash between the tables and the watermark, and runs it must refuse.
+//! repeated ingests, a crash between the tables and the watermark, an ingest that fails at the
+//! records, and runs it must refuse.
 
 mod support;
 
@@ -158,6 +159,42 @@ fn a_crash_before_the_watermark_is_repaired_by_ingesting_again() {
     let history = open(directory.path());
     assert_eq!(history.watermark(), Some(third_watermark));
     check_against_model(&history, &model, &mut rng, 200);
+}
+
+#[test]
+fn an_ingest_that_fails_at_the_records_leaves_no_index_entry_without_its_record() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let mut generator = Generator::new(SEED + 8);
+    let (first, first_watermark) = generator.run(RUN_EVENTS);
+    let (second, second_watermark) = generator.run(RUN_EVENTS);
+    {
+        let history = open(directory.path());
+        history.ingest(&first, first_watermark).expect("ingest");
+        history.fail_next_records_load();
+        let error = history
+            .ingest(&second, second_watermark)
+            .expect_err("the injected failure");
+        assert!(matches!(error, HistoryError::Io { .. }), "{error}");
+        // The process dies here.
+    }
+    let history = open(directory.path());
+    assert_eq!(history.watermark(), Some(first_watermark));
+    // No id of the failed run leads to a missing record: each is absent, not damaged.
+    for transfer in second.transfers() {
+        let settlement = transfer.flags().settlement();
+        let found = history.transfer_in(transfer.id, settlement);
+        assert!(
+            matches!(found, Ok(None)),
+            "id {} after the failed ingest: {found:?}",
+            transfer.id
+        );
+    }
+    history.ingest(&second, second_watermark).expect("repair");
+    for transfer in second.transfers() {
+        let settlement = transfer.flags().settlement();
+        let found = history.transfer_in(transfer.id, settlement).expect("read");
+        assert_eq!(found, Some(*transfer));
+    }
 }
 
 /// A run the store must refuse, what it is, and whether an error is the expected refusal.
