@@ -742,7 +742,7 @@ impl Core {
     }
 }
 
-/// The longest a due checkpoint waits for the history pipeline's next eviction.
+/// The longest a due checkpoint waits for the history store to make its next run durable.
 const CHECKPOINT_EVICTION_WAIT_MAX: Duration = Duration::from_secs(2);
 
 /// How often a stopping core looks whether the running checkpoint has finished.

@@ -298,9 +298,16 @@ impl Pipeline {
             .unused_transfer_memory((RUNS_QUEUED_MAX + 2) * interval)
             .to_vec();
         ranges.extend(engine.id_filter_memory());
-        let runs = std::iter::once(&self.filling).chain(&self.spare);
-        ranges.extend(runs.map(|run| run.unused_transfer_memory(interval)));
+        ranges.extend(self.runs_unused_memory(interval));
         ranges
+    }
+
+    /// The transfer buffer of the run being filled, then of each spare run, past its last
+    /// record and among its first `transfers` slots.
+    fn runs_unused_memory(&self, transfers: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        std::iter::once(&self.filling)
+            .chain(&self.spare)
+            .map(move |run| run.unused_transfer_memory(transfers))
     }
 
     /// The address ranges a forked checkpoint writer never reads and the core may write while
@@ -310,8 +317,7 @@ impl Pipeline {
     /// lives would copy it.
     pub fn fork_unneeded_memory(&self, engine: &Engine) -> Vec<(usize, usize)> {
         let mut ranges = engine.unused_transfer_memory(usize::MAX).to_vec();
-        let runs = std::iter::once(&self.filling).chain(&self.spare);
-        ranges.extend(runs.map(|run| run.unused_transfer_memory(usize::MAX)));
+        ranges.extend(self.runs_unused_memory(usize::MAX));
         ranges
     }
 
