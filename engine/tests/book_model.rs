@@ -2,13 +2,10 @@
 //! after every command of seeded random order flows, plus one test per order type and
 //! self-trade mode, and a zero-allocation test of the steady state.
 //!
-//! The zero-allocation test measures in a child process that runs only that test, and counts
-//! only the allocations of its own thread: the book is single-threaded, and the harness's other
-//! threads may allocate meanwhile (a process-wide count once saw two 72-byte allocations that
-//! were not the book's).
+//! The allocation count is process-wide, so the zero-allocation test measures in a child process
+//! that runs only that test: no other test thread (or the harness) can allocate meanwhile.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::alloc::System;
 use std::collections::{BTreeMap, VecDeque};
 use std::process::Command as Process;
 
@@ -18,54 +15,10 @@ use clearline_engine::order::{amended_price_and_quantity, check_amend, check_ord
 use clearline_engine::order::{BookLevel, Order, OrderAmend};
 use clearline_engine::order::{OrderState, OrderStatus, SelfTrade, Side, TimeInForce};
 use clearline_test_support::Rng;
-
-/// The system allocator, counting the allocations and reallocations of each thread.
-struct ThreadCounting;
-
-thread_local! {
-    /// Allocations and reallocations made by this thread so far.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    // No destructor and a constant initializer: reading it never allocates, even while the
-    // thread is being torn down (`try_with` then skips the count).
-    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-}
-
-/// This thread's allocations and reallocations so far.
-fn thread_allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: every call is passed on unchanged to `System`; the count touches no allocation.
-unsafe impl GlobalAlloc for ThreadCounting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: the caller's contract for `alloc`, passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: the caller's contract for `alloc_zeroed`, passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: the caller's contract for `realloc`, passed on.
-        unsafe { System.realloc(pointer, layout, size) }
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract for `dealloc`, passed on.
-        unsafe { System.dealloc(pointer, layout) }
-    }
-}
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
-static GLOBAL: ThreadCounting = ThreadCounting;
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const LOT: u64 = 10;
 const TICK: u64 = 5;
@@ -1184,20 +1137,13 @@ fn steady_state_allocates_nothing() {
     for command in &warm_up {
         apply(command, &mut book);
     }
-    // The counter works: a fresh vector counts.
-    let before = thread_allocations();
-    let probe: Vec<u64> = Vec::with_capacity(7);
-    assert!(thread_allocations() > before);
-    drop(probe);
-    let before = thread_allocations();
+    let region = Region::new(GLOBAL);
     for command in &workload {
         apply(command, &mut book);
     }
-    let allocations = thread_allocations() - before;
-    assert_eq!(
-        allocations, 0,
-        "allocations and reallocations in the steady state"
-    );
+    let change = region.change();
+    assert_eq!(change.allocations, 0, "{change:?}");
+    assert_eq!(change.reallocations, 0, "{change:?}");
     assert!(
         book.orders_count() > 10,
         "the workload keeps orders resting"
