@@ -1,25 +1,16 @@
 //! The steady state allocates nothing: 10,000 mixed transfers (single-phase, pending, post,
 //! void, linked chains, balancing, closing, failures) prepared up front and applied to a warm
 //! engine, through `create_transfers` and through `execute`, with pulses and queries in between,
-//! make zero heap allocations. A counting global allocator (stats_alloc) proves it.
-
-use std::alloc::System;
+//! make zero heap allocations. A per-thread counting allocator (allocation-counter) proves it.
 
 use clearline_engine::{
     Account, AccountFilter, AccountFilterFlags, Config, CreateResult, Engine, Operation,
     QueryFilter, Transfer, PULSE_EXPIRIES_MAX,
 };
 
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// Allocations and reallocations since `region` started (this binary runs one test, so no
-/// other thread allocates meanwhile).
-fn allocations(region: &Region<System>) -> usize {
-    let change = region.change();
-    change.allocations + change.reallocations
+/// Heap allocations (reallocations included) that `run` makes on this thread.
+fn allocations(run: impl FnOnce()) -> u64 {
+    allocation_counter::measure(run).count_total
 }
 
 use clearline_test_support::ledger::{accounts, workload, Request, SECOND};
@@ -88,29 +79,30 @@ fn applying_ten_thousand_transfers_allocates_nothing() {
     };
     let mut now = 10 * SECOND;
     // The counter works: a fresh vector counts.
-    let probe = Region::new(GLOBAL);
-    let vector: Vec<u64> = Vec::with_capacity(7);
-    assert!(allocations(&probe) >= 1);
-    drop(vector);
-    let region = Region::new(GLOBAL);
-    for request in &requests {
-        match request {
-            Request::Transfers(batch) => {
-                now += batch.len() as u64 + SECOND / 3;
-                engine.create_transfers(now, batch, &mut results[..batch.len()]);
-            }
-            Request::Pulse => {
-                now += u64::from(PULSE_EXPIRIES_MAX);
-                engine.pulse(now);
-                engine.get_account_transfers(&account_filter(), &mut transfers_out);
-                engine.get_account_balances(&account_filter(), &mut balances_out);
-                engine.query_accounts(&query, &mut accounts_out);
-                engine.query_transfers(&query, &mut transfers_out);
-                engine.lookup_accounts(&[1, 2, 3], &mut accounts_out);
+    assert!(
+        allocations(|| {
+            std::hint::black_box(Vec::<u64>::with_capacity(7));
+        }) >= 1
+    );
+    let typed_allocations = allocations(|| {
+        for request in &requests {
+            match request {
+                Request::Transfers(batch) => {
+                    now += batch.len() as u64 + SECOND / 3;
+                    engine.create_transfers(now, batch, &mut results[..batch.len()]);
+                }
+                Request::Pulse => {
+                    now += u64::from(PULSE_EXPIRIES_MAX);
+                    engine.pulse(now);
+                    engine.get_account_transfers(&account_filter(), &mut transfers_out);
+                    engine.get_account_balances(&account_filter(), &mut balances_out);
+                    engine.query_accounts(&query, &mut accounts_out);
+                    engine.query_transfers(&query, &mut transfers_out);
+                    engine.lookup_accounts(&[1, 2, 3], &mut accounts_out);
+                }
             }
         }
-    }
-    let typed_allocations = allocations(&region);
+    });
     assert_eq!(typed_allocations, 0, "create_transfers allocated");
     assert!(
         engine.transfers_count() > 5_000,
@@ -140,30 +132,30 @@ fn applying_ten_thousand_transfers_allocates_nothing() {
     query.encode(&mut query_body);
     let mut reply = vec![0u8; (1 << 20) - 64];
     let mut now = 10 * SECOND;
-    let region = Region::new(GLOBAL);
-    for (request, body) in requests.iter().zip(&bodies) {
-        match request {
-            Request::Transfers(batch) => {
-                now += batch.len() as u64 + SECOND / 3;
-                let size = engine.execute(Operation::CreateTransfers, now, body, &mut reply);
-                assert_eq!(size, batch.len() * CreateResult::SIZE);
-            }
-            Request::Pulse => {
-                now += u64::from(PULSE_EXPIRIES_MAX);
-                engine.execute(Operation::Pulse, now, body, &mut reply);
-                engine.execute(
-                    Operation::GetAccountTransfers,
-                    now,
-                    &filter_body,
-                    &mut reply,
-                );
-                engine.execute(Operation::GetAccountBalances, now, &filter_body, &mut reply);
-                engine.execute(Operation::QueryTransfers, now, &query_body, &mut reply);
-                engine.execute(Operation::LookupAccounts, now, &[1u8; 48], &mut reply);
+    let execute_allocations = allocations(|| {
+        for (request, body) in requests.iter().zip(&bodies) {
+            match request {
+                Request::Transfers(batch) => {
+                    now += batch.len() as u64 + SECOND / 3;
+                    let size = engine.execute(Operation::CreateTransfers, now, body, &mut reply);
+                    assert_eq!(size, batch.len() * CreateResult::SIZE);
+                }
+                Request::Pulse => {
+                    now += u64::from(PULSE_EXPIRIES_MAX);
+                    engine.execute(Operation::Pulse, now, body, &mut reply);
+                    engine.execute(
+                        Operation::GetAccountTransfers,
+                        now,
+                        &filter_body,
+                        &mut reply,
+                    );
+                    engine.execute(Operation::GetAccountBalances, now, &filter_body, &mut reply);
+                    engine.execute(Operation::QueryTransfers, now, &query_body, &mut reply);
+                    engine.execute(Operation::LookupAccounts, now, &[1u8; 48], &mut reply);
+                }
             }
         }
-    }
-    let execute_allocations = allocations(&region);
+    });
     assert_eq!(execute_allocations, 0, "execute allocated");
     engine.verify();
     assert_eq!(

@@ -1,26 +1,19 @@
 //! Checkpoints and allocation: writing the image of a populated engine makes no heap allocation
 //! (it runs in a forked child of a multi-threaded process), and an engine loaded from an image
-//! applies further requests without allocating, like one made by `Engine::new`. A counting
-//! global allocator (stats_alloc) proves both; this binary holds one test, so no other test
-//! thread allocates meanwhile.
+//! applies further requests without allocating, like one made by `Engine::new`. A per-thread
+//! counting allocator (allocation-counter) proves both.
 
 mod checkpoint_workload;
 
-use std::alloc::System;
 use std::io;
 
 use clearline_engine::Engine;
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 use checkpoint_workload::{apply, config, requests, REPLY_SIZE};
 
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-/// Allocations and reallocations since `region` started.
-fn allocations(region: &Region<System>) -> usize {
-    let change = region.change();
-    change.allocations + change.reallocations
+/// Heap allocations (reallocations included) that `run` makes on this thread.
+fn allocations(run: impl FnOnce()) -> u64 {
+    allocation_counter::measure(run).count_total
 }
 
 /// A writer that keeps nothing and allocates nothing: it counts the bytes and chunks it is
@@ -69,9 +62,8 @@ fn writing_an_image_and_running_a_loaded_engine_allocate_nothing() {
         chunk_size_max: 0,
         checksum: 0xCBF2_9CE4_8422_2325,
     };
-    let region = Region::new(GLOBAL);
-    let written = engine.checkpoint_write(&mut sink);
-    let made = allocations(&region);
+    let mut written = Ok(());
+    let made = allocations(|| written = engine.checkpoint_write(&mut sink));
     assert!(written.is_ok());
     assert_eq!(made, 0, "checkpoint_write allocated {made} times");
     assert_eq!(sink.bytes, image.len() as u64);
@@ -97,17 +89,17 @@ fn writing_an_image_and_running_a_loaded_engine_allocate_nothing() {
         Err(error) => panic!("the image does not load: {error}"),
     };
     let rest = &requests[split..];
-    let region = Region::new(GLOBAL);
     let mut replied = 0usize;
-    for request in rest {
-        replied += loaded.execute(
-            request.operation,
-            request.timestamp,
-            &request.body,
-            &mut reply,
-        );
-    }
-    let made = allocations(&region);
+    let made = allocations(|| {
+        for request in rest {
+            replied += loaded.execute(
+                request.operation,
+                request.timestamp,
+                &request.body,
+                &mut reply,
+            );
+        }
+    });
     assert_eq!(made, 0, "the loaded engine allocated {made} times");
     assert!(replied > 0);
     // The same requests on the original engine end in the same state.
