@@ -93,6 +93,10 @@ impl Storage for FileStorage {
         fs::read(self.dir.join(name))
     }
 
+    fn read_file_head(&mut self, name: &str, len: usize) -> io::Result<(Vec<u8>, u64)> {
+        crate::file::read_head(&self.dir.join(name), len)
+    }
+
     fn write_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         self.refuse_if_read_only()?;
         write_file_synced(&self.dir.join(name), bytes)
@@ -116,6 +120,15 @@ impl Storage for FileStorage {
     fn describe(&self) -> String {
         self.dir.display().to_string()
     }
+}
+
+/// The first `len` bytes of the file at `path` (fewer if it is shorter) and its size.
+pub(crate) fn read_head(path: &Path, len: usize) -> io::Result<(Vec<u8>, u64)> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut bytes = vec![0u8; len.min(usize::try_from(size).unwrap_or(usize::MAX))];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok((bytes, size))
 }
 
 /// Creates or replaces the file at `path` with `bytes` and syncs it (not its directory).

@@ -317,6 +317,10 @@ impl Storage for MmapStorage {
         fs::read(self.dir.join(name))
     }
 
+    fn read_file_head(&mut self, name: &str, len: usize) -> io::Result<(Vec<u8>, u64)> {
+        crate::file::read_head(&self.dir.join(name), len)
+    }
+
     fn write_file(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         crate::file::write_file_synced(&self.dir.join(name), bytes)
     }

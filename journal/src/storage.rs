@@ -47,6 +47,19 @@ pub trait Storage: Send {
     /// Any I/O error.
     fn read_file(&mut self, name: &str) -> io::Result<Vec<u8>>;
 
+    /// Reads at most the first `len` bytes of a file, and its whole size: a checkpoint's header
+    /// without its image. The default reads the whole file.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error.
+    fn read_file_head(&mut self, name: &str, len: usize) -> io::Result<(Vec<u8>, u64)> {
+        let mut bytes = self.read_file(name)?;
+        let size = bytes.len() as u64;
+        bytes.truncate(len);
+        Ok((bytes, size))
+    }
+
     /// Creates (or replaces) `name` with `bytes` and syncs its data.
     ///
     /// # Errors

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::error::JournalError;
-use crate::journal::{load_checkpoints, load_segments, log_base};
+use crate::journal::{load_checkpoints, load_segments, log_base, OlderImages};
 use crate::record::{RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::replay::{scan, OpenSegment, ScanBodies};
 use crate::storage::Storage;
@@ -116,7 +116,7 @@ fn retired_line(retired_segments: u64, first_sequence: u64) -> String {
 pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
     let (mut storage, names) = open_read_only(dir)?;
     let (generation, segments) = load_segments(&mut storage, &names)?;
-    let checkpoints = load_checkpoints(&mut storage, &names, generation);
+    let checkpoints = load_checkpoints(&mut storage, &names, generation, OlderImages::Check);
     let mut report = VerifyReport {
         directory: dir.display().to_string(),
         segments: segments.len() as u64,
@@ -317,7 +317,7 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, JournalError> {
             directory: dir.display().to_string(),
         });
     }
-    let loaded = load_checkpoints(&mut storage, &names, generation);
+    let loaded = load_checkpoints(&mut storage, &names, generation, OlderImages::Check);
     let mut checkpoints: Vec<CheckpointSummary> = loaded
         .valid
         .iter()

@@ -414,6 +414,56 @@ fn retirement_archives_across_file_systems() {
     archive_test(archive.path());
 }
 
+/// Recovery reads only the header of the checkpoint before the newest: a damaged older image
+/// does not stop a start that needs only the newest, it is refused when it is loaded, and
+/// `journal verify` still reads it and names it.
+#[test]
+fn a_damaged_older_image_is_found_when_loaded_and_by_verify() {
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path();
+    let config = config(Backend::File, SyncMode::Data);
+    three_checkpoints(dir, &config);
+    let path = dir.join(checkpoint_file_name(600));
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+
+    let (mut journal, recovery) = reopen(dir, &config).unwrap();
+    let checkpoint = recovery.checkpoint.clone().unwrap();
+    assert_eq!(checkpoint.sequence, 900);
+    assert_eq!(checkpoint.image, image(900, 4000));
+    assert!(recovery.checkpoints_rejected.is_empty(), "{recovery}");
+    let previous = recovery.checkpoint_previous.clone().unwrap();
+    assert_eq!(previous.sequence, 600);
+    match journal.load_checkpoint(600) {
+        Err(JournalError::CheckpointInvalid { file, reason }) => {
+            assert_eq!(file, checkpoint_file_name(600));
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("a damaged image must be refused, got {other:?}"),
+    }
+    journal.close().unwrap();
+    let error = verify(dir).unwrap_err();
+    assert!(
+        error.to_string().contains(&checkpoint_file_name(600)),
+        "{error}"
+    );
+
+    // A header that does not match its file is refused at open, without reading the image.
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    fs::write(&path, &bytes).unwrap();
+    let (journal, recovery) = reopen(dir, &config).unwrap();
+    assert_eq!(recovery.checkpoint.as_ref().unwrap().sequence, 900);
+    assert_eq!(recovery.checkpoints_rejected.len(), 1, "{recovery}");
+    assert!(
+        recovery.checkpoints_rejected[0].contains("size"),
+        "{recovery}"
+    );
+    journal.close().unwrap();
+}
+
 #[test]
 fn corrupt_newest_checkpoint_falls_back_to_the_previous_and_its_journal() {
     let temporary = tempfile::tempdir().unwrap();
