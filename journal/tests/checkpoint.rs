@@ -414,6 +414,14 @@ fn retirement_archives_across_file_systems() {
     archive_test(archive.path());
 }
 
+/// Damages a checkpoint's image: flips a bit of its last byte.
+fn flip_last_byte(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(path, &bytes).unwrap();
+}
+
 /// Recovery reads only the header of the checkpoint before the newest: a damaged older image
 /// does not stop a start that needs only the newest, it is refused when it is loaded, and
 /// `journal verify` still reads it and names it.
@@ -424,10 +432,7 @@ fn a_damaged_older_image_is_found_when_loaded_and_by_verify() {
     let config = config(Backend::File, SyncMode::Data);
     three_checkpoints(dir, &config);
     let path = dir.join(checkpoint_file_name(600));
-    let mut bytes = fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&path, &bytes).unwrap();
+    flip_last_byte(&path);
 
     let (mut journal, recovery) = reopen(dir, &config).unwrap();
     let checkpoint = recovery.checkpoint.clone().unwrap();
@@ -471,10 +476,7 @@ fn corrupt_newest_checkpoint_falls_back_to_the_previous_and_its_journal() {
     let config = config(Backend::File, SyncMode::Data);
     three_checkpoints(dir, &config);
     let path = dir.join(checkpoint_file_name(900));
-    let mut bytes = fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&path, &bytes).unwrap();
+    flip_last_byte(&path);
 
     let (journal, recovery) = reopen(dir, &config).unwrap();
     let checkpoint = recovery.checkpoint.clone().unwrap();
