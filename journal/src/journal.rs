@@ -1080,12 +1080,7 @@ impl Journal {
             reason,
         };
         let (header, image) = CheckpointHeader::decode(&bytes).map_err(invalid)?;
-        if header.generation != self.generation {
-            return Err(invalid("from another journal generation"));
-        }
-        if header.sequence != sequence {
-            return Err(invalid("file name and sequence differ"));
-        }
+        belongs(&header, sequence, Some(self.generation)).map_err(invalid)?;
         if header.chain_checksum != self.record_checksum(sequence)? {
             return Err(invalid(
                 "does not match the journal's record at its sequence",
@@ -1774,10 +1769,9 @@ pub(crate) fn load_checkpoints(
             Err(_) => "cannot be read",
             Ok(mut bytes) => match CheckpointHeader::decode(&bytes) {
                 Err(reason) => reason,
-                Ok((header, _)) if Some(header.generation) != generation => {
-                    "from another journal generation"
+                Ok((header, _)) if let Err(reason) = belongs(&header, sequence, generation) => {
+                    reason
                 }
-                Ok((header, _)) if header.sequence != sequence => "file name and sequence differ",
                 Ok((header, image)) => {
                     // Only the newest image is handed to the caller; the others are checked
                     // and described, and loaded again on demand (`Journal::load_checkpoint`).
@@ -1800,6 +1794,22 @@ pub(crate) fn load_checkpoints(
     checkpoints
 }
 
+/// Whether a checkpoint `header` belongs to this journal: its generation, and the sequence its
+/// file is named for.
+fn belongs(
+    header: &CheckpointHeader,
+    sequence: u64,
+    generation: Option<u64>,
+) -> Result<(), &'static str> {
+    if Some(header.generation) != generation {
+        return Err("from another journal generation");
+    }
+    if header.sequence != sequence {
+        return Err("file name and sequence differ");
+    }
+    Ok(())
+}
+
 /// The header of checkpoint file `name`, read without its image and checked: its own checksum
 /// and fields, the journal generation, the sequence its name gives, and the file's size
 /// against the image size it records.
@@ -1813,12 +1823,7 @@ fn checked_header(
         .read_file_head(name, CHECKPOINT_HEADER_SIZE as usize)
         .map_err(|_| "cannot be read")?;
     let header = CheckpointHeader::decode_header(&head)?;
-    if Some(header.generation) != generation {
-        return Err("from another journal generation");
-    }
-    if header.sequence != sequence {
-        return Err("file name and sequence differ");
-    }
+    belongs(&header, sequence, generation)?;
     if size.checked_sub(CHECKPOINT_HEADER_SIZE) != Some(header.image_size) {
         return Err("checkpoint image size does not match the file size");
     }
