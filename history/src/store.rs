@@ -36,6 +36,7 @@
 //! the caller builds runs and chooses watermarks.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -191,7 +192,7 @@ pub struct History {
     /// entries, so a short list.
     generations: Mutex<Vec<u64>>,
     /// Set by tests: the next load of `transfers` fails before writing anything.
-    fail_next_records: std::sync::atomic::AtomicBool,
+    fail_next_records: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -600,7 +601,7 @@ impl History {
             watermark: Mutex::new(watermark),
             scratch: Mutex::new(Scratch::default()),
             generations: Mutex::new(generations),
-            fail_next_records: std::sync::atomic::AtomicBool::new(false),
+            fail_next_records: AtomicBool::new(false),
         })
     }
 
@@ -789,17 +790,13 @@ impl History {
     /// naming records was loaded before them.
     #[doc(hidden)]
     pub fn fail_next_records_load(&self) {
-        self.fail_next_records
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.fail_next_records.store(true, Ordering::Relaxed);
     }
 
     /// Loads the run's records into `transfers`; returns how long it took in nanoseconds.
     fn load_records(&self, transfers: &[Transfer]) -> Result<u64, HistoryError> {
         let start = Instant::now();
-        if self
-            .fail_next_records
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.fail_next_records.swap(false, Ordering::Relaxed) {
             return Err(HistoryError::Io {
                 context: "load transfers (failure injected by a test)",
                 path: self.directory.clone(),
