@@ -14,12 +14,13 @@
 //! error, damaged content is [`HistoryError::Corrupt`]).
 //!
 //! Does not know about the journal or the engine's memory: which transfers form a run and
-//! which watermark it reaches are the caller's to decide. Not wired into the server yet.
+//! which watermark it reaches are the caller's to decide.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod account_runs;
+mod blocks;
 mod error;
 mod orders;
 mod query;

@@ -16,9 +16,10 @@ use clearline_engine::Transfer;
 use clearline_engine::{AccountBalance, AccountFilter, AccountFilterFlags, QueryFilter};
 
 use crate::account_runs::{self, SIDE_CREDIT, SIDE_DEBIT};
+use crate::blocks::{self, Block};
 use crate::error::HistoryError;
 use crate::records;
-use crate::store::{decode_record, History, ACCOUNT_RUNS, BALANCES, TRANSFERS};
+use crate::store::{History, ACCOUNT_RUNS, BALANCES, TRANSFERS};
 
 /// The inclusive upper bound of a range whose `maximum` is 0 when unbounded.
 fn upper(maximum: u64) -> u64 {
@@ -249,27 +250,51 @@ impl History {
         if !filter.is_valid() {
             return Ok(());
         }
+        let (minimum, maximum) = (filter.timestamp_min, upper(filter.timestamp_max));
+        let reversed = filter.flags().reversed();
         let mut remaining = filter.limit as usize;
+        // The block that holds `minimum` starts in its bucket, at or below it.
         let range = self
             .transfers
-            .range(filter.timestamp_min.to_be_bytes()..=upper(filter.timestamp_max).to_be_bytes());
-        for guard in ordered(range, filter.flags().reversed()) {
-            let (key, value) = guard.into_inner().map_err(self.fjall_error(TRANSFERS))?;
-            let Ok(key) = <[u8; 8]>::try_from(&key[..]) else {
-                return Err(HistoryError::Corrupt {
-                    what: TRANSFERS,
-                    detail: format!("key of {} bytes, expected 8", key.len()),
-                });
-            };
-            let transfer = decode_record(u64::from_be_bytes(key), &value)?;
-            if filter.selects_transfer(&transfer) {
-                out.push(transfer);
-                remaining -= 1;
-                if remaining == 0 {
-                    break;
+            .range(blocks::bucket_start(minimum).to_be_bytes()..=maximum.to_be_bytes());
+        // Blocks never span buckets, but one bucket may hold blocks that overlap (blocks.rs):
+        // the transfers of each bucket are gathered, ordered, and each timestamp taken once.
+        let mut bucket: Vec<Transfer> = Vec::with_capacity(blocks::BLOCK_RECORDS_MAX);
+        let mut bucket_start = None;
+        let mut take = |bucket: &mut Vec<Transfer>| {
+            bucket.sort_unstable_by_key(|transfer| transfer.timestamp);
+            bucket.dedup_by_key(|transfer| transfer.timestamp);
+            if reversed {
+                bucket.reverse();
+            }
+            for transfer in bucket.drain(..) {
+                let timestamp = transfer.timestamp;
+                if timestamp >= minimum
+                    && timestamp <= maximum
+                    && filter.selects_transfer(&transfer)
+                {
+                    out.push(transfer);
+                    remaining -= 1;
+                    if remaining == 0 {
+                        return true;
+                    }
                 }
             }
+            false
+        };
+        for guard in ordered(range, reversed) {
+            let (key, value) = guard.into_inner().map_err(self.fjall_error(TRANSFERS))?;
+            let block = Block::decode(&key, &value)?;
+            let start = Some(blocks::bucket_start(block.first()));
+            if start != bucket_start {
+                if take(&mut bucket) {
+                    return Ok(());
+                }
+                bucket_start = start;
+            }
+            bucket.extend(block.transfers());
         }
+        take(&mut bucket);
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! | key space | key (big-endian) | value |
 //! |---|---|---|
-//! | `transfers` | timestamp (8) | the 128-byte transfer |
+//! | `transfers` | first timestamp (8) | 1 to 16 transfers of 128 bytes (blocks.rs) |
 //! | `transfer_ids` | id (16), namespace (1) | timestamp (8) |
 //! | `account_runs` | generation (8), account (16), first timestamp (8) | the account's transfers
 //! in one run |
@@ -45,6 +45,7 @@ use fjall::config::{CompressionPolicy, FilterPolicy, PinningPolicy};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
 
 use crate::account_runs::{self, Posting, SIDE_CREDIT, SIDE_DEBIT};
+use crate::blocks::{self, Block};
 use crate::error::HistoryError;
 use crate::orders::{self as order_records, FILLS, FILL_MARKETS, FILL_ORDERS, ORDERS};
 use crate::records;
@@ -253,31 +254,6 @@ fn above<T>(items: &[T], durable: Option<Watermark>, timestamp: fn(&T) -> u64) -
         items.partition_point(|item| timestamp(item) <= durable.timestamp)
     });
     &items[skipped..]
-}
-
-/// Decodes the value stored in `transfers` under `timestamp`.
-///
-/// # Errors
-///
-/// `Corrupt` if it is not 128 bytes or holds another timestamp.
-pub(crate) fn decode_record(timestamp: u64, value: &[u8]) -> Result<Transfer, HistoryError> {
-    let Ok(bytes) = <&[u8; Transfer::SIZE]>::try_from(value) else {
-        return Err(HistoryError::Corrupt {
-            what: TRANSFERS,
-            detail: format!("record at timestamp {timestamp} has {} bytes", value.len()),
-        });
-    };
-    let transfer = Transfer::decode(bytes);
-    if transfer.timestamp != timestamp {
-        return Err(HistoryError::Corrupt {
-            what: TRANSFERS,
-            detail: format!(
-                "record under timestamp {timestamp} holds timestamp {}",
-                transfer.timestamp
-            ),
-        });
-    }
-    Ok(transfer)
 }
 
 /// Sorts the records above the durable watermark by each key space's key into `scratch`, and
@@ -780,7 +756,7 @@ impl History {
         // before the next starts, so after a crash every index entry on disk names a record
         // on disk (loading both at once left, after a kill -9 in the middle of an ingest,
         // `transfer_ids` entries whose records were lost, and the store could not be read).
-        report.transfers_ns = self.load_records(fresh.transfers)?;
+        report.transfers_ns = self.load_records(&mut scratch.value, fresh.transfers)?;
         self.load_indexes(scratch, &fresh, &mut report)?;
         Ok(report)
     }
@@ -793,8 +769,13 @@ impl History {
         self.fail_next_records.store(true, Ordering::Relaxed);
     }
 
-    /// Loads the run's records into `transfers`; returns how long it took in nanoseconds.
-    fn load_records(&self, transfers: &[Transfer]) -> Result<u64, HistoryError> {
+    /// Loads the run's records into `transfers`, in blocks (blocks.rs) encoded in `value`;
+    /// returns how long it took in nanoseconds.
+    fn load_records(
+        &self,
+        value: &mut Vec<u8>,
+        transfers: &[Transfer],
+    ) -> Result<u64, HistoryError> {
         let start = Instant::now();
         if self.fail_next_records.swap(false, Ordering::Relaxed) {
             return Err(HistoryError::Io {
@@ -808,11 +789,10 @@ impl History {
                 .transfers
                 .start_ingestion()
                 .map_err(self.fjall_error(TRANSFERS))?;
-            let mut record = [0u8; Transfer::SIZE];
-            for transfer in transfers {
-                transfer.encode(&mut record);
+            for block in blocks::blocks(transfers) {
+                blocks::encode(block, value);
                 ingestion
-                    .write(&transfer.timestamp.to_be_bytes()[..], &record[..])
+                    .write(&block[0].timestamp.to_be_bytes()[..], &value[..])
                     .map_err(self.fjall_error(TRANSFERS))?;
             }
             ingestion.finish().map_err(self.fjall_error(TRANSFERS))?;
@@ -947,17 +927,13 @@ impl History {
         timestamp: u64,
         named_by: &'static str,
     ) -> Result<Transfer, HistoryError> {
-        let Some(value) = self
-            .transfers
-            .get(timestamp.to_be_bytes())
-            .map_err(self.fjall_error(TRANSFERS))?
-        else {
-            return Err(HistoryError::Corrupt {
+        match self.transfer_at(timestamp)? {
+            Some(transfer) => Ok(transfer),
+            None => Err(HistoryError::Corrupt {
                 what: named_by,
                 detail: format!("names timestamp {timestamp}, which has no record"),
-            });
-        };
-        decode_record(timestamp, &value)
+            }),
+        }
     }
 
     /// The client transfer with `id`, if the store holds it: `transfer_in(id, false)`.
@@ -1028,14 +1004,18 @@ impl History {
     ///
     /// `Fjall` on a failed read; `Corrupt` if the record is damaged.
     pub fn transfer_at(&self, timestamp: u64) -> Result<Option<Transfer>, HistoryError> {
-        let Some(value) = self
+        // The block that holds `timestamp` starts in its bucket at or below it; the bucket may
+        // hold other blocks, overlapping it or not (blocks.rs).
+        let range = self
             .transfers
-            .get(timestamp.to_be_bytes())
-            .map_err(self.fjall_error(TRANSFERS))?
-        else {
-            return Ok(None);
-        };
-        decode_record(timestamp, &value).map(Some)
+            .range(blocks::bucket_start(timestamp).to_be_bytes()..=timestamp.to_be_bytes());
+        for guard in range {
+            let (key, value) = guard.into_inner().map_err(self.fjall_error(TRANSFERS))?;
+            if let Some(transfer) = Block::decode(&key, &value)?.find(timestamp) {
+                return Ok(Some(transfer));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether `id` is burned: a client transfer with it failed transiently.
@@ -1147,6 +1127,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clearline_engine::{QueryFilter, QueryFilterFlags};
 
     fn config(directory: &Path) -> HistoryConfig {
         HistoryConfig {
@@ -1209,6 +1190,79 @@ mod tests {
         assert!(postings.is_empty());
     }
 
+    /// Records stored one per key (format versions 3 and 4) beside blocks that hold the same
+    /// transfers: each is found, and scans return every timestamp once, in order, both ways.
+    #[test]
+    fn records_of_one_per_key_beside_blocks_are_read_once() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let history = History::open(&config(directory.path())).expect("open");
+        let timestamps: Vec<u64> = (120..140).chain([200, 260, 261]).collect();
+        let transfers: Vec<Transfer> = timestamps
+            .iter()
+            .map(|&timestamp| Transfer {
+                id: u128::from(timestamp) + 1,
+                debit_account_id: 1,
+                credit_account_id: 2,
+                amount: 5,
+                ledger: 1,
+                code: 1,
+                timestamp,
+                ..Transfer::default()
+            })
+            .collect();
+        // Some of them one per key, as format version 4 stored them, then all in blocks, as
+        // an ingest of this version repeats a run that a crash cut short (newer tables win).
+        let mut ingestion = history.transfers.start_ingestion().expect("ingestion");
+        let mut record = [0u8; Transfer::SIZE];
+        for transfer in transfers.iter().filter(|t| t.timestamp.is_multiple_of(3)) {
+            transfer.encode(&mut record);
+            ingestion
+                .write(&transfer.timestamp.to_be_bytes()[..], &record[..])
+                .expect("write");
+        }
+        ingestion.finish().expect("finish");
+        let mut value = Vec::new();
+        history
+            .load_records(&mut value, &transfers)
+            .expect("blocks");
+        for transfer in &transfers {
+            let found = history.transfer_at(transfer.timestamp).expect("read");
+            assert_eq!(found, Some(*transfer));
+        }
+        for absent in [0, 119, 140, 141, 199, 201, 259, 262, u64::MAX] {
+            assert_eq!(history.transfer_at(absent).expect("read"), None, "{absent}");
+        }
+        for (minimum, maximum) in [(0, 0), (121, 130), (130, 200), (201, 261), (262, 0)] {
+            for reversed in [false, true] {
+                let filter = QueryFilter {
+                    timestamp_min: minimum,
+                    timestamp_max: maximum,
+                    limit: 100,
+                    flags: if reversed {
+                        QueryFilterFlags::REVERSED
+                    } else {
+                        0
+                    },
+                    ..QueryFilter::default()
+                };
+                let mut found = Vec::new();
+                history.query_transfers(&filter, &mut found).expect("scan");
+                let mut expected: Vec<Transfer> = transfers
+                    .iter()
+                    .filter(|t| t.timestamp >= minimum && (maximum == 0 || t.timestamp <= maximum))
+                    .copied()
+                    .collect();
+                if reversed {
+                    expected.reverse();
+                }
+                assert!(
+                    found == expected,
+                    "{minimum}..={maximum}, reversed {reversed}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_store_of_format_version_2_is_refused_at_open() {
         let directory = tempfile::tempdir().expect("temporary directory");
@@ -1228,7 +1282,7 @@ mod tests {
             Err(HistoryError::Corrupt { what, detail }) => {
                 assert_eq!(what, "meta watermark");
                 assert!(detail.contains("format version 2,"), "{detail}");
-                assert!(detail.contains("reads only versions 3 to 4"), "{detail}");
+                assert!(detail.contains("reads only versions 3 to 5"), "{detail}");
             }
             Err(other) => panic!("{other}"),
             Ok(_) => panic!("a version 2 store was opened"),

@@ -14,10 +14,13 @@ pub(crate) const WATERMARK_KEY: &[u8] = b"watermark";
 /// another version is refused at open. Version 2 keys `transfer_ids` by id and namespace and
 /// adds `balances`, `burned_ids` and `resolutions`; version 3 puts a generation before the
 /// account in `account_runs` keys (account_runs.rs); version 4 adds the key spaces of finished
-/// orders and fills (orders.rs). A version 3 store is opened as it is (it only lacks those key
-/// spaces, created empty, and its watermark is written as version 4 at the next ingest). There
-/// is no migration from older versions, which never held data in use.
-pub const HISTORY_FORMAT_VERSION: u32 = 4;
+/// orders and fills (orders.rs); version 5 stores `transfers` in blocks of up to 16 records
+/// (blocks.rs). Stores of versions 3 and 4 are opened as they are: they only lack the key
+/// spaces of version 4, created empty, and each of their records is a block of one. Their
+/// watermark is written as the current version at the next ingest, after which a build that
+/// reads only older versions refuses the store. There is no migration from versions before 3,
+/// which never held data in use.
+pub const HISTORY_FORMAT_VERSION: u32 = 5;
 
 /// The oldest format version this build opens.
 pub const HISTORY_FORMAT_VERSION_MIN: u32 = 3;
@@ -125,7 +128,7 @@ mod tests {
         }
         let old = Watermark::default().encode_as(3);
         assert_eq!(Watermark::decode(&old).ok(), Some(Watermark::default()));
-        for version in [0, 1, 2, 5, u32::MAX] {
+        for version in [0, 1, 2, 6, u32::MAX] {
             let other_version = Watermark::default().encode_as(version);
             match Watermark::decode(&other_version) {
                 Err(HistoryError::Corrupt { detail, .. }) => {
@@ -133,7 +136,7 @@ mod tests {
                         detail.contains(&format!("format version {version},")),
                         "{detail}"
                     );
-                    assert!(detail.contains("reads only versions 3 to 4"), "{detail}");
+                    assert!(detail.contains("reads only versions 3 to 5"), "{detail}");
                 }
                 other => panic!("version {version}: {other:?}"),
             }

@@ -70,8 +70,14 @@ impl Generator {
         }
     }
 
+    /// Mostly the next timestamp, as the engine gives a batch's events, sometimes a gap: the
+    /// store keeps records in blocks of a bucket of 64 timestamps, both full and sparse.
     fn next_timestamp(&mut self) -> u64 {
-        self.timestamp += self.rng.range(1, 3_000);
+        self.timestamp += if self.rng.chance(7, 8) {
+            1
+        } else {
+            self.rng.range(1, 3_000)
+        };
         self.timestamp
     }
 
