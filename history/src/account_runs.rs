@@ -13,8 +13,9 @@
 //! fast: a run of 1,000,000 transfers over 10,000 accounts is 10,000 entries, not 2,000,000.
 //!
 //! A generation is a span of consecutive runs, named by the timestamp of the first transfer of
-//! its first run; a new one starts once the current one holds `GENERATION_ENTRIES` entries, and
-//! at the first ingest after the store is opened. Without it, the entries of each run would be
+//! its first run; a new one starts once the current one holds `GENERATION_TRANSFERS`
+//! transfers (so a full run is a generation of its own), and at the first ingest after the
+//! store is opened. Without it, the entries of each run would be
 //! spread over the whole key range (one per account touched), every ingested table would
 //! overlap every older one, and fjall's compaction would rewrite more of the key space for each
 //! run as the store grows. With it, a run's tables overlap only those of its own generation:
@@ -42,11 +43,14 @@ pub(crate) const SIDE_CREDIT: u8 = 2;
 /// Bytes of an `account_runs` key.
 pub(crate) const KEY_SIZE: usize = 32;
 
-/// Entries after which the next ingest starts a new generation: four runs of 1,000,000
-/// transfers over 1,000,000 zipfian accounts (342,000 entries each). Larger generations make
-/// each ingest's compaction rewrite more; smaller ones make an account query read more
-/// generations.
-pub(crate) const GENERATION_ENTRIES: usize = 1 << 20;
+/// Transfers after which the next ingest starts a new generation: a run of the default size
+/// (2^20 transfers) is a generation of its own, and smaller runs share one. Within a
+/// generation, every run's table overlaps the others and fjall's compaction merges them; a
+/// generation per full run leaves compaction only tables to move down without rewriting. On
+/// the ingest example (40 runs of 1,000,000 transfers over 1,000,000 zipfian accounts), four
+/// runs per generation took 28.9 CPU seconds, one per generation 21.9 s, and an account query
+/// took 33 ms either way.
+pub(crate) const GENERATION_TRANSFERS: usize = 1 << 19;
 
 /// One side of one transfer, as sorted to build the entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

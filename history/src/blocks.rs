@@ -88,7 +88,10 @@ impl<'value> Block<'value> {
         };
         let first = u64::from_be_bytes(key);
         let count = value.len() / Transfer::SIZE;
-        if value.is_empty() || !value.len().is_multiple_of(Transfer::SIZE) || count > BLOCK_RECORDS_MAX {
+        if value.is_empty()
+            || !value.len().is_multiple_of(Transfer::SIZE)
+            || count > BLOCK_RECORDS_MAX
+        {
             return Err(corrupt(format!(
                 "block at timestamp {first} has {} bytes, expected 1 to {BLOCK_RECORDS_MAX} \
                  records of {} bytes",

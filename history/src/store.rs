@@ -141,7 +141,7 @@ struct Scratch {
     resolutions: Vec<Resolution>,
     /// The run's balance rows, sorted by account then timestamp.
     balances: Vec<BalanceRow>,
-    /// The `account_runs` generation the next run joins and the entries it holds; `None`
+    /// The `account_runs` generation the next run joins and the transfers it holds; `None`
     /// until the first ingest after the store is opened, which starts a new one.
     generation: Option<(u64, usize)>,
     /// The run's finished orders, sorted by id.
@@ -820,9 +820,9 @@ impl History {
         let start = Instant::now();
         if let Some(first) = fresh.transfers.first() {
             // A new generation is named by the run's first transfer, above every stored one.
-            let (generation, entries) = match scratch.generation {
-                Some((generation, entries)) if entries < account_runs::GENERATION_ENTRIES => {
-                    (generation, entries)
+            let (generation, transfers) = match scratch.generation {
+                Some((generation, transfers)) if transfers < account_runs::GENERATION_TRANSFERS => {
+                    (generation, transfers)
                 }
                 _ => (first.timestamp, 0),
             };
@@ -839,7 +839,7 @@ impl History {
                 report.account_entries += 1;
             }
             ingestion.finish().map_err(self.fjall_error(ACCOUNT_RUNS))?;
-            scratch.generation = Some((generation, entries + report.account_entries));
+            scratch.generation = Some((generation, transfers + fresh.transfers.len()));
             let mut generations = lock(&self.generations);
             if generations.last().is_none_or(|&last| last < generation) {
                 generations.push(generation);
