@@ -13,6 +13,7 @@
 //! | `burned_ids` | id (16) | timestamp (8) |
 //! | `resolutions` | id (16), namespace (1) | status (1), timestamp (8) |
 //! | `meta` | `watermark` | format version, journal sequence, timestamp, checksum |
+//! | `meta` | `generation`, name (8) | none: one per generation of `account_runs` |
 //!
 //! The namespace byte is 0 for client transfer ids and 1 for settlement ones (transfers with
 //! `TransferFlags::SETTLEMENT`): the engine keeps the two apart, so one id may be in both.
@@ -59,6 +60,10 @@ pub(crate) const BALANCES: &str = "balances";
 pub(crate) const BURNED_IDS: &str = "burned_ids";
 pub(crate) const RESOLUTIONS: &str = "resolutions";
 const META: &str = "meta";
+
+/// The prefix of the `meta` keys that list the generations of `account_runs`, each followed by
+/// a generation's name (8, big-endian), with no value. It sorts before `watermark`.
+const GENERATION_KEY_PREFIX: &[u8] = b"generation";
 
 /// Every key space but `meta`, which holds the watermark: all must exist under a watermark.
 const RECORD_KEY_SPACES: [&str; 6] = [
@@ -189,11 +194,17 @@ pub struct History {
     watermark: Mutex<Option<Watermark>>,
     /// Held for the whole of an ingest.
     scratch: Mutex<Scratch>,
-    /// The generations of `account_runs` (see account_runs.rs), ascending: one a few million
-    /// entries, so a short list.
-    generations: Mutex<Vec<u64>>,
+    /// The generations of `account_runs` (see account_runs.rs).
+    generations: Mutex<Generations>,
     /// Set by tests: the next load of `transfers` fails before writing anything.
     fail_next_records: AtomicBool,
+}
+
+/// The names of the generations of `account_runs`, ascending (eight bytes per full run of
+/// history), and how many of them `meta` lists.
+struct Generations {
+    names: Vec<u64>,
+    recorded: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -466,6 +477,51 @@ fn unpinned() -> KeyspaceCreateOptions {
         .filter_block_pinning_policy(PinningPolicy::all(false))
 }
 
+/// The generations of the store: as `meta` lists them, or, in a store written before `meta`
+/// listed them (while `account_runs` holds entries but `meta` lists none), as found in
+/// `account_runs`, to be listed at the next ingest.
+fn opened_generations(
+    meta: &Keyspace,
+    account_runs: &Keyspace,
+    directory: &Path,
+) -> Result<Generations, HistoryError> {
+    let fjall_error = |error| HistoryError::fjall(META, directory.to_path_buf(), error);
+    let mut names = Vec::new();
+    for guard in meta.prefix(GENERATION_KEY_PREFIX) {
+        let (key, value) = guard.into_inner().map_err(fjall_error)?;
+        let name = <[u8; 8]>::try_from(&key[GENERATION_KEY_PREFIX.len()..]);
+        match name {
+            Ok(name) if value.is_empty() => names.push(u64::from_be_bytes(name)),
+            _ => {
+                return Err(HistoryError::Corrupt {
+                    what: "meta generations",
+                    detail: format!(
+                        "a generation key of {} bytes with a value of {} bytes, expected {} \
+                         and 0",
+                        key.len(),
+                        value.len(),
+                        GENERATION_KEY_PREFIX.len() + 8
+                    ),
+                })
+            }
+        }
+    }
+    if names.is_empty() && account_runs.first_key_value().is_some() {
+        let names = stored_generations(account_runs, directory)?;
+        return Ok(Generations { names, recorded: 0 });
+    }
+    let recorded = names.len();
+    Ok(Generations { names, recorded })
+}
+
+/// The key in `meta` that lists a generation of `account_runs`.
+fn generation_key(name: u64) -> [u8; GENERATION_KEY_PREFIX.len() + 8] {
+    let mut key = [0u8; GENERATION_KEY_PREFIX.len() + 8];
+    key[..GENERATION_KEY_PREFIX.len()].copy_from_slice(GENERATION_KEY_PREFIX);
+    key[GENERATION_KEY_PREFIX.len()..].copy_from_slice(&name.to_be_bytes());
+    key
+}
+
 /// The generations that `account_runs` holds, ascending: one seek per generation.
 fn stored_generations(account_runs: &Keyspace, directory: &Path) -> Result<Vec<u64>, HistoryError> {
     let mut generations = Vec::new();
@@ -559,7 +615,7 @@ impl History {
         let fills = keyspace(FILLS, records)?;
         let fill_markets = keyspace(FILL_MARKETS, unfiltered)?;
         let fill_orders = keyspace(FILL_ORDERS, unfiltered)?;
-        let generations = stored_generations(&account_runs, &directory)?;
+        let generations = opened_generations(&meta, &account_runs, &directory)?;
         Ok(History {
             directory,
             database,
@@ -635,10 +691,20 @@ impl History {
                 .meta
                 .start_ingestion()
                 .map_err(self.fjall_error("meta"))?;
+            // Generations started since the last watermark are listed with it: reading the
+            // list at open is one scan, where finding them in `account_runs` takes a seek each.
+            let mut generations = lock(&self.generations);
+            for &name in &generations.names[generations.recorded..] {
+                ingestion
+                    .write(&generation_key(name)[..], &[][..])
+                    .map_err(self.fjall_error("meta"))?;
+            }
             ingestion
                 .write(WATERMARK_KEY, &watermark.encode()[..])
                 .map_err(self.fjall_error("meta"))?;
             ingestion.finish().map_err(self.fjall_error("meta"))?;
+            generations.recorded = generations.names.len();
+            drop(generations);
             *lock(&self.watermark) = Some(watermark);
             report.watermark_ns = elapsed_ns(start);
         }
@@ -840,7 +906,7 @@ impl History {
             }
             ingestion.finish().map_err(self.fjall_error(ACCOUNT_RUNS))?;
             scratch.generation = Some((generation, transfers + fresh.transfers.len()));
-            let mut generations = lock(&self.generations);
+            let generations = &mut lock(&self.generations).names;
             if generations.last().is_none_or(|&last| last < generation) {
                 generations.push(generation);
             }
@@ -1067,7 +1133,7 @@ impl History {
 
     /// The generations of `account_runs`, ascending.
     pub(crate) fn generations(&self) -> Vec<u64> {
-        lock(&self.generations).clone()
+        lock(&self.generations).names.clone()
     }
 
     /// Each key space's name and directory, for diagnostics (and for tests that damage
@@ -1127,7 +1193,8 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clearline_engine::{QueryFilter, QueryFilterFlags};
+    use crate::run::RunCapacity;
+    use clearline_engine::{AccountFilter, AccountFilterFlags, QueryFilter, QueryFilterFlags};
 
     fn config(directory: &Path) -> HistoryConfig {
         HistoryConfig {
@@ -1261,6 +1328,84 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The names `meta` lists.
+    fn listed_generations(history: &History) -> Vec<u64> {
+        history
+            .meta
+            .prefix(GENERATION_KEY_PREFIX)
+            .map(|guard| {
+                let key = guard.key().expect("key");
+                u64::from_be_bytes(key[GENERATION_KEY_PREFIX.len()..].try_into().expect("8"))
+            })
+            .collect()
+    }
+
+    /// Each open starts a generation; `meta` lists them with the watermark, open reads the
+    /// list, and a store whose `meta` lists none (written before it did) is read from
+    /// `account_runs` and listed at its next ingest.
+    #[test]
+    fn generations_are_listed_in_meta() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let ingest_one = |history: &History, timestamp: u64| {
+            let mut run = Run::with_capacity(RunCapacity::transfers(1));
+            let transfer = Transfer {
+                id: u128::from(timestamp),
+                debit_account_id: 1,
+                credit_account_id: 2,
+                amount: 1,
+                ledger: 1,
+                code: 1,
+                timestamp,
+                ..Transfer::default()
+            };
+            run.push(&transfer).expect("room");
+            let watermark = Watermark {
+                sequence: timestamp,
+                timestamp,
+            };
+            history.ingest(&run, watermark).expect("ingest");
+        };
+        for timestamp in [100, 200, 300] {
+            let history = History::open(&config(directory.path())).expect("open");
+            ingest_one(&history, timestamp);
+        }
+        let history = History::open(&config(directory.path())).expect("open");
+        assert_eq!(listed_generations(&history), [100, 200, 300]);
+        assert_eq!(history.generations(), [100, 200, 300]);
+        assert_eq!(
+            stored_generations(&history.account_runs, directory.path()).expect("scan"),
+            [100, 200, 300]
+        );
+        for name in [100, 200, 300] {
+            history.meta.remove(generation_key(name)).expect("remove");
+        }
+        drop(history);
+        let history = History::open(&config(directory.path())).expect("open");
+        assert!(listed_generations(&history).is_empty());
+        assert_eq!(
+            history.generations(),
+            [100, 200, 300],
+            "found in account_runs"
+        );
+        ingest_one(&history, 400);
+        assert_eq!(listed_generations(&history), [100, 200, 300, 400]);
+        drop(history);
+        let history = History::open(&config(directory.path())).expect("open");
+        assert_eq!(history.generations(), [100, 200, 300, 400]);
+        let filter = AccountFilter {
+            account_id: 1,
+            limit: 10,
+            flags: AccountFilterFlags::DEBITS,
+            ..AccountFilter::default()
+        };
+        let mut found = Vec::new();
+        history
+            .account_transfers(&filter, &mut found)
+            .expect("query");
+        let timestamps: Vec<u64> = found.iter().map(|t| t.timestamp).collect();
+        assert_eq!(timestamps, [100, 200, 300, 400]);
     }
 
     #[test]
