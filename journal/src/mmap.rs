@@ -160,11 +160,22 @@ pub fn next_data(file: &File, offset: u64, size: u64) -> u64 {
     }
 }
 
-/// Opens (creating if needed) the lock file of `dir` and locks it.
+/// How long `lock_directory` waits for a lock another process holds. A checkpoint child of a
+/// server killed a moment ago shares the server's lock until its first step, closing the
+/// descriptors it inherited, which a busy machine may delay by some milliseconds: a restart
+/// right after the kill would otherwise be refused. A server that is really running holds the
+/// lock for longer than this.
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// Between two tries of a lock another process holds.
+const LOCK_RETRY: Duration = Duration::from_millis(10);
+
+/// Opens (creating if needed) the lock file of `dir` and locks it, waiting up to
+/// `LOCK_WAIT_MAX` while another process holds it.
 ///
 /// # Errors
 ///
-/// `WouldBlock` when another process holds the lock, or any I/O error.
+/// `WouldBlock` when another process still holds the lock after that, or any I/O error.
 pub fn lock_directory(dir: &Path, exclusive: bool) -> io::Result<File> {
     let file = if exclusive {
         OpenOptions::new()
@@ -181,8 +192,19 @@ pub fn lock_directory(dir: &Path, exclusive: bool) -> io::Result<File> {
             Err(error) => return Err(error),
         }
     };
-    lock(&file, exclusive)?;
-    Ok(file)
+    let started = Instant::now();
+    loop {
+        match lock(&file, exclusive) {
+            Ok(()) => return Ok(file),
+            Err(error)
+                if error.kind() == io::ErrorKind::WouldBlock
+                    && started.elapsed() < LOCK_WAIT_MAX =>
+            {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Syncs the directory entry list of `dir`.
