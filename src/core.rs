@@ -580,6 +580,12 @@ impl Core {
     /// A failed journal sync: the server must stop.
     pub fn checkpoint_tick(&mut self) -> Result<(), JournalError> {
         self.checkpoint_poll()?;
+        if !self.journal.checkpoint_running() {
+            // The child no longer shares the id filter: the ids kept aside while it ran go in,
+            // a step at a time (`Engine::history_filter_defer`).
+            self.engine.history_filter_defer(false);
+            self.engine.history_filter_merge(FILTER_MERGE_STEP);
+        }
         let due = self.checkpoints.interval_bytes > 0
             && self.checkpoints.bytes_since >= self.checkpoints.interval_bytes
             && !self.journal.checkpoint_running();
@@ -613,10 +619,17 @@ impl Core {
             .unwrap_or_default();
         // Best effort: a range not kept out is only copied on write.
         let _ = clearline_journal::keep_from_fork(&unneeded, true);
+        // The image holds only the main id filter: every id kept aside goes in first (they
+        // were merged long before, a checkpoint interval ago, unless the interval is tiny).
+        let merged = self.engine.history_filter_merge(usize::MAX);
+        assert!(merged, "no checkpoint runs, so nothing is deferred");
         let engine = &self.engine;
         let started = self
             .journal
             .checkpoint_start(&mut |out| engine.checkpoint_write(out));
+        // While the child runs, new ids stay out of the filter's shared pages.
+        self.engine
+            .history_filter_defer(self.journal.checkpoint_running());
         // A later child must have these pages once records fill them: if they cannot be given
         // back, stop rather than go on with checkpoints that cannot succeed.
         if let Err(error) = clearline_journal::keep_from_fork(&unneeded, false) {
@@ -744,6 +757,11 @@ impl Core {
 
 /// The longest a due checkpoint waits for the history store to make its next run durable.
 const CHECKPOINT_EVICTION_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// Ids kept aside during a checkpoint moved into the id filter per core tick once it is done:
+/// a fraction of a millisecond of random writes, so the tick's own batch hardly waits, and a
+/// checkpoint's worth (a second or two of new ids) is in within a few hundred ticks.
+const FILTER_MERGE_STEP: usize = 16_384;
 
 /// How often a stopping core looks whether the running checkpoint has finished.
 const CHECKPOINT_FINISH_POLL: Duration = Duration::from_millis(5);

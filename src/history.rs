@@ -298,6 +298,7 @@ impl Pipeline {
             .unused_transfer_memory((RUNS_QUEUED_MAX + 2) * interval)
             .to_vec();
         ranges.extend(engine.id_filter_memory());
+        ranges.extend(engine.id_filter_aside_memory());
         ranges.extend(self.runs_unused_memory(interval));
         ranges
     }
@@ -311,12 +312,14 @@ impl Pipeline {
     }
 
     /// The address ranges a forked checkpoint writer never reads and the core may write while
-    /// it runs: the engine's transfer stores past their last record, and the runs' transfer
-    /// buffers past theirs (`clearline_journal::keep_from_fork`). Populated at start, these
-    /// pages would otherwise be shared with the child, and every first write to one while it
-    /// lives would copy it.
+    /// it runs: the engine's transfer stores past their last record, the memory for ids kept
+    /// out of the id filter while a checkpoint runs, and the runs' transfer buffers past their
+    /// last record (`clearline_journal::keep_from_fork`). Populated at start, these pages would
+    /// otherwise be shared with the child, and every first write to one while it lives would
+    /// copy it.
     pub fn fork_unneeded_memory(&self, engine: &Engine) -> Vec<(usize, usize)> {
         let mut ranges = engine.unused_transfer_memory(usize::MAX).to_vec();
+        ranges.extend(engine.id_filter_aside_memory());
         ranges.extend(self.runs_unused_memory(usize::MAX));
         ranges
     }

@@ -30,7 +30,7 @@ use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::digest::Digest;
 use crate::expiry::{ExpiryEntry, ExpiryQueue};
 use crate::history::{HistoryRead, Resolution};
-use crate::id_filter::IdFilter;
+use crate::id_filter::{AsideIds, IdFilter};
 use crate::index::{IdIndex, Vacancy};
 use crate::limits::{Config, NS_PER_SECOND, PULSE_EXPIRIES_MAX, TIMESTAMP_MAX};
 use crate::result::{CreateAccountStatus, CreateResult, CreateTransferStatus};
@@ -192,6 +192,8 @@ pub(crate) struct HistoryMode {
     /// Every transfer id (both namespaces) and burned id ever stored: an id it has never seen
     /// needs no store read.
     pub(crate) filter: IdFilter,
+    /// Ids inserted while a checkpoint writer shares `filter`'s memory (id_filter.rs).
+    pub(crate) aside: AsideIds,
     pub(crate) evicted_through: u64,
     /// The largest timestamp of a transfer dropped from memory.
     evicted_timestamp_max: u64,
@@ -524,6 +526,29 @@ impl Ledger {
         self.history.as_ref().map(|history| history.filter.memory())
     }
 
+    /// The address ranges of the ids kept aside while a checkpoint is written, in history
+    /// mode; a checkpoint writer never reads them.
+    pub(crate) fn id_filter_aside_memory(&self) -> [(usize, usize); 2] {
+        self.history
+            .as_ref()
+            .map_or([(0, 0); 2], |history| history.aside.memory())
+    }
+
+    /// Starts or stops keeping new ids out of the id filter (see `AsideIds`).
+    pub(crate) fn history_filter_defer(&mut self, deferring: bool) {
+        if let Some(history) = self.history.as_deref_mut() {
+            history.aside.defer(deferring);
+        }
+    }
+
+    /// Moves up to `count` ids kept aside into the id filter; returns whether none is left.
+    pub(crate) fn history_filter_merge(&mut self, count: usize) -> bool {
+        match self.history.as_deref_mut() {
+            Some(history) => history.aside.merge(&mut history.filter, count),
+            None => true,
+        }
+    }
+
     /// Forgets all state, keeping every allocation.
     pub(crate) fn clear(&mut self) {
         self.accounts.clear();
@@ -543,6 +568,7 @@ impl Ledger {
         self.undo_active = false;
         if let Some(history) = self.history.as_deref_mut() {
             history.filter = IdFilter::new(history.filter.ids_max());
+            history.aside.clear();
             history.evicted_through = 0;
             history.evicted_timestamp_max = 0;
             history.drained_transfers = 0;
@@ -1030,7 +1056,7 @@ impl Ledger {
         self.orphan_timestamps.push(timestamp);
         self.transfer_index.insert(id, position);
         if let Some(history) = self.history.as_deref_mut() {
-            history.filter.insert(id);
+            history.filter_insert(id);
         }
     }
 
@@ -1457,7 +1483,7 @@ impl Ledger {
         self.expiry_positions.push(NO_POSITION);
         self.transfer_index.insert_at(vacancy, position);
         if let Some(history) = self.history.as_deref_mut() {
-            history.filter.insert(stored.id);
+            history.filter_insert(stored.id);
         }
         self.record(Undo::TransferCreated { debit, credit });
         for account in [debit, credit] {

@@ -396,6 +396,29 @@ impl Engine {
         self.ledger.id_filter_memory()
     }
 
+    /// The address ranges of the memory for ids inserted while a checkpoint is written, in
+    /// history mode (zero-sized otherwise): a forked checkpoint writer never reads them (see
+    /// `unused_transfer_memory`).
+    pub fn id_filter_aside_memory(&self) -> [(usize, usize); 2] {
+        self.ledger.id_filter_aside_memory()
+    }
+
+    /// Starts (`true`) or stops keeping newly stored ids out of the id filter, whose memory a
+    /// forked checkpoint writer shares while it runs: every first write to a shared page
+    /// copies it. The ids are answered from a small filter of their own meanwhile, and moved
+    /// into the main one by `history_filter_merge` once the writer is gone. No answer depends
+    /// on it; only the cost of the writes does.
+    pub fn history_filter_defer(&mut self, deferring: bool) {
+        self.ledger.history_filter_defer(deferring);
+    }
+
+    /// Moves up to `count` ids kept aside (`history_filter_defer`) into the id filter; returns
+    /// whether none is left. Before a checkpoint image is taken every id must be moved
+    /// (`usize::MAX`): the image holds only the main filter. Does nothing while deferring.
+    pub fn history_filter_merge(&mut self, count: usize) -> bool {
+        self.ledger.history_filter_merge(count)
+    }
+
     /// Whether the engine is in history mode.
     pub fn history_enabled(&self) -> bool {
         self.ledger.history_enabled()

@@ -106,7 +106,7 @@ impl Ledger {
             if let Some(position) = self.transfer_position(*id) {
                 out.push(self.transfers[position as usize]);
             } else if let Some(history) = self.history.as_deref() {
-                if history.evicted_through > 0 && history.filter.may_contain(*id) {
+                if history.evicted_through > 0 && history.filter_may_contain(*id) {
                     let stored = history.reader.transfer(*id, false);
                     out.extend(stored.filter(|t| t.timestamp <= history.evicted_through));
                 }

@@ -14,10 +14,22 @@ use crate::account::AccountBalance;
 use crate::checkpoint::{CheckpointError, ImageReader, ImageWriter};
 use crate::digest::Digest;
 use crate::history::{HistoryRead, HistorySink};
-use crate::id_filter::IdFilter;
+use crate::id_filter::{AsideIds, IdFilter, ASIDE_IDS_MAX};
 use crate::NO_POSITION;
 
 impl HistoryMode {
+    /// Adds a stored id to the id filter, or aside while a checkpoint writer shares it.
+    #[inline]
+    pub(super) fn filter_insert(&mut self, id: u128) {
+        self.aside.insert(&mut self.filter, id);
+    }
+
+    /// False: no id `id` was ever stored. True: it may have been.
+    #[inline]
+    pub(crate) fn filter_may_contain(&self, id: u128) -> bool {
+        self.aside.may_contain(&self.filter, id)
+    }
+
     /// Whether every record of a ledger holding `counts` (transfers, burned ids, balance rows,
     /// as `Ledger::record_counts` gives them) was handed to the sink.
     fn all_drained(&self, (transfers, orphans, rows): (usize, usize, usize)) -> bool {
@@ -38,7 +50,7 @@ impl HistoryMode {
     /// (absent) stands.
     #[cold]
     pub(super) fn lookup(&self, id: u128, settlement: bool) -> Option<TransferLookup> {
-        if self.evicted_through == 0 || !self.filter.may_contain(id) {
+        if self.evicted_through == 0 || !self.filter_may_contain(id) {
             return None;
         }
         // Only what this engine dropped counts: a store ahead of a replay may hold records the
@@ -104,6 +116,7 @@ impl Ledger {
         self.history = Some(Box::new(HistoryMode {
             reader,
             filter: IdFilter::new(ids_max),
+            aside: AsideIds::new(ids_max.min(ASIDE_IDS_MAX)),
             evicted_through: 0,
             evicted_timestamp_max: 0,
             drained_transfers: 0,
@@ -310,6 +323,7 @@ impl Ledger {
             meta.resolved_at = reader.u64()?;
         }
         history.filter.checkpoint_read(reader)?;
+        history.aside.clear();
         history.digests = HistoryDigests {
             transfers: Digest::checkpoint_read(reader)?,
             burned: Digest::checkpoint_read(reader)?,
