@@ -34,6 +34,8 @@ fn project_files() -> Vec<(String, String)> {
         "src",
         "engine",
         "journal",
+        "history",
+        "replication",
         "net",
         "test-support",
         "benches",

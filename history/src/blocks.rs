@@ -16,7 +16,7 @@
 //! a run rebuilt with another end leaves at most older blocks of one bucket that overlap newer
 //! ones, holding identical copies of the same transfers. Readers allow for that: a lookup
 //! searches every block of its bucket, and a scan gathers each bucket's blocks and takes every
-//! timestamp once. Stores of format versions 3 and 4 hold one record per key, which is a block of one.
+//! timestamp once. Stores of format versions 3 and 4 hold one record per key: blocks of one.
 //!
 //! Decoding checks every length, the order and the bucket of every timestamp, and that the
 //! first is the key's; anything else is `Corrupt`, never a panic.

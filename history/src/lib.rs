@@ -1,6 +1,6 @@
 //! The history store: records that can no longer change (transfers, burned ids, resolutions of
-//! pending transfers, balance rows, finished orders and fills), on disk in fjall, loaded as one sorted run per interval,
-//! off the core's thread (docs/history.md, "The history store").
+//! pending transfers, balance rows, finished orders and fills), on disk in fjall, loaded as one
+//! sorted run per interval, off the core's thread (docs/history.md, "The history store").
 //!
 //! - [`History`]: the store; [`History::ingest`] loads a [`Run`] and makes it durable up to a
 //!   [`Watermark`]; lookups by id (per namespace), by timestamp, of burned ids and
