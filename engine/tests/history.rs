@@ -512,6 +512,49 @@ fn history_mode_answers_as_if_everything_stayed_in_memory() {
     }
 }
 
+/// As a server does around each checkpoint: every id in the main filter before the image, new
+/// ids kept aside while the child would run (`requests_aside` requests), then moved in a few
+/// at a time. With a filter sized for `ids_max` ids, the room aside is as small, so it also
+/// fills and the rest go straight in. Every reply and query must stay the same.
+fn run_with_ids_kept_aside(seed: u64, ids_max: u64, requests_aside: usize, merge_step: usize) {
+    let requests = workload(seed, 300);
+    let mut pair = Pair::with_filter(4096, 2, ids_max);
+    let mut random = Rng::new(seed ^ 0xA51DE);
+    let mut images = 0;
+    for (index, request) in requests.iter().enumerate() {
+        match index % (requests_aside + 7) {
+            0 => {
+                assert!(pair.history.history_filter_merge(usize::MAX));
+                let mut image = Vec::new();
+                pair.history.checkpoint_write(&mut image).expect("image");
+                images += 1;
+                pair.history.history_filter_defer(true);
+            }
+            phase if phase == requests_aside => pair.history.history_filter_defer(false),
+            _ => {}
+        }
+        pair.apply(request);
+        pair.history.history_filter_merge(merge_step);
+        if index % 5 == 4 {
+            pair.history.verify();
+            pair.compare_queries(&mut random, 130 * index as u128 + 2);
+        }
+    }
+    assert!(images > 10);
+    assert!(pair.history.history_evicted_through() > 0);
+    pair.history.history_filter_defer(false);
+    assert!(pair.history.history_filter_merge(usize::MAX));
+    pair.compare_queries(&mut random, 130 * requests.len() as u128);
+}
+
+#[test]
+fn history_mode_answers_the_same_with_ids_kept_aside_during_checkpoints() {
+    run_with_ids_kept_aside(41, IDS_MAX, 6, 64);
+    run_with_ids_kept_aside(42, IDS_MAX, 15, 1);
+    // Room for 512 ids aside: most batches overflow it into the main filter.
+    run_with_ids_kept_aside(43, 512, 6, 16);
+}
+
 #[test]
 fn history_mode_with_eviction_right_behind_the_writes() {
     for seed in 11..=13 {
