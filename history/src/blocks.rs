@@ -58,7 +58,7 @@ pub(crate) fn encode(block: &[Transfer], out: &mut Vec<u8>) {
 /// A checked block value.
 pub(crate) struct Block<'value> {
     first: u64,
-    records: &'value [u8],
+    records: &'value [[u8; Transfer::SIZE]],
 }
 
 fn corrupt(detail: String) -> HistoryError {
@@ -68,7 +68,7 @@ fn corrupt(detail: String) -> HistoryError {
     }
 }
 
-fn timestamp_of(record: &[u8]) -> u64 {
+fn timestamp_of(record: &[u8; Transfer::SIZE]) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&record[TIMESTAMP_OFFSET..TIMESTAMP_OFFSET + 8]);
     u64::from_le_bytes(bytes)
@@ -87,11 +87,8 @@ impl<'value> Block<'value> {
             return Err(corrupt(format!("key of {} bytes, expected 8", key.len())));
         };
         let first = u64::from_be_bytes(key);
-        let count = value.len() / Transfer::SIZE;
-        if value.is_empty()
-            || !value.len().is_multiple_of(Transfer::SIZE)
-            || count > BLOCK_RECORDS_MAX
-        {
+        let (records, rest) = value.as_chunks::<{ Transfer::SIZE }>();
+        if records.is_empty() || !rest.is_empty() || records.len() > BLOCK_RECORDS_MAX {
             return Err(corrupt(format!(
                 "block at timestamp {first} has {} bytes, expected 1 to {BLOCK_RECORDS_MAX} \
                  records of {} bytes",
@@ -100,7 +97,7 @@ impl<'value> Block<'value> {
             )));
         }
         let mut previous = None;
-        for record in value.chunks_exact(Transfer::SIZE) {
+        for record in records {
             let timestamp = timestamp_of(record);
             let valid = match previous {
                 None => timestamp == first,
@@ -116,10 +113,7 @@ impl<'value> Block<'value> {
             }
             previous = Some(timestamp);
         }
-        Ok(Block {
-            first,
-            records: value,
-        })
+        Ok(Block { first, records })
     }
 
     /// The timestamp of its first transfer, its key.
@@ -129,30 +123,16 @@ impl<'value> Block<'value> {
 
     /// The transfers of the block, oldest first.
     pub(crate) fn transfers(&self) -> impl DoubleEndedIterator<Item = Transfer> + 'value {
-        self.records.chunks_exact(Transfer::SIZE).map(|record| {
-            Transfer::decode(record.try_into().expect("chunks of exactly one record"))
-        })
+        self.records.iter().map(Transfer::decode)
     }
 
     /// The transfer of the block at `timestamp`, if it holds one.
     pub(crate) fn find(&self, timestamp: u64) -> Option<Transfer> {
-        let count = self.records.len() / Transfer::SIZE;
-        let record = |index: usize| &self.records[index * Transfer::SIZE..][..Transfer::SIZE];
-        let (mut low, mut high) = (0, count);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            let found = timestamp_of(record(middle));
-            if found == timestamp {
-                let bytes = record(middle).try_into().expect("exactly one record");
-                return Some(Transfer::decode(bytes));
-            }
-            if found < timestamp {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        None
+        let index = self
+            .records
+            .binary_search_by_key(&timestamp, timestamp_of)
+            .ok()?;
+        Some(Transfer::decode(&self.records[index]))
     }
 }
 
