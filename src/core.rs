@@ -853,6 +853,16 @@ pub fn core_loop(
                      store caught up",
                     history.pipeline.waited().as_secs_f64()
                 );
+                let evictions = history.pipeline.evictions();
+                if evictions.count > 0 {
+                    say!(
+                        "clearline: {} evictions of durable history from memory took {:.3} s \
+                         in all; the longest core pause for one was {:.3} ms",
+                        evictions.count,
+                        evictions.total.as_secs_f64(),
+                        evictions.longest.as_secs_f64() * 1e3
+                    );
+                }
             }
             core.history_close()?;
             if !core.checkpoints.pause_longest.is_zero() {

@@ -232,6 +232,17 @@ pub struct Pipeline {
     run_transfers: usize,
     /// Time writes spent waiting for room (for the start-up message).
     waited: Duration,
+    /// Evictions so far, their time in all and the longest (the core applies nothing while
+    /// one runs).
+    evictions: Evictions,
+}
+
+/// What evicting cost the core, for the message at shutdown.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Evictions {
+    pub count: u64,
+    pub total: Duration,
+    pub longest: Duration,
 }
 
 impl Pipeline {
@@ -284,6 +295,7 @@ impl Pipeline {
             evicted: 0,
             run_transfers,
             waited: Duration::ZERO,
+            evictions: Evictions::default(),
         })
     }
 
@@ -357,6 +369,11 @@ impl Pipeline {
         self.waited
     }
 
+    /// What evictions have cost the core so far.
+    pub fn evictions(&self) -> Evictions {
+        self.evictions
+    }
+
     /// The store's durable watermark when it was opened or since.
     pub fn durable(&self) -> Watermark {
         self.writer
@@ -417,8 +434,13 @@ impl Pipeline {
     pub fn evict_durable(&mut self, engine: &mut Engine) {
         let through = self.durable().timestamp.min(engine.timestamp_last());
         if through > self.evicted {
+            let started = Instant::now();
             engine.history_evict(through);
             self.evicted = through;
+            let took = started.elapsed();
+            self.evictions.count += 1;
+            self.evictions.total += took;
+            self.evictions.longest = self.evictions.longest.max(took);
         }
     }
 
