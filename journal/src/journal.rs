@@ -490,6 +490,28 @@ impl Journal {
     /// checkpoint covers them, [`JournalError::StorageFull`] when the first segments cannot be
     /// allocated, and I/O errors.
     pub fn open(dir: &Path, config: &JournalConfig) -> Result<(Journal, Recovery), JournalError> {
+        Journal::open_overlapped(dir, config, |_| ())
+            .map(|(journal, recovery, ())| (journal, recovery))
+    }
+
+    /// [`Journal::open`], running `work` on another thread while recovery scans the records
+    /// after the newest valid checkpoint, which `work` is given (`None` without one). Loading
+    /// that checkpoint's image does not depend on the scan, so a caller can build its state from
+    /// it meanwhile; `work` starts once the directory is locked. Its result is returned with
+    /// the journal, or dropped when recovery fails.
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::open`].
+    ///
+    /// # Panics
+    ///
+    /// If `work` panics (the panic is resumed on the calling thread).
+    pub fn open_overlapped<T: Send>(
+        dir: &Path,
+        config: &JournalConfig,
+        work: impl FnOnce(Option<&Checkpoint>) -> T + Send,
+    ) -> Result<(Journal, Recovery, T), JournalError> {
         let directory = dir.display().to_string();
         let storage: Box<dyn Storage> =
             match config.backend {
@@ -500,7 +522,7 @@ impl Journal {
                     lock_error(&directory, "locking the journal directory", error)
                 })?),
             };
-        Journal::open_at(storage, config, Some(dir.to_owned()))
+        Journal::open_at(storage, config, Some(dir.to_owned()), work)
     }
 
     /// Opens a journal on any [`Storage`] (the simulated one in tests). See [`Journal::open`].
@@ -512,14 +534,16 @@ impl Journal {
         storage: Box<dyn Storage>,
         config: &JournalConfig,
     ) -> Result<(Journal, Recovery), JournalError> {
-        Journal::open_at(storage, config, None)
+        Journal::open_at(storage, config, None, |_| ())
+            .map(|(journal, recovery, ())| (journal, recovery))
     }
 
-    fn open_at(
+    fn open_at<T: Send>(
         mut storage: Box<dyn Storage>,
         config: &JournalConfig,
         dir: Option<PathBuf>,
-    ) -> Result<(Journal, Recovery), JournalError> {
+        work: impl FnOnce(Option<&Checkpoint>) -> T + Send,
+    ) -> Result<(Journal, Recovery, T), JournalError> {
         let started = Instant::now();
         config.check()?;
         let directory = storage.describe();
@@ -603,7 +627,7 @@ impl Journal {
         if journal.segments.is_empty() {
             journal.create_segment(0)?;
         }
-        let mut recovery = journal.recover(&mut checkpoints)?;
+        let (mut recovery, worked) = journal.recover(&mut checkpoints, work)?;
         journal.ensure_spare()?;
         journal.shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -625,12 +649,17 @@ impl Journal {
             journal.syncer = Some(handle);
         }
         recovery.elapsed = started.elapsed();
-        Ok((journal, recovery))
+        Ok((journal, recovery, worked))
     }
 
     /// Recovery: pick the newest valid checkpoint, check that the journal still reaches it when
-    /// older segments were retired, scan from it, decide the tail, zero a torn tail.
-    fn recover(&mut self, checkpoints: &mut Checkpoints) -> Result<Recovery, JournalError> {
+    /// older segments were retired, scan from it (running `work` on that checkpoint meanwhile),
+    /// decide the tail, zero a torn tail.
+    fn recover<T: Send>(
+        &mut self,
+        checkpoints: &mut Checkpoints,
+        work: impl FnOnce(Option<&Checkpoint>) -> T + Send,
+    ) -> Result<(Recovery, T), JournalError> {
         let body_size_max = self.config.body_size_max;
         let first_id = self.segments[0].id;
         let newest = checkpoints.valid.first();
@@ -672,15 +701,42 @@ impl Journal {
             };
             segment.file.will_need(offset);
         }
-        let result = scan(
-            &self.segments,
-            self.generation,
-            body_size_max,
-            start,
-            anchor,
-            &[],
-            ScanBodies::AfterAnchor,
-        )?;
+        let segments = &self.segments;
+        let generation = self.generation;
+        // Whichever thread runs `work` takes it from here.
+        let work = std::sync::Mutex::new(Some(work));
+        let run_work = |checkpoint: Option<&Checkpoint>| {
+            let work = work
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+                .expect("the work runs once");
+            work(checkpoint)
+        };
+        let (result, worked) = std::thread::scope(|scope| {
+            let checkpoint = checkpoint.as_ref();
+            let working = std::thread::Builder::new()
+                .name("recovery-load".to_owned())
+                .spawn_scoped(scope, move || run_work(checkpoint));
+            let result = scan(
+                segments,
+                generation,
+                body_size_max,
+                start,
+                anchor,
+                &[],
+                ScanBodies::AfterAnchor,
+            );
+            // A thread that cannot start leaves the work to this one, after the scan.
+            let worked = match working {
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(_) => run_work(checkpoint),
+            };
+            (result, worked)
+        });
+        let result = result?;
         if let Some(tail) = &result.tail {
             zero_tail(&mut self.segments, result.end.position)?;
             assert!(tail.sequence == result.end.sequence);
@@ -729,18 +785,21 @@ impl Journal {
             .filter(|info| info.sequence + 1 >= first_sequence)
             .take(2)
             .collect();
-        Ok(Recovery {
-            checkpoint,
-            checkpoint_previous: self.checkpoints.get(1).cloned(),
-            checkpoints_rejected: checkpoints.rejected.clone(),
-            records: result.records,
-            first_sequence,
-            retired_segments: first_id,
-            last_sequence: self.written,
-            last_timestamp,
-            truncated: result.tail,
-            elapsed: std::time::Duration::ZERO,
-        })
+        Ok((
+            Recovery {
+                checkpoint,
+                checkpoint_previous: self.checkpoints.get(1).cloned(),
+                checkpoints_rejected: checkpoints.rejected.clone(),
+                records: result.records,
+                first_sequence,
+                retired_segments: first_id,
+                last_sequence: self.written,
+                last_timestamp,
+                truncated: result.tail,
+                elapsed: std::time::Duration::ZERO,
+            },
+            worked,
+        ))
     }
 
     /// Creates segment `id` (allocated, header written and synced, directory synced). One more

@@ -199,6 +199,45 @@ fn checkpoint_in_a_forked_child_then_reopen_replays_only_after_it() {
 }
 
 #[test]
+fn open_overlapped_hands_the_newest_checkpoint_to_its_work_and_returns_the_result() {
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path();
+    let config = config(Backend::Mmap, SyncMode::Data);
+    let opener = std::thread::current().id();
+    // A fresh journal: the work runs, on another thread, with no checkpoint.
+    let (mut journal, _, seen) = Journal::open_overlapped(dir, &config, |checkpoint| {
+        (checkpoint.is_none(), std::thread::current().id() != opener)
+    })
+    .unwrap();
+    assert_eq!(seen, (true, true));
+    append_up_to(&mut journal, 40);
+    let size = 1 << 20;
+    journal
+        .checkpoint_start(&mut image_writer(40, size))
+        .unwrap()
+        .unwrap();
+    finish(&mut journal);
+    append_up_to(&mut journal, 60);
+    journal.close().unwrap();
+
+    let (journal, recovery, seen) = Journal::open_overlapped(dir, &config, |checkpoint| {
+        checkpoint.map(|checkpoint| (checkpoint.sequence, checkpoint.image == image(40, size)))
+    })
+    .unwrap();
+    assert_eq!(seen, Some((40, true)), "the work saw the newest image");
+    assert_eq!(
+        recovery
+            .checkpoint
+            .as_ref()
+            .map(|checkpoint| checkpoint.sequence),
+        Some(40),
+        "the image is still handed to the caller"
+    );
+    assert_eq!(recovery.records, 20);
+    journal.close().unwrap();
+}
+
+#[test]
 fn only_one_checkpoint_runs_at_a_time_and_a_killed_child_leaves_no_file() {
     let temporary = tempfile::tempdir().unwrap();
     let dir = temporary.path();
