@@ -208,6 +208,36 @@ pub struct Core {
     history: Option<HistoryMode>,
 }
 
+/// The engine built from a checkpoint image, in history mode reading what left memory from
+/// the store.
+///
+/// # Errors
+///
+/// The image cannot be loaded (damaged, or written with other capacities or another mode).
+pub fn load_checkpoint_image(
+    config: &Config,
+    image: &[u8],
+    history: Option<&HistoryStart>,
+) -> Result<Engine, String> {
+    match history {
+        None => Engine::from_checkpoint(config, image),
+        Some(history) => Engine::from_checkpoint_with_history(
+            config,
+            image,
+            Box::new(StoreReader(history.pipeline.store())),
+            history.ids_max,
+        ),
+    }
+    .map_err(|error| error.to_string())
+}
+
+/// The newest checkpoint, loaded while the journal was scanned (`Journal::open_overlapped`),
+/// and how long loading it took.
+pub struct Preload {
+    pub engine: Result<Engine, String>,
+    pub took: Duration,
+}
+
 /// What recovery needs for history mode: the opened pipeline and the id filter's size.
 pub struct HistoryStart {
     /// The store and its writer.
@@ -277,23 +307,16 @@ fn engine_from_checkpoint(
     journal: &mut Journal,
     recovery: &Recovery,
     history: Option<&HistoryStart>,
+    preloaded: Option<Result<Engine, String>>,
 ) -> Result<(Engine, Option<(u64, u64)>), String> {
-    // In history mode the engine reads what left memory from the store.
-    let load = |image: &[u8]| match history {
-        None => Engine::from_checkpoint(config, image),
-        Some(history) => Engine::from_checkpoint_with_history(
-            config,
-            image,
-            Box::new(StoreReader(history.pipeline.store())),
-            history.ids_max,
-        ),
-    };
+    let load = |image: &[u8]| load_checkpoint_image(config, image, history);
     for rejected in &recovery.checkpoints_rejected {
         warn!("clearline: skipped checkpoint {rejected}");
     }
     let mut refusals = Vec::new();
     if let Some(checkpoint) = &recovery.checkpoint {
-        match load(&checkpoint.image) {
+        let loaded = preloaded.unwrap_or_else(|| load(&checkpoint.image));
+        match loaded {
             Ok(engine) => return Ok((engine, Some((checkpoint.sequence, checkpoint.timestamp)))),
             Err(error) => refusals.push(format!("sequence {}: {error}", checkpoint.sequence)),
         }
@@ -381,7 +404,9 @@ impl Checkpoints {
 }
 
 impl Core {
-    /// Builds the engine and replays the journal into it.
+    /// Builds the engine and replays the journal into it. `preload` is the newest checkpoint
+    /// (`recovery.checkpoint`) already loaded, if it was; a failed preload falls back to the
+    /// previous checkpoint as a failed load here would.
     ///
     /// # Errors
     /// [`ReplayFailed`] for a record that is not a valid write request (the journal's checksums
@@ -395,11 +420,17 @@ impl Core {
         recovery: &Recovery,
         checkpoint_interval_bytes: u64,
         history: Option<HistoryStart>,
+        preload: Option<Preload>,
     ) -> Result<(Core, Replayed), Box<dyn std::error::Error + Send + Sync>> {
         let started = Instant::now();
+        let (preloaded, preload_took) = match preload {
+            Some(preload) => (Some(preload.engine), preload.took),
+            None => (None, Duration::ZERO),
+        };
         let (mut engine, checkpoint) =
-            engine_from_checkpoint(config, &mut journal, recovery, history.as_ref())?;
-        let load = started.elapsed();
+            engine_from_checkpoint(config, &mut journal, recovery, history.as_ref(), preloaded)?;
+        // Loading the newest checkpoint alongside the journal's scan counts here too.
+        let load = started.elapsed() + preload_took;
         let started = Instant::now();
         let durability = journal.durability();
         let mut history = history.map(|start| HistoryMode {

@@ -19,7 +19,7 @@ use clearline_net::tigerbeetle::gateway::{self, GatewayHandle, GatewayStats};
 use clearline_net::{ServerConfig, ServerHandle};
 
 use crate::cli::{Limits, StartArgs, SyncMode};
-use crate::core::{core_loop, Core, HistoryStart};
+use crate::core::{core_loop, load_checkpoint_image, Core, HistoryStart, Preload};
 use crate::history::{Pipeline, HISTORY_DIR_NAME};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -210,30 +210,52 @@ impl Server {
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
         let journal_dir = args.data.join(JOURNAL_DIR_NAME);
         let opening = Instant::now();
-        let (journal, recovery) = Journal::open(&journal_dir, &journal_config)
+        // While the journal is scanned, another thread opens the history store and loads the
+        // newest checkpoint: neither depends on the scan, and the journal's lock is held.
+        let history_on = args.history.on();
+        let (journal, recovery, (history, store_open, preload)) =
+            Journal::open_overlapped(&journal_dir, &journal_config, |checkpoint| {
+                let opening = Instant::now();
+                let history = if history_on {
+                    let run_transfers = history_run_transfers(&config);
+                    Pipeline::open(&args.data, &config, run_transfers)
+                        .map(|pipeline| {
+                            Some(HistoryStart {
+                                pipeline,
+                                ids_max: args.ids_max,
+                            })
+                        })
+                        .map_err(|error| {
+                            format!(
+                                "history store {}: {error}",
+                                args.data.join(HISTORY_DIR_NAME).display()
+                            )
+                        })
+                } else {
+                    Ok(None)
+                };
+                let store_open = opening.elapsed();
+                let preload = match (&history, checkpoint) {
+                    (Ok(history), Some(checkpoint)) => {
+                        let loading = Instant::now();
+                        let engine =
+                            load_checkpoint_image(&config, &checkpoint.image, history.as_ref());
+                        Some(Preload {
+                            engine,
+                            took: loading.elapsed(),
+                        })
+                    }
+                    _ => None,
+                };
+                (history, store_open, preload)
+            })
             .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
         let journal_open = opening.elapsed();
         if let Some(truncation) = &recovery.truncated {
             warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
         }
         let checkpoint_interval_bytes = args.checkpoint_interval_mib.saturating_mul(1 << 20);
-        let opening = Instant::now();
-        let history = if args.history.on() {
-            let run_transfers = history_run_transfers(&config);
-            let pipeline = Pipeline::open(&args.data, &config, run_transfers).map_err(|error| {
-                format!(
-                    "history store {}: {error}",
-                    args.data.join(HISTORY_DIR_NAME).display()
-                )
-            })?;
-            Some(HistoryStart {
-                pipeline,
-                ids_max: args.ids_max,
-            })
-        } else {
-            None
-        };
-        let store_open = opening.elapsed();
+        let history = history?;
         let (mut core, replayed) = Core::recover(
             &config,
             &args.data,
@@ -241,6 +263,7 @@ impl Server {
             &recovery,
             checkpoint_interval_bytes,
             history,
+            preload,
         )?;
         if announce {
             let what = match replayed.checkpoint {
@@ -250,21 +273,26 @@ impl Server {
                 ),
                 None => format!("{} records", replayed.records),
             };
-            let history_times = if args.history.on() {
-                format!(
-                    ", history store opened in {:.3} s, of the replay {:.3} s waiting for it, \
-                     memory populated {:.3} s after it",
-                    store_open.as_secs_f64(),
-                    replayed.history_wait.as_secs_f64(),
-                    replayed.populate_wait.as_secs_f64()
+            let (store_times, replay_times) = if args.history.on() {
+                (
+                    format!(
+                        " and the history store opened in {:.3} s",
+                        store_open.as_secs_f64()
+                    ),
+                    format!(
+                        ", of it {:.3} s waiting for the store, memory populated {:.3} s after \
+                         it",
+                        replayed.history_wait.as_secs_f64(),
+                        replayed.populate_wait.as_secs_f64()
+                    ),
                 )
             } else {
-                String::new()
+                (String::new(), String::new())
             };
             say!(
                 "clearline: recovered {what} (last timestamp {}) from {} in {:.3} s (journal \
-                 scanned in {:.3} s, checkpoint loaded in {:.3} s, journal replayed in {:.3} \
-                 s{history_times})",
+                 opened and scanned in {:.3} s, the checkpoint loaded in {:.3} s{store_times} \
+                 alongside the scan; journal replayed in {:.3} s{replay_times})",
                 replayed.timestamp_last,
                 journal_dir.display(),
                 started.elapsed().as_secs_f64(),
