@@ -887,9 +887,10 @@ pub fn core_loop(
                 let evictions = history.pipeline.evictions();
                 if evictions.count > 0 {
                     say!(
-                        "clearline: {} evictions of durable history from memory took {:.3} s \
+                        "clearline: {} eviction{} of durable history from memory took {:.3} s \
                          in all; the longest core pause for one was {:.3} ms",
                         evictions.count,
+                        if evictions.count == 1 { "" } else { "s" },
                         evictions.total.as_secs_f64(),
                         evictions.longest.as_secs_f64() * 1e3
                     );
