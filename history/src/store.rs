@@ -365,7 +365,7 @@ const COUNTED_ACCOUNT_SPAN_MAX: u128 = 1 << 22;
 
 /// The postings of `transfer`: one per side, or one for both sides when it moves money within
 /// one account.
-fn postings_of(transfer: &Transfer) -> impl Iterator<Item = Posting> {
+fn sides_of(transfer: &Transfer) -> (Posting, Option<Posting>) {
     let (debit, credit) = (transfer.debit_account_id, transfer.credit_account_id);
     let timestamp = transfer.timestamp;
     let posting = |account, side| Posting {
@@ -373,14 +373,19 @@ fn postings_of(transfer: &Transfer) -> impl Iterator<Item = Posting> {
         timestamp,
         side,
     };
-    let (first, second) = if debit == credit {
+    if debit == credit {
         (posting(debit, SIDE_DEBIT | SIDE_CREDIT), None)
     } else {
         (
             posting(debit, SIDE_DEBIT),
             Some(posting(credit, SIDE_CREDIT)),
         )
-    };
+    }
+}
+
+/// `sides_of` as an iterator, for collecting.
+fn postings_of(transfer: &Transfer) -> impl Iterator<Item = Posting> {
+    let (first, second) = sides_of(transfer);
     std::iter::once(first).chain(second)
 }
 
@@ -394,15 +399,16 @@ fn postings_of(transfer: &Transfer) -> impl Iterator<Item = Posting> {
 /// spread over the u128 range) the postings are sorted. Both give the same list.
 fn place_postings(transfers: &[Transfer], postings: &mut Vec<Posting>, starts: &mut Vec<u32>) {
     postings.clear();
-    // Plain loops over both sides rather than `flat_map(postings_of)`: the chained iterator
+    // Plain loops over `sides_of` rather than `flat_map(postings_of)`: the chained iterator
     // kept its state on the stack and was most of the writer's time in this function.
     let mut count = 0usize;
     let (mut low, mut high) = (u128::MAX, u128::MIN);
     for transfer in transfers {
-        let (debit, credit) = (transfer.debit_account_id, transfer.credit_account_id);
-        count += if debit == credit { 1 } else { 2 };
-        low = low.min(debit).min(credit);
-        high = high.max(debit).max(credit);
+        let (first, second) = sides_of(transfer);
+        let second_account = second.map_or(first.account, |second| second.account);
+        count += 1 + usize::from(second.is_some());
+        low = low.min(first.account).min(second_account);
+        high = high.max(first.account).max(second_account);
     }
     let counted = count > 0
         && high - low < COUNTED_ACCOUNT_SPAN_MAX
@@ -417,10 +423,10 @@ fn place_postings(transfers: &[Transfer], postings: &mut Vec<Posting>, starts: &
     starts.clear();
     starts.resize(slot_of(high) + 2, 0);
     for transfer in transfers {
-        let (debit, credit) = (transfer.debit_account_id, transfer.credit_account_id);
-        starts[slot_of(debit) + 1] += 1;
-        if credit != debit {
-            starts[slot_of(credit) + 1] += 1;
+        let (first, second) = sides_of(transfer);
+        starts[slot_of(first.account) + 1] += 1;
+        if let Some(second) = second {
+            starts[slot_of(second.account) + 1] += 1;
         }
     }
     for index in 1..starts.len() {
@@ -432,22 +438,16 @@ fn place_postings(transfers: &[Transfer], postings: &mut Vec<Posting>, starts: &
         side: 0,
     };
     postings.resize(count, empty);
-    let mut place = |account: u128, timestamp: u64, side: u8| {
-        let next = &mut starts[slot_of(account)];
-        postings[*next as usize] = Posting {
-            account,
-            timestamp,
-            side,
-        };
+    let mut place = |posting: Posting| {
+        let next = &mut starts[slot_of(posting.account)];
+        postings[*next as usize] = posting;
         *next += 1;
     };
     for transfer in transfers {
-        let (debit, credit) = (transfer.debit_account_id, transfer.credit_account_id);
-        if debit == credit {
-            place(debit, transfer.timestamp, SIDE_DEBIT | SIDE_CREDIT);
-        } else {
-            place(debit, transfer.timestamp, SIDE_DEBIT);
-            place(credit, transfer.timestamp, SIDE_CREDIT);
+        let (first, second) = sides_of(transfer);
+        place(first);
+        if let Some(second) = second {
+            place(second);
         }
     }
     debug_assert!(postings.is_sorted());
