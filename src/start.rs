@@ -273,7 +273,7 @@ impl Server {
                 ),
                 None => format!("{} records", replayed.records),
             };
-            let (store_times, replay_times) = if args.history.on() {
+            let (store_times, replay_times) = if history_on {
                 (
                     format!(
                         " and the history store opened in {:.3} s",
