@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::mmap::{
-    create_allocated, drop_cached_pages, list_directory, lock_directory, next_data, will_need,
+    create_allocated, drop_cached_pages, list_directory, lock_directory, will_need, DataMap,
 };
 use crate::storage::{check_range, Segment, SegmentSync, Storage};
 
@@ -77,7 +77,7 @@ impl Storage for FileStorage {
     fn create(&mut self, name: &str, size: u64, header: &[u8]) -> io::Result<Box<dyn Segment>> {
         self.refuse_if_read_only()?;
         let file = create_allocated(&self.dir.join(name), size, header)?;
-        Ok(Box::new(FileSegment::new(file, false)?))
+        Ok(Box::new(FileSegment::new(file, false, DataMap::live())?))
     }
 
     fn open(&mut self, name: &str) -> io::Result<Box<dyn Segment>> {
@@ -86,7 +86,8 @@ impl Storage for FileStorage {
             .write(!self.read_only)
             .open(self.dir.join(name))?;
         drop_cached_pages(&file);
-        Ok(Box::new(FileSegment::new(file, self.read_only)?))
+        let data = DataMap::opened(&file, file.metadata()?.len());
+        Ok(Box::new(FileSegment::new(file, self.read_only, data)?))
     }
 
     fn read_file(&mut self, name: &str) -> io::Result<Vec<u8>> {
@@ -146,15 +147,18 @@ struct FileSegment {
     file: Arc<File>,
     size: u64,
     read_only: bool,
+    /// Where the file held data when opened.
+    data: DataMap,
 }
 
 impl FileSegment {
-    fn new(file: File, read_only: bool) -> io::Result<FileSegment> {
+    fn new(file: File, read_only: bool, data: DataMap) -> io::Result<FileSegment> {
         let size = file.metadata()?.len();
         Ok(FileSegment {
             file: Arc::new(file),
             size,
             read_only,
+            data,
         })
     }
 }
@@ -170,7 +174,7 @@ impl Segment for FileSegment {
     }
 
     fn next_data(&self, offset: u64) -> u64 {
-        next_data(&self.file, offset, self.size)
+        self.data.next_data(&self.file, offset, self.size)
     }
 
     fn will_need(&self, offset: u64) {
@@ -185,6 +189,7 @@ impl Segment for FileSegment {
             ));
         }
         check_range(offset, bytes.len(), self.size)?;
+        self.data.written();
         self.file.write_all_at(bytes, offset)
     }
 

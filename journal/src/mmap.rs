@@ -138,6 +138,84 @@ pub fn will_need(file: &File, offset: u64) {
     }
 }
 
+/// Most data ranges `DataMap::opened` keeps; a file with more is asked live instead.
+const DATA_RANGES_MAX: usize = 4096;
+
+/// Where a segment file held data when it was opened, kept until its first write: what
+/// `Segment::next_data` answers during recovery.
+///
+/// Asking the file system live is not enough there: reading a never written (preallocated)
+/// range leaves zero-filled pages in the page cache, `SEEK_DATA` then counts that range as
+/// data, and read-ahead behind each read of it reaches further. Recovery's look past the end of
+/// the valid log would zero-fill and read the whole rest of the last segment and all of the
+/// spare (up to 2 GiB of page cache at the default segment size, seconds of a restart on a
+/// small machine). Taken at open, before anything was read, the ranges are exact: written
+/// extents, and never written ones whose pages a previous process left in the page cache.
+pub(crate) struct DataMap {
+    /// `None`: ask the file system (the file was written since it was opened, or the map
+    /// could not be taken).
+    opened: Option<Vec<(u64, u64)>>,
+}
+
+impl DataMap {
+    /// The ranges of `file` (of `size` bytes) that hold data now.
+    pub(crate) fn opened(file: &File, size: u64) -> DataMap {
+        DataMap {
+            opened: data_ranges(file, size),
+        }
+    }
+
+    /// A map that always asks the file system.
+    pub(crate) fn live() -> DataMap {
+        DataMap { opened: None }
+    }
+
+    /// The file was written: its data no longer matches what was opened.
+    pub(crate) fn written(&mut self) {
+        self.opened = None;
+    }
+
+    /// As [`next_data`], from the ranges taken at open while there are any.
+    pub(crate) fn next_data(&self, file: &File, offset: u64, size: u64) -> u64 {
+        let Some(ranges) = &self.opened else {
+            return next_data(file, offset, size);
+        };
+        ranges
+            .iter()
+            .find(|(_, end)| *end > offset)
+            .map_or(size, |(start, _)| (*start).max(offset))
+    }
+}
+
+/// The data ranges of `file`, from `SEEK_DATA` and `SEEK_HOLE`; `None` if the file system
+/// cannot tell, or there are more than [`DATA_RANGES_MAX`].
+fn data_ranges(file: &File, size: u64) -> Option<Vec<(u64, u64)>> {
+    let fd = file.as_raw_fd();
+    let mut ranges = Vec::new();
+    let mut offset = 0u64;
+    while offset < size {
+        let at = libc::off_t::try_from(offset).ok()?;
+        // SAFETY: lseek takes a descriptor that `file` keeps open and integers; it touches no
+        // memory of ours, and the descriptor's position is used by no read or write of the
+        // journal (they are positional or go through the mapping).
+        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            return match io::Error::last_os_error().raw_os_error() {
+                Some(libc::ENXIO) => Some(ranges),
+                _ => None,
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < data || ranges.len() == DATA_RANGES_MAX {
+            return None;
+        }
+        ranges.push((data as u64, (hole as u64).min(size)));
+        offset = hole as u64;
+    }
+    Some(ranges)
+}
+
 /// The start of the first region at or after `offset` where `file` (of `size` bytes) may hold
 /// non-zero bytes, as the file system reports it (`lseek` with `SEEK_DATA`): holes and
 /// allocated but never written extents read as zeros and are skipped. `size` when nothing after
@@ -296,7 +374,7 @@ impl MmapStorage {
         })
     }
 
-    fn segment(&self, file: File) -> io::Result<Box<dyn Segment>> {
+    fn segment(&self, file: File, data: DataMap) -> io::Result<Box<dyn Segment>> {
         let size = file.metadata()?.len();
         // SAFETY: `self` holds the exclusive directory lock (taken in `open`) and every segment
         // is allocated to its full size at creation and never truncated by the journal. The
@@ -312,6 +390,7 @@ impl MmapStorage {
             }),
             size,
             file,
+            data,
         }))
     }
 }
@@ -323,7 +402,7 @@ impl Storage for MmapStorage {
 
     fn create(&mut self, name: &str, size: u64, header: &[u8]) -> io::Result<Box<dyn Segment>> {
         let file = create_allocated(&self.dir.join(name), size, header)?;
-        self.segment(file)
+        self.segment(file, DataMap::live())
     }
 
     fn open(&mut self, name: &str) -> io::Result<Box<dyn Segment>> {
@@ -332,7 +411,8 @@ impl Storage for MmapStorage {
             .write(true)
             .open(self.dir.join(name))?;
         drop_cached_pages(&file);
-        self.segment(file)
+        let data = DataMap::opened(&file, file.metadata()?.len());
+        self.segment(file, data)
     }
 
     fn read_file(&mut self, name: &str) -> io::Result<Vec<u8>> {
@@ -438,6 +518,8 @@ struct MmapSegment {
     /// Keeps the descriptor open as long as the mapping (not required by mmap, but it makes the
     /// file's lifetime obvious); also asked where data lies (`next_data`).
     file: File,
+    /// Where the file held data when opened.
+    data: DataMap,
 }
 
 impl Segment for MmapSegment {
@@ -458,7 +540,7 @@ impl Segment for MmapSegment {
     }
 
     fn next_data(&self, offset: u64) -> u64 {
-        next_data(&self.file, offset, self.size)
+        self.data.next_data(&self.file, offset, self.size)
     }
 
     fn will_need(&self, offset: u64) {
@@ -467,6 +549,7 @@ impl Segment for MmapSegment {
 
     fn write(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         check_range(offset, bytes.len(), self.size)?;
+        self.data.written();
         // SAFETY: the range is inside the mapping (checked above); `&mut self` guarantees no
         // other Rust reference reads or writes the mapping meanwhile; `bytes` cannot overlap the
         // mapping's range being written because no shared slice of the mapping is ever handed

@@ -158,11 +158,13 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
     std::fs::write(&newest, &bytes).expect("damage the newest checkpoint");
 
     server.restart();
-    let output = server.output();
-    assert!(
-        output.contains("skipped checkpoint"),
-        "the damaged checkpoint is reported: {output}"
+    // The warning goes to stderr, read by its own thread: it may trail the start-up lines.
+    wait_until(
+        Duration::from_secs(10),
+        "the damaged checkpoint reported",
+        || server.output().contains("skipped checkpoint"),
     );
+    let output = server.output();
     assert!(
         output.contains("clearline: recovered the checkpoint at sequence"),
         "the previous checkpoint is loaded: {output}"
