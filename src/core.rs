@@ -641,13 +641,15 @@ impl Core {
             history.pipeline.evict_durable(&mut self.engine);
         }
         self.checkpoints.due = None;
-        // The child never reads the unused part of the stores and runs, which the core keeps
-        // writing: kept from it, those pages are not copied on write while it runs.
-        let unneeded = self
+        // The child never reads the unused part of the stores and runs, nor the transfer id
+        // index (an image does not hold it), all of which the core keeps writing: kept from
+        // it, those pages are not copied on write while it runs.
+        let mut unneeded = self
             .history
             .as_ref()
             .map(|history| history.pipeline.fork_unneeded_memory(&self.engine))
             .unwrap_or_default();
+        unneeded.push(self.engine.transfer_index_memory());
         // Best effort: a range not kept out is only copied on write.
         let _ = clearline_journal::keep_from_fork(&unneeded, true);
         // The image holds only the main id filter: every id kept aside goes in first (they

@@ -11,10 +11,12 @@
 //!
 //! Every store is written as it is, in its own order: hash index tables slot by slot (only
 //! occupied slots, with their slot numbers), heaps element by element, slabs as their occupied
-//! slots plus the free list. Loading under the same capacities gives back the same tables; a
-//! hash index whose table size differs (larger capacities) is rebuilt by inserting its entries
-//! in the written slot order, which changes no lookup. Scratch buffers that carry nothing from
-//! one command to the next (decode buffers, undo log, settlement buffers) are not written.
+//! slots plus the free list. The transfer id index is the exception: it is not written, and
+//! the loader inserts every transfer and burned id again in position order (version 7).
+//! Loading under the same capacities gives back the same tables; a hash index whose table size
+//! differs (larger capacities) is rebuilt by inserting its entries in the written slot order,
+//! which changes no lookup. Scratch buffers that carry nothing from one command to the next
+//! (decode buffers, undo log, settlement buffers) are not written.
 //!
 //! Writing allocates nothing: it runs in a forked child of a multi-threaded process, where the
 //! allocator's locks may be held by threads that no longer exist. The encoder fills a buffer on
@@ -55,7 +57,13 @@ use crate::{Engine, Scratch, NO_POSITION};
 /// timestamp, the dropped-order id filter and the running order and fill digests. An earlier
 /// image in history mode held every order and fill in memory: they are all handed to the
 /// store again after loading it.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 6;
+///
+/// Version 7 leaves out the transfer id index: the loader builds it again from the transfers
+/// and burned ids, in position order. The index is the one large table the core writes at
+/// random all the time; kept out of the image, it is kept out of the forked checkpoint writer
+/// too, so the core's writes to it no longer copy its pages while a checkpoint is written
+/// (`Engine::transfer_index_memory`). Earlier images are read with their index.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 7;
 
 /// The oldest image version this build reads.
 pub const CHECKPOINT_FORMAT_VERSION_MIN: u32 = 1;
@@ -74,6 +82,9 @@ const SPARSE_FILTER_VERSION: u32 = 5;
 
 /// The first version with the matching side's history section.
 const ORDER_HISTORY_VERSION: u32 = 6;
+
+/// The first version without the transfer id index (built again when loaded).
+const TRANSFER_INDEX_REBUILT_VERSION: u32 = 7;
 
 /// The first eight bytes of every image.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"CLCKPT\0\0";
@@ -287,6 +298,11 @@ impl<'a> ImageReader<'a> {
     /// Whether hash index slots in this image are where this build would put them.
     pub(crate) fn index_placement_current(&self) -> bool {
         self.version >= INDEX_PLACEMENT_VERSION
+    }
+
+    /// Whether the image holds the transfer id index (else the loader builds it).
+    pub(crate) fn transfer_index_written(&self) -> bool {
+        self.version < TRANSFER_INDEX_REBUILT_VERSION
     }
 
     /// Whether the image's id filter uses the clustered layout.

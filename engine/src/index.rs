@@ -125,6 +125,14 @@ impl IdIndex {
         (slots * std::mem::size_of::<u64>()) as u64
     }
 
+    /// The address range of the table.
+    pub(crate) fn memory(&self) -> (usize, usize) {
+        (
+            self.slots.as_ptr() as usize,
+            std::mem::size_of_val(self.slots.as_slice()),
+        )
+    }
+
     /// Bytes of memory per slot, for reports.
     pub(crate) fn slots_count(&self) -> usize {
         self.slots.len()

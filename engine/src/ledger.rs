@@ -521,6 +521,12 @@ impl Ledger {
         ]
     }
 
+    /// The address range of the transfer id index's table. A checkpoint image does not hold
+    /// the index (checkpoint.rs, version 7), so a forked writer never reads it.
+    pub(crate) fn transfer_index_memory(&self) -> (usize, usize) {
+        self.transfer_index.memory()
+    }
+
     /// The address range of the id filter's bits, in history mode.
     pub(crate) fn id_filter_memory(&self) -> Option<(usize, usize)> {
         self.history.as_ref().map(|history| history.filter.memory())
@@ -2087,7 +2093,9 @@ impl Ledger {
             writer.u32(*balance_newest)?;
         }
         account_index.checkpoint_write(writer)?;
-        transfer_index.checkpoint_write(writer)?;
+        // The transfer index is built again by the loader: a forked writer never reads it
+        // (`transfer_index_memory`).
+        let _ = transfer_index;
         expiry.checkpoint_write(writer)?;
         writer.u32(*pending_count)?;
         writer.u64(*expired_count)?;
@@ -2176,15 +2184,26 @@ impl Ledger {
             .checkpoint_read(reader, "account index", |position| {
                 accounts.get(position as usize).map(|account| account.id)
             })?;
-        let (transfers, orphans) = (&self.transfers, &self.orphans);
-        self.transfer_index
-            .checkpoint_read(reader, "transfer index", |position| {
-                if position & ORPHAN_BIT != 0 {
-                    orphans.get((position & !ORPHAN_BIT) as usize).copied()
-                } else {
-                    transfers.get(position as usize).map(|transfer| transfer.id)
-                }
-            })?;
+        if reader.transfer_index_written() {
+            let (transfers, orphans) = (&self.transfers, &self.orphans);
+            self.transfer_index
+                .checkpoint_read(reader, "transfer index", |position| {
+                    if position & ORPHAN_BIT != 0 {
+                        orphans.get((position & !ORPHAN_BIT) as usize).copied()
+                    } else {
+                        transfers.get(position as usize).map(|transfer| transfer.id)
+                    }
+                })?;
+        } else {
+            // Transfers then burned ids, in position order, as eviction rebuilds it.
+            for (position, transfer) in self.transfers.iter().enumerate() {
+                self.transfer_index.insert(transfer.id, position as u32);
+            }
+            for (position, id) in self.orphans.iter().enumerate() {
+                self.transfer_index
+                    .insert(*id, position as u32 | ORPHAN_BIT);
+            }
+        }
         self.expiry
             .checkpoint_read(reader, &mut self.expiry_positions)?;
         self.pending_count = reader.u32()?;

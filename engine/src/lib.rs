@@ -391,6 +391,13 @@ impl Engine {
         self.ledger.unused_transfer_memory(transfers)
     }
 
+    /// The address range of the transfer id index's table: a checkpoint image does not hold
+    /// it, so a forked checkpoint writer never reads it (`clearline_journal::keep_from_fork`
+    /// keeps the core's writes to it from copying its pages while one runs).
+    pub fn transfer_index_memory(&self) -> (usize, usize) {
+        self.ledger.transfer_index_memory()
+    }
+
     /// The address range of the id filter, in history mode (see `unused_transfer_memory`).
     pub fn id_filter_memory(&self) -> Option<(usize, usize)> {
         self.ledger.id_filter_memory()
