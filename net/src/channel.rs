@@ -202,11 +202,53 @@ impl StatsCounters {
     }
 }
 
+/// The request body buffers, handed out most recently returned first (a stack, not a queue).
+/// A steady flow then keeps using the same few buffers: only their pages are touched, and
+/// while a forked checkpoint writer shares the process's memory only theirs are copied on
+/// write. Handed out in turn, every buffer was faulted in and then copied at each checkpoint:
+/// 65,000 page faults each way on the net thread over the 10 M benchmark, for 256 buffers of
+/// 1 MiB.
+pub(crate) struct BodyPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    count: usize,
+}
+
+impl BodyPool {
+    /// A pool of `count` empty buffers (each grows to its first body's size).
+    fn new(count: usize) -> BodyPool {
+        let mut free = Vec::with_capacity(count);
+        free.resize_with(count, Vec::new);
+        BodyPool {
+            free: Mutex::new(free),
+            count,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Vec<u8>>> {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The most recently returned buffer, if any is free.
+    pub(crate) fn pop(&self) -> Option<Vec<u8>> {
+        self.lock().pop()
+    }
+
+    /// Returns a buffer; drops it if the pool already holds `count` (never allocates).
+    pub(crate) fn push(&self, buffer: Vec<u8>) {
+        let mut free = self.lock();
+        if free.len() < self.count {
+            free.push(buffer);
+        }
+    }
+}
+
 /// What the net thread and the core share.
 pub(crate) struct Shared {
     pub requests: ArrayQueue<Request>,
     pub replies: ArrayQueue<Reply>,
-    pub buffers: ArrayQueue<Vec<u8>>,
+    pub buffers: BodyPool,
     pub waker: Arc<Waker>,
     pub durable: Arc<AtomicU64>,
     /// Set by the net thread when a connection waits for queue room or a buffer; the core wakes
@@ -225,11 +267,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// Empty queues sized by `config` and a full body buffer pool.
     pub(crate) fn new(config: &ServerConfig, waker: Arc<Waker>, durable: Arc<AtomicU64>) -> Shared {
-        let buffers = ArrayQueue::new(config.body_buffers_count);
-        for _ in 0..config.body_buffers_count {
-            let pushed = buffers.push(Vec::new());
-            assert!(pushed.is_ok(), "the pool has room for every buffer");
-        }
+        let buffers = BodyPool::new(config.body_buffers_count);
         Shared {
             requests: ArrayQueue::new(config.request_queue_depth),
             replies: ArrayQueue::new(config.requests_at_core_max),
@@ -446,5 +484,39 @@ pub fn status_reply(request: &Request, status: FrameStatus) -> Reply {
 /// fresh vector while keeping the request's.
 pub(crate) fn recycle(shared: &Shared, mut buffer: Vec<u8>) {
     buffer.clear();
-    let _ = shared.buffers.push(buffer);
+    shared.buffers.push(buffer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyPool;
+
+    #[test]
+    fn the_body_pool_hands_out_the_most_recently_returned_buffer_and_holds_at_most_its_count() {
+        let pool = BodyPool::new(3);
+        let mut taken: Vec<Vec<u8>> = (0..3).map(|_| pool.pop().expect("a buffer")).collect();
+        assert!(pool.pop().is_none(), "three buffers in all");
+        for (index, buffer) in taken.iter_mut().enumerate() {
+            buffer.reserve_exact(1000 * (index + 1));
+        }
+        let capacities: Vec<usize> = taken.iter().map(Vec::capacity).collect();
+        for buffer in taken {
+            pool.push(buffer);
+        }
+        // Last in, first out: the same buffer keeps coming back while one at a time is used.
+        for _ in 0..5 {
+            let buffer = pool.pop().expect("a buffer");
+            assert_eq!(buffer.capacity(), capacities[2]);
+            pool.push(buffer);
+        }
+        pool.push(Vec::with_capacity(5));
+        let held: Vec<usize> = std::iter::from_fn(|| pool.pop())
+            .map(|buffer| buffer.capacity())
+            .collect();
+        assert_eq!(
+            held,
+            [capacities[2], capacities[1], capacities[0]],
+            "a fourth is dropped"
+        );
+    }
 }
