@@ -31,6 +31,7 @@ use xxhash_rust::xxh3::{xxh3_128, Xxh3Default};
 
 use crate::error::{Corruption, JournalError};
 use crate::mmap::{fork_child, ChildExit, ChildProcess, EXIT_PANIC, EXIT_PARENT_GONE};
+use crate::prefault::{Prefaulter, SegmentAt};
 use crate::record::{
     body_checksum, record_size, CheckpointHeader, RecordHeader, SegmentHeader,
     CHECKPOINT_HEADER_SIZE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
@@ -302,6 +303,8 @@ pub struct Journal {
     running: Option<Running>,
     /// The buffer a checkpoint child streams its image through.
     image_buffer: Vec<u8>,
+    /// Faults in the pages ahead of the writer (on storage on disk).
+    prefaulter: Option<Prefaulter>,
 }
 
 /// A checkpoint in progress.
@@ -623,12 +626,16 @@ impl Journal {
             checkpoints: Vec::new(),
             running: None,
             image_buffer: Vec::new(),
+            prefaulter: None,
         };
         if journal.segments.is_empty() {
             journal.create_segment(0)?;
         }
         let (mut recovery, worked) = journal.recover(&mut checkpoints, work)?;
         journal.ensure_spare()?;
+        if journal.dir.is_some() {
+            journal.prefaulter = Prefaulter::start();
+        }
         journal.shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 written: journal.written,
@@ -916,6 +923,18 @@ impl Journal {
             })?;
         let start = self.offset;
         self.offset += size;
+        if let Some(prefaulter) = &mut self.prefaulter {
+            let segment_at = |index: usize| SegmentAt {
+                id: self.segments[index].id,
+                size: self.segments[index].file.size(),
+                sync: &self.syncers[index],
+            };
+            prefaulter.follow(
+                &segment_at(self.current),
+                &segment_at(self.current + 1),
+                self.offset,
+            );
+        }
         self.written = sequence;
         self.last_timestamp = timestamp;
         self.previous_checksum = header.checksum;

@@ -18,6 +18,7 @@ mod journal;
 pub mod le;
 #[allow(unsafe_code)]
 mod mmap;
+mod prefault;
 mod record;
 mod replay;
 pub mod sim;

@@ -577,6 +577,17 @@ struct MmapSync {
 }
 
 impl SegmentSync for MmapSync {
+    /// `MADV_POPULATE_WRITE` on the range (see [`populate`]); best effort.
+    fn prefault(&self, offset: u64, size: u64) {
+        if check_range(offset, size as usize, self.size).is_err() {
+            return;
+        }
+        let _ = populate(
+            self.map.raw.as_ptr() as usize + offset as usize,
+            size as usize,
+        );
+    }
+
     fn sync(&self, offset: u64, size: u64) -> io::Result<()> {
         check_range(offset, size as usize, self.size)?;
         self.map.raw.flush_range(offset as usize, size as usize)?;

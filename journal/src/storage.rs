@@ -145,6 +145,12 @@ pub trait SegmentSync: Send + Sync {
     /// has moved on to a later segment and all it wrote here is durable, or recovery has just
     /// read and synced the segment. It never fails and changes no byte. Default: nothing.
     fn release_all(&self) {}
+
+    /// Advice that the writer will soon write `offset..offset + size`, never written yet: a
+    /// storage that maps the file may make those pages present and writable now, on the
+    /// calling thread, so that the writer's stores do not fault. It never fails and changes no
+    /// byte. Default: nothing.
+    fn prefault(&self, _offset: u64, _size: u64) {}
 }
 
 /// Whether `error` means the device is out of space.
