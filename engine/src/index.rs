@@ -142,6 +142,11 @@ impl IdIndex {
         self.entries_count
     }
 
+    /// The most entries the index takes.
+    pub(crate) fn entries_max(&self) -> u32 {
+        self.entries_max
+    }
+
     /// The position stored for `id`, if any. `key_of(position)` must return the id stored there.
     #[inline(always)]
     pub(crate) fn find(&self, id: u128, key_of: impl Fn(u32) -> u128) -> Option<u32> {

@@ -2196,6 +2196,13 @@ impl Ledger {
                 })?;
         } else {
             // Transfers then burned ids, in position order, as eviction rebuilds it.
+            let entries = self.transfers.len() + self.orphans.len();
+            if entries > self.transfer_index.entries_max() as usize {
+                return Err(reader.invalid(
+                    "transfer index",
+                    "more transfers and burned ids than the index holds",
+                ));
+            }
             for (position, transfer) in self.transfers.iter().enumerate() {
                 self.transfer_index.insert(transfer.id, position as u32);
             }
