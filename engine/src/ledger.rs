@@ -521,6 +521,15 @@ impl Ledger {
         ]
     }
 
+    /// Inserts every burned id into the transfer index, in position order: after the
+    /// transfers, when the index is built again (loading a checkpoint, eviction).
+    fn index_burned_ids(&mut self) {
+        for (position, id) in self.orphans.iter().enumerate() {
+            self.transfer_index
+                .insert(*id, position as u32 | ORPHAN_BIT);
+        }
+    }
+
     /// The address range of the transfer id index's table. A checkpoint image does not hold
     /// the index (checkpoint.rs, version 7), so a forked writer never reads it.
     pub(crate) fn transfer_index_memory(&self) -> (usize, usize) {
@@ -2206,10 +2215,7 @@ impl Ledger {
             for (position, transfer) in self.transfers.iter().enumerate() {
                 self.transfer_index.insert(transfer.id, position as u32);
             }
-            for (position, id) in self.orphans.iter().enumerate() {
-                self.transfer_index
-                    .insert(*id, position as u32 | ORPHAN_BIT);
-            }
+            self.index_burned_ids();
         }
         self.expiry
             .checkpoint_read(reader, &mut self.expiry_positions)?;

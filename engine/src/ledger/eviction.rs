@@ -524,10 +524,7 @@ impl Ledger {
         if rebuild {
             // Transfers (above) then burned ids, in position order: the index holds the same
             // entries as after removals.
-            for (position, id) in self.orphans.iter().enumerate() {
-                self.transfer_index
-                    .insert(*id, position as u32 | ORPHAN_BIT);
-            }
+            self.index_burned_ids();
         }
         for read in rows_split..self.balances.len() {
             let mut row = self.balances[read];
