@@ -303,7 +303,7 @@ pub struct Journal {
     running: Option<Running>,
     /// The buffer a checkpoint child streams its image through.
     image_buffer: Vec<u8>,
-    /// Faults in the pages ahead of the writer (on storage on disk).
+    /// Faults in the pages ahead of the writer (mapped storage on disk only).
     prefaulter: Option<Prefaulter>,
 }
 
@@ -633,7 +633,8 @@ impl Journal {
         }
         let (mut recovery, worked) = journal.recover(&mut checkpoints, work)?;
         journal.ensure_spare()?;
-        if journal.dir.is_some() {
+        // Only a mapped segment has pages to fault in (`SegmentSync::prefault`).
+        if journal.dir.is_some() && journal.config.backend == Backend::Mmap {
             journal.prefaulter = Prefaulter::start();
         }
         journal.shared = Arc::new(Shared {
