@@ -35,7 +35,10 @@ pub use journal::{Durability, Journal, CHECKPOINT_BUFFER_SIZE};
 pub use mmap::ChildExit;
 pub use mmap::HugePageAllocator;
 pub use mmap::MmapStorage;
-pub use mmap::{keep_from_fork, lower_thread_priority, populate, BACKGROUND_NICE};
+pub use mmap::{
+    cached_bytes, drop_cached_pages, keep_from_fork, lower_thread_priority, populate,
+    BACKGROUND_NICE,
+};
 pub use record::{
     record_size, CHECKPOINT_HEADER_SIZE, FORMAT_VERSION, RECORD_ALIGNMENT, RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,

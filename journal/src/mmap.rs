@@ -86,6 +86,31 @@ pub fn drop_cached_pages(file: &File) {
     let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }
 
+/// How many bytes of `file` the page cache holds, in whole pages (`mincore` over a read-only
+/// mapping of the file; the mapping itself brings no page in). For tests and diagnostics of
+/// `drop_cached_pages`.
+///
+/// # Errors
+///
+/// The file's length cannot be read, or the mapping or `mincore` fails.
+pub fn cached_bytes(file: &File) -> io::Result<u64> {
+    let length = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    if length == 0 {
+        return Ok(0);
+    }
+    // A raw mapping: no reference into it is made, and mincore reads no byte of it.
+    let map = MmapOptions::new().len(length).map_raw_read_only(file)?;
+    let page = page_size() as usize;
+    let mut residency = vec![0u8; length.div_ceil(page)];
+    // SAFETY: the range is the mapping's own, and `residency` has one byte per page of it.
+    let result = unsafe { libc::mincore(map.as_mut_ptr().cast(), length, residency.as_mut_ptr()) };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let pages = residency.iter().filter(|byte| *byte & 1 != 0).count();
+    Ok((pages * page) as u64)
+}
+
 /// Write-behind for a file written front to back: starts the device write of
 /// `[offset, offset + length)`, then waits until the window before it, `[offset - length,
 /// offset)`, is on the device. A writer that calls this after each window keeps at most two
