@@ -22,6 +22,7 @@
 mod account_runs;
 mod blocks;
 mod error;
+mod id_blocks;
 mod orders;
 mod query;
 mod records;

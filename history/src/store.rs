@@ -6,7 +6,8 @@
 //! | key space | key (big-endian) | value |
 //! |---|---|---|
 //! | `transfers` | first timestamp (8) | 1 to 16 transfers of 128 bytes (blocks.rs) |
-//! | `transfer_ids` | id (16), namespace (1) | timestamp (8) |
+//! | `transfer_ids` | id (16), namespace (1); or a block's base (16), namespace + 0x80 (1) |
+//! timestamp (8); or up to 16 ids' low nibbles and timestamps (id_blocks.rs) |
 //! | `account_runs` | generation (8), account (16), first timestamp (8) | the account's transfers
 //! in one run |
 //! | `balances` | account (16), timestamp (8) | four balances (64) |
@@ -48,6 +49,7 @@ use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
 use crate::account_runs::{self, Posting, SIDE_CREDIT, SIDE_DEBIT};
 use crate::blocks::{self, Block};
 use crate::error::HistoryError;
+use crate::id_blocks;
 use crate::orders::{self as order_records, FILLS, FILL_MARKETS, FILL_ORDERS, ORDERS};
 use crate::records;
 use crate::run::{BalanceRow, BurnedId, FinishedOrder, Resolution, Run};
@@ -948,12 +950,7 @@ impl History {
         report: &mut IngestReport,
     ) -> Result<(), HistoryError> {
         let start = Instant::now();
-        self.load(TRANSFER_IDS, &self.transfer_ids, &scratch.ids, |entry| {
-            (
-                records::id_key(entry.id, entry.settlement),
-                entry.timestamp.to_be_bytes(),
-            )
-        })?;
+        self.load_transfer_ids(&scratch.ids, &mut scratch.value)?;
         report.transfer_ids_ns = elapsed_ns(start);
 
         let start = Instant::now();
@@ -1012,6 +1009,55 @@ impl History {
         )?;
         report.others_ns = elapsed_ns(start);
         Ok(())
+    }
+
+    /// Loads the run's ids (`ids`, sorted by id then namespace) into `transfer_ids`: the ids of
+    /// one base as blocks (one per namespace, encoded in `value`) when their block keys sort
+    /// after every key the key space holds, else one key each (id_blocks.rs).
+    fn load_transfer_ids(&self, ids: &[IdEntry], value: &mut Vec<u8>) -> Result<(), HistoryError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let last = match self.transfer_ids.last_key_value() {
+            Some(guard) => Some(guard.key().map_err(self.fjall_error(TRANSFER_IDS))?),
+            None => None,
+        };
+        let mut ingestion = self
+            .transfer_ids
+            .start_ingestion()
+            .map_err(self.fjall_error(TRANSFER_IDS))?;
+        let same_base = |a: &IdEntry, b: &IdEntry| id_blocks::base(a.id) == id_blocks::base(b.id);
+        for group in ids.chunk_by(same_base) {
+            // The client block key is the smallest key of the base's blocks; once one base
+            // goes in blocks, every later one does.
+            let smallest = id_blocks::block_key(group[0].id, false);
+            if last.as_ref().is_some_and(|last| smallest[..] <= last[..]) {
+                for entry in group {
+                    ingestion
+                        .write(
+                            &records::id_key(entry.id, entry.settlement)[..],
+                            &entry.timestamp.to_be_bytes()[..],
+                        )
+                        .map_err(self.fjall_error(TRANSFER_IDS))?;
+                }
+                continue;
+            }
+            for settlement in [false, true] {
+                value.clear();
+                for entry in group.iter().filter(|entry| entry.settlement == settlement) {
+                    id_blocks::push(value, entry.id, entry.timestamp);
+                }
+                if !value.is_empty() {
+                    ingestion
+                        .write(
+                            &id_blocks::block_key(group[0].id, settlement)[..],
+                            &value[..],
+                        )
+                        .map_err(self.fjall_error(TRANSFER_IDS))?;
+                }
+            }
+        }
+        ingestion.finish().map_err(self.fjall_error(TRANSFER_IDS))
     }
 
     /// Loads the run's finished orders and fills with their indexes, sorted in `scratch`.
@@ -1096,14 +1142,28 @@ impl History {
         id: u128,
         settlement: bool,
     ) -> Result<Option<Transfer>, HistoryError> {
-        let Some(value) = self
+        // The id's block first, then its own key (id_blocks.rs).
+        let in_block = match self
             .transfer_ids
-            .get(records::id_key(id, settlement))
+            .get(id_blocks::block_key(id, settlement))
             .map_err(self.fjall_error(TRANSFER_IDS))?
-        else {
-            return Ok(None);
+        {
+            Some(block) => id_blocks::find(id, &block)?,
+            None => None,
         };
-        let timestamp = records::timestamp_value(TRANSFER_IDS, id, &value)?;
+        let timestamp = match in_block {
+            Some(timestamp) => timestamp,
+            None => {
+                let Some(value) = self
+                    .transfer_ids
+                    .get(records::id_key(id, settlement))
+                    .map_err(self.fjall_error(TRANSFER_IDS))?
+                else {
+                    return Ok(None);
+                };
+                records::timestamp_value(TRANSFER_IDS, id, &value)?
+            }
+        };
         let transfer = self.record(timestamp, TRANSFER_IDS)?;
         if transfer.id != id || transfer.flags().settlement() != settlement {
             return Err(HistoryError::Corrupt {
@@ -1500,7 +1560,7 @@ mod tests {
             Err(HistoryError::Corrupt { what, detail }) => {
                 assert_eq!(what, "meta watermark");
                 assert!(detail.contains("format version 2,"), "{detail}");
-                assert!(detail.contains("reads only versions 3 to 5"), "{detail}");
+                assert!(detail.contains("reads only versions 3 to 6"), "{detail}");
             }
             Err(other) => panic!("{other}"),
             Ok(_) => panic!("a version 2 store was opened"),

@@ -15,12 +15,13 @@ pub(crate) const WATERMARK_KEY: &[u8] = b"watermark";
 /// adds `balances`, `burned_ids` and `resolutions`; version 3 puts a generation before the
 /// account in `account_runs` keys (account_runs.rs); version 4 adds the key spaces of finished
 /// orders and fills (orders.rs); version 5 stores `transfers` in blocks of up to 16 records
-/// (blocks.rs). Stores of versions 3 and 4 are opened as they are: they only lack the key
-/// spaces of version 4, created empty, and each of their records is a block of one. Their
-/// watermark is written as the current version at the next ingest, after which a build that
-/// reads only older versions refuses the store. There is no migration from versions before 3,
-/// which never held data in use.
-pub const HISTORY_FORMAT_VERSION: u32 = 5;
+/// (blocks.rs); version 6 adds blocks of up to 16 ids to `transfer_ids` (id_blocks.rs). Stores
+/// of versions 3 to 5 are opened as they are: they only lack the key spaces of version 4,
+/// created empty, each of their records is a block of one, and each of their ids has its own
+/// key, which version 6 reads too. Their watermark is written as the current version at the
+/// next ingest, after which a build that reads only older versions refuses the store. There is
+/// no migration from versions before 3, which never held data in use.
+pub const HISTORY_FORMAT_VERSION: u32 = 6;
 
 /// The oldest format version this build opens.
 pub const HISTORY_FORMAT_VERSION_MIN: u32 = 3;
@@ -128,7 +129,7 @@ mod tests {
         }
         let old = Watermark::default().encode_as(3);
         assert_eq!(Watermark::decode(&old).ok(), Some(Watermark::default()));
-        for version in [0, 1, 2, 6, u32::MAX] {
+        for version in [0, 1, 2, 7, u32::MAX] {
             let other_version = Watermark::default().encode_as(version);
             match Watermark::decode(&other_version) {
                 Err(HistoryError::Corrupt { detail, .. }) => {
@@ -136,7 +137,7 @@ mod tests {
                         detail.contains(&format!("format version {version},")),
                         "{detail}"
                     );
-                    assert!(detail.contains("reads only versions 3 to 5"), "{detail}");
+                    assert!(detail.contains("reads only versions 3 to 6"), "{detail}");
                 }
                 other => panic!("version {version}: {other:?}"),
             }

@@ -661,3 +661,87 @@ fn an_ingest_leaves_the_records_out_of_the_page_cache_and_the_ids_in_it() {
     let mut rng = Rng::new(SEED + 41);
     check_against_model(&history, &model, &mut rng, 200);
 }
+
+#[test]
+fn ids_in_sequence_are_found_across_run_boundaries_and_a_rebuilt_run() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let history = open(directory.path());
+    let mut timestamp = 1_000u64;
+    let mut expected: Vec<Transfer> = Vec::new();
+    // Client ids `ids` in order, each followed by a settlement transfer with the same id when
+    // `settlement(id)`.
+    let mut make = |ids: std::ops::Range<u128>, settlement: &dyn Fn(u128) -> bool| {
+        let mut transfers = Vec::new();
+        for id in ids {
+            let namespaces: &[u16] = if settlement(id) {
+                &[0, TransferFlags::SETTLEMENT]
+            } else {
+                &[0]
+            };
+            for flags in namespaces {
+                timestamp += 1;
+                transfers.push(Transfer {
+                    id,
+                    debit_account_id: 1,
+                    credit_account_id: 2,
+                    amount: id,
+                    ledger: 1,
+                    code: 1,
+                    flags: *flags,
+                    timestamp,
+                    ..Transfer::default()
+                });
+            }
+        }
+        transfers
+    };
+    let watermark_of = |transfers: &[Transfer]| Watermark {
+        sequence: transfers.last().expect("transfers").timestamp,
+        timestamp: transfers.last().expect("transfers").timestamp,
+    };
+    // Run 1 ends inside the block of 1024..1039; run 2 starts in it.
+    let first = make(1_000..1_038, &|id| id % 7 == 0);
+    let second = make(1_038..1_071, &|id| id % 5 == 0);
+    // Run 3 is lost after its tables were written; it is then rebuilt shorter, and run 4
+    // takes the rest and more.
+    let third = make(1_071..1_101, &|_| false);
+    let rest = make(1_101..1_140, &|id| id % 3 == 0);
+    let rebuilt = &third[..10];
+    let fourth: Vec<Transfer> = third[10..].iter().chain(&rest).copied().collect();
+    for transfers in [&first[..], &second[..]] {
+        history
+            .ingest(&run_of(transfers, |_| {}), watermark_of(transfers))
+            .expect("ingest");
+        expected.extend_from_slice(transfers);
+    }
+    history
+        .ingest_tables(&run_of(&third, |_| {}))
+        .expect("tables of the lost run");
+    for transfers in [rebuilt, &fourth[..]] {
+        history
+            .ingest(&run_of(transfers, |_| {}), watermark_of(transfers))
+            .expect("ingest");
+        expected.extend_from_slice(transfers);
+    }
+    let history = open_again(history, directory.path());
+    for transfer in &expected {
+        let settlement = transfer.flags().settlement();
+        let found = history
+            .transfer_in(transfer.id, settlement)
+            .expect("read")
+            .unwrap_or_else(|| panic!("id {} (settlement {settlement}) lost", transfer.id));
+        assert_eq!(found, *transfer);
+    }
+    for (id, settlement) in [(999, false), (1_140, false), (1_024, true), (5_000, false)] {
+        assert_eq!(history.transfer_in(id, settlement).expect("read"), None);
+    }
+}
+
+/// Closes `history` and opens the store in `directory` again.
+fn open_again(
+    history: clearline_history::History,
+    directory: &std::path::Path,
+) -> clearline_history::History {
+    drop(history);
+    open(directory)
+}
