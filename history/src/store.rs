@@ -271,8 +271,6 @@ fn above<T>(items: &[T], durable: Option<Watermark>, timestamp: fn(&T) -> u64) -
     &items[skipped..]
 }
 
-/// Sorts the records above the durable watermark by each key space's key into `scratch`, and
-/// refuses the run if two records would share a key or a balance row has no transfer.
 /// Asks the kernel to drop the cached pages of every file under `directory`: those of the
 /// tables just synced, and those reads brought in since the last call. Best effort: errors are
 /// ignored, because only timing depends on it.
@@ -306,6 +304,8 @@ pub(crate) fn drop_cached_pages_under(directory: &Path) {
     }
 }
 
+/// Sorts the records above the durable watermark by each key space's key into `scratch`, and
+/// refuses the run if two records would share a key or a balance row has no transfer.
 fn sort_and_check(scratch: &mut Scratch, fresh: &Fresh<'_>) -> Result<(), HistoryError> {
     let ids = &mut scratch.ids;
     ids.clear();
