@@ -1,8 +1,8 @@
 //! Blocks of `transfer_ids` (docs/history.md, "The history store"): the ids of one run that
 //! share every bit but the lowest four, in one namespace, under one key.
 //!
-//! fjall's cost is mostly per key, so a run of a million ids allocated in sequence (as
-//! TigerBeetle's clients and most ledgers allocate them) loads as 62,500 keys instead of a
+//! fjall's cost is mostly per key, so a run of a million ids allocated in sequence (a counter,
+//! or time-based ids that count up within a millisecond) loads as 62,500 keys instead of a
 //! million. Ids with nothing in common still cost one key each, as before.
 //!
 //! Keys: an id key (`records::id_key`) is the id (16 bytes) and the namespace byte (0 or 1);
