@@ -11,11 +11,11 @@
 //! and its order: the keys of one base sort together, and a block key never equals an id key.
 //!
 //! An ingest writes a base's ids as a block only if the block key sorts after every key the
-//! key space holds; otherwise it writes them one key each. A block key is therefore written
-//! once and never overwritten with other contents, except when a run rebuilt after a crash
-//! writes its block again, holding the same ids (or more of them) with the same timestamps. A
-//! later id of the same base has its own id key. A lookup reads the block key first and then the
-//! id key.
+//! key space holds; otherwise it writes them one key each. A block key is therefore written at
+//! most once: a later id of the same base gets its own id key, and so do the ids of a run
+//! rebuilt after a crash where the lost attempt's blocks were written (they hold the same ids
+//! with the same timestamps, which the journal's replay gives again). A lookup reads the block
+//! key first and then the id key.
 //!
 //! Value: up to 16 entries in ascending order of the id's lowest four bits, each that nibble
 //! (1 byte) and the transfer's timestamp (8 bytes, big-endian). Decoding checks the length,
