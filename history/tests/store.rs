@@ -723,7 +723,8 @@ fn ids_in_sequence_are_found_across_run_boundaries_and_a_rebuilt_run() {
             .expect("ingest");
         expected.extend_from_slice(transfers);
     }
-    let history = open_again(history, directory.path());
+    drop(history);
+    let history = open(directory.path());
     for transfer in &expected {
         let settlement = transfer.flags().settlement();
         let found = history
@@ -735,13 +736,4 @@ fn ids_in_sequence_are_found_across_run_boundaries_and_a_rebuilt_run() {
     for (id, settlement) in [(999, false), (1_140, false), (1_024, true), (5_000, false)] {
         assert_eq!(history.transfer_in(id, settlement).expect("read"), None);
     }
-}
-
-/// Closes `history` and opens the store in `directory` again.
-fn open_again(
-    history: clearline_history::History,
-    directory: &std::path::Path,
-) -> clearline_history::History {
-    drop(history);
-    open(directory)
 }
