@@ -112,6 +112,26 @@ pub enum JournalError {
         /// The first sequence the journal still holds.
         first: u64,
     },
+    /// [`crate::Journal::append_copied`] refused a record: it is not the record that belongs at
+    /// the journal's end (or it is damaged). Nothing was written.
+    CopiedRecordRefused {
+        /// The sequence the journal expected next (its written sequence + 1).
+        sequence: u64,
+        /// Which check failed.
+        reason: &'static str,
+    },
+    /// [`crate::Journal::set_generation_if_empty`] refused: the journal is not empty.
+    JournalNotEmpty {
+        /// What the journal holds.
+        reason: &'static str,
+    },
+    /// [`crate::Journal::truncate_after`] refused to drop the records after `sequence`.
+    TruncationRefused {
+        /// The sequence asked for: the last record to keep.
+        sequence: u64,
+        /// Which rule forbids it.
+        reason: &'static str,
+    },
     /// The directory holds no journal: no segment file and no checkpoint (the offline tools
     /// report this instead of checking nothing).
     NoJournal {
@@ -207,6 +227,18 @@ impl fmt::Display for JournalError {
                 f,
                 "sequence {sequence} was retired with its segment; the journal starts at \
                  sequence {first}"
+            ),
+            JournalError::CopiedRecordRefused { sequence, reason } => write!(
+                f,
+                "copied record refused at sequence {sequence}: {reason}; nothing was written"
+            ),
+            JournalError::JournalNotEmpty { reason } => write!(
+                f,
+                "the journal's generation can change only while it is empty, and it {reason}"
+            ),
+            JournalError::TruncationRefused { sequence, reason } => write!(
+                f,
+                "cannot drop the records after sequence {sequence}: {reason}"
             ),
             JournalError::NoJournal { directory } => write!(
                 f,

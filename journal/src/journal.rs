@@ -1,11 +1,15 @@
-//! The journal: open and recover, append records, group commit through a syncer thread, replay,
-//! checkpoints written by a forked child, retirement of covered segments, close.
+//! The journal: open and recover, append records (its own, or copied verbatim from a primary's
+//! journal), group commit through a syncer thread, replay, checkpoints written by a forked
+//! child, retirement of covered segments, truncation of a mirror's diverged tail, close.
 //!
 //! Invariants:
 //! - `written` is the sequence of the last record whose header and body are both in the
 //!   segment; `durable <= written` always; `durable` is published only after a sync that began
 //!   after every record up to it was written (J5: the syncer reads `written` and the dirty
-//!   ranges together, under one lock, before it syncs them);
+//!   ranges together, under one lock, before it syncs them); it moves back only in
+//!   `truncate_after`, to the cut, once nothing is pending and the dropped bytes are zeroed;
+//! - no record on disk carries a watermark above what is durable in this journal: a copied
+//!   record waits for its watermark to be durable here before it is written;
 //! - after a failed sync `durable` never moves again and every append fails (J6);
 //! - there is always at least one spare, preallocated segment after the current one (J1), so a
 //!   full disk is reported by `append` before the current segment fills;
@@ -30,21 +34,24 @@ use std::time::Instant;
 use xxhash_rust::xxh3::{xxh3_128, Xxh3Default};
 
 use crate::error::{Corruption, JournalError};
+use crate::le::u64_at;
 use crate::mmap::{fork_child, ChildExit, ChildProcess, EXIT_PANIC, EXIT_PARENT_GONE};
 use crate::prefault::{Prefaulter, SegmentAt};
+use crate::reader::RecordReader;
 use crate::record::{
     body_checksum, record_size, CheckpointHeader, RecordHeader, SegmentHeader,
-    CHECKPOINT_HEADER_SIZE, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
+    CHECKPOINT_HEADER_SIZE, RECORD_HEADER_SIZE, RECORD_SEGMENT_OFFSET, SEGMENT_HEADER_SIZE,
+    SEGMENT_SIZE_MIN,
 };
 use crate::replay::{
-    first_after, first_record, locate, scan, zero_tail, Anchor, Cursor, OpenSegment, Position,
-    ScanBodies, Step, Walker,
+    first_after, first_record, locate, scan, zero_range, zero_tail, Anchor, Cursor, OpenSegment,
+    Position, ScanBodies, Step, Walker,
 };
 use crate::storage::{is_storage_full, SegmentSync, Storage};
 use crate::{
     checkpoint_file_name, parse_checkpoint_name, parse_segment_name, segment_file_name, Backend,
     Checkpoint, CheckpointDone, CheckpointInfo, CheckpointStarted, FileStorage, JournalConfig,
-    MmapStorage, RecordView, Recovery, SyncMode,
+    MmapStorage, RecordView, Recovery, SyncMode, TruncatedTail,
 };
 
 /// Size of the buffer a checkpoint image is streamed through (allocated once, before the first
@@ -874,14 +881,7 @@ impl Journal {
         let size = record_size(body_size);
         let mut finished = None;
         if self.offset + size > self.segments[self.current].file.size() {
-            // Move into the spare, but only once the spare after it exists (J1).
-            if self.segments.len() < self.current + 3 {
-                let id = self.segments[self.current + 1].id + 1;
-                self.create_segment(id)?;
-            }
-            finished = Some(self.current);
-            self.current += 1;
-            self.offset = SEGMENT_HEADER_SIZE;
+            finished = Some(self.move_to_spare()?);
         }
         let segment = &mut self.segments[self.current];
         assert!(self.offset + size <= segment.file.size());
@@ -924,6 +924,44 @@ impl Journal {
             })?;
         let start = self.offset;
         self.offset += size;
+        self.appended(start, sequence, timestamp, header.checksum, finished);
+        Ok(sequence)
+    }
+
+    /// Moves the writer to the start of the spare segment, once the spare after it exists (J1).
+    /// Returns the index of the segment it left.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::StorageFull`] and I/O errors creating the next spare; the writer has
+    /// not moved then.
+    fn move_to_spare(&mut self) -> Result<usize, JournalError> {
+        if self.segments.len() < self.current + 3 {
+            let id = self.segments[self.current + 1].id + 1;
+            self.create_segment(id)?;
+        }
+        let finished = self.current;
+        self.current += 1;
+        self.offset = SEGMENT_HEADER_SIZE;
+        assert!(self.segments.len() >= self.current + 2);
+        Ok(finished)
+    }
+
+    /// Everything after record `sequence` was written at `start..self.offset` of the current
+    /// segment (body, then header): prefaulting follows the writer, the written state moves
+    /// to it, and its bytes are handed to the syncer (or published at once without syncs).
+    /// `finished` is the segment the writer left to write it, if it moved.
+    fn appended(
+        &mut self,
+        start: u64,
+        sequence: u64,
+        timestamp: u64,
+        checksum: u128,
+        finished: Option<usize>,
+    ) {
+        assert_eq!(sequence, self.written + 1);
+        assert!(start < self.offset);
+        assert!(self.offset <= self.segments[self.current].file.size());
         if let Some(prefaulter) = &mut self.prefaulter {
             let segment_at = |index: usize| SegmentAt {
                 id: self.segments[index].id,
@@ -938,7 +976,7 @@ impl Journal {
         }
         self.written = sequence;
         self.last_timestamp = timestamp;
-        self.previous_checksum = header.checksum;
+        self.previous_checksum = checksum;
         self.shared
             .durability
             .written
@@ -969,7 +1007,6 @@ impl Journal {
                 }
             }
         }
-        Ok(sequence)
     }
 
     /// The sequence of the last record appended (or recovered).
@@ -1678,6 +1715,407 @@ impl Journal {
     /// next segment).
     pub fn write_position(&self) -> (u64, u64) {
         (self.segments[self.current].id, self.offset)
+    }
+}
+
+/// Mirroring: a backup keeps a byte-identical copy of a primary's journal (FORMAT.md,
+/// "Mirroring"). The primary reads its records with [`Journal::reader`]; the backup appends
+/// them with [`Journal::append_copied`], after taking the primary's generation with
+/// [`Journal::set_generation_if_empty`], and drops a diverged tail with
+/// [`Journal::truncate_after`].
+impl Journal {
+    /// Appends one whole record copied verbatim from another journal of the same generation
+    /// and segment size (its header, body and zero padding: exactly `record_size(body size)`
+    /// bytes, as [`crate::RecordReader::read`] returns them) and returns its sequence. The
+    /// record goes where the primary wrote it, which must be where this journal writes next:
+    /// at the current offset of the current segment, or, when the header names the next
+    /// segment at offset [`SEGMENT_HEADER_SIZE`] and the record does not fit in the rest of
+    /// the current one (the rule `append` moves on by), at the start of the spare, creating
+    /// the spare after it as `append` does.
+    ///
+    /// Everything is checked before a byte is written, in this order: the header (checksum,
+    /// magic, version, reserved bytes, generation, segment id and offset, body size bound,
+    /// watermark), the length against the header's body size, the sequence (the written one +
+    /// 1), the hash chain (its previous checksum is this journal's last record's), the place
+    /// (it fits where it is, or did not fit here when it names the next segment), the body
+    /// checksum and the zero padding.
+    ///
+    /// The record's watermark (the primary's durable sequence when it wrote it) is kept; so
+    /// that it is true of this journal too (recovery trusts it, J7), the record is written only
+    /// once this journal's durable sequence reaches it: this waits for the syncer
+    /// ([`SyncMode::Data`]) or syncs on this thread ([`SyncMode::Manual`]) when it does not.
+    /// After the write it is exactly an `append`: durable once
+    /// [`Durability::durable_sequence`] reaches it.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::CopiedRecordRefused`] naming the failed check (nothing written),
+    /// [`JournalError::StorageFull`] when the next spare cannot be allocated (nothing written),
+    /// [`JournalError::SyncFailed`], and I/O errors.
+    pub fn append_copied(&mut self, record: &[u8]) -> Result<u64, JournalError> {
+        if self.shared.durability.failed() {
+            return Err(JournalError::SyncFailed);
+        }
+        let sequence = self.written + 1;
+        let refuse = |reason: &'static str| JournalError::CopiedRecordRefused { sequence, reason };
+        if (record.len() as u64) < RECORD_HEADER_SIZE {
+            return Err(refuse("shorter than a record header"));
+        }
+        let (header_bytes, rest) = record.split_at(RECORD_HEADER_SIZE as usize);
+        // The header names the place it was written at (its checksum covers it): here, or the
+        // start of the next segment. Decoding at that place checks it is the one.
+        let current_id = self.segments[self.current].id;
+        let current_size = self.segments[self.current].file.size();
+        let named_segment = u64_at(header_bytes, RECORD_SEGMENT_OFFSET);
+        let (moves, offset) = if named_segment == current_id {
+            (false, self.offset)
+        } else if named_segment == current_id + 1 {
+            (true, SEGMENT_HEADER_SIZE)
+        } else {
+            return Err(refuse(
+                "record names a segment other than the current one and the next",
+            ));
+        };
+        let header = RecordHeader::decode(
+            header_bytes,
+            self.generation,
+            named_segment,
+            offset,
+            self.config.body_size_max,
+        )
+        .map_err(refuse)?;
+        let size = header.size();
+        if record.len() as u64 != size {
+            return Err(refuse(
+                "length differs from the record size its header gives",
+            ));
+        }
+        if header.sequence != sequence {
+            return Err(refuse("sequence is not the next one"));
+        }
+        if header.previous_checksum != self.previous_checksum {
+            return Err(refuse(
+                "hash chain broken: previous checksum is not the last record's",
+            ));
+        }
+        if moves {
+            if self.offset + size <= current_size {
+                return Err(refuse(
+                    "record names the next segment but fits in the current one",
+                ));
+            }
+            if SEGMENT_HEADER_SIZE + size > self.segments[self.current + 1].file.size() {
+                return Err(refuse("record does not fit in the next segment"));
+            }
+        } else if self.offset + size > current_size {
+            return Err(refuse(
+                "record names the current segment but does not fit in its rest",
+            ));
+        }
+        let (body, padding) = rest.split_at(header.body_size as usize);
+        if !header.body_matches(body) {
+            return Err(refuse("body checksum mismatch"));
+        }
+        if padding.iter().any(|&byte| byte != 0) {
+            return Err(refuse("padding is not zero"));
+        }
+        if header.watermark > self.shared.durability.durable_sequence() {
+            // The watermark is below the record's sequence: every record it covers is written.
+            match self.config.sync {
+                SyncMode::Manual => {
+                    self.shared.sync_pending()?;
+                }
+                SyncMode::Data => {
+                    self.shared.durability.wait_durable(header.watermark)?;
+                }
+                SyncMode::None => {}
+            }
+            assert!(self.shared.durability.durable_sequence() >= header.watermark);
+        }
+        let finished = if moves {
+            Some(self.move_to_spare()?)
+        } else {
+            None
+        };
+        let segment = &mut self.segments[self.current];
+        assert_eq!(segment.id, header.segment);
+        assert_eq!(self.offset, header.offset);
+        assert!(self.offset + size <= segment.file.size());
+        // Body (with its padding) first, then header (J4), as `append` writes.
+        let id = segment.id;
+        segment
+            .file
+            .write(self.offset + RECORD_HEADER_SIZE, rest)
+            .map_err(|error| {
+                JournalError::io("writing a record body", &segment_file_name(id), error)
+            })?;
+        segment
+            .file
+            .write(self.offset, header_bytes)
+            .map_err(|error| {
+                JournalError::io("writing a record header", &segment_file_name(id), error)
+            })?;
+        let start = self.offset;
+        self.offset += size;
+        self.appended(start, sequence, header.timestamp, header.checksum, finished);
+        Ok(sequence)
+    }
+
+    /// Gives a journal that holds nothing yet the generation `generation` (a backup takes its
+    /// primary's, so that copied records validate here): rewrites every segment file's header
+    /// with it and syncs each. Allowed only while the journal holds no record and no
+    /// checkpoint file, and no checkpoint runs. Readers made before ([`Journal::reader`])
+    /// keep the old generation: make them again.
+    ///
+    /// Not atomic across files: a crash in the middle leaves segments of two generations, and
+    /// the directory then refuses to open ("segment from another journal generation"); it held
+    /// no record, so removing its segment files loses nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::JournalNotEmpty`] saying what the journal holds, and I/O errors.
+    pub fn set_generation_if_empty(&mut self, generation: u64) -> Result<(), JournalError> {
+        let refuse = |reason| Err(JournalError::JournalNotEmpty { reason });
+        if self.written != 0 {
+            return refuse("holds records");
+        }
+        if self.first_sequence != 1 {
+            return refuse("has retired records");
+        }
+        if !self.checkpoints.is_empty() || self.running.is_some() {
+            return refuse("has a checkpoint");
+        }
+        let directory = self.storage.describe();
+        let names = self
+            .storage
+            .list()
+            .map_err(|error| JournalError::io("listing", &directory, error))?;
+        if names
+            .iter()
+            .any(|name| parse_checkpoint_name(name.trim_end_matches(".tmp")).is_some())
+        {
+            return refuse("has checkpoint files");
+        }
+        assert_eq!(self.current, 0);
+        assert_eq!(self.offset, SEGMENT_HEADER_SIZE);
+        assert_eq!(self.previous_checksum, 0);
+        let mut block = [0u8; RECORD_HEADER_SIZE as usize];
+        for (index, segment) in self.segments.iter_mut().enumerate() {
+            let name = segment_file_name(segment.id);
+            SegmentHeader {
+                generation,
+                segment: segment.id,
+                size: segment.file.size(),
+            }
+            .encode(&mut block);
+            segment
+                .file
+                .write(0, &block)
+                .map_err(|error| JournalError::io("rewriting a segment header", &name, error))?;
+            self.syncers[index]
+                .sync(0, RECORD_HEADER_SIZE)
+                .map_err(|error| JournalError::io("syncing a segment header", &name, error))?;
+        }
+        self.generation = generation;
+        Ok(())
+    }
+
+    /// Drops every record after `sequence` (a backup whose journal diverged from a new
+    /// primary's keeps the common prefix) and returns what was dropped. First makes everything
+    /// written durable (so that no sync of the old tail can publish after the cut), then
+    /// zeroes the dropped bytes and syncs them, so recovery never sees them (backwards, in
+    /// steps: a crash in the middle leaves a shorter log that still opens, and the caller
+    /// truncates again); then the journal
+    /// continues after record `sequence`: the next append is `sequence + 1`, the durable
+    /// sequence is lowered to at most `sequence`, and nothing stays pending for the syncer.
+    /// Whole segments past the new end stay as zeroed spares. `sequence` at or above the
+    /// written sequence drops nothing.
+    ///
+    /// Callers must not be waiting ([`Durability::wait_durable`]) for a dropped sequence: the
+    /// records that get it next are new ones. Readers ([`Journal::reader`]) notice the cut at
+    /// their next read by the hash chain and find their place again.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::TruncationRefused`] when `sequence` is below the newest checkpoint's
+    /// sequence or below the first sequence held - 1, [`JournalError::CheckpointRunning`],
+    /// [`JournalError::SyncFailed`], corruption when a written record no longer validates, and
+    /// I/O errors.
+    pub fn truncate_after(&mut self, sequence: u64) -> Result<TruncatedTail, JournalError> {
+        let refuse = |reason| Err(JournalError::TruncationRefused { sequence, reason });
+        if sequence >= self.written {
+            return Ok(TruncatedTail {
+                records: 0,
+                first_sequence: self.written + 1,
+                last_sequence: self.written,
+                last_timestamp: 0,
+            });
+        }
+        if let Some(running) = &self.running {
+            return Err(JournalError::CheckpointRunning {
+                sequence: running.sequence,
+            });
+        }
+        if self.shared.durability.failed() {
+            return Err(JournalError::SyncFailed);
+        }
+        let newest = self.checkpoints.first();
+        if newest.is_some_and(|checkpoint| sequence < checkpoint.sequence) {
+            return refuse("a checkpoint covers a later record");
+        }
+        if sequence + 1 < self.first_sequence {
+            return refuse("the records up to it were retired");
+        }
+        let body_size_max = self.config.body_size_max;
+        let (end, last_timestamp) = if sequence + 1 == self.first_sequence {
+            let timestamp = newest
+                .filter(|checkpoint| checkpoint.sequence == sequence)
+                .map_or(0, |checkpoint| checkpoint.timestamp);
+            (self.base(), timestamp)
+        } else {
+            let start = locate(
+                &self.segments,
+                self.generation,
+                body_size_max,
+                sequence,
+                self.base(),
+            )?;
+            let mut walker = Walker::new(&self.segments, self.generation, body_size_max, start);
+            walker.headers_only_through = sequence;
+            loop {
+                match walker.step()? {
+                    Step::Record(header) if header.sequence == sequence => {
+                        break (walker.cursor, header.timestamp);
+                    }
+                    Step::Record(_) => {}
+                    Step::End(end) => return Err(self.vanished(end.cursor, end.reason)),
+                }
+            }
+        };
+        assert_eq!(end.sequence, sequence + 1);
+        // No sync of the old tail may publish after the cut: make it all durable first, so that
+        // nothing is pending and the syncer has published its last batch.
+        match self.config.sync {
+            SyncMode::Manual => {
+                self.shared.sync_pending()?;
+            }
+            SyncMode::Data => {
+                self.shared.durability.wait_durable(self.written)?;
+            }
+            SyncMode::None => {}
+        }
+        assert_eq!(self.shared.durability.durable_sequence(), self.written);
+        let dropped = TruncatedTail {
+            records: self.written - sequence,
+            first_sequence: sequence + 1,
+            last_sequence: self.written,
+            last_timestamp: self.last_timestamp,
+        };
+        self.zero_dropped(end)?;
+        self.current = end.position.index;
+        self.offset = end.position.offset;
+        self.written = sequence;
+        self.previous_checksum = end.previous_checksum;
+        self.last_timestamp = last_timestamp;
+        assert!(self.segments.len() >= self.current + 2);
+        {
+            let mut pending = lock(&self.shared.pending);
+            assert!(pending.ranges.is_empty());
+            pending.written = sequence;
+            let durability = &self.shared.durability;
+            durability.written.store(sequence, Ordering::Release);
+            durability.durable.fetch_min(sequence, Ordering::SeqCst);
+        }
+        Ok(dropped)
+    }
+
+    /// Zeroes the records from `end` (the cursor after the last record kept) to the end of
+    /// the log, and syncs them, so that a crash at any point leaves a log that recovery opens:
+    /// the records dropped so far are always a tail of the log, and no record left carries a
+    /// watermark over one that is gone (J7 would call that corruption). The zeroing therefore
+    /// goes backwards in steps, each synced before the next, and a step's records carry no
+    /// watermark at or above its first sequence, so any part of it the device kept is a torn
+    /// tail. Within a group commit the watermarks are all equal: a step is about one of them.
+    fn zero_dropped(&mut self, end: Cursor) -> Result<(), JournalError> {
+        let body_size_max = self.config.body_size_max;
+        let first_id = self.segments[0].id;
+        // Where each dropped record starts, its sequence and its watermark.
+        let mut dropped: Vec<(Position, u64, u64)> = Vec::new();
+        let mut walker = Walker::new(&self.segments, self.generation, body_size_max, end);
+        walker.headers_only_through = self.written;
+        while walker.cursor.sequence <= self.written {
+            match walker.step()? {
+                Step::Record(header) => {
+                    let index = usize::try_from(header.segment - first_id)
+                        .expect("segment index fits usize");
+                    let position = Position {
+                        index,
+                        offset: header.offset,
+                    };
+                    dropped.push((position, header.sequence, header.watermark));
+                }
+                Step::End(end) => return Err(self.vanished(end.cursor, end.reason)),
+            }
+        }
+        assert_eq!(dropped.len() as u64, self.written - (end.sequence - 1));
+        let mut zero_end = Position {
+            index: self.current,
+            offset: self.offset,
+        };
+        let mut step_end = dropped.len();
+        while step_end > 0 {
+            let mut step_start = step_end - 1;
+            let mut watermark_max = dropped[step_start].2;
+            while step_start > 0 {
+                let (_, sequence, watermark) = dropped[step_start - 1];
+                if watermark_max.max(watermark) >= sequence {
+                    break;
+                }
+                watermark_max = watermark_max.max(watermark);
+                step_start -= 1;
+            }
+            assert!(watermark_max < dropped[step_start].1);
+            let from = dropped[step_start].0;
+            zero_range(&mut self.segments, from, zero_end)?;
+            zero_end = from;
+            step_end = step_start;
+        }
+        // The rest of a segment the first dropped record did not fit in is zero already.
+        zero_range(&mut self.segments, end.position, zero_end)
+    }
+
+    /// A reader of this journal's records for another thread of this process, while this one
+    /// writes (see [`RecordReader`]). It takes no lock: this journal holds the directory's.
+    ///
+    /// # Errors
+    ///
+    /// [`JournalError::Config`] on storage without a directory (the simulated one).
+    pub fn reader(&self) -> Result<RecordReader, JournalError> {
+        let Some(dir) = &self.dir else {
+            return Err(JournalError::Config {
+                reason: "a record reader needs a journal directory on disk",
+            });
+        };
+        Ok(RecordReader::new(
+            dir.clone(),
+            self.generation,
+            self.config.body_size_max,
+        ))
+    }
+
+    /// The size of new segment files, from the configuration. Segments created before keep
+    /// theirs ([`Journal::segment_sizes`]): a journal reopened with another size has segments
+    /// of both, and a mirror is byte-identical only while its primary's segments have the same
+    /// sizes as its own.
+    pub fn segment_size(&self) -> u64 {
+        self.config.segment_size
+    }
+
+    /// Id and size in bytes of every segment file present, in id order (the spares included).
+    pub fn segment_sizes(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.segments
+            .iter()
+            .map(|segment| (segment.id, segment.file.size()))
     }
 }
 

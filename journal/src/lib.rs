@@ -1,5 +1,8 @@
 //! The clearline journal: segment files, checksummed records, group commit, replay, checkpoint
-//! files written by a forked child, and retirement of the segments they cover.
+//! files written by a forked child, retirement of the segments they cover, and mirroring: a
+//! reader of the records while they are written ([`RecordReader`]) and a byte-identical copy
+//! of them in another journal ([`Journal::append_copied`], [`Journal::truncate_after`]; rules
+//! in FORMAT.md, "Mirroring").
 //!
 //! It knows records and bytes, not accounts or orders. The on-disk format is drawn in
 //! `journal/FORMAT.md`; the rules it follows are J1-J14 of `docs/durability.md`.
@@ -19,6 +22,7 @@ pub mod le;
 #[allow(unsafe_code)]
 mod mmap;
 mod prefault;
+mod reader;
 mod record;
 mod replay;
 pub mod sim;
@@ -39,6 +43,7 @@ pub use mmap::{
     cached_bytes, drop_cached_pages, keep_from_fork, lower_thread_priority, populate,
     BACKGROUND_NICE,
 };
+pub use reader::{ReadOutcome, RecordReader, READ_BUFFER_SIZE};
 pub use record::{
     record_size, CHECKPOINT_HEADER_SIZE, FORMAT_VERSION, RECORD_ALIGNMENT, RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
@@ -254,6 +259,20 @@ impl fmt::Display for Truncation {
             self.sequence, self.segment, self.offset, self.bytes_nonzero, self.records, self.reason
         )
     }
+}
+
+/// What [`Journal::truncate_after`] dropped: records `first_sequence..=last_sequence` (none when
+/// `records` is 0, and then `last_sequence = first_sequence - 1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TruncatedTail {
+    /// How many records were dropped.
+    pub records: u64,
+    /// The first sequence dropped (the next record appended gets it again).
+    pub first_sequence: u64,
+    /// The last sequence dropped (the written sequence before the call).
+    pub last_sequence: u64,
+    /// Timestamp of the last record dropped (0 when none was).
+    pub last_timestamp: u64,
 }
 
 /// What [`Journal::open`] recovered.

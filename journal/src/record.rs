@@ -36,6 +36,8 @@ pub const CHECKPOINT_MAGIC: u64 = u64::from_le_bytes(*b"CLJCKP01");
 
 /// Offset of the magic in a record header (used to find candidate records when scanning).
 pub const RECORD_MAGIC_OFFSET: usize = 48;
+/// Offset of the segment id in a record header (a copied record names where it goes).
+pub const RECORD_SEGMENT_OFFSET: usize = 72;
 
 const _: () = assert!(RECORD_HEADER_SIZE % RECORD_ALIGNMENT == 0);
 const _: () = assert!(SEGMENT_HEADER_SIZE % RECORD_ALIGNMENT == 0);
@@ -105,7 +107,7 @@ impl RecordHeader {
         bytes[56..58].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         bytes[60..64].copy_from_slice(&self.body_size.to_le_bytes());
         put_u64(bytes, 64, self.generation);
-        put_u64(bytes, 72, self.segment);
+        put_u64(bytes, RECORD_SEGMENT_OFFSET, self.segment);
         put_u64(bytes, 80, self.offset);
         put_u64(bytes, 88, self.sequence);
         put_u64(bytes, 96, self.timestamp);
@@ -147,7 +149,7 @@ impl RecordHeader {
             previous_checksum: u128_at(bytes, 32),
             body_size: u32_at(bytes, 60),
             generation: u64_at(bytes, 64),
-            segment: u64_at(bytes, 72),
+            segment: u64_at(bytes, RECORD_SEGMENT_OFFSET),
             offset: u64_at(bytes, 80),
             sequence: u64_at(bytes, 88),
             timestamp: u64_at(bytes, 96),

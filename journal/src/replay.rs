@@ -527,19 +527,50 @@ fn classify(
 ///
 /// I/O errors.
 pub(crate) fn zero_tail(segments: &mut [OpenSegment], from: Position) -> Result<(), JournalError> {
+    let last = segments.len() - 1;
+    let to = Position {
+        index: last,
+        offset: segments[last].file.size(),
+    };
+    zero_range(segments, from, to)
+}
+
+/// Zeroes every non-zero chunk from `from` up to `to` (exclusive, in the same or a later
+/// segment; the segment headers in between are kept), then syncs, in each segment it changed,
+/// the range it covered there. Safe to interrupt and repeat.
+///
+/// # Errors
+///
+/// I/O errors.
+pub(crate) fn zero_range(
+    segments: &mut [OpenSegment],
+    from: Position,
+    to: Position,
+) -> Result<(), JournalError> {
+    assert!(
+        (from.index, from.offset) <= (to.index, to.offset),
+        "zero_range from {from:?} to {to:?}"
+    );
+    assert!(to.index < segments.len());
     let zeros = vec![0u8; CHUNK_SIZE as usize];
     let mut chunk = vec![0u8; CHUNK_SIZE as usize];
-    for (index, segment) in segments.iter_mut().enumerate().skip(from.index) {
-        let size = segment.file.size();
+    let count = to.index - from.index + 1;
+    for (index, segment) in segments.iter_mut().enumerate().skip(from.index).take(count) {
         let start = if index == from.index {
             from.offset
         } else {
             SEGMENT_HEADER_SIZE
         };
+        let end = if index == to.index {
+            to.offset
+        } else {
+            segment.file.size()
+        };
+        assert!(end <= segment.file.size());
         let mut offset = start;
         let mut changed = false;
-        while offset < size {
-            let length = CHUNK_SIZE.min(size - offset) as usize;
+        while offset < end {
+            let length = CHUNK_SIZE.min(end - offset) as usize;
             segment
                 .file
                 .read(offset, &mut chunk[..length])
@@ -557,7 +588,7 @@ pub(crate) fn zero_tail(segments: &mut [OpenSegment], from: Position) -> Result<
             segment
                 .file
                 .syncer()
-                .sync(start, size - start)
+                .sync(start, end - start)
                 .map_err(|error| io_error(segment.id, "syncing the truncated tail", error))?;
         }
     }
