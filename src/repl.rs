@@ -6,6 +6,7 @@
 //! (`flags=linked|pending`). Results print with the names of their codes.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
 
 use clearline_engine::{
     Account, AccountBalance, AccountFilter, AccountFilterFlags, AccountFlags, CreateAccountStatus,
@@ -88,11 +89,28 @@ pub fn execute(client: &mut Client, statement: &str) -> Result<String, BoxError>
         .find(|operation| operation.name() == parsed.operation)
         .ok_or_else(|| format!("unknown operation `{}` (try `help;`)", parsed.operation))?;
     let body = encode_events(operation, &parsed.objects)?;
+    // The client follows `not_primary` redirects (docs/protocol.md section 4.1); a request it
+    // sent again to the primary shows as a change of server.
+    let server_before = client.server_addr();
     let reply = client.request(operation, &body)?;
+    let moved = moved_line(server_before, client.server_addr());
     if reply.status() != FrameStatus::Ok {
-        return Err(format!("the server answered with frame status {:?}", reply.status()).into());
+        return Err(format!(
+            "{moved}the server answered with frame status {:?}",
+            reply.status()
+        )
+        .into());
     }
-    Ok(render_reply(operation, &parsed.objects, &reply.body))
+    Ok(moved + &render_reply(operation, &parsed.objects, &reply.body))
+}
+
+/// The line that says the client followed a redirect to another server, or nothing.
+fn moved_line(before: SocketAddr, after: SocketAddr) -> String {
+    if before == after {
+        String::new()
+    } else {
+        format!("moved to the primary at {after}\n")
+    }
 }
 
 const HELP: &str = "\
@@ -812,6 +830,17 @@ pub fn render_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn says_when_a_redirect_moved_it_to_the_primary() {
+        let backup: SocketAddr = "127.0.0.1:7001".parse().expect("an address");
+        let primary: SocketAddr = "[::1]:7002".parse().expect("an address");
+        assert_eq!(moved_line(backup, backup), "");
+        assert_eq!(
+            moved_line(backup, primary),
+            "moved to the primary at [::1]:7002\n"
+        );
+    }
 
     #[test]
     fn encodes_order_statements() {

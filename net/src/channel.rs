@@ -20,7 +20,12 @@ use crossbeam_queue::ArrayQueue;
 use mio::Waker;
 
 use crate::config::ServerConfig;
-use crate::frame::{FrameStatus, Header};
+use crate::frame::{FrameStatus, Header, Redirect};
+use crate::reply_memory::CLASS_SIZE_MIN;
+
+// A redirect fits in the smallest reply buffer, so writing it into a request's reply buffer
+// does not allocate (except for a request whose largest reply is empty: see `Reply::redirect`).
+const _: () = assert!(Redirect::SIZE <= CLASS_SIZE_MIN);
 
 /// Which connection a request came from: a slot index and the slot's generation, so a reply
 /// for a connection that closed (and whose slot was reused) is dropped.
@@ -86,9 +91,11 @@ pub struct Reply {
     pub request_id: u64,
     /// The request's operation.
     pub operation: Operation,
-    /// [`FrameStatus::Ok`], or a status with an empty body (`storage_full`).
+    /// [`FrameStatus::Ok`]; [`FrameStatus::NotPrimary`] with one [`Redirect`] in the body (build
+    /// it with [`Reply::redirect`]); or another status with an empty body (`storage_full`).
     pub status: FrameStatus,
-    /// Results in `body`: for status ok, `body.len() == count x operation.reply_item_size()`.
+    /// Items in `body`: `body.len()` is what [`FrameStatus::reply_body_size`] gives for the
+    /// status, the operation and this count (`count x operation.reply_item_size()` for ok).
     pub count: u32,
     /// The engine timestamp of the request's last event (0 for reads).
     pub timestamp: u64,
@@ -118,6 +125,33 @@ impl Reply {
             body: Vec::new(),
             gate: 0,
             reply_reserved: request.reply_reserved,
+        }
+    }
+
+    /// A `not_primary` reply to `request` (docs/protocol.md section 4.1): the request was not
+    /// executed, and the body is `redirect` encoded into the request's `reply_body`, which this
+    /// takes. No gate, `timestamp` and `sequence` 0: it reveals nothing of the journal.
+    ///
+    /// A backup answers this to every write, and to every read without
+    /// [`RequestFlags::READ_FROM_BACKUP`](crate::frame::RequestFlags::READ_FROM_BACKUP); a
+    /// deposed primary answers it to every request. Build `redirect` with
+    /// [`Redirect::primary`], or use [`Redirect::NO_PRIMARY`] when no primary is known.
+    ///
+    /// Does not allocate: every request's reply buffer has room for at least the smallest reply
+    /// class (1 KiB), except a query whose filter asks for no item (limit 0), whose buffer is
+    /// empty. That one reply grows the buffer to 40 bytes, and the net thread counts it in
+    /// `replies_over_reservation`.
+    pub fn redirect(request: &mut Request, redirect: &Redirect) -> Reply {
+        let mut bytes = [0u8; Redirect::SIZE];
+        redirect.encode(&mut bytes);
+        let mut body = std::mem::take(&mut request.reply_body);
+        body.clear();
+        body.extend_from_slice(&bytes);
+        Reply {
+            status: FrameStatus::NotPrimary,
+            count: 1,
+            body,
+            ..Reply::to(request)
         }
     }
 }
@@ -470,8 +504,18 @@ impl std::fmt::Debug for CoreSide {
 }
 
 /// Sends a reply for `request` with `status` and an empty body: a convenience for cores that
-/// refuse a request (for example `storage_full`).
+/// refuse a request (for example `storage_full`). A `not_primary` reply carries a body: build it
+/// with [`Reply::redirect`] instead.
+///
+/// # Panics
+///
+/// If `status` is [`FrameStatus::NotPrimary`] (a reply without its redirect body).
 pub fn status_reply(request: &Request, status: FrameStatus) -> Reply {
+    assert_ne!(
+        status,
+        FrameStatus::NotPrimary,
+        "a not_primary reply needs a redirect body: use Reply::redirect"
+    );
     Reply {
         status,
         ..Reply::to(request)

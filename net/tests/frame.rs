@@ -3,6 +3,7 @@
 //! the checks, and decoding arbitrary bytes without panicking.
 
 use clearline_engine::Operation;
+use clearline_net::frame::RequestFlags;
 use clearline_net::{
     check_reply_body, check_reply_header, check_request, check_request_header, checksum, Action,
     FrameStatus, Header, Rejection, ReplyInvalid, BODY_SIZE_MAX, HEADER_SIZE, MAGIC,
@@ -100,14 +101,16 @@ fn status_names_follow_the_protocol() {
         "body_checksum_invalid",
         "storage_full",
         "shutting_down",
+        "not_primary",
     ];
+    assert_eq!(names.len(), FrameStatus::ALL.len());
     for (number, name) in names.iter().enumerate() {
-        let status = FrameStatus::from_u8(number as u8).expect("statuses 0..=9 exist");
+        let status = FrameStatus::from_u8(number as u8).expect("statuses 0..=10 exist");
         assert_eq!(status as usize, number);
         assert_eq!(status.name(), *name);
         assert_eq!(status.to_string(), *name);
     }
-    assert_eq!(FrameStatus::from_u8(10), None);
+    assert_eq!(FrameStatus::from_u8(11), None);
 }
 
 /// A valid frame of `count` events of `operation`, each byte `fill`.
@@ -176,11 +179,25 @@ fn every_request_status_with_its_action() {
         check_changed(|h| h.version = 0),
         rejected(FrameStatus::VersionUnsupported, Close)
     );
-    // 4: every reserved byte, and the fields that must be zero in requests.
+    // 4: every reserved byte, every request flag bit with no meaning, and the fields that must
+    // be zero in requests. Bytes 62..64 (reserved 14..16) are the flags; bit 0 has a meaning.
     let reserved_not_zero = rejected(FrameStatus::HeaderReservedNotZero, Close);
-    for index in 0..16 {
+    for index in 0..14 {
         assert_eq!(check_changed(|h| h.reserved[index] = 1), reserved_not_zero);
     }
+    for bit in 1..16 {
+        let flags = RequestFlags::from_bits(1 << bit);
+        assert_eq!(
+            check_changed(|h| h.set_request_flags(flags)),
+            reserved_not_zero,
+            "flag bit {bit}"
+        );
+    }
+    assert_eq!(check_changed(|h| h.reserved[15] = 0x80), reserved_not_zero);
+    assert_eq!(
+        check_changed(|h| h.set_request_flags(RequestFlags::READ_FROM_BACKUP)),
+        Ok(Operation::CreateAccounts)
+    );
     assert_eq!(check_changed(|h| h.status = 1), reserved_not_zero);
     assert_eq!(check_changed(|h| h.timestamp = 1), reserved_not_zero);
     assert_eq!(check_changed(|h| h.sequence = u64::MAX), reserved_not_zero);
@@ -314,10 +331,10 @@ fn reply_checks() {
     let refusals = [
         (
             Header {
-                status: 10,
+                status: 11,
                 ..Header::zeroed()
             },
-            ReplyInvalid::StatusUnknown(10),
+            ReplyInvalid::StatusUnknown(11),
         ),
         (
             Header {
