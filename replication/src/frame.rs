@@ -38,6 +38,7 @@ const RECORDS_FIXED_SIZE: usize = 16;
 const ACK_BODY_SIZE: usize = 8;
 const TRUNCATE_BODY_SIZE: usize = 24;
 const CATCH_UP_BODY_SIZE: usize = 32;
+const WELCOME_BODY_SIZE: usize = 32;
 const CHECKPOINT_CHUNK_FIXED_SIZE: usize = 40;
 
 const _: () = assert!(FRAME_HEADER_SIZE % 8 == 0);
@@ -60,6 +61,8 @@ pub enum Kind {
     CatchUp = 5,
     /// Primary to backup: a piece of a checkpoint file.
     CheckpointChunk = 6,
+    /// Primary to backup, first frame on a connection: the journal the backup must mirror.
+    Welcome = 7,
 }
 
 impl Kind {
@@ -71,6 +74,7 @@ impl Kind {
             4 => Some(Kind::Truncate),
             5 => Some(Kind::CatchUp),
             6 => Some(Kind::CheckpointChunk),
+            7 => Some(Kind::Welcome),
             _ => None,
         }
     }
@@ -132,6 +136,18 @@ pub enum Message<'a> {
         /// The chunk (not empty).
         bytes: &'a [u8],
     },
+    /// The primary answers a `Hello` with the facts of the journal the backup must mirror.
+    Welcome {
+        /// The primary journal's generation (never zero): a backup's journal takes it.
+        generation: u64,
+        /// The size of the primary's segment files: the backup's must be the same.
+        segment_size: u64,
+        /// The first sequence the primary's journal still holds (records before it were
+        /// retired after a checkpoint).
+        first_sequence: u64,
+        /// The last sequence the primary has written.
+        written_sequence: u64,
+    },
 }
 
 impl Message<'_> {
@@ -144,6 +160,7 @@ impl Message<'_> {
             Message::Truncate { .. } => Kind::Truncate,
             Message::CatchUp { .. } => Kind::CatchUp,
             Message::CheckpointChunk { .. } => Kind::CheckpointChunk,
+            Message::Welcome { .. } => Kind::Welcome,
         }
     }
 
@@ -156,6 +173,7 @@ impl Message<'_> {
             Message::Truncate { .. } => TRUNCATE_BODY_SIZE,
             Message::CatchUp { .. } => CATCH_UP_BODY_SIZE,
             Message::CheckpointChunk { bytes, .. } => CHECKPOINT_CHUNK_FIXED_SIZE + bytes.len(),
+            Message::Welcome { .. } => WELCOME_BODY_SIZE,
         }
     }
 }
@@ -353,6 +371,28 @@ pub fn check_message(epoch: u64, message: &Message<'_>) -> Result<(), FrameError
                 return Err(FrameError::ChunkOutOfBounds);
             }
         }
+        Message::Welcome {
+            generation,
+            segment_size,
+            first_sequence,
+            ..
+        } => {
+            if generation == 0 {
+                return Err(FrameError::FieldMustNotBeZero {
+                    field: "generation",
+                });
+            }
+            if segment_size == 0 {
+                return Err(FrameError::FieldMustNotBeZero {
+                    field: "segment_size",
+                });
+            }
+            if first_sequence == 0 {
+                return Err(FrameError::FieldMustNotBeZero {
+                    field: "first_sequence",
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -434,6 +474,17 @@ pub fn encode(frame: &Frame<'_>, buffer: &mut [u8]) -> Result<usize, FrameError>
             put(body, 16, &checkpoint_size.to_le_bytes());
             put(body, 24, &checkpoint_checksum.to_le_bytes());
             put(body, CHECKPOINT_CHUNK_FIXED_SIZE, bytes);
+        }
+        Message::Welcome {
+            generation,
+            segment_size,
+            first_sequence,
+            written_sequence,
+        } => {
+            put(body, 0, &generation.to_le_bytes());
+            put(body, 8, &segment_size.to_le_bytes());
+            put(body, 16, &first_sequence.to_le_bytes());
+            put(body, 24, &written_sequence.to_le_bytes());
         }
     }
     let checksum = crc32c::crc32c(&out[4..]);
@@ -564,6 +615,17 @@ fn parse(
                 bytes: &body[CHECKPOINT_CHUNK_FIXED_SIZE..],
             }
         }
+        Kind::Welcome => {
+            if body.len() != WELCOME_BODY_SIZE {
+                return Err(size_invalid);
+            }
+            Message::Welcome {
+                generation: u64_at(body, 0),
+                segment_size: u64_at(body, 8),
+                first_sequence: u64_at(body, 16),
+                written_sequence: u64_at(body, 24),
+            }
+        }
     };
     check_message(epoch, &message)?;
     Ok((Frame { epoch, message }, frame_size))
@@ -642,6 +704,27 @@ impl StreamDecoder {
     /// Bytes received but not yet decoded (part of a frame, when no whole frame is waiting).
     pub fn buffered_size(&self) -> usize {
         self.end - self.start
+    }
+
+    /// Whether [`StreamDecoder::next_frame`] would return a frame or an error now rather than
+    /// `None`: a whole frame is buffered, or bytes that cannot begin one. Reads only the
+    /// header's sizes, so a caller can decide to read more without borrowing a frame.
+    pub fn frame_ready(&self) -> bool {
+        if self.failed.is_some() {
+            return true;
+        }
+        let bytes = &self.buffer[self.start..self.end];
+        if bytes.len() < FRAME_HEADER_SIZE {
+            return false;
+        }
+        if u32_at(bytes, 4) != FRAME_MAGIC || u16_at(bytes, 8) != FRAME_VERSION {
+            return true;
+        }
+        let body_size = u32_at(bytes, 12);
+        if body_size > self.body_size_max {
+            return true;
+        }
+        bytes.len() >= FRAME_HEADER_SIZE + body_size as usize
     }
 
     /// The next whole frame, `None` if more bytes are needed.

@@ -46,6 +46,12 @@ impl Owned {
                 checkpoint_size: self.b,
                 checkpoint_checksum: self.c,
             },
+            5 => Message::Welcome {
+                generation: self.a,
+                segment_size: self.a,
+                first_sequence: self.a,
+                written_sequence: self.b,
+            },
             _ => Message::CheckpointChunk {
                 checkpoint_sequence: self.a,
                 offset: self.b,
@@ -64,7 +70,7 @@ impl Owned {
 fn owned() -> impl Strategy<Value = Owned> {
     (
         1u64..u64::MAX,
-        0u8..6,
+        0u8..7,
         1u64..u64::MAX,
         0u64..u64::MAX / 2,
         any::<u128>(),

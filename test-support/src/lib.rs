@@ -2,7 +2,8 @@
 //! ([`Rng`]), one workload generator for ledger transfers ([`ledger`]), one for the
 //! exchange-core order mix ([`orders`]), and the uniform and Zipfian account choice of the
 //! history benches ([`AccountPicker`]), and the calling thread's priority for tests of
-//! background threads ([`thread`]).
+//! background threads ([`thread`]), and a real etcd server on loopback for the replication
+//! tests ([`etcd`]).
 //!
 //! The generators are deterministic: the same seed gives the same numbers and the same workload
 //! on every run and machine, so a failing seed replays exactly. They read no clock and no
@@ -14,6 +15,7 @@
 //! use it, because it links the engine as an ordinary library.
 
 mod accounts;
+pub mod etcd;
 pub mod ledger;
 pub mod orders;
 mod rng;
