@@ -53,6 +53,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const LEDGER: u32 = 1;
 const CODE: u16 = 1;
+
+/// The primary a server redirects to, or the server itself when it serves writes.
+///
+/// # Errors
+/// The server cannot be reached or names no primary within the client's redirect deadline.
+fn primary_of(addr: SocketAddr) -> Result<SocketAddr, BoxError> {
+    let mut client = Client::connect(addr)?;
+    client.get_state()?;
+    Ok(client.server_addr())
+}
+
 /// Transfer ids start here so they never meet account ids.
 const TRANSFER_ID_BASE: u128 = 1 << 64;
 /// The most requests one connection keeps in flight in open-loop mode.
@@ -416,7 +427,15 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
 
     let mut own_server = None;
     let addr = match args.addr {
-        Some(addr) => addr,
+        // A node of a replication group may be a backup: the load goes to the primary it
+        // names (docs/replication.md, "Benchmarking a group").
+        Some(addr) => {
+            let primary = primary_of(addr)?;
+            if primary != addr {
+                say!("{addr} is a backup; loading the primary at {primary}");
+            }
+            primary
+        }
         None => {
             let dir = temporary_dir()?;
             say!(
@@ -435,6 +454,7 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 ids_max: crate::cli::IDS_MAX_DEFAULT.max(args.transfer_count),
                 limits,
                 tigerbeetle: crate::cli::TigerBeetleArgs::default(),
+                replication: crate::cli::ReplicationArgs::default(),
             };
             // The sync baseline runs before the server starts, so the server's own segment
             // allocation does not share the disk with it.

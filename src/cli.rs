@@ -31,7 +31,7 @@ pub enum Command {
     /// Exit codes: 0 after SIGINT or SIGTERM, 3 when a journal record cannot be replayed (a
     /// restart gives the same result: see the message), 1 for any other failure.
     #[command(after_long_help = START_AFTER_HELP)]
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// An interactive client: create accounts and transfers, look things up.
     Repl(ReplArgs),
     /// The standard load test: transfers in batches over TCP, throughput and latency.
@@ -135,6 +135,48 @@ pub struct StartArgs {
     /// TigerBeetle's client protocol on a second port (off unless --tigerbeetle-addr is given).
     #[command(flatten)]
     pub tigerbeetle: TigerBeetleArgs,
+    /// Replication (off unless --etcd is given; docs/replication.md).
+    #[command(flatten)]
+    pub replication: ReplicationArgs,
+}
+
+/// A replication group: a primary streams its journal to backups, and etcd decides who is
+/// primary (docs/replication.md, "Running a group").
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReplicationArgs {
+    /// Join a replication group whose leadership lives in this etcd cluster: comma-separated
+    /// client URLs, for example http://127.0.0.1:2379. Off (a single node) unless given.
+    #[arg(long, value_name = "URLS")]
+    pub etcd: Option<String>,
+    /// This node's id in the group: unique, never zero. Needed with --etcd.
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u64>,
+    /// Where this node streams its journal to backups while it is primary, and what backups
+    /// connect to. Needed with --etcd.
+    #[arg(long, value_name = "ADDR")]
+    pub peer_addr: Option<SocketAddr>,
+    /// The address clients are redirected to while this node is primary (default: --addr).
+    /// Set it when --addr is 0.0.0.0 or behind a translation.
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
+    /// The group's name: its keys in etcd live under /clearline/GROUP/.
+    #[arg(long, default_value = "default", value_name = "GROUP")]
+    pub group: String,
+    /// Nodes in the group, this one included. With --ack-backups it decides how many backups
+    /// a new primary must hear from before it takes over (docs/replication.md, "Who takes
+    /// over").
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub group_size: u32,
+    /// A primary answers a write only once it is durable on itself and on this many backups
+    /// (0: on itself only, as a single node; a failover may then lose acknowledged writes).
+    /// Default: 1 when the group has backups.
+    #[arg(long, value_name = "K")]
+    pub ack_backups: Option<u32>,
+    /// The primary's lease in etcd, in whole seconds (1 to 60; etcd raises it to its minimum,
+    /// 2 s by default). A primary that cannot renew it stops acknowledging before it expires;
+    /// a backup takes over after it expires.
+    #[arg(long, default_value_t = 2, value_name = "SECONDS")]
+    pub lease_ttl_seconds: u64,
 }
 
 /// History mode (docs/history.md), on by default: `--history` (kept for scripts that name it)

@@ -33,7 +33,7 @@ use clearline_net::tigerbeetle::gateway::CoreLink;
 use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, Request};
 
 use crate::history::{Pipeline, StoreReader};
-use crate::request_record;
+use crate::request_record::{self, EpochRecord};
 
 /// Size of the reply scratch: the largest frame body.
 pub const REPLY_SIZE_MAX: usize = 1_048_576 - 64;
@@ -206,6 +206,9 @@ pub struct Core {
     checkpoints: Checkpoints,
     /// History mode (`--history`, docs/history.md).
     history: Option<HistoryMode>,
+    /// The newest epoch record in the journal (docs/replication.md), if any was replayed,
+    /// applied or written.
+    journal_epoch: Option<EpochRecord>,
 }
 
 /// The engine built from a checkpoint image, in history mode reading what left memory from
@@ -449,6 +452,7 @@ impl Core {
         let mut reply = vec![0u8; REPLY_SIZE_MAX];
         let mut timestamp_last = checkpoint.map_or(0, |(_, timestamp)| timestamp);
         let mut records = 0u64;
+        let mut journal_epoch = None;
         // Journal after the checkpoint: it counts towards the next one, so a server that is
         // restarted often still checkpoints.
         let mut replayed_bytes = 0u64;
@@ -461,6 +465,12 @@ impl Core {
                     return;
                 }
                 place.set(&view);
+                if let Some(epoch) = request_record::decode_epoch(view.body) {
+                    journal_epoch = Some(epoch);
+                    timestamp_last = timestamp_last.max(view.timestamp);
+                    records += 1;
+                    return;
+                }
                 match request_record::decode(view.body) {
                     Ok((operation, _count, _)) if !operation.is_write() => {
                         failure = Some(place.refusal(&format!(
@@ -529,6 +539,7 @@ impl Core {
                 ..Checkpoints::default()
             },
             history,
+            journal_epoch,
         };
         Ok((
             core,
@@ -570,6 +581,166 @@ impl Core {
     /// Consumes the core, returning its journal.
     pub fn into_journal(self) -> Journal {
         self.journal
+    }
+
+    /// The journal sequence the history store holds durably, in history mode.
+    pub fn history_durable_sequence(&self) -> Option<u64> {
+        self.history
+            .as_ref()
+            .map(|history| history.pipeline.durable().sequence)
+    }
+
+    /// The newest epoch record the journal holds (docs/replication.md), if recovery or this
+    /// core met one.
+    pub fn journal_epoch(&self) -> Option<EpochRecord> {
+        self.journal_epoch
+    }
+
+    /// Journals the epoch record of a node that has just become primary, before any request
+    /// of its epoch. Not applied to the engine: it only marks where the epoch's records start.
+    ///
+    /// # Errors
+    /// The journal cannot take it (a full journal included: the node cannot lead then).
+    pub fn append_epoch(&mut self, record: EpochRecord) -> Result<u64, JournalError> {
+        let timestamp_before = self.timestamp_last;
+        let timestamp = self.next_timestamp(1);
+        request_record::encode_epoch(record, &mut self.record);
+        match self.journal.append(timestamp, &self.record) {
+            Ok(sequence) => {
+                self.journal_epoch = Some(record);
+                Ok(sequence)
+            }
+            Err(error) => {
+                self.timestamp_last = timestamp_before;
+                Err(error)
+            }
+        }
+    }
+
+    /// Appends a record copied from the primary's journal (a backup's hot standby) and applies
+    /// it exactly as replay would. Returns its sequence and whether it was an epoch record.
+    ///
+    /// # Errors
+    /// The journal refused the record (it does not continue this journal) or failed, or the
+    /// record is not a write this engine can apply (another capacity than the primary's):
+    /// either way the backup must stop following.
+    pub fn apply_copied(
+        &mut self,
+        record: &[u8],
+        reply: &mut [u8],
+    ) -> Result<(u64, Option<EpochRecord>), String> {
+        let sequence = self
+            .journal
+            .append_copied(record)
+            .map_err(|error| format!("the journal refused record: {error}"))?;
+        let (_, timestamp) = crate::replica::record_sequence_and_timestamp(record);
+        let body_size = clearline_journal::le::u32_at(record, 60) as usize;
+        let header = clearline_journal::RECORD_HEADER_SIZE as usize;
+        let body = &record[header..header + body_size];
+        self.timestamp_last = self.timestamp_last.max(timestamp);
+        self.checkpoints.bytes_since += body.len() as u64;
+        if let Some(epoch) = request_record::decode_epoch(body) {
+            self.journal_epoch = Some(epoch);
+            return Ok((sequence, Some(epoch)));
+        }
+        let (operation, count, events) = match request_record::decode(body) {
+            Ok((operation, count, events)) if operation.is_write() => (operation, count, events),
+            Ok((operation, ..)) => {
+                return Err(format!(
+                    "record {sequence} is a {} (a read), which is never journaled",
+                    operation.name()
+                ))
+            }
+            Err(error) => return Err(format!("record {sequence} is not a request: {error}")),
+        };
+        if let Some(history) = &mut self.history {
+            let (journal, checkpoints) = (&mut self.journal, &mut self.checkpoints);
+            let mut waiting = || {
+                let _ = checkpoint_poll(journal, checkpoints);
+            };
+            let room = history.pipeline.make_room(
+                &mut self.engine,
+                operation,
+                count,
+                &history.durability,
+                &mut waiting,
+            );
+            if !room {
+                return Err(format!(
+                    "memory for recent history cannot hold record {sequence}; give this node \
+                     the primary's --transfers-max"
+                ));
+            }
+        }
+        self.engine.execute(operation, timestamp, events, reply);
+        if let Some(history) = &mut self.history {
+            history.pipeline.after_write(&mut self.engine, sequence);
+        }
+        Ok((sequence, None))
+    }
+
+    /// Serves a read on a backup (a client asked for it): the reply reflects every record
+    /// applied so far, and carries that sequence.
+    pub fn read_on_backup(
+        &mut self,
+        operation: Operation,
+        events: &[u8],
+        reply: &mut [u8],
+    ) -> Applied {
+        assert!(!operation.is_write());
+        let reply_size = self.engine.execute(operation, 0, events, reply);
+        Applied {
+            timestamp: 0,
+            sequence: self.journal.written_sequence(),
+            gate: 0,
+            reply_size,
+        }
+    }
+
+    /// A batch boundary's background work: history ingest and checkpoints.
+    ///
+    /// # Errors
+    /// A failed journal sync during a checkpoint.
+    pub fn between_batches(&mut self) -> Result<(), String> {
+        self.history_tick();
+        self.checkpoint_tick()
+            .map_err(|error| format!("checkpoint: {error}; stopping"))
+    }
+
+    /// Ends the core: waits for a running checkpoint, closes history mode, says what pauses it
+    /// had, and returns the journal for its final sync.
+    ///
+    /// # Errors
+    /// A failed sync, or the history writer failed.
+    pub fn finish(mut self) -> Result<Journal, String> {
+        self.checkpoint_finish()
+            .map_err(|error| format!("checkpoint: {error}; stopping"))?;
+        if let Some(history) = &self.history {
+            say!(
+                "clearline: writes waited {:.3} s in all for room in memory while the history \
+                 store caught up",
+                history.pipeline.waited().as_secs_f64()
+            );
+            let evictions = history.pipeline.evictions();
+            if evictions.count > 0 {
+                say!(
+                    "clearline: {} eviction{} of durable history from memory took {:.3} s \
+                     in all; the longest core pause for one was {:.3} ms",
+                    evictions.count,
+                    if evictions.count == 1 { "" } else { "s" },
+                    evictions.total.as_secs_f64(),
+                    evictions.longest.as_secs_f64() * 1e3
+                );
+            }
+        }
+        self.history_close()?;
+        if !self.checkpoints.pause_longest.is_zero() {
+            say!(
+                "clearline: the longest core pause for a checkpoint was {:.3} ms",
+                self.checkpoints.pause_longest.as_secs_f64() * 1e3
+            );
+        }
+        Ok(self.into_journal())
     }
 
     fn next_timestamp(&mut self, slots: u64) -> u64 {
@@ -878,34 +1049,7 @@ pub fn core_loop(
         // answers what it has popped until the net thread has ended; `stop` is only for a server
         // whose net thread is already gone.
         if core_side.is_stopped() || stop.load(Ordering::Acquire) {
-            core.checkpoint_finish()
-                .map_err(|error| format!("checkpoint: {error}; stopping"))?;
-            if let Some(history) = &core.history {
-                say!(
-                    "clearline: writes waited {:.3} s in all for room in memory while the history \
-                     store caught up",
-                    history.pipeline.waited().as_secs_f64()
-                );
-                let evictions = history.pipeline.evictions();
-                if evictions.count > 0 {
-                    say!(
-                        "clearline: {} eviction{} of durable history from memory took {:.3} s \
-                         in all; the longest core pause for one was {:.3} ms",
-                        evictions.count,
-                        if evictions.count == 1 { "" } else { "s" },
-                        evictions.total.as_secs_f64(),
-                        evictions.longest.as_secs_f64() * 1e3
-                    );
-                }
-            }
-            core.history_close()?;
-            if !core.checkpoints.pause_longest.is_zero() {
-                say!(
-                    "clearline: the longest core pause for a checkpoint was {:.3} ms",
-                    core.checkpoints.pause_longest.as_secs_f64() * 1e3
-                );
-            }
-            return Ok(core.into_journal());
+            return core.finish();
         }
         match core.pulse_if_due(&mut scratch) {
             Ok(pulsed) => full.pulse_postponed &= !pulsed,
@@ -916,9 +1060,7 @@ pub fn core_loop(
             }
         }
         // A batch boundary: every journaled record is applied.
-        core.history_tick();
-        core.checkpoint_tick()
-            .map_err(|error| format!("checkpoint: {error}; stopping"))?;
+        core.between_batches()?;
         if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
             continue;
         }
@@ -928,7 +1070,15 @@ pub fn core_loop(
                 crate::tigerbeetle::apply(&mut core, request, &mut scratch, tigerbeetle)?;
                 continue;
             }
-            let applied = core.apply(operation, request.header.count, &request.body, &mut scratch);
+            let mut applied =
+                core.apply(operation, request.header.count, &request.body, &mut scratch);
+            // A read that may be served by a backup says which journal sequence it reflects,
+            // on the primary too (docs/protocol.md, "Reads from a backup").
+            if let Ok(read) = &mut applied {
+                if !operation.is_write() && request.header.read_from_backup() {
+                    read.sequence = read.gate;
+                }
+            }
             full.memory_full = matches!(applied, Err(ApplyError::MemoryFull));
             if full.memory_full {
                 full.memory_refused();
@@ -939,7 +1089,7 @@ pub fn core_loop(
                 .map_err(|error| format!("journal append failed: {error}"))?;
             if reply.status == FrameStatus::StorageFull && !full.memory_full {
                 full.write_refused();
-            } else if reply.sequence != 0 {
+            } else if operation.is_write() && reply.sequence != 0 {
                 full.write_accepted();
             }
             core_side.recycle(request.body);

@@ -11,11 +11,65 @@
 //!
 //! The record's timestamp (in the journal's record header) is the batch timestamp the core
 //! assigned; replay hands both back to the engine, so the engine sees exactly what it saw live.
+//!
+//! One record is not a request: the **epoch record**, which a node writes first when it becomes
+//! the primary of a replication group (docs/replication.md). The engine never sees it.
+//!
+//! ```text
+//! off size field
+//!   0    1 224 (no operation has this number)
+//!   1    3 reserved, zero
+//!   4    4 count, always 1
+//!   8    8 reserved, zero
+//!  16    8 epoch (never zero)
+//!  24    8 node id of the primary that wrote it (never zero)
+//! ```
 
 use clearline_engine::Operation;
 
 /// Size of the prefix before the events.
 pub const PREFIX_SIZE: usize = 16;
+
+/// The first byte of an epoch record.
+pub const EPOCH_RECORD_TAG: u8 = 224;
+/// The size of an epoch record's body.
+pub const EPOCH_RECORD_SIZE: usize = PREFIX_SIZE + 16;
+
+/// An epoch record: the primary of `epoch`, node `node_id`, wrote the records after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochRecord {
+    /// The primary's epoch (never zero).
+    pub epoch: u64,
+    /// The primary's node id (never zero).
+    pub node_id: u64,
+}
+
+/// Writes an epoch record's body into `out` (cleared first).
+pub fn encode_epoch(record: EpochRecord, out: &mut Vec<u8>) {
+    assert!(record.epoch != 0 && record.node_id != 0);
+    out.clear();
+    out.push(EPOCH_RECORD_TAG);
+    out.extend_from_slice(&[0; 3]);
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&record.epoch.to_le_bytes());
+    out.extend_from_slice(&record.node_id.to_le_bytes());
+}
+
+/// The epoch record `body` holds; `None` when it is not one (a request, or damaged).
+pub fn decode_epoch(body: &[u8]) -> Option<EpochRecord> {
+    if body.len() != EPOCH_RECORD_SIZE || body[0] != EPOCH_RECORD_TAG {
+        return None;
+    }
+    let prefix_ok =
+        body[1..4] == [0; 3] && body[4..8] == 1u32.to_le_bytes() && body[8..16] == [0; 8];
+    let field = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    let record = EpochRecord {
+        epoch: field(16),
+        node_id: field(24),
+    };
+    (prefix_ok && record.epoch != 0 && record.node_id != 0).then_some(record)
+}
 
 /// Why a record body cannot be a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,5 +164,30 @@ mod tests {
         encode(Operation::CreateAccounts, 1, &[0; 128], &mut out);
         out.truncate(out.len() - 1);
         assert_eq!(decode(&out), Err(RecordError::SizeMismatch));
+    }
+
+    #[test]
+    fn epoch_records_round_trip_and_are_not_requests() {
+        let record = EpochRecord {
+            epoch: 7,
+            node_id: 3,
+        };
+        let mut out = Vec::new();
+        encode_epoch(record, &mut out);
+        assert_eq!(out.len(), EPOCH_RECORD_SIZE);
+        assert_eq!(decode_epoch(&out), Some(record));
+        assert_eq!(
+            decode(&out),
+            Err(RecordError::OperationUnknown(EPOCH_RECORD_TAG))
+        );
+        for at in 0..out.len() {
+            let mut damaged = out.clone();
+            damaged[at] ^= 0x10;
+            let decoded = decode_epoch(&damaged);
+            assert!(decoded.is_none() || at >= 16, "byte {at}");
+            assert_ne!(decoded, Some(record), "byte {at}");
+        }
+        encode(Operation::Pulse, 0, &[], &mut out);
+        assert_eq!(decode_epoch(&out), None);
     }
 }

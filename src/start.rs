@@ -21,6 +21,7 @@ use clearline_net::{ServerConfig, ServerHandle};
 use crate::cli::{Limits, StartArgs, SyncMode};
 use crate::core::{core_loop, load_checkpoint_image, Core, HistoryStart, Preload};
 use crate::history::{Pipeline, HISTORY_DIR_NAME};
+use crate::replica::{ReplicaConfig, Replication, ReplicationThreads, Tip};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -32,7 +33,13 @@ pub struct Server {
     core: Option<JoinHandle<Result<Journal, String>>>,
     stop: Arc<AtomicBool>,
     local_addr: std::net::SocketAddr,
+    /// The node's replication, in a group (`--etcd`).
+    replication: Option<(Arc<Replication>, ReplicationThreads)>,
 }
+
+/// How long a start waits for the journal's lock while the process it restarted from still
+/// holds it (a checkpoint writer it forked ends with it).
+const JOURNAL_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The journal's folder inside the data directory.
 pub const JOURNAL_DIR_NAME: &str = "journal";
@@ -168,6 +175,14 @@ impl Server {
             .check()
             .map_err(|field| format!("the engine capacity {field} is out of range (see --help)"))?;
         check_memory(&config)?;
+        let replica_config = ReplicaConfig::from_args(&args.replication, args.addr)?;
+        if replica_config.is_some() && args.tigerbeetle.tigerbeetle_addr.is_some() {
+            return Err(
+                "--tigerbeetle-addr does not work with --etcd yet: a replicated node \
+                        serves clearline's own protocol only"
+                    .into(),
+            );
+        }
         if args.history.on() {
             check_history_memory(&config)?;
         }
@@ -213,8 +228,9 @@ impl Server {
         // While the journal is scanned, another thread opens the history store and loads the
         // newest checkpoint: neither depends on the scan, and the journal's lock is held.
         let history_on = args.history.on();
-        let (journal, recovery, (history, store_open, preload)) =
-            Journal::open_overlapped(&journal_dir, &journal_config, |checkpoint| {
+        let lock_wait_until = Instant::now() + JOURNAL_LOCK_WAIT;
+        let (journal, recovery, (history, store_open, preload)) = loop {
+            let opened = Journal::open_overlapped(&journal_dir, &journal_config, |checkpoint| {
                 let opening = Instant::now();
                 let history = if history_on {
                     let run_transfers = history_run_transfers(&config);
@@ -248,8 +264,19 @@ impl Server {
                     _ => None,
                 };
                 (history, store_open, preload)
-            })
-            .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
+            });
+            match opened {
+                Err(clearline_journal::JournalError::Locked { .. })
+                    if replica_config.is_some() && Instant::now() < lock_wait_until =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    break other
+                        .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?
+                }
+            }
+        };
         let journal_open = opening.elapsed();
         if let Some(truncation) = &recovery.truncated {
             warn!("clearline: recovery dropped an unacknowledged tail: {truncation}");
@@ -309,12 +336,53 @@ impl Server {
         }
 
         let durability = core.journal_mut().durability();
-        // The journal owns the durable sequence; the net thread and the gateway read it.
-        let durable = durability.durable_shared();
+        // In a group, replies wait for the backups' acknowledgements too: the net thread reads
+        // the replication's gate instead of the journal's durable sequence.
+        let durable = match &replica_config {
+            Some(_) => Arc::new(std::sync::atomic::AtomicU64::new(
+                durability.durable_sequence(),
+            )),
+            None => durability.durable_shared(),
+        };
         let (net, core_side) = clearline_net::start(&net_config, Arc::clone(&durable))
             .map_err(|error| format!("cannot serve on {}: {error}", args.addr))?;
         let local_addr = net.local_addr();
         let waker = net.waker();
+        let replication = match replica_config {
+            Some(mut replica_config) => {
+                if args.replication.advertise_addr.is_none() {
+                    replica_config.client_addr = local_addr;
+                }
+                let journal = core.journal_mut();
+                let mut reader = journal
+                    .reader()
+                    .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?;
+                let written = journal.written_sequence();
+                let checksum = reader
+                    .checksum_at(written)
+                    .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?
+                    .unwrap_or(0);
+                let facts = crate::node::journal_facts(journal);
+                let epoch = core
+                    .journal_epoch()
+                    .map_or(0, |record| record.epoch)
+                    .max(crate::node::epoch_from_file(&args.data));
+                let tip = Tip {
+                    sequence: written,
+                    checksum,
+                };
+                Some(Replication::start(
+                    replica_config,
+                    Arc::clone(&durable),
+                    Arc::clone(&durability),
+                    reader,
+                    tip,
+                    epoch,
+                    facts,
+                )?)
+            }
+            None => None,
+        };
         let tigerbeetle = match &tigerbeetle_config {
             Some(tigerbeetle_config) => Some(
                 gateway::start(
@@ -327,21 +395,54 @@ impl Server {
             None => None,
         };
         let link = tigerbeetle.as_ref().map(GatewayHandle::link);
+        if let Some(replication) = &replication {
+            let waker = waker.clone();
+            replication.set_wake(Box::new(move || waker.wake()));
+        }
         {
             let link = link.clone();
+            let replication = replication.clone();
             core.journal_mut().on_durable(Box::new(move |_sequence| {
-                waker.wake();
+                match &replication {
+                    // The acknowledger wakes the net thread once the backups have it too.
+                    Some(replication) => replication.durable_moved(),
+                    None => waker.wake(),
+                }
                 if let Some(link) = &link {
                     link.wake();
                 }
             }));
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let core_thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("clearline-core".to_string())
-                .spawn(move || core_loop(core, &core_side, link.as_deref(), &stop))?
+        let (core_thread, replication) = match replication {
+            None => {
+                let stop = Arc::clone(&stop);
+                let thread = std::thread::Builder::new()
+                    .name("clearline-core".to_string())
+                    .spawn(move || core_loop(core, &core_side, link.as_deref(), &stop))?;
+                (thread, None)
+            }
+            Some(replication) => {
+                let (sender, inbox) = crate::replica::inbox();
+                let threads = replication.start_threads(sender)?;
+                let stop = Arc::clone(&stop);
+                let node = Arc::clone(&replication);
+                let data = args.data.clone();
+                let thread = std::thread::Builder::new()
+                    .name("clearline-core".to_string())
+                    .spawn(move || {
+                        crate::node::node_loop(
+                            core,
+                            &core_side,
+                            link.as_deref(),
+                            &stop,
+                            &node,
+                            &inbox,
+                            &data,
+                        )
+                    })?;
+                (thread, Some((replication, threads)))
+            }
         };
         if announce {
             if let Some(tigerbeetle) = &tigerbeetle {
@@ -352,6 +453,14 @@ impl Server {
                 );
             }
             say!("clearline: listening on {local_addr}");
+            if let Some((replication, _)) = &replication {
+                say!(
+                    "clearline: node {} of replication group {}; backups connect to {}",
+                    replication.node_id(),
+                    args.replication.group,
+                    replication.peer_addr()
+                );
+            }
         }
         Ok(Server {
             net: Some(net),
@@ -359,6 +468,7 @@ impl Server {
             core: Some(core_thread),
             stop,
             local_addr,
+            replication,
         })
     }
 
@@ -370,6 +480,14 @@ impl Server {
     /// What the TigerBeetle gateway did so far, if it runs.
     pub fn tigerbeetle_stats(&self) -> Option<GatewayStats> {
         self.tigerbeetle.as_ref().map(GatewayHandle::stats)
+    }
+
+    /// Why the process must start again from its journal (a replicated node that lost its
+    /// lease, or whose journal was cut back to the primary's), once that is decided.
+    pub fn restart_reason(&self) -> Option<String> {
+        self.replication
+            .as_ref()
+            .and_then(|(replication, _)| replication.restart_reason())
     }
 
     /// Whether the core thread has stopped (a fatal journal error).
@@ -394,8 +512,13 @@ impl Server {
         }
         self.stop.store(true, Ordering::Release);
         let core = self.core.take().expect("the core thread is joined once");
-        let journal = core.join().map_err(|_| "the core thread panicked")??;
-        journal
+        let journal = core.join().map_err(|_| "the core thread panicked");
+        if let Some((replication, threads)) = self.replication.take() {
+            replication.stop();
+            threads.join();
+        }
+        journal?
+            .map_err(|error| error.to_string())?
             .close()
             .map_err(|error| format!("final journal sync failed: {error}"))?;
         Ok(())
@@ -412,6 +535,12 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     let server =
         Server::start(args, true).map_err(|error| -> Box<dyn std::error::Error> { error })?;
     while !signal.load(Ordering::Acquire) && !server.core_finished() {
+        if let Some(reason) = server.restart_reason() {
+            // Nothing more is acknowledged (the reply gate stopped when this was decided); the
+            // journal holds every record, as after a crash.
+            say!("clearline: starting again from the journal: {reason}");
+            return Err(restart_process().into());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     let stopping_for_signal = signal.load(Ordering::Acquire);
@@ -430,6 +559,20 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// Replaces this process with a fresh start of the same command line; returns only on failure.
+fn restart_process() -> String {
+    use std::os::unix::process::CommandExt as _;
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(
+            std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "clearline".into()),
+        )
+        .args(std::env::args_os().skip(1))
+        .exec();
+    format!("cannot start again: {error}")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -441,7 +584,7 @@ mod tests {
     fn start_args(flags: &[&str]) -> StartArgs {
         let words = ["clearline", "start"].iter().chain(flags);
         match Cli::try_parse_from(words).expect("the flags parse").command {
-            Command::Start(args) => args,
+            Command::Start(args) => *args,
             other => panic!("not start: {other:?}"),
         }
     }

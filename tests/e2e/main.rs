@@ -21,6 +21,10 @@
 //! - `paging`: one account's 1,000,000 transfers paged with `timestamp_min`/`timestamp_max`
 //!   and `limit`, oldest and newest first: each exactly once, in order.
 //! - `benchmark`: `benchmark --output/--plot` files and `benchmark compare` on two of them.
+//! - `failover`: replication groups of three nodes and a real etcd: kill -9 of the primary
+//!   under load (`CLEARLINE_FAILOVER_KILLS` times), a stopped backup, a primary stopped past its
+//!   lease, etcd stopped, a backup killed while catching up, a partitioned primary's
+//!   unacknowledged records dropped on its return.
 //! - `state`: `get_state`'s hash follows writes, stays across reads, and reads the same after
 //!   kill -9 and a restart, with and without history mode.
 //!
@@ -33,6 +37,7 @@ mod benchmark;
 mod checkpoint;
 mod crash;
 mod exhaustion;
+mod failover;
 mod history;
 mod journal_tools;
 mod limits;

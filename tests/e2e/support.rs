@@ -102,12 +102,15 @@ impl Server {
     /// until it prints `clearline: listening on ADDR`.
     pub fn start(data: &Path, options: &Options) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_clearline"));
-        command.arg("start").arg("--data").arg(data).args([
-            "--addr",
-            "127.0.0.1:0",
-            "--sync",
-            options.sync,
-        ]);
+        command
+            .arg("start")
+            .arg("--data")
+            .arg(data)
+            .args(["--sync", options.sync]);
+        // A port the system picks, unless the options name one.
+        if !options.extra.iter().any(|given| given == "--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
         // The options' own values replace these (a flag may be given only once).
         for (flag, value) in SMALL_CAPACITIES {
             if !options.extra.iter().any(|given| given == flag) {

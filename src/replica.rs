@@ -1,0 +1,1067 @@
+//! A node of a replication group (docs/replication.md): leadership in etcd, the primary's side
+//! of the stream (one sender per backup, the acknowledger that gates replies on the backups'
+//! acknowledgements) and the backup's side (the receiver that hands the primary's records to
+//! the core, and the acknowledgements it sends back).
+//!
+//! Invariants:
+//! - nothing here runs on the core thread except [`Replication::role_for_core`] and the
+//!   cheap atomics the core reads; etcd calls live on the leadership thread;
+//! - the reply gate the net thread reads ([`Replication::ack_sequence`]) moves only forward,
+//!   only while this node is primary with a lease it may still acknowledge under, and never
+//!   past the local durable sequence or the K-th highest backup acknowledgement of this epoch;
+//! - a node that must not go on (it lost its lease, or its journal was truncated) never
+//!   acknowledges again: the main thread restarts the process from its journal
+//!   ([`Replication::restart_reason`]).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clearline_journal::le::{u32_at, u64_at};
+use clearline_journal::{record_size, Durability, ReadOutcome, RecordReader, RECORD_HEADER_SIZE};
+use clearline_replication::frame::{
+    self, Frame, Message, StreamDecoder, FRAME_BODY_SIZE_MAX, FRAME_HEADER_SIZE,
+};
+use clearline_replication::leadership::{LeaderInfo, Leadership, LeadershipConfig, Position, Role};
+
+use crate::cli::ReplicationArgs;
+
+/// Records a sender puts in one frame, at most (the frame's body limit keeps room for the
+/// fixed part).
+const RECORDS_BYTES_MAX: usize = 1 << 20;
+
+/// Backups one primary serves at once; more connections are closed at once.
+pub const BACKUPS_MAX: usize = 8;
+
+/// How long a side waits for the other's first frame before it gives the connection up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often blocked threads look whether they should stop or the role changed.
+const LOOK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a backup waits before connecting again after a failed or closed connection.
+const RECONNECT_WAIT: Duration = Duration::from_millis(100);
+
+/// Frames of records a backup's receiver may hold for the core before it stops reading.
+pub const INBOX_FRAMES_MAX: usize = 16;
+
+/// The etcd key prefix of every group.
+const GROUP_KEY_PREFIX: &str = "/clearline/";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The settings of a replicated node, checked.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// etcd client URLs.
+    pub endpoints: Vec<String>,
+    /// The group's key prefix in etcd.
+    pub group_key: String,
+    /// This node's id (never zero).
+    pub node_id: u64,
+    /// Where backups connect.
+    pub peer_addr: SocketAddr,
+    /// Where clients are sent while this node is primary.
+    pub client_addr: SocketAddr,
+    /// Nodes in the group.
+    pub group_size: u32,
+    /// Backups that must hold a record durably before the primary answers its request.
+    pub ack_backups: u32,
+    /// The primary's lease.
+    pub lease_ttl: Duration,
+}
+
+impl ReplicaConfig {
+    /// The replication settings of `clearline start`, if --etcd is given.
+    ///
+    /// # Errors
+    /// A missing or inconsistent flag, named.
+    pub fn from_args(
+        args: &ReplicationArgs,
+        client_addr: SocketAddr,
+    ) -> Result<Option<ReplicaConfig>, String> {
+        let Some(etcd) = &args.etcd else {
+            return Ok(None);
+        };
+        let endpoints: Vec<String> = etcd
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if endpoints.is_empty() {
+            return Err("--etcd needs at least one URL, such as http://127.0.0.1:2379".into());
+        }
+        let node_id = match args.node_id {
+            Some(0) => return Err("--node-id must not be 0".into()),
+            Some(id) => id,
+            None => return Err("--etcd needs --node-id (unique in the group, not 0)".into()),
+        };
+        let Some(peer_addr) = args.peer_addr else {
+            return Err("--etcd needs --peer-addr (where backups connect)".into());
+        };
+        if args.group_size == 0 {
+            return Err("--group-size must be at least 1".into());
+        }
+        let backups = args.group_size - 1;
+        let ack_backups = args.ack_backups.unwrap_or(backups.min(1));
+        if ack_backups > backups {
+            return Err(format!(
+                "--ack-backups {ack_backups} is more than the group's {backups} backups \
+                 (--group-size {})",
+                args.group_size
+            ));
+        }
+        if !(1..=60).contains(&args.lease_ttl_seconds) {
+            return Err("--lease-ttl-seconds must be from 1 to 60".into());
+        }
+        let group = &args.group;
+        let group_ok = !group.is_empty()
+            && group
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(&byte));
+        if !group_ok {
+            return Err("--group must be letters, digits, '-', '_' or '.'".into());
+        }
+        Ok(Some(ReplicaConfig {
+            endpoints,
+            group_key: format!("{GROUP_KEY_PREFIX}{group}"),
+            node_id,
+            peer_addr,
+            client_addr: args.advertise_addr.unwrap_or(client_addr),
+            group_size: args.group_size,
+            ack_backups,
+            lease_ttl: Duration::from_secs(args.lease_ttl_seconds),
+        }))
+    }
+}
+
+/// A counter bumped whenever something a waiting thread may care about happened: the local
+/// durable sequence moved, a backup acknowledged, a connection came or went.
+#[derive(Default)]
+struct Progress {
+    count: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Progress {
+    fn bump(&self) {
+        *lock(&self.count) += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the counter differs from `seen` or `timeout` passes; returns the counter.
+    fn wait(&self, seen: u64, timeout: Duration) -> u64 {
+        let guard = lock(&self.count);
+        if *guard != seen {
+            return *guard;
+        }
+        let (guard, _) = self
+            .changed
+            .wait_timeout(guard, timeout)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard
+    }
+
+    fn now(&self) -> u64 {
+        *lock(&self.count)
+    }
+}
+
+/// A connected backup, as the primary's acknowledger sees it.
+#[derive(Clone, Copy, Debug)]
+struct BackupSlot {
+    /// The connection's number (slots come and go).
+    connection: u64,
+    /// The highest sequence this backup said it holds durably, in this primary's epoch.
+    acknowledged: u64,
+}
+
+/// What a backup's receiver hands the core thread.
+pub enum Inbound {
+    /// The primary's journal facts: the backup's journal must take its generation.
+    Welcome {
+        /// The primary's journal generation.
+        generation: u64,
+        /// The primary's segment size.
+        segment_size: u64,
+    },
+    /// Whole records, as in the primary's journal; the buffer goes back through
+    /// [`Replication::recycle`].
+    Records {
+        /// The first record's sequence.
+        first_sequence: u64,
+        /// How many records.
+        count: u32,
+        /// The records' bytes.
+        bytes: Vec<u8>,
+    },
+    /// Drop every record from `from_sequence` on, after checking the one before it.
+    Truncate {
+        /// The first sequence to drop.
+        from_sequence: u64,
+        /// The header checksum of record `from_sequence - 1` on the primary.
+        previous_checksum: u128,
+    },
+}
+
+/// What the core knows of its journal's end, for a backup's `Hello`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tip {
+    /// The last sequence written.
+    pub sequence: u64,
+    /// Its header checksum (0 for an empty journal).
+    pub checksum: u128,
+}
+
+/// The state a replicated node's threads share.
+pub struct Replication {
+    config: ReplicaConfig,
+    /// The peer listener until its thread takes it.
+    listener: Mutex<Option<TcpListener>>,
+    leadership: Leadership,
+    durability: Arc<Durability>,
+    /// The reply gate: the net thread sends a reply once this reaches the reply's sequence.
+    ack: Arc<AtomicU64>,
+    progress: Progress,
+    backups: Mutex<Vec<BackupSlot>>,
+    connections: AtomicU64,
+    /// This node's epoch while it is primary (0 while backup).
+    epoch: AtomicU64,
+    /// The epoch of the newest epoch record in this node's journal.
+    journal_epoch: Arc<AtomicU64>,
+    /// Set once: why the process must start again from its journal.
+    restart: Mutex<Option<String>>,
+    stop: AtomicBool,
+    tip: Mutex<Tip>,
+    /// Record buffers the core gives back to the receiver.
+    pool: Mutex<Vec<Vec<u8>>>,
+    reader: Mutex<RecordReader>,
+    /// The journal facts a primary tells its backups.
+    journal_facts: Mutex<JournalFacts>,
+    /// Waking the net thread after the gate moved (set once the net thread runs).
+    wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// A primary's journal facts for `Welcome`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JournalFacts {
+    /// The journal's generation.
+    pub generation: u64,
+    /// Its segment size.
+    pub segment_size: u64,
+    /// The first sequence it holds.
+    pub first_sequence: u64,
+}
+
+/// What the core should do, from the node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoreRole {
+    /// Stay a backup: apply what the primary streams, answer writes with a redirect.
+    Backup,
+    /// Become primary in this epoch: journal the epoch record, then serve.
+    Primary(u64),
+    /// Stop applying anything: the process starts again (see `restart_reason`).
+    Restart,
+}
+
+/// The running threads of a replicated node.
+pub struct ReplicationThreads {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Replication {
+    /// Starts leadership. The reply gate starts at `durable_at_start`: what this node
+    /// recovered was acknowledged by whoever wrote it, and no reply waits on it.
+    ///
+    /// # Errors
+    /// etcd's configuration is refused (leadership's own checks).
+    pub fn start(
+        mut config: ReplicaConfig,
+        ack: Arc<AtomicU64>,
+        durability: Arc<Durability>,
+        reader: RecordReader,
+        tip: Tip,
+        journal_epoch: u64,
+        facts: JournalFacts,
+    ) -> Result<Arc<Replication>, BoxError> {
+        // Bound before leadership starts, so the leader key names the real port.
+        let listener = TcpListener::bind(config.peer_addr)
+            .map_err(|error| format!("cannot serve backups on {}: {error}", config.peer_addr))?;
+        config.peer_addr = listener.local_addr()?;
+        let journal_epoch = Arc::new(AtomicU64::new(journal_epoch));
+        let position = {
+            let journal_epoch = Arc::clone(&journal_epoch);
+            let durability = Arc::clone(&durability);
+            Arc::new(move || Position {
+                epoch: journal_epoch.load(Ordering::Acquire),
+                sequence: durability.durable_sequence(),
+            })
+        };
+        let leadership = Leadership::start(LeadershipConfig {
+            endpoints: config.endpoints.clone(),
+            group_key: config.group_key.clone(),
+            node_id: config.node_id,
+            client_address: config.client_addr,
+            peer_address: config.peer_addr,
+            lease_ttl: config.lease_ttl,
+            group_size: config.group_size,
+            ack_backups: config.ack_backups,
+            position,
+        })
+        .map_err(|error| format!("replication: {error}"))?;
+        ack.store(durability.durable_sequence(), Ordering::Release);
+        Ok(Arc::new(Replication {
+            listener: Mutex::new(Some(listener)),
+            config,
+            leadership,
+            durability,
+            ack,
+            progress: Progress::default(),
+            backups: Mutex::new(Vec::new()),
+            connections: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            journal_epoch,
+            restart: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            tip: Mutex::new(tip),
+            pool: Mutex::new(Vec::new()),
+            reader: Mutex::new(reader),
+            journal_facts: Mutex::new(facts),
+            wake: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// How to wake the net thread after the reply gate moved (once; later calls are ignored).
+    pub fn set_wake(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.wake.set(wake);
+    }
+
+    /// Called by the journal after each durable publication (on the syncer thread).
+    pub fn durable_moved(&self) {
+        self.progress.bump();
+    }
+
+    /// Starts the peer listener, the acknowledger and the backup's receiver.
+    ///
+    /// # Errors
+    /// The peer address cannot be bound.
+    pub fn start_threads(
+        self: &Arc<Replication>,
+        inbox: SyncSender<Inbound>,
+    ) -> Result<ReplicationThreads, BoxError> {
+        let Some(listener) = lock(&self.listener).take() else {
+            return Err("the replication threads were started already".into());
+        };
+        listener.set_nonblocking(true)?;
+        let mut handles = Vec::new();
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(run)
+                .map_err(|error| format!("cannot start {name}: {error}"))
+        };
+        {
+            let this = Arc::clone(self);
+            handles.push(spawn(
+                "replica-listen",
+                Box::new(move || this.listen(&listener)),
+            )?);
+        }
+        {
+            let this = Arc::clone(self);
+            handles.push(spawn(
+                "replica-acks",
+                Box::new(move || this.acknowledger()),
+            )?);
+        }
+        {
+            let this = Arc::clone(self);
+            handles.push(spawn(
+                "replica-receive",
+                Box::new(move || this.receiver(&inbox)),
+            )?);
+        }
+        Ok(ReplicationThreads { handles })
+    }
+
+    /// Why the process must start again from its journal, once that is decided.
+    pub fn restart_reason(&self) -> Option<String> {
+        lock(&self.restart).clone()
+    }
+
+    /// Decides that the process starts again from its journal; acknowledges nothing more.
+    pub fn request_restart(&self, reason: String) {
+        self.epoch.store(0, Ordering::Release);
+        let mut restart = lock(&self.restart);
+        if restart.is_none() {
+            warn!("clearline: {reason}; restarting from the journal");
+            *restart = Some(reason);
+        }
+        drop(restart);
+        self.progress.bump();
+    }
+
+    /// Stops every thread (they notice within [`LOOK_INTERVAL`]).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.progress.bump();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || lock(&self.restart).is_some()
+    }
+
+    /// What the core should be now. Cheap: a mutex-guarded copy of the role.
+    pub fn role_for_core(&self) -> CoreRole {
+        if lock(&self.restart).is_some() {
+            return CoreRole::Restart;
+        }
+        match self.leadership.role() {
+            Role::Primary { epoch, .. } if self.leadership.may_acknowledge(Instant::now()) => {
+                CoreRole::Primary(epoch)
+            }
+            _ => CoreRole::Backup,
+        }
+    }
+
+    /// The primary as this node knows it (None while unknown or this node leads).
+    pub fn primary(&self) -> Option<LeaderInfo> {
+        match self.leadership.role() {
+            Role::Backup { primary } => primary,
+            Role::Primary { .. } => None,
+        }
+    }
+
+    /// Where backups connect (the bound address).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.config.peer_addr
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// The core journaled the epoch record of `epoch`: from now on this node streams and
+    /// acknowledges as that epoch's primary.
+    pub fn became_primary(&self, epoch: u64, facts: JournalFacts) {
+        self.journal_epoch.store(epoch, Ordering::Release);
+        *lock(&self.journal_facts) = facts;
+        self.epoch.store(epoch, Ordering::Release);
+        self.progress.bump();
+    }
+
+    /// The core applied an epoch record copied from a primary.
+    pub fn saw_epoch(&self, epoch: u64) {
+        self.journal_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The core wrote records up to `tip` (a backup's journal end, for its next `Hello`).
+    pub fn set_tip(&self, tip: Tip) {
+        *lock(&self.tip) = tip;
+    }
+
+    /// The journal took another generation (a new backup took its primary's): the sender
+    /// reads it with this reader from now on.
+    pub fn replace_reader(&self, reader: RecordReader) {
+        *lock(&self.reader) = reader;
+    }
+
+    /// Gives a records buffer back to the receiver.
+    pub fn recycle(&self, mut buffer: Vec<u8>) {
+        buffer.clear();
+        let mut pool = lock(&self.pool);
+        if pool.len() < INBOX_FRAMES_MAX + 2 {
+            pool.push(buffer);
+        }
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        lock(&self.pool)
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(RECORDS_BYTES_MAX + RECORD_HEADER_SIZE as usize))
+    }
+
+    // ----- primary: acknowledgements -----
+
+    /// Moves the reply gate while this node is primary: to the local durable sequence, or,
+    /// with K backups, to the K-th highest sequence the backups of this epoch acknowledged
+    /// if that is lower. Stops for good when the lease may no longer be relied on.
+    fn acknowledger(&self) {
+        let mut seen = 0;
+        loop {
+            seen = self.progress.wait(seen, LOOK_INTERVAL / 10);
+            if self.stopping() {
+                return;
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            if epoch == 0 {
+                continue;
+            }
+            let still_primary = matches!(
+                self.leadership.role(),
+                Role::Primary { epoch: now, .. } if now == epoch
+            );
+            if !still_primary || !self.leadership.may_acknowledge(Instant::now()) {
+                self.request_restart(format!(
+                    "the lease of epoch {epoch} is lost or could expire: this node no longer \
+                     acknowledges as primary"
+                ));
+                return;
+            }
+            let local = self.durability.durable_sequence();
+            let target = match self.config.ack_backups {
+                0 => local,
+                k => {
+                    let mut acknowledged: Vec<u64> = lock(&self.backups)
+                        .iter()
+                        .map(|slot| slot.acknowledged)
+                        .collect();
+                    acknowledged.sort_unstable_by(|a, b| b.cmp(a));
+                    acknowledged
+                        .get(k as usize - 1)
+                        .map_or(0, |&kth| kth.min(local))
+                }
+            };
+            if target > self.ack.load(Ordering::Acquire) {
+                self.ack.store(target, Ordering::Release);
+                if let Some(wake) = self.wake.get() {
+                    wake();
+                }
+            }
+        }
+    }
+
+    // ----- primary: serving backups -----
+
+    fn listen(self: Arc<Replication>, listener: &TcpListener) {
+        loop {
+            if self.stopping() {
+                return;
+            }
+            match listener.accept() {
+                Ok((stream, address)) => {
+                    let this = Arc::clone(&self);
+                    let spawned = std::thread::Builder::new()
+                        .name("replica-send".to_owned())
+                        .spawn(move || {
+                            if let Err(error) = this.serve_backup(stream) {
+                                warn!("clearline: replication to the backup at {address}: {error}");
+                            }
+                        });
+                    if let Err(error) = spawned {
+                        warn!("clearline: cannot serve the backup at {address}: {error}");
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(LOOK_INTERVAL / 2);
+                }
+                Err(error) => {
+                    warn!("clearline: accepting a backup: {error}");
+                    std::thread::sleep(LOOK_INTERVAL);
+                }
+            }
+        }
+    }
+
+    fn serve_backup(self: Arc<Replication>, mut stream: TcpStream) -> Result<(), BoxError> {
+        stream.set_nonblocking(false)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if epoch == 0 {
+            // Not primary (yet): the backup looks again at etcd and comes back.
+            return Ok(());
+        }
+        let mut decoder = StreamDecoder::new(FRAME_BODY_SIZE_MAX);
+        let hello = read_frame(&mut stream, &mut decoder, &|| self.stopping())?;
+        let Some(Frame {
+            epoch: backup_epoch,
+            message:
+                Message::Hello {
+                    node_id,
+                    durable_sequence,
+                    durable_checksum,
+                },
+        }) = hello
+        else {
+            return Err("the first frame was not a hello".into());
+        };
+        if backup_epoch > epoch {
+            self.request_restart(format!(
+                "backup {node_id} knows epoch {backup_epoch}, newer than this primary's {epoch}"
+            ));
+            return Ok(());
+        }
+        let connections = lock(&self.backups).len();
+        if connections >= BACKUPS_MAX {
+            return Err(format!("more than {BACKUPS_MAX} backups; closing").into());
+        }
+        let facts = *lock(&self.journal_facts);
+        let durable = self.durability.durable_sequence();
+        let mut out = vec![0u8; FRAME_HEADER_SIZE + FRAME_BODY_SIZE_MAX as usize];
+        send(
+            &mut stream,
+            &mut out,
+            epoch,
+            Message::Welcome {
+                generation: facts.generation,
+                segment_size: facts.segment_size,
+                first_sequence: facts.first_sequence,
+                written_sequence: durable,
+            },
+        )?;
+        if durable_sequence + 1 < facts.first_sequence {
+            return Err(format!(
+                "backup {node_id} holds up to sequence {durable_sequence}, and this journal \
+                 starts at {}: catching up from a checkpoint is not supported yet; copy this \
+                 node's data directory to it (docs/replication.md)",
+                facts.first_sequence
+            )
+            .into());
+        }
+        // Where the two journals agree: the backup's end if it is ours too; else the backup
+        // drops what it has after the shorter of the two journals and starts again.
+        let common = durable_sequence.min(durable);
+        let ours = lock(&self.reader).checksum_at(common)?;
+        let next = if durable_sequence <= durable && ours == Some(durable_checksum) {
+            durable_sequence + 1
+        } else {
+            let from_sequence = if durable_sequence > durable {
+                durable + 1
+            } else {
+                durable_sequence
+            };
+            let previous = lock(&self.reader).checksum_at(from_sequence - 1)?;
+            let Some(previous_checksum) = previous else {
+                return Err(format!(
+                    "backup {node_id} diverged before this journal's first record"
+                )
+                .into());
+            };
+            say!(
+                "clearline: backup {node_id} holds records this primary does not (its end: \
+                 {durable_sequence}); it drops them from sequence {from_sequence}"
+            );
+            send(
+                &mut stream,
+                &mut out,
+                epoch,
+                Message::Truncate {
+                    from_sequence,
+                    previous_checksum,
+                },
+            )?;
+            // It starts again from its journal and says hello again.
+            std::thread::sleep(LOOK_INTERVAL);
+            return Ok(());
+        };
+        let connection = self.connections.fetch_add(1, Ordering::AcqRel);
+        say!("clearline: backup {node_id} follows from sequence {next}");
+        lock(&self.backups).push(BackupSlot {
+            connection,
+            acknowledged: 0,
+        });
+        self.progress.bump();
+        let closed = Arc::new(AtomicBool::new(false));
+        let acks = {
+            let this = Arc::clone(&self);
+            let stream = stream.try_clone()?;
+            let closed = Arc::clone(&closed);
+            std::thread::Builder::new()
+                .name("replica-acks-in".to_owned())
+                .spawn(move || this.read_acks(stream, decoder, connection, epoch, &closed))?
+        };
+        let result = self.stream_records(&mut stream, &mut out, epoch, next, &closed);
+        closed.store(true, Ordering::Release);
+        let _ = stream.shutdown(Shutdown::Both);
+        let _ = acks.join();
+        lock(&self.backups).retain(|slot| slot.connection != connection);
+        self.progress.bump();
+        result
+    }
+
+    fn stream_records(
+        &self,
+        stream: &mut TcpStream,
+        out: &mut [u8],
+        epoch: u64,
+        mut next: u64,
+        closed: &AtomicBool,
+    ) -> Result<(), BoxError> {
+        let mut records = Vec::with_capacity(RECORDS_BYTES_MAX + RECORD_HEADER_SIZE as usize);
+        let mut seen = self.progress.now();
+        loop {
+            if self.stopping()
+                || closed.load(Ordering::Acquire)
+                || self.epoch.load(Ordering::Acquire) != epoch
+            {
+                return Ok(());
+            }
+            let durable = self.durability.durable_sequence();
+            if next > durable {
+                seen = self.progress.wait(seen, LOOK_INTERVAL);
+                continue;
+            }
+            records.clear();
+            let read = lock(&self.reader).read(next, durable, &mut records, RECORDS_BYTES_MAX)?;
+            let count = match read {
+                ReadOutcome::Read { records, .. } if records > 0 => {
+                    u32::try_from(records).expect("a frame holds fewer than 2^32 records")
+                }
+                ReadOutcome::Read { .. } => {
+                    return Err(format!("record {next} is written but could not be read").into())
+                }
+                ReadOutcome::Retired { first_available } => {
+                    return Err(format!(
+                        "record {next} was retired (the journal starts at {first_available})"
+                    )
+                    .into())
+                }
+            };
+            send(
+                stream,
+                out,
+                epoch,
+                Message::Records {
+                    first_sequence: next,
+                    records_count: count,
+                    records: &records,
+                },
+            )?;
+            next += u64::from(count);
+        }
+    }
+
+    fn read_acks(
+        &self,
+        mut stream: TcpStream,
+        mut decoder: StreamDecoder,
+        connection: u64,
+        epoch: u64,
+        closed: &AtomicBool,
+    ) {
+        let _ = stream.set_read_timeout(Some(LOOK_INTERVAL));
+        let stop = || self.stopping() || closed.load(Ordering::Acquire);
+        loop {
+            match read_frame(&mut stream, &mut decoder, &stop) {
+                Ok(Some(Frame {
+                    epoch: backup_epoch,
+                    message: Message::Ack { durable_sequence },
+                })) => {
+                    if backup_epoch > epoch {
+                        self.request_restart(format!(
+                            "a backup knows epoch {backup_epoch}, newer than this primary's \
+                             {epoch}"
+                        ));
+                        break;
+                    }
+                    if backup_epoch < epoch {
+                        // An acknowledgement of an older stream counts for nothing here.
+                        continue;
+                    }
+                    let mut backups = lock(&self.backups);
+                    if let Some(slot) = backups
+                        .iter_mut()
+                        .find(|slot| slot.connection == connection)
+                    {
+                        slot.acknowledged = slot.acknowledged.max(durable_sequence);
+                    }
+                    drop(backups);
+                    self.progress.bump();
+                }
+                Ok(Some(_)) => {
+                    warn!("clearline: a backup sent a frame other than an acknowledgement");
+                    break;
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    if !stop() {
+                        warn!("clearline: a backup's acknowledgements: {error}");
+                    }
+                    break;
+                }
+            }
+        }
+        closed.store(true, Ordering::Release);
+        self.progress.bump();
+    }
+
+    // ----- backup: receiving -----
+
+    /// Keeps a connection to the current primary while this node is a backup, and hands what
+    /// it streams to the core.
+    fn receiver(self: Arc<Replication>, inbox: &SyncSender<Inbound>) {
+        // Said once per change: a dead primary is retried every RECONNECT_WAIT.
+        let mut said = String::new();
+        loop {
+            if self.stopping() {
+                return;
+            }
+            if self.epoch.load(Ordering::Acquire) != 0 {
+                std::thread::sleep(LOOK_INTERVAL);
+                continue;
+            }
+            let Some(primary) = self.primary() else {
+                std::thread::sleep(LOOK_INTERVAL);
+                continue;
+            };
+            if primary.node_id == self.config.node_id {
+                // etcd still names this node from before a restart; its lease runs out.
+                std::thread::sleep(LOOK_INTERVAL);
+                continue;
+            }
+            if let Err(error) = self.follow(primary, inbox) {
+                let text = format!(
+                    "replication from the primary {} at {}: {error}",
+                    primary.node_id, primary.peer_address
+                );
+                if !self.stopping() && text != said {
+                    warn!("clearline: {text}");
+                    said = text;
+                }
+            }
+            std::thread::sleep(RECONNECT_WAIT);
+        }
+    }
+
+    fn follow(
+        self: &Arc<Replication>,
+        primary: LeaderInfo,
+        inbox: &SyncSender<Inbound>,
+    ) -> Result<(), BoxError> {
+        let mut stream = TcpStream::connect_timeout(&primary.peer_address, HANDSHAKE_TIMEOUT)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(LOOK_INTERVAL))?;
+        let tip = *lock(&self.tip);
+        let known_epoch = self.journal_epoch.load(Ordering::Acquire);
+        let mut out = vec![0u8; FRAME_HEADER_SIZE + 64];
+        send(
+            &mut stream,
+            &mut out,
+            known_epoch,
+            Message::Hello {
+                node_id: self.config.node_id,
+                durable_sequence: tip.sequence,
+                durable_checksum: tip.checksum,
+            },
+        )?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let acks = {
+            let this = Arc::clone(self);
+            let stream = stream.try_clone()?;
+            let closed = Arc::clone(&closed);
+            std::thread::Builder::new()
+                .name("replica-acks-out".to_owned())
+                .spawn(move || this.send_acks(stream, primary.epoch, &closed))?
+        };
+        let result = self.receive(&mut stream, primary, inbox, &closed);
+        closed.store(true, Ordering::Release);
+        let _ = stream.shutdown(Shutdown::Both);
+        let _ = acks.join();
+        result
+    }
+
+    fn receive(
+        &self,
+        stream: &mut TcpStream,
+        primary: LeaderInfo,
+        inbox: &SyncSender<Inbound>,
+        closed: &AtomicBool,
+    ) -> Result<(), BoxError> {
+        let mut decoder = StreamDecoder::new(FRAME_BODY_SIZE_MAX);
+        let still_following = || {
+            !self.stopping()
+                && !closed.load(Ordering::Acquire)
+                && self.epoch.load(Ordering::Acquire) == 0
+                && self.primary().is_some_and(|now| now.epoch == primary.epoch)
+        };
+        let stop = || !still_following();
+        let mut welcomed = false;
+        loop {
+            let Some(frame) = read_frame(stream, &mut decoder, &stop)? else {
+                return Ok(());
+            };
+            if frame.epoch < self.journal_epoch.load(Ordering::Acquire) {
+                return Err(format!(
+                    "refused a frame of epoch {}: this node's journal has records of epoch {}",
+                    frame.epoch,
+                    self.journal_epoch.load(Ordering::Acquire)
+                )
+                .into());
+            }
+            if frame.epoch != primary.epoch {
+                return Err(format!(
+                    "the stream's epoch {} is not the primary's {}",
+                    frame.epoch, primary.epoch
+                )
+                .into());
+            }
+            let inbound = match frame.message {
+                Message::Welcome {
+                    generation,
+                    segment_size,
+                    ..
+                } => {
+                    welcomed = true;
+                    Inbound::Welcome {
+                        generation,
+                        segment_size,
+                    }
+                }
+                _ if !welcomed => return Err("the primary did not start with a welcome".into()),
+                Message::Records {
+                    first_sequence,
+                    records_count,
+                    records,
+                } => {
+                    let mut bytes = self.buffer();
+                    bytes.extend_from_slice(records);
+                    Inbound::Records {
+                        first_sequence,
+                        count: records_count,
+                        bytes,
+                    }
+                }
+                Message::Truncate {
+                    from_sequence,
+                    previous_checksum,
+                } => Inbound::Truncate {
+                    from_sequence,
+                    previous_checksum,
+                },
+                other => {
+                    return Err(
+                        format!("unexpected {:?} frame from the primary", other.kind()).into(),
+                    )
+                }
+            };
+            let mut item = inbound;
+            loop {
+                match inbox.try_send(item) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) => {
+                        if stop() {
+                            return Ok(());
+                        }
+                        item = back;
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    Err(TrySendError::Disconnected(_)) => return Ok(()),
+                }
+            }
+        }
+    }
+
+    fn send_acks(&self, mut stream: TcpStream, epoch: u64, closed: &AtomicBool) {
+        let mut out = vec![0u8; FRAME_HEADER_SIZE + 64];
+        let mut sent = u64::MAX;
+        let mut seen = 0;
+        loop {
+            if self.stopping() || closed.load(Ordering::Acquire) {
+                return;
+            }
+            let durable = self.durability.durable_sequence();
+            if durable != sent {
+                let message = Message::Ack {
+                    durable_sequence: durable,
+                };
+                if send(&mut stream, &mut out, epoch, message).is_err() {
+                    closed.store(true, Ordering::Release);
+                    return;
+                }
+                sent = durable;
+            }
+            seen = self.progress.wait(seen, LOOK_INTERVAL);
+        }
+    }
+}
+
+impl ReplicationThreads {
+    /// Waits for every thread (after [`Replication::stop`]).
+    pub fn join(self) {
+        for handle in self.handles {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Encodes and writes one frame.
+fn send(
+    stream: &mut TcpStream,
+    out: &mut [u8],
+    epoch: u64,
+    message: Message<'_>,
+) -> Result<(), BoxError> {
+    let size = frame::encode(&Frame { epoch, message }, out)?;
+    stream.write_all(&out[..size])?;
+    Ok(())
+}
+
+/// Reads until one whole frame is decoded; `None` when the peer closed or `stop` said so.
+/// The frame borrows from the decoder's buffer.
+fn read_frame<'a>(
+    stream: &mut TcpStream,
+    decoder: &'a mut StreamDecoder,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<Frame<'a>>, BoxError> {
+    // The borrow checker cannot see that a `None` from `next_frame` leaves the decoder
+    // unborrowed, so the check is done on sizes first.
+    loop {
+        if decoder.frame_ready() {
+            return Ok(decoder.next_frame()?);
+        }
+        if stop() {
+            return Ok(None);
+        }
+        let spare = decoder.spare();
+        match stream.read(spare) {
+            Ok(0) => return Ok(None),
+            Ok(count) => decoder.filled(count),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Splits a `Records` frame's bytes into whole records.
+pub fn records(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let rest = &bytes[at..];
+        if rest.len() < RECORD_HEADER_SIZE as usize {
+            return None;
+        }
+        let size = usize::try_from(record_size(u64::from(u32_at(rest, 60)))).ok()?;
+        let record = rest.get(..size)?;
+        at += size;
+        Some(record)
+    })
+}
+
+/// A record's sequence and timestamp from its header (already validated by the journal).
+pub fn record_sequence_and_timestamp(record: &[u8]) -> (u64, u64) {
+    (u64_at(record, 88), u64_at(record, 96))
+}
+
+/// The channel a backup's receiver feeds the core through.
+pub fn inbox() -> (SyncSender<Inbound>, Receiver<Inbound>) {
+    std::sync::mpsc::sync_channel(INBOX_FRAMES_MAX)
+}

@@ -1,0 +1,626 @@
+//! Replication groups of real `clearline start` processes and a real etcd on loopback
+//! (docs/replication.md): kill -9 of the primary under load, SIGSTOP of a backup and of the
+//! primary, etcd stopped, a backup killed while it catches up, and a partitioned primary's
+//! unacknowledged records dropped when it rejoins. Every test name contains `failover`, so
+//! `cargo nextest run failover` runs them alone.
+//!
+//! `CLEARLINE_FAILOVER_KILLS` sets how many primaries the kill test kills in a row (default 5;
+//! the figures in docs/replication.md come from 50).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clearline_engine::{CreateTransferStatus, Operation, State};
+use clearline_net::client::RedirectPolicy;
+use clearline_net::{Client, FrameStatus};
+use clearline_test_support::etcd::{free_port, Etcd};
+
+use crate::support::{
+    account, create_all, data_dir, encode_accounts, encode_transfers, lookup_accounts,
+    lookup_transfers, results, transfer, Options, Server, LEDGER,
+};
+
+/// Accounts the load moves money between.
+const ACCOUNTS: u128 = 16;
+/// Transfers per request of the load.
+const BATCH: u128 = 10;
+/// The lease every test group runs with (seconds).
+const LEASE_TTL_SECONDS: u64 = 2;
+/// The longest a failover may take (from the kill to the next acknowledged write).
+const FAILOVER_MAX: Duration = Duration::from_secs(3);
+/// How long a test waits for a group to settle (a primary, a caught-up backup).
+const SETTLE_MAX: Duration = Duration::from_secs(30);
+
+fn kills() -> usize {
+    std::env::var("CLEARLINE_FAILOVER_KILLS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(5)
+}
+
+/// One node: its data directory, its start options and the process, when running.
+struct Node {
+    id: u64,
+    data: tempfile::TempDir,
+    options: Options,
+    addr: SocketAddr,
+    server: Option<Server>,
+}
+
+impl Node {
+    fn start(&mut self) {
+        assert!(self.server.is_none(), "node {} runs already", self.id);
+        self.server = Some(Server::start(self.data.path(), &self.options));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.kill();
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.server.as_ref().expect("a running node").pid()
+    }
+
+    fn output(&self) -> String {
+        self.server
+            .as_ref()
+            .map_or_else(String::new, Server::output)
+    }
+
+    /// A client of this node only: redirects are not followed.
+    fn client(&self) -> Option<Client> {
+        let client = Client::connect(self.addr).ok()?;
+        client.set_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut client = client;
+        client.set_redirect_policy(RedirectPolicy::disabled());
+        Some(client)
+    }
+
+    /// Whether this node answers a read as the primary (a backup answers `not_primary`).
+    fn is_primary(&self) -> bool {
+        if self.server.is_none() {
+            return false;
+        }
+        let Some(mut client) = self.client() else {
+            return false;
+        };
+        matches!(
+            client.request(Operation::GetState, &[0; 16]),
+            Ok(reply) if reply.status() == FrameStatus::Ok
+        )
+    }
+
+    /// The node's state, read on it even when it is a backup.
+    fn state(&self) -> Option<State> {
+        let mut client = self.client()?;
+        client.set_read_from_backup(true);
+        client.get_state().ok()
+    }
+}
+
+/// etcd and the nodes of one group.
+struct Group {
+    etcd: Etcd,
+    nodes: Vec<Node>,
+}
+
+impl Group {
+    /// `size` nodes, all started, with `ack_backups`; waits for a primary.
+    fn start(size: u64, ack_backups: u32) -> Group {
+        let mut group = Group::new(size, ack_backups);
+        for node in &mut group.nodes {
+            node.start();
+        }
+        group.primary();
+        group
+    }
+
+    /// The group with no node started yet.
+    fn new(size: u64, ack_backups: u32) -> Group {
+        let etcd = Etcd::start();
+        let nodes = (1..=size)
+            .map(|id| {
+                let port = free_port();
+                let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+                let options = Options::new("data")
+                    .flag("addr", addr)
+                    .flag("etcd", &etcd.client_url)
+                    .flag("node-id", id)
+                    .flag("peer-addr", "127.0.0.1:0")
+                    .flag("group", "failover")
+                    .flag("group-size", size)
+                    .flag("ack-backups", ack_backups)
+                    .flag("lease-ttl-seconds", LEASE_TTL_SECONDS);
+                Node {
+                    id,
+                    data: data_dir(),
+                    options,
+                    addr,
+                    server: None,
+                }
+            })
+            .collect();
+        Group { etcd, nodes }
+    }
+
+    /// The index of the primary, waiting for one.
+    fn primary(&self) -> usize {
+        let started = Instant::now();
+        loop {
+            if let Some(index) = self.nodes.iter().position(Node::is_primary) {
+                return index;
+            }
+            assert!(
+                started.elapsed() < SETTLE_MAX,
+                "no primary within {SETTLE_MAX:?}; outputs:\n{}",
+                self.outputs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A client that follows redirects, connected to any running node.
+    fn client(&self) -> Client {
+        for node in self.nodes.iter().filter(|node| node.server.is_some()) {
+            if let Ok(client) = Client::connect(node.addr) {
+                client
+                    .set_timeout(Some(Duration::from_secs(2)))
+                    .expect("timeouts");
+                return client;
+            }
+        }
+        panic!("no node accepts connections; outputs:\n{}", self.outputs());
+    }
+
+    fn outputs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("--- node {}\n{}", node.id, node.output()))
+            .collect()
+    }
+
+    /// Waits until every running node's state hash equals the primary's.
+    fn wait_converged(&self) {
+        let started = Instant::now();
+        loop {
+            let primary = &self.nodes[self.primary()];
+            let expected = primary.state().map(|state| state.state_hash);
+            let all = self
+                .nodes
+                .iter()
+                .filter(|node| node.server.is_some())
+                .all(|node| node.state().map(|state| state.state_hash) == expected);
+            if expected.is_some() && all {
+                return;
+            }
+            assert!(
+                started.elapsed() < SETTLE_MAX,
+                "the backups did not reach the primary's state within {SETTLE_MAX:?}; \
+                 outputs:\n{}",
+                self.outputs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn create_accounts(client: &mut Client) {
+    let accounts: Vec<_> = (1..=ACCOUNTS).map(|id| account(id, LEDGER, 0)).collect();
+    create_all(
+        client,
+        Operation::CreateAccounts,
+        &encode_accounts(&accounts),
+    );
+}
+
+/// Transfers `first..first + BATCH`; whether every one was created or exists (acknowledged).
+fn send_batch(client: &mut Client, first: u128) -> Result<(), String> {
+    let events: Vec<_> = (first..first + BATCH)
+        .map(|id| transfer(id, 1 + id % ACCOUNTS, 1 + (id + 3) % ACCOUNTS, 1, LEDGER))
+        .collect();
+    let reply = client
+        .request(Operation::CreateTransfers, &encode_transfers(&events))
+        .map_err(|error| error.to_string())?;
+    if reply.status() != FrameStatus::Ok {
+        return Err(format!("status {}", reply.status()));
+    }
+    let all_done = results(&reply.body).iter().all(|result| {
+        result.status == CreateTransferStatus::Created as u32
+            || result.status == CreateTransferStatus::Exists as u32
+    });
+    if all_done {
+        Ok(())
+    } else {
+        Err("a transfer failed".to_string())
+    }
+}
+
+/// Load on a thread: batches of transfers, each retried (same ids) until acknowledged.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<Vec<(u128, Instant)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addrs: Vec<SocketAddr>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let acknowledged = Arc::clone(&acknowledged);
+            std::thread::spawn(move || {
+                let mut next = 1_000u128;
+                let mut client: Option<Client> = None;
+                let mut turn = 0usize;
+                while !stop.load(Ordering::Acquire) {
+                    let current = match client.as_mut() {
+                        Some(client) => client,
+                        None => {
+                            turn += 1;
+                            let addr = addrs[turn % addrs.len()];
+                            match Client::connect(addr) {
+                                Ok(connected) => {
+                                    let _ = connected.set_timeout(Some(Duration::from_secs(2)));
+                                    client.insert(connected)
+                                }
+                                Err(_) => {
+                                    std::thread::sleep(Duration::from_millis(10));
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    match send_batch(current, next) {
+                        Ok(()) => {
+                            let now = Instant::now();
+                            let mut acknowledged = acknowledged.lock().expect("lock");
+                            acknowledged.extend((next..next + BATCH).map(|id| (id, now)));
+                            next += BATCH;
+                        }
+                        Err(_) => {
+                            client = None;
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+            })
+        };
+        Load {
+            stop,
+            acknowledged,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acknowledged.lock().expect("lock").len()
+    }
+
+    /// The first acknowledgement at or after `since`.
+    fn first_after(&self, since: Instant, wait: Duration) -> Option<Instant> {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .acknowledged
+                .lock()
+                .expect("lock")
+                .iter()
+                .rev()
+                .take_while(|(_, at)| *at >= since)
+                .last()
+                .map(|(_, at)| *at);
+            if found.is_some() || started.elapsed() > wait {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn wait_for(&self, more: usize) {
+        let target = self.count() + more;
+        let started = Instant::now();
+        while self.count() < target {
+            assert!(started.elapsed() < SETTLE_MAX, "the load made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn finish(mut self) -> Vec<u128> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the load thread");
+        }
+        let acknowledged = self.acknowledged.lock().expect("lock");
+        acknowledged.iter().map(|(id, _)| *id).collect()
+    }
+}
+
+/// Every acknowledged transfer is on the primary, and debits equal credits.
+fn check_ledger(group: &Group, acknowledged: &[u128]) {
+    let mut client = group.client();
+    let found = lookup_transfers(&mut client, acknowledged);
+    assert_eq!(
+        found.len(),
+        acknowledged.len(),
+        "every acknowledged transfer is on the primary"
+    );
+    let ids: Vec<u128> = (1..=ACCOUNTS).collect();
+    let accounts = lookup_accounts(&mut client, &ids);
+    let debits: u128 = accounts.iter().map(|account| account.debits_posted).sum();
+    let credits: u128 = accounts.iter().map(|account| account.credits_posted).sum();
+    assert_eq!(debits, credits, "debits equal credits");
+    assert!(
+        debits >= acknowledged.len() as u128,
+        "every acknowledged transfer counted"
+    );
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index]
+}
+
+#[test]
+fn failover_after_kill_9_of_the_primary_under_load() {
+    let mut group = Group::start(3, 1);
+    create_accounts(&mut group.client());
+    let load = Load::start(group.nodes.iter().map(|node| node.addr).collect());
+    let mut failovers = Vec::new();
+    for round in 0..kills() {
+        load.wait_for(50);
+        let primary = group.primary();
+        group.nodes[primary].kill();
+        let killed = Instant::now();
+        let next = load.first_after(killed, SETTLE_MAX).unwrap_or_else(|| {
+            panic!(
+                "round {round}: no write acknowledged after the kill; outputs:\n{}",
+                group.outputs()
+            )
+        });
+        failovers.push(next - killed);
+        // The old primary rejoins as a backup.
+        group.nodes[primary].start();
+    }
+    let acknowledged = load.finish();
+    failovers.sort();
+    let (p50, max) = (percentile(&failovers, 0.5), failovers[failovers.len() - 1]);
+    println!(
+        "failover: {} kills, p50 {:.3} s, max {:.3} s, {} transfers acknowledged",
+        failovers.len(),
+        p50.as_secs_f64(),
+        max.as_secs_f64(),
+        acknowledged.len()
+    );
+    check_ledger(&group, &acknowledged);
+    group.wait_converged();
+    assert!(
+        max <= FAILOVER_MAX,
+        "a failover took {max:?} (p50 {p50:?}), over {FAILOVER_MAX:?}"
+    );
+}
+
+#[test]
+fn failover_not_needed_when_a_backup_is_stopped() {
+    let group = Group::start(3, 1);
+    let mut client = group.client();
+    create_accounts(&mut client);
+    let primary = group.primary();
+    let backup = (primary + 1) % 3;
+    signal(group.nodes[backup].pid(), "STOP");
+    // With K = 1 the other backup's acknowledgements are enough.
+    for batch in 0..50 {
+        let sent = Instant::now();
+        send_batch(&mut client, 10_000 + batch * BATCH).expect("acknowledged");
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "a write waited {:?} with one backup stopped",
+            sent.elapsed()
+        );
+    }
+    signal(group.nodes[backup].pid(), "CONT");
+    group.wait_converged();
+}
+
+#[test]
+fn failover_fences_a_primary_stopped_past_its_lease() {
+    let mut group = Group::start(3, 1);
+    create_accounts(&mut group.client());
+    let old = group.primary();
+    let mut direct = group.nodes[old].client().expect("connect to the primary");
+    send_batch(&mut direct, 20_000).expect("acknowledged before the stop");
+    signal(group.nodes[old].pid(), "STOP");
+    let started = Instant::now();
+    let new = loop {
+        let found = (0..3).find(|&index| index != old && group.nodes[index].is_primary());
+        if let Some(index) = found {
+            break index;
+        }
+        assert!(
+            started.elapsed() < SETTLE_MAX,
+            "no new primary:\n{}",
+            group.outputs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    signal(group.nodes[old].pid(), "CONT");
+    // Sent after it woke: never acknowledged by the deposed primary.
+    let after = send_batch(&mut direct, 20_100);
+    assert!(
+        after.is_err(),
+        "the deposed primary acknowledged a write after waking"
+    );
+    // It starts again as a backup and redirects its clients to the new primary.
+    let started = Instant::now();
+    loop {
+        let redirected = group.nodes[old].client().and_then(|mut client| {
+            let reply = client.request(Operation::GetState, &[0; 16]).ok()?;
+            reply.redirect()
+        });
+        if let Some(redirect) = redirected {
+            if redirect.primary_address() == Some(group.nodes[new].addr) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < SETTLE_MAX,
+            "the old primary does not redirect to the new one:\n{}",
+            group.outputs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut client = group.client();
+    send_batch(&mut client, 20_000).expect("the first batch is there (exists)");
+    group.wait_converged();
+    group.nodes[old].kill();
+}
+
+#[test]
+fn failover_stops_acknowledging_when_etcd_stops() {
+    let mut group = Group::start(3, 1);
+    create_accounts(&mut group.client());
+    let primary = group.primary();
+    let mut direct = group.nodes[primary]
+        .client()
+        .expect("connect to the primary");
+    send_batch(&mut direct, 30_000).expect("acknowledged");
+    group.etcd.stop();
+    let stopped = Instant::now();
+    // The lease still holds for a while: the primary keeps serving.
+    send_batch(&mut direct, 30_100).expect("acknowledged while the lease may still hold");
+    assert!(stopped.elapsed() < Duration::from_secs(1));
+    // Past the lease, nothing is acknowledged any more.
+    std::thread::sleep(Duration::from_secs(LEASE_TTL_SECONDS + 1));
+    let mut id = 30_200;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let mut client = match group.nodes[primary].client() {
+            Some(client) => client,
+            None => {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        assert!(
+            send_batch(&mut client, id).is_err(),
+            "a write was acknowledged {:?} after etcd stopped",
+            stopped.elapsed()
+        );
+        id += BATCH;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // With etcd back, the group serves again.
+    group.etcd.restart();
+    let mut client = group.client();
+    let started = Instant::now();
+    while send_batch(&mut client, 30_000).is_err() {
+        assert!(
+            started.elapsed() < SETTLE_MAX,
+            "no primary after etcd came back"
+        );
+        client = group.client();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    group.nodes[primary].kill();
+}
+
+#[test]
+fn failover_backup_killed_while_catching_up_resumes() {
+    let mut group = Group::new(3, 1);
+    group.nodes[0].start();
+    group.nodes[1].start();
+    group.primary();
+    let mut client = group.client();
+    create_accounts(&mut client);
+    for batch in 0..300 {
+        send_batch(&mut client, 40_000 + batch * BATCH).expect("acknowledged");
+    }
+    // Node 3 starts empty and catches up from the first record; it is killed on the way.
+    group.nodes[2].start();
+    std::thread::sleep(Duration::from_millis(150));
+    group.nodes[2].kill();
+    let sequence_of = |output: &str| -> Vec<u64> {
+        output
+            .lines()
+            .filter_map(|line| line.split("backup 3 follows from sequence ").nth(1))
+            .filter_map(|rest| rest.trim().parse().ok())
+            .collect()
+    };
+    group.nodes[2].start();
+    group.wait_converged();
+    let primary = group.primary();
+    let follows = sequence_of(&group.nodes[primary].output());
+    assert!(
+        follows.len() >= 2,
+        "node 3 connected twice: {follows:?}\n{}",
+        group.outputs()
+    );
+}
+
+#[test]
+fn failover_drops_a_partitioned_primarys_unacknowledged_records() {
+    let mut group = Group::start(3, 1);
+    let mut client = group.client();
+    create_accounts(&mut client);
+    send_batch(&mut client, 50_000).expect("acknowledged");
+    let old = group.primary();
+    let backups: Vec<usize> = (0..3).filter(|&index| index != old).collect();
+    // The primary loses its backups: killed, so nothing in flight reaches them later.
+    for &backup in &backups {
+        group.nodes[backup].kill();
+    }
+    // The primary journals these but no backup acknowledges them.
+    let mut direct = group.nodes[old].client().expect("connect to the primary");
+    direct
+        .set_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    assert!(
+        send_batch(&mut direct, 50_100).is_err(),
+        "acknowledged without a backup"
+    );
+    // Then it is cut off itself, and the backups come back without it.
+    signal(group.nodes[old].pid(), "STOP");
+    for &backup in &backups {
+        group.nodes[backup].start();
+    }
+    let started = Instant::now();
+    while !backups.iter().any(|&index| group.nodes[index].is_primary()) {
+        assert!(
+            started.elapsed() < SETTLE_MAX,
+            "no new primary:\n{}",
+            group.outputs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(group.nodes[old].pid(), "CONT");
+    group.wait_converged();
+    let mut client = group.client();
+    assert_eq!(
+        lookup_transfers(&mut client, &(50_000..50_000 + BATCH).collect::<Vec<_>>()).len(),
+        BATCH as usize,
+        "the acknowledged batch is there"
+    );
+    assert!(
+        lookup_transfers(&mut client, &(50_100..50_100 + BATCH).collect::<Vec<_>>()).is_empty(),
+        "the unacknowledged batch is gone"
+    );
+    assert!(
+        group.nodes[old].output().contains("dropped"),
+        "the old primary says what it dropped:\n{}",
+        group.outputs()
+    );
+    group.nodes[old].kill();
+}
