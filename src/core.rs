@@ -1028,7 +1028,8 @@ impl FullJournal {
 
 /// Runs the core thread: takes what requests wait as one batch, applies them in order, hands
 /// the replies back and pulses when expiries are due, until the net thread has ended. Returns
-/// the journal for its final sync.
+/// the journal for its final sync. `after_batch` runs after each batch's records are written
+/// (a primary's senders stream them then).
 ///
 /// # Errors
 /// A journal failure (the server must stop) or a broken hand-off invariant.
@@ -1037,6 +1038,7 @@ pub fn core_loop(
     core_side: &CoreSide,
     tigerbeetle: Option<&CoreLink>,
     stop: &AtomicBool,
+    after_batch: Option<&dyn Fn()>,
 ) -> Result<Journal, String> {
     let durability = core.journal_mut().durability();
     let mut scratch = vec![0u8; REPLY_SIZE_MAX];
@@ -1100,6 +1102,9 @@ pub fn core_loop(
         core_side.wake();
         if let Some(link) = tigerbeetle {
             link.wake();
+        }
+        if let Some(after_batch) = after_batch {
+            after_batch();
         }
     }
 }

@@ -121,7 +121,8 @@ pub fn node_loop(
                      {sequence}",
                     replication.node_id()
                 );
-                return core_loop(core, core_side, tigerbeetle, stop);
+                let written = || replication.records_written();
+                return core_loop(core, core_side, tigerbeetle, stop, Some(&written));
             }
         }
         match inbox.recv_timeout(BACKUP_WAIT) {

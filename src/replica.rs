@@ -347,6 +347,12 @@ impl Replication {
         let _ = self.wake.set(wake);
     }
 
+    /// Called by the primary's core after each batch: its records are written, and the
+    /// senders stream them without waiting for the local sync.
+    pub fn records_written(&self) {
+        self.progress.bump();
+    }
+
     /// Called by the journal after each durable publication (on the syncer thread).
     pub fn durable_moved(&self) {
         self.progress.bump();
@@ -609,7 +615,8 @@ impl Replication {
             return Err(format!("more than {BACKUPS_MAX} backups; closing").into());
         }
         let facts = *lock(&self.journal_facts);
-        let durable = self.durability.durable_sequence();
+        // Everything written can be streamed, durable here or not.
+        let written = self.durability.written_sequence();
         let mut out = vec![0u8; FRAME_HEADER_SIZE + FRAME_BODY_SIZE_MAX as usize];
         send(
             &mut stream,
@@ -619,7 +626,7 @@ impl Replication {
                 generation: facts.generation,
                 segment_size: facts.segment_size,
                 first_sequence: facts.first_sequence,
-                written_sequence: durable,
+                written_sequence: written,
             },
         )?;
         if durable_sequence + 1 < facts.first_sequence {
@@ -633,13 +640,13 @@ impl Replication {
         }
         // Where the two journals agree: the backup's end if it is ours too; else the backup
         // drops what it has after the shorter of the two journals and starts again.
-        let common = durable_sequence.min(durable);
+        let common = durable_sequence.min(written);
         let ours = lock(&self.reader).checksum_at(common)?;
-        let next = if durable_sequence <= durable && ours == Some(durable_checksum) {
+        let next = if durable_sequence <= written && ours == Some(durable_checksum) {
             durable_sequence + 1
         } else {
-            let from_sequence = if durable_sequence > durable {
-                durable + 1
+            let from_sequence = if durable_sequence > written {
+                written + 1
             } else {
                 durable_sequence
             };
@@ -683,7 +690,8 @@ impl Replication {
                 .name("replica-acks-in".to_owned())
                 .spawn(move || this.read_acks(stream, decoder, connection, epoch, &closed))?
         };
-        let result = self.stream_records(&mut stream, &mut out, epoch, next, &closed);
+        let reader = lock(&self.reader).another();
+        let result = self.stream_records(&mut stream, reader, &mut out, epoch, next, &closed);
         closed.store(true, Ordering::Release);
         let _ = stream.shutdown(Shutdown::Both);
         let _ = acks.join();
@@ -695,6 +703,7 @@ impl Replication {
     fn stream_records(
         &self,
         stream: &mut TcpStream,
+        mut reader: RecordReader,
         out: &mut [u8],
         epoch: u64,
         mut next: u64,
@@ -709,13 +718,15 @@ impl Replication {
             {
                 return Ok(());
             }
-            let durable = self.durability.durable_sequence();
-            if next > durable {
+            // Written records go out before they are durable here: the backups' syncs run
+            // alongside this node's, and a reply waits for both.
+            let written = self.durability.written_sequence();
+            if next > written {
                 seen = self.progress.wait(seen, LOOK_INTERVAL);
                 continue;
             }
             records.clear();
-            let read = lock(&self.reader).read(next, durable, &mut records, RECORDS_BYTES_MAX)?;
+            let read = reader.read(next, written, &mut records, RECORDS_BYTES_MAX)?;
             let count = match read {
                 ReadOutcome::Read { records, .. } if records > 0 => {
                     u32::try_from(records).expect("a frame holds fewer than 2^32 records")

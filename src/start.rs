@@ -419,7 +419,7 @@ impl Server {
                 let stop = Arc::clone(&stop);
                 let thread = std::thread::Builder::new()
                     .name("clearline-core".to_string())
-                    .spawn(move || core_loop(core, &core_side, link.as_deref(), &stop))?;
+                    .spawn(move || core_loop(core, &core_side, link.as_deref(), &stop, None))?;
                 (thread, None)
             }
             Some(replication) => {
@@ -562,7 +562,13 @@ pub fn run(args: &StartArgs) -> Result<(), Box<dyn std::error::Error>> {
 /// Replaces this process with a fresh start of the same command line; returns only on failure.
 fn restart_process() -> String {
     use std::os::unix::process::CommandExt as _;
-    let error = std::process::Command::new("/proc/self/exe")
+    // The binary's path keeps the process's name; /proc/self/exe works even if the file was
+    // replaced since.
+    let program = std::env::current_exe()
+        .ok()
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let error = std::process::Command::new(program)
         .arg0(
             std::env::args_os()
                 .next()

@@ -106,6 +106,12 @@ impl Durability {
         self.durable.load(Ordering::Acquire)
     }
 
+    /// The highest sequence written (whole in the files, perhaps not yet durable): a reader on
+    /// another thread may read every record up to it.
+    pub fn written_sequence(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
     /// The durable sequence itself, for a reader on another thread that polls it (the net
     /// thread gates replies on it). Only the journal advances it.
     pub fn durable_shared(&self) -> Arc<AtomicU64> {

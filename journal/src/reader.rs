@@ -128,6 +128,13 @@ enum Located {
 }
 
 impl RecordReader {
+    /// Another reader of the same journal, with its own position and buffer: each thread
+    /// that reads at its own place should have one (a shared reader that moves between places
+    /// finds each one again from the start of its segment).
+    pub fn another(&self) -> RecordReader {
+        RecordReader::new(self.dir.clone(), self.generation, self.body_size_max)
+    }
+
     pub(crate) fn new(dir: PathBuf, generation: u64, body_size_max: u64) -> RecordReader {
         let record_size_max = usize::try_from(record_size(body_size_max))
             .expect("body_size_max is at most 4 GiB (config check)");

@@ -433,6 +433,35 @@ fn failover_not_needed_when_a_backup_is_stopped() {
     }
     signal(group.nodes[backup].pid(), "CONT");
     group.wait_converged();
+    // A backup serves a read only when asked to, and says which sequence it reflects.
+    let mut on_backup = group.nodes[backup].client().expect("connect to the backup");
+    let refused = on_backup
+        .request(Operation::GetState, &[0; 16])
+        .expect("a reply");
+    assert_eq!(refused.status(), FrameStatus::NotPrimary);
+    assert_eq!(
+        refused
+            .redirect()
+            .and_then(|redirect| redirect.primary_address()),
+        Some(group.nodes[primary].addr),
+        "the redirect names the primary"
+    );
+    on_backup.set_read_from_backup(true);
+    let served = on_backup
+        .request(Operation::GetState, &[0; 16])
+        .expect("a reply");
+    assert_eq!(served.status(), FrameStatus::Ok);
+    assert!(
+        served.sequence() > 50,
+        "the read reflects sequence {}",
+        served.sequence()
+    );
+    let one = encode_transfers(&[transfer(99_999, 1, 2, 1, LEDGER)]);
+    let writes = on_backup.request(Operation::CreateTransfers, &one);
+    assert!(
+        matches!(writes, Ok(reply) if reply.status() == FrameStatus::NotPrimary),
+        "a write with the flag still goes to the primary"
+    );
 }
 
 #[test]
