@@ -1029,7 +1029,8 @@ impl FullJournal {
 /// Runs the core thread: takes what requests wait as one batch, applies them in order, hands
 /// the replies back and pulses when expiries are due, until the net thread has ended. Returns
 /// the journal for its final sync. `after_batch` runs after each batch's records are written
-/// (a primary's senders stream them then).
+/// and after each batch boundary's checkpoint work (a primary's senders stream the records
+/// then, and learn which records are retired).
 ///
 /// # Errors
 /// A journal failure (the server must stop) or a broken hand-off invariant.
@@ -1038,7 +1039,7 @@ pub fn core_loop(
     core_side: &CoreSide,
     tigerbeetle: Option<&CoreLink>,
     stop: &AtomicBool,
-    after_batch: Option<&dyn Fn()>,
+    after_batch: Option<&dyn Fn(&Journal)>,
 ) -> Result<Journal, String> {
     let durability = core.journal_mut().durability();
     let mut scratch = vec![0u8; REPLY_SIZE_MAX];
@@ -1063,6 +1064,10 @@ pub fn core_loop(
         }
         // A batch boundary: every journaled record is applied.
         core.between_batches()?;
+        // A checkpoint may have retired records (a pulse may have written one).
+        if let Some(after_batch) = after_batch {
+            after_batch(&core.journal);
+        }
         if !core_side.wait_for_requests(CORE_IDLE_WAIT) {
             continue;
         }
@@ -1104,7 +1109,7 @@ pub fn core_loop(
             link.wake();
         }
         if let Some(after_batch) = after_batch {
-            after_batch();
+            after_batch(&core.journal);
         }
     }
 }

@@ -121,7 +121,7 @@ pub fn node_loop(
                      {sequence}",
                     replication.node_id()
                 );
-                let written = || replication.records_written();
+                let written = |journal: &Journal| replication.records_written(journal);
                 return core_loop(core, core_side, tigerbeetle, stop, Some(&written));
             }
         }

@@ -22,7 +22,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clearline_journal::le::{u32_at, u64_at};
-use clearline_journal::{record_size, Durability, ReadOutcome, RecordReader, RECORD_HEADER_SIZE};
+use clearline_journal::{
+    record_size, Durability, Journal, ReadOutcome, RecordReader, RECORD_HEADER_SIZE,
+};
 use clearline_replication::frame::{
     self, Frame, Message, StreamDecoder, FRAME_BODY_SIZE_MAX, FRAME_HEADER_SIZE,
 };
@@ -45,6 +47,9 @@ const LOOK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a backup waits before connecting again after a failed or closed connection.
 const RECONNECT_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a backup that cannot catch up by streaming waits before it asks again.
+const SEED_WAIT: Duration = Duration::from_secs(5);
 
 /// Frames of records a backup's receiver may hold for the core before it stops reading.
 pub const INBOX_FRAMES_MAX: usize = 16;
@@ -249,6 +254,10 @@ pub struct Replication {
     reader: Mutex<RecordReader>,
     /// The journal facts a primary tells its backups.
     journal_facts: Mutex<JournalFacts>,
+    /// The first sequence this node's journal holds (moves when checkpoints retire records).
+    first_sequence: AtomicU64,
+    /// Backups told that they need records this journal retired (said once each).
+    told_to_seed: Mutex<Vec<u64>>,
     /// Waking the net thread after the gate moved (set once the net thread runs).
     wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
@@ -338,6 +347,8 @@ impl Replication {
             pool: Mutex::new(Vec::new()),
             reader: Mutex::new(reader),
             journal_facts: Mutex::new(facts),
+            told_to_seed: Mutex::new(Vec::new()),
+            first_sequence: AtomicU64::new(facts.first_sequence),
             wake: std::sync::OnceLock::new(),
         }))
     }
@@ -349,7 +360,10 @@ impl Replication {
 
     /// Called by the primary's core after each batch: its records are written, and the
     /// senders stream them without waiting for the local sync.
-    pub fn records_written(&self) {
+    pub fn records_written(&self, journal: &Journal) {
+        // Checkpoints retire records at batch boundaries: what a new backup can be sent moves.
+        self.first_sequence
+            .store(journal.first_sequence(), Ordering::Release);
         self.progress.bump();
     }
 
@@ -463,6 +477,8 @@ impl Replication {
     /// acknowledges as that epoch's primary.
     pub fn became_primary(&self, epoch: u64, facts: JournalFacts) {
         self.journal_epoch.store(epoch, Ordering::Release);
+        self.first_sequence
+            .store(facts.first_sequence, Ordering::Release);
         *lock(&self.journal_facts) = facts;
         self.epoch.store(epoch, Ordering::Release);
         self.progress.bump();
@@ -614,7 +630,10 @@ impl Replication {
         if connections >= BACKUPS_MAX {
             return Err(format!("more than {BACKUPS_MAX} backups; closing").into());
         }
-        let facts = *lock(&self.journal_facts);
+        let facts = JournalFacts {
+            first_sequence: self.first_sequence.load(Ordering::Acquire),
+            ..*lock(&self.journal_facts)
+        };
         // Everything written can be streamed, durable here or not.
         let written = self.durability.written_sequence();
         let mut out = vec![0u8; FRAME_HEADER_SIZE + FRAME_BODY_SIZE_MAX as usize];
@@ -630,6 +649,12 @@ impl Replication {
             },
         )?;
         if durable_sequence + 1 < facts.first_sequence {
+            // Said once per backup: it asks again every few seconds.
+            let mut told = lock(&self.told_to_seed);
+            if told.contains(&node_id) {
+                return Ok(());
+            }
+            told.push(node_id);
             return Err(format!(
                 "backup {node_id} holds up to sequence {durable_sequence}, and this journal \
                  starts at {}: catching up from a checkpoint is not supported yet; copy this \
@@ -923,8 +948,20 @@ impl Replication {
                 Message::Welcome {
                     generation,
                     segment_size,
+                    first_sequence,
                     ..
                 } => {
+                    let holds = lock(&self.tip).sequence;
+                    if holds + 1 < first_sequence {
+                        std::thread::sleep(SEED_WAIT);
+                        return Err(format!(
+                            "this node holds records up to {holds} and the primary's journal \
+                             starts at {first_sequence} (older records were retired after a \
+                             checkpoint): seed this node from a stopped backup's data directory \
+                             (docs/replication.md, \"Adding a node\")"
+                        )
+                        .into());
+                    }
                     welcomed = true;
                     Inbound::Welcome {
                         generation,
