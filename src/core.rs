@@ -617,6 +617,27 @@ impl Core {
         }
     }
 
+    /// In history mode, waits until memory can take a write of `count` events of `operation`
+    /// (the store catching up); false when it cannot even then. Always true otherwise. While it
+    /// waits, a checkpoint that is written still gets finished (a failed sync is seen by the
+    /// core loop right after).
+    fn make_room(&mut self, operation: Operation, count: u32) -> bool {
+        let Some(history) = &mut self.history else {
+            return true;
+        };
+        let (journal, checkpoints) = (&mut self.journal, &mut self.checkpoints);
+        let mut waiting = || {
+            let _ = checkpoint_poll(journal, checkpoints);
+        };
+        history.pipeline.make_room(
+            &mut self.engine,
+            operation,
+            count,
+            &history.durability,
+            &mut waiting,
+        )
+    }
+
     /// Appends a record copied from the primary's journal (a backup's hot standby) and applies
     /// it exactly as replay would. Returns its sequence and whether it was an epoch record.
     ///
@@ -653,24 +674,11 @@ impl Core {
             }
             Err(error) => return Err(format!("record {sequence} is not a request: {error}")),
         };
-        if let Some(history) = &mut self.history {
-            let (journal, checkpoints) = (&mut self.journal, &mut self.checkpoints);
-            let mut waiting = || {
-                let _ = checkpoint_poll(journal, checkpoints);
-            };
-            let room = history.pipeline.make_room(
-                &mut self.engine,
-                operation,
-                count,
-                &history.durability,
-                &mut waiting,
-            );
-            if !room {
-                return Err(format!(
-                    "memory for recent history cannot hold record {sequence}; give this node \
-                     the primary's --transfers-max"
-                ));
-            }
+        if !self.make_room(operation, count) {
+            return Err(format!(
+                "memory for recent history cannot hold record {sequence}; give this node the \
+                 primary's --transfers-max"
+            ));
         }
         self.engine.execute(operation, timestamp, events, reply);
         if let Some(history) = &mut self.history {
@@ -911,24 +919,9 @@ impl Core {
                 reply_size,
             });
         }
-        if let Some(history) = &mut self.history {
-            // While it waits for the store, a checkpoint that is written still gets finished
-            // (a failed sync is seen by the core loop right after).
-            let (journal, checkpoints) = (&mut self.journal, &mut self.checkpoints);
-            let mut waiting = || {
-                let _ = checkpoint_poll(journal, checkpoints);
-            };
-            let room = history.pipeline.make_room(
-                &mut self.engine,
-                operation,
-                count,
-                &history.durability,
-                &mut waiting,
-            );
-            if !room {
-                // Never journaled, so no replay can differ (docs/history.md).
-                return Err(ApplyError::MemoryFull);
-            }
+        if !self.make_room(operation, count) {
+            // Never journaled, so no replay can differ (docs/history.md).
+            return Err(ApplyError::MemoryFull);
         }
         let slots = operation.timestamp_slots(count);
         let timestamp_before = self.timestamp_last;

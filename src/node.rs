@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use clearline_journal::le::u128_at;
-use clearline_journal::Journal;
+use clearline_journal::{Journal, RecordReader};
 use clearline_net::frame::Redirect;
 use clearline_net::tigerbeetle::gateway::CoreLink;
 use clearline_net::{CoreSide, Reply};
@@ -76,10 +76,15 @@ pub fn node_loop(
 ) -> Result<Journal, String> {
     let durability = core.journal_mut().durability();
     let mut scratch = vec![0u8; REPLY_SIZE_MAX];
-    let mut reader = core
+    let reader = core
         .journal_mut()
         .reader()
         .map_err(|error| format!("reading the journal: {error}"))?;
+    let mut standby = Standby {
+        replication,
+        reader,
+        data,
+    };
     loop {
         if durability.failed() {
             return Err("a journal sync failed; stopping without acknowledging more".to_string());
@@ -98,14 +103,7 @@ pub fn node_loop(
             CoreRole::Primary(epoch) => {
                 // What the old primary streamed before it went is part of its epoch: apply it.
                 while let Ok(inbound) = inbox.try_recv() {
-                    take(
-                        &mut core,
-                        inbound,
-                        replication,
-                        &mut reader,
-                        &mut scratch,
-                        data,
-                    )?;
+                    standby.take(&mut core, inbound, &mut scratch)?;
                 }
                 let record = EpochRecord {
                     epoch,
@@ -126,14 +124,7 @@ pub fn node_loop(
             }
         }
         match inbox.recv_timeout(BACKUP_WAIT) {
-            Ok(inbound) => take(
-                &mut core,
-                inbound,
-                replication,
-                &mut reader,
-                &mut scratch,
-                data,
-            )?,
+            Ok(inbound) => standby.take(&mut core, inbound, &mut scratch)?,
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 return Err("the replication receiver stopped".to_string());
@@ -144,12 +135,33 @@ pub fn node_loop(
     }
 }
 
+/// What a backup's core needs besides the core itself to take the primary's frames.
+struct Standby<'a> {
+    replication: &'a Replication,
+    /// Reads this node's own journal (checksums, before a truncation).
+    reader: RecordReader,
+    data: &'a Path,
+}
+
+impl Standby<'_> {
+    /// Applies what the receiver handed over.
+    fn take(
+        &mut self,
+        core: &mut Core,
+        inbound: Inbound,
+        scratch: &mut [u8],
+    ) -> Result<(), String> {
+        let (replication, reader, data) = (self.replication, &mut self.reader, self.data);
+        take(core, inbound, replication, reader, scratch, data)
+    }
+}
+
 /// Applies what the receiver handed over.
 fn take(
     core: &mut Core,
     inbound: Inbound,
     replication: &Replication,
-    reader: &mut clearline_journal::RecordReader,
+    reader: &mut RecordReader,
     scratch: &mut [u8],
     data: &Path,
 ) -> Result<(), String> {

@@ -483,6 +483,27 @@ fn child_error(exit: ChildExit, file: &str, directory: &str) -> JournalError {
     }
 }
 
+/// Writes one record at `offset` of `segment`: the body first, then the header (J4), so an
+/// in-process reader never sees a header without its body.
+fn write_record(
+    segment: &mut OpenSegment,
+    offset: u64,
+    header: &[u8],
+    body: &[u8],
+) -> Result<(), JournalError> {
+    let id = segment.id;
+    segment
+        .file
+        .write(offset + RECORD_HEADER_SIZE, body)
+        .map_err(|error| {
+            JournalError::io("writing a record body", &segment_file_name(id), error)
+        })?;
+    segment
+        .file
+        .write(offset, header)
+        .map_err(|error| JournalError::io("writing a record header", &segment_file_name(id), error))
+}
+
 fn new_generation(directory: &str) -> u64 {
     let time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -914,20 +935,7 @@ impl Journal {
             self.config.body_size_max,
         );
         assert_eq!(check, Ok(header), "encoded record header does not verify");
-        // Body first, then header (J4): an in-process reader never sees a header without body.
-        let id = segment.id;
-        segment
-            .file
-            .write(self.offset + RECORD_HEADER_SIZE, body)
-            .map_err(|error| {
-                JournalError::io("writing a record body", &segment_file_name(id), error)
-            })?;
-        segment
-            .file
-            .write(self.offset, &self.header)
-            .map_err(|error| {
-                JournalError::io("writing a record header", &segment_file_name(id), error)
-            })?;
+        write_record(segment, self.offset, &self.header, body)?;
         let start = self.offset;
         self.offset += size;
         self.appended(start, sequence, timestamp, header.checksum, finished);
@@ -1847,20 +1855,8 @@ impl Journal {
         assert_eq!(segment.id, header.segment);
         assert_eq!(self.offset, header.offset);
         assert!(self.offset + size <= segment.file.size());
-        // Body (with its padding) first, then header (J4), as `append` writes.
-        let id = segment.id;
-        segment
-            .file
-            .write(self.offset + RECORD_HEADER_SIZE, rest)
-            .map_err(|error| {
-                JournalError::io("writing a record body", &segment_file_name(id), error)
-            })?;
-        segment
-            .file
-            .write(self.offset, header_bytes)
-            .map_err(|error| {
-                JournalError::io("writing a record header", &segment_file_name(id), error)
-            })?;
+        // The body with its padding, as it came.
+        write_record(segment, self.offset, header_bytes, rest)?;
         let start = self.offset;
         self.offset += size;
         self.appended(start, sequence, header.timestamp, header.checksum, finished);

@@ -33,6 +33,16 @@ const FAILOVER_MAX: Duration = Duration::from_secs(3);
 /// How long a test waits for a group to settle (a primary, a caught-up backup).
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 
+/// One group at a time: each is four processes, and their timing (leases, failovers) is what
+/// the tests measure, so two groups must not share the machine's cores.
+static ONE_GROUP_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_group_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_GROUP_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn kills() -> usize {
     std::env::var("CLEARLINE_FAILOVER_KILLS")
         .ok()
@@ -380,6 +390,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 
 #[test]
 fn failover_after_kill_9_of_the_primary_under_load() {
+    let _serial = one_group_at_a_time();
     let mut group = Group::start(3, 1);
     create_accounts(&mut group.client());
     let load = Load::start(group.nodes.iter().map(|node| node.addr).collect());
@@ -431,6 +442,7 @@ fn failover_after_kill_9_of_the_primary_under_load() {
 
 #[test]
 fn failover_not_needed_when_a_backup_is_stopped() {
+    let _serial = one_group_at_a_time();
     let group = Group::start(3, 1);
     let mut client = group.client();
     create_accounts(&mut client);
@@ -482,6 +494,7 @@ fn failover_not_needed_when_a_backup_is_stopped() {
 
 #[test]
 fn failover_fences_a_primary_stopped_past_its_lease() {
+    let _serial = one_group_at_a_time();
     let mut group = Group::start(3, 1);
     create_accounts(&mut group.client());
     let old = group.primary();
@@ -535,6 +548,7 @@ fn failover_fences_a_primary_stopped_past_its_lease() {
 
 #[test]
 fn failover_stops_acknowledging_when_etcd_stops() {
+    let _serial = one_group_at_a_time();
     let mut group = Group::start(3, 1);
     create_accounts(&mut group.client());
     let primary = group.primary();
@@ -584,6 +598,7 @@ fn failover_stops_acknowledging_when_etcd_stops() {
 
 #[test]
 fn failover_backup_killed_while_catching_up_resumes() {
+    let _serial = one_group_at_a_time();
     let mut group = Group::new(3, 1);
     group.nodes[0].start();
     group.nodes[1].start();
@@ -617,6 +632,7 @@ fn failover_backup_killed_while_catching_up_resumes() {
 
 #[test]
 fn failover_drops_a_partitioned_primarys_unacknowledged_records() {
+    let _serial = one_group_at_a_time();
     let mut group = Group::start(3, 1);
     let mut client = group.client();
     create_accounts(&mut client);
@@ -672,6 +688,7 @@ fn failover_drops_a_partitioned_primarys_unacknowledged_records() {
 
 #[test]
 fn failover_group_seeds_a_node_the_journal_no_longer_reaches() {
+    let _serial = one_group_at_a_time();
     // Small segments and checkpoints, so the primary retires its first records quickly.
     let mut group = Group::new(3, 1);
     for node in &mut group.nodes {
