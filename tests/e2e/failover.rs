@@ -602,16 +602,12 @@ fn failover_backup_killed_while_catching_up_resumes() {
     let mut group = Group::new(3, 1);
     group.nodes[0].start();
     group.nodes[1].start();
-    group.primary();
     let mut client = group.client();
     create_accounts(&mut client);
     for batch in 0..300 {
         send_batch(&mut client, 40_000 + batch * BATCH).expect("acknowledged");
     }
-    // Node 3 starts empty and catches up from the first record; it is killed on the way.
-    group.nodes[2].start();
-    std::thread::sleep(Duration::from_millis(150));
-    group.nodes[2].kill();
+    let primary = group.primary();
     let sequence_of = |output: &str| -> Vec<u64> {
         output
             .lines()
@@ -619,9 +615,21 @@ fn failover_backup_killed_while_catching_up_resumes() {
             .filter_map(|rest| rest.trim().parse().ok())
             .collect()
     };
+    // Node 3 starts empty and catches up from the first record; it is killed on the way.
+    group.nodes[2].start();
+    let started = Instant::now();
+    while sequence_of(&group.nodes[primary].output()).is_empty() {
+        assert!(
+            started.elapsed() < SETTLE_MAX,
+            "node 3 never followed:\n{}",
+            group.outputs()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    group.nodes[2].kill();
     group.nodes[2].start();
     group.wait_converged();
-    let primary = group.primary();
     let follows = sequence_of(&group.nodes[primary].output());
     assert!(
         follows.len() >= 2,
