@@ -127,6 +127,12 @@ impl ReplicaConfig {
                 args.group_size
             ));
         }
+        if ack_backups as usize > BACKUPS_MAX {
+            return Err(format!(
+                "--ack-backups {ack_backups} is more than the {BACKUPS_MAX} backups a primary \
+                 serves"
+            ));
+        }
         if !(1..=60).contains(&args.lease_ttl_seconds) {
             return Err("--lease-ttl-seconds must be from 1 to 60".into());
         }
@@ -188,6 +194,8 @@ impl Progress {
 struct BackupSlot {
     /// The connection's number (slots come and go).
     connection: u64,
+    /// The backup's node id: one slot per node.
+    node_id: u64,
     /// The highest sequence this backup said it holds durably, in this primary's epoch.
     acknowledged: u64,
 }
@@ -546,10 +554,14 @@ impl Replication {
             let target = match self.config.ack_backups {
                 0 => local,
                 k => {
-                    let mut acknowledged: Vec<u64> = lock(&self.backups)
-                        .iter()
-                        .map(|slot| slot.acknowledged)
-                        .collect();
+                    // At most one slot per node (a reconnection replaces the old one), so K
+                    // counts nodes, not connections.
+                    let mut acknowledged = [0u64; BACKUPS_MAX];
+                    let backups = lock(&self.backups);
+                    for (slot, into) in backups.iter().zip(acknowledged.iter_mut()) {
+                        *into = slot.acknowledged;
+                    }
+                    drop(backups);
                     acknowledged.sort_unstable_by(|a, b| b.cmp(a));
                     acknowledged
                         .get(k as usize - 1)
@@ -701,10 +713,15 @@ impl Replication {
         };
         let connection = self.connections.fetch_add(1, Ordering::AcqRel);
         say!("clearline: backup {node_id} follows from sequence {next}");
-        lock(&self.backups).push(BackupSlot {
+        let mut backups = lock(&self.backups);
+        // A node that connects again replaces its old connection: it must not count twice.
+        backups.retain(|slot| slot.node_id != node_id);
+        backups.push(BackupSlot {
             connection,
+            node_id,
             acknowledged: 0,
         });
+        drop(backups);
         self.progress.bump();
         let closed = Arc::new(AtomicBool::new(false));
         let acks = {
@@ -1112,4 +1129,95 @@ pub fn record_sequence_and_timestamp(record: &[u8]) -> (u64, u64) {
 /// The channel a backup's receiver feeds the core through.
 pub fn inbox() -> (SyncSender<Inbound>, Receiver<Inbound>) {
     std::sync::mpsc::sync_channel(INBOX_FRAMES_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn config(flags: &[&str]) -> Result<Option<ReplicaConfig>, String> {
+        let words = ["clearline", "start"].iter().chain(flags);
+        let args = match Cli::try_parse_from(words).expect("the flags parse").command {
+            Command::Start(args) => args,
+            other => panic!("not start: {other:?}"),
+        };
+        ReplicaConfig::from_args(&args.replication, args.addr)
+    }
+
+    const NODE: [&str; 6] = [
+        "--etcd",
+        "http://127.0.0.1:2379",
+        "--node-id",
+        "2",
+        "--peer-addr",
+        "127.0.0.1:7171",
+    ];
+
+    #[test]
+    fn without_etcd_a_node_runs_alone() {
+        assert!(config(&[]).expect("valid").is_none());
+    }
+
+    #[test]
+    fn defaults_acknowledge_on_one_backup_in_a_group_and_none_alone() {
+        let group = config(&NODE).expect("valid").expect("a group");
+        assert_eq!((group.group_size, group.ack_backups), (3, 1));
+        assert_eq!(group.group_key, "/clearline/default");
+        assert_eq!(group.lease_ttl, Duration::from_secs(2));
+        assert_eq!(
+            group.client_addr,
+            "127.0.0.1:7070".parse().expect("address")
+        );
+        let alone = [&NODE[..], &["--group-size", "1"]].concat();
+        assert_eq!(
+            config(&alone).expect("valid").expect("a group").ack_backups,
+            0
+        );
+    }
+
+    #[test]
+    fn missing_and_inconsistent_flags_are_named() {
+        let cases: [(&[&str], &str); 7] = [
+            (&["--etcd", "http://127.0.0.1:2379"], "--node-id"),
+            (&["--etcd", ",", "--node-id", "1"], "at least one URL"),
+            (
+                &[&NODE[..2], &["--node-id", "0"], &NODE[4..]].concat(),
+                "must not be 0",
+            ),
+            (&NODE[..4], "--peer-addr"),
+            (
+                &[&NODE[..], &["--ack-backups", "3"]].concat(),
+                "more than the group's 2",
+            ),
+            (&[&NODE[..], &["--group", "a/b"]].concat(), "--group"),
+            (
+                &[&NODE[..], &["--lease-ttl-seconds", "0"]].concat(),
+                "1 to 60",
+            ),
+        ];
+        for (flags, expected) in cases {
+            let error = config(flags).expect_err("refused");
+            assert!(error.contains(expected), "{flags:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn records_are_split_by_their_header_sizes() {
+        let mut bytes = Vec::new();
+        for body_size in [0u32, 1, 64, 65] {
+            let mut record = vec![0u8; record_size(u64::from(body_size)) as usize];
+            record[60..64].copy_from_slice(&body_size.to_le_bytes());
+            bytes.extend_from_slice(&record);
+        }
+        let sizes: Vec<usize> = records(&bytes).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [128, 192, 192, 256]);
+        // A cut record is not returned.
+        let cut: Vec<usize> = records(&bytes[..bytes.len() - 1])
+            .map(<[u8]>::len)
+            .collect();
+        assert_eq!(cut, [128, 192, 192]);
+    }
 }
