@@ -867,6 +867,14 @@ impl Replication {
                 continue;
             }
             let Some(primary) = self.primary() else {
+                // No primary known: say why when etcd is the reason (once per new error).
+                if let Some(error) = self.leadership.last_error() {
+                    let text = format!("etcd: {error}");
+                    if text != said {
+                        warn!("clearline: no primary known yet; {text}");
+                        said = text;
+                    }
+                }
                 std::thread::sleep(LOOK_INTERVAL);
                 continue;
             };

@@ -1,4 +1,4 @@
-//! Replication groundwork (docs/replication.md): who leads a group, held in etcd under a lease
+//! Replication (docs/replication.md): who leads a group, held in etcd under a lease
 //! with a strictly increasing epoch ([`leadership`]), and the frames of the stream that carries
 //! journal records from a primary to its backups ([`frame`]).
 //!
@@ -6,8 +6,8 @@
 //! own thread and publishes its outcome through an atomic and a small mutex; [`frame`] encodes
 //! into and decodes from the caller's buffers without allocating.
 //!
-//! Does not yet stream, apply or acknowledge anything: the server, the journal and the network
-//! layer do not use this crate so far.
+//! Does not stream, apply or acknowledge anything itself: the server (`src/replica.rs`,
+//! `src/node.rs`) does, with these two parts.
 
 pub mod frame;
 pub mod leadership;
