@@ -42,6 +42,9 @@ pub const BACKUPS_MAX: usize = 8;
 /// How long a side waits for the other's first frame before it gives the connection up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a write to a backup may block before its connection is given up.
+const PEER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often blocked threads look whether they should stop or the role changed.
 const LOOK_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -200,6 +203,23 @@ struct BackupSlot {
     acknowledged: u64,
 }
 
+/// A backup the primary heard from lately, for the journal's retention hold.
+#[derive(Clone, Copy, Debug)]
+struct Remembered {
+    node_id: u64,
+    /// The highest sequence it said it holds.
+    holds: u64,
+    /// When it last acknowledged or was connected.
+    seen: Instant,
+}
+
+/// How long a primary keeps the records a backup that went away still needs (within
+/// `RETENTION_HOLD_SEGMENTS_MAX` segments): a backup back within it catches up by streaming.
+const REMEMBER_FOR: Duration = Duration::from_secs(600);
+
+/// Backups remembered at most (the largest group's backups).
+const REMEMBERED_MAX: usize = 16;
+
 /// What a backup's receiver hands the core thread.
 pub enum Inbound {
     /// The primary's journal facts: the backup's journal must take its generation.
@@ -264,6 +284,11 @@ pub struct Replication {
     journal_facts: Mutex<JournalFacts>,
     /// The first sequence this node's journal holds (moves when checkpoints retire records).
     first_sequence: AtomicU64,
+    /// The journal's retention hold (`Journal::retention_hold`): set while primary to keep
+    /// what the backups it heard from lately still need.
+    hold: Arc<AtomicU64>,
+    /// Backups this primary heard from lately: what each holds, and when it was last seen.
+    remembered: Mutex<Vec<Remembered>>,
     /// Backups told that they need records this journal retired (said once each).
     told_to_seed: Mutex<Vec<u64>>,
     /// Waking the net thread after the gate moved (set once the net thread runs).
@@ -279,6 +304,22 @@ pub struct JournalFacts {
     pub segment_size: u64,
     /// The first sequence it holds.
     pub first_sequence: u64,
+}
+
+/// What a replicated node takes from its journal when it starts.
+pub struct NodeJournal {
+    /// The journal's durable and written sequences.
+    pub durability: Arc<Durability>,
+    /// A reader of the journal, for the senders (each makes its own from it).
+    pub reader: RecordReader,
+    /// The journal's end, for a backup's first `Hello`.
+    pub tip: Tip,
+    /// The newest epoch the journal has met (0 when none).
+    pub epoch: u64,
+    /// What a primary tells its backups about the journal.
+    pub facts: JournalFacts,
+    /// The journal's retention hold (`Journal::retention_hold`).
+    pub hold: Arc<AtomicU64>,
 }
 
 /// What the core should do, from the node's role.
@@ -298,20 +339,26 @@ pub struct ReplicationThreads {
 }
 
 impl Replication {
-    /// Starts leadership. The reply gate starts at `durable_at_start`: what this node
-    /// recovered was acknowledged by whoever wrote it, and no reply waits on it.
+    /// Binds the peer address and starts leadership. The reply gate `ack` starts at the
+    /// journal's durable sequence: what this node recovered was acknowledged by whoever wrote
+    /// it, and no reply waits on it.
     ///
     /// # Errors
-    /// etcd's configuration is refused (leadership's own checks).
+    /// The peer address cannot be bound, or etcd's configuration is refused (leadership's own
+    /// checks).
     pub fn start(
         mut config: ReplicaConfig,
         ack: Arc<AtomicU64>,
-        durability: Arc<Durability>,
-        reader: RecordReader,
-        tip: Tip,
-        journal_epoch: u64,
-        facts: JournalFacts,
+        journal: NodeJournal,
     ) -> Result<Arc<Replication>, BoxError> {
+        let NodeJournal {
+            durability,
+            reader,
+            tip,
+            epoch: journal_epoch,
+            facts,
+            hold,
+        } = journal;
         // Bound before leadership starts, so the leader key names the real port.
         let listener = TcpListener::bind(config.peer_addr)
             .map_err(|error| format!("cannot serve backups on {}: {error}", config.peer_addr))?;
@@ -356,6 +403,8 @@ impl Replication {
             reader: Mutex::new(reader),
             journal_facts: Mutex::new(facts),
             told_to_seed: Mutex::new(Vec::new()),
+            hold,
+            remembered: Mutex::new(Vec::new()),
             first_sequence: AtomicU64::new(facts.first_sequence),
             wake: std::sync::OnceLock::new(),
         }))
@@ -568,6 +617,7 @@ impl Replication {
                         .map_or(0, |&kth| kth.min(local))
                 }
             };
+            self.update_hold();
             if target > self.ack.load(Ordering::Acquire) {
                 self.ack.store(target, Ordering::Release);
                 if let Some(wake) = self.wake.get() {
@@ -575,6 +625,49 @@ impl Replication {
                 }
             }
         }
+    }
+
+    /// A backup said it holds records up to `holds`.
+    fn remember(&self, node_id: u64, holds: u64) {
+        let now = Instant::now();
+        let mut remembered = lock(&self.remembered);
+        if let Some(entry) = remembered.iter_mut().find(|entry| entry.node_id == node_id) {
+            entry.holds = holds;
+            entry.seen = now;
+            return;
+        }
+        if remembered.len() == REMEMBERED_MAX {
+            // The one seen longest ago goes.
+            if let Some(oldest) = (0..remembered.len()).min_by_key(|&at| remembered[at].seen) {
+                remembered.swap_remove(oldest);
+            }
+        }
+        remembered.push(Remembered {
+            node_id,
+            holds,
+            seen: now,
+        });
+    }
+
+    /// Sets the journal's retention hold to the first record a backup heard from lately does
+    /// not hold yet (nothing held when there is none).
+    fn update_hold(&self) {
+        let now = Instant::now();
+        let backups = lock(&self.backups);
+        let mut remembered = lock(&self.remembered);
+        for entry in remembered.iter_mut() {
+            if backups.iter().any(|slot| slot.node_id == entry.node_id) {
+                entry.seen = now;
+            }
+        }
+        drop(backups);
+        remembered.retain(|entry| now.duration_since(entry.seen) < REMEMBER_FOR);
+        let floor = remembered
+            .iter()
+            .map(|entry| entry.holds.saturating_add(1))
+            .min()
+            .unwrap_or(u64::MAX);
+        self.hold.store(floor, Ordering::Release);
     }
 
     // ----- primary: serving backups -----
@@ -613,6 +706,9 @@ impl Replication {
         stream.set_nonblocking(false)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+        // A backup that stops reading (stalled, gone without a reset) loses its connection
+        // instead of holding this thread; it is still remembered for the retention hold.
+        stream.set_write_timeout(Some(PEER_WRITE_TIMEOUT))?;
         let epoch = self.epoch.load(Ordering::Acquire);
         if epoch == 0 {
             // Not primary (yet): the backup looks again at etcd and comes back.
@@ -713,6 +809,7 @@ impl Replication {
         };
         let connection = self.connections.fetch_add(1, Ordering::AcqRel);
         say!("clearline: backup {node_id} follows from sequence {next}");
+        self.remember(node_id, next - 1);
         let mut backups = lock(&self.backups);
         // A node that connects again replaces its old connection: it must not count twice.
         backups.retain(|slot| slot.node_id != node_id);
@@ -730,7 +827,9 @@ impl Replication {
             let closed = Arc::clone(&closed);
             std::thread::Builder::new()
                 .name("replica-acks-in".to_owned())
-                .spawn(move || this.read_acks(stream, decoder, connection, epoch, &closed))?
+                .spawn(move || {
+                    this.read_acks(stream, decoder, (connection, node_id), epoch, &closed);
+                })?
         };
         let reader = lock(&self.reader).another();
         let result = self.stream_records(&mut stream, reader, &mut out, epoch, next, &closed);
@@ -801,7 +900,7 @@ impl Replication {
         &self,
         mut stream: TcpStream,
         mut decoder: StreamDecoder,
-        connection: u64,
+        (connection, node_id): (u64, u64),
         epoch: u64,
         closed: &AtomicBool,
     ) {
@@ -832,6 +931,7 @@ impl Replication {
                         slot.acknowledged = slot.acknowledged.max(durable_sequence);
                     }
                     drop(backups);
+                    self.remember(node_id, durable_sequence);
                     self.progress.bump();
                 }
                 Ok(Some(_)) => {

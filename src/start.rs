@@ -21,7 +21,7 @@ use clearline_net::{ServerConfig, ServerHandle};
 use crate::cli::{Limits, StartArgs, SyncMode};
 use crate::core::{core_loop, load_checkpoint_image, Core, HistoryStart, Preload};
 use crate::history::{Pipeline, HISTORY_DIR_NAME};
-use crate::replica::{ReplicaConfig, Replication, ReplicationThreads, Tip};
+use crate::replica::{NodeJournal, ReplicaConfig, Replication, ReplicationThreads, Tip};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -363,6 +363,7 @@ impl Server {
                     .map_err(|error| format!("journal {}: {error}", journal_dir.display()))?
                     .unwrap_or(0);
                 let facts = crate::node::journal_facts(journal);
+                let hold = journal.retention_hold();
                 let epoch = core
                     .journal_epoch()
                     .map_or(0, |record| record.epoch)
@@ -371,14 +372,18 @@ impl Server {
                     sequence: written,
                     checksum,
                 };
-                Some(Replication::start(
-                    replica_config,
-                    Arc::clone(&durable),
-                    Arc::clone(&durability),
+                let journal = NodeJournal {
+                    durability: Arc::clone(&durability),
                     reader,
                     tip,
                     epoch,
                     facts,
+                    hold,
+                };
+                Some(Replication::start(
+                    replica_config,
+                    Arc::clone(&durable),
+                    journal,
                 )?)
             }
             None => None,

@@ -58,6 +58,10 @@ use crate::{
 /// fork; the child writes through its copy-on-write copy).
 pub const CHECKPOINT_BUFFER_SIZE: usize = 1 << 20;
 
+/// Segments before the one written that a retention hold may keep
+/// ([`Journal::retention_hold`]): 8 GiB with the default 1 GiB segments.
+pub const RETENTION_HOLD_SEGMENTS_MAX: u64 = 8;
+
 /// Exit code of a checkpoint child that could not write or sync its file.
 const EXIT_IO: i32 = 1;
 /// Exit code of a checkpoint child that found the device full.
@@ -318,6 +322,9 @@ pub struct Journal {
     image_buffer: Vec<u8>,
     /// Faults in the pages ahead of the writer (mapped storage on disk only).
     prefaulter: Option<Prefaulter>,
+    /// Records at or after this sequence are kept even when checkpoints cover them
+    /// ([`Journal::retention_hold`]); `u64::MAX` holds nothing.
+    hold: Arc<AtomicU64>,
 }
 
 /// A checkpoint in progress.
@@ -661,6 +668,7 @@ impl Journal {
             running: None,
             image_buffer: Vec::new(),
             prefaulter: None,
+            hold: Arc::new(AtomicU64::new(u64::MAX)),
         };
         if journal.segments.is_empty() {
             journal.create_segment(0)?;
@@ -1571,6 +1579,12 @@ impl Journal {
             if next.sequence > older + 1 {
                 break;
             }
+            // Held for a reader that still needs these records (a backup catching up), while
+            // the journal holds few segments before the one written.
+            let held = next.sequence > self.hold.load(Ordering::Acquire);
+            if held && (self.current as u64) <= RETENTION_HOLD_SEGMENTS_MAX {
+                break;
+            }
             let segment = self.segments.remove(0);
             self.syncers.remove(0);
             self.current -= 1;
@@ -1835,15 +1849,7 @@ impl Journal {
         }
         if header.watermark > self.shared.durability.durable_sequence() {
             // The watermark is below the record's sequence: every record it covers is written.
-            match self.config.sync {
-                SyncMode::Manual => {
-                    self.shared.sync_pending()?;
-                }
-                SyncMode::Data => {
-                    self.shared.durability.wait_durable(header.watermark)?;
-                }
-                SyncMode::None => {}
-            }
+            self.make_durable(header.watermark)?;
             assert!(self.shared.durability.durable_sequence() >= header.watermark);
         }
         let finished = if moves {
@@ -1861,6 +1867,32 @@ impl Journal {
         self.offset += size;
         self.appended(start, sequence, header.timestamp, header.checksum, finished);
         Ok(sequence)
+    }
+
+    /// The retention hold: a sequence another thread sets so that retirement keeps every
+    /// record at or after it, even when checkpoints cover them (a primary keeps what a backup
+    /// that is behind still needs). `u64::MAX`, the initial value, holds nothing. The hold is
+    /// honoured only while at most [`RETENTION_HOLD_SEGMENTS_MAX`] segments come before the one
+    /// written, so a reader that never comes back cannot fill the disk; it takes effect at the
+    /// next retirement (after a checkpoint).
+    pub fn retention_hold(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.hold)
+    }
+
+    /// Makes every record up to `sequence` (written already) durable before returning: syncs
+    /// on this thread in [`SyncMode::Manual`], waits for the syncer in [`SyncMode::Data`], and
+    /// has nothing to do in [`SyncMode::None`].
+    fn make_durable(&self, sequence: u64) -> Result<(), JournalError> {
+        match self.config.sync {
+            SyncMode::Manual => {
+                self.shared.sync_pending()?;
+            }
+            SyncMode::Data => {
+                self.shared.durability.wait_durable(sequence)?;
+            }
+            SyncMode::None => {}
+        }
+        Ok(())
     }
 
     /// Gives a journal that holds nothing yet the generation `generation` (a backup takes its
@@ -1997,15 +2029,7 @@ impl Journal {
         assert_eq!(end.sequence, sequence + 1);
         // No sync of the old tail may publish after the cut: make it all durable first, so that
         // nothing is pending and the syncer has published its last batch.
-        match self.config.sync {
-            SyncMode::Manual => {
-                self.shared.sync_pending()?;
-            }
-            SyncMode::Data => {
-                self.shared.durability.wait_durable(self.written)?;
-            }
-            SyncMode::None => {}
-        }
+        self.make_durable(self.written)?;
         assert_eq!(self.shared.durability.durable_sequence(), self.written);
         let dropped = TruncatedTail {
             records: self.written - sequence,

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 pub use error::{Corruption, JournalError};
 pub use file::FileStorage;
-pub use journal::{Durability, Journal, CHECKPOINT_BUFFER_SIZE};
+pub use journal::{Durability, Journal, CHECKPOINT_BUFFER_SIZE, RETENTION_HOLD_SEGMENTS_MAX};
 pub use mmap::ChildExit;
 pub use mmap::HugePageAllocator;
 pub use mmap::MmapStorage;

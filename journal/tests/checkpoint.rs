@@ -18,7 +18,7 @@ use clearline_journal::sim::{SimDisk, SimStorage};
 use clearline_journal::{
     checkpoint_file_name, inspect, record_size, segment_file_name, verify, Backend, CheckpointDone,
     Journal, JournalConfig, JournalError, Recovery, SyncMode, RECORD_HEADER_SIZE,
-    SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
+    RETENTION_HOLD_SEGMENTS_MAX, SEGMENT_HEADER_SIZE, SEGMENT_SIZE_MIN,
 };
 
 const PARENT_ENV: &str = "CLEARLINE_CHECKPOINT_PARENT";
@@ -841,4 +841,46 @@ fn recovery_reads_no_body_the_newest_checkpoint_covers_and_verify_still_does() {
         matches!(&error, JournalError::Corruption(corruption) if corruption.sequence == covered),
         "{error}"
     );
+}
+
+/// A retention hold keeps the records at and after it through a retirement, until it is
+/// lifted; it is not honoured once more than `RETENTION_HOLD_SEGMENTS_MAX` segments come before
+/// the one written.
+#[test]
+fn a_retention_hold_keeps_records_a_reader_needs_within_its_bound() {
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = temporary.path();
+    let config = config(Backend::Mmap, SyncMode::Data);
+    let (mut journal, _) = reopen(dir, &config).unwrap();
+    let hold = journal.retention_hold();
+    assert_eq!(hold.load(std::sync::atomic::Ordering::Acquire), u64::MAX);
+    hold.store(100, std::sync::atomic::Ordering::Release);
+    append_up_to(&mut journal, 300);
+    start(&mut journal, 4000);
+    assert_eq!(finish(&mut journal).retired, None);
+    append_up_to(&mut journal, 400);
+    start(&mut journal, 4000);
+    let held = finish(&mut journal);
+    // Without the hold every segment up to sequence 300 would go; with it only those whose
+    // records are all before 100.
+    assert!(held.first_sequence <= 100, "{held}");
+    assert!(held.first_sequence > 1, "{held}");
+    assert!(journal.first_sequence() <= 100);
+    // Lifted: the next retirement takes everything the checkpoints cover.
+    hold.store(u64::MAX, std::sync::atomic::Ordering::Release);
+    append_up_to(&mut journal, 500);
+    start(&mut journal, 4000);
+    let lifted = finish(&mut journal);
+    assert!(lifted.first_sequence > 300, "{lifted}");
+    assert!(lifted.first_sequence <= 401, "{lifted}");
+    // Bounded: a hold far behind is not honoured once the journal holds more segments before
+    // the one written than RETENTION_HOLD_SEGMENTS_MAX (53 records a segment here).
+    hold.store(lifted.first_sequence, std::sync::atomic::Ordering::Release);
+    let far = 400 + (RETENTION_HOLD_SEGMENTS_MAX + 4) * 53;
+    append_up_to(&mut journal, far);
+    start(&mut journal, 4000);
+    let bounded = finish(&mut journal);
+    assert!(bounded.first_sequence > lifted.first_sequence, "{bounded}");
+    assert!(bounded.first_sequence > 447, "{bounded}");
+    journal.close().unwrap();
 }

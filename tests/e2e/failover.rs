@@ -159,9 +159,16 @@ impl Group {
 
     /// The index of the primary, waiting for one.
     fn primary(&self) -> usize {
+        self.primary_among(|_| true)
+    }
+
+    /// The index of the primary among the nodes `eligible` accepts, waiting for one.
+    fn primary_among(&self, eligible: impl Fn(usize) -> bool) -> usize {
         let started = Instant::now();
         loop {
-            if let Some(index) = self.nodes.iter().position(Node::is_primary) {
+            let found = (0..self.nodes.len())
+                .find(|&index| eligible(index) && self.nodes[index].is_primary());
+            if let Some(index) = found {
                 return index;
             }
             assert!(
@@ -501,19 +508,7 @@ fn failover_fences_a_primary_stopped_past_its_lease() {
     let mut direct = group.nodes[old].client().expect("connect to the primary");
     send_batch(&mut direct, 20_000).expect("acknowledged before the stop");
     signal(group.nodes[old].pid(), "STOP");
-    let started = Instant::now();
-    let new = loop {
-        let found = (0..3).find(|&index| index != old && group.nodes[index].is_primary());
-        if let Some(index) = found {
-            break index;
-        }
-        assert!(
-            started.elapsed() < SETTLE_MAX,
-            "no new primary:\n{}",
-            group.outputs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let new = group.primary_among(|index| index != old);
     signal(group.nodes[old].pid(), "CONT");
     // Sent after it woke: never acknowledged by the deposed primary.
     let after = send_batch(&mut direct, 20_100);
@@ -665,15 +660,7 @@ fn failover_drops_a_partitioned_primarys_unacknowledged_records() {
     for &backup in &backups {
         group.nodes[backup].start();
     }
-    let started = Instant::now();
-    while !backups.iter().any(|&index| group.nodes[index].is_primary()) {
-        assert!(
-            started.elapsed() < SETTLE_MAX,
-            "no new primary:\n{}",
-            group.outputs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    group.primary_among(|index| index != old);
     signal(group.nodes[old].pid(), "CONT");
     group.wait_converged();
     let mut client = group.client();
@@ -783,4 +770,67 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         from.display(),
         to.display()
     );
+}
+
+#[test]
+fn failover_group_keeps_the_journal_a_stopped_backup_needs() {
+    let _serial = one_group_at_a_time();
+    let mut group = Group::new(3, 1);
+    for node in &mut group.nodes {
+        node.options = node
+            .options
+            .clone()
+            .flag("segment-size", 2 << 20)
+            .flag("checkpoint-interval-mib", 1);
+    }
+    for node in &mut group.nodes {
+        node.start();
+    }
+    let primary = group.primary();
+    let mut client = group.client();
+    create_accounts(&mut client);
+    send_batch(&mut client, 70_000).expect("acknowledged");
+    let stopped = (primary + 1) % 3;
+    group.wait_converged();
+    signal(group.nodes[stopped].pid(), "STOP");
+    // Enough journal for several checkpoints, which would retire the first segment.
+    let checkpoints = |group: &Group| {
+        group.nodes[primary]
+            .output()
+            .matches("checkpoint at")
+            .count()
+    };
+    let mut batch = 1;
+    while checkpoints(&group) < 4 {
+        send_batch(&mut client, 70_000 + batch * BATCH).expect("acknowledged by the other backup");
+        batch += 1;
+        assert!(batch < 100_000, "no checkpoints:\n{}", group.outputs());
+    }
+    let first_segment = group.nodes[primary]
+        .data
+        .path()
+        .join("journal/segment-0000000000000000.log");
+    assert!(
+        first_segment.exists(),
+        "the primary kept what the stopped backup needs:\n{}",
+        group.outputs()
+    );
+    signal(group.nodes[stopped].pid(), "CONT");
+    group.wait_converged();
+    assert!(
+        !group.outputs().contains("seed this node"),
+        "the backup caught up by streaming:\n{}",
+        group.outputs()
+    );
+    // Once every backup holds them, the next checkpoints retire the old records.
+    let started = Instant::now();
+    while first_segment.exists() {
+        send_batch(&mut client, 70_000 + batch * BATCH).expect("acknowledged");
+        batch += 1;
+        assert!(
+            started.elapsed() < SETTLE_MAX,
+            "never retired:\n{}",
+            group.outputs()
+        );
+    }
 }
