@@ -6,7 +6,7 @@
 //! own thread and publishes its outcome through an atomic and a small mutex; [`frame`] encodes
 //! into and decodes from the caller's buffers without allocating.
 //!
-//! Does not stream, apply or acknowledge anything itself: the server (`src/replica.rs`,
+//! Does not stream, apply or acknowledge anything itself: the server (`src/replica/`,
 //! `src/node.rs`) does, with these two parts.
 
 pub mod frame;
