@@ -1896,14 +1896,14 @@ impl Journal {
     }
 
     /// Gives a journal that holds nothing yet the generation `generation` (a backup takes its
-    /// primary's, so that copied records validate here): rewrites every segment file's header
-    /// with it and syncs each. Allowed only while the journal holds no record and no
-    /// checkpoint file, and no checkpoint runs. Readers made before ([`Journal::reader`])
-    /// keep the old generation: make them again.
+    /// primary's, so that copied records validate here): removes its (empty) segment files,
+    /// newest first, each removal synced, and creates segment 0 and its spare anew with it.
+    /// Allowed only while the journal holds no record and no checkpoint file, and no
+    /// checkpoint runs. Readers made before ([`Journal::reader`]) keep the old generation: make
+    /// them again.
     ///
-    /// Not atomic across files: a crash in the middle leaves segments of two generations, and
-    /// the directory then refuses to open ("segment from another journal generation"); it held
-    /// no record, so removing its segment files loses nothing.
+    /// A crash at any point leaves segment files of one generation only (or none, which the
+    /// next open takes for a new journal), so the directory always opens.
     ///
     /// # Errors
     ///
@@ -1933,25 +1933,28 @@ impl Journal {
         assert_eq!(self.current, 0);
         assert_eq!(self.offset, SEGMENT_HEADER_SIZE);
         assert_eq!(self.previous_checksum, 0);
-        let mut block = [0u8; RECORD_HEADER_SIZE as usize];
-        for (index, segment) in self.segments.iter_mut().enumerate() {
-            let name = segment_file_name(segment.id);
-            SegmentHeader {
-                generation,
-                segment: segment.id,
-                size: segment.file.size(),
-            }
-            .encode(&mut block);
-            segment
-                .file
-                .write(0, &block)
-                .map_err(|error| JournalError::io("rewriting a segment header", &name, error))?;
-            self.syncers[index]
-                .sync(0, RECORD_HEADER_SIZE)
-                .map_err(|error| JournalError::io("syncing a segment header", &name, error))?;
+        // The segment files are removed, newest first, and made anew: at every point a crash
+        // can stop this, the segment files present share one generation (none present is a
+        // new journal at the next open). Rewriting the headers in place could leave two.
+        assert_eq!(
+            self.segments[0].id, 0,
+            "an empty journal starts at segment 0"
+        );
+        let ids: Vec<u64> = self.segments.iter().map(|segment| segment.id).collect();
+        self.segments.clear();
+        self.syncers.clear();
+        for id in ids.iter().rev() {
+            let name = segment_file_name(*id);
+            self.storage
+                .remove(&name)
+                .map_err(|error| JournalError::io("removing an empty segment", &name, error))?;
+            self.storage
+                .sync_directory()
+                .map_err(|error| JournalError::io("syncing the directory", &directory, error))?;
         }
         self.generation = generation;
-        Ok(())
+        self.create_segment(0)?;
+        self.ensure_spare()
     }
 
     /// Drops every record after `sequence` (a backup whose journal diverged from a new

@@ -887,3 +887,42 @@ fn a_crash_while_mirroring_leaves_a_mirror_that_opens() {
         "the crash points covered the copies ({operations})"
     );
 }
+
+/// Takes a new generation on a simulated journal that crashes after `operations` storage
+/// operations; the journal must open again, with one generation. Returns whether it crashed.
+fn crash_while_taking_a_generation(operations: u64) -> bool {
+    let disk = SimDisk::new(0x6e6e_0000 + operations);
+    let (journal, _) = open_sim(&disk).unwrap();
+    let old = journal.generation();
+    let new = old ^ 0x5555;
+    drop(journal);
+    let (mut journal, _) = open_sim(&disk).unwrap();
+    disk.crash_after(operations);
+    let taken = journal.set_generation_if_empty(new);
+    let crashed = disk.crashed();
+    if !crashed {
+        taken.unwrap();
+    }
+    drop(journal);
+    disk.crash();
+    let (journal, recovery) = open_sim(&disk)
+        .unwrap_or_else(|error| panic!("crash after {operations} operations: {error}"));
+    assert_eq!(recovery.last_sequence, 0);
+    if !crashed {
+        assert_eq!(journal.generation(), new);
+    }
+    crashed
+}
+
+#[test]
+fn a_crash_while_taking_a_generation_leaves_a_journal_that_opens() {
+    let mut operations = 0;
+    while crash_while_taking_a_generation(operations) {
+        operations += 1;
+        assert!(operations < 200, "taking a generation never completes");
+    }
+    assert!(
+        operations > 4,
+        "the crash points covered the steps ({operations})"
+    );
+}
