@@ -33,7 +33,7 @@ use clearline_net::tigerbeetle::gateway::CoreLink;
 use clearline_net::{status_reply, CoreSide, FrameStatus, Reply, Request};
 
 use crate::history::{Pipeline, StoreReader};
-use crate::request_record::{self, EpochRecord};
+use crate::request_record::{self, EpochRecord, Journaled};
 
 /// Size of the reply scratch: the largest frame body.
 pub const REPLY_SIZE_MAX: usize = 1_048_576 - 64;
@@ -465,20 +465,13 @@ impl Core {
                     return;
                 }
                 place.set(&view);
-                if let Some(epoch) = request_record::decode_epoch(view.body) {
-                    journal_epoch = Some(epoch);
-                    timestamp_last = timestamp_last.max(view.timestamp);
-                    records += 1;
-                    return;
-                }
-                match request_record::decode(view.body) {
-                    Ok((operation, _count, _)) if !operation.is_write() => {
-                        failure = Some(place.refusal(&format!(
-                            "the body is not a write request ({} is a read, never journaled)",
-                            operation.name()
-                        )));
+                match request_record::decode_journaled(view.body) {
+                    Ok(Journaled::Epoch(epoch)) => {
+                        journal_epoch = Some(epoch);
+                        timestamp_last = timestamp_last.max(view.timestamp);
+                        records += 1;
                     }
-                    Ok((operation, count, events)) => {
+                    Ok(Journaled::Write(operation, count, events)) => {
                         if let Some(history) = &mut history {
                             let room = history.pipeline.make_room(
                                 &mut engine,
@@ -504,10 +497,7 @@ impl Core {
                         records += 1;
                         replayed_bytes += view.body.len() as u64;
                     }
-                    Err(error) => {
-                        let problem = format!("the body is not a request ({error})");
-                        failure = Some(place.refusal(&problem));
-                    }
+                    Err(problem) => failure = Some(place.refusal(&problem)),
                 }
             })
             .map_err(|error| format!("replay failed: {error}"))?;
@@ -660,19 +650,13 @@ impl Core {
         let body = &record[header..header + body_size];
         self.timestamp_last = self.timestamp_last.max(timestamp);
         self.checkpoints.bytes_since += body.len() as u64;
-        if let Some(epoch) = request_record::decode_epoch(body) {
-            self.journal_epoch = Some(epoch);
-            return Ok((sequence, Some(epoch)));
-        }
-        let (operation, count, events) = match request_record::decode(body) {
-            Ok((operation, count, events)) if operation.is_write() => (operation, count, events),
-            Ok((operation, ..)) => {
-                return Err(format!(
-                    "record {sequence} is a {} (a read), which is never journaled",
-                    operation.name()
-                ))
+        let (operation, count, events) = match request_record::decode_journaled(body) {
+            Ok(Journaled::Epoch(epoch)) => {
+                self.journal_epoch = Some(epoch);
+                return Ok((sequence, Some(epoch)));
             }
-            Err(error) => return Err(format!("record {sequence} is not a request: {error}")),
+            Ok(Journaled::Write(operation, count, events)) => (operation, count, events),
+            Err(problem) => return Err(format!("record {sequence}: {problem}")),
         };
         if !self.make_room(operation, count) {
             return Err(format!(

@@ -71,6 +71,34 @@ pub fn decode_epoch(body: &[u8]) -> Option<EpochRecord> {
     (prefix_ok && record.epoch != 0 && record.node_id != 0).then_some(record)
 }
 
+/// What a journal record's body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journaled<'a> {
+    /// The epoch record of a new primary.
+    Epoch(EpochRecord),
+    /// A write request: its operation, count and events.
+    Write(Operation, u32, &'a [u8]),
+}
+
+/// Reads a journal record's body: an epoch record or a write request. Replay and a backup's
+/// core read records with it alike.
+///
+/// # Errors
+/// Why the body is neither (a read is never journaled), in words for the operator.
+pub fn decode_journaled(body: &[u8]) -> Result<Journaled<'_>, String> {
+    if let Some(epoch) = decode_epoch(body) {
+        return Ok(Journaled::Epoch(epoch));
+    }
+    match decode(body) {
+        Ok((operation, _, _)) if !operation.is_write() => Err(format!(
+            "the body is not a write request ({} is a read, never journaled)",
+            operation.name()
+        )),
+        Ok((operation, count, events)) => Ok(Journaled::Write(operation, count, events)),
+        Err(error) => Err(format!("the body is not a request ({error})")),
+    }
+}
+
 /// Why a record body cannot be a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordError {

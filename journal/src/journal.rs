@@ -1148,6 +1148,17 @@ impl Journal {
                 first: self.first_sequence,
             });
         }
+        let (header, _) = self.find_record(sequence, false)?;
+        Ok(header.checksum)
+    }
+
+    /// Record `sequence`, which the journal holds (written, not retired), and the cursor of
+    /// the record after it. With `headers_only` its body's checksum is not checked again.
+    fn find_record(
+        &self,
+        sequence: u64,
+        headers_only: bool,
+    ) -> Result<(RecordHeader, Cursor), JournalError> {
         let body_size_max = self.config.body_size_max;
         let start = locate(
             &self.segments,
@@ -1157,9 +1168,14 @@ impl Journal {
             self.base(),
         )?;
         let mut walker = Walker::new(&self.segments, self.generation, body_size_max, start);
+        if headers_only {
+            walker.headers_only_through = sequence;
+        }
         loop {
             match walker.step()? {
-                Step::Record(header) if header.sequence == sequence => return Ok(header.checksum),
+                Step::Record(header) if header.sequence == sequence => {
+                    return Ok((header, walker.cursor));
+                }
                 Step::Record(_) => {}
                 Step::End(end) => return Err(self.vanished(end.cursor, end.reason)),
             }
@@ -2003,31 +2019,14 @@ impl Journal {
         if sequence + 1 < self.first_sequence {
             return refuse("the records up to it were retired");
         }
-        let body_size_max = self.config.body_size_max;
         let (end, last_timestamp) = if sequence + 1 == self.first_sequence {
             let timestamp = newest
                 .filter(|checkpoint| checkpoint.sequence == sequence)
                 .map_or(0, |checkpoint| checkpoint.timestamp);
             (self.base(), timestamp)
         } else {
-            let start = locate(
-                &self.segments,
-                self.generation,
-                body_size_max,
-                sequence,
-                self.base(),
-            )?;
-            let mut walker = Walker::new(&self.segments, self.generation, body_size_max, start);
-            walker.headers_only_through = sequence;
-            loop {
-                match walker.step()? {
-                    Step::Record(header) if header.sequence == sequence => {
-                        break (walker.cursor, header.timestamp);
-                    }
-                    Step::Record(_) => {}
-                    Step::End(end) => return Err(self.vanished(end.cursor, end.reason)),
-                }
-            }
+            let (header, after) = self.find_record(sequence, true)?;
+            (after, header.timestamp)
         };
         assert_eq!(end.sequence, sequence + 1);
         // No sync of the old tail may publish after the cut: make it all durable first, so that

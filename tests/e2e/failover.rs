@@ -157,6 +157,18 @@ impl Group {
         Group { etcd, nodes }
     }
 
+    /// Small segments and checkpoints, so a primary retires its first records quickly.
+    fn with_small_journals(mut self) -> Group {
+        for node in &mut self.nodes {
+            node.options = node
+                .options
+                .clone()
+                .flag("segment-size", 2 << 20)
+                .flag("checkpoint-interval-mib", 1);
+        }
+        self
+    }
+
     /// The index of the primary, waiting for one.
     fn primary(&self) -> usize {
         self.primary_among(|_| true)
@@ -690,15 +702,7 @@ fn failover_drops_a_partitioned_primarys_unacknowledged_records() {
 #[test]
 fn failover_group_seeds_a_node_the_journal_no_longer_reaches() {
     let _serial = one_group_at_a_time();
-    // Small segments and checkpoints, so the primary retires its first records quickly.
-    let mut group = Group::new(3, 1);
-    for node in &mut group.nodes {
-        node.options = node
-            .options
-            .clone()
-            .flag("segment-size", 2 << 20)
-            .flag("checkpoint-interval-mib", 1);
-    }
+    let mut group = Group::new(3, 1).with_small_journals();
     group.nodes[0].start();
     group.nodes[1].start();
     let primary = group.primary();
@@ -774,14 +778,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 #[test]
 fn failover_group_keeps_the_journal_a_stopped_backup_needs() {
     let _serial = one_group_at_a_time();
-    let mut group = Group::new(3, 1);
-    for node in &mut group.nodes {
-        node.options = node
-            .options
-            .clone()
-            .flag("segment-size", 2 << 20)
-            .flag("checkpoint-interval-mib", 1);
-    }
+    let mut group = Group::new(3, 1).with_small_journals();
     for node in &mut group.nodes {
         node.start();
     }
