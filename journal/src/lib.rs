@@ -358,7 +358,8 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     parse_number(name, "segment-", ".log", 16)
 }
 
-pub(crate) fn parse_checkpoint_name(name: &str) -> Option<u64> {
+/// The sequence a checkpoint file's name says it covers, if it is one.
+pub fn parse_checkpoint_name(name: &str) -> Option<u64> {
     parse_number(name, "checkpoint-", ".ckpt", 20)
 }
 

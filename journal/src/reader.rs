@@ -243,6 +243,37 @@ impl RecordReader {
         }
     }
 
+    /// Where record `sequence` ends: the id of the segment file that holds it and the offset
+    /// right after it (padding included). The file's bytes before that offset are the segment
+    /// header and whole records up to `sequence`, which never change once written: a backup
+    /// catching up from a checkpoint at `sequence` starts its journal with a copy of them.
+    /// `None` when the segment files present hold no valid record `sequence`.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors, and corruption of a segment file's header.
+    pub fn end_of(&mut self, sequence: u64) -> Result<Option<(u64, u64)>, JournalError> {
+        if sequence == 0 {
+            return Ok(None);
+        }
+        self.window = Window::default();
+        let mut place = match self.locate(sequence)? {
+            Located::At(place) => place,
+            Located::Retired(_) | Located::Stop(..) => return Ok(None),
+        };
+        match self.header(&mut place)? {
+            Found::Record(header) if header.sequence == sequence => {
+                Ok(Some((place.segment, place.offset + header.size())))
+            }
+            Found::Record(_) | Found::Stop(_) => Ok(None),
+        }
+    }
+
+    /// The journal directory this reader reads.
+    pub fn directory(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// The header checksum of record `sequence`, walking headers from `place`.
     fn checksum_from(
         &mut self,

@@ -698,6 +698,72 @@ fn the_reader_reports_retired_records_and_checksums_match_the_headers() {
 }
 
 #[test]
+fn a_journal_started_from_a_checkpoint_and_a_segment_prefix_follows_its_primary() {
+    let primary_dir = tempfile::tempdir().unwrap();
+    let (mut primary, _) = Journal::open(primary_dir.path(), &config(SyncMode::Data)).unwrap();
+    let written = entries(21, 1, 1500);
+    append_all(&mut primary, &written[..500]);
+    primary
+        .write_checkpoint(400, written[399].timestamp, b"first")
+        .unwrap();
+    append_all(&mut primary, &written[500..1200]);
+    primary
+        .write_checkpoint(1100, written[1099].timestamp, b"second")
+        .unwrap();
+    primary.sync().unwrap();
+    let first = primary.first_sequence();
+    assert!(first > 1, "records were retired");
+    let mut reader = primary.reader().unwrap();
+    assert_eq!(reader.end_of(0).unwrap(), None);
+    assert_eq!(reader.end_of(first - 1).unwrap(), None, "retired");
+    assert_eq!(reader.end_of(1201).unwrap(), None, "not written");
+    // A record ends where the next one starts, or at the end of its segment's records.
+    let (segment, end) = reader.end_of(1100).unwrap().unwrap();
+    let (next_segment, next_end) = reader.end_of(1101).unwrap().unwrap();
+    let next_size = record_size(written[1100].body.len() as u64);
+    assert!(
+        (next_segment == segment && next_end == end + next_size)
+            || (next_segment == segment + 1 && next_end == SEGMENT_HEADER_SIZE + next_size),
+        "1100 ends at {segment}:{end}, 1101 at {next_segment}:{next_end}"
+    );
+
+    // A backup starts with the checkpoint file and the segment's bytes up to that end.
+    let mirror_dir = tempfile::tempdir().unwrap();
+    let checkpoint = clearline_journal::checkpoint_file_name(1100);
+    fs::copy(
+        primary_dir.path().join(&checkpoint),
+        mirror_dir.path().join(&checkpoint),
+    )
+    .unwrap();
+    let name = segment_file_name(segment);
+    let bytes = fs::read(primary_dir.path().join(&name)).unwrap();
+    let file = fs::File::create(mirror_dir.path().join(&name)).unwrap();
+    file.set_len(bytes.len() as u64).unwrap();
+    file.write_all_at(&bytes[..end as usize], 0).unwrap();
+    drop(file);
+    let (mut mirror, recovery) = Journal::open(mirror_dir.path(), &config(SyncMode::Data)).unwrap();
+    let loaded = recovery.checkpoint.expect("the checkpoint loads");
+    assert_eq!((loaded.sequence, &loaded.image[..]), (1100, &b"second"[..]));
+    assert_eq!(recovery.last_sequence, 1100);
+    assert_eq!(recovery.records, 0);
+
+    // It follows by copying, and ends byte-identical from that segment on.
+    append_all(&mut primary, &written[1200..]);
+    primary.sync().unwrap();
+    copy_all(&mut mirror, &read_all(&mut reader, 1101, 1500, 64 << 10));
+    assert_eq!(replayed(&mirror, 1101), replayed(&primary, 1101));
+    let last = primary.write_position().0;
+    for id in segment..=last {
+        let name = segment_file_name(id);
+        let expected = fs::read(primary_dir.path().join(&name)).unwrap();
+        let found = fs::read(mirror_dir.path().join(&name)).unwrap();
+        assert!(expected == found, "{name} differs");
+    }
+    mirror.close().unwrap();
+    primary.close().unwrap();
+}
+
+#[test]
 fn a_reader_of_a_journal_that_does_not_have_the_records_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (mut journal, _) = Journal::open(dir.path(), &config(SyncMode::Data)).unwrap();
