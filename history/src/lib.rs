@@ -21,6 +21,7 @@
 
 mod account_runs;
 mod blocks;
+mod copy;
 mod error;
 mod id_blocks;
 mod orders;
@@ -31,6 +32,7 @@ mod store;
 mod watermark;
 mod writer;
 
+pub use copy::{CopyReport, COPY_ENTRY_HEADER_SIZE};
 pub use error::HistoryError;
 pub use run::{BalanceRow, BurnedId, FinishedOrder, Resolution, Run, RunCapacity};
 pub use run::{RESOLUTION_EXPIRED, RESOLUTION_POSTED, RESOLUTION_VOIDED};

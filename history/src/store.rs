@@ -1269,6 +1269,29 @@ impl History {
         lock(&self.generations).names.clone()
     }
 
+    /// Every key space, `meta` last, in the order a copy of the store lists them
+    /// (copy.rs): a key space's place in this list is its number there.
+    pub(crate) fn all_key_spaces(&self) -> [(&'static str, &Keyspace); 11] {
+        [
+            (TRANSFERS, &self.transfers),
+            (TRANSFER_IDS, &self.transfer_ids),
+            (ACCOUNT_RUNS, &self.account_runs),
+            (BALANCES, &self.balances),
+            (BURNED_IDS, &self.burned_ids),
+            (RESOLUTIONS, &self.resolutions),
+            (ORDERS, &self.orders),
+            (FILLS, &self.fills),
+            (FILL_MARKETS, &self.fill_markets),
+            (FILL_ORDERS, &self.fill_orders),
+            (META, &self.meta),
+        ]
+    }
+
+    /// The fjall database, for a consistent view across key spaces (copy.rs).
+    pub(crate) fn database(&self) -> &Database {
+        &self.database
+    }
+
     /// Each key space's name and directory, for diagnostics (and for tests that damage
     /// files on purpose).
     pub fn key_space_paths(&self) -> [(&'static str, PathBuf); 7] {
