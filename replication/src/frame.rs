@@ -37,12 +37,13 @@ const HELLO_BODY_SIZE: usize = 32;
 const RECORDS_FIXED_SIZE: usize = 16;
 const ACK_BODY_SIZE: usize = 8;
 const TRUNCATE_BODY_SIZE: usize = 24;
-const CATCH_UP_BODY_SIZE: usize = 32;
+const CATCH_UP_BODY_SIZE: usize = 40;
 const WELCOME_BODY_SIZE: usize = 32;
-const CHECKPOINT_CHUNK_FIXED_SIZE: usize = 40;
+const CATCH_UP_CHUNK_FIXED_SIZE: usize = 16;
+const CATCH_UP_END_BODY_SIZE: usize = 16;
 
 const _: () = assert!(FRAME_HEADER_SIZE % 8 == 0);
-const _: () = assert!(CHECKPOINT_CHUNK_FIXED_SIZE as u32 <= FRAME_BODY_SIZE_MAX);
+const _: () = assert!(CATCH_UP_CHUNK_FIXED_SIZE as u32 <= FRAME_BODY_SIZE_MAX);
 const _: () = assert!(RECORDS_FIXED_SIZE as u64 + RECORD_HEADER_SIZE <= 4096);
 
 /// The kind byte of a frame header.
@@ -57,12 +58,14 @@ pub enum Kind {
     Ack = 3,
     /// Primary to backup: drop records from a sequence on.
     Truncate = 4,
-    /// Primary to backup: load a checkpoint first.
+    /// Primary to backup: what a catch-up from a checkpoint sends.
     CatchUp = 5,
-    /// Primary to backup: a piece of a checkpoint file.
-    CheckpointChunk = 6,
+    /// Primary to backup: a piece of a catch-up.
+    CatchUpChunk = 6,
     /// Primary to backup, first frame on a connection: the journal the backup must mirror.
     Welcome = 7,
+    /// Primary to backup: the catch-up is complete.
+    CatchUpEnd = 8,
 }
 
 impl Kind {
@@ -73,8 +76,9 @@ impl Kind {
             3 => Some(Kind::Ack),
             4 => Some(Kind::Truncate),
             5 => Some(Kind::CatchUp),
-            6 => Some(Kind::CheckpointChunk),
+            6 => Some(Kind::CatchUpChunk),
             7 => Some(Kind::Welcome),
+            8 => Some(Kind::CatchUpEnd),
             _ => None,
         }
     }
@@ -114,26 +118,31 @@ pub enum Message<'a> {
         /// when `from_sequence` is 1); the backup checks it before dropping anything.
         previous_checksum: u128,
     },
-    /// The backup is too far behind: it must load the checkpoint at `checkpoint_sequence`.
+    /// The backup is too far behind: it must start again from the checkpoint at
+    /// `checkpoint_sequence`, whose file, the start of the segment file holding the record
+    /// it covers and (with `CATCH_UP_STORE`) a copy of the history store follow in
+    /// `CatchUpChunk` frames, then a `CatchUpEnd`.
     CatchUp {
         /// The last sequence the checkpoint covers (never zero).
         checkpoint_sequence: u64,
-        /// The checkpoint file's size in bytes.
+        /// The checkpoint file's size in bytes (never zero).
         checkpoint_size: u64,
-        /// The checkpoint file's checksum, checked once every chunk has arrived.
-        checkpoint_checksum: u128,
+        /// The id of the segment file that holds record `checkpoint_sequence`.
+        segment: u64,
+        /// How many bytes of that file follow: its header and its records up to and including
+        /// `checkpoint_sequence` (never zero).
+        segment_prefix_size: u64,
+        /// [`CATCH_UP_STORE`] when a copy of the history store follows; other bits zero.
+        flags: u64,
     },
-    /// `bytes` of the checkpoint file at `offset`.
-    CheckpointChunk {
-        /// The checkpoint this chunk belongs to (never zero).
-        checkpoint_sequence: u64,
-        /// Where `bytes` go in the file.
+    /// `bytes` of one part of a catch-up, at `offset` in it.
+    CatchUpChunk {
+        /// Which part: [`CatchUpPart`].
+        part: CatchUpPart,
+        /// Where `bytes` go in the part (the checkpoint file, the segment prefix); for the
+        /// store copy, the bytes of the copy sent before this chunk.
         offset: u64,
-        /// The checkpoint file's size; `offset + bytes.len()` never exceeds it.
-        checkpoint_size: u64,
-        /// The checkpoint file's checksum, as in `CatchUp`.
-        checkpoint_checksum: u128,
-        /// The chunk (not empty).
+        /// The chunk (not empty). A store chunk holds whole entries of the copy.
         bytes: &'a [u8],
     },
     /// The primary answers a `Hello` with the facts of the journal the backup must mirror.
@@ -148,6 +157,39 @@ pub enum Message<'a> {
         /// The last sequence the primary has written.
         written_sequence: u64,
     },
+    /// Every chunk of the catch-up was sent; the backup checks the store copy's totals.
+    CatchUpEnd {
+        /// Entries in the store copy (zero without one).
+        store_entries: u64,
+        /// Bytes of the store copy (zero without one).
+        store_bytes: u64,
+    },
+}
+
+/// The `CatchUp` flag that says a copy of the history store follows.
+pub const CATCH_UP_STORE: u64 = 1;
+
+/// The parts of a catch-up, in the order they are sent.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUpPart {
+    /// The checkpoint file.
+    Checkpoint = 1,
+    /// The start of the segment file, up to the checkpoint's record.
+    Segment = 2,
+    /// The copy of the history store (`clearline_history::History::export`).
+    Store = 3,
+}
+
+impl CatchUpPart {
+    fn from_u8(value: u8) -> Option<CatchUpPart> {
+        match value {
+            1 => Some(CatchUpPart::Checkpoint),
+            2 => Some(CatchUpPart::Segment),
+            3 => Some(CatchUpPart::Store),
+            _ => None,
+        }
+    }
 }
 
 impl Message<'_> {
@@ -159,8 +201,9 @@ impl Message<'_> {
             Message::Ack { .. } => Kind::Ack,
             Message::Truncate { .. } => Kind::Truncate,
             Message::CatchUp { .. } => Kind::CatchUp,
-            Message::CheckpointChunk { .. } => Kind::CheckpointChunk,
+            Message::CatchUpChunk { .. } => Kind::CatchUpChunk,
             Message::Welcome { .. } => Kind::Welcome,
+            Message::CatchUpEnd { .. } => Kind::CatchUpEnd,
         }
     }
 
@@ -172,8 +215,9 @@ impl Message<'_> {
             Message::Ack { .. } => ACK_BODY_SIZE,
             Message::Truncate { .. } => TRUNCATE_BODY_SIZE,
             Message::CatchUp { .. } => CATCH_UP_BODY_SIZE,
-            Message::CheckpointChunk { bytes, .. } => CHECKPOINT_CHUNK_FIXED_SIZE + bytes.len(),
+            Message::CatchUpChunk { bytes, .. } => CATCH_UP_CHUNK_FIXED_SIZE + bytes.len(),
             Message::Welcome { .. } => WELCOME_BODY_SIZE,
+            Message::CatchUpEnd { .. } => CATCH_UP_END_BODY_SIZE,
         }
     }
 }
@@ -236,8 +280,10 @@ pub enum FrameError {
     },
     /// `Records` bytes are not a multiple of the record alignment, or too few for the count.
     RecordsSizeInvalid,
-    /// A checkpoint chunk reaches past the checkpoint's size (or is empty).
-    ChunkOutOfBounds,
+    /// A catch-up chunk is empty, or names a part that does not exist.
+    ChunkInvalid,
+    /// A `CatchUp` sets a flag this code does not know.
+    FlagsUnknown,
     /// The caller's buffer cannot hold the frame being encoded.
     BufferTooSmall {
         /// The frame's size.
@@ -281,12 +327,10 @@ impl fmt::Display for FrameError {
                     "records bytes do not hold the announced number of whole records"
                 )
             }
-            FrameError::ChunkOutOfBounds => {
-                write!(
-                    f,
-                    "checkpoint chunk is empty or reaches past the checkpoint's end"
-                )
+            FrameError::ChunkInvalid => {
+                write!(f, "catch-up chunk is empty or names no part")
             }
+            FrameError::FlagsUnknown => write!(f, "catch-up flags this build does not know"),
             FrameError::BufferTooSmall { frame_size } => {
                 write!(f, "buffer too small for a frame of {frame_size} bytes")
             }
@@ -346,31 +390,30 @@ pub fn check_message(epoch: u64, message: &Message<'_>) -> Result<(), FrameError
         }
         Message::CatchUp {
             checkpoint_sequence,
-            ..
-        } => {
-            if checkpoint_sequence == 0 {
-                return Err(FrameError::FieldMustNotBeZero {
-                    field: "checkpoint_sequence",
-                });
-            }
-        }
-        Message::CheckpointChunk {
-            checkpoint_sequence,
-            offset,
             checkpoint_size,
-            bytes,
+            segment_prefix_size,
+            flags,
             ..
         } => {
-            if checkpoint_sequence == 0 {
-                return Err(FrameError::FieldMustNotBeZero {
-                    field: "checkpoint_sequence",
-                });
+            for (field, value) in [
+                ("checkpoint_sequence", checkpoint_sequence),
+                ("checkpoint_size", checkpoint_size),
+                ("segment_prefix_size", segment_prefix_size),
+            ] {
+                if value == 0 {
+                    return Err(FrameError::FieldMustNotBeZero { field });
+                }
             }
-            let end = offset.checked_add(bytes.len() as u64);
-            if bytes.is_empty() || end.is_none_or(|end| end > checkpoint_size) {
-                return Err(FrameError::ChunkOutOfBounds);
+            if flags & !CATCH_UP_STORE != 0 {
+                return Err(FrameError::FlagsUnknown);
             }
         }
+        Message::CatchUpChunk { bytes, .. } => {
+            if bytes.is_empty() {
+                return Err(FrameError::ChunkInvalid);
+            }
+        }
+        Message::CatchUpEnd { .. } => {}
         Message::Welcome {
             generation,
             segment_size,
@@ -456,24 +499,31 @@ pub fn encode(frame: &Frame<'_>, buffer: &mut [u8]) -> Result<usize, FrameError>
         Message::CatchUp {
             checkpoint_sequence,
             checkpoint_size,
-            checkpoint_checksum,
+            segment,
+            segment_prefix_size,
+            flags,
         } => {
             put(body, 0, &checkpoint_sequence.to_le_bytes());
             put(body, 8, &checkpoint_size.to_le_bytes());
-            put(body, 16, &checkpoint_checksum.to_le_bytes());
+            put(body, 16, &segment.to_le_bytes());
+            put(body, 24, &segment_prefix_size.to_le_bytes());
+            put(body, 32, &flags.to_le_bytes());
         }
-        Message::CheckpointChunk {
-            checkpoint_sequence,
+        Message::CatchUpChunk {
+            part,
             offset,
-            checkpoint_size,
-            checkpoint_checksum,
             bytes,
         } => {
-            put(body, 0, &checkpoint_sequence.to_le_bytes());
+            put(body, 0, &[part as u8, 0, 0, 0, 0, 0, 0, 0]);
             put(body, 8, &offset.to_le_bytes());
-            put(body, 16, &checkpoint_size.to_le_bytes());
-            put(body, 24, &checkpoint_checksum.to_le_bytes());
-            put(body, CHECKPOINT_CHUNK_FIXED_SIZE, bytes);
+            put(body, CATCH_UP_CHUNK_FIXED_SIZE, bytes);
+        }
+        Message::CatchUpEnd {
+            store_entries,
+            store_bytes,
+        } => {
+            put(body, 0, &store_entries.to_le_bytes());
+            put(body, 8, &store_bytes.to_le_bytes());
         }
         Message::Welcome {
             generation,
@@ -600,19 +650,34 @@ fn parse(
             Message::CatchUp {
                 checkpoint_sequence: u64_at(body, 0),
                 checkpoint_size: u64_at(body, 8),
-                checkpoint_checksum: u128_at(body, 16),
+                segment: u64_at(body, 16),
+                segment_prefix_size: u64_at(body, 24),
+                flags: u64_at(body, 32),
             }
         }
-        Kind::CheckpointChunk => {
-            if body.len() < CHECKPOINT_CHUNK_FIXED_SIZE {
+        Kind::CatchUpChunk => {
+            if body.len() < CATCH_UP_CHUNK_FIXED_SIZE {
                 return Err(size_invalid);
             }
-            Message::CheckpointChunk {
-                checkpoint_sequence: u64_at(body, 0),
+            if body[1..8].iter().any(|&byte| byte != 0) {
+                return Err(FrameError::ReservedMustBeZero);
+            }
+            let Some(part) = CatchUpPart::from_u8(body[0]) else {
+                return Err(FrameError::ChunkInvalid);
+            };
+            Message::CatchUpChunk {
+                part,
                 offset: u64_at(body, 8),
-                checkpoint_size: u64_at(body, 16),
-                checkpoint_checksum: u128_at(body, 24),
-                bytes: &body[CHECKPOINT_CHUNK_FIXED_SIZE..],
+                bytes: &body[CATCH_UP_CHUNK_FIXED_SIZE..],
+            }
+        }
+        Kind::CatchUpEnd => {
+            if body.len() != CATCH_UP_END_BODY_SIZE {
+                return Err(size_invalid);
+            }
+            Message::CatchUpEnd {
+                store_entries: u64_at(body, 0),
+                store_bytes: u64_at(body, 8),
             }
         }
         Kind::Welcome => {

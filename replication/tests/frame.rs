@@ -4,8 +4,8 @@
 //! however the bytes are cut.
 
 use clearline_replication::frame::{
-    decode, encode, Frame, FrameError, Message, StreamDecoder, FRAME_BODY_SIZE_MAX,
-    FRAME_HEADER_SIZE,
+    decode, encode, CatchUpPart, Frame, FrameError, Message, StreamDecoder, CATCH_UP_STORE,
+    FRAME_BODY_SIZE_MAX, FRAME_HEADER_SIZE,
 };
 use proptest::prelude::*;
 
@@ -43,8 +43,10 @@ impl Owned {
             },
             4 => Message::CatchUp {
                 checkpoint_sequence: self.a,
-                checkpoint_size: self.b,
-                checkpoint_checksum: self.c,
+                checkpoint_size: self.a,
+                segment: self.b,
+                segment_prefix_size: self.a,
+                flags: (self.c & u128::from(CATCH_UP_STORE)) as u64,
             },
             5 => Message::Welcome {
                 generation: self.a,
@@ -52,11 +54,17 @@ impl Owned {
                 first_sequence: self.a,
                 written_sequence: self.b,
             },
-            _ => Message::CheckpointChunk {
-                checkpoint_sequence: self.a,
+            6 => Message::CatchUpEnd {
+                store_entries: self.a,
+                store_bytes: self.b,
+            },
+            _ => Message::CatchUpChunk {
+                part: [
+                    CatchUpPart::Checkpoint,
+                    CatchUpPart::Segment,
+                    CatchUpPart::Store,
+                ][self.count as usize % 3],
                 offset: self.b,
-                checkpoint_size: self.b + self.bytes.len() as u64 + u64::from(self.count),
-                checkpoint_checksum: self.c,
                 bytes: &self.bytes,
             },
         };
@@ -70,7 +78,7 @@ impl Owned {
 fn owned() -> impl Strategy<Value = Owned> {
     (
         1u64..u64::MAX,
-        0u8..7,
+        0u8..8,
         1u64..u64::MAX,
         0u64..u64::MAX / 2,
         any::<u128>(),
@@ -296,15 +304,24 @@ fn encode_refuses_what_decode_would_refuse() {
         FrameError::EpochMustNotBeZero,
     );
     check(
-        Message::CheckpointChunk {
-            checkpoint_sequence: 1,
-            offset: u64::MAX,
-            checkpoint_size: u64::MAX,
-            checkpoint_checksum: 0,
-            bytes: &[1],
+        Message::CatchUpChunk {
+            part: CatchUpPart::Store,
+            offset: 0,
+            bytes: &[],
         },
         1,
-        FrameError::ChunkOutOfBounds,
+        FrameError::ChunkInvalid,
+    );
+    check(
+        Message::CatchUp {
+            checkpoint_sequence: 1,
+            checkpoint_size: 1,
+            segment: 0,
+            segment_prefix_size: 1,
+            flags: 2,
+        },
+        1,
+        FrameError::FlagsUnknown,
     );
     check(
         Message::Hello {
