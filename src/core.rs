@@ -563,6 +563,14 @@ impl Core {
         }
     }
 
+    /// The history store, in history mode (a primary copies it to a backup that catches up
+    /// from a checkpoint).
+    pub fn history_store(&self) -> Option<Arc<clearline_history::History>> {
+        self.history
+            .as_ref()
+            .map(|history| history.pipeline.store())
+    }
+
     /// The journal (for the durability handle and shutdown).
     pub fn journal_mut(&mut self) -> &mut Journal {
         &mut self.journal

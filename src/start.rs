@@ -223,6 +223,10 @@ impl Server {
         );
         std::fs::create_dir_all(&args.data)
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
+        // A backup that caught up from its primary's checkpoint starts from what it received.
+        if let Some(done) = crate::replica::install_catch_up(&args.data)? {
+            say!("clearline: {done}");
+        }
         let journal_dir = args.data.join(JOURNAL_DIR_NAME);
         let opening = Instant::now();
         // While the journal is scanned, another thread opens the history store and loads the
@@ -379,6 +383,9 @@ impl Server {
                     epoch,
                     facts,
                     hold,
+                    data: args.data.clone(),
+                    store: core.history_store(),
+                    history: history_on,
                 };
                 Some(Replication::start(
                     replica_config,

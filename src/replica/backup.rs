@@ -13,9 +13,10 @@ use clearline_replication::frame::{
 };
 use clearline_replication::leadership::LeaderInfo;
 
+use super::catch_up::Stage;
 use super::{
     lock, read_frame, send, BoxError, Inbound, Replication, HANDSHAKE_TIMEOUT, LOOK_INTERVAL,
-    RECONNECT_WAIT, SEED_WAIT,
+    RECONNECT_WAIT,
 };
 
 impl Replication {
@@ -116,6 +117,9 @@ impl Replication {
         };
         let stop = || !still_following();
         let mut welcomed = false;
+        // Set when the primary's journal no longer reaches this node's: a catch-up follows.
+        let mut catch_up_segment_size = None;
+        let mut stage: Option<Stage> = None;
         loop {
             let Some(frame) = read_frame(stream, &mut decoder, &stop)? else {
                 return Ok(());
@@ -142,18 +146,18 @@ impl Replication {
                     first_sequence,
                     ..
                 } => {
+                    welcomed = true;
                     let holds = lock(&self.tip).sequence;
                     if holds + 1 < first_sequence {
-                        std::thread::sleep(SEED_WAIT);
-                        return Err(format!(
-                            "this node holds records up to {holds} and the primary's journal \
-                             starts at {first_sequence} (older records were retired after a \
-                             checkpoint): seed this node from a stopped backup's data directory \
-                             (docs/replication.md, \"Adding a node\")"
-                        )
-                        .into());
+                        say!(
+                            "clearline: this node holds records up to {holds} and the \
+                             primary's journal starts at {first_sequence} (older records were \
+                             retired after a checkpoint): it catches up from the primary's \
+                             checkpoint"
+                        );
+                        catch_up_segment_size = Some(segment_size);
+                        continue;
                     }
-                    welcomed = true;
                     Inbound::Welcome {
                         generation,
                         segment_size,
@@ -180,6 +184,41 @@ impl Replication {
                     from_sequence,
                     previous_checksum,
                 },
+                Message::CatchUp { .. } => {
+                    let Some(segment_size) = catch_up_segment_size else {
+                        return Err("a catch-up this node did not need".into());
+                    };
+                    stage = Some(Stage::begin(
+                        &self.data,
+                        &frame.message,
+                        segment_size,
+                        self.history,
+                        primary.epoch,
+                    )?);
+                    continue;
+                }
+                Message::CatchUpChunk {
+                    part,
+                    offset,
+                    bytes,
+                } => {
+                    let Some(stage) = stage.as_mut() else {
+                        return Err("a catch-up chunk before its CatchUp frame".into());
+                    };
+                    stage.write(part, offset, bytes)?;
+                    continue;
+                }
+                Message::CatchUpEnd {
+                    store_entries,
+                    store_bytes,
+                } => {
+                    let Some(stage) = stage.take() else {
+                        return Err("a catch-up end before its CatchUp frame".into());
+                    };
+                    let done = stage.finish(store_entries, store_bytes)?;
+                    self.request_restart(done);
+                    return Ok(());
+                }
                 other => {
                     return Err(
                         format!("unexpected {:?} frame from the primary", other.kind()).into(),

@@ -20,12 +20,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use clearline_history::History;
 use clearline_journal::le::{u32_at, u64_at};
 use clearline_journal::{record_size, Durability, Journal, RecordReader, RECORD_HEADER_SIZE};
 use clearline_replication::frame::{self, Frame, Message, StreamDecoder};
@@ -34,7 +36,10 @@ use clearline_replication::leadership::{LeaderInfo, Leadership, LeadershipConfig
 use crate::cli::ReplicationArgs;
 
 mod backup;
+mod catch_up;
 mod primary;
+
+pub use catch_up::install_catch_up;
 
 /// Records a sender puts in one frame, at most (the frame's body limit keeps room for the
 /// fixed part).
@@ -54,9 +59,6 @@ const LOOK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a backup waits before connecting again after a failed or closed connection.
 const RECONNECT_WAIT: Duration = Duration::from_millis(100);
-
-/// How long a backup that cannot catch up by streaming waits before it asks again.
-const SEED_WAIT: Duration = Duration::from_secs(5);
 
 /// Frames of records a backup's receiver may hold for the core before it stops reading.
 pub const INBOX_FRAMES_MAX: usize = 16;
@@ -91,6 +93,9 @@ pub struct ReplicaConfig {
     pub ack_backups: u32,
     /// The primary's lease.
     pub lease_ttl: Duration,
+    /// How fast a primary sends a catch-up from a checkpoint, in bytes per second (0: no
+    /// limit).
+    pub catch_up_bytes_per_second: u64,
 }
 
 impl ReplicaConfig {
@@ -160,6 +165,7 @@ impl ReplicaConfig {
             group_size: args.group_size,
             ack_backups,
             lease_ttl: Duration::from_secs(args.lease_ttl_seconds),
+            catch_up_bytes_per_second: args.catch_up_mib_per_second.saturating_mul(1 << 20),
         }))
     }
 }
@@ -293,10 +299,14 @@ pub struct Replication {
     hold: Arc<AtomicU64>,
     /// Backups this primary heard from lately: what each holds, and when it was last seen.
     remembered: Mutex<Vec<Remembered>>,
-    /// Backups told that they need records this journal retired (said once each).
-    told_to_seed: Mutex<Vec<u64>>,
     /// Waking the net thread after the gate moved (set once the net thread runs).
     wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The data directory (catch-ups are staged there).
+    data: PathBuf,
+    /// The history store, copied to a backup that catches up from a checkpoint.
+    store: Option<Arc<History>>,
+    /// Whether this node runs in history mode.
+    history: bool,
 }
 
 /// A primary's journal facts for `Welcome`.
@@ -324,6 +334,13 @@ pub struct NodeJournal {
     pub facts: JournalFacts,
     /// The journal's retention hold (`Journal::retention_hold`).
     pub hold: Arc<AtomicU64>,
+    /// The node's data directory, where a catch-up from a checkpoint is staged.
+    pub data: PathBuf,
+    /// The history store in history mode, which a primary copies to a backup that catches
+    /// up from a checkpoint.
+    pub store: Option<Arc<History>>,
+    /// Whether this node runs in history mode (a catch-up must bring a store exactly then).
+    pub history: bool,
 }
 
 /// What the core should do, from the node's role.
@@ -362,6 +379,9 @@ impl Replication {
             epoch: journal_epoch,
             facts,
             hold,
+            data,
+            store,
+            history,
         } = journal;
         // Bound before leadership starts, so the leader key names the real port.
         let listener = TcpListener::bind(config.peer_addr)
@@ -406,11 +426,13 @@ impl Replication {
             pool: Mutex::new(Vec::new()),
             reader: Mutex::new(reader),
             journal_facts: Mutex::new(facts),
-            told_to_seed: Mutex::new(Vec::new()),
             hold,
             remembered: Mutex::new(Vec::new()),
             first_sequence: AtomicU64::new(facts.first_sequence),
             wake: std::sync::OnceLock::new(),
+            data,
+            store,
+            history,
         }))
     }
 

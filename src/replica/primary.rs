@@ -75,7 +75,7 @@ impl Replication {
     }
 
     /// A backup said it holds records up to `holds`.
-    fn remember(&self, node_id: u64, holds: u64) {
+    pub(super) fn remember(&self, node_id: u64, holds: u64) {
         let now = Instant::now();
         let mut remembered = lock(&self.remembered);
         if let Some(entry) = remembered.iter_mut().find(|entry| entry.node_id == node_id) {
@@ -98,7 +98,7 @@ impl Replication {
 
     /// Sets the journal's retention hold to the first record a backup heard from lately does
     /// not hold yet (nothing held when there is none).
-    fn update_hold(&self) {
+    pub(super) fn update_hold(&self) {
         let now = Instant::now();
         let backups = lock(&self.backups);
         let mut remembered = lock(&self.remembered);
@@ -204,19 +204,8 @@ impl Replication {
             },
         )?;
         if durable_sequence + 1 < facts.first_sequence {
-            // Said once per backup: it asks again every few seconds.
-            let mut told = lock(&self.told_to_seed);
-            if told.contains(&node_id) {
-                return Ok(());
-            }
-            told.push(node_id);
-            return Err(format!(
-                "backup {node_id} holds up to sequence {durable_sequence}, and this journal \
-                 starts at {}: catching up from a checkpoint is not supported yet; copy this \
-                 node's data directory to it (docs/replication.md)",
-                facts.first_sequence
-            )
-            .into());
+            // The backup loads the checkpoint, starts again and says hello from there.
+            return self.send_catch_up(&mut stream, &mut out, epoch, node_id);
         }
         // Where the two journals agree: the backup's end if it is ours too; else the backup
         // drops what it has after the shorter of the two journals and starts again.

@@ -1,0 +1,581 @@
+//! Catching up from a checkpoint (docs/replication.md, "Catching up from a checkpoint"): a
+//! backup that needs records its primary already retired gets the primary's newest
+//! checkpoint, the start of the segment file that holds the checkpoint's record, and in
+//! history mode a copy of the history store; it stages them beside its data, and the next
+//! start puts them in place of its journal and store and streams the rest.
+//!
+//! Invariants:
+//! - the staging directory is complete only once it is renamed from `catch-up.tmp` to
+//!   `catch-up`, after every byte was checked against the sizes and totals the primary sent
+//!   and synced; a start finds either an unfinished stage, which it deletes (the backup asks
+//!   again), or a finished one, which it installs;
+//! - installing is idempotent: each directory is moved in only while the stage still holds
+//!   it, so a crash during the install finishes it at the next start;
+//! - the store copy is taken after the checkpoint was written, so it holds everything the
+//!   checkpoint left out (the records evicted before it); it may hold more, which recovery
+//!   expects (docs/history.md, "Recovery").
+
+use std::fs::{self, File};
+use std::io;
+use std::net::TcpStream;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clearline_history::{CopyReport, History, HistoryConfig, HistoryError};
+use clearline_journal::{checkpoint_file_name, parse_checkpoint_name, segment_file_name};
+use clearline_replication::frame::{CatchUpPart, Message, CATCH_UP_STORE};
+
+use super::{lock, send, BoxError, Replication};
+use crate::history::HISTORY_DIR_NAME;
+use crate::node::EPOCH_FILE_NAME;
+use crate::start::JOURNAL_DIR_NAME;
+
+/// Where a catch-up is written while it arrives.
+const STAGING_DIR_NAME: &str = "catch-up.tmp";
+/// A catch-up that arrived whole, waiting for the next start to install it.
+const STAGED_DIR_NAME: &str = "catch-up";
+/// Bytes of one chunk of a catch-up.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Store chunks queued for the thread that loads them.
+const STORE_CHUNKS_QUEUED: usize = 4;
+/// The cache of the store being loaded (it is only written).
+const STAGING_STORE_CACHE_BYTES: u64 = 16 << 20;
+
+/// Keeps a sender at or below a rate.
+struct Throttle {
+    bytes_per_second: u64,
+    started: Instant,
+    sent: u64,
+}
+
+impl Throttle {
+    fn new(bytes_per_second: u64) -> Throttle {
+        Throttle {
+            bytes_per_second,
+            started: Instant::now(),
+            sent: 0,
+        }
+    }
+
+    fn sent(&mut self, bytes: usize) {
+        self.sent += bytes as u64;
+        if self.bytes_per_second == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_second as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// The newest checkpoint file in `journal_dir`: its sequence and path.
+fn newest_checkpoint(journal_dir: &Path) -> io::Result<Option<(u64, PathBuf)>> {
+    let mut newest = None;
+    for entry in fs::read_dir(journal_dir)? {
+        let entry = entry?;
+        let Some(sequence) = entry.file_name().to_str().and_then(parse_checkpoint_name) else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(best, _)| sequence > *best) {
+            newest = Some((sequence, entry.path()));
+        }
+    }
+    Ok(newest)
+}
+
+impl Replication {
+    /// Sends backup `node_id` a catch-up from this primary's newest checkpoint.
+    pub(super) fn send_catch_up(
+        &self,
+        stream: &mut TcpStream,
+        out: &mut [u8],
+        epoch: u64,
+        node_id: u64,
+    ) -> Result<(), BoxError> {
+        let started = Instant::now();
+        let mut reader = lock(&self.reader).another();
+        let journal_dir = reader.directory().to_path_buf();
+        let Some((sequence, path)) = newest_checkpoint(&journal_dir)? else {
+            return Err("no checkpoint to catch up from yet".into());
+        };
+        // Held from the checkpoint's record on, so the segment copied and the records after
+        // it stay until the backup streams them.
+        self.remember(node_id, sequence - 1);
+        self.update_hold();
+        let checkpoint = File::open(&path)?;
+        let checkpoint_size = checkpoint.metadata()?.len();
+        let Some((segment, segment_prefix_size)) = reader.end_of(sequence)? else {
+            return Err(format!(
+                "record {sequence}, which the newest checkpoint covers, was retired meanwhile"
+            )
+            .into());
+        };
+        let segment_file = File::open(journal_dir.join(segment_file_name(segment)))?;
+        let flags = if self.store.is_some() {
+            CATCH_UP_STORE
+        } else {
+            0
+        };
+        say!(
+            "clearline: backup {node_id} needs records this journal retired; sending it the \
+             checkpoint at sequence {sequence}"
+        );
+        send(
+            stream,
+            out,
+            epoch,
+            Message::CatchUp {
+                checkpoint_sequence: sequence,
+                checkpoint_size,
+                segment,
+                segment_prefix_size,
+                flags,
+            },
+        )?;
+        let mut throttle = Throttle::new(self.config.catch_up_bytes_per_second);
+        let mut chunk = vec![0u8; CHUNK_BYTES];
+        for (part, file, size) in [
+            (CatchUpPart::Checkpoint, &checkpoint, checkpoint_size),
+            (CatchUpPart::Segment, &segment_file, segment_prefix_size),
+        ] {
+            let mut offset = 0u64;
+            while offset < size {
+                if self.stopping() {
+                    return Ok(());
+                }
+                let length = (size - offset).min(CHUNK_BYTES as u64) as usize;
+                file.read_exact_at(&mut chunk[..length], offset)?;
+                send(
+                    stream,
+                    out,
+                    epoch,
+                    Message::CatchUpChunk {
+                        part,
+                        offset,
+                        bytes: &chunk[..length],
+                    },
+                )?;
+                throttle.sent(length);
+                offset += length as u64;
+            }
+        }
+        let copied = match &self.store {
+            Some(store) => {
+                let mut offset = 0u64;
+                store.export(CHUNK_BYTES, |bytes| -> Result<(), BoxError> {
+                    if self.stopping() {
+                        return Err("stopping".into());
+                    }
+                    send(
+                        stream,
+                        out,
+                        epoch,
+                        Message::CatchUpChunk {
+                            part: CatchUpPart::Store,
+                            offset,
+                            bytes,
+                        },
+                    )?;
+                    throttle.sent(bytes.len());
+                    offset += bytes.len() as u64;
+                    Ok(())
+                })?
+            }
+            None => CopyReport::default(),
+        };
+        send(
+            stream,
+            out,
+            epoch,
+            Message::CatchUpEnd {
+                store_entries: copied.entries,
+                store_bytes: copied.bytes,
+            },
+        )?;
+        say!(
+            "clearline: sent backup {node_id} the checkpoint at sequence {sequence} ({} bytes), \
+             {segment_prefix_size} bytes of segment {segment} and {} store entries ({} bytes) \
+             in {:.3} s",
+            checkpoint_size,
+            copied.entries,
+            copied.bytes,
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+}
+
+/// The thread that loads a store copy into the staging directory.
+type StoreLoader = JoinHandle<Result<CopyReport, HistoryError>>;
+
+/// A catch-up arriving on a backup, written into the staging directory.
+pub(super) struct Stage {
+    data: PathBuf,
+    staging: PathBuf,
+    sequence: u64,
+    checkpoint: File,
+    checkpoint_size: u64,
+    checkpoint_written: u64,
+    segment: File,
+    segment_prefix_size: u64,
+    segment_written: u64,
+    /// The thread loading the store copy, and its queue.
+    store: Option<(SyncSender<Vec<u8>>, StoreLoader)>,
+    store_received: u64,
+    epoch: u64,
+}
+
+impl Stage {
+    /// Starts a catch-up from the checkpoint at `sequence` in `data`, replacing any
+    /// unfinished one. `history` says whether this node runs in history mode.
+    pub(super) fn begin(
+        data: &Path,
+        message: &Message<'_>,
+        segment_size: u64,
+        history: bool,
+        epoch: u64,
+    ) -> Result<Stage, BoxError> {
+        let Message::CatchUp {
+            checkpoint_sequence: sequence,
+            checkpoint_size,
+            segment,
+            segment_prefix_size,
+            flags,
+        } = *message
+        else {
+            return Err("a catch-up must start with its CatchUp frame".into());
+        };
+        let with_store = flags & CATCH_UP_STORE != 0;
+        if with_store != history {
+            return Err(format!(
+                "the primary runs {} history mode and this node {}: start every node of a \
+                 group with the same --history or --no-history",
+                if with_store { "in" } else { "without" },
+                if history { "in it" } else { "without it" },
+            )
+            .into());
+        }
+        if segment_prefix_size > segment_size {
+            return Err(format!(
+                "the primary sends {segment_prefix_size} bytes of a segment of {segment_size}"
+            )
+            .into());
+        }
+        let staging = data.join(STAGING_DIR_NAME);
+        if staging.exists() {
+            fs::remove_dir_all(&staging)?;
+        }
+        let journal = staging.join(JOURNAL_DIR_NAME);
+        fs::create_dir_all(&journal)?;
+        let checkpoint = File::create(journal.join(checkpoint_file_name(sequence)))?;
+        let segment_file = File::create(journal.join(segment_file_name(segment)))?;
+        segment_file.set_len(segment_size)?;
+        let store = if with_store {
+            let directory = staging.join(HISTORY_DIR_NAME);
+            let (sender, chunks) = std::sync::mpsc::sync_channel::<Vec<u8>>(STORE_CHUNKS_QUEUED);
+            let thread = std::thread::Builder::new()
+                .name("catch-up-store".to_owned())
+                .spawn(move || {
+                    let store = History::open(&HistoryConfig {
+                        directory,
+                        cache_bytes: STAGING_STORE_CACHE_BYTES,
+                    })?;
+                    store.import(chunks)
+                })?;
+            Some((sender, thread))
+        } else {
+            None
+        };
+        say!(
+            "clearline: catching up from the primary's checkpoint at sequence {sequence} \
+             ({checkpoint_size} bytes{})",
+            if with_store {
+                " and a copy of its history store"
+            } else {
+                ""
+            }
+        );
+        Ok(Stage {
+            data: data.to_path_buf(),
+            staging,
+            sequence,
+            checkpoint,
+            checkpoint_size,
+            checkpoint_written: 0,
+            segment: segment_file,
+            segment_prefix_size,
+            segment_written: 0,
+            store,
+            store_received: 0,
+            epoch,
+        })
+    }
+
+    /// Writes one chunk; chunks of each part come in order.
+    pub(super) fn write(
+        &mut self,
+        part: CatchUpPart,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), BoxError> {
+        let (file, size, written) = match part {
+            CatchUpPart::Checkpoint => (
+                &self.checkpoint,
+                self.checkpoint_size,
+                &mut self.checkpoint_written,
+            ),
+            CatchUpPart::Segment => (
+                &self.segment,
+                self.segment_prefix_size,
+                &mut self.segment_written,
+            ),
+            CatchUpPart::Store => {
+                if offset != self.store_received {
+                    return Err(format!(
+                        "a store chunk at {offset} where {} was expected",
+                        self.store_received
+                    )
+                    .into());
+                }
+                let Some((sender, _)) = &self.store else {
+                    return Err("a store chunk the catch-up did not announce".into());
+                };
+                if sender.send(bytes.to_vec()).is_err() {
+                    // The loading thread stopped: its error says why.
+                    return Err(self.store_failure());
+                }
+                self.store_received += bytes.len() as u64;
+                return Ok(());
+            }
+        };
+        let end = offset + bytes.len() as u64;
+        if offset != *written || end > size {
+            return Err(format!(
+                "a {part:?} chunk at {offset}..{end} where {written}..{size} was expected"
+            )
+            .into());
+        }
+        file.write_all_at(bytes, offset)?;
+        *written = end;
+        Ok(())
+    }
+
+    fn store_failure(&mut self) -> BoxError {
+        match self.store.take() {
+            Some((sender, thread)) => {
+                drop(sender);
+                match thread.join() {
+                    Ok(Err(error)) => format!("loading the store copy: {error}").into(),
+                    Ok(Ok(_)) => "the store copy ended early".into(),
+                    Err(_) => "the thread loading the store copy panicked".into(),
+                }
+            }
+            None => "no store copy was announced".into(),
+        }
+    }
+
+    /// Checks that everything arrived, syncs it and marks the stage complete; the next start
+    /// installs it. Returns what to say.
+    pub(super) fn finish(
+        mut self,
+        store_entries: u64,
+        store_bytes: u64,
+    ) -> Result<String, BoxError> {
+        if self.checkpoint_written != self.checkpoint_size
+            || self.segment_written != self.segment_prefix_size
+        {
+            return Err("the catch-up ended before its checkpoint and segment did".into());
+        }
+        let copied = match self.store.take() {
+            Some((sender, thread)) => {
+                drop(sender);
+                thread
+                    .join()
+                    .map_err(|_| "the thread loading the store copy panicked")?
+                    .map_err(|error| format!("loading the store copy: {error}"))?
+            }
+            None => CopyReport::default(),
+        };
+        if copied.entries != store_entries || copied.bytes != store_bytes {
+            return Err(format!(
+                "the store copy holds {} entries ({} bytes), and the primary sent {store_entries} \
+                 ({store_bytes} bytes)",
+                copied.entries, copied.bytes
+            )
+            .into());
+        }
+        self.checkpoint.sync_all()?;
+        self.segment.sync_all()?;
+        let epoch_file = self.staging.join(EPOCH_FILE_NAME);
+        fs::write(&epoch_file, format!("{}\n", self.epoch))?;
+        File::open(&epoch_file)?.sync_all()?;
+        File::open(self.staging.join(JOURNAL_DIR_NAME))?.sync_all()?;
+        File::open(&self.staging)?.sync_all()?;
+        let staged = self.data.join(STAGED_DIR_NAME);
+        if staged.exists() {
+            fs::remove_dir_all(&staged)?;
+        }
+        fs::rename(&self.staging, &staged)?;
+        File::open(&self.data)?.sync_all()?;
+        Ok(format!(
+            "received the checkpoint at sequence {} and {} store entries from the primary",
+            self.sequence, copied.entries
+        ))
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        // An unfinished catch-up: the loading thread stops at the end of its queue.
+        if let Some((sender, thread)) = self.store.take() {
+            drop(sender);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// At start, before the journal opens: deletes an unfinished catch-up, and puts a finished
+/// one in place of the journal and the history store. Returns what it did, to say.
+///
+/// # Errors
+/// A file operation failed; the data directory is left for the next start to finish.
+pub fn install_catch_up(data: &Path) -> Result<Option<String>, String> {
+    let failed = |what: &str, path: &Path, error: io::Error| {
+        format!("installing a catch-up: {what} {}: {error}", path.display())
+    };
+    let staging = data.join(STAGING_DIR_NAME);
+    let mut said = None;
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|error| failed("removing", &staging, error))?;
+        said = Some(
+            "removed a catch-up from a checkpoint that did not finish; the primary sends it again"
+                .to_owned(),
+        );
+    }
+    let staged = data.join(STAGED_DIR_NAME);
+    if !staged.exists() {
+        return Ok(said);
+    }
+    let sync_data = || {
+        File::open(data)
+            .and_then(|directory| directory.sync_all())
+            .map_err(|error| failed("syncing", data, error))
+    };
+    for name in [JOURNAL_DIR_NAME, HISTORY_DIR_NAME, EPOCH_FILE_NAME] {
+        let from = staged.join(name);
+        if !from.exists() {
+            continue;
+        }
+        let to = data.join(name);
+        if to.is_dir() {
+            fs::remove_dir_all(&to).map_err(|error| failed("removing", &to, error))?;
+        }
+        fs::rename(&from, &to).map_err(|error| failed("moving in", &from, error))?;
+        sync_data()?;
+    }
+    fs::remove_dir_all(&staged).map_err(|error| failed("removing", &staged, error))?;
+    sync_data()?;
+    Ok(Some(
+        "installed the checkpoint, journal start and history store received from the primary"
+            .to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().expect("a parent")).expect("directories");
+        fs::write(path, text).expect("write");
+    }
+
+    fn read(path: &Path) -> Option<String> {
+        fs::read_to_string(path).ok()
+    }
+
+    #[test]
+    fn a_finished_catch_up_replaces_the_journal_and_store_and_an_unfinished_one_goes() {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let data = data.path();
+        write(&data.join("journal/segment-old"), "old");
+        write(&data.join("history/table-old"), "old");
+        write(&data.join(EPOCH_FILE_NAME), "1\n");
+        // Nothing staged: nothing changes.
+        assert_eq!(install_catch_up(data).expect("install"), None);
+        assert_eq!(
+            read(&data.join("journal/segment-old")).as_deref(),
+            Some("old")
+        );
+
+        write(&data.join("catch-up.tmp/journal/partial"), "partial");
+        let said = install_catch_up(data).expect("install").expect("said");
+        assert!(said.contains("did not finish"), "{said}");
+        assert!(!data.join("catch-up.tmp").exists());
+        assert_eq!(
+            read(&data.join("journal/segment-old")).as_deref(),
+            Some("old")
+        );
+
+        write(&data.join("catch-up/journal/segment-new"), "new");
+        write(&data.join("catch-up/history/table-new"), "new");
+        write(&data.join("catch-up").join(EPOCH_FILE_NAME), "7\n");
+        let said = install_catch_up(data).expect("install").expect("said");
+        assert!(said.contains("installed"), "{said}");
+        assert!(!data.join("catch-up").exists());
+        assert!(!data.join("journal/segment-old").exists());
+        assert!(!data.join("history/table-old").exists());
+        assert_eq!(
+            read(&data.join("journal/segment-new")).as_deref(),
+            Some("new")
+        );
+        assert_eq!(
+            read(&data.join("history/table-new")).as_deref(),
+            Some("new")
+        );
+        assert_eq!(read(&data.join(EPOCH_FILE_NAME)).as_deref(), Some("7\n"));
+    }
+
+    #[test]
+    fn an_install_interrupted_after_the_journal_moved_finishes_at_the_next_start() {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let data = data.path();
+        // The journal was moved in; the old store is still there.
+        write(&data.join("journal/segment-new"), "new");
+        write(&data.join("history/table-old"), "old");
+        write(&data.join("catch-up/history/table-new"), "new");
+        install_catch_up(data).expect("install").expect("said");
+        assert_eq!(
+            read(&data.join("journal/segment-new")).as_deref(),
+            Some("new")
+        );
+        assert!(!data.join("history/table-old").exists());
+        assert_eq!(
+            read(&data.join("history/table-new")).as_deref(),
+            Some("new")
+        );
+        assert!(!data.join("catch-up").exists());
+    }
+
+    #[test]
+    fn the_newest_checkpoint_is_found_by_name() {
+        let journal = tempfile::tempdir().expect("temporary directory");
+        assert!(newest_checkpoint(journal.path()).expect("list").is_none());
+        for sequence in [9, 120, 30] {
+            write(
+                &journal.path().join(checkpoint_file_name(sequence)),
+                "image",
+            );
+        }
+        write(&journal.path().join("checkpoint-x.ckpt.tmp"), "partial");
+        let (sequence, path) = newest_checkpoint(journal.path())
+            .expect("list")
+            .expect("found");
+        assert_eq!(sequence, 120);
+        assert_eq!(path, journal.path().join(checkpoint_file_name(120)));
+    }
+}
