@@ -28,6 +28,9 @@ const BACKUP_WAIT: Duration = Duration::from_millis(2);
 /// for when a checkpoint covers the epoch record itself.
 pub const EPOCH_FILE_NAME: &str = "replication-epoch";
 
+/// The start of the names of directories holding a diverged node's data (`set_aside`).
+pub const SET_ASIDE_PREFIX: &str = "set-aside-";
+
 /// The newest epoch `data` records (0 when none).
 pub fn epoch_from_file(data: &Path) -> u64 {
     std::fs::read_to_string(data.join(EPOCH_FILE_NAME))
@@ -48,6 +51,42 @@ fn epoch_to_file(data: &Path, epoch: u64) -> Result<(), String> {
         std::fs::File::open(data)?.sync_all()
     };
     write().map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+/// Moves the journal, the history store and the epoch file of `data` into a new
+/// `set-aside-N` directory beside them, kept for inspection: a node whose unacknowledged
+/// records cannot be cut back starts again empty and catches up from its primary. Returns
+/// what it did.
+fn set_aside(data: &Path) -> Result<String, String> {
+    let failed = |what: &str, path: &Path, error: std::io::Error| {
+        format!(
+            "setting this node's data aside: {what} {}: {error}",
+            path.display()
+        )
+    };
+    let target = (1u32..)
+        .map(|number| data.join(format!("{SET_ASIDE_PREFIX}{number}")))
+        .find(|path| !path.exists())
+        .expect("a free name");
+    std::fs::create_dir(&target).map_err(|error| failed("creating", &target, error))?;
+    for name in [
+        crate::start::JOURNAL_DIR_NAME,
+        crate::history::HISTORY_DIR_NAME,
+        EPOCH_FILE_NAME,
+    ] {
+        let from = data.join(name);
+        if from.exists() {
+            std::fs::rename(&from, target.join(name))
+                .map_err(|error| failed("moving", &from, error))?;
+        }
+    }
+    std::fs::File::open(data)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|error| failed("syncing", data, error))?;
+    Ok(format!(
+        "its journal and history store were moved to {} (delete it once inspected)",
+        target.display()
+    ))
 }
 
 /// The facts a primary tells its backups about its journal.
@@ -113,7 +152,7 @@ pub fn node_loop(
                     .append_epoch(record)
                     .map_err(|error| format!("cannot journal the epoch record: {error}"))?;
                 epoch_to_file(data, epoch)?;
-                replication.became_primary(epoch, journal_facts(core.journal_mut()));
+                replication.became_primary(epoch, sequence, journal_facts(core.journal_mut()));
                 say!(
                     "clearline: primary of epoch {epoch} (node {}), its records from sequence \
                      {sequence}",
@@ -243,18 +282,22 @@ fn take(
                 .checksum_at(keep)
                 .map_err(|error| format!("reading record {keep}: {error}"))?;
             if ours != Some(previous_checksum) {
-                return Err(format!(
-                    "this node's journal and the primary's differ at record {keep} already; move \
-                     its data directory away to start it as a new backup"
+                let moved = set_aside(data)?;
+                replication.request_restart(format!(
+                    "this node's journal and the primary's differ at record {keep} already: \
+                     {moved}, and this node starts again as a new backup"
                 ));
+                return Ok(());
             }
             if let Some(stored) = core.history_durable_sequence() {
                 if stored > keep {
-                    return Err(format!(
+                    let moved = set_aside(data)?;
+                    replication.request_restart(format!(
                         "the primary asks to drop records from {from_sequence}, but this node's \
-                         history store already holds up to {stored}; move its data directory \
-                         away to start it as a new backup"
+                         history store already holds up to {stored}: {moved}, and this node \
+                         starts again as a new backup"
                     ));
+                    return Ok(());
                 }
             }
             let dropped = core

@@ -147,6 +147,9 @@ impl Replication {
                     ..
                 } => {
                     welcomed = true;
+                    // A catch-up may follow: when this node needs records the primary retired,
+                    // or when the two journals part before the primary's first record.
+                    catch_up_segment_size = Some(segment_size);
                     let holds = lock(&self.tip).sequence;
                     if holds + 1 < first_sequence {
                         say!(
@@ -155,7 +158,6 @@ impl Replication {
                              retired after a checkpoint): it catches up from the primary's \
                              checkpoint"
                         );
-                        catch_up_segment_size = Some(segment_size);
                         continue;
                     }
                     Inbound::Welcome {
@@ -186,7 +188,7 @@ impl Replication {
                 },
                 Message::CatchUp { .. } => {
                     let Some(segment_size) = catch_up_segment_size else {
-                        return Err("a catch-up this node did not need".into());
+                        return Err("a catch-up before the primary's welcome".into());
                     };
                     stage = Some(Stage::begin(
                         &self.data,

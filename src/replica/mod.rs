@@ -281,6 +281,9 @@ pub struct Replication {
     connections: AtomicU64,
     /// This node's epoch while it is primary (0 while backup).
     epoch: AtomicU64,
+    /// The sequence of this primary's epoch record: no other node holds a record there or
+    /// after it that this node does not.
+    epoch_start: AtomicU64,
     /// The epoch of the newest epoch record in this node's journal.
     journal_epoch: Arc<AtomicU64>,
     /// Set once: why the process must start again from its journal.
@@ -419,6 +422,7 @@ impl Replication {
             backups: Mutex::new(Vec::new()),
             connections: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
+            epoch_start: AtomicU64::new(0),
             journal_epoch,
             restart: Mutex::new(None),
             stop: AtomicBool::new(false),
@@ -556,9 +560,10 @@ impl Replication {
         self.config.node_id
     }
 
-    /// The core journaled the epoch record of `epoch`: from now on this node streams and
-    /// acknowledges as that epoch's primary.
-    pub fn became_primary(&self, epoch: u64, facts: JournalFacts) {
+    /// The core journaled the epoch record of `epoch` at `sequence`: from now on this node
+    /// streams and acknowledges as that epoch's primary.
+    pub fn became_primary(&self, epoch: u64, sequence: u64, facts: JournalFacts) {
+        self.epoch_start.store(sequence, Ordering::Release);
         self.journal_epoch.store(epoch, Ordering::Release);
         self.first_sequence
             .store(facts.first_sequence, Ordering::Release);

@@ -214,17 +214,16 @@ impl Replication {
         let next = if durable_sequence <= written && ours == Some(durable_checksum) {
             durable_sequence + 1
         } else {
-            let from_sequence = if durable_sequence > written {
-                written + 1
-            } else {
-                durable_sequence
-            };
+            // Records from this primary's epoch record on are this epoch's own: a backup's
+            // records there came from an older primary and were never acknowledged. Below it,
+            // the backup's end is the first place the two journals may differ.
+            let epoch_start = self.epoch_start.load(Ordering::Acquire);
+            let from_sequence = durable_sequence.min(written + 1).min(epoch_start.max(1));
             let previous = lock(&self.reader).checksum_at(from_sequence - 1)?;
             let Some(previous_checksum) = previous else {
-                return Err(format!(
-                    "backup {node_id} diverged before this journal's first record"
-                )
-                .into());
+                // The common prefix is no longer in this journal: the backup starts again from
+                // this primary's checkpoint.
+                return self.send_catch_up(&mut stream, &mut out, epoch, node_id);
             };
             say!(
                 "clearline: backup {node_id} holds records this primary does not (its end: \

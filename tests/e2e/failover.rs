@@ -1,7 +1,9 @@
 //! Replication groups of real `clearline start` processes and a real etcd on loopback
 //! (docs/replication.md): kill -9 of the primary under load, SIGSTOP of a backup and of the
-//! primary, etcd stopped, a backup killed while it catches up, and a partitioned primary's
-//! unacknowledged records dropped when it rejoins. Every test name contains `failover`, so
+//! primary, etcd stopped, a backup killed while it catches up from the journal and while it
+//! catches up from a checkpoint, a partitioned primary's unacknowledged records dropped when it
+//! rejoins (or its data set aside when its history store took some). Every test name contains
+//! `failover`, so
 //! `cargo nextest run failover` runs them alone.
 //!
 //! `CLEARLINE_FAILOVER_KILLS` sets how many primaries the kill test kills in a row (default 5;
@@ -700,6 +702,81 @@ fn failover_drops_a_partitioned_primarys_unacknowledged_records() {
 }
 
 #[test]
+fn failover_sets_aside_a_partitioned_primary_whose_store_took_unacknowledged_records() {
+    let _serial = one_group_at_a_time();
+    let mut group = Group::new(3, 1);
+    for node in &mut group.nodes {
+        // Runs of 2,500 transfers: the old primary's store takes some of what it journals.
+        node.options = node
+            .options
+            .clone()
+            .flag("transfers-max", 10_000)
+            .flag("transfers-pending-max", 1000);
+        node.start();
+    }
+    let old = group.primary();
+    let mut client = group.client();
+    create_accounts(&mut client);
+    send_batch(&mut client, 80_000).expect("acknowledged");
+    let backups: Vec<usize> = (0..3).filter(|&index| index != old).collect();
+    for &backup in &backups {
+        group.nodes[backup].kill();
+    }
+    // The old primary journals 10,000 transfers no backup acknowledges; its history writer
+    // stores the runs they fill.
+    const UNACKNOWLEDGED: u128 = 2_000;
+    for request in 0..5 {
+        let first = 100_000 + request * UNACKNOWLEDGED;
+        let events: Vec<_> = (first..first + UNACKNOWLEDGED)
+            .map(|id| transfer(id, 1 + id % ACCOUNTS, 1 + (id + 3) % ACCOUNTS, 1, LEDGER))
+            .collect();
+        let mut direct = group.nodes[old].client().expect("connect to the primary");
+        direct
+            .set_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        assert!(
+            direct
+                .request(Operation::CreateTransfers, &encode_transfers(&events))
+                .is_err(),
+            "acknowledged without a backup"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    signal(group.nodes[old].pid(), "STOP");
+    for &backup in &backups {
+        group.nodes[backup].start();
+    }
+    group.primary_among(|index| index != old);
+    signal(group.nodes[old].pid(), "CONT");
+    group.wait_converged();
+    let output = group.nodes[old].output();
+    assert!(
+        output.contains("history store already holds") && output.contains("set-aside-1"),
+        "the old primary sets its data aside:\n{}",
+        group.outputs()
+    );
+    assert!(group.nodes[old]
+        .data
+        .path()
+        .join("set-aside-1/journal")
+        .is_dir());
+    let mut reader = group.nodes[old]
+        .client()
+        .expect("connect to the old primary");
+    reader.set_read_from_backup(true);
+    assert_eq!(
+        lookup_transfers(&mut reader, &(80_000..80_000 + BATCH).collect::<Vec<_>>()).len(),
+        BATCH as usize,
+        "the acknowledged batch is there"
+    );
+    assert!(
+        lookup_transfers(&mut reader, &(100_000..110_000).collect::<Vec<_>>()).is_empty(),
+        "the unacknowledged transfers are gone"
+    );
+    group.nodes[old].kill();
+}
+
+#[test]
 fn failover_backup_killed_during_catch_up_from_a_checkpoint_resumes() {
     let _serial = one_group_at_a_time();
     let mut group = Group::new(3, 1).with_small_journals();
@@ -828,7 +905,7 @@ fn failover_group_keeps_the_journal_a_stopped_backup_needs() {
     signal(group.nodes[stopped].pid(), "CONT");
     group.wait_converged();
     assert!(
-        !group.outputs().contains("seed this node"),
+        !group.outputs().contains("sending it the checkpoint"),
         "the backup caught up by streaming:\n{}",
         group.outputs()
     );
