@@ -179,7 +179,8 @@ pub struct ReplicationArgs {
     pub lease_ttl_seconds: u64,
     /// While primary, send a backup that catches up from a checkpoint (its checkpoint file,
     /// the start of a segment and a copy of the history store) at most this many MiB per
-    /// second, to leave the network and disks to the clients (0: as fast as they go).
+    /// second, to leave the network and disks to the clients (0: as fast as they go). See
+    /// docs/replication.md, "Catching up from a checkpoint".
     #[arg(long, default_value_t = 0, value_name = "MIB")]
     pub catch_up_mib_per_second: u64,
 }

@@ -8,6 +8,8 @@
 //!   over what it holds, with the engine's semantics.
 //! - [`HistoryWriter`]: a thread that ingests submitted runs in order and hands emptied runs
 //!   back for reuse.
+//! - [`History::export`] and [`History::import`]: a copy of the whole store from one snapshot,
+//!   loaded into an empty store (a backup catching up from a checkpoint).
 //!
 //! Invariants: a durable watermark covers every record at or below its timestamp; runs only
 //! move it forward; no input and no file content makes this crate panic (bad input is an
