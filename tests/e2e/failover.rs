@@ -228,6 +228,18 @@ impl Group {
         }
     }
 
+    /// Cuts the primary `old` off (SIGSTOP), starts its stopped `backups` again, waits for one
+    /// of them to lead, lets `old` go on (SIGCONT) and waits until every node agrees.
+    fn rejoin_after_partition(&mut self, old: usize, backups: &[usize]) {
+        signal(self.nodes[old].pid(), "STOP");
+        for &backup in backups {
+            self.nodes[backup].start();
+        }
+        self.primary_among(|index| index != old);
+        signal(self.nodes[old].pid(), "CONT");
+        self.wait_converged();
+    }
+
     /// Waits until every running node's state hash equals the primary's.
     fn wait_converged(&self) {
         let started = Instant::now();
@@ -676,13 +688,7 @@ fn failover_drops_a_partitioned_primarys_unacknowledged_records() {
         "acknowledged without a backup"
     );
     // Then it is cut off itself, and the backups come back without it.
-    signal(group.nodes[old].pid(), "STOP");
-    for &backup in &backups {
-        group.nodes[backup].start();
-    }
-    group.primary_among(|index| index != old);
-    signal(group.nodes[old].pid(), "CONT");
-    group.wait_converged();
+    group.rejoin_after_partition(old, &backups);
     let mut client = group.client();
     assert_eq!(
         lookup_transfers(&mut client, &(50_000..50_000 + BATCH).collect::<Vec<_>>()).len(),
@@ -742,13 +748,7 @@ fn failover_sets_aside_a_partitioned_primary_whose_store_took_unacknowledged_rec
         );
     }
     std::thread::sleep(Duration::from_secs(1));
-    signal(group.nodes[old].pid(), "STOP");
-    for &backup in &backups {
-        group.nodes[backup].start();
-    }
-    group.primary_among(|index| index != old);
-    signal(group.nodes[old].pid(), "CONT");
-    group.wait_converged();
+    group.rejoin_after_partition(old, &backups);
     let output = group.nodes[old].output();
     assert!(
         output.contains("history store already holds") && output.contains("set-aside-1"),
