@@ -193,7 +193,7 @@ impl Replication {
                     stage = Some(Stage::begin(
                         &self.data,
                         &frame.message,
-                        segment_size,
+                        (segment_size, lock(&self.journal_facts).segment_size),
                         self.history,
                         primary.epoch,
                     )?);

@@ -230,12 +230,13 @@ pub(super) struct Stage {
 }
 
 impl Stage {
-    /// Starts a catch-up from the checkpoint at `sequence` in `data`, replacing any
-    /// unfinished one. `history` says whether this node runs in history mode.
+    /// Starts a catch-up from the checkpoint a `CatchUp` names in `data`, replacing any
+    /// unfinished one: the primary's segment size and this node's must be equal, and
+    /// `history` (whether this node runs in history mode) must match the primary's.
     pub(super) fn begin(
         data: &Path,
         message: &Message<'_>,
-        segment_size: u64,
+        (segment_size, local_segment_size): (u64, u64),
         history: bool,
         epoch: u64,
     ) -> Result<Stage, BoxError> {
@@ -256,6 +257,13 @@ impl Stage {
                  group with the same --history or --no-history",
                 if with_store { "in" } else { "without" },
                 if history { "in it" } else { "without it" },
+            )
+            .into());
+        }
+        if segment_size != local_segment_size {
+            return Err(format!(
+                "the primary's journal segments are {segment_size} bytes and this node's \
+                 {local_segment_size}: start it with the primary's --segment-size"
             )
             .into());
         }
