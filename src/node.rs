@@ -28,9 +28,6 @@ const BACKUP_WAIT: Duration = Duration::from_millis(2);
 /// for when a checkpoint covers the epoch record itself.
 pub const EPOCH_FILE_NAME: &str = "replication-epoch";
 
-/// The start of the names of directories holding a diverged node's data (`set_aside`).
-pub const SET_ASIDE_PREFIX: &str = "set-aside-";
-
 /// The newest epoch `data` records (0 when none).
 pub fn epoch_from_file(data: &Path) -> u64 {
     std::fs::read_to_string(data.join(EPOCH_FILE_NAME))
@@ -51,42 +48,6 @@ fn epoch_to_file(data: &Path, epoch: u64) -> Result<(), String> {
         std::fs::File::open(data)?.sync_all()
     };
     write().map_err(|error| format!("cannot write {}: {error}", path.display()))
-}
-
-/// Moves the journal, the history store and the epoch file of `data` into a new
-/// `set-aside-N` directory beside them, kept for inspection: a node whose unacknowledged
-/// records cannot be cut back starts again empty and catches up from its primary. Returns
-/// what it did.
-fn set_aside(data: &Path) -> Result<String, String> {
-    let failed = |what: &str, path: &Path, error: std::io::Error| {
-        format!(
-            "setting this node's data aside: {what} {}: {error}",
-            path.display()
-        )
-    };
-    let target = (1u32..)
-        .map(|number| data.join(format!("{SET_ASIDE_PREFIX}{number}")))
-        .find(|path| !path.exists())
-        .expect("a free name");
-    std::fs::create_dir(&target).map_err(|error| failed("creating", &target, error))?;
-    for name in [
-        crate::start::JOURNAL_DIR_NAME,
-        crate::history::HISTORY_DIR_NAME,
-        EPOCH_FILE_NAME,
-    ] {
-        let from = data.join(name);
-        if from.exists() {
-            std::fs::rename(&from, target.join(name))
-                .map_err(|error| failed("moving", &from, error))?;
-        }
-    }
-    std::fs::File::open(data)
-        .and_then(|directory| directory.sync_all())
-        .map_err(|error| failed("syncing", data, error))?;
-    Ok(format!(
-        "its journal and history store were moved to {} (delete it once inspected)",
-        target.display()
-    ))
 }
 
 /// The facts a primary tells its backups about its journal.
@@ -282,7 +243,7 @@ fn take(
                 .checksum_at(keep)
                 .map_err(|error| format!("reading record {keep}: {error}"))?;
             if ours != Some(previous_checksum) {
-                let moved = set_aside(data)?;
+                let moved = crate::replica::request_set_aside(data)?;
                 replication.request_restart(format!(
                     "this node's journal and the primary's differ at record {keep} already: \
                      {moved}, and this node starts again as a new backup"
@@ -291,7 +252,7 @@ fn take(
             }
             if let Some(stored) = core.history_durable_sequence() {
                 if stored > keep {
-                    let moved = set_aside(data)?;
+                    let moved = crate::replica::request_set_aside(data)?;
                     replication.request_restart(format!(
                         "the primary asks to drop records from {from_sequence}, but this node's \
                          history store already holds up to {stored}: {moved}, and this node \

@@ -223,8 +223,9 @@ impl Server {
         );
         std::fs::create_dir_all(&args.data)
             .map_err(|error| format!("cannot create {}: {error}", args.data.display()))?;
-        // A backup that caught up from its primary's checkpoint starts from what it received.
-        if let Some(done) = crate::replica::install_catch_up(&args.data)? {
+        // A diverged node's data is set aside, and a backup that caught up from its primary's
+        // checkpoint starts from what it received.
+        for done in crate::replica::apply_pending_moves(&args.data)? {
             say!("clearline: {done}");
         }
         let journal_dir = args.data.join(JOURNAL_DIR_NAME);

@@ -19,6 +19,9 @@ use super::{
     RECONNECT_WAIT,
 };
 
+/// How long a backup waits before asking again after a catch-up it could not take.
+const CATCH_UP_RETRY_WAIT: Duration = Duration::from_secs(5);
+
 impl Replication {
     /// Keeps a connection to the current primary while this node is a backup, and hands what
     /// it streams to the core.
@@ -186,40 +189,24 @@ impl Replication {
                     from_sequence,
                     previous_checksum,
                 },
-                Message::CatchUp { .. } => {
-                    let Some(segment_size) = catch_up_segment_size else {
-                        return Err("a catch-up before the primary's welcome".into());
-                    };
-                    stage = Some(Stage::begin(
-                        &self.data,
+                Message::CatchUp { .. }
+                | Message::CatchUpChunk { .. }
+                | Message::CatchUpEnd { .. } => {
+                    let taken = self.take_catch_up(
                         &frame.message,
-                        (segment_size, lock(&self.journal_facts).segment_size),
-                        self.history,
+                        &mut stage,
+                        catch_up_segment_size,
                         primary.epoch,
-                    )?);
-                    continue;
-                }
-                Message::CatchUpChunk {
-                    part,
-                    offset,
-                    bytes,
-                } => {
-                    let Some(stage) = stage.as_mut() else {
-                        return Err("a catch-up chunk before its CatchUp frame".into());
-                    };
-                    stage.write(part, offset, bytes)?;
-                    continue;
-                }
-                Message::CatchUpEnd {
-                    store_entries,
-                    store_bytes,
-                } => {
-                    let Some(stage) = stage.take() else {
-                        return Err("a catch-up end before its CatchUp frame".into());
-                    };
-                    let done = stage.finish(store_entries, store_bytes)?;
-                    self.request_restart(done);
-                    return Ok(());
+                    );
+                    match taken {
+                        Ok(false) => continue,
+                        Ok(true) => return Ok(()),
+                        Err(error) => {
+                            // Asked again after a pause: a catch-up costs the primary a copy.
+                            std::thread::sleep(CATCH_UP_RETRY_WAIT);
+                            return Err(error);
+                        }
+                    }
                 }
                 other => {
                     return Err(
@@ -241,6 +228,55 @@ impl Replication {
                     Err(TrySendError::Disconnected(_)) => return Ok(()),
                 }
             }
+        }
+    }
+
+    /// Takes one frame of a catch-up from a checkpoint; true once it is complete and the
+    /// process starts again to install it.
+    fn take_catch_up(
+        &self,
+        message: &Message<'_>,
+        stage: &mut Option<Stage>,
+        segment_size: Option<u64>,
+        epoch: u64,
+    ) -> Result<bool, BoxError> {
+        match *message {
+            Message::CatchUp { .. } => {
+                let Some(segment_size) = segment_size else {
+                    return Err("a catch-up before the primary's welcome".into());
+                };
+                *stage = Some(Stage::begin(
+                    &self.data,
+                    message,
+                    (segment_size, lock(&self.journal_facts).segment_size),
+                    self.history,
+                    epoch,
+                )?);
+                Ok(false)
+            }
+            Message::CatchUpChunk {
+                part,
+                offset,
+                bytes,
+            } => {
+                let Some(stage) = stage.as_mut() else {
+                    return Err("a catch-up chunk before its CatchUp frame".into());
+                };
+                stage.write(part, offset, bytes)?;
+                Ok(false)
+            }
+            Message::CatchUpEnd {
+                store_entries,
+                store_bytes,
+            } => {
+                let Some(stage) = stage.take() else {
+                    return Err("a catch-up end before its CatchUp frame".into());
+                };
+                let done = stage.finish(store_entries, store_bytes)?;
+                self.request_restart(done);
+                Ok(true)
+            }
+            _ => Err("not a catch-up frame".into()),
         }
     }
 

@@ -2,7 +2,9 @@
 //! backup that needs records its primary already retired gets the primary's newest
 //! checkpoint, the start of the segment file that holds the checkpoint's record, and in
 //! history mode a copy of the history store; it stages them beside its data, and the next
-//! start puts them in place of its journal and store and streams the rest.
+//! start puts them in place of its journal and store and streams the rest. A diverged node
+//! that cannot be cut back asks the next start to set its data aside (docs/replication.md,
+//! "Divergence"), and then catches up as a new node.
 //!
 //! Invariants:
 //! - the staging directory is complete only once it is renamed from `catch-up.tmp` to
@@ -37,6 +39,10 @@ use crate::start::JOURNAL_DIR_NAME;
 const STAGING_DIR_NAME: &str = "catch-up.tmp";
 /// A catch-up that arrived whole, waiting for the next start to install it.
 const STAGED_DIR_NAME: &str = "catch-up";
+/// Names the directory the next start moves a diverged node's data into.
+const SET_ASIDE_REQUEST_NAME: &str = "set-aside.request";
+/// The start of the names of directories holding a diverged node's data.
+const SET_ASIDE_PREFIX: &str = "set-aside-";
 /// Bytes of one chunk of a catch-up.
 const CHUNK_BYTES: usize = 1 << 20;
 /// Store chunks queued for the thread that loads them.
@@ -446,51 +452,125 @@ impl Drop for Stage {
     }
 }
 
-/// At start, before the journal opens: deletes an unfinished catch-up, and puts a finished
-/// one in place of the journal and the history store. Returns what it did, to say.
+/// Asks the next start to move this node's journal, history store and epoch file into a new
+/// `set-aside-N` directory of `data`, kept for inspection: a node whose unacknowledged records
+/// cannot be cut back starts again empty and catches up from its primary. Nothing moves while
+/// the files are open; the caller restarts the process. Returns what will happen, to say.
+///
+/// # Errors
+/// The request cannot be written.
+pub fn request_set_aside(data: &Path) -> Result<String, String> {
+    let request = data.join(SET_ASIDE_REQUEST_NAME);
+    let failed = |what: &str, path: &Path, error: io::Error| {
+        format!(
+            "setting this node's data aside: {what} {}: {error}",
+            path.display()
+        )
+    };
+    let name = match fs::read_to_string(&request) {
+        Ok(name) => name.trim().to_owned(),
+        Err(_) => {
+            let name = (1u32..)
+                .map(|number| format!("{SET_ASIDE_PREFIX}{number}"))
+                .find(|name| !data.join(name).exists())
+                .expect("a free name");
+            let temporary = data.join(format!("{SET_ASIDE_REQUEST_NAME}.tmp"));
+            let write = || -> io::Result<()> {
+                fs::write(&temporary, format!("{name}\n"))?;
+                File::open(&temporary)?.sync_all()?;
+                fs::rename(&temporary, &request)?;
+                File::open(data)?.sync_all()
+            };
+            write().map_err(|error| failed("writing", &request, error))?;
+            name
+        }
+    };
+    Ok(format!(
+        "its journal and history store move to {} at the restart (delete it once inspected)",
+        data.join(name).display()
+    ))
+}
+
+/// At start, before the journal opens: carries out a set-aside request, deletes an unfinished
+/// catch-up, and puts a finished one in place of the journal and the history store. Each step
+/// is idempotent, so a crash in the middle finishes at the next start. Returns what it did, to
+/// say.
 ///
 /// # Errors
 /// A file operation failed; the data directory is left for the next start to finish.
-pub fn install_catch_up(data: &Path) -> Result<Option<String>, String> {
+pub fn apply_pending_moves(data: &Path) -> Result<Vec<String>, String> {
     let failed = |what: &str, path: &Path, error: io::Error| {
-        format!("installing a catch-up: {what} {}: {error}", path.display())
+        format!(
+            "preparing {}: {what} {}: {error}",
+            data.display(),
+            path.display()
+        )
     };
-    let staging = data.join(STAGING_DIR_NAME);
-    let mut said = None;
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(|error| failed("removing", &staging, error))?;
-        said = Some(
-            "removed a catch-up from a checkpoint that did not finish; the primary sends it again"
-                .to_owned(),
-        );
-    }
-    let staged = data.join(STAGED_DIR_NAME);
-    if !staged.exists() {
-        return Ok(said);
-    }
     let sync_data = || {
         File::open(data)
             .and_then(|directory| directory.sync_all())
             .map_err(|error| failed("syncing", data, error))
     };
-    for name in [JOURNAL_DIR_NAME, HISTORY_DIR_NAME, EPOCH_FILE_NAME] {
-        let from = staged.join(name);
-        if !from.exists() {
-            continue;
+    // Moves each of the node's own files and directories found in `from` into `to`, replacing
+    // what `to` holds under the same name.
+    let move_node_files = |from: &Path, to: &Path| -> Result<(), String> {
+        for name in [JOURNAL_DIR_NAME, HISTORY_DIR_NAME, EPOCH_FILE_NAME] {
+            let source = from.join(name);
+            if !source.exists() {
+                continue;
+            }
+            let target = to.join(name);
+            if target.is_dir() {
+                fs::remove_dir_all(&target).map_err(|error| failed("removing", &target, error))?;
+            }
+            fs::rename(&source, &target).map_err(|error| failed("moving", &source, error))?;
+            sync_data()?;
         }
-        let to = data.join(name);
-        if to.is_dir() {
-            fs::remove_dir_all(&to).map_err(|error| failed("removing", &to, error))?;
+        Ok(())
+    };
+    let mut said = Vec::new();
+    let request = data.join(SET_ASIDE_REQUEST_NAME);
+    if let Ok(name) = fs::read_to_string(&request) {
+        let name = name.trim();
+        let valid = name.starts_with(SET_ASIDE_PREFIX)
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-');
+        if !valid {
+            return Err(format!(
+                "{} names {name:?}, not a set-aside directory: remove the file",
+                request.display()
+            ));
         }
-        fs::rename(&from, &to).map_err(|error| failed("moving in", &from, error))?;
+        let target = data.join(name);
+        fs::create_dir_all(&target).map_err(|error| failed("creating", &target, error))?;
+        move_node_files(data, &target)?;
+        fs::remove_file(&request).map_err(|error| failed("removing", &request, error))?;
         sync_data()?;
+        said.push(format!(
+            "moved this node's journal and history store to {}: it starts as a new backup",
+            target.display()
+        ));
     }
-    fs::remove_dir_all(&staged).map_err(|error| failed("removing", &staged, error))?;
-    sync_data()?;
-    Ok(Some(
-        "installed the checkpoint, journal start and history store received from the primary"
-            .to_owned(),
-    ))
+    let staging = data.join(STAGING_DIR_NAME);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|error| failed("removing", &staging, error))?;
+        said.push(
+            "removed a catch-up from a checkpoint that did not finish; the primary sends it again"
+                .to_owned(),
+        );
+    }
+    let staged = data.join(STAGED_DIR_NAME);
+    if staged.exists() {
+        move_node_files(&staged, data)?;
+        fs::remove_dir_all(&staged).map_err(|error| failed("removing", &staged, error))?;
+        sync_data()?;
+        said.push(
+            "installed the checkpoint, journal start and history store received from the primary"
+                .to_owned(),
+        );
+    }
+    Ok(said)
 }
 
 #[cfg(test)]
@@ -514,14 +594,14 @@ mod tests {
         write(&data.join("history/table-old"), "old");
         write(&data.join(EPOCH_FILE_NAME), "1\n");
         // Nothing staged: nothing changes.
-        assert_eq!(install_catch_up(data).expect("install"), None);
+        assert!(apply_pending_moves(data).expect("install").is_empty());
         assert_eq!(
             read(&data.join("journal/segment-old")).as_deref(),
             Some("old")
         );
 
         write(&data.join("catch-up.tmp/journal/partial"), "partial");
-        let said = install_catch_up(data).expect("install").expect("said");
+        let said = apply_pending_moves(data).expect("install").concat();
         assert!(said.contains("did not finish"), "{said}");
         assert!(!data.join("catch-up.tmp").exists());
         assert_eq!(
@@ -532,7 +612,7 @@ mod tests {
         write(&data.join("catch-up/journal/segment-new"), "new");
         write(&data.join("catch-up/history/table-new"), "new");
         write(&data.join("catch-up").join(EPOCH_FILE_NAME), "7\n");
-        let said = install_catch_up(data).expect("install").expect("said");
+        let said = apply_pending_moves(data).expect("install").concat();
         assert!(said.contains("installed"), "{said}");
         assert!(!data.join("catch-up").exists());
         assert!(!data.join("journal/segment-old").exists());
@@ -556,7 +636,7 @@ mod tests {
         write(&data.join("journal/segment-new"), "new");
         write(&data.join("history/table-old"), "old");
         write(&data.join("catch-up/history/table-new"), "new");
-        install_catch_up(data).expect("install").expect("said");
+        assert_eq!(apply_pending_moves(data).expect("install").len(), 1);
         assert_eq!(
             read(&data.join("journal/segment-new")).as_deref(),
             Some("new")
@@ -567,6 +647,53 @@ mod tests {
             Some("new")
         );
         assert!(!data.join("catch-up").exists());
+    }
+
+    #[test]
+    fn a_set_aside_request_moves_the_node_data_at_the_next_start() {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let data = data.path();
+        write(&data.join("journal/segment"), "first");
+        write(&data.join("history/table"), "first");
+        write(&data.join(EPOCH_FILE_NAME), "3\n");
+        let said = request_set_aside(data).expect("request");
+        assert!(said.contains("set-aside-1"), "{said}");
+        // Asked again before the restart: the same directory.
+        assert_eq!(request_set_aside(data).expect("request"), said);
+        assert_eq!(
+            read(&data.join("journal/segment")).as_deref(),
+            Some("first")
+        );
+        let said = apply_pending_moves(data).expect("apply").concat();
+        assert!(said.contains("set-aside-1"), "{said}");
+        for name in ["journal/segment", "history/table"] {
+            assert!(!data.join(name).exists(), "{name}");
+            let kept = data.join("set-aside-1").join(name);
+            assert_eq!(read(&kept).as_deref(), Some("first"), "{name}");
+        }
+        assert!(!data.join(EPOCH_FILE_NAME).exists());
+        assert!(!data.join(SET_ASIDE_REQUEST_NAME).exists());
+        // A second set-aside keeps the first.
+        write(&data.join("journal/segment"), "second");
+        assert!(request_set_aside(data)
+            .expect("request")
+            .contains("set-aside-2"));
+        apply_pending_moves(data).expect("apply");
+        let second = data.join("set-aside-2/journal/segment");
+        assert_eq!(read(&second).as_deref(), Some("second"));
+        assert_eq!(
+            read(&data.join("set-aside-1/journal/segment")).as_deref(),
+            Some("first")
+        );
+        // A request naming anything else is refused, and nothing moves.
+        write(&data.join("journal/segment"), "third");
+        write(&data.join(SET_ASIDE_REQUEST_NAME), "../elsewhere\n");
+        let error = apply_pending_moves(data).expect_err("refused");
+        assert!(error.contains("not a set-aside directory"), "{error}");
+        assert_eq!(
+            read(&data.join("journal/segment")).as_deref(),
+            Some("third")
+        );
     }
 
     #[test]

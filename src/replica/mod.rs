@@ -39,7 +39,7 @@ mod backup;
 mod catch_up;
 mod primary;
 
-pub use catch_up::install_catch_up;
+pub use catch_up::{apply_pending_moves, request_set_aside};
 
 /// Records a sender puts in one frame, at most (the frame's body limit keeps room for the
 /// fixed part).

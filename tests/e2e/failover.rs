@@ -751,7 +751,9 @@ fn failover_sets_aside_a_partitioned_primary_whose_store_took_unacknowledged_rec
     group.rejoin_after_partition(old, &backups);
     let output = group.nodes[old].output();
     assert!(
-        output.contains("history store already holds") && output.contains("set-aside-1"),
+        output.contains("history store already holds")
+            && output.contains("moved this node's journal and history store")
+            && output.contains("set-aside-1"),
         "the old primary sets its data aside:\n{}",
         group.outputs()
     );
