@@ -132,7 +132,8 @@ pub enum Message<'a> {
         /// How many bytes of that file follow: its header and its records up to and including
         /// `checkpoint_sequence` (never zero).
         segment_prefix_size: u64,
-        /// [`CATCH_UP_STORE`] when a copy of the history store follows; other bits zero.
+        /// [`CATCH_UP_STORE`] when a copy of the history store follows, [`CATCH_UP_LZ4`] when
+        /// chunks are compressed; other bits zero.
         flags: u64,
     },
     /// `bytes` of one part of a catch-up, at `offset` in it.
@@ -140,7 +141,7 @@ pub enum Message<'a> {
         /// Which part: [`CatchUpPart`].
         part: CatchUpPart,
         /// Where `bytes` go in the part (the checkpoint file, the segment prefix); for the
-        /// store copy, the bytes of the copy sent before this chunk.
+        /// store copy, the bytes of the copy sent before this chunk. Counted uncompressed.
         offset: u64,
         /// The chunk (not empty). A store chunk holds whole entries of the copy.
         bytes: &'a [u8],
@@ -168,6 +169,9 @@ pub enum Message<'a> {
 
 /// The `CatchUp` flag that says a copy of the history store follows.
 pub const CATCH_UP_STORE: u64 = 1;
+/// The `CatchUp` flag that says every chunk's bytes are one LZ4 block (the block format, no
+/// frame) after its uncompressed size as a little-endian u32.
+pub const CATCH_UP_LZ4: u64 = 2;
 
 /// The parts of a catch-up, in the order they are sent.
 #[repr(u8)]
@@ -404,7 +408,7 @@ pub fn check_message(epoch: u64, message: &Message<'_>) -> Result<(), FrameError
                     return Err(FrameError::FieldMustNotBeZero { field });
                 }
             }
-            if flags & !CATCH_UP_STORE != 0 {
+            if flags & !(CATCH_UP_STORE | CATCH_UP_LZ4) != 0 {
                 return Err(FrameError::FlagsUnknown);
             }
         }

@@ -4,8 +4,8 @@
 //! however the bytes are cut.
 
 use clearline_replication::frame::{
-    decode, encode, CatchUpPart, Frame, FrameError, Message, StreamDecoder, CATCH_UP_STORE,
-    FRAME_BODY_SIZE_MAX, FRAME_HEADER_SIZE,
+    decode, encode, CatchUpPart, Frame, FrameError, Message, StreamDecoder, CATCH_UP_LZ4,
+    CATCH_UP_STORE, FRAME_BODY_SIZE_MAX, FRAME_HEADER_SIZE,
 };
 use proptest::prelude::*;
 
@@ -46,7 +46,7 @@ impl Owned {
                 checkpoint_size: self.a,
                 segment: self.b,
                 segment_prefix_size: self.a,
-                flags: (self.c & u128::from(CATCH_UP_STORE)) as u64,
+                flags: (self.c & u128::from(CATCH_UP_STORE | CATCH_UP_LZ4)) as u64,
             },
             5 => Message::Welcome {
                 generation: self.a,
@@ -318,7 +318,7 @@ fn encode_refuses_what_decode_would_refuse() {
             checkpoint_size: 1,
             segment: 0,
             segment_prefix_size: 1,
-            flags: 2,
+            flags: 4,
         },
         1,
         FrameError::FlagsUnknown,

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use clearline_history::{CopyReport, History, HistoryConfig, HistoryError};
 use clearline_journal::{checkpoint_file_name, parse_checkpoint_name, segment_file_name};
-use clearline_replication::frame::{CatchUpPart, Message, CATCH_UP_STORE};
+use clearline_replication::frame::{CatchUpPart, Message, CATCH_UP_LZ4, CATCH_UP_STORE};
+use lz4_flex::block;
 
 use super::{lock, send, BoxError, Replication};
 use crate::history::HISTORY_DIR_NAME;
@@ -43,8 +44,12 @@ const STAGED_DIR_NAME: &str = "catch-up";
 const SET_ASIDE_REQUEST_NAME: &str = "set-aside.request";
 /// The start of the names of directories holding a diverged node's data.
 const SET_ASIDE_PREFIX: &str = "set-aside-";
-/// Bytes of one chunk of a catch-up.
+/// Bytes of one chunk of a catch-up, before compression.
 const CHUNK_BYTES: usize = 1 << 20;
+/// The uncompressed size before each compressed chunk.
+const LZ4_PREFIX: usize = 4;
+/// The largest chunk a backup decompresses (a primary sends at most [`CHUNK_BYTES`]).
+const CHUNK_BYTES_MAX: usize = 4 << 20;
 /// Store chunks queued for the thread that loads them.
 const STORE_CHUNKS_QUEUED: usize = 4;
 /// The cache of the store being loaded (it is only written).
@@ -76,6 +81,67 @@ impl Throttle {
             std::thread::sleep(wait);
         }
     }
+}
+
+/// Sends the chunks of one catch-up, each compressed into one LZ4 block.
+struct ChunkSender<'a> {
+    stream: &'a mut TcpStream,
+    out: &'a mut [u8],
+    epoch: u64,
+    throttle: Throttle,
+    /// The compressed chunk: its uncompressed size, then the block.
+    block: Vec<u8>,
+    /// Bytes of chunks sent, compressed.
+    sent: u64,
+}
+
+impl ChunkSender<'_> {
+    fn send(&mut self, part: CatchUpPart, offset: u64, bytes: &[u8]) -> Result<(), BoxError> {
+        compress_chunk(bytes, &mut self.block);
+        send(
+            self.stream,
+            self.out,
+            self.epoch,
+            Message::CatchUpChunk {
+                part,
+                offset,
+                bytes: &self.block,
+            },
+        )?;
+        self.throttle.sent(self.block.len());
+        self.sent += self.block.len() as u64;
+        Ok(())
+    }
+}
+
+/// Compresses `input` (at most [`CHUNK_BYTES`]) into `out`: its size as a little-endian u32,
+/// then one LZ4 block.
+fn compress_chunk(input: &[u8], out: &mut Vec<u8>) {
+    assert!(input.len() <= CHUNK_BYTES);
+    out.clear();
+    out.resize(LZ4_PREFIX + block::get_maximum_output_size(input.len()), 0);
+    let size = u32::try_from(input.len()).expect("a chunk is at most 1 MiB");
+    out[..LZ4_PREFIX].copy_from_slice(&size.to_le_bytes());
+    let written = block::compress_into(input, &mut out[LZ4_PREFIX..])
+        .expect("the output has room for the largest block");
+    out.truncate(LZ4_PREFIX + written);
+}
+
+/// The bytes of a chunk that `compress_chunk` wrote, decompressed into `out`.
+fn decompress_chunk<'a>(chunk: &[u8], out: &'a mut [u8]) -> Result<&'a [u8], BoxError> {
+    let Some((size, compressed)) = chunk.split_first_chunk::<LZ4_PREFIX>() else {
+        return Err("a compressed chunk shorter than its size".into());
+    };
+    let size = u32::from_le_bytes(*size) as usize;
+    if size == 0 || size > out.len() {
+        return Err(format!("a compressed chunk of {size} bytes (at most {})", out.len()).into());
+    }
+    let written = block::decompress_into(compressed, &mut out[..size])
+        .map_err(|error| format!("a compressed chunk does not decompress: {error}"))?;
+    if written != size {
+        return Err(format!("a compressed chunk holds {written} bytes, not {size}").into());
+    }
+    Ok(&out[..size])
 }
 
 /// The newest checkpoint file in `journal_dir`: its sequence and path.
@@ -122,9 +188,9 @@ impl Replication {
         };
         let segment_file = File::open(journal_dir.join(segment_file_name(segment)))?;
         let flags = if self.store.is_some() {
-            CATCH_UP_STORE
+            CATCH_UP_LZ4 | CATCH_UP_STORE
         } else {
-            0
+            CATCH_UP_LZ4
         };
         say!(
             "clearline: backup {node_id} needs records this journal retired; sending it the \
@@ -142,7 +208,14 @@ impl Replication {
                 flags,
             },
         )?;
-        let mut throttle = Throttle::new(self.config.catch_up_bytes_per_second);
+        let mut chunks = ChunkSender {
+            stream,
+            out,
+            epoch,
+            throttle: Throttle::new(self.config.catch_up_bytes_per_second),
+            block: Vec::with_capacity(LZ4_PREFIX + block::get_maximum_output_size(CHUNK_BYTES)),
+            sent: 0,
+        };
         let mut chunk = vec![0u8; CHUNK_BYTES];
         for (part, file, size) in [
             (CatchUpPart::Checkpoint, &checkpoint, checkpoint_size),
@@ -155,17 +228,7 @@ impl Replication {
                 }
                 let length = (size - offset).min(CHUNK_BYTES as u64) as usize;
                 file.read_exact_at(&mut chunk[..length], offset)?;
-                send(
-                    stream,
-                    out,
-                    epoch,
-                    Message::CatchUpChunk {
-                        part,
-                        offset,
-                        bytes: &chunk[..length],
-                    },
-                )?;
-                throttle.sent(length);
+                chunks.send(part, offset, &chunk[..length])?;
                 offset += length as u64;
             }
         }
@@ -176,23 +239,14 @@ impl Replication {
                     if self.stopping() {
                         return Err("stopping".into());
                     }
-                    send(
-                        stream,
-                        out,
-                        epoch,
-                        Message::CatchUpChunk {
-                            part: CatchUpPart::Store,
-                            offset,
-                            bytes,
-                        },
-                    )?;
-                    throttle.sent(bytes.len());
+                    chunks.send(CatchUpPart::Store, offset, bytes)?;
                     offset += bytes.len() as u64;
                     Ok(())
                 })?
             }
             None => CopyReport::default(),
         };
+        let sent = chunks.sent;
         send(
             stream,
             out,
@@ -204,8 +258,8 @@ impl Replication {
         )?;
         say!(
             "clearline: sent backup {node_id} the checkpoint at sequence {sequence} ({} bytes), \
-             {segment_prefix_size} bytes of segment {segment} and {} store entries ({} bytes) \
-             in {:.3} s",
+             {segment_prefix_size} bytes of segment {segment} and {} store entries ({} bytes), \
+             {sent} bytes compressed, in {:.3} s",
             checkpoint_size,
             copied.entries,
             copied.bytes,
@@ -233,6 +287,8 @@ pub(super) struct Stage {
     store: Option<(SyncSender<Vec<u8>>, StoreLoader)>,
     store_received: u64,
     epoch: u64,
+    /// Where compressed chunks are decompressed (empty when the primary sends them plain).
+    plain: Vec<u8>,
 }
 
 impl Stage {
@@ -326,11 +382,33 @@ impl Stage {
             store,
             store_received: 0,
             epoch,
+            plain: if flags & CATCH_UP_LZ4 != 0 {
+                vec![0; CHUNK_BYTES_MAX]
+            } else {
+                Vec::new()
+            },
         })
     }
 
-    /// Writes one chunk; chunks of each part come in order.
+    /// Writes one chunk as it arrived (decompressed first when the catch-up is compressed).
     pub(super) fn write(
+        &mut self,
+        part: CatchUpPart,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), BoxError> {
+        if self.plain.is_empty() {
+            return self.write_plain(part, offset, bytes);
+        }
+        let mut plain = std::mem::take(&mut self.plain);
+        let result = decompress_chunk(bytes, &mut plain)
+            .and_then(|bytes| self.write_plain(part, offset, bytes));
+        self.plain = plain;
+        result
+    }
+
+    /// Writes one chunk's bytes; chunks of each part come in order.
+    fn write_plain(
         &mut self,
         part: CatchUpPart,
         offset: u64,
@@ -694,6 +772,45 @@ mod tests {
             read(&data.join("journal/segment")).as_deref(),
             Some("third")
         );
+    }
+
+    #[test]
+    fn chunks_round_trip_through_lz4_and_damaged_ones_are_refused() {
+        let mut rng = clearline_test_support::Rng::new(7);
+        let mut compressed = Vec::new();
+        let mut plain = vec![0u8; CHUNK_BYTES_MAX];
+        for size in [1usize, 100, 4096, CHUNK_BYTES] {
+            // Half zeros (compressible), half noise.
+            let mut input = vec![0u8; size];
+            rng.fill(&mut input[size / 2..]);
+            compress_chunk(&input, &mut compressed);
+            assert_eq!(
+                decompress_chunk(&compressed, &mut plain).expect("decompresses"),
+                &input[..]
+            );
+            if size == CHUNK_BYTES {
+                assert!(compressed.len() < size * 3 / 4, "{}", compressed.len());
+            }
+        }
+        let input = vec![7u8; 1000];
+        compress_chunk(&input, &mut compressed);
+        let mut cases: Vec<(Vec<u8>, &str)> = vec![
+            (compressed[..2].to_vec(), "shorter than its size"),
+            (
+                compressed[..compressed.len() - 1].to_vec(),
+                "does not decompress",
+            ),
+        ];
+        let mut larger = compressed.clone();
+        larger[..4].copy_from_slice(&((CHUNK_BYTES_MAX + 1) as u32).to_le_bytes());
+        cases.push((larger, "at most"));
+        let mut smaller = compressed.clone();
+        smaller[..4].copy_from_slice(&999u32.to_le_bytes());
+        cases.push((smaller, "compressed chunk"));
+        for (case, expected) in cases {
+            let error = decompress_chunk(&case, &mut plain).expect_err("refused");
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
+        }
     }
 
     #[test]
