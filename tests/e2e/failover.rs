@@ -240,6 +240,34 @@ impl Group {
         self.wait_converged();
     }
 
+    /// Waits until node `index` has applied every write the primary had applied when this
+    /// was called (its last write timestamp reaches the primary's).
+    fn wait_caught_up(&self, index: usize) {
+        let started = Instant::now();
+        let target = loop {
+            if let Some(state) = self.nodes[self.primary()].state() {
+                break state.timestamp;
+            }
+            assert!(
+                started.elapsed() < SETTLE_MAX,
+                "the primary's state cannot be read"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while self.nodes[index]
+            .state()
+            .is_none_or(|state| state.timestamp < target)
+        {
+            assert!(
+                started.elapsed() < SETTLE_MAX,
+                "node {} did not catch up within {SETTLE_MAX:?}; outputs:\n{}",
+                self.nodes[index].id,
+                self.outputs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until every running node's state hash equals the primary's.
     fn wait_converged(&self) {
         let started = Instant::now();
@@ -358,6 +386,12 @@ impl Load {
         }
     }
 
+    /// The transfers acknowledged so far.
+    fn acknowledged(&self) -> Vec<u128> {
+        let acknowledged = self.acknowledged.lock().expect("lock");
+        acknowledged.iter().map(|(id, _)| *id).collect()
+    }
+
     fn count(&self) -> usize {
         self.acknowledged.lock().expect("lock").len()
     }
@@ -396,8 +430,7 @@ impl Load {
         if let Some(thread) = self.thread.take() {
             thread.join().expect("the load thread");
         }
-        let acknowledged = self.acknowledged.lock().expect("lock");
-        acknowledged.iter().map(|(id, _)| *id).collect()
+        self.acknowledged()
     }
 }
 
@@ -466,8 +499,11 @@ fn failover_after_kill_9_of_the_primary_under_load() {
                 group.outputs()
             )
         });
-        // The old primary rejoins as a backup.
+        // The old primary rejoins as a backup and catches up; every write acknowledged so far
+        // is there, and debits equal credits.
         group.nodes[primary].start();
+        group.wait_caught_up(primary);
+        check_ledger(&group, &load.acknowledged());
     }
     let acknowledged = load.finish();
     failovers.sort();
