@@ -15,7 +15,11 @@
 //!   it, so a crash during the install finishes it at the next start;
 //! - the store copy is taken after the checkpoint was written, so it holds everything the
 //!   checkpoint left out (the records evicted before it); it may hold more, which recovery
-//!   expects (docs/history.md, "Recovery").
+//!   expects (docs/history.md, "Recovery");
+//! - nothing is moved while open: a set-aside request and a finished catch-up are carried out
+//!   by the next start, before the journal and the store open;
+//! - a chunk from the primary is checked (part, place, size, decompressed size) before a byte
+//!   of it is written, and none of it can make the backup panic.
 
 use std::fs::{self, File};
 use std::io;
@@ -444,13 +448,15 @@ impl Stage {
                 return Ok(());
             }
         };
-        let end = offset + bytes.len() as u64;
-        if offset != *written || end > size {
+        // `written` is at most `size`, so once `offset` equals it the end cannot overflow.
+        if offset != *written || bytes.len() as u64 > size - *written {
             return Err(format!(
-                "a {part:?} chunk at {offset}..{end} where {written}..{size} was expected"
+                "a {part:?} chunk of {} bytes at {offset} where {written}..{size} was expected",
+                bytes.len()
             )
             .into());
         }
+        let end = offset + bytes.len() as u64;
         file.write_all_at(bytes, offset)?;
         *written = end;
         Ok(())
@@ -811,6 +817,62 @@ mod tests {
             let error = decompress_chunk(&case, &mut plain).expect_err("refused");
             assert!(error.to_string().contains(expected), "{expected}: {error}");
         }
+    }
+
+    #[test]
+    fn a_stage_takes_chunks_in_order_and_finishes_only_when_whole() {
+        let data = tempfile::tempdir().expect("temporary directory");
+        let data = data.path();
+        let catch_up = Message::CatchUp {
+            checkpoint_sequence: 9,
+            checkpoint_size: 10,
+            segment: 2,
+            segment_prefix_size: 4,
+            flags: 0,
+        };
+        let refused = Stage::begin(data, &catch_up, (1 << 16, 1 << 17), false, 3);
+        assert!(refused.is_err_and(|error| error.to_string().contains("--segment-size")));
+        let refused = Stage::begin(data, &catch_up, (1 << 16, 1 << 16), true, 3);
+        assert!(refused.is_err_and(|error| error.to_string().contains("history mode")));
+        let mut stage =
+            Stage::begin(data, &catch_up, (1 << 16, 1 << 16), false, 3).expect("begins");
+        let checkpoint = CatchUpPart::Checkpoint;
+        stage.write(checkpoint, 0, b"01234").expect("first chunk");
+        for (offset, bytes) in [(0, &b"56789"[..]), (6, b"6789"), (5, b"567890")] {
+            let error = stage.write(checkpoint, offset, bytes).expect_err("refused");
+            assert!(error.to_string().contains("was expected"), "{error}");
+        }
+        assert!(stage.write(checkpoint, u64::MAX, b"x").is_err());
+        assert!(
+            stage.write(CatchUpPart::Store, 0, b"x").is_err(),
+            "no store announced"
+        );
+        stage.write(checkpoint, 5, b"56789").expect("second chunk");
+        stage
+            .write(CatchUpPart::Segment, 0, b"abc")
+            .expect("segment");
+        assert!(data.join(STAGING_DIR_NAME).exists());
+        let error = stage.finish(0, 0).expect_err("the segment is short");
+        assert!(error.to_string().contains("ended before"), "{error}");
+        assert!(!data.join(STAGED_DIR_NAME).exists());
+
+        let mut stage =
+            Stage::begin(data, &catch_up, (1 << 16, 1 << 16), false, 3).expect("begins again");
+        stage
+            .write(checkpoint, 0, b"0123456789")
+            .expect("checkpoint");
+        stage
+            .write(CatchUpPart::Segment, 0, b"abcd")
+            .expect("segment");
+        stage.finish(0, 0).expect("finishes");
+        let journal = data.join(STAGED_DIR_NAME).join(JOURNAL_DIR_NAME);
+        let image = fs::read(journal.join(checkpoint_file_name(9))).expect("checkpoint");
+        assert_eq!(image, b"0123456789");
+        let segment = fs::read(journal.join(segment_file_name(2))).expect("segment");
+        assert_eq!(segment.len(), 1 << 16);
+        assert_eq!(&segment[..5], b"abcd\0");
+        let epoch = data.join(STAGED_DIR_NAME).join(EPOCH_FILE_NAME);
+        assert_eq!(read(&epoch).as_deref(), Some("3\n"));
     }
 
     #[test]
