@@ -1,7 +1,8 @@
 //! Replication groups of real `clearline start` processes and a real etcd on loopback
 //! (docs/replication.md): kill -9 of the primary under load, SIGSTOP of a backup and of the
 //! primary, etcd stopped, a backup killed while it catches up from the journal and while it
-//! catches up from a checkpoint, a partitioned primary's unacknowledged records dropped when it
+//! catches up from a checkpoint, a new node catching up from a checkpoint without a history
+//! store, a partitioned primary's unacknowledged records dropped when it
 //! rejoins (or its data set aside when its history store took some). Every test name contains
 //! `failover`, so
 //! `cargo nextest run failover` runs them alone.
@@ -226,6 +227,25 @@ impl Group {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Writes batches from `first` on through `client` until the primary (node `primary`)
+    /// has retired its first journal segment; returns how many batches it wrote.
+    fn write_until_retired(&self, primary: usize, client: &mut Client, first: u128) -> u128 {
+        let first_segment = self.nodes[primary]
+            .data
+            .path()
+            .join("journal/segment-0000000000000000.log");
+        let mut batch = 0;
+        while first_segment.exists() {
+            send_batch(client, first + batch * BATCH).expect("acknowledged");
+            batch += 1;
+            assert!(
+                batch < 100_000,
+                "the primary never retired its first segment"
+            );
+        }
+        batch
     }
 
     /// Cuts the primary `old` off (SIGSTOP), starts its stopped `backups` again, waits for one
@@ -833,22 +853,7 @@ fn failover_backup_killed_during_catch_up_from_a_checkpoint_resumes() {
     let primary = group.primary();
     let mut client = group.client();
     create_accounts(&mut client);
-    let retired = |group: &Group| {
-        !group.nodes[primary]
-            .data
-            .path()
-            .join("journal/segment-0000000000000000.log")
-            .exists()
-    };
-    let mut batch = 0;
-    while !retired(&group) {
-        send_batch(&mut client, 60_000 + batch * BATCH).expect("acknowledged");
-        batch += 1;
-        assert!(
-            batch < 100_000,
-            "the primary never retired its first segment"
-        );
-    }
+    let batch = group.write_until_retired(primary, &mut client, 60_000);
     // An empty node needs records the primary retired: it catches up from a checkpoint, and
     // is killed while the catch-up arrives.
     let staging = group.nodes[2].data.path().join("catch-up.tmp");
@@ -904,6 +909,38 @@ fn failover_backup_killed_during_catch_up_from_a_checkpoint_resumes() {
     let other = 1 - primary;
     group.nodes[other].kill();
     send_batch(&mut group.client(), 60_000 + (batch + 1) * BATCH).expect("acknowledged by node 3");
+}
+
+#[test]
+fn failover_new_node_without_history_catches_up_from_a_checkpoint() {
+    let _serial = one_group_at_a_time();
+    let mut group = Group::new(3, 1).with_small_journals();
+    for node in &mut group.nodes {
+        node.options = node.options.clone().switch("no-history");
+    }
+    group.nodes[0].start();
+    group.nodes[1].start();
+    let primary = group.primary();
+    let mut client = group.client();
+    create_accounts(&mut client);
+    let batch = group.write_until_retired(primary, &mut client, 90_000);
+    // Without a history store, the checkpoint holds everything.
+    group.nodes[2].start();
+    group.write_eventually(90_000 + batch * BATCH);
+    group.wait_converged();
+    let output = group.nodes[2].output();
+    assert!(
+        output.contains("installed the checkpoint") && !output.contains("copy of its history"),
+        "node 3 caught up from the checkpoint alone:\n{output}"
+    );
+    let mut reader = group.nodes[2].client().expect("connect to node 3");
+    reader.set_read_from_backup(true);
+    let all: Vec<u128> = (90_000..90_000 + (batch + 1) * BATCH).collect();
+    assert_eq!(
+        lookup_transfers(&mut reader, &all).len(),
+        all.len(),
+        "node 3 holds every transfer"
+    );
 }
 
 #[test]
