@@ -2,9 +2,8 @@
 //! (docs/replication.md): kill -9 of the primary under load, SIGSTOP of a backup and of the
 //! primary, etcd stopped, a backup killed while it catches up from the journal and while it
 //! catches up from a checkpoint, a new node catching up from a checkpoint without a history
-//! store, a partitioned primary's unacknowledged records dropped when it
-//! rejoins (or its data set aside when its history store took some). Every test name contains
-//! `failover`, so
+//! store, a partitioned primary's unacknowledged records dropped when it rejoins (or its data
+//! set aside when its history store took some). Every test name contains `failover`, so
 //! `cargo nextest run failover` runs them alone.
 //!
 //! `CLEARLINE_FAILOVER_KILLS` sets how many primaries the kill test kills in a row (default 5;
