@@ -23,7 +23,8 @@
 //! `docs/benchmark.md`) and draws the percentile plot (`plot.rs`) with the baselines as
 //! reference lines. Memory and disk use are reported only for its own server, which runs in this
 //! process (or, with `--restart-check`, in a child process killed with SIGKILL and started again
-//! at the end); a server at `--addr` is another process and its resources are left out.
+//! at the end; with `--group-size`, as a replication group of child processes, whose primary is
+//! loaded and reported); a server at `--addr` is another process and its resources are left out.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -102,10 +103,15 @@ struct Watched<'a> {
     pid: Option<u32>,
 }
 
-/// The benchmark's own server: in this process, or a child process with `--restart-check`.
+/// The benchmark's own server: in this process, a child process with `--restart-check`, or
+/// a replication group of child processes with `--group-size` (the primary is loaded).
 enum OwnServer {
     InProcess(crate::start::Server),
     Child(ChildServer),
+    Group {
+        nodes: Vec<ChildServer>,
+        primary: usize,
+    },
 }
 
 impl OwnServer {
@@ -113,6 +119,7 @@ impl OwnServer {
         match self {
             OwnServer::InProcess(server) => server.local_addr(),
             OwnServer::Child(child) => child.addr,
+            OwnServer::Group { nodes, primary } => nodes[*primary].addr,
         }
     }
 
@@ -120,6 +127,15 @@ impl OwnServer {
         match self {
             OwnServer::InProcess(_) => None,
             OwnServer::Child(child) => Some(child.child.id()),
+            OwnServer::Group { nodes, primary } => Some(nodes[*primary].child.id()),
+        }
+    }
+
+    /// The data directory of the server loaded (the primary's in a group).
+    fn data(&self, dir: &Path) -> PathBuf {
+        match self {
+            OwnServer::Group { primary, .. } => group_node_dir(dir, *primary),
+            OwnServer::InProcess(_) | OwnServer::Child(_) => dir.to_path_buf(),
         }
     }
 
@@ -128,7 +144,85 @@ impl OwnServer {
             OwnServer::InProcess(server) => Ok(server.shutdown()?),
             // Its data directory is removed next, so nothing is lost by SIGKILL.
             OwnServer::Child(mut child) => child.kill(),
+            OwnServer::Group { mut nodes, .. } => {
+                for node in &mut nodes {
+                    node.kill()?;
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+/// The data directory of node `index` (from 0) of the benchmark's own group.
+fn group_node_dir(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("node-{}", index + 1))
+}
+
+/// How long the benchmark waits for its own group to choose a primary.
+const GROUP_PRIMARY_WAIT: Duration = Duration::from_secs(60);
+
+/// Starts the benchmark's own replication group: `args.group_size` nodes of `start`'s
+/// settings, each in its own directory under `dir`, in a group named after this process so
+/// that no earlier run's keys in etcd count; waits for a primary.
+fn start_group(start: &StartArgs, args: &BenchmarkArgs, dir: &Path) -> Result<OwnServer, BoxError> {
+    let etcd = args
+        .etcd
+        .clone()
+        .ok_or("--group-size needs --etcd (the etcd cluster the group's leadership lives in)")?;
+    let group = format!("benchmark-{}-{}", std::process::id(), report::unix_time_s());
+    let mut nodes = Vec::new();
+    for index in 0..args.group_size {
+        let node_start = StartArgs {
+            data: group_node_dir(dir, index as usize),
+            addr: "127.0.0.1:0".parse().expect("valid address"),
+            replication: crate::cli::ReplicationArgs {
+                etcd: Some(etcd.clone()),
+                node_id: Some(u64::from(index) + 1),
+                peer_addr: Some("127.0.0.1:0".parse().expect("valid address")),
+                group: group.clone(),
+                group_size: args.group_size,
+                ack_backups: args.ack_backups,
+                lease_ttl_seconds: crate::cli::LEASE_TTL_SECONDS_DEFAULT,
+                ..crate::cli::ReplicationArgs::default()
+            },
+            ..start.clone()
+        };
+        crate::replica::ReplicaConfig::from_args(&node_start.replication, node_start.addr)?;
+        match ChildServer::start(&node_start) {
+            Ok(node) => nodes.push(node),
+            Err(error) => {
+                for node in &mut nodes {
+                    let _ = node.kill();
+                }
+                return Err(format!("node {} of the group: {error}", index + 1).into());
+            }
+        }
+    }
+    let deadline = Instant::now() + GROUP_PRIMARY_WAIT;
+    loop {
+        if let Ok(addr) = primary_of(nodes[0].addr) {
+            if let Some(primary) = nodes.iter().position(|node| node.addr == addr) {
+                say!(
+                    "group of {} nodes (--ack-backups {}): node {} is primary at {addr}",
+                    args.group_size,
+                    args.ack_backups.unwrap_or(u32::from(args.group_size > 1)),
+                    primary + 1
+                );
+                return Ok(OwnServer::Group { nodes, primary });
+            }
+        }
+        if Instant::now() > deadline {
+            for node in &mut nodes {
+                let _ = node.kill();
+            }
+            return Err(format!(
+                "the group chose no primary within {GROUP_PRIMARY_WAIT:?}: is etcd at {etcd} \
+                 running?"
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -208,6 +302,31 @@ impl ChildServer {
         if let Some(segments) = limits.journal_segments_max {
             arguments.push("--journal-segments-max".into());
             arguments.push(segments.to_string());
+        }
+        let replication = &start.replication;
+        if let (Some(etcd), Some(node_id), Some(peer_addr)) = (
+            &replication.etcd,
+            replication.node_id,
+            replication.peer_addr,
+        ) {
+            arguments.extend([
+                "--etcd".into(),
+                etcd.clone(),
+                "--node-id".into(),
+                node_id.to_string(),
+                "--peer-addr".into(),
+                peer_addr.to_string(),
+                "--group".into(),
+                replication.group.clone(),
+                "--group-size".into(),
+                replication.group_size.to_string(),
+                "--lease-ttl-seconds".into(),
+                replication.lease_ttl_seconds.to_string(),
+            ]);
+            if let Some(ack_backups) = replication.ack_backups {
+                arguments.push("--ack-backups".into());
+                arguments.push(ack_backups.to_string());
+            }
         }
         let (child, addr, _) = Self::spawn(&arguments)?;
         Ok(ChildServer {
@@ -412,6 +531,20 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
     if args.window_count == 0 {
         return Err("--window-count must be at least 1".into());
     }
+    if args.group_size > 0 && (args.addr.is_some() || args.restart_check) {
+        return Err(
+            "--group-size starts the benchmark's own group: leave out --addr and --restart-check"
+                .into(),
+        );
+    }
+    if args.group_size > 0 && args.etcd.is_none() {
+        return Err(
+            "--group-size needs --etcd (the etcd cluster the group's leadership lives in)".into(),
+        );
+    }
+    if args.group_size == 0 && (args.etcd.is_some() || args.ack_backups.is_some()) {
+        return Err("--etcd and --ack-backups go with --group-size".into());
+    }
     if args.restart_check && (args.addr.is_some() || args.orders) {
         return Err(
             "--restart-check needs the benchmark's own server and transfers: leave out \
@@ -467,7 +600,11 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 );
                 baselines.sync = Some(sync);
             }
-            let server = if args.restart_check {
+            let server = if args.group_size > 0 {
+                start_group(&start, args, &dir).inspect_err(|_| {
+                    let _ = std::fs::remove_dir_all(&dir);
+                })?
+            } else if args.restart_check {
                 OwnServer::Child(ChildServer::start(&start)?)
             } else {
                 OwnServer::InProcess(crate::start::Server::start(&start, false)?)
@@ -481,7 +618,8 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
                 format_latency_us(echo.value_at_quantile(0.99) as f64 / 1_000.0)
             );
             baselines.echo = Some(echo);
-            own_server = Some((server, dir));
+            let data = server.data(&dir);
+            own_server = Some((server, dir, data));
             addr
         }
     };
@@ -493,14 +631,14 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
         drive(
             args,
             addr,
-            own_server.as_ref().map(|(server, dir)| Watched {
-                data: dir.as_path(),
+            own_server.as_ref().map(|(server, _, data)| Watched {
+                data: data.as_path(),
                 pid: server.pid(),
             }),
         )
     };
     let mut restart = None;
-    if let Some((mut server, dir)) = own_server {
+    if let Some((mut server, dir, data)) = own_server {
         // An in-process server's memory is this process's (plus the benchmark's clients, which
         // hold little).
         (resources.rss_bytes, resources.rss_peak_bytes) = report::process_memory_of(server.pid());
@@ -508,11 +646,11 @@ fn run_inner(args: &BenchmarkArgs) -> Result<(), BoxError> {
             restart = Some(restart_check(child, args, &progress.sample_indexes));
         }
         server.stop()?;
-        if let Some((disk_bytes, file_bytes)) = report::disk_use(&dir) {
+        if let Some((disk_bytes, file_bytes)) = report::disk_use(&data) {
             resources.data_disk_bytes = Some(disk_bytes);
             resources.data_file_bytes = Some(file_bytes);
         }
-        if let Some(split) = report::disk_split(&dir) {
+        if let Some(split) = report::disk_split(&data) {
             resources.journal_bytes = Some(split.journal_bytes);
             resources.checkpoint_bytes = Some(split.checkpoint_bytes);
             resources.history_bytes = Some(split.history_bytes.unwrap_or(0));
@@ -681,6 +819,10 @@ fn run_config(args: &BenchmarkArgs) -> RunConfig {
         transfer_pending: args.transfer_pending,
         seed: args.seed,
         window_count: (!args.orders).then_some(args.window_count),
+        group: (args.group_size > 0).then(|| report::GroupConfig {
+            size: args.group_size,
+            ack_backups: args.ack_backups.unwrap_or(u32::from(args.group_size > 1)),
+        }),
     }
 }
 

@@ -140,6 +140,9 @@ pub struct StartArgs {
     pub replication: ReplicationArgs,
 }
 
+/// The primary's lease in etcd by default, in seconds (`--lease-ttl-seconds`).
+pub const LEASE_TTL_SECONDS_DEFAULT: u64 = 2;
+
 /// A replication group: a primary streams its journal to backups, and etcd decides who is
 /// primary (docs/replication.md, "Running a group").
 #[derive(Args, Debug, Clone, Default)]
@@ -175,7 +178,7 @@ pub struct ReplicationArgs {
     /// The primary's lease in etcd, in whole seconds (1 to 60; etcd raises it to its minimum,
     /// 2 s by default). A primary that cannot renew it stops acknowledging before it expires;
     /// a backup takes over after it expires.
-    #[arg(long, default_value_t = 2, value_name = "SECONDS")]
+    #[arg(long, default_value_t = LEASE_TTL_SECONDS_DEFAULT, value_name = "SECONDS")]
     pub lease_ttl_seconds: u64,
     /// While primary, send a backup that catches up from a checkpoint (its checkpoint file,
     /// the start of a segment and a copy of the history store) at most this many MiB per
@@ -432,8 +435,22 @@ pub struct BenchmarkArgs {
     #[command(subcommand)]
     pub command: Option<BenchmarkCommand>,
     /// Server to load; without it the benchmark starts its own on a fresh temporary directory.
+    /// A node of a replication group may be given: a backup's redirect is followed.
     #[arg(long)]
     pub addr: Option<SocketAddr>,
+    /// Start the own server as a replication group of this many nodes, each a `clearline
+    /// start` child process with its own temporary data directory, and load its primary.
+    /// Needs --etcd. 0: one server, no group (docs/replication.md, "Benchmarking a group").
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub group_size: u32,
+    /// With --group-size: the backups that must hold a write durably before the primary
+    /// answers it (default: 1 when the group has backups).
+    #[arg(long, value_name = "K")]
+    pub ack_backups: Option<u32>,
+    /// With --group-size: the etcd cluster the group's leadership lives in, as comma-separated
+    /// client URLs (for example http://127.0.0.1:2379).
+    #[arg(long, value_name = "URLS")]
+    pub etcd: Option<String>,
     /// Accounts to create before the transfers.
     #[arg(long, default_value_t = 10_000)]
     pub account_count: u32,

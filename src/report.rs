@@ -238,6 +238,18 @@ pub struct RunConfig {
     /// `--window-count`; absent with `--orders` and in files written before windows existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_count: Option<u64>,
+    /// The benchmark's own replication group (`--group-size`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupConfig>,
+}
+
+/// The benchmark's own replication group.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// `--group-size`: nodes in the group.
+    pub size: u32,
+    /// Backups that held each write before the primary answered it (`--ack-backups`).
+    pub ack_backups: u32,
 }
 
 /// Floors measured in the same run, before the load; absent when not measured (no own server,
@@ -345,9 +357,14 @@ impl RunConfig {
             Workload::Transfers => format!("{} per request", counted(batch, "transfer")),
             Workload::Orders => format!("{} per round", counted(batch, "order command")),
         };
-        let server = match &self.sync {
-            Some(sync) => format!("sync {sync}"),
-            None => "external server".to_string(),
+        let server = match (&self.sync, self.group) {
+            (Some(sync), Some(group)) => format!(
+                "sync {sync}, a group of {} acknowledging on {}",
+                group.size,
+                counted(u64::from(group.ack_backups), "backup")
+            ),
+            (Some(sync), None) => format!("sync {sync}"),
+            (None, _) => "external server".to_string(),
         };
         let load = match (self.load, self.rate) {
             (Load::OpenLoop, Some(rate)) => format!("open loop at {rate} requests/s"),
@@ -668,6 +685,10 @@ mod tests {
                 transfer_pending: false,
                 seed: 42,
                 window_count: Some(5_000),
+                group: Some(GroupConfig {
+                    size: 3,
+                    ack_backups: 1,
+                }),
             },
             baselines: Baselines {
                 sync: Some(Latency::from_histogram(&sync, LatencyStart::Send).expect("encodes")),

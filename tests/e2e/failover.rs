@@ -3,7 +3,8 @@
 //! primary, etcd stopped, a backup killed while it catches up from the journal and while it
 //! catches up from a checkpoint, a new node catching up from a checkpoint without a history
 //! store, a partitioned primary's unacknowledged records dropped when it rejoins (or its data
-//! set aside when its history store took some). Every test name contains `failover`, so
+//! set aside when its history store took some), and `clearline benchmark --group-size`. Every
+//! test name contains `failover`, so
 //! `cargo nextest run failover` runs them alone.
 //!
 //! `CLEARLINE_FAILOVER_KILLS` sets how many primaries the kill test kills in a row (default 5;
@@ -20,8 +21,8 @@ use clearline_net::{Client, FrameStatus};
 use clearline_test_support::etcd::{free_port, Etcd};
 
 use crate::support::{
-    account, create_all, data_dir, encode_accounts, encode_transfers, lookup_accounts,
-    lookup_transfers, results, transfer, Options, Server, LEDGER,
+    account, clearline_ok, create_all, data_dir, encode_accounts, encode_transfers,
+    lookup_accounts, lookup_transfers, results, transfer, Options, Server, LEDGER,
 };
 
 /// Accounts the load moves money between.
@@ -940,6 +941,54 @@ fn failover_new_node_without_history_catches_up_from_a_checkpoint() {
         all.len(),
         "node 3 holds every transfer"
     );
+}
+
+#[test]
+fn failover_benchmark_starts_and_loads_its_own_group() {
+    let _serial = one_group_at_a_time();
+    let etcd = Etcd::start();
+    let json = tempfile::NamedTempFile::new().expect("temporary file");
+    let stdout = clearline_ok(
+        &[
+            "benchmark",
+            "--group-size",
+            "3",
+            "--ack-backups",
+            "2",
+            "--etcd",
+            &etcd.client_url,
+            "--account-count",
+            "100",
+            "--transfer-count",
+            "20000",
+            "--no-progress",
+            "--output",
+            json.path().to_str().expect("UTF-8 path"),
+        ],
+        SETTLE_MAX * 4,
+    );
+    for said in [
+        "group of 3 nodes (--ack-backups 2): node",
+        "a group of 3 acknowledging on 2 backups",
+        "add up",
+        "20,000 transfers in",
+    ] {
+        assert!(stdout.contains(said), "{said:?}:\n{stdout}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).expect("saved")).expect("JSON");
+    assert_eq!(
+        report["config"]["group"],
+        serde_json::json!({"size": 3, "ack_backups": 2})
+    );
+    // Without --etcd, or with --addr, the flags are refused with what to do.
+    let output = crate::support::run_until_exit(
+        crate::support::clearline_command().args(["benchmark", "--group-size", "3"]),
+        SETTLE_MAX,
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--group-size needs --etcd"), "{stderr}");
 }
 
 #[test]
