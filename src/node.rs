@@ -36,16 +36,23 @@ pub fn epoch_from_file(data: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `epoch` to the epoch file, synced, through a temporary file and a rename.
-fn epoch_to_file(data: &Path, epoch: u64) -> Result<(), String> {
-    let path = data.join(EPOCH_FILE_NAME);
-    let temporary: PathBuf = data.join(format!("{EPOCH_FILE_NAME}.tmp"));
+/// Writes `epoch` to the epoch file in `dir` (a data directory, or a catch-up's staging
+/// directory), synced.
+pub fn epoch_to_file(dir: &Path, epoch: u64) -> Result<(), String> {
+    write_synced(dir, EPOCH_FILE_NAME, &format!("{epoch}\n"))
+}
+
+/// Writes the small file `dir/name` through a temporary file and a rename, each synced, so a
+/// crash leaves the old content or the new, never part of it.
+pub fn write_synced(dir: &Path, name: &str, text: &str) -> Result<(), String> {
+    let path = dir.join(name);
+    let temporary: PathBuf = dir.join(format!("{name}.tmp"));
     let write = || -> std::io::Result<()> {
         let file = std::fs::File::create(&temporary)?;
-        std::io::Write::write_all(&mut &file, format!("{epoch}\n").as_bytes())?;
+        std::io::Write::write_all(&mut &file, text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temporary, &path)?;
-        std::fs::File::open(data)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()
     };
     write().map_err(|error| format!("cannot write {}: {error}", path.display()))
 }

@@ -37,7 +37,7 @@ use lz4_flex::block;
 
 use super::{lock, send, BoxError, Replication};
 use crate::history::HISTORY_DIR_NAME;
-use crate::node::EPOCH_FILE_NAME;
+use crate::node::{epoch_to_file, write_synced, EPOCH_FILE_NAME};
 use crate::start::JOURNAL_DIR_NAME;
 
 /// Where a catch-up is written while it arrives.
@@ -462,17 +462,24 @@ impl Stage {
         Ok(())
     }
 
+    /// Closes the store loader's queue and waits for it: what it loaded (nothing without a
+    /// store copy), or why it stopped.
+    fn end_store_load(&mut self) -> Result<CopyReport, BoxError> {
+        let Some((sender, thread)) = self.store.take() else {
+            return Ok(CopyReport::default());
+        };
+        drop(sender);
+        let loaded = thread
+            .join()
+            .map_err(|_| "the thread loading the store copy panicked")?;
+        Ok(loaded.map_err(|error| format!("loading the store copy: {error}"))?)
+    }
+
+    /// Why the store loader stopped taking chunks.
     fn store_failure(&mut self) -> BoxError {
-        match self.store.take() {
-            Some((sender, thread)) => {
-                drop(sender);
-                match thread.join() {
-                    Ok(Err(error)) => format!("loading the store copy: {error}").into(),
-                    Ok(Ok(_)) => "the store copy ended early".into(),
-                    Err(_) => "the thread loading the store copy panicked".into(),
-                }
-            }
-            None => "no store copy was announced".into(),
+        match self.end_store_load() {
+            Err(error) => error,
+            Ok(_) => "the store copy ended early".into(),
         }
     }
 
@@ -488,16 +495,7 @@ impl Stage {
         {
             return Err("the catch-up ended before its checkpoint and segment did".into());
         }
-        let copied = match self.store.take() {
-            Some((sender, thread)) => {
-                drop(sender);
-                thread
-                    .join()
-                    .map_err(|_| "the thread loading the store copy panicked")?
-                    .map_err(|error| format!("loading the store copy: {error}"))?
-            }
-            None => CopyReport::default(),
-        };
+        let copied = self.end_store_load()?;
         if copied.entries != store_entries || copied.bytes != store_bytes {
             return Err(format!(
                 "the store copy holds {} entries ({} bytes), and the primary sent {store_entries} \
@@ -508,11 +506,9 @@ impl Stage {
         }
         self.checkpoint.sync_all()?;
         self.segment.sync_all()?;
-        let epoch_file = self.staging.join(EPOCH_FILE_NAME);
-        fs::write(&epoch_file, format!("{}\n", self.epoch))?;
-        File::open(&epoch_file)?.sync_all()?;
         File::open(self.staging.join(JOURNAL_DIR_NAME))?.sync_all()?;
-        File::open(&self.staging)?.sync_all()?;
+        // Written last: its rename syncs the staging directory with every entry in it.
+        epoch_to_file(&self.staging, self.epoch)?;
         let staged = self.data.join(STAGED_DIR_NAME);
         if staged.exists() {
             fs::remove_dir_all(&staged)?;
@@ -529,10 +525,7 @@ impl Stage {
 impl Drop for Stage {
     fn drop(&mut self) {
         // An unfinished catch-up: the loading thread stops at the end of its queue.
-        if let Some((sender, thread)) = self.store.take() {
-            drop(sender);
-            let _ = thread.join();
-        }
+        let _ = self.end_store_load();
     }
 }
 
@@ -544,28 +537,15 @@ impl Drop for Stage {
 /// # Errors
 /// The request cannot be written.
 pub fn request_set_aside(data: &Path) -> Result<String, String> {
-    let request = data.join(SET_ASIDE_REQUEST_NAME);
-    let failed = |what: &str, path: &Path, error: io::Error| {
-        format!(
-            "setting this node's data aside: {what} {}: {error}",
-            path.display()
-        )
-    };
-    let name = match fs::read_to_string(&request) {
+    let name = match fs::read_to_string(data.join(SET_ASIDE_REQUEST_NAME)) {
         Ok(name) => name.trim().to_owned(),
         Err(_) => {
             let name = (1u32..)
                 .map(|number| format!("{SET_ASIDE_PREFIX}{number}"))
                 .find(|name| !data.join(name).exists())
                 .expect("a free name");
-            let temporary = data.join(format!("{SET_ASIDE_REQUEST_NAME}.tmp"));
-            let write = || -> io::Result<()> {
-                fs::write(&temporary, format!("{name}\n"))?;
-                File::open(&temporary)?.sync_all()?;
-                fs::rename(&temporary, &request)?;
-                File::open(data)?.sync_all()
-            };
-            write().map_err(|error| failed("writing", &request, error))?;
+            write_synced(data, SET_ASIDE_REQUEST_NAME, &format!("{name}\n"))
+                .map_err(|error| format!("setting this node's data aside: {error}"))?;
             name
         }
     };
